@@ -1,0 +1,3 @@
+"""interp: mechanistic interpretability for video diffusion transformers."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Reasoning tasks rendered as videos, with pixel-only scorers."""

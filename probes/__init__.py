@@ -1,0 +1,1 @@
+"""Linear probes trained on activations read from an interp HDF5 store."""
