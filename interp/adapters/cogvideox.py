@@ -1,0 +1,106 @@
+"""CogVideoX (``CogVideoXTransformer3DModel``): latents (B,F,C,H,W) natively, blocks in ``transformer_blocks``
+called by keyword, a block returns (video tokens, text tokens). Sites hold the video tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from diffusers import CogVideoXTransformer3DModel
+from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXBlock
+from einops import rearrange
+from torch import Tensor, nn
+
+from interp.adapters.base import Adapter, TextConditioning
+
+
+class HookedCogVideoXBlock(CogVideoXBlock):
+    """``CogVideoXBlock.forward`` (diffusers 0.42.1) with hook points on the video stream; numerically identical.
+
+    Attention is joint (text and video in one attention), so there is no separate cross-attention site.
+    """
+
+    HOOKS = ("hook_resid_pre", "hook_attn_out", "hook_mlp_out", "hook_resid_post")
+    COPIED_FROM_SHA = "f27caf0be5d9de2d"
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        temb: torch.Tensor,
+        image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        attention_kwargs: dict[str, Any] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden_states = self.hook_resid_pre(hidden_states)
+        text_seq_length = encoder_hidden_states.size(1)
+        attention_kwargs = attention_kwargs or {}
+
+        norm_hidden_states, norm_encoder_hidden_states, gate_msa, enc_gate_msa = self.norm1(
+            hidden_states, encoder_hidden_states, temb
+        )
+        attn_hidden_states, attn_encoder_hidden_states = self.attn1(
+            hidden_states=norm_hidden_states,
+            encoder_hidden_states=norm_encoder_hidden_states,
+            image_rotary_emb=image_rotary_emb,
+            **attention_kwargs,
+        )
+        hidden_states = hidden_states + self.hook_attn_out(gate_msa * attn_hidden_states)
+        encoder_hidden_states = encoder_hidden_states + enc_gate_msa * attn_encoder_hidden_states
+
+        norm_hidden_states, norm_encoder_hidden_states, gate_ff, enc_gate_ff = self.norm2(
+            hidden_states, encoder_hidden_states, temb
+        )
+        norm_hidden_states = torch.cat([norm_encoder_hidden_states, norm_hidden_states], dim=1)
+        ff_output = self.ff(norm_hidden_states)
+
+        hidden_states = hidden_states + self.hook_mlp_out(gate_ff * ff_output[:, text_seq_length:])
+        encoder_hidden_states = encoder_hidden_states + enc_gate_ff * ff_output[:, :text_seq_length]
+
+        return self.hook_resid_post(hidden_states), encoder_hidden_states
+
+
+class CogVideoXAdapter(Adapter):
+    family = "cogvideox"
+    class_name = "CogVideoXTransformer3DModel"
+    block_lists = ("transformer_blocks",)
+
+    @property
+    def model_class(self) -> type[nn.Module]:
+        return CogVideoXTransformer3DModel
+
+    def tiny_config(self) -> dict[str, Any]:
+        return dict(
+            num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4, time_embed_dim=16,
+            text_embed_dim=16, num_layers=3, sample_width=8, sample_height=8, sample_frames=9, patch_size=2,
+            max_text_seq_length=self.text_len, use_rotary_positional_embeddings=False,
+        )  # fmt: skip
+
+    def hooked_class(self, block: nn.Module) -> type[nn.Module]:
+        return HookedCogVideoXBlock
+
+    def passthrough(self, args: tuple, kwargs: dict) -> Any:
+        names = ("hidden_states", "encoder_hidden_states")
+        return tuple(args[i] if len(args) > i else kwargs[n] for i, n in enumerate(names))
+
+    def patch_size(self, transformer: nn.Module) -> tuple[int, int, int]:
+        c = transformer.config
+        return (c.patch_size_t or 1, c.patch_size, c.patch_size)
+
+    def text_dim(self, transformer: nn.Module) -> int:
+        return transformer.config.text_embed_dim
+
+    def random_text(self, transformer, batch, generator, text_len=None) -> TextConditioning:
+        # learned positional embeddings cover exactly max_text_seq_length text tokens
+        return super().random_text(transformer, batch, generator, text_len or transformer.config.max_text_seq_length)
+
+    def forward(self, transformer, latents, timestep, text: TextConditioning, condition=None) -> Tensor:
+        self.check_channels(transformer, latents, condition)
+        x = rearrange(self.concat_condition(latents, condition), "b c f h w -> b f c h w")
+        out = transformer(
+            hidden_states=x,
+            encoder_hidden_states=text.encoder_hidden_states,
+            timestep=timestep,
+            return_dict=False,
+            **text.extras,
+        )[0]
+        return rearrange(out, "b f c h w -> b c f h w")

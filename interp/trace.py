@@ -1,0 +1,216 @@
+"""Sites by name, read / write / skip through one nnsight trace per forward.
+
+A :class:`Traced` model wraps ``DiT(transformer)`` (the adapter's call plus a ``hook_out`` hook point) in
+``nnsight.NNsight``. Every capture and every edit goes through :meth:`Traced.run`, which takes a
+:class:`ForwardPlan`: sites to read, edits (an edit is a function ``(site, step, value) -> value`` applied inside
+the trace, where an intervention engine plugs in) and blocks or sublayers to skip.
+
+Site names (TransformerLens style; block numbers run over all block lists in execution order):
+``hook_embed`` (tokens entering block 0; the same tensor as ``blocks.0.hook_resid_pre``),
+``blocks.{i}.hook_resid_pre``, ``blocks.{i}.hook_attn_out`` (alias ``blocks.{i}.attn.hook_out``),
+``blocks.{i}.hook_cross_attn_out``, ``blocks.{i}.hook_mlp_out``, ``blocks.{i}.hook_resid_post``, ``hook_out``
+(the model's prediction for this forward in the canonical (B,C,F,H,W) layout, before guidance is combined).
+Skippable: ``blocks.{i}`` (the whole block becomes the identity) and the sublayer sites (their contribution to the
+stream is removed, i.e. set to zero).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import nnsight
+import torch
+from jaxtyping import Float
+from nnsight import NNsight
+from torch import Tensor, nn
+
+from interp.adapters import Adapter, HookPoint, TextConditioning, get_adapter
+
+Edit = Callable[[str, int, Tensor], Tensor]
+"""An edit at a site: ``(site, step, value) -> new value`` (same shape)."""
+
+ALIASES_RE = re.compile(r"^blocks\.(\d+)\.attn\.hook_out$")
+SUBLAYER_HOOKS = ("hook_attn_out", "hook_cross_attn_out", "hook_mlp_out")
+
+
+class DiT(nn.Module):
+    """A transformer plus its adapter's call convention, with ``hook_out`` on the prediction."""
+
+    def __init__(self, transformer: nn.Module, adapter: Adapter | None = None):
+        super().__init__()
+        self.adapter = adapter or get_adapter(transformer)
+        self.transformer = self.adapter.install_hooks(transformer)
+        self.hook_out = HookPoint()
+
+    def forward(
+        self,
+        latents: Float[Tensor, "batch channels frames height width"],
+        timestep: Float[Tensor, " batch"],
+        text: TextConditioning,
+        condition: Tensor | None = None,
+    ) -> Float[Tensor, "batch channels frames height width"]:
+        return self.hook_out(self.adapter.forward(self.transformer, latents, timestep, text, condition))
+
+
+@dataclass(frozen=True)
+class ForwardPlan:
+    """What one forward does besides running: sites to read, edits by site, sites to skip."""
+
+    read: Sequence[str] = ()
+    edit: Mapping[str, Edit] = field(default_factory=dict)
+    skip: Sequence[str] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.read or self.edit or self.skip)
+
+
+@dataclass
+class TraceResult:
+    output: Float[Tensor, "batch channels frames height width"]
+    acts: dict[str, Tensor]
+
+
+def _compact(names: Iterable[str]) -> str:
+    """``blocks.0.hook_x, blocks.1.hook_x`` -> ``blocks.{0-1}.hook_x`` (for error messages)."""
+    groups: dict[str, list[int]] = {}
+    others: list[str] = []
+    for n in names:
+        m = re.match(r"^blocks\.(\d+)\.(.+)$", n)
+        if m:
+            groups.setdefault(m.group(2), []).append(int(m.group(1)))
+        else:
+            others.append(n)
+    parts = list(others)
+    for suffix, idx in groups.items():
+        idx = sorted(idx)
+        runs, start = [], idx[0]
+        for a, b in zip(idx, idx[1:] + [None]):
+            if b != a + 1:
+                runs.append(f"{start}" if start == a else f"{start}-{a}")
+                start = b
+        parts.append(f"blocks.{{{','.join(runs)}}}.{suffix}")
+    return ", ".join(parts)
+
+
+class Traced:
+    """A transformer wrapped for nnsight with named sites. Hook points are installed in place (idempotent)."""
+
+    def __init__(self, transformer: nn.Module, adapter: Adapter | None = None):
+        self.dit = DiT(transformer, adapter).eval()
+        self.adapter = self.dit.adapter
+        self.model = NNsight(self.dit)
+        self._paths: dict[str, str] = {}  # site -> module path under the DiT
+        self._order: dict[str, int] = {}  # site or block -> execution position
+        self._block_of: dict[str, str] = {}  # site -> its block name
+        pos = 0
+        self._paths["hook_embed"] = f"transformer.{self.adapter.blocks(transformer)[0][0]}.hook_resid_pre"
+        self._order["hook_embed"] = pos
+        self._block_of["hook_embed"] = "blocks.0"
+        for i, (path, block) in enumerate(self.adapter.blocks(transformer)):
+            self._paths[f"blocks.{i}"] = f"transformer.{path}"
+            self._order[f"blocks.{i}"] = pos = pos + 1
+            for hook in self.adapter.block_hooks(block):
+                name = f"blocks.{i}.{hook}"
+                self._paths[name] = f"transformer.{path}.{hook}"
+                self._order[name] = pos = pos + 1
+                self._block_of[name] = f"blocks.{i}"
+        self._paths["hook_out"] = "hook_out"
+        self._order["hook_out"] = pos + 1
+        self.n_blocks = len(self.adapter.blocks(transformer))
+
+    # ---- names -------------------------------------------------------------------------------------------------
+    @property
+    def sites(self) -> list[str]:
+        """All readable site names, in execution order."""
+        return [s for s in self._order if not re.fullmatch(r"blocks\.\d+", s)]
+
+    def canonical(self, name: str) -> str:
+        m = ALIASES_RE.match(name)
+        return f"blocks.{m.group(1)}.hook_attn_out" if m else name
+
+    def resolve(self, patterns: str | Sequence[str], *, blocks: bool = False) -> list[str]:
+        """Site names matching exact names, aliases or fnmatch globs (``blocks.*.hook_resid_post``); a string may
+        hold several, comma-separated. Execution order, no duplicates. ``blocks=True`` also allows ``blocks.{i}``."""
+        if isinstance(patterns, str):
+            patterns = [p.strip() for p in patterns.split(",") if p.strip()]
+        valid = self.sites + ([f"blocks.{i}" for i in range(self.n_blocks)] if blocks else [])
+        out: set[str] = set()
+        for p in patterns:
+            p = self.canonical(p)
+            hits = fnmatch.filter(valid, p) if any(c in p for c in "*?[") else [p] if p in valid else []
+            if not hits:
+                raise KeyError(
+                    f"unknown site {p!r} for {self.adapter.family} ({self.n_blocks} blocks); valid: "
+                    f"{_compact(valid)} (alias: blocks.{{i}}.attn.hook_out = blocks.{{i}}.hook_attn_out)"
+                )
+            out.update(hits)
+        return sorted(out, key=self._order.__getitem__)
+
+    def _envoy(self, path: str):
+        env = self.model
+        for part in path.split("."):
+            env = env[int(part)] if part.isdigit() else getattr(env, part)
+        return env
+
+    # ---- running -----------------------------------------------------------------------------------------------
+    def run(
+        self,
+        latents: Float[Tensor, "batch channels frames height width"],
+        timestep: Float[Tensor, " batch"],
+        text: TextConditioning,
+        condition: Tensor | None = None,
+        plan: ForwardPlan | None = None,
+        step: int = 0,
+    ) -> TraceResult:
+        """One forward inside one nnsight trace, applying ``plan``; returns the prediction and the read values.
+
+        Read values are taken after any edit at the same site.
+        """
+        plan = plan or ForwardPlan()
+        read = self.resolve(plan.read) if plan.read else []
+        edits = {s: fn for k, fn in plan.edit.items() for s in self.resolve(k)}
+        skips = self.resolve(plan.skip, blocks=True) if plan.skip else []
+        skipped_blocks = {s for s in skips if s.startswith("blocks.") and s.count(".") == 1}
+        inside = [s for s in list(read) + list(edits) if self._block_of.get(s) in skipped_blocks]
+        if inside:
+            raise ValueError(f"cannot read or edit {inside}: their block is skipped")
+        bad = [s for s in skips if s not in skipped_blocks and s.split(".")[-1] not in SUBLAYER_HOOKS]
+        if bad:
+            raise ValueError(f"cannot skip {bad}: skip a block (blocks.{{i}}) or a sublayer ({', '.join(SUBLAYER_HOOKS)})")
+        copy = bool(edits or skips)  # an in-place edit downstream must not change what we read
+        # one operation per module, in execution order (hook_embed shares its module with blocks.0.hook_resid_pre)
+        ops: dict[str, list[str]] = {}
+        for s in sorted(set(read) | set(edits) | set(skips), key=self._order.__getitem__):
+            ops.setdefault(self._paths[s], []).append(s)
+        saved: dict[str, Tensor] = {}
+        with torch.no_grad(), self.model.trace(latents, timestep, text, condition):
+            for path, names in ops.items():
+                env = self._envoy(path)
+                if any(n in skipped_blocks for n in names):
+                    args, kwargs = env.inputs
+                    env.skip(self.adapter.passthrough(args, kwargs))
+                    continue
+                for n in names:
+                    if n in skips:
+                        env.output = torch.zeros_like(env.output)
+                    if n in edits:
+                        value = env.output
+                        new = edits[n](n, step, value)
+                        if new.shape != value.shape:
+                            raise ValueError(f"edit at {n} changed shape {tuple(value.shape)} -> {tuple(new.shape)}")
+                        env.output = new
+                value = env.output
+                for n in names:
+                    if n in read:
+                        saved[n] = nnsight.save(value.clone() if copy else value)
+            out = nnsight.save(self.model.output)
+        return TraceResult(out, {n: saved[n] for n in read})
+
+    def __call__(self, latents, timestep, text, condition=None) -> Tensor:
+        """The bare forward (no nnsight), for comparison and for steps that need nothing traced."""
+        with torch.no_grad():
+            return self.dit(latents, timestep, text, condition)

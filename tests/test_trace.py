@@ -1,0 +1,133 @@
+"""Tracing: a trace that changes nothing is bit-exact; reads, writes and skips equal the same thing in plain torch."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from conftest import tiny_inputs
+from torch import nn
+
+from interp.adapters import ADAPTERS
+from interp.trace import ForwardPlan, Traced
+
+
+def test_untouched_trace_equals_bare_forward(family):
+    a = ADAPTERS[family]
+    plain = a.tiny(0)  # never hooked: diffusers' own forward
+    tr = Traced(a.tiny(0))
+    x, t, text = tiny_inputs(family, plain)
+    with torch.no_grad():
+        ref = a.forward(plain, x, t, text)
+    res = tr.run(x, t, text, plan=ForwardPlan(read=tr.sites))
+    assert torch.equal(res.output, ref)
+    assert torch.equal(res.acts["hook_out"], ref)
+    assert set(res.acts) == set(tr.sites)
+
+
+def test_sites_compose_the_residual_stream(family):
+    """resid_post = resid_pre + attn + (cross) + mlp, in that order, bit for bit; block i+1 starts where i ends."""
+    tr = Traced(ADAPTERS[family].tiny(0))
+    x, t, text = tiny_inputs(family, tr.dit.transformer)
+    acts = tr.run(x, t, text, plan=ForwardPlan(read="*")).acts
+    assert torch.equal(acts["hook_embed"], acts["blocks.0.hook_resid_pre"])
+    for i in range(tr.n_blocks):
+        b = f"blocks.{i}."
+        if b + "hook_attn_out" in acts:
+            total = acts[b + "hook_resid_pre"] + acts[b + "hook_attn_out"]
+            if b + "hook_cross_attn_out" in acts:
+                total = total + acts[b + "hook_cross_attn_out"]
+            total = total + acts[b + "hook_mlp_out"]
+            assert torch.equal(total, acts[b + "hook_resid_post"])
+        if i + 1 < tr.n_blocks:
+            assert torch.equal(acts[b + "hook_resid_post"], acts[f"blocks.{i + 1}.hook_resid_pre"])
+        assert not torch.equal(acts[b + "hook_resid_pre"], acts[b + "hook_resid_post"])
+
+
+class _Identity(nn.Module):
+    def __init__(self, adapter):
+        super().__init__()
+        self.adapter = adapter
+
+    def forward(self, *args, **kwargs):
+        return self.adapter.passthrough(args, kwargs)
+
+
+@pytest.mark.parametrize("k", [0, 1])
+def test_skip_block_equals_plain_torch(family, k):
+    a = ADAPTERS[family]
+    plain = a.tiny(0)
+    x, t, text = tiny_inputs(family, plain)
+    attr, j = a.blocks(plain)[k][0].split(".")
+    edited = copy.deepcopy(plain)
+    getattr(edited, attr)[int(j)] = _Identity(a)
+    with torch.no_grad():
+        ref, unedited = a.forward(edited, x, t, text), a.forward(plain, x, t, text)
+    out = Traced(plain).run(x, t, text, plan=ForwardPlan(skip=[f"blocks.{k}"])).output
+    assert torch.equal(out, ref) and not torch.equal(out, unedited)
+
+
+def test_skip_sublayer_and_write_equal_plain_torch():
+    a = ADAPTERS["wan"]
+    plain = a.tiny(0)
+    x, t, text = tiny_inputs("wan", plain)
+    # plain torch: attention of block 1 returns zeros; block 2's output doubled
+    ref_model = copy.deepcopy(plain)
+    ref_model.blocks[1].attn1.register_forward_hook(lambda m, i, o: torch.zeros_like(o))
+    ref_model.blocks[2].register_forward_hook(lambda m, i, o: o * 2)
+    with torch.no_grad():
+        ref = a.forward(ref_model, x, t, text)
+    calls = []
+
+    def double(site, step, value):
+        calls.append((site, step))
+        return value * 2
+
+    tr = Traced(plain)
+    res = tr.run(
+        x, t, text, step=7,
+        plan=ForwardPlan(read=["blocks.2.hook_resid_post", "blocks.1.attn.hook_out"],
+                         skip=["blocks.1.hook_attn_out"], edit={"blocks.2.hook_resid_post": double}),
+    )  # fmt: skip
+    assert torch.equal(res.output, ref)
+    assert calls == [("blocks.2.hook_resid_post", 7)]
+    assert torch.equal(res.acts["blocks.1.hook_attn_out"], torch.zeros_like(res.acts["blocks.1.hook_attn_out"]))
+    # the read after an edit is the edited value
+    clean = tr.run(x, t, text, plan=ForwardPlan(read=["blocks.2.hook_resid_pre", "blocks.2.hook_resid_post"]))
+    assert not torch.equal(res.acts["blocks.2.hook_resid_post"], clean.acts["blocks.2.hook_resid_post"])
+
+
+def test_edit_at_glob_and_in_place_edit_does_not_corrupt_reads():
+    tr = Traced(ADAPTERS["wan"].tiny(0))
+    x, t, text = tiny_inputs("wan", tr.dit.transformer)
+    clean = tr.run(x, t, text, plan=ForwardPlan(read=["blocks.0.hook_resid_post"]))
+    seen = []
+
+    def zero_in_place(site, step, value):
+        seen.append(site)
+        return value.mul_(0)
+
+    # blocks.0.hook_resid_post and blocks.1.hook_resid_pre are the same tensor object; the edit runs later
+    plan = ForwardPlan(read=["blocks.0.hook_resid_post"], edit={"blocks.[12].hook_resid_pre": zero_in_place})
+    res = tr.run(x, t, text, plan=plan)
+    assert seen == ["blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre"]
+    assert torch.equal(res.acts["blocks.0.hook_resid_post"], clean.acts["blocks.0.hook_resid_post"])
+    assert not torch.equal(res.output, clean.output)
+
+
+def test_site_names_globs_and_errors():
+    tr = Traced(ADAPTERS["hunyuan"].tiny(0))
+    assert tr.resolve("blocks.*.hook_resid_post") == [f"blocks.{i}.hook_resid_post" for i in range(4)]
+    assert tr.resolve(["blocks.1.attn.hook_out", "hook_out", "hook_embed"]) == [
+        "hook_embed", "blocks.1.hook_attn_out", "hook_out"]  # fmt: skip
+    assert tr.resolve("blocks.1.*,hook_out")[-1] == "hook_out"
+    # single-stream blocks have no separate attention / MLP outputs
+    assert tr.resolve("blocks.*.hook_mlp_out") == ["blocks.0.hook_mlp_out", "blocks.1.hook_mlp_out"]
+    with pytest.raises(KeyError, match=r"valid: hook_embed, hook_out, blocks.\{0-3\}.hook_resid_pre"):
+        tr.resolve("blocks.4.hook_resid_post")
+    with pytest.raises(KeyError, match="unknown site 'blocks.3.hook_attn_out'"):
+        tr.resolve("blocks.3.attn.hook_out")
+    x, t, text = tiny_inputs("hunyuan", tr.dit.transformer)
+    with pytest.raises(ValueError, match="block is skipped"):
+        tr.run(x, t, text, plan=ForwardPlan(read=["blocks.1.hook_resid_post"], skip=["blocks.1"]))
