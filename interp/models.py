@@ -1,0 +1,208 @@
+"""Loading: a built-in name, a transformer directory, a pipeline directory or a hub id -> :class:`LoadedModel`.
+
+- transformer directory: ``config.json`` with ``_class_name`` (what ``save_pretrained`` writes);
+- pipeline directory: ``model_index.json`` (or a ``transformer/`` subfolder), loading ``transformer/``, ``transformer_2/``
+  when present (Wan2.2 two experts, switching at ``boundary_ratio`` from ``model_index.json``), ``scheduler/``, and
+  ``interp.json`` (task metadata of models we train);
+- hub id (``org/name``): resolved through huggingface_hub's cache (``snapshot_download``), then as above;
+- built-in: ``tiny-wan``, ``tiny-cogvideox``, ``tiny-ltx``, ``tiny-hunyuan`` (seeded random tiny configs) and
+  ``maze-wan`` (``<repo>/data/maze-wan``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import diffusers
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler
+from torch import nn
+
+from interp.adapters import ADAPTERS, Adapter, get_adapter
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXPERTS = ("transformer", "transformer_2")
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    name: str
+    family: str
+    description: str
+    path: Path | None = None  # None: built from the adapter's tiny config
+
+    @property
+    def available(self) -> bool:
+        return self.path is None or self.path.is_dir()
+
+
+BUILTINS: dict[str, BuiltinModel] = {
+    **{
+        f"tiny-{fam}": BuiltinModel(f"tiny-{fam}", fam, f"random tiny {a.class_name} (seed 0), for tests and demos")
+        for fam, a in ADAPTERS.items()
+    },
+    "maze-wan": BuiltinModel("maze-wan", "wan", "Wan-architecture DiT trained to solve mazes", REPO_ROOT / "data" / "maze-wan"),
+}
+
+
+@dataclass
+class LoadedModel:
+    """Transformer(s), adapter and scheduler of one model.
+
+    ``transformers`` maps expert names to modules in priority order: ``transformer`` runs at timesteps
+    >= ``boundary_ratio * num_train_timesteps``, ``transformer_2`` below (diffusers' WanPipeline rule).
+    """
+
+    name: str
+    adapter: Adapter
+    transformers: dict[str, nn.Module]
+    scheduler: Any
+    boundary_ratio: float | None = None
+    task: dict | None = None
+    source: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def transformer(self) -> nn.Module:
+        return next(iter(self.transformers.values()))
+
+    @property
+    def family(self) -> str:
+        return self.adapter.family
+
+    def expert_for(self, timestep: float) -> str:
+        """Name of the expert that denoises at ``timestep``."""
+        if len(self.transformers) == 1 or self.boundary_ratio is None:
+            return next(iter(self.transformers))
+        boundary = self.boundary_ratio * self.scheduler.config.num_train_timesteps
+        return "transformer" if timestep >= boundary else "transformer_2"
+
+    @cached_property
+    def weight_hash(self) -> str:
+        """sha256 over every expert's state dict (names, dtypes, shapes, bytes)."""
+        h = hashlib.sha256()
+        for expert, module in self.transformers.items():
+            h.update(expert.encode())
+            h.update(state_dict_hash(module).encode())
+        return h.hexdigest()
+
+
+def state_dict_hash(module: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def list_models() -> list[BuiltinModel]:
+    return list(BUILTINS.values())
+
+
+def _scheduler_from_dir(path: Path):
+    cfg = json.loads((path / "scheduler_config.json").read_text())
+    cls = getattr(diffusers, cfg.get("_class_name", ""), None)
+    if cls is None:
+        raise ValueError(f"{path}: unknown scheduler class {cfg.get('_class_name')!r}")
+    return cls.from_pretrained(path)
+
+
+def _transformer_from_dir(path: Path, device, dtype) -> tuple[nn.Module, Adapter]:
+    cfg = json.loads((path / "config.json").read_text())
+    adapter = get_adapter(cfg.get("_class_name", "<no _class_name>"))
+    kwargs = {"torch_dtype": dtype} if dtype is not None else {}
+    model = adapter.model_class.from_pretrained(path, **kwargs)
+    if dtype is not None:
+        model = model.to(dtype)
+    return model.to(device).eval(), adapter
+
+
+def _is_hub_id(s: str) -> bool:
+    return re.fullmatch(r"[\w.-]+/[\w.-]+", s) is not None and not s.startswith((".", "/"))
+
+
+def resolve_path(
+    name_or_path: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool | None = None,
+    revision: str | None = None,
+) -> Path:
+    """A local directory for a path or hub id (through the huggingface_hub cache)."""
+    p = Path(name_or_path).expanduser()
+    if p.exists():
+        return p
+    s = str(name_or_path)
+    if _is_hub_id(s):
+        from huggingface_hub import snapshot_download
+
+        if local_files_only is None:
+            local_files_only = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+        return Path(
+            snapshot_download(s, cache_dir=cache_dir, local_files_only=local_files_only, revision=revision)
+        )
+    raise FileNotFoundError(
+        f"no model {s!r}: not a built-in ({', '.join(BUILTINS)}), not an existing directory, not a hub id (org/name)"
+    )
+
+
+def load_model(
+    name_or_path: str | os.PathLike,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str | None = None,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool | None = None,
+    revision: str | None = None,
+) -> LoadedModel:
+    """Load a video DiT by built-in name, local directory or hub id (same call for all).
+
+    >>> m = load_model("tiny-wan")
+    >>> m.family, list(m.transformers)
+    ('wan', ['transformer'])
+    """
+    device = torch.device(device or "cpu")
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    name = str(name_or_path)
+    builtin = BUILTINS.get(name)
+    if builtin is not None and builtin.path is None:
+        adapter = ADAPTERS[builtin.family]
+        t = adapter.tiny(seed=0)
+        t = t.to(device=device, dtype=dtype) if dtype else t.to(device)
+        return LoadedModel(name, adapter, {"transformer": t}, FlowMatchEulerDiscreteScheduler(), source=name)
+    if builtin is not None:
+        if not builtin.available:
+            raise FileNotFoundError(f"built-in {name!r} is not trained yet: {builtin.path} does not exist")
+        path = builtin.path
+    else:
+        path = resolve_path(name_or_path, cache_dir, local_files_only, revision)
+
+    if (path / "config.json").exists() and not (path / "transformer").is_dir():
+        t, adapter = _transformer_from_dir(path, device, dtype)
+        return LoadedModel(name, adapter, {"transformer": t}, FlowMatchEulerDiscreteScheduler(), source=str(path))
+
+    index = json.loads((path / "model_index.json").read_text()) if (path / "model_index.json").exists() else {}
+    if not (path / "transformer").is_dir():
+        raise FileNotFoundError(
+            f"{path}: neither a transformer directory (config.json) nor a pipeline directory (transformer/)"
+        )
+    transformers: dict[str, nn.Module] = {}
+    adapter = None
+    for expert in EXPERTS:
+        sub = path / expert
+        if sub.is_dir() and (index.get(expert, [None])[0] is not None or not index):
+            transformers[expert], adapter = _transformer_from_dir(sub, device, dtype)
+    scheduler = _scheduler_from_dir(path / "scheduler") if (path / "scheduler").is_dir() else FlowMatchEulerDiscreteScheduler()
+    task = json.loads((path / "interp.json").read_text()) if (path / "interp.json").exists() else None
+    boundary = index.get("boundary_ratio")
+    if len(transformers) == 2 and boundary is None:
+        raise ValueError(f"{path}: two transformers but no boundary_ratio in model_index.json")
+    return LoadedModel(name, adapter, transformers, scheduler, boundary, task, str(path))

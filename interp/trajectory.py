@@ -1,0 +1,219 @@
+"""The denoising loop: any diffusers scheduler, CFG and experts as labelled branches, per-step x_s, v_s, x0_s.
+
+Per step s: the model's input latent x_s, the (guided) prediction v_s, x0_s derived from the scheduler's
+parametrization (flow matching: x0 = x - sigma * v), the timestep and sigma. Each forward runs through
+:meth:`interp.trace.Traced.run` with a :class:`~interp.trace.ForwardPlan`; what it reads is returned per branch:
+``cond`` / ``uncond`` (classifier-free guidance as two separate forwards, as diffusers' WanPipeline), prefixed by
+the expert's name (``transformer/cond``, ``transformer_2/uncond``) for two-expert Wan2.2 models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from jaxtyping import Float
+from pydantic import BaseModel, ConfigDict, Field
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import Tensor
+
+from interp.adapters import TextConditioning
+from interp.models import LoadedModel
+from interp.trace import ForwardPlan, Traced
+
+Latent = Float[Tensor, "batch channels frames height width"]
+PlanFn = Callable[[str, int], ForwardPlan]
+"""(branch, step) -> what that forward reads, edits and skips."""
+
+
+class SamplerConfig(BaseModel):
+    """Sampling options. ``shift=None`` keeps the scheduler's own; guidance <= 1 runs no unconditional branch."""
+
+    model_config = ConfigDict(extra="forbid")
+    steps: int = Field(20, ge=1)
+    shift: float | None = None
+    guidance_scale: float = 1.0
+    guidance_scale_2: float | None = None  # second expert's guidance (default: guidance_scale)
+    seed: int = 0
+
+    @property
+    def cfg(self) -> bool:
+        return self.guidance_scale > 1.0 or (self.guidance_scale_2 or 0.0) > 1.0
+
+
+@dataclass
+class TrajectoryInputs:
+    """What the loop conditions on. ``negative`` defaults to the adapter's null text (zeros)."""
+
+    text: TextConditioning
+    latent_shape: tuple[int, int, int, int, int]  # (B, C, F, H, W)
+    negative: TextConditioning | None = None
+    condition: Float[Tensor, "batch cond_channels frames height width"] | None = None  # cat([x_t, condition], dim=1)
+    first_frame: Float[Tensor, "batch channels lead height width"] | None = None  # replaces x's leading frames
+    latents: Latent | None = None  # initial noise override
+
+
+@dataclass
+class StepRecord:
+    step: int
+    timestep: float
+    sigma: float
+    expert: str
+    x: Latent  # model input latent x_s
+    v: Latent  # guided prediction v_s
+    x0: Latent
+    branches: dict[str, dict[str, Tensor]] = field(default_factory=dict)  # branch -> site -> value
+
+
+@dataclass
+class Trajectory:
+    timesteps: Float[Tensor, " steps"]
+    sigmas: Float[Tensor, " steps"]
+    final: Latent
+    records: list[StepRecord] = field(default_factory=list)  # kept steps (all unless keep=False)
+    branch_steps: dict[str, list[int]] = field(default_factory=dict)
+
+    def stack(self, attr: str) -> Tensor:
+        """``x``, ``v`` or ``x0`` of the kept steps, stacked: (steps, B, C, F, H, W)."""
+        return torch.stack([getattr(r, attr) for r in self.records])
+
+
+def make_scheduler(loaded: LoadedModel, shift: float | None = None):
+    """A fresh copy of the model's scheduler (never mutate the loaded one), with ``shift`` if given."""
+    sched = loaded.scheduler
+    overrides = {}
+    if shift is not None:
+        key = next((k for k in ("shift", "flow_shift") if k in sched.config), None)
+        if key is None:
+            raise ValueError(f"{type(sched).__name__} has no shift option (config keys: {sorted(sched.config)})")
+        overrides[key] = shift
+    return type(sched).from_config(sched.config, **overrides)
+
+
+def is_flow(sched) -> bool:
+    return type(sched).__name__.startswith("FlowMatch") or sched.config.get("prediction_type") == "flow_prediction"
+
+
+def predict_x0(sched, x: Tensor, out: Tensor, t: Tensor, sigma: Tensor | None) -> Tensor:
+    """x0 from a model output under the scheduler's parametrization."""
+    if is_flow(sched):
+        return x - sigma * out
+    kind = sched.config.get("prediction_type", "epsilon")
+    a = sched.alphas_cumprod.to(x.device)[int(t)]
+    if kind == "epsilon":
+        return (x - (1 - a).sqrt() * out) / a.sqrt()
+    if kind == "v_prediction":
+        return a.sqrt() * x - (1 - a).sqrt() * out
+    if kind == "sample":
+        return out
+    raise ValueError(f"unknown prediction_type {kind!r}")
+
+
+def traced_experts(loaded: LoadedModel) -> dict[str, Traced]:
+    """One :class:`Traced` per expert, cached on the loaded model."""
+    cache = loaded.extra.setdefault("traced", {})
+    for name, module in loaded.transformers.items():
+        if name not in cache:
+            cache[name] = Traced(module, loaded.adapter)
+    return cache
+
+
+def initial_latents(shape: tuple[int, ...], seed: int, init_sigma: float = 1.0) -> Latent:
+    """Reproducible initial noise: N(0,1) from a CPU ``torch.Generator`` seeded with ``seed``."""
+    return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed)) * init_sigma
+
+
+@torch.no_grad()
+def run_trajectory(
+    loaded: LoadedModel,
+    inputs: TrajectoryInputs,
+    config: SamplerConfig | None = None,
+    *,
+    read: str | list[str] = (),
+    plan: PlanFn | None = None,
+    on_step: Callable[[StepRecord], None] | None = None,
+    start: tuple[int, Latent] | None = None,
+    keep: bool = True,
+    progress: bool = False,
+) -> Trajectory:
+    """Denoise ``inputs`` with ``loaded``'s scheduler; record every step.
+
+    read: sites to capture at every forward (globs allowed); plan: per (branch, step) plan, overriding ``read``.
+    start: (step, x_step) to resume a run from a recorded step (single-step schedulers only).
+    """
+    config = config or SamplerConfig()
+    sched = make_scheduler(loaded, config.shift)
+    device = next(loaded.transformer.parameters()).device
+    dtype = next(loaded.transformer.parameters()).dtype
+    sched.set_timesteps(config.steps, device=device)
+    timesteps = sched.timesteps
+    sigmas = sched.sigmas[: len(timesteps)] if hasattr(sched, "sigmas") else torch.zeros(len(timesteps))
+    experts = traced_experts(loaded)
+    text = inputs.text.to(device, dtype)
+    negative = (inputs.negative or loaded.adapter.null_text(inputs.text)).to(device, dtype) if config.cfg else None
+    condition = None if inputs.condition is None else inputs.condition.to(device, dtype)
+
+    begin = 0
+    if start is not None:
+        begin, x = start[0], start[1].clone()
+        if hasattr(sched, "model_outputs") and begin > 0:
+            raise ValueError(f"cannot resume {type(sched).__name__} mid-run: it keeps a multistep history")
+        x = x.to(device)
+    elif inputs.latents is not None:
+        x = inputs.latents.to(device).clone()
+    else:
+        x = initial_latents(inputs.latent_shape, config.seed, float(getattr(sched, "init_noise_sigma", 1.0)))
+        x = x.to(device)
+    if tuple(x.shape) != tuple(inputs.latent_shape):
+        raise ValueError(f"initial latents {tuple(x.shape)} != latent_shape {tuple(inputs.latent_shape)}")
+    if hasattr(sched, "set_begin_index"):
+        sched.set_begin_index(begin)
+    elif begin:
+        raise ValueError(f"{type(sched).__name__} cannot start at step {begin}")
+
+    two = len(experts) > 1
+    default = ForwardPlan(read=read if isinstance(read, (list, tuple)) else [read]) if read else ForwardPlan()
+    traj = Trajectory(timesteps.cpu(), sigmas.cpu(), x)
+    columns = (TextColumn("denoising"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, disable=not progress, transient=True) as bar:
+        task = bar.add_task("steps", total=config.steps - begin)
+        for i in range(begin, config.steps):
+            t = timesteps[i]
+            expert = loaded.expert_for(float(t))
+            traced = experts[expert]
+            guidance = config.guidance_scale
+            if expert == "transformer_2" and config.guidance_scale_2 is not None:
+                guidance = config.guidance_scale_2
+            if inputs.first_frame is not None:
+                x[:, :, : inputs.first_frame.shape[2]] = inputs.first_frame.to(x)
+            x_in = sched.scale_model_input(x, t) if hasattr(sched, "scale_model_input") else x
+            x_in = x_in.to(dtype)
+            ts = t.expand(x.shape[0])
+            branches: dict[str, dict[str, Tensor]] = {}
+            preds = {}
+            for kind, txt in (("cond", text), ("uncond", negative)):
+                if txt is None or (kind == "uncond" and guidance <= 1.0):
+                    continue
+                label = f"{expert}/{kind}" if two else kind
+                fplan = plan(label, i) if plan is not None else default
+                res = traced.run(x_in, ts, txt, condition, plan=fplan, step=i)
+                preds[kind] = res.output
+                branches[label] = res.acts
+                traj.branch_steps.setdefault(label, []).append(i)
+            v = preds["cond"]
+            if "uncond" in preds:
+                v = preds["uncond"] + guidance * (v - preds["uncond"])
+            sigma = sigmas[i] if len(sigmas) else None
+            x0 = predict_x0(sched, x, v, t, sigma)
+            rec = StepRecord(i, float(t), float(sigma) if sigma is not None else float("nan"), expert, x, v, x0, branches)
+            x = sched.step(v, t, x, return_dict=False)[0]
+            if on_step is not None:
+                on_step(rec)
+            if keep:
+                traj.records.append(rec)
+            bar.advance(task)
+    if inputs.first_frame is not None:
+        x[:, :, : inputs.first_frame.shape[2]] = inputs.first_frame.to(x)
+    traj.final = x
+    return traj

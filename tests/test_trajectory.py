@@ -1,0 +1,150 @@
+"""Trajectory: equals diffusers' WanPipeline (with and without CFG, one or two experts); per-step records are
+consistent with the scheduler; conditioning, seeds and resume behave."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler, WanPipeline
+
+from interp.adapters import ADAPTERS
+from interp.models import LoadedModel, load_model
+from interp.trace import ForwardPlan
+from interp.trajectory import SamplerConfig, TrajectoryInputs, initial_latents, predict_x0, run_trajectory
+
+SHAPE = (2, 4, 3, 8, 8)  # (B, C, F, H, W) latent of tiny-wan
+
+
+def _inputs(m, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a = m.adapter
+    text, neg = a.random_text(m.transformer, 2, g), a.random_text(m.transformer, 2, g)
+    return text, neg, torch.randn(SHAPE, generator=g)
+
+
+def _pipeline(transformers, shift, boundary=None):
+    pipe = WanPipeline(tokenizer=None, text_encoder=None, vae=None, scheduler=FlowMatchEulerDiscreteScheduler(shift=shift),
+                       boundary_ratio=boundary, **transformers)  # fmt: skip
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.mark.parametrize("guidance", [1.0, 4.0])
+def test_equals_wan_pipeline(guidance):
+    m = load_model("tiny-wan")
+    text, neg, lat = _inputs(m)
+    cfg = SamplerConfig(steps=4, shift=3.0, guidance_scale=guidance)
+    ours = run_trajectory(m, TrajectoryInputs(text, SHAPE, negative=neg, latents=lat), cfg, read="hook_out")
+    pipe = _pipeline({"transformer": ADAPTERS["wan"].tiny(0)}, shift=3.0)
+    ref = pipe(prompt_embeds=text.encoder_hidden_states, negative_prompt_embeds=neg.encoder_hidden_states,
+               height=64, width=64, num_frames=9, num_inference_steps=4, guidance_scale=guidance,
+               latents=lat, output_type="latent").frames  # fmt: skip
+    torch.testing.assert_close(ours.final, ref, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(ours.final, lat)
+    assert set(ours.branch_steps) == ({"cond", "uncond"} if guidance > 1 else {"cond"})
+    if guidance > 1:  # v_s is the guided combination of the two recorded branch predictions
+        for r in ours.records:
+            c, u = r.branches["cond"]["hook_out"], r.branches["uncond"]["hook_out"]
+            torch.testing.assert_close(r.v, u + guidance * (c - u))
+            assert not torch.equal(c, u)
+
+
+def test_two_experts_equal_wan22_pipeline():
+    a = ADAPTERS["wan"]
+    t1, t2 = a.tiny(0), a.tiny(1)
+    m = LoadedModel("two", a, {"transformer": t1, "transformer_2": t2}, FlowMatchEulerDiscreteScheduler(), 0.6)
+    text, neg, lat = _inputs(m)
+    cfg = SamplerConfig(steps=6, shift=2.0, guidance_scale=3.0)
+    ours = run_trajectory(m, TrajectoryInputs(text, SHAPE, negative=neg, latents=lat), cfg)
+    pipe = _pipeline({"transformer": a.tiny(0), "transformer_2": a.tiny(1)}, shift=2.0, boundary=0.6)
+    ref = pipe(prompt_embeds=text.encoder_hidden_states, negative_prompt_embeds=neg.encoder_hidden_states,
+               height=64, width=64, num_frames=9, num_inference_steps=6, guidance_scale=3.0,
+               latents=lat, output_type="latent").frames  # fmt: skip
+    torch.testing.assert_close(ours.final, ref, rtol=1e-5, atol=1e-6)
+    hi = [i for i, t in enumerate(ours.timesteps) if t >= 600]
+    lo = [i for i, t in enumerate(ours.timesteps) if t < 600]
+    assert hi and lo
+    assert ours.branch_steps == {"transformer/cond": hi, "transformer/uncond": hi,
+                                 "transformer_2/cond": lo, "transformer_2/uncond": lo}  # fmt: skip
+    assert [r.expert for r in ours.records] == ["transformer"] * len(hi) + ["transformer_2"] * len(lo)
+
+
+def test_records_follow_flow_matching_euler():
+    m = load_model("tiny-wan")
+    text, _, _ = _inputs(m)
+    tr = run_trajectory(m, TrajectoryInputs(text, SHAPE), SamplerConfig(steps=5, shift=5.0, seed=3))
+    assert torch.equal(tr.records[0].x, initial_latents(SHAPE, 3))
+    sig = FlowMatchEulerDiscreteScheduler(shift=5.0)
+    sig.set_timesteps(5)
+    assert torch.equal(tr.sigmas, sig.sigmas[:5]) and torch.equal(tr.timesteps, sig.timesteps)
+    xs = [r.x for r in tr.records] + [tr.final]
+    for i, r in enumerate(tr.records):
+        assert torch.equal(r.x0, r.x - tr.sigmas[i] * r.v)
+        nxt = sig.sigmas[i + 1]
+        torch.testing.assert_close(xs[i + 1], r.x + (nxt - tr.sigmas[i]) * r.v)
+    again = run_trajectory(m, TrajectoryInputs(text, SHAPE), SamplerConfig(steps=5, shift=5.0, seed=3))
+    other = run_trajectory(m, TrajectoryInputs(text, SHAPE), SamplerConfig(steps=5, shift=5.0, seed=4))
+    assert torch.equal(again.final, tr.final) and not torch.equal(other.final, tr.final)
+
+
+def test_resume_from_a_recorded_step_is_exact():
+    m = load_model("tiny-wan")
+    text, neg, _ = _inputs(m)
+    cfg = SamplerConfig(steps=5, guidance_scale=2.0)
+    full = run_trajectory(m, TrajectoryInputs(text, SHAPE, negative=neg), cfg, read="blocks.1.hook_resid_post")
+    part = run_trajectory(m, TrajectoryInputs(text, SHAPE, negative=neg), cfg, read="blocks.1.hook_resid_post",
+                          start=(3, full.records[3].x))  # fmt: skip
+    assert torch.equal(part.final, full.final)
+    assert [r.step for r in part.records] == [3, 4]
+    assert torch.equal(part.records[0].branches["uncond"]["blocks.1.hook_resid_post"],
+                       full.records[3].branches["uncond"]["blocks.1.hook_resid_post"])  # fmt: skip
+
+
+def test_channel_condition_and_first_frame():
+    a = ADAPTERS["wan"]
+    t = a.model_class(**{**a.tiny_config(), "in_channels": 4 + 5}).eval()
+    m = LoadedModel("i2v", a, {"transformer": t}, FlowMatchEulerDiscreteScheduler())
+    g = torch.Generator().manual_seed(0)
+    text = a.random_text(t, 2, g)
+    cond = torch.randn(2, 5, 3, 8, 8, generator=g)
+    first = torch.randn(2, 4, 1, 8, 8, generator=g)
+    cfg = SamplerConfig(steps=3)
+    tr = run_trajectory(m, TrajectoryInputs(text, SHAPE, condition=cond, first_frame=first), cfg)
+    # the same loop by hand: model input = cat([x_t, condition], dim=1), first frame replaced before each step
+    sched = FlowMatchEulerDiscreteScheduler()
+    sched.set_timesteps(3)
+    x = initial_latents(SHAPE, 0)
+    with torch.no_grad():
+        for step in sched.timesteps:
+            x[:, :, :1] = first
+            v = t(torch.cat([x, cond], 1), step.expand(2), text.encoder_hidden_states, return_dict=False)[0]
+            x = sched.step(v, step, x, return_dict=False)[0]
+    x[:, :, :1] = first
+    assert torch.equal(tr.final, x)
+    assert all(torch.equal(r.x[:, :, :1], first) for r in tr.records)
+    plain = run_trajectory(m, TrajectoryInputs(text, SHAPE, condition=torch.zeros_like(cond)), cfg)
+    assert not torch.allclose(plain.final, tr.final)
+
+
+def test_plan_per_branch_and_step():
+    m = load_model("tiny-wan")
+    text, neg, _ = _inputs(m)
+    seen = []
+
+    def plan(branch, step):
+        seen.append((branch, step))
+        return ForwardPlan(read=["hook_out"] if branch == "uncond" else [])
+
+    tr = run_trajectory(m, TrajectoryInputs(text, SHAPE, negative=neg), SamplerConfig(steps=2, guidance_scale=2.0), plan=plan)
+    assert seen == [("cond", 0), ("uncond", 0), ("cond", 1), ("uncond", 1)]
+    assert tr.records[1].branches == {"cond": {}, "uncond": {"hook_out": tr.records[1].branches["uncond"]["hook_out"]}}
+
+
+def test_x0_for_other_parametrizations():
+    for kind in ("epsilon", "v_prediction"):
+        sched = DDIMScheduler(prediction_type=kind, clip_sample=False)
+        sched.set_timesteps(10)
+        x, out = torch.randn(1, 4, 2, 4, 4), torch.randn(1, 4, 2, 4, 4)
+        t = sched.timesteps[3]
+        ref = sched.step(out, t, x).pred_original_sample
+        torch.testing.assert_close(predict_x0(sched, x, out, t, None), ref)
