@@ -45,7 +45,7 @@ class BuiltinModel:
 
 BUILTINS: dict[str, BuiltinModel] = {
     **{
-        f"tiny-{fam}": BuiltinModel(f"tiny-{fam}", fam, f"random tiny {a.class_name} (seed 0), for tests and demos")
+        f"tiny-{fam}": BuiltinModel(f"tiny-{fam}", fam, f"random tiny {a.class_name} (seed 0)")
         for fam, a in ADAPTERS.items()
     },
     "maze-wan": BuiltinModel("maze-wan", "wan", "Wan-architecture DiT trained to solve mazes", REPO_ROOT / "data" / "maze-wan"),

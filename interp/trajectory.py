@@ -63,6 +63,7 @@ class StepRecord:
     x: Latent  # model input latent x_s
     v: Latent  # guided prediction v_s
     x0: Latent
+    x_next: Latent  # the scheduler's output, input of the next step (the final latent after the last step)
     branches: dict[str, dict[str, Tensor]] = field(default_factory=dict)  # branch -> site -> value
 
 
@@ -89,6 +90,22 @@ def make_scheduler(loaded: LoadedModel, shift: float | None = None):
             raise ValueError(f"{type(sched).__name__} has no shift option (config keys: {sorted(sched.config)})")
         overrides[key] = shift
     return type(sched).from_config(sched.config, **overrides)
+
+
+def schedule(loaded: LoadedModel, config: SamplerConfig) -> tuple[Tensor, Tensor, dict[str, list[int]]]:
+    """(timesteps, sigmas, branch -> steps) a run of ``config`` will use, without running the model."""
+    sched = make_scheduler(loaded, config.shift)
+    sched.set_timesteps(config.steps)
+    ts = sched.timesteps.cpu()
+    sigmas = sched.sigmas[: len(ts)].cpu() if hasattr(sched, "sigmas") else torch.zeros(len(ts))
+    branches: dict[str, list[int]] = {}
+    two = len(loaded.transformers) > 1
+    for i, t in enumerate(ts):
+        expert = loaded.expert_for(float(t))
+        g = config.guidance_scale_2 if expert == "transformer_2" and config.guidance_scale_2 is not None else config.guidance_scale
+        for kind in ("cond", "uncond") if g > 1.0 else ("cond",):
+            branches.setdefault(f"{expert}/{kind}" if two else kind, []).append(i)
+    return ts, sigmas, branches
 
 
 def is_flow(sched) -> bool:
@@ -167,6 +184,8 @@ def run_trajectory(
         x = x.to(device)
     if tuple(x.shape) != tuple(inputs.latent_shape):
         raise ValueError(f"initial latents {tuple(x.shape)} != latent_shape {tuple(inputs.latent_shape)}")
+    if inputs.first_frame is not None:
+        x[:, :, : inputs.first_frame.shape[2]] = inputs.first_frame.to(x)
     if hasattr(sched, "set_begin_index"):
         sched.set_begin_index(begin)
     elif begin:
@@ -185,8 +204,6 @@ def run_trajectory(
             guidance = config.guidance_scale
             if expert == "transformer_2" and config.guidance_scale_2 is not None:
                 guidance = config.guidance_scale_2
-            if inputs.first_frame is not None:
-                x[:, :, : inputs.first_frame.shape[2]] = inputs.first_frame.to(x)
             x_in = sched.scale_model_input(x, t) if hasattr(sched, "scale_model_input") else x
             x_in = x_in.to(dtype)
             ts = t.expand(x.shape[0])
@@ -206,14 +223,16 @@ def run_trajectory(
                 v = preds["uncond"] + guidance * (v - preds["uncond"])
             sigma = sigmas[i] if len(sigmas) else None
             x0 = predict_x0(sched, x, v, t, sigma)
-            rec = StepRecord(i, float(t), float(sigma) if sigma is not None else float("nan"), expert, x, v, x0, branches)
-            x = sched.step(v, t, x, return_dict=False)[0]
+            x_next = sched.step(v, t, x, return_dict=False)[0]
+            if inputs.first_frame is not None:
+                x_next[:, :, : inputs.first_frame.shape[2]] = inputs.first_frame.to(x_next)
+            s_val = float(sigma) if sigma is not None else float("nan")
+            rec = StepRecord(i, float(t), s_val, expert, x, v, x0, x_next, branches)
+            x = x_next
             if on_step is not None:
                 on_step(rec)
             if keep:
                 traj.records.append(rec)
             bar.advance(task)
-    if inputs.first_frame is not None:
-        x[:, :, : inputs.first_frame.shape[2]] = inputs.first_frame.to(x)
     traj.final = x
     return traj

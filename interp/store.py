@@ -1,0 +1,432 @@
+"""HDF5 activation store: one file per run, one dataset per site, written by a background thread, resumable.
+
+Layout (schema 1)::
+
+    /                      attrs: schema_version, interp_version, config (JSON), config_hash, model_hash, family,
+                                  steps, pool, dtype, grid (f,h,w), sites (JSON), branches (JSON), complete
+    /timesteps, /sigmas    (steps,)
+    /latents               (steps+1, B, C, F, H, W): x_s entering step s; latents[steps] is the final latent
+    /v, /x0                (steps, B, C, F, H, W): guided prediction and x0 prediction of step s
+    /step_done             (steps,) uint8: 1 once everything of step s is on disk (written last for that step)
+    /<branch>/steps        global step numbers of this branch (``cond``, ``uncond``, ``transformer_2/cond``, ...)
+    /<branch>/<site>       (n_branch_steps, B, tokens, d_model), one chunk per step; attrs axes, pool
+                           pool=mean: (n, B, d_model); pool=frame: (n, B, frames, d_model); hook_out: latent layout
+
+Writes go to ``FILE.h5.partial`` and are moved to ``FILE.h5`` by ``os.replace`` after ``complete`` is set, so a
+file under the final name is always whole. An interrupted run resumes from the first step not marked done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import threading
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+import torch
+from einops import reduce
+from pydantic import BaseModel
+from torch import Tensor
+
+import interp
+from interp.adapters import tokens_to_grid
+
+SCHEMA_VERSION = 1
+Pool = Literal["none", "mean", "frame"]
+LATENT_KEYS = ("latents", "v", "x0")
+
+
+def canonical_json(config: BaseModel | dict) -> str:
+    """Sorted-key, compact JSON: the form that is hashed."""
+    obj = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def config_hash(config: BaseModel | dict) -> str:
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()
+
+
+def partial_path(path: Path) -> Path:
+    return path.with_name(path.name + ".partial")
+
+
+def pool_tokens(x: Tensor, pool: Pool, grid: tuple[int, int, int]) -> Tensor:
+    """Pool a (B, tokens, d) site value: ``mean`` over all tokens -> (B, d); ``frame`` per frame -> (B, f, d)."""
+    if pool == "none" or x.ndim != 3:
+        return x
+    if pool == "mean":
+        return x.mean(dim=1)
+    f, h, w = grid
+    return reduce(x, "b (f hw) d -> b f d", "mean", f=f, hw=h * w)
+
+
+def _axes(value: Tensor, pool: Pool, site: str) -> str:
+    if site == "hook_out" or value.ndim == 5:
+        return "step,batch,channel,frame,height,width"
+    return {"none": "step,batch,token,d_model", "mean": "step,batch,d_model", "frame": "step,batch,frame,d_model"}[
+        pool if value.ndim != 3 or pool != "none" else "none"
+    ]
+
+
+def _np(t: Tensor) -> np.ndarray:
+    if t.dtype == torch.bfloat16:  # numpy/HDF5 have no bfloat16: widen exactly
+        t = t.float()
+    return t.numpy()
+
+
+class _HostCopy:
+    """A device->host copy: pinned and non-blocking on CUDA (the writer waits on the event), a view on CPU."""
+
+    def __init__(self, t: Tensor):
+        t = t.detach()
+        self.event = None
+        if t.is_cuda:
+            self.tensor = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+            self.tensor.copy_(t, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.tensor = t
+
+    def numpy(self) -> np.ndarray:
+        if self.event is not None:
+            self.event.synchronize()
+        return _np(self.tensor)
+
+
+class RunWriter:
+    """Streams :class:`~interp.trajectory.StepRecord` s into one HDF5 file from a background thread.
+
+    Use as ``on_step`` of :func:`~interp.trajectory.run_trajectory`; call :meth:`finish` at the end. If a partial
+    file of the same config and model exists, :attr:`start_step` / :meth:`start_latents` say where to resume.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        config: BaseModel | dict,
+        model_hash: str,
+        family: str,
+        timesteps: Tensor,
+        sigmas: Tensor,
+        branch_steps: dict[str, list[int]],
+        sites: Sequence[str],
+        grid: tuple[int, int, int],
+        dtype: Literal["float32", "float16"] = "float32",
+        pool: Pool = "none",
+        overwrite: bool = False,
+        queue_size: int = 64,
+    ):
+        self.path = Path(path)
+        self.partial = partial_path(self.path)
+        self.steps = len(timesteps)
+        self.dtype, self.pool, self.grid = dtype, pool, tuple(grid)
+        self.branch_pos = {b: {s: i for i, s in enumerate(st)} for b, st in branch_steps.items()}
+        if self.path.exists() and not overwrite:
+            raise FileExistsError(f"{self.path} exists (a complete capture); pass overwrite to replace it")
+        chash = config_hash(config)
+        self.file = self._open_partial(chash, model_hash)
+        if self.file is None:
+            self.file = h5py.File(self.partial, "w")
+            a = self.file.attrs
+            a.update(
+                schema_version=SCHEMA_VERSION, interp_version=interp.__version__, config=canonical_json(config),
+                config_hash=chash, model_hash=model_hash, family=family, steps=self.steps, pool=pool, dtype=dtype,
+                grid=np.asarray(grid), sites=json.dumps(list(sites)), branches=json.dumps(list(branch_steps)),
+                complete=False,
+            )  # fmt: skip
+            self.file.create_dataset("timesteps", data=_np(timesteps.float()))
+            self.file.create_dataset("sigmas", data=_np(sigmas.float()))
+            self.file.create_dataset("step_done", data=np.zeros(self.steps, np.uint8))
+            for branch, st in branch_steps.items():
+                self.file.require_group(branch).create_dataset("steps", data=np.asarray(st, np.int64))
+            self.file.flush()
+        done = self.file["step_done"][:]
+        self.start_step = int(np.argmin(done)) if not done.all() else self.steps
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="interp-store-writer", daemon=True)
+        self._thread.start()
+
+    def _open_partial(self, chash: str, model_hash: str) -> h5py.File | None:
+        if not self.partial.exists():
+            return None
+        try:
+            f = h5py.File(self.partial, "a")
+        except OSError as e:
+            warnings.warn(f"{self.partial} is unreadable ({e}); starting over", stacklevel=3)
+            self.partial.unlink()
+            return None
+        if f.attrs.get("config_hash") != chash or f.attrs.get("model_hash") != model_hash:
+            f.close()
+            raise ValueError(
+                f"{self.partial} holds an interrupted capture of a different config or model; delete it to start over"
+            )
+        return f
+
+    def start_latents(self) -> Tensor | None:
+        """x at :attr:`start_step` read back from the file (None when starting fresh)."""
+        if self.start_step == 0:
+            return None
+        ds = self.file["latents"]
+        x = torch.from_numpy(ds[self.start_step])
+        return x.to(getattr(torch, ds.attrs["source_dtype"]))
+
+    # ---- writing (main thread enqueues; the writer thread owns the file) ---------------------------------------
+    def _put(self, item: tuple) -> None:
+        if self._error is not None:
+            raise RuntimeError("store writer failed") from self._error
+        self._queue.put(item)
+
+    def on_step(self, rec: Any) -> None:
+        """Queue everything of one step; the writer marks the step done after writing it."""
+        s = rec.step
+        if s == 0:
+            self._put(("latent", "latents", 0, _HostCopy(rec.x)))
+        self._put(("latent", "latents", s + 1, _HostCopy(rec.x_next)))
+        self._put(("latent", "v", s, _HostCopy(rec.v)))
+        self._put(("latent", "x0", s, _HostCopy(rec.x0)))
+        for branch, acts in rec.branches.items():
+            pos = self.branch_pos[branch][s]
+            for site, value in acts.items():
+                value = pool_tokens(value, self.pool, self.grid) if site != "hook_out" else value
+                if self.dtype == "float16":
+                    value = value.to(torch.float16)
+                axes = _axes(value, self.pool, site)
+                self._put(("site", f"{branch}/{site}", pos, _HostCopy(value), axes, len(self.branch_pos[branch])))
+        self._put(("done", s))
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self._error is None:
+                    self._write(item)
+            except BaseException as e:  # surfaced on the next put / finish
+                self._error = e
+            finally:
+                self._queue.task_done()
+
+    def _write(self, item: tuple) -> None:
+        f = self.file
+        kind = item[0]
+        if kind == "done":
+            f["step_done"][item[1]] = 1
+            f.flush()
+            return
+        name, index, host = item[1], item[2], item[3]
+        arr = host.numpy()
+        if name not in f:
+            n = self.steps + 1 if name == "latents" else self.steps if kind == "latent" else item[5]
+            ds = f.create_dataset(name, shape=(n, *arr.shape), dtype=arr.dtype, chunks=(1, *arr.shape))
+            ds.attrs["source_dtype"] = str(host.tensor.dtype).removeprefix("torch.")
+            if kind == "site":
+                ds.attrs.update(axes=item[4], pool=self.pool if item[4] != "step,batch,token,d_model" else "none")
+        f[name][index] = arr
+
+    def flush(self) -> None:
+        """Wait until everything queued is on disk."""
+        self._queue.join()
+        if self._error is not None:
+            raise RuntimeError("store writer failed") from self._error
+
+    def close(self) -> None:
+        """Stop the writer and close the partial file (steps written so far stay resumable)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self.file:
+            self.file.close()
+
+    def finish(self) -> Path:
+        """Drain the queue, set ``complete`` last, and move the file to its final name."""
+        self.flush()
+        if not self.file["step_done"][:].all():
+            raise RuntimeError(f"finish() with steps missing: {np.flatnonzero(self.file['step_done'][:] == 0)}")
+        self.file.attrs["complete"] = True
+        self.file.flush()
+        self.close()
+        os.replace(self.partial, self.path)
+        return self.path
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ActivationCache:
+    """Read a capture like TransformerLens' ``ActivationCache``: ``cache["blocks.3.hook_resid_post"]``.
+
+    A view of one branch (default: the first, ``cond`` when CFG ran) and a step selection (default: all). Values
+    come back as torch tensors shaped (steps, batch, tokens, d_model) (or as the site's ``axes`` attribute says).
+    """
+
+    def __init__(self, path: str | os.PathLike, branch: str | None = None, steps: Any = None, *, _file=None):
+        self.path = Path(path)
+        self.file = _file or h5py.File(self.path, "r")
+        self.branches: list[str] = json.loads(self.file.attrs["branches"])
+        if branch is None:
+            branch = self.branches[0]
+        if branch not in self.branches:
+            raise KeyError(f"no branch {branch!r}; branches: {self.branches}")
+        self.branch_name = branch
+        all_steps = self.file[branch]["steps"][:]
+        self._pos = np.arange(len(all_steps)) if steps is None else self._positions(all_steps, steps)
+        self.steps: np.ndarray = all_steps[self._pos]
+
+    @staticmethod
+    def _positions(all_steps: np.ndarray, steps: Any) -> np.ndarray:
+        if isinstance(steps, slice):
+            wanted = np.arange(*steps.indices(int(all_steps.max()) + 1))
+        else:
+            wanted = np.atleast_1d(np.asarray(steps))
+        pos = [int(np.flatnonzero(all_steps == s)[0]) for s in wanted if s in all_steps]
+        missing = [int(s) for s in wanted if s not in all_steps]
+        if missing and not isinstance(steps, slice):
+            raise KeyError(f"steps {missing} are not in this branch (its steps: {all_steps.tolist()})")
+        return np.unique(np.asarray(pos, dtype=np.int64))
+
+    # ---- views --------------------------------------------------------------------------------------------
+    def branch(self, name: str) -> ActivationCache:
+        return ActivationCache(self.path, name, _file=self.file)
+
+    def select(self, steps: int | Sequence[int] | slice) -> ActivationCache:
+        """A view of the given global step numbers (int, list, or slice over step numbers)."""
+        view = ActivationCache(self.path, self.branch_name, _file=self.file)
+        view._pos = self._pos[ActivationCache._positions(self.steps, steps)]
+        view.steps = view.file[view.branch_name]["steps"][:][view._pos]
+        return view
+
+    # ---- mapping ------------------------------------------------------------------------------------------
+    def keys(self) -> list[str]:
+        order = json.loads(self.file.attrs["sites"])
+        present = set(self.file[self.branch_name]) - {"steps"}
+        return [s for s in order if s in present]
+
+    def __contains__(self, site: str) -> bool:
+        return site in self.keys()
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def __getitem__(self, site: str) -> Tensor:
+        if site not in self:
+            raise KeyError(f"no site {site!r} in branch {self.branch_name!r}; stored: {self.keys()}")
+        ds = self.file[self.branch_name][site]
+        return torch.from_numpy(ds[self._pos.tolist()] if len(self._pos) else ds[:0])
+
+    def items(self):
+        return ((k, self[k]) for k in self.keys())
+
+    def axes(self, site: str) -> str:
+        return self.file[self.branch_name][site].attrs["axes"]
+
+    def stack(self, hook: str = "hook_resid_post") -> Tensor:
+        """``blocks.{i}.{hook}`` of every stored block, stacked on a new leading layer axis."""
+        names = [k for k in self.keys() if k.startswith("blocks.") and k.endswith("." + hook)]
+        if not names:
+            raise KeyError(f"no blocks.*.{hook} stored; stored: {self.keys()}")
+        names.sort(key=lambda k: int(k.split(".")[1]))
+        self.stack_labels = names
+        return torch.stack([self[n] for n in names])
+
+    def to_grid(self, x: Tensor | str) -> Tensor:
+        """Tokens (second-to-last axis) -> (frame, row, col); a site name reads it first."""
+        if isinstance(x, str):
+            if self.axes(x) != "step,batch,token,d_model":
+                raise ValueError(f"{x} is stored as {self.axes(x)}, not per token")
+            x = self[x]
+        return tokens_to_grid(x, tuple(int(g) for g in self.grid))
+
+    # ---- run-level data -----------------------------------------------------------------------------------
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        return tuple(int(g) for g in self.file.attrs["grid"])
+
+    @property
+    def config(self) -> dict:
+        return json.loads(self.file.attrs["config"])
+
+    @property
+    def attrs(self) -> dict:
+        return dict(self.file.attrs)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.file.attrs["complete"])
+
+    def _run(self, name: str) -> Tensor:
+        return torch.from_numpy(self.file[name][self.steps.tolist()])
+
+    @property
+    def timesteps(self) -> Tensor:
+        return self._run("timesteps")
+
+    @property
+    def sigmas(self) -> Tensor:
+        return self._run("sigmas")
+
+    @property
+    def latents(self) -> Tensor:
+        """x_s entering each selected step."""
+        return self._run("latents")
+
+    @property
+    def final(self) -> Tensor:
+        return torch.from_numpy(self.file["latents"][-1])
+
+    @property
+    def v(self) -> Tensor:
+        return self._run("v")
+
+    @property
+    def x0(self) -> Tensor:
+        return self._run("x0")
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> ActivationCache:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ActivationCache({self.path.name}, branch={self.branch_name!r}, steps={len(self.steps)}, sites={len(self)})"
+
+
+def load_cache(path: str | os.PathLike, branch: str | None = None) -> ActivationCache:
+    """Open a capture for reading (``cache.complete`` tells whether the run finished)."""
+    return ActivationCache(path, branch)
+
+
+def describe(path: str | os.PathLike) -> dict:
+    """What a capture holds: run attributes and, per branch, each dataset's shape, dtype and axes."""
+    with h5py.File(path, "r") as f:
+        out = {"attrs": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()}, "datasets": []}
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                out["datasets"].append(
+                    {"name": name, "shape": obj.shape, "dtype": str(obj.dtype), "axes": obj.attrs.get("axes", "")}
+                )
+
+        f.visititems(visit)
+    return out
+
