@@ -175,7 +175,13 @@ class Traced:
         edits = {s: fn for k, fn in plan.edit.items() for s in self.resolve(k)}
         skips = self.resolve(plan.skip, blocks=True) if plan.skip else []
         skipped_blocks = {s for s in skips if s.startswith("blocks.") and s.count(".") == 1}
-        inside = [s for s in list(read) + list(edits) if self._block_of.get(s) in skipped_blocks]
+        # a skipped block's stream passes through unchanged: its resid_pre / resid_post read the block's input
+        passthrough_reads = {
+            s
+            for s in read
+            if self._block_of.get(s) in skipped_blocks and s.endswith(("hook_embed", "hook_resid_pre", "hook_resid_post"))
+        }
+        inside = [s for s in list(read) + list(edits) if self._block_of.get(s) in skipped_blocks and s not in passthrough_reads]
         if inside:
             raise ValueError(f"cannot read or edit {inside}: their block is skipped")
         bad = [s for s in skips if s not in skipped_blocks and s.split(".")[-1] not in SUBLAYER_HOOKS]
@@ -185,14 +191,20 @@ class Traced:
         # one operation per module, in execution order (hook_embed shares its module with blocks.0.hook_resid_pre)
         ops: dict[str, list[str]] = {}
         for s in sorted(set(read) | set(edits) | set(skips), key=self._order.__getitem__):
-            ops.setdefault(self._paths[s], []).append(s)
+            path = self._paths[self._block_of[s]] if s in passthrough_reads else self._paths[s]
+            ops.setdefault(path, []).append(s)
         saved: dict[str, Tensor] = {}
         with torch.no_grad(), self.model.trace(latents, timestep, text, condition):
             for path, names in ops.items():
                 env = self._envoy(path)
                 if any(n in skipped_blocks for n in names):
                     args, kwargs = env.inputs
-                    env.skip(self.adapter.passthrough(args, kwargs))
+                    through = self.adapter.passthrough(args, kwargs)
+                    env.skip(through)
+                    stream = through[0] if isinstance(through, tuple) else through
+                    for n in names:
+                        if n in passthrough_reads:
+                            saved[n] = nnsight.save(stream.clone() if copy else stream)
                     continue
                 for n in names:
                     if n in skips:

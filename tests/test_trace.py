@@ -64,8 +64,11 @@ def test_skip_block_equals_plain_torch(family, k):
     getattr(edited, attr)[int(j)] = _Identity(a)
     with torch.no_grad():
         ref, unedited = a.forward(edited, x, t, text), a.forward(plain, x, t, text)
-    out = Traced(plain).run(x, t, text, plan=ForwardPlan(skip=[f"blocks.{k}"])).output
-    assert torch.equal(out, ref) and not torch.equal(out, unedited)
+    res = Traced(plain).run(x, t, text, plan=ForwardPlan(skip=[f"blocks.{k}"], read=["blocks.*.hook_resid_post", "hook_embed"]))
+    assert torch.equal(res.output, ref) and not torch.equal(res.output, unedited)
+    # the skipped block's stream passes through: its resid_post is what entered it
+    before = res.acts[f"blocks.{k - 1}.hook_resid_post"] if k else res.acts["hook_embed"]
+    assert torch.equal(res.acts[f"blocks.{k}.hook_resid_post"], before)
 
 
 def test_skip_sublayer_and_write_equal_plain_torch():
@@ -130,4 +133,4 @@ def test_site_names_globs_and_errors():
         tr.resolve("blocks.3.attn.hook_out")
     x, t, text = tiny_inputs("hunyuan", tr.dit.transformer)
     with pytest.raises(ValueError, match="block is skipped"):
-        tr.run(x, t, text, plan=ForwardPlan(read=["blocks.1.hook_resid_post"], skip=["blocks.1"]))
+        tr.run(x, t, text, plan=ForwardPlan(read=["blocks.1.hook_attn_out"], skip=["blocks.1"]))

@@ -10,7 +10,7 @@ from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler, WanPipelin
 from interp.adapters import ADAPTERS
 from interp.models import LoadedModel, load_model
 from interp.trace import ForwardPlan
-from interp.trajectory import SamplerConfig, TrajectoryInputs, initial_latents, predict_x0, run_trajectory
+from interp.trajectory import SamplerConfig, TrajectoryInputs, initial_latents, predict_x0, run_trajectory, schedule
 
 SHAPE = (2, 4, 3, 8, 8)  # (B, C, F, H, W) latent of tiny-wan
 
@@ -67,6 +67,8 @@ def test_two_experts_equal_wan22_pipeline():
     assert ours.branch_steps == {"transformer/cond": hi, "transformer/uncond": hi,
                                  "transformer_2/cond": lo, "transformer_2/uncond": lo}  # fmt: skip
     assert [r.expert for r in ours.records] == ["transformer"] * len(hi) + ["transformer_2"] * len(lo)
+    ts, _, planned = schedule(m, cfg)  # the plan a store allocates from, before running
+    assert planned == ours.branch_steps and torch.equal(ts, ours.timesteps)
 
 
 def test_records_follow_flow_matching_euler():
