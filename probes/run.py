@@ -1,0 +1,362 @@
+"""``run_probes``: probes for every selected (step, site) of a capture, every label, in batched solves.
+
+For each chunk of (step, site) slices (sized to ``memory_gb``), every slice is read once and every label's
+examples gathered from it; each label's probes -- the real label and its control task, times every
+regularization strength -- are then fitted in one batched solve over the chunk. The strength is picked per site on
+the validation samples (log loss / squared error); metrics are measured on the test samples with cluster-bootstrap
+intervals. With a baseline capture (a randomly initialised copy of the model, same inputs) the same probes are
+fitted there on the same examples and split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, field_validator
+from rich.progress import Progress
+
+from probes import labels as L
+from probes import metrics as M
+from probes.data import CacheReader, open_cache
+from probes.examples import Balance, Examples, select_examples
+from probes.linear import LinearFit, Standardizer, fit_logistic, fit_ridge, to_raw
+
+LOGISTIC_LAMBDAS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+RIDGE_LAMBDAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+
+
+class ProbeConfig(BaseModel):
+    """What to probe and how; every field has a default but ``labels``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels: list[str]
+    sites: list[str] = ["blocks.*.hook_resid_post"]  # glob patterns over site names; [] = every site
+    steps: list[int] | None = None  # positions on the capture's steps axis; None = all
+    branch: str | None = None  # 'cond' / 'uncond' when the capture keeps branches
+    tokens_per_sample: int = 64  # 0 = every token
+    balance: Balance = "class"
+    frames: list[int] | None = None  # token labels: only tokens of these frames; sample labels: pool over them
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    lambdas: list[float] | None = None  # None: LOGISTIC_LAMBDAS or RIDGE_LAMBDAS
+    control: Literal["position", "token", "sample", "none"] = "position"
+    bootstrap: int = 200
+    seed: int = 0
+    max_iter: int = 100
+    memory_gb: float = 1.0
+    device: str = "cpu"
+
+    @field_validator("labels")
+    @classmethod
+    def _some(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError(f"name at least one label; maze labels: {list(L.MAZE_LABELS)}, or a .npy/.npz file")
+        return v
+
+
+@dataclass
+class LabelResult:
+    """Per-label arrays over (steps, sites); ``metrics[name]`` is (point, lower, upper), each (steps, sites)."""
+
+    label: L.Label
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)
+    balance: dict[str, dict[str, float]] = field(default_factory=dict)
+    n_examples: dict[str, int] = field(default_factory=dict)
+    weights: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def main(self) -> str:
+        return "r2" if self.label.kind == "regression" else "accuracy"
+
+
+@dataclass
+class ProbeResults:
+    config: ProbeConfig
+    cache: str
+    sites: list[str]
+    steps: list[int]  # denoising step indices of the probed positions
+    timesteps: list[float]
+    labels: dict[str, LabelResult]
+    baseline: str | None = None
+
+    def best(self, label: str) -> tuple[int, str, float]:
+        """(step, site, score) of the highest main metric for ``label``."""
+        r = self.labels[label]
+        grid = r.metrics[r.main][0]
+        i, j = np.unravel_index(np.nanargmax(grid), grid.shape)
+        return self.steps[i], self.sites[j], float(grid[i, j])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def load_mazes(reader: CacheReader) -> list | None:
+    """The capture's maze instances (``task/instances``), or None when it stored none."""
+    items = reader.instances_json()
+    return None if items is None else L.mazes_from_json(items)
+
+
+def resolve_labels(
+    reader: CacheReader, names: list[str], arrays: dict[str, np.ndarray] | None, mazes: list | None
+) -> list[L.Label]:
+    """Labels by name: maze labels, keys of ``arrays``, or ``.npy`` / ``.npz[:key]`` files."""
+    arrays = dict(arrays or {})
+    grid = None
+    if mazes is not None:
+        if len(mazes) != reader.batch:
+            raise ValueError(f"{len(mazes)} mazes for a capture of batch {reader.batch}")
+        grid = (L.maze_frames(reader.tokens, mazes), mazes[0].side, mazes[0].side)
+    cfg_grid = reader.config.get("token_grid")
+    grid = grid or (tuple(cfg_grid) if cfg_grid else (1, 1, reader.tokens))
+    out = []
+    for name in names:
+        if name in arrays:
+            out.append(L.user_label(name, arrays[name], reader.batch, grid))
+        elif name.endswith((".npy", ".npz")) or ".npz:" in name:
+            key, arr = L.load_array(name)
+            out.append(L.user_label(key, arr, reader.batch, grid))
+        elif name in L.MAZE_LABELS:
+            if mazes is None:
+                raise ValueError(f"label {name!r} needs maze instances; {reader.path.name} stores none (task/instances)")
+            out.append(L.maze_label(name, mazes, grid[0]))
+        else:
+            raise ValueError(
+                f"unknown label {name!r}; valid: maze labels {list(L.MAZE_LABELS)}, "
+                f"given arrays {sorted(arrays)}, or a .npy/.npz file"
+            )
+    return out
+
+
+def _features(x: np.ndarray, ex: Examples, frames: list[int] | None, grid) -> np.ndarray:
+    """(n, d) features of the examples from one (batch, tokens, d) slice."""
+    if ex.token[0] >= 0:
+        return x[ex.sample, ex.token]
+    if frames is not None:
+        f = grid[0] if grid else 1
+        per = x.shape[1] // f
+        tok = np.concatenate([np.arange(fr * per, (fr + 1) * per) for fr in frames])
+        x = x[:, tok]
+    return x.mean(1)[ex.sample]
+
+
+def _fit(x, y, lam, kind, classes, max_iter):
+    if kind == "regression":
+        return fit_ridge(x, y, lam)
+    return fit_logistic(x, y, lam, classes, max_iter=max_iter)
+
+
+def _val_loss(fit: LinearFit, x, y, kind) -> torch.Tensor:
+    """(sites, problems) validation loss."""
+    z = fit.logits(x)  # (s, p, n, k)
+    if kind == "regression":
+        return ((z[..., 0] - y) ** 2).mean(-1)
+    if z.shape[-1] == 1:
+        zz = z[..., 0]
+        return (torch.nn.functional.softplus(zz) - y * zz).mean(-1)
+    logp = torch.log_softmax(z, -1)
+    return -torch.gather(logp, -1, y.long()[None, :, :, None].expand(z.shape[0], -1, -1, 1))[..., 0].mean(-1)
+
+
+def _probe_chunk(x, ex: Examples, label: L.Label, lambdas, cfg: ProbeConfig, w_boot, with_control: bool):
+    """Fit, select lambda on val, score on test. Returns metric tensors (sites, boot) and the chosen fits."""
+    tr, va, te = (torch.as_tensor(ex.index(p)) for p in ("train", "val", "test"))
+    dt = torch.float32
+    kind = label.kind
+    std = Standardizer.fit(x[:, tr])
+    xs = std(x)
+    ys = [torch.as_tensor(ex.y)]
+    if with_control:
+        ys.append(torch.as_tensor(ex.y_control))
+    ys = [y.to(dt) if kind == "regression" else y.long() for y in ys]
+    lam = torch.tensor(lambdas, dtype=dt, device=x.device)
+    n_l = len(lambdas)
+    y_prob = torch.cat([y.repeat(n_l, 1) for y in ys]).to(x.device)  # (tasks*lambdas, n)
+    lam_prob = lam.repeat(len(ys))
+    fit = _fit(xs[:, tr], y_prob[:, tr], lam_prob, kind, label.n_classes, cfg.max_iter)
+    loss = _val_loss(fit, xs[:, va], y_prob[:, va].to(dt) if kind != "multiclass" else y_prob[:, va], kind)
+    loss = loss.reshape(x.shape[0], len(ys), n_l)
+    best = loss.argmin(-1)  # (s, tasks)
+    pick = best + torch.arange(len(ys), device=x.device)[None] * n_l
+    s_idx = torch.arange(x.shape[0], device=x.device)[:, None]
+    chosen = LinearFit(fit.weight[s_idx, pick], fit.bias[s_idx, pick])
+    scores = chosen.logits(xs[:, te]).cpu()  # (s, tasks, n_test, k)
+    out = {}
+    for t, tag in enumerate(["", "control_"][: len(ys)]):
+        y_te = ys[t][te.cpu()].cpu()
+        if kind == "regression":
+            out[f"{tag}r2"] = M.r2(scores[:, t], y_te, w_boot)
+        else:
+            out[f"{tag}accuracy"] = M.accuracy(scores[:, t], y_te, w_boot)
+            out[f"{tag}auroc"] = M.auroc(scores[:, t], y_te, w_boot)
+    lam_chosen = lam[best[:, 0]].cpu()
+    return out, chosen, std, lam_chosen, xs[:, tr]
+
+
+def _directions(chosen: LinearFit, std: Standardizer, x_train_std) -> dict[str, torch.Tensor]:
+    """Raw-space unit directions of the real-label probes, with bias, scale and projection stats."""
+    w = chosen.weight[:, 0]  # (s, d, k)
+    b = chosen.bias[:, 0]  # (s, k)
+    w_raw, b_raw = to_raw(w, b, std)
+    scale = w_raw.norm(dim=1)  # (s, k)
+    direction = (w_raw / scale[:, None].clamp_min(1e-12)).transpose(1, 2)  # (s, k, d)
+    x_raw = x_train_std * std.std[:, None] + std.mean[:, None]
+    proj = torch.einsum("snd,skd->skn", x_raw, direction)
+    return {
+        "direction": direction,
+        "bias": b_raw,
+        "scale": scale,
+        "proj_mean": proj.mean(-1),
+        "proj_std": proj.std(-1),
+    }
+
+
+def run_probes(
+    cache: str | Path,
+    config: ProbeConfig | None = None,
+    *,
+    out: str | Path | None = None,
+    arrays: dict[str, np.ndarray] | None = None,
+    mazes: list | None = None,
+    baseline: str | Path | None = None,
+    progress: bool = True,
+    **overrides,
+) -> ProbeResults:
+    """Train and score probes for every (label, step, site); write results to ``out`` when given.
+
+    ``config`` fields may also be passed as keywords (``run_probes(path, labels=["wall"], sites=["blocks.*"])``).
+    ``arrays`` maps user label names to arrays; ``mazes`` overrides the capture's stored maze instances;
+    ``baseline`` is a capture of a randomly initialised copy of the model on the same inputs.
+    Writes ``out/probes.h5``, ``out/weights/<label>.safetensors`` and ``out/heatmaps/<label>.png``.
+    """
+    cfg = (config or ProbeConfig(**overrides)) if not (config and overrides) else config.model_copy(update=overrides)
+    dev = torch.device(cfg.device)
+    reader = open_cache(cache, cfg.branch)
+    base = open_cache(baseline, cfg.branch) if baseline is not None else None
+    try:
+        sites = reader.select(cfg.sites)
+        positions = list(range(reader.n_steps)) if cfg.steps is None else list(cfg.steps)
+        bad = [p for p in positions if not 0 <= p < reader.n_steps]
+        if bad:
+            raise ValueError(f"steps {bad} outside the capture's steps axis 0..{reader.n_steps - 1}")
+        if base is not None:
+            missing = [s for s in sites if s not in base.sites]
+            if missing or (base.n_steps, base.batch, base.tokens) != (reader.n_steps, reader.batch, reader.tokens):
+                raise ValueError(
+                    f"baseline {base.path.name} does not match the capture: sites missing {missing}, "
+                    f"(steps, batch, tokens) {(base.n_steps, base.batch, base.tokens)} vs "
+                    f"{(reader.n_steps, reader.batch, reader.tokens)}"
+                )
+        if mazes is None and any(n in L.MAZE_LABELS and n not in (arrays or {}) for n in cfg.labels):
+            mazes = load_mazes(reader)
+        labels = resolve_labels(reader, cfg.labels, arrays, mazes)
+        with_control = cfg.control != "none"
+        prepared = []
+        gen = torch.Generator().manual_seed(cfg.seed)
+        for i, lab in enumerate(labels):
+            ctrl = cfg.control if with_control else None
+            ex = select_examples(lab, ctrl, cfg.tokens_per_sample, cfg.balance, cfg.frames, cfg.split, cfg.seed + i)
+            te = ex.index("test")
+            w_boot = M.bootstrap_weights(torch.as_tensor(ex.sample[te]), cfg.bootstrap, gen)
+            lambdas = cfg.lambdas or (RIDGE_LAMBDAS if lab.kind == "regression" else LOGISTIC_LAMBDAS)
+            res = LabelResult(lab)
+            for part in ("train", "val", "test"):
+                res.n_examples[part] = int(len(ex.index(part)))
+                res.balance[part] = _balance(lab, ex, part)
+            res.balance["all"] = lab.balance()
+            prepared.append((lab, ex, w_boot, lambdas, res))
+
+        pairs = [(p, s) for p in positions for s in sites]
+        d = max(reader.d_model(s) for s in sites)
+        n_total = sum(len(ex.y) for _, ex, *_ in prepared)
+        per_site = 4.0 * d * n_total * (4 if base is None else 6)
+        chunk = max(1, int(cfg.memory_gb * 2**30 // max(per_site, 1)))
+        store: dict[str, dict[str, list]] = {lab.name: {} for lab, *_ in prepared}
+        with Progress(disable=not progress, transient=True) as bar:
+            task = bar.add_task("probing", total=len(pairs))
+            for c0 in range(0, len(pairs), chunk):
+                part = pairs[c0 : c0 + chunk]
+                feats = {lab.name: [] for lab, *_ in prepared}
+                bfeats = {lab.name: [] for lab, *_ in prepared}
+                for pos, site in part:
+                    x = reader.read(site, pos)
+                    xb = base.read(site, pos) if base is not None else None
+                    for lab, ex, *_ in prepared:
+                        feats[lab.name].append(_features(x, ex, cfg.frames, lab.grid))
+                        if xb is not None:
+                            bfeats[lab.name].append(_features(xb, ex, cfg.frames, lab.grid))
+                for lab, ex, w_boot, lambdas, res in prepared:
+                    x = torch.from_numpy(np.stack(feats[lab.name])).to(dev)
+                    mets, chosen, std, lam, xtr = _probe_chunk(x, ex, lab, lambdas, cfg, w_boot, with_control)
+                    acc = store[lab.name]
+                    for k, v in mets.items():
+                        acc.setdefault(k, []).append(v)
+                    acc.setdefault("lambda", []).append(lam)
+                    for k, v in _directions(chosen, std, xtr).items():
+                        acc.setdefault(f"w:{k}", []).append(v.cpu())
+                    if base is not None:
+                        xb = torch.from_numpy(np.stack(bfeats[lab.name])).to(dev)
+                        bmets, *_ = _probe_chunk(xb, ex, lab, lambdas, cfg, w_boot, False)
+                        for k, v in bmets.items():
+                            acc.setdefault(f"baseline_{k}", []).append(v)
+                    del x
+                bar.advance(task, len(part))
+
+        shape = (len(positions), len(sites))
+        step_ids = [int(reader.steps[p]) for p in positions]
+        for lab, ex, w_boot, lambdas, res in prepared:
+            acc = store[lab.name]
+            raw = {}
+            for k, v in acc.items():
+                if k.startswith("w:"):
+                    t = torch.cat(v)
+                    res.weights[k[2:]] = t.reshape(*shape, *t.shape[1:])
+                elif k == "lambda":
+                    res.metrics["lambda"] = torch.cat(v).numpy().reshape(shape)
+                else:
+                    raw[k] = torch.cat(v)
+            main = res.main
+            # paired bootstrap: real, control and baseline share the resampled test samples
+            if f"control_{main}" in raw:
+                raw["selectivity"] = raw[main] - raw[f"control_{main}"]
+            if f"baseline_{main}" in raw:
+                raw["minus_baseline"] = raw[main] - raw[f"baseline_{main}"]
+            for k, v in raw.items():
+                res.metrics[k] = np.stack([t.numpy().reshape(shape) for t in M.summarize(v)])
+            if lab.kind != "regression":
+                te_y = ex.y[ex.index("test")]
+                res.metrics["majority"] = np.full((1,) + shape, np.bincount(te_y).max() / len(te_y))
+        results = ProbeResults(
+            cfg,
+            str(cache),
+            sites,
+            step_ids,
+            [float(reader.timesteps[p]) for p in positions],
+            {lab.name: res for lab, _, _, _, res in prepared},
+            None if baseline is None else str(baseline),
+        )
+    finally:
+        reader.close()
+        if base is not None:
+            base.close()
+    if out is not None:
+        from probes.plot import heatmaps
+        from probes.results import save_results
+
+        save_results(results, out)
+        heatmaps(results, Path(out) / "heatmaps")
+    return results
+
+
+def _balance(lab: L.Label, ex: Examples, part: str) -> dict[str, float]:
+    y = ex.y[ex.index(part)]
+    if lab.kind == "regression":
+        return {"mean": float(y.mean()), "std": float(y.std())}
+    counts = np.bincount(y.astype(int), minlength=lab.n_classes)
+    return {c: float(n / max(1, counts.sum())) for c, n in zip(lab.classes, counts)}
+
+
+__all__ = ["ProbeConfig", "ProbeResults", "LabelResult", "run_probes", "load_mazes", "resolve_labels"]
