@@ -93,3 +93,19 @@ def test_condition_channels_checked():
     with torch.no_grad():
         out = a.forward(m, x, torch.tensor([1.0]), text, condition=torch.zeros(1, 5, 2, 4, 4))
     assert out.shape == x.shape
+
+
+def test_ltx_forward_is_the_pipelines_call():
+    """One forward as LTXPipeline makes it: packed tokens, grid size, text mask, default RoPE interpolation scale."""
+    from diffusers import LTXPipeline
+
+    a = LTXAdapter()
+    m = a.tiny(0)
+    x, t, text = tiny_inputs("ltx", m)
+    f, h, w = x.shape[2:]
+    with torch.no_grad():
+        tokens = m(hidden_states=LTXPipeline._pack_latents(x, 1, 1), encoder_hidden_states=text.encoder_hidden_states,
+                   timestep=t, encoder_attention_mask=text.extras["encoder_attention_mask"], num_frames=f, height=h,
+                   width=w, rope_interpolation_scale=(8 / 25, 32, 32), return_dict=False)[0]  # fmt: skip
+        ours = a.forward(m, x, t, text)
+    assert torch.equal(ours, LTXPipeline._unpack_latents(tokens, f, h, w, 1, 1))

@@ -150,3 +150,31 @@ def test_x0_for_other_parametrizations():
         t = sched.timesteps[3]
         ref = sched.step(out, t, x).pred_original_sample
         torch.testing.assert_close(predict_x0(sched, x, out, t, None), ref)
+
+
+@pytest.mark.parametrize("rope", [False, True])
+@pytest.mark.parametrize("guidance", [1.0, 3.0])
+def test_cogvideox_equals_its_pipeline(rope, guidance):
+    """A second peer: CogVideoX (B,F,C,H,W layout, optional 3D RoPE) with its own v-prediction DDIM scheduler."""
+    from diffusers import CogVideoXDDIMScheduler, CogVideoXPipeline
+
+    a = ADAPTERS["cogvideox"]
+
+    def model():
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            extra = {"use_rotary_positional_embeddings": True, "attention_head_dim": 16} if rope else {}
+            return a.model_class(**{**a.tiny_config(), **extra}).eval()
+
+    m = LoadedModel("cog", a, {"transformer": model()}, CogVideoXDDIMScheduler())
+    g = torch.Generator().manual_seed(0)
+    text, neg = a.random_text(m.transformer, 1, g), a.random_text(m.transformer, 1, g)
+    lat = torch.randn(1, 4, 3, 8, 8, generator=g)
+    cfg = SamplerConfig(steps=3, guidance_scale=guidance)
+    ours = run_trajectory(m, TrajectoryInputs(text, (1, 4, 3, 8, 8), negative=neg, latents=lat), cfg)
+    pipe = CogVideoXPipeline(tokenizer=None, text_encoder=None, vae=None, transformer=model(), scheduler=CogVideoXDDIMScheduler())
+    pipe.set_progress_bar_config(disable=True)
+    ref = pipe(prompt_embeds=text.encoder_hidden_states, negative_prompt_embeds=neg.encoder_hidden_states,
+               height=64, width=64, num_frames=9, num_inference_steps=3, guidance_scale=guidance,
+               latents=lat.permute(0, 2, 1, 3, 4), output_type="latent").frames  # fmt: skip
+    torch.testing.assert_close(ours.final, ref.permute(0, 2, 1, 3, 4), rtol=1e-4, atol=1e-5)

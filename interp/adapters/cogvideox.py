@@ -7,7 +7,9 @@ from typing import Any
 
 import torch
 from diffusers import CogVideoXTransformer3DModel
+from diffusers.models.embeddings import get_3d_rotary_pos_embed
 from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXBlock
+from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -93,14 +95,34 @@ class CogVideoXAdapter(Adapter):
         # learned positional embeddings cover exactly max_text_seq_length text tokens
         return super().random_text(transformer, batch, generator, text_len or transformer.config.max_text_seq_length)
 
+    def rotary_emb(self, transformer: nn.Module, latent_shape: tuple[int, ...], device) -> tuple[Tensor, Tensor]:
+        """3D RoPE as ``CogVideoXPipeline._prepare_rotary_positional_embeddings`` computes it (CogVideoX 1.0/1.5)."""
+        c = transformer.config
+        f, h, w = latent_shape[-3:]
+        gh, gw = h // c.patch_size, w // c.patch_size
+        base_w, base_h = c.sample_width // c.patch_size, c.sample_height // c.patch_size
+        if c.patch_size_t is None:
+            crops = get_resize_crop_region_for_grid((gh, gw), base_w, base_h)
+            return get_3d_rotary_pos_embed(
+                embed_dim=c.attention_head_dim, crops_coords=crops, grid_size=(gh, gw), temporal_size=f, device=device
+            )
+        return get_3d_rotary_pos_embed(
+            embed_dim=c.attention_head_dim, crops_coords=None, grid_size=(gh, gw),
+            temporal_size=(f + c.patch_size_t - 1) // c.patch_size_t, grid_type="slice", max_size=(base_h, base_w),
+            device=device,
+        )  # fmt: skip
+
     def forward(self, transformer, latents, timestep, text: TextConditioning, condition=None) -> Tensor:
         self.check_channels(transformer, latents, condition)
         x = rearrange(self.concat_condition(latents, condition), "b c f h w -> b f c h w")
+        extras = dict(text.extras)
+        if transformer.config.use_rotary_positional_embeddings and "image_rotary_emb" not in extras:
+            extras["image_rotary_emb"] = self.rotary_emb(transformer, latents.shape, latents.device)
         out = transformer(
             hidden_states=x,
             encoder_hidden_states=text.encoder_hidden_states,
             timestep=timestep,
             return_dict=False,
-            **text.extras,
+            **extras,
         )[0]
         return rearrange(out, "b f c h w -> b c f h w")

@@ -65,6 +65,8 @@ class LTXAdapter(Adapter):
     family = "ltx"
     class_name = "LTXVideoTransformer3DModel"
     block_lists = ("transformer_blocks",)
+    # LTXPipeline's default: (VAE temporal ratio / frame_rate, spatial ratio, spatial ratio) = (8 / 25, 32, 32)
+    rope_interpolation_scale = (8 / 25, 32, 32)
 
     @property
     def model_class(self) -> type[nn.Module]:
@@ -122,6 +124,7 @@ class LTXAdapter(Adapter):
         mask = extras.pop("encoder_attention_mask", None)
         if mask is None:
             mask = torch.ones(text.encoder_hidden_states.shape[:2], device=latents.device)
+        extras.setdefault("rope_interpolation_scale", self.rope_interpolation_scale)
         out = transformer(
             hidden_states=self.pack(transformer, self.concat_condition(latents, condition)),
             encoder_hidden_states=text.encoder_hidden_states,
