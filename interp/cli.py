@@ -98,6 +98,62 @@ def inspect_cmd(file: Path = typer.Argument(..., exists=True, help="a capture .h
     Console(width=160).print(attrs, data)
 
 
+# ---- probe (issue 6) ----------------------------------------------------------------------------------------------
+@app.command("probe")
+def probe_cmd(
+    cache: Path = typer.Argument(..., exists=True, dir_okay=False, help="a capture .h5 file"),
+    label: list[str] = typer.Option(
+        ..., "--label", "-l",
+        help="maze label (wall open path agent start goal trail block size path_length first_move) "
+        "or a user array FILE.npy / FILE.npz[:KEY]; repeat for several",
+    ),
+    out: Path = typer.Option(..., "--out", help="output directory (probes.h5, weights/, heatmaps/)"),
+    sites: str = typer.Option("blocks.*.hook_resid_post", help="site names or globs, comma-separated; '' = all"),
+    steps: str = typer.Option("", help="positions on the steps axis: '0,5,9' or '0-9'; '' = all"),
+    branch: str = typer.Option(None, help="branch group (cond / uncond) when the capture has several"),
+    baseline: Path = typer.Option(None, exists=True, help="capture of a randomly initialised copy (same inputs)"),
+    control: str = typer.Option("position", help="control task types: position | token | sample | none"),
+    tokens_per_sample: int = typer.Option(64, help="token examples per sample (0 = all)"),
+    balance: str = typer.Option("class", help="token draw: class (equal share per class) | uniform"),
+    frames: str = typer.Option("", help="only tokens of these frames, e.g. '0' or '0,4'; '' = all"),
+    lambdas: str = typer.Option("", help="regularization grid, comma-separated (default per probe kind)"),
+    bootstrap: int = typer.Option(200, help="bootstrap replicates over test samples for the CIs"),
+    seed: int = typer.Option(0, help="seed of the split, token draw and control task"),
+    device: str = typer.Option("cpu", help="torch device for the solves"),
+    memory_gb: float = typer.Option(1.0, help="feature memory per chunk of sites"),
+) -> None:
+    """Train linear probes for every (step, site) of a capture: metrics, control tasks, heatmaps, directions.
+
+    Example: interp probe run.h5 --label wall --label path --sites 'blocks.*.hook_resid_post' --out probes/
+    """
+    from rich.console import Console
+
+    from probes import ProbeConfig, run_probes
+    from probes.results import summary_table
+
+    def ints(text: str) -> list[int] | None:
+        if not text.strip():
+            return None
+        vals: list[int] = []
+        for part in text.split(","):
+            a, _, b = part.strip().partition("-")
+            vals.extend(range(int(a), int(b) + 1) if b else [int(a)])
+        return vals
+
+    try:
+        cfg = ProbeConfig(
+            labels=label, sites=[s.strip() for s in sites.split(",") if s.strip()], steps=ints(steps),
+            branch=branch, tokens_per_sample=tokens_per_sample, balance=balance, frames=ints(frames),
+            lambdas=[float(x) for x in lambdas.split(",")] if lambdas.strip() else None, control=control,
+            bootstrap=bootstrap, seed=seed, device=device, memory_gb=memory_gb,
+        )  # fmt: skip
+        results = run_probes(cache, cfg, out=out, baseline=baseline)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e)) from e
+    Console(width=160).print(summary_table(results))
+    typer.echo(f"wrote {out / 'probes.h5'}, {out / 'weights'}, {out / 'heatmaps'}")
+
+
 def main() -> None:
     app()
 

@@ -113,3 +113,19 @@ def load_results(path: str | Path) -> dict:
             d.update({k: (json.loads(v) if k in ("classes", "balance", "n_examples") else v) for k, v in g.attrs.items()})
             out["labels"][name] = d
     return out
+
+
+def summary_table(results):
+    """A rich table: per label, its kind, class balance, best (step, site) and the score there with CI."""
+    from rich.table import Table
+
+    t = Table("label", "kind", "test balance", "best step", "best site", "score [95% CI]", "selectivity",
+              "- baseline", title=f"probes on {Path(results.cache).name}")  # fmt: skip
+    for name, r in results.labels.items():
+        step, site, _ = results.best(name)
+        i, j = results.steps.index(step), results.sites.index(site)
+        m = r.metrics[r.main][:, i, j]
+        bal = ", ".join(f"{k} {v:.2f}" for k, v in r.balance["test"].items())
+        extra = [f"{r.metrics[k][0, i, j]:+.3f}" if k in r.metrics else "-" for k in ("selectivity", "minus_baseline")]
+        t.add_row(name, r.label.kind, bal, str(step), site, f"{r.main} {m[0]:.3f} [{m[1]:.3f}, {m[2]:.3f}]", *extra)
+    return t

@@ -10,6 +10,7 @@ fitted there on the same examples and split.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -95,9 +96,32 @@ class ProbeResults:
 
 
 def load_mazes(reader: CacheReader) -> list | None:
-    """The capture's maze instances (``task/instances``), or None when it stored none."""
+    """The capture's maze instances: ``task/instances`` when stored, else rebuilt from the capture config.
+
+    A capture of a task model picks its instances by ``seed`` and ``batch`` (``interp.tasks.build_inputs``), so
+    the model's ``interp.json`` and the config give them back. None when neither is available.
+    """
     items = reader.instances_json()
-    return None if items is None else L.mazes_from_json(items)
+    if items is not None:
+        return L.mazes_from_json(items)
+    cfg = reader.config
+    if not cfg.get("model"):
+        return None
+    try:
+        from interp.models import BUILTINS, resolve_path
+        from interp.tasks import build_inputs
+
+        builtin = BUILTINS.get(cfg["model"])
+        path = builtin.path if builtin is not None else resolve_path(cfg["model"], local_files_only=True)
+        meta_file = Path(path) / "interp.json" if path is not None else None
+        if meta_file is None or not meta_file.exists():
+            return None
+        meta = json.loads(meta_file.read_text())
+        if meta.get("task") != "maze":
+            return None
+        return list(build_inputs(meta, int(cfg.get("batch", reader.batch)), int(cfg.get("seed", 0))).instances)
+    except (ImportError, OSError, ValueError):
+        return None
 
 
 def resolve_labels(
@@ -110,8 +134,9 @@ def resolve_labels(
         if len(mazes) != reader.batch:
             raise ValueError(f"{len(mazes)} mazes for a capture of batch {reader.batch}")
         grid = (L.maze_frames(reader.tokens, mazes), mazes[0].side, mazes[0].side)
-    cfg_grid = reader.config.get("token_grid")
-    grid = grid or (tuple(cfg_grid) if cfg_grid else (1, 1, reader.tokens))
+    grid = grid or reader.grid or (1, 1, reader.tokens)
+    if int(np.prod(grid)) != reader.tokens:
+        raise ValueError(f"token grid {grid} does not hold the capture's {reader.tokens} tokens")
     out = []
     for name in names:
         if name in arrays:
