@@ -67,12 +67,7 @@ def pool_tokens(x: Tensor, pool: Pool, grid: tuple[int, int, int]) -> Tensor:
     return reduce(x, "b (f hw) d -> b f d", "mean", f=f, hw=h * w)
 
 
-def _axes(value: Tensor, pool: Pool, site: str) -> str:
-    if site == "hook_out" or value.ndim == 5:
-        return "step,batch,channel,frame,height,width"
-    return {"none": "step,batch,token,d_model", "mean": "step,batch,d_model", "frame": "step,batch,frame,d_model"}[
-        pool if value.ndim != 3 or pool != "none" else "none"
-    ]
+TOKEN_AXES = {"none": "step,batch,token,d_model", "mean": "step,batch,d_model", "frame": "step,batch,frame,d_model"}
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -197,11 +192,14 @@ class RunWriter:
         for branch, acts in rec.branches.items():
             pos = self.branch_pos[branch][s]
             for site, value in acts.items():
-                value = pool_tokens(value, self.pool, self.grid) if site != "hook_out" else value
+                per_token = site != "hook_out" and value.ndim == 3  # (B, tokens, d_model)
+                if per_token:
+                    value = pool_tokens(value, self.pool, self.grid)
                 if self.dtype == "float16":
                     value = value.to(torch.float16)
-                axes = _axes(value, self.pool, site)
-                self._put(("site", f"{branch}/{site}", pos, _HostCopy(value), axes, len(self.branch_pos[branch])))
+                axes = TOKEN_AXES[self.pool] if per_token else "step,batch,channel,frame,height,width"
+                pool = self.pool if per_token else "none"
+                self._put(("site", f"{branch}/{site}", pos, _HostCopy(value), axes, pool, len(self.branch_pos[branch])))
         self._put(("done", s))
 
     def _work(self) -> None:
@@ -227,11 +225,11 @@ class RunWriter:
         name, index, host = item[1], item[2], item[3]
         arr = host.numpy()
         if name not in f:
-            n = self.steps + 1 if name == "latents" else self.steps if kind == "latent" else item[5]
+            n = self.steps + 1 if name == "latents" else self.steps if kind == "latent" else item[6]
             ds = f.create_dataset(name, shape=(n, *arr.shape), dtype=arr.dtype, chunks=(1, *arr.shape))
             ds.attrs["source_dtype"] = str(host.tensor.dtype).removeprefix("torch.")
             if kind == "site":
-                ds.attrs.update(axes=item[4], pool=self.pool if item[4] != "step,batch,token,d_model" else "none")
+                ds.attrs.update(axes=item[4], pool=item[5])
         f[name][index] = arr
 
     def flush(self) -> None:

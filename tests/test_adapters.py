@@ -61,6 +61,7 @@ def test_geometry_token_maps_to_its_latent_patch(family):
     pt, ph, pw = a.patch_size(m)
     for index in (0, n_tok - 1, n_tok // 2 + 1):
         f, r, c = a.token_to_fhw(m, x.shape, index)
+        assert a.fhw_to_token(m, x.shape, (f, r, c)) == index
         x2 = x.clone()
         x2[:, :, f * pt : (f + 1) * pt, r * ph : (r + 1) * ph, c * pw : (c + 1) * pw] += 1.0
         emb = tr.run(x2, t, text, plan=ForwardPlan(read=["hook_embed"])).acts["hook_embed"]

@@ -104,6 +104,7 @@ def test_float16_and_pooling(tmp_path, full):
     assert frame.axes(site) == "step,batch,frame,d_model" and frame[site].shape == (5, 2, 3, 16)
     torch.testing.assert_close(frame[site], reduce(ref.to_grid(site), "s b f h w d -> s b f d", "mean"))
     assert frame["hook_out"].shape == ref["hook_out"].shape  # the prediction is never pooled
+    assert frame.file["cond"][site].attrs["pool"] == "frame" and frame.file["cond/hook_out"].attrs["pool"] == "none"
 
 
 class Crash(Exception):

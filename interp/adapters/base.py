@@ -188,6 +188,13 @@ class Adapter(ABC):
             raise IndexError(f"token {index} outside 0..{f * h * w - 1}")
         return (index // (h * w), (index // w) % h, index % w)
 
+    def fhw_to_token(self, transformer: nn.Module, latent_shape: tuple[int, ...], fhw: tuple[int, int, int]) -> int:
+        """(frame, row, col) on the token grid -> token index (tokens are ordered frame-major, then row, col)."""
+        f, h, w = self.token_grid(transformer, latent_shape)
+        if not all(0 <= v < n for v, n in zip(fhw, (f, h, w))):
+            raise IndexError(f"{fhw} outside the token grid {(f, h, w)}")
+        return (fhw[0] * h + fhw[1]) * w + fhw[2]
+
     # ---- calling -----------------------------------------------------------------------------------------------
     @abstractmethod
     def forward(
