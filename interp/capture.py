@@ -14,14 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from interp.adapters import TextConditioning
 from interp.models import LoadedModel, load_model
 from interp.store import Pool, RunWriter
 from interp.trajectory import SamplerConfig, StepRecord, TrajectoryInputs, run_trajectory, schedule, traced_experts
-
-import torch
 
 
 class CaptureConfig(BaseModel):
