@@ -29,6 +29,9 @@ from interp.adapters import ADAPTERS, Adapter, get_adapter
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPERTS = ("transformer", "transformer_2")
+# what a hub snapshot needs: never the VAE or text encoder of a pipeline repo
+HUB_PATTERNS = ["model_index.json", "config.json", "interp.json", "diffusion_pytorch_model*", "transformer/*",
+                "transformer_2/*", "scheduler/*"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,9 @@ def resolve_path(
         if local_files_only is None:
             local_files_only = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
         return Path(
-            snapshot_download(s, cache_dir=cache_dir, local_files_only=local_files_only, revision=revision)
+            snapshot_download(
+                s, cache_dir=cache_dir, local_files_only=local_files_only, revision=revision, allow_patterns=HUB_PATTERNS
+            )
         )
     raise FileNotFoundError(
         f"no model {s!r}: not a built-in ({', '.join(BUILTINS)}), not an existing directory, not a hub id (org/name)"
