@@ -27,10 +27,15 @@ class Examples:
     token: Int[np.ndarray, " n"]
     y: Shaped[np.ndarray, " n"]
     y_control: Shaped[np.ndarray, " n"] | None
-    part: Int[np.ndarray, " n"]  # 0 train, 1 val, 2 test
+    part: Int[np.ndarray, " n"]  # 0 train, 1 val, 2 test; examples are sorted by part
 
     def index(self, part: str) -> np.ndarray:
         return np.flatnonzero(self.part == PARTS.index(part))
+
+    def slice(self, part: str) -> slice:
+        """The part as a slice: examples are ordered train, val, test."""
+        idx = self.index(part)
+        return slice(int(idx[0]), int(idx[-1]) + 1) if idx.size else slice(0, 0)
 
 
 def split_samples(samples: np.ndarray, fractions: tuple[float, float, float], seed: int) -> dict[int, int]:
@@ -94,6 +99,8 @@ def select_examples(
     parts = split_samples(np.unique(sample_of), split, seed)
     part = np.array([parts[s] for s in sample_of.tolist()], dtype=np.int64)
 
+    order = np.argsort(part, kind="stable")  # train, then val, then test: each part is one slice
+    sample_of, tokens, part = sample_of[order], tokens[order], part[order]
     y = label.values[sample_of] if label.level == "sample" else label.values[sample_of, tokens]
     y_control = None
     if control is not None:

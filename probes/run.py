@@ -24,7 +24,7 @@ from probes import labels as L
 from probes import metrics as M
 from probes.data import CacheReader, open_cache
 from probes.examples import Balance, Examples, select_examples
-from probes.linear import LinearFit, Standardizer, fit_logistic, fit_ridge, to_raw
+from probes.linear import LinearFit, Standardizer, fast_matmul_dtype, fit_logistic, fit_ridge, to_raw
 
 LOGISTIC_LAMBDAS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 RIDGE_LAMBDAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
@@ -48,6 +48,7 @@ class ProbeConfig(BaseModel):
     bootstrap: int = 200
     seed: int = 0
     max_iter: int = 100
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"  # logistic matmuls; auto: bfloat16 where fast
     memory_gb: float = 1.0
     device: str = "cpu"
 
@@ -168,12 +169,6 @@ def _features(x: np.ndarray, ex: Examples, frames: list[int] | None, grid) -> np
     return x.mean(1)[ex.sample]
 
 
-def _fit(x, y, lam, kind, classes, max_iter):
-    if kind == "regression":
-        return fit_ridge(x, y, lam)
-    return fit_logistic(x, y, lam, classes, max_iter=max_iter)
-
-
 def _val_loss(fit: LinearFit, x, y, kind) -> torch.Tensor:
     """(sites, problems) validation loss."""
     z = fit.logits(x)  # (s, p, n, k)
@@ -187,12 +182,14 @@ def _val_loss(fit: LinearFit, x, y, kind) -> torch.Tensor:
 
 
 def _probe_chunk(x, ex: Examples, label: L.Label, lambdas, cfg: ProbeConfig, w_boot, with_control: bool):
-    """Fit, select lambda on val, score on test. Returns metric tensors (sites, boot) and the chosen fits."""
-    tr, va, te = (torch.as_tensor(ex.index(p)) for p in ("train", "val", "test"))
+    """Fit every (site, task, lambda), pick lambda on val, score on test.
+
+    Returns metric tensors (sites, boot) per name, the chosen real-label probes on raw activations
+    (``{direction, bias, scale, proj_mean, proj_std}``), and the chosen lambdas.
+    """
+    tr, va, te = (ex.slice(p) for p in ("train", "val", "test"))
     dt = torch.float32
     kind = label.kind
-    std = Standardizer.fit(x[:, tr])
-    xs = std(x)
     ys = [torch.as_tensor(ex.y)]
     if with_control:
         ys.append(torch.as_tensor(ex.y_control))
@@ -201,41 +198,44 @@ def _probe_chunk(x, ex: Examples, label: L.Label, lambdas, cfg: ProbeConfig, w_b
     n_l = len(lambdas)
     y_prob = torch.cat([y.repeat(n_l, 1) for y in ys]).to(x.device)  # (tasks*lambdas, n)
     lam_prob = lam.repeat(len(ys))
-    fit = _fit(xs[:, tr], y_prob[:, tr], lam_prob, kind, label.n_classes, cfg.max_iter)
+    std = Standardizer.fit(x[:, tr])
+    if kind == "regression":
+        xs = std(x[:, : va.stop])
+        fit = fit_ridge(xs[:, tr], y_prob[:, tr], lam_prob)
+    else:
+        mdt = fast_matmul_dtype(x.device) if cfg.precision == "auto" else getattr(torch, cfg.precision)
+        xs = std(x[:, : va.stop], dtype=mdt)
+        fit = fit_logistic(xs[:, tr], y_prob[:, tr], lam_prob, label.n_classes, cfg.max_iter, matmul_dtype=mdt)
     loss = _val_loss(fit, xs[:, va], y_prob[:, va].to(dt) if kind != "multiclass" else y_prob[:, va], kind)
+    del xs
     loss = loss.reshape(x.shape[0], len(ys), n_l)
     best = loss.argmin(-1)  # (s, tasks)
     pick = best + torch.arange(len(ys), device=x.device)[None] * n_l
     s_idx = torch.arange(x.shape[0], device=x.device)[:, None]
-    chosen = LinearFit(fit.weight[s_idx, pick], fit.bias[s_idx, pick])
-    scores = chosen.logits(xs[:, te]).cpu()  # (s, tasks, n_test, k)
+    w_raw, b_raw = to_raw(fit.weight[s_idx, pick], fit.bias[s_idx, pick], std)  # (s, tasks, d, k), (s, tasks, k)
+    scores = LinearFit(w_raw, b_raw).logits(x[:, te]).cpu()  # float32 on raw activations: (s, tasks, n_test, k)
     out = {}
     for t, tag in enumerate(["", "control_"][: len(ys)]):
-        y_te = ys[t][te.cpu()].cpu()
+        y_te = ys[t][te].cpu()
         if kind == "regression":
             out[f"{tag}r2"] = M.r2(scores[:, t], y_te, w_boot)
         else:
             out[f"{tag}accuracy"] = M.accuracy(scores[:, t], y_te, w_boot)
             out[f"{tag}auroc"] = M.auroc(scores[:, t], y_te, w_boot)
-    lam_chosen = lam[best[:, 0]].cpu()
-    return out, chosen, std, lam_chosen, xs[:, tr]
+    return out, _directions(w_raw[:, 0], b_raw[:, 0], x[:, tr]), lam[best[:, 0]].cpu()
 
 
-def _directions(chosen: LinearFit, std: Standardizer, x_train_std) -> dict[str, torch.Tensor]:
-    """Raw-space unit directions of the real-label probes, with bias, scale and projection stats."""
-    w = chosen.weight[:, 0]  # (s, d, k)
-    b = chosen.bias[:, 0]  # (s, k)
-    w_raw, b_raw = to_raw(w, b, std)
+def _directions(w_raw, b_raw, x_train) -> dict[str, torch.Tensor]:
+    """Unit directions of raw-space probes (s, d, k) with bias, scale and projection stats on the train set."""
     scale = w_raw.norm(dim=1)  # (s, k)
     direction = (w_raw / scale[:, None].clamp_min(1e-12)).transpose(1, 2)  # (s, k, d)
-    x_raw = x_train_std * std.std[:, None] + std.mean[:, None]
-    proj = torch.einsum("snd,skd->skn", x_raw, direction)
+    proj = torch.bmm(direction, x_train.transpose(1, 2))  # (s, k, n)
     return {
-        "direction": direction,
-        "bias": b_raw,
-        "scale": scale,
-        "proj_mean": proj.mean(-1),
-        "proj_std": proj.std(-1),
+        "direction": direction.cpu(),
+        "bias": b_raw.cpu(),
+        "scale": scale.cpu(),
+        "proj_mean": proj.mean(-1).cpu(),
+        "proj_std": proj.std(-1).cpu(),
     }
 
 
@@ -284,8 +284,7 @@ def run_probes(
         for i, lab in enumerate(labels):
             ctrl = cfg.control if with_control else None
             ex = select_examples(lab, ctrl, cfg.tokens_per_sample, cfg.balance, cfg.frames, cfg.split, cfg.seed + i)
-            te = ex.index("test")
-            w_boot = M.bootstrap_weights(torch.as_tensor(ex.sample[te]), cfg.bootstrap, gen)
+            w_boot = M.bootstrap_weights(torch.as_tensor(ex.sample[ex.slice("test")]), cfg.bootstrap, gen)
             lambdas = cfg.lambdas or (RIDGE_LAMBDAS if lab.kind == "regression" else LOGISTIC_LAMBDAS)
             res = LabelResult(lab)
             for part in ("train", "val", "test"):
@@ -315,13 +314,13 @@ def run_probes(
                             bfeats[lab.name].append(_features(xb, ex, cfg.frames, lab.grid))
                 for lab, ex, w_boot, lambdas, res in prepared:
                     x = torch.from_numpy(np.stack(feats[lab.name])).to(dev)
-                    mets, chosen, std, lam, xtr = _probe_chunk(x, ex, lab, lambdas, cfg, w_boot, with_control)
+                    mets, probes, lam = _probe_chunk(x, ex, lab, lambdas, cfg, w_boot, with_control)
                     acc = store[lab.name]
                     for k, v in mets.items():
                         acc.setdefault(k, []).append(v)
                     acc.setdefault("lambda", []).append(lam)
-                    for k, v in _directions(chosen, std, xtr).items():
-                        acc.setdefault(f"w:{k}", []).append(v.cpu())
+                    for k, v in probes.items():
+                        acc.setdefault(f"w:{k}", []).append(v)
                     if base is not None:
                         xb = torch.from_numpy(np.stack(bfeats[lab.name])).to(dev)
                         bmets, *_ = _probe_chunk(xb, ex, lab, lambdas, cfg, w_boot, False)
