@@ -99,7 +99,8 @@ def main(
     d: int = typer.Option(256, help="d_model (the maze model's)"),
     classes: int = typer.Option(2, help="2 = binary, more = softmax"),
     chunk: int = typer.Option(16, help="sites per batched solve"),
-    threads: int = typer.Option(1, help="CPU threads for both (torch and BLAS)"),
+    threads: int = typer.Option(1, help="CPU threads for ours (torch)"),
+    sklearn_threads: int = typer.Option(1, help="BLAS threads for scikit-learn (1 is its fastest here)"),
     precision: str = typer.Option("auto", help="our matmuls: auto (bfloat16 where fast) | float32 | bfloat16"),
     seed: int = typer.Option(0),
 ) -> None:
@@ -119,12 +120,14 @@ def main(
     xs = [x[order] for x in xs]
     mdt = fast_matmul_dtype() if precision == "auto" else getattr(torch, precision)
     print(f"{sites} sites x {n} examples ({samples} samples x {tokens} tokens) x d={d}, {classes} classes, "
-          f"{len(LAMBDAS)} regularization strengths, {threads} thread(s), our matmuls in {mdt}")  # fmt: skip
+          f"{len(LAMBDAS)} regularization strengths; threads: ours {threads}, scikit-learn {sklearn_threads}; "
+          f"our matmuls in {mdt}")  # fmt: skip
 
     with threadpool_limits(threads):
         ours(xs[:chunk], y, parts, classes, chunk, mdt)  # warm-up
         t_ours, acc_ours = ours(xs, y, parts, classes, chunk, mdt)
-        k = min(sklearn_sites, sites)
+    k = min(sklearn_sites, sites)
+    with threadpool_limits(sklearn_threads):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter=100 (scikit-learn's default)
             t0 = time.perf_counter()

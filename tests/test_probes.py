@@ -230,3 +230,65 @@ def test_bad_input_names_what_is_valid(caches):
         run_probes(real, labels=["wall"], steps=[7], progress=False)
     with pytest.raises(ValueError, match="control"):
         run_probes(real, labels=["wall"], control="row", progress=False)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# solver, CLI, real store
+
+
+def test_batched_logistic_matches_scikit_learn():
+    sk = pytest.importorskip("sklearn.linear_model")
+    from probes.linear import Standardizer, fit_logistic
+
+    rng = np.random.default_rng(0)
+    n, d = 600, 12
+    x = rng.standard_normal((2, n, d)).astype(np.float32) * np.linspace(0.2, 3, d).astype(np.float32)
+    y = (x[0] @ rng.standard_normal(d) + rng.standard_normal(n) > 0).astype(np.int64)
+    y3 = rng.integers(0, 3, n)
+    xt = torch.from_numpy(x)
+    xs = Standardizer.fit(xt)(xt)
+    lam = torch.tensor([1e-3, 1e-1])
+    for labels, classes in ((y, 2), (y3, 3)):
+        fit = fit_logistic(xs, torch.from_numpy(labels).repeat(2, 1), lam, classes, tol=1e-6, max_iter=300)
+        for j, l in enumerate(lam.tolist()):
+            ref = sk.LogisticRegression(C=1 / (l * n), tol=1e-10, max_iter=5000).fit(xs[0].numpy(), labels)
+            ours = fit.weight[0, j].numpy()  # (d, k)
+            want = ref.coef_.T if classes == 2 else ref.coef_.T - ref.coef_.T.mean(1, keepdims=True)
+            got = ours if classes == 2 else ours - ours.mean(1, keepdims=True)
+            np.testing.assert_allclose(got, want, atol=2e-3 * max(1.0, np.abs(want).max()))
+
+
+def test_cli_probe(caches, tmp_path):
+    from typer.testing import CliRunner
+
+    from interp.cli import app
+
+    real, *_ = caches
+    out = tmp_path / "cli"
+    r = CliRunner().invoke(
+        app, ["probe", str(real), "--label", "wall", "--sites", "blocks.1.*", "--steps", "1", "--out", str(out),
+              "--bootstrap", "10"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "wall" in r.output and (out / "probes.h5").exists() and (out / "heatmaps" / "wall.png").exists()
+    assert load_results(out / "probes.h5")["labels"]["wall"]["accuracy"][0, 0, 0] > 0.97
+    bad = CliRunner().invoke(app, ["probe", str(real), "--label", "nope", "--out", str(out)])
+    assert bad.exit_code != 0 and "maze labels" in bad.output
+
+
+def test_reads_interp_store_captures(tmp_path):
+    capture = pytest.importorskip("interp.capture")
+    path = capture.capture(
+        capture.CaptureConfig(model="tiny-wan", steps=2, sites=["blocks.0.hook_resid_post"], batch=4, guidance=2.0),
+        tmp_path / "run.h5",
+    )
+    from probes.data import open_cache
+
+    with open_cache(path) as r:
+        assert type(r).__name__ == "StoreReader" and r.sites == ["blocks.0.hook_resid_post"]
+        tokens, grid = r.tokens, r.grid
+        assert r.read("blocks.0.hook_resid_post", 1).shape == (4, tokens, r.d_model("blocks.0.hook_resid_post"))
+    assert int(np.prod(grid)) == tokens
+    lab = np.random.default_rng(0).integers(0, 2, (4, *grid))
+    res = run_probes(path, labels=["rand"], arrays={"rand": lab}, branch="uncond", bootstrap=5, progress=False)
+    assert res.steps == [0, 1] and res.labels["rand"].metrics["accuracy"].shape == (3, 2, 1)
