@@ -153,11 +153,14 @@ def run_trajectory(
     start: tuple[int, Latent] | None = None,
     keep: bool = True,
     progress: bool = False,
+    edit_latent: Callable[[int, Latent], Latent] | None = None,
 ) -> Trajectory:
     """Denoise ``inputs`` with ``loaded``'s scheduler; record every step.
 
     read: sites to capture at every forward (globs allowed); plan: per (branch, step) plan, overriding ``read``.
     start: (step, x_step) to resume a run from a recorded step (single-step schedulers only).
+    edit_latent: ``(step, x_step) -> x_step`` applied to the latent entering each step, before its forward (the
+    record's ``x`` and the scheduler step see the edited latent; ``first_frame`` is imposed again after it).
     """
     config = config or SamplerConfig()
     sched = make_scheduler(loaded, config.shift)
@@ -199,6 +202,10 @@ def run_trajectory(
         task = bar.add_task("steps", total=config.steps - begin)
         for i in range(begin, config.steps):
             t = timesteps[i]
+            if edit_latent is not None:
+                x = edit_latent(i, x)
+                if inputs.first_frame is not None:
+                    x[:, :, : inputs.first_frame.shape[2]] = inputs.first_frame.to(x)
             expert = loaded.expert_for(float(t))
             traced = experts[expert]
             guidance = config.guidance_scale

@@ -178,3 +178,18 @@ def test_cogvideox_equals_its_pipeline(rope, guidance):
                height=64, width=64, num_frames=9, num_inference_steps=3, guidance_scale=guidance,
                latents=lat.permute(0, 2, 1, 3, 4), output_type="latent").frames  # fmt: skip
     torch.testing.assert_close(ours.final, ref.permute(0, 2, 1, 3, 4), rtol=1e-4, atol=1e-5)
+
+
+def test_edit_latent_changes_the_state_the_scheduler_steps():
+    """edit_latent(step, x) replaces x_s before step s: the record's x is the edit, later steps follow from it."""
+    m = load_model("tiny-wan")
+    text, _, noise = _inputs(m)
+    inputs = TrajectoryInputs(text, SHAPE, latents=noise)
+    cfg = SamplerConfig(steps=3, seed=0)
+    plain = run_trajectory(m, inputs, cfg)
+    edited = run_trajectory(m, inputs, cfg, edit_latent=lambda s, x: 2 * x if s == 1 else x)
+    assert torch.equal(edited.records[0].x, plain.records[0].x)
+    assert torch.equal(edited.records[1].x, 2 * plain.records[1].x)
+    # resuming the plain run from the edited latent at step 1 gives the same end
+    resumed = run_trajectory(m, inputs, cfg, start=(1, 2 * plain.records[1].x))
+    assert torch.equal(edited.final, resumed.final) and not torch.allclose(edited.final, plain.final)
