@@ -257,7 +257,7 @@ def run_probes(
     ``baseline`` is a capture of a randomly initialised copy of the model on the same inputs.
     Writes ``out/probes.h5``, ``out/weights/<label>.safetensors`` and ``out/heatmaps/<label>.png``.
     """
-    cfg = (config or ProbeConfig(**overrides)) if not (config and overrides) else config.model_copy(update=overrides)
+    cfg = ProbeConfig(**{**(config.model_dump() if config else {}), **overrides})
     dev = torch.device(cfg.device)
     reader = open_cache(cache, cfg.branch)
     base = open_cache(baseline, cfg.branch) if baseline is not None else None
