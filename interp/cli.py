@@ -153,6 +153,91 @@ def probe_cmd(
     Console(width=160).print(summary_table(results))
     typer.echo(f"wrote {out / 'probes.h5'}, {out / 'weights'}, {out / 'heatmaps'}")
 
+# ---- train, eval, demo (issue 4) ----------------------------------------------------------------------------------
+@app.command("train")
+def train_cmd(
+    config: Path = typer.Argument(..., exists=True, dir_okay=False, help="training YAML (experiments/train/)"),
+    set_: list[str] = typer.Option([], "--set", help="override a config field: key=value (dotted keys)"),
+) -> None:
+    """Train an embedded task model (rectified flow, data generated on the fly); resumable via resume_from.
+
+    Example: interp train experiments/train/maze-wan.yaml --set max_minutes=25 --set out=runs/maze
+    """
+    from interp.train import main as train_main
+
+    state = train_main(str(config), set_)
+    typer.echo(f"trained to step {state['step']} ({state['samples']} samples)")
+
+
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Argument("maze-wan", help="built-in name or model directory with task metadata"),
+    task: str = typer.Option("maze", help="task (only 'maze')"),
+    size: str = typer.Option("5", help="maze size(s): '5', '3-8' or '4,6'"),
+    n: int = typer.Option(16, help="held-out mazes per size"),
+    steps: int = typer.Option(None, help="denoising steps (default: the model's, 50)"),
+    seed: int = typer.Option(0, help="picks the held-out mazes"),
+    noise_seed: int = typer.Option(0, help="seed of the initial noise (per sample)"),
+    shift: float = typer.Option(None, help="timestep shift (default: the model's, 5)"),
+    batch: int = typer.Option(32, help="mazes per forward"),
+    device: str = typer.Option("cpu", help="torch device"),
+    out: Path = typer.Option(None, "--out", help="output dir: samples.h5 (one size) or size{N}/samples.h5"),
+) -> None:
+    """Sample held-out mazes, score the videos from pixels, print the solve rate with its 95% CI.
+
+    Example: interp eval maze-wan --task maze --size 5 --n 16 --steps 20 --seed 0 --out eval-out
+    """
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from interp.evaluate import eval_maze, parse_sizes, write_samples
+    from interp.models import load_model
+
+    if task != "maze":
+        raise typer.BadParameter(f"unknown task {task!r}; known: maze")
+    try:
+        sizes = parse_sizes(size)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+    loaded = load_model(model, device)
+    table = Table("size", "n", "steps", "solve rate", "95% CI", "path recall", "extra cells", title=f"{model}: maze")
+    rows = []
+    for s in sizes:
+        res = eval_maze(loaded, s, n, steps, seed, noise_seed, shift, batch, progress=True)
+        summ = res.summary()
+        rows.append(summ)
+        lo, hi = summ["ci95"]
+        table.add_row(str(s), str(n), str(res.steps), f"{summ['solve_rate']:.3f}", f"[{lo:.3f}, {hi:.3f}]",
+                      f"{summ['path_recall']:.3f}", f"{summ['extra_cells']:.2f}")  # fmt: skip
+        if out is not None:
+            path = out / "samples.h5" if len(sizes) == 1 else out / f"size{s}" / "samples.h5"
+            write_samples(res, path, {"model": model, "weight_hash": loaded.weight_hash, "seed": seed,
+                                      "noise_seed": noise_seed})  # fmt: skip
+    Console().print(table)
+    if out is not None:
+        (out / "eval.json").write_text(json.dumps(rows, indent=2))
+        typer.echo(f"wrote {out}")
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Path = typer.Option(Path("demo-out"), "--out", help="output directory"),
+    model: str = typer.Option("maze-wan", help="built-in name or model directory"),
+    n: int = typer.Option(4, help="mazes to sample"),
+    size: int = typer.Option(5, help="maze size"),
+    steps: int = typer.Option(30, help="denoising steps"),
+    seed: int = typer.Option(0, help="picks the held-out mazes"),
+) -> None:
+    """Sample a few held-out mazes on CPU, print the solve rate, write per-step x0 filmstrips (PNG and GIF).
+
+    Example: interp demo --out demo-out
+    """
+    from interp.demo import run_demo
+
+    run_demo(out, model=model, n=n, size=size, steps=steps, seed=seed)
+
 
 def main() -> None:
     app()

@@ -1,0 +1,1 @@
+"""Figures, filmstrips, viewers and run logging built from trajectories and stores."""

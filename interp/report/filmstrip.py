@@ -1,0 +1,95 @@
+"""Per-step x0 filmstrips: rows are denoising steps, columns are video frames (PNG), and a GIF over steps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from jaxtyping import UInt8
+from PIL import Image, ImageDraw
+
+
+def pick_steps(n_steps: int, rows: int) -> list[int]:
+    """``rows`` step indices spread over ``range(n_steps)``, always including the first and the last."""
+    if n_steps <= rows:
+        return list(range(n_steps))
+    return sorted({int(round(i)) for i in np.linspace(0, n_steps - 1, rows)})
+
+
+def _verdict_text(v: bool | None) -> str:
+    return "" if v is None else ("solved" if v else "wrong")
+
+
+def filmstrip_png(
+    videos: UInt8[np.ndarray, "steps frames h w 3"],
+    path: str | Path,
+    row_labels: Sequence[str],
+    verdicts: Sequence[bool | None] | None = None,
+    title: str = "",
+    scale: int = 3,
+) -> Path:
+    """A grid image (matplotlib): one row per step, one column per frame, the scorer's verdict beside each row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    videos = np.asarray(videos)
+    s, f, h, w, _ = videos.shape
+    verdicts = list(verdicts) if verdicts is not None else [None] * s
+    fig, axes = plt.subplots(s, f, figsize=(1.1 * f * max(w, 24) / 24 + 1.2, 1.1 * s * max(h, 24) / 24 + 0.4), squeeze=False)
+    for r in range(s):
+        for c in range(f):
+            ax = axes[r, c]
+            ax.imshow(videos[r, c], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"frame {c}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(row_labels[r], fontsize=7, rotation=0, ha="right", va="center")
+            if c == f - 1 and verdicts[r] is not None:
+                colour = "tab:green" if verdicts[r] else "tab:red"
+                ax.text(1.05, 0.5, _verdict_text(verdicts[r]), transform=ax.transAxes, color=colour, fontsize=8, va="center")
+                for spine in ax.spines.values():
+                    spine.set_edgecolor(colour)
+                    spine.set_linewidth(1.5)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def filmstrip_gif(
+    videos: UInt8[np.ndarray, "steps frames h w 3"],
+    path: str | Path,
+    row_labels: Sequence[str],
+    verdicts: Sequence[bool | None] | None = None,
+    scale: int = 3,
+    ms_per_step: int = 250,
+) -> Path:
+    """A GIF over steps: each GIF frame shows all video frames of one step's x0 side by side, labelled."""
+    videos = np.asarray(videos)
+    s, f, h, w, _ = videos.shape
+    verdicts = list(verdicts) if verdicts is not None else [None] * s
+    pad, band = 2, 14
+    images = []
+    for r in range(s):
+        canvas = Image.new("RGB", (f * (w * scale + pad) + pad, h * scale + 2 * pad + band), (255, 255, 255))
+        for c in range(f):
+            tile = Image.fromarray(videos[r, c]).resize((w * scale, h * scale), Image.NEAREST)
+            canvas.paste(tile, (pad + c * (w * scale + pad), pad + band))
+        draw = ImageDraw.Draw(canvas)
+        text = f"{row_labels[r]}  {_verdict_text(verdicts[r])}".strip()
+        draw.text((pad, 1), text, fill=(0, 120, 0) if verdicts[r] else (0, 0, 0) if verdicts[r] is None else (180, 0, 0))
+        images.append(canvas)
+    durations = [ms_per_step] * (s - 1) + [ms_per_step * 6]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
+    return path
