@@ -1,0 +1,41 @@
+"""``ablate``: a site's value set to zero, to its mean over a reference set, or resampled from another input.
+
+The reference set is the experiment's inputs (of the same size) run clean with the target's noise seed; the mean is
+taken per step and per position. ``resample`` reads one reference input, picked per target by ``seed``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from jaxtyping import Float
+from torch import Tensor
+
+from interp.interventions.base import Rows, SiteSpec, put, take
+
+
+class Ablate(SiteSpec):
+    kind: Literal["ablate"] = "ablate"
+    mode: Literal["zero", "mean", "resample"] = "zero"
+    seed: int = 0  # resample: which other input each target reads
+
+
+def resample_offset(seed: int, input_index: int, n_inputs: int) -> int:
+    """The offset (1..n-1) of the input a resampled target reads; a pure function of (seed, input)."""
+    if n_inputs < 2:
+        raise ValueError("ablate mode=resample needs at least 2 inputs")
+    rng = np.random.default_rng([seed, input_index])
+    return int(rng.integers(1, n_inputs))
+
+
+def apply_ablate(
+    spec: Ablate, value: Float[Tensor, "batch pos d"], rows: Rows, pos: Tensor | None
+) -> Float[Tensor, "batch pos d"]:
+    if spec.mode == "zero":
+        n = len(rows.target)
+        shape = (n, value.shape[1] if pos is None else len(pos), value.shape[2])
+        return put(value, rows.target, pos, value.new_zeros(shape))
+    if spec.mode == "mean":
+        return put(value, rows.target, pos, take(value, rows.group, pos).mean(dim=1))
+    return put(value, rows.target, pos, take(value, rows.source, pos))

@@ -1,0 +1,159 @@
+"""Bound interventions -> what one batched trajectory runs: a per-(branch, step) ForwardPlan and a latent edit.
+
+A :class:`Bound` is an intervention plus the batch rows it edits and reads (:class:`~interp.interventions.Rows`);
+rows of different sweep points share one batch, each with its own edits. Several interventions at one site apply
+in list order. Sources and reference rows must be rows nothing edits (the engine gives them clean rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from interp.interventions.ablate import Ablate, apply_ablate
+from interp.interventions.base import Rows, SiteSpec, Spec, as_positions, positions, resolve_index
+from interp.interventions.ensemble import Ensemble, apply_ensemble
+from interp.interventions.noise import Noise, apply_noise, fresh_noise
+from interp.interventions.patch import Patch, apply_patch
+from interp.interventions.skip import Skip, apply_skip
+from interp.interventions.steer import Steer, apply_steer
+from interp.interventions.swap import Swap
+from interp.trace import ForwardPlan, Traced
+
+Latent = Float[Tensor, "batch channels frames height width"]
+
+
+@dataclass
+class Bound:
+    """An intervention bound to batch rows. ``keys``: per target row, the input index (seeds fresh noise);
+    ``direction``: a steer's vector."""
+
+    spec: Spec
+    rows: Rows
+    keys: list[int] = field(default_factory=list)
+    direction: Tensor | None = None
+
+
+@dataclass
+class _Op:
+    steps: set[int]
+    fn: Callable[[Tensor, int, dict], Tensor]  # (value, step, stash) -> value
+
+
+def _site_op(b: Bound, pos: Tensor | None) -> Callable[[Tensor, int, dict], Tensor]:
+    s = b.spec
+
+    def run(value: Tensor, step: int, stash: dict, site: str) -> Tensor:
+        v, back = as_positions(value)
+        if isinstance(s, (Patch, Swap)):
+            out = apply_patch(s, v, b.rows, pos)
+        elif isinstance(s, Ablate):
+            out = apply_ablate(s, v, b.rows, pos)
+        elif isinstance(s, Steer):
+            out = apply_steer(s, v, b.rows, pos, b.direction)
+        elif isinstance(s, Ensemble):
+            out = apply_ensemble(s, v, b.rows, pos)
+        elif isinstance(s, Skip):
+            out = apply_skip(s, v, b.rows, pos, stash[site.rsplit(".", 1)[0] + ".hook_resid_pre"])
+        else:  # pragma: no cover
+            raise TypeError(type(s).__name__)
+        return back(out)
+
+    return run
+
+
+def compile_batch(
+    bound: list[Bound],
+    traced: Traced,
+    latent_shape: tuple[int, ...],
+    n_steps: int,
+    read: list[str] = (),
+) -> tuple[Callable[[str, int], ForwardPlan], Callable[[int, Latent], Latent] | None]:
+    """(plan(branch, step), edit_latent(step, x) or None) applying every bound intervention."""
+    adapter, transformer = traced.adapter, traced.dit.transformer
+    grid = adapter.token_grid(transformer, latent_shape)
+    patch_t = adapter.patch_size(transformer)[0]
+    lat_grid = tuple(latent_shape[2:])
+    site_ops: dict[str, list[_Op]] = {}
+    stash_steps: dict[str, set[int]] = {}  # resid_pre sites skips read, at these steps
+    latent_ops: list[_Op] = []
+    for b in bound:
+        s = b.spec
+        steps = set(resolve_index(s.steps, n_steps, "steps"))
+        if isinstance(s, Noise):
+            pos = positions(s.frames, None, lat_grid, latent=True)
+            shape = tuple(latent_shape[1:])
+
+            def noise_op(x, step, stash, b=b, pos=pos, shape=shape):
+                eps = fresh_noise(b.spec.seed, step, b.keys, shape).to(x)
+                v, back = as_positions(x)
+                e, _ = as_positions(eps)
+                return back(apply_noise(b.spec, v, b.rows, pos, e))
+
+            latent_ops.append(_Op(steps, noise_op))
+            continue
+        assert isinstance(s, SiteSpec)
+        if isinstance(s, Ensemble) and s.target == "latent":
+            pos = positions(s.frames, None, lat_grid, latent=True)
+
+            def ens_op(x, step, stash, b=b, pos=pos):
+                v, back = as_positions(x)
+                return back(apply_ensemble(b.spec, v, b.rows, pos))
+
+            latent_ops.append(_Op(steps, ens_op))
+            continue
+        for name in s.sites(traced.n_blocks):
+            if isinstance(s, Skip):
+                blocks = traced.resolve(name, blocks=True)
+                targets = [f"{blk}.hook_resid_post" for blk in blocks]
+                for blk in blocks:
+                    stash_steps.setdefault(f"{blk}.hook_resid_pre", set()).update(steps)
+            else:
+                targets = traced.resolve(name)
+            for site in targets:
+                latent_site = site == "hook_out"
+                pos = positions(s.frames, s.tokens, lat_grid if latent_site else grid, patch_t, latent=latent_site)
+                run = _site_op(b, pos)
+                site_ops.setdefault(site, []).append(_Op(steps, lambda v, st, sh, run=run, site=site: run(v, st, sh, site)))
+
+    stash: dict[str, Tensor] = {}
+
+    def site_edit(site: str, step: int, value: Tensor) -> Tensor:
+        for op in site_ops.get(site, ()):
+            if step in op.steps:
+                value = op.fn(value, step, stash)
+        if step in stash_steps.get(site, ()):
+            stash[site] = value.clone()
+        return value
+
+    active = {site for site in site_ops} | set(stash_steps)
+    per_step: list[list[str]] = [
+        [site for site in active
+         if any(step in op.steps for op in site_ops.get(site, ())) or step in stash_steps.get(site, ())]
+        for step in range(n_steps)
+    ]  # fmt: skip
+
+    def plan(branch: str, step: int) -> ForwardPlan:
+        stash.clear()
+        return ForwardPlan(read=list(read), edit={site: site_edit for site in per_step[step]})
+
+    edit_latent = None
+    if latent_ops:
+
+        def edit_latent(step: int, x: Latent) -> Latent:
+            for op in latent_ops:
+                if step in op.steps:
+                    x = op.fn(x, step, stash)
+            return x
+
+    return plan, edit_latent
+
+
+def rows(target: list[int], source: list[int] | None = None, group: list[list[int]] | None = None) -> Rows:
+    """A :class:`Rows` from plain lists."""
+    t = lambda v: None if v is None else torch.tensor(v, dtype=torch.long)  # noqa: E731
+    return Rows(t(target), t(source), t(group))

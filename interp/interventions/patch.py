@@ -1,0 +1,33 @@
+"""``patch``: activations of a source run (another input and/or noise seed) written into the target run."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from jaxtyping import Float
+from pydantic import BaseModel, ConfigDict
+from torch import Tensor
+
+from interp.interventions.base import Rows, SiteSpec, put, take
+
+
+class Source(BaseModel):
+    """The source run: the input ``input`` places after the target's (cyclic; 0: the same input), with noise
+    ``seed`` (``None``: the target's own noise seed)."""
+
+    model_config = ConfigDict(extra="forbid")
+    input: int = 0
+    seed: int | None = None
+
+
+class Patch(SiteSpec):
+    """At the selected sites, steps and positions, the target's value := the source run's value there."""
+
+    kind: Literal["patch"] = "patch"
+    source: Source = Source(seed=1)
+
+
+def apply_patch(
+    spec: Patch | SiteSpec, value: Float[Tensor, "batch pos d"], rows: Rows, pos: Tensor | None
+) -> Float[Tensor, "batch pos d"]:
+    return put(value, rows.target, pos, take(value, rows.source, pos))

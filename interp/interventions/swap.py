@@ -1,0 +1,24 @@
+"""``swap``: hidden states of input B put into the run of input A (the paper's layer-wise swap).
+
+A patch whose source is another input with the same noise; the usual use is one layer (or band) at the first step,
+then asking whose answer the output gives (metric ``mse_to_source``, or the maze scorer against B).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from interp.interventions.base import SiteSpec
+from interp.interventions.patch import apply_patch
+
+
+class Swap(SiteSpec):
+    """Input B is the input ``other`` places after A (cyclic, so every input is an A once)."""
+
+    kind: Literal["swap"] = "swap"
+    other: int = Field(1, ne=0)
+
+
+apply_swap = apply_patch
