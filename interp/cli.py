@@ -239,6 +239,46 @@ def demo_cmd(
     run_demo(out, model=model, n=n, size=size, steps=steps, seed=seed)
 
 
+# ---- view (issue 11) ----------------------------------------------------------------------------------------------
+@app.command("view")
+def view_cmd(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="a capture .h5 or an experiment's results.h5"),
+    out: Path = typer.Option(..., "--out", help="output directory (writes index.html)"),
+    budget_mb: float = typer.Option(20.0, "--budget-mb", help="page size budget in MB (images are downsampled to fit)"),
+    branch: str = typer.Option(None, help="branch of a capture (cond / uncond); default: the first"),
+    sites: str = typer.Option("", help="per-token sites to map, names or globs, comma-separated; '' = all"),
+    samples: str = typer.Option("", help="batch indices to show, e.g. '0,2'; '' = all (thinned to fit the budget)"),
+    channels: int = typer.Option(3, help="top-variance channel maps per layer"),
+    pngs: bool = typer.Option(False, "--pngs", help="also write token-map PNG grids (layer x frame, step x frame)"),
+) -> None:
+    """Write one self-contained HTML page (no network needed) to look inside a run: step and layer sliders, x0
+    frames beside token maps, the task scorer's verdict per step, metric heatmaps of experiment results.
+
+    Example: interp view run.h5 --out view/ --budget-mb 10
+    """
+    from interp.report.viewer import write_view
+
+    opts: dict = {}
+    if branch:
+        opts["branch"] = branch
+    if sites.strip():
+        opts["sites"] = [s.strip() for s in sites.split(",") if s.strip()]
+    if samples.strip():
+        opts["samples"] = [int(s) for s in samples.split(",")]
+    if channels != 3:
+        opts["k"] = channels
+    try:
+        page = write_view(file, out, budget_mb=budget_mb, **opts)
+    except (ValueError, KeyError) as e:
+        raise typer.BadParameter(str(e)) from e
+    typer.echo(f"wrote {page} ({page.stat().st_size / 2**20:.2f} MB)")
+    if pngs:
+        from interp.report.tokenmaps import save_token_map_pngs
+
+        written = save_token_map_pngs(file, out / "tokenmaps", sites=opts.get("sites"), branch=branch, k=channels)
+        typer.echo(f"wrote {len(written)} PNGs to {out / 'tokenmaps'}")
+
+
 def main() -> None:
     app()
 
