@@ -279,6 +279,32 @@ def view_cmd(
         typer.echo(f"wrote {len(written)} PNGs to {out / 'tokenmaps'}")
 
 
+# ---- run (issue 5) ------------------------------------------------------------------------------------------------
+@app.command("run")
+def run_cmd(
+    experiment: Path = typer.Argument(..., help="experiment YAML (see experiments/examples/)"),
+    set_: list[str] = typer.Option([], "--set", help="override a field: dotted.key=value (YAML value); repeatable"),
+    out: Path = typer.Option(None, "--out", help="output directory (default: runs/<experiment name>)"),
+    wandb: str = typer.Option("offline", "--wandb", help="W&B mode: offline | online | disabled"),
+) -> None:
+    """Run an experiment: interventions x sweep, batched; writes results.h5, summary.json and figures/.
+
+    Running it again is a cache hit; an interrupted run resumes where it stopped.
+
+    Example: interp run experiments/examples/noise.yaml --set inputs.count=4 --out runs/noise
+    """
+    from interp.experiments import Experiment, ExperimentError, run_experiment
+
+    if wandb not in ("offline", "online", "disabled"):
+        raise typer.BadParameter(f"--wandb must be offline, online or disabled, got {wandb!r}")
+    try:
+        exp = Experiment.load(experiment, set_)
+        res = run_experiment(exp, out or Path("runs") / exp.name, wandb=wandb, base_dir=experiment.parent)
+    except (ExperimentError, FileExistsError) as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{'cache hit' if res.cache_hit else 'ran'}: {res.results}")
+
 def main() -> None:
     app()
 

@@ -1,0 +1,10 @@
+"""Declarative experiments: an :class:`Experiment` (YAML) is planned into batches, run with per-row interventions,
+and cached in ``DIR/results.h5`` keyed by (experiment, model weights, package version)."""
+
+from interp.experiments.plan import Plan, plan
+from interp.experiments.results import read_metrics
+from interp.experiments.runner import RunResult, run_experiment
+from interp.experiments.schema import Experiment, ExperimentError, point_experiment, sweep_points
+
+__all__ = ["Experiment", "ExperimentError", "Plan", "plan", "point_experiment", "sweep_points", "run_experiment",
+           "RunResult", "read_metrics"]  # fmt: skip

@@ -1,0 +1,129 @@
+"""Sweep planning: a pure function of the experiment gives the sweep points, the samples and the batch plan.
+
+A *unit* is one (sweep point, sample): its edited rows (one, or K members of an ensemble). Units are packed in
+order (sample-major, so the points of one sample share its clean rows) into batches of at most ``max_batch`` rows; the clean rows they read (baselines, patch and
+swap sources, ablation references) are added once per batch and shared by all its units. Samples of different
+maze sizes never share a batch. A resumed run repeats the same batches, so its results are bit-identical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from interp.experiments.schema import Experiment, ExperimentError, point_experiment, sweep_points
+from interp.interventions import Ablate, Ensemble, Patch, Swap
+from interp.interventions.ablate import resample_offset
+
+
+@dataclass(frozen=True)
+class Sample:
+    index: int  # global sample number
+    group: int  # input group (one per maze size)
+    local: int  # index inside its group
+    size: int | None
+
+
+@dataclass(frozen=True)
+class Row:
+    """One batch row: sample ``sample`` with initial noise ``slot`` of the batch noise drawn from ``seed`` (a sample's
+    own run uses its own slot; a patch or swap source uses the target's, i.e. the same noise); ``unit`` (point,
+    sample) for edited rows, None for clean rows."""
+
+    sample: int
+    seed: int
+    slot: int
+    unit: tuple[int, int] | None = None
+    member: int = 0
+
+
+@dataclass(frozen=True)
+class Batch:
+    index: int
+    group: int
+    units: tuple[tuple[int, int], ...]
+    rows: tuple[Row, ...]
+
+    def row_of(self, row: Row) -> int:
+        return self.rows.index(row)
+
+
+@dataclass(frozen=True)
+class Plan:
+    points: list[dict[str, Any]]
+    experiments: list[Experiment]  # one per point
+    samples: list[Sample]
+    batches: list[Batch]
+
+
+def samples_of(exp: Experiment, default_size: int | None = None) -> list[Sample]:
+    sizes = exp.inputs.sizes or [default_size] if exp.inputs.task == "maze" else [None]
+    return [Sample(g * exp.inputs.count + i, g, i, s) for g, s in enumerate(sizes) for i in range(exp.inputs.count)]
+
+
+def source_rows(exp: Experiment, iv, sample: Sample, seed: int) -> list[Row]:
+    """Clean rows intervention ``iv`` reads for an edited row of ``sample`` with noise ``seed`` (patch, swap,
+    resample: one row; mean ablation: every input of the group)."""
+    n = exp.inputs.count
+    base = sample.index - sample.local
+
+    def at(offset: int, s: int, same_noise: bool) -> Row:
+        j = (sample.local + offset) % n
+        return Row(base + j, s, sample.local if same_noise else j)
+
+    if isinstance(iv, Patch):
+        return [at(iv.source.input, seed if iv.source.seed is None else iv.source.seed, True)]
+    if isinstance(iv, Swap):
+        return [at(iv.other, seed, True)]
+    if isinstance(iv, Ablate) and iv.mode == "mean":
+        return [at(j - sample.local, seed, False) for j in range(n)]
+    if isinstance(iv, Ablate) and iv.mode == "resample":
+        return [at(resample_offset(iv.seed, sample.local, n), seed, False)]
+    return []
+
+
+def member_seeds(exp: Experiment) -> list[int]:
+    ens = next((i for i in exp.interventions if isinstance(i, Ensemble)), None)
+    return ens.member_seeds(exp.sampler.seed) if ens else [exp.sampler.seed]
+
+
+def baseline(exp: Experiment, sample: Sample) -> Row:
+    """The unintervened run of ``sample`` (base seed, own noise)."""
+    return Row(sample.index, exp.sampler.seed, sample.local)
+
+
+def unit_rows(exp: Experiment, p: int, sample: Sample, samples: list[Sample]) -> tuple[list[Row], list[Row]]:
+    """(edited rows, clean rows) of one unit; the first clean row is its baseline (base seed, no edits)."""
+    edited = [Row(sample.index, s, sample.local, (p, sample.index), k) for k, s in enumerate(member_seeds(exp))]
+    clean = [baseline(exp, sample)]
+    for r in edited:
+        for iv in exp.interventions:
+            clean += source_rows(exp, iv, sample, r.seed)
+    return edited, list(dict.fromkeys(clean))
+
+
+def plan(exp: Experiment, default_size: int | None = None) -> Plan:
+    """The deterministic batch plan of ``exp`` (``default_size``: the maze size when ``inputs.sizes`` is None)."""
+    points = sweep_points(exp)
+    exps = [point_experiment(exp, c) for c in points]
+    samples = samples_of(exp, default_size)
+    batches: list[Batch] = []
+    for group in sorted({s.group for s in samples}):
+        units: list[tuple[int, int]] = []
+        rows: list[Row] = []
+        for s in (s for s in samples if s.group == group):
+            for p, pexp in enumerate(exps):
+                edited, clean = unit_rows(pexp, p, s, samples)
+                new = [r for r in clean if r not in rows]
+                need = len(edited) + len(new)
+                if need > exp.max_batch and not units:
+                    raise ExperimentError(f"max_batch={exp.max_batch} is too small: one sweep point of one sample "
+                                          f"needs {need} rows ({len(edited)} edited + {len(new)} clean)")  # fmt: skip
+                if units and len(rows) + need > exp.max_batch:
+                    batches.append(Batch(len(batches), group, tuple(units), tuple(rows)))
+                    units, rows, new = [], [], clean
+                units.append((p, s.index))
+                rows += edited + [r for r in new if r not in rows]
+        if units:
+            batches.append(Batch(len(batches), group, tuple(units), tuple(rows)))
+    return Plan(points, exps, samples, batches)

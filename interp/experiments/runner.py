@@ -1,0 +1,324 @@
+"""Running an experiment: plan, batched trajectories with per-row edits, metrics, results.h5, summary, figures.
+
+>>> from interp.experiments import Experiment, run_experiment
+>>> res = run_experiment(Experiment.load("experiments/examples/skip.yaml"), "out/skip")
+>>> res.cache_hit, res.summary["points"][0]["metrics"]
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from interp.adapters import TextConditioning
+from interp.experiments import metrics as M
+from interp.experiments.plan import Batch, Plan, Row, Sample, baseline, plan as make_plan, source_rows
+from interp.experiments.results import ResultsWriter, is_complete, read_metrics
+from interp.experiments.schema import MAZE_METRICS, Experiment, ExperimentError
+from interp.interventions import Ablate, Ensemble, Noise, Steer, load_direction
+from interp.interventions.bind import Bound, compile_batch, rows as make_rows
+from interp.models import LoadedModel, load_model
+from interp.trajectory import SamplerConfig, StepRecord, TrajectoryInputs, initial_latents, run_trajectory, traced_experts
+
+
+@dataclass
+class RunResult:
+    out: Path
+    results: Path
+    summary: dict
+    cache_hit: bool
+    figures: list[Path]
+
+
+@dataclass
+class GroupInputs:
+    """The inputs of one input group (one maze size): all its samples, indexed by local sample number."""
+
+    text: TextConditioning
+    condition: torch.Tensor | None
+    latent_shape: tuple[int, ...]  # (n, C, F, H, W)
+    frames_uint8: torch.Tensor | None  # (n, H, W, 3) maze condition frames for the scorer
+    init_sigma: float = 1.0
+
+    def noise(self, seed: int, cache: dict) -> torch.Tensor:
+        if seed not in cache:
+            cache[seed] = initial_latents(self.latent_shape, seed, self.init_sigma)
+        return cache[seed]
+
+
+def sampler_of(exp: Experiment, loaded: LoadedModel) -> SamplerConfig:
+    """The sampler with the model's task defaults filled in (then 20 steps, guidance 1)."""
+    task = (loaded.task or {}).get("sampler", {})
+    s = exp.sampler
+    return SamplerConfig(
+        steps=s.steps or task.get("steps", 20),
+        shift=s.shift if s.shift is not None else task.get("shift"),
+        guidance_scale=s.guidance if s.guidance is not None else task.get("guidance", 1.0),
+        seed=s.seed,
+    )
+
+
+def group_inputs(exp: Experiment, loaded: LoadedModel, size: int | None) -> GroupInputs:
+    n, a, t = exp.inputs.count, loaded.adapter, loaded.transformer
+    sigma = float(getattr(loaded.scheduler, "init_noise_sigma", 1.0))
+    if exp.inputs.task == "maze":
+        if not loaded.task or loaded.task.get("task") != "maze":
+            raise ExperimentError(f"inputs.task: maze needs a maze model (interp.json task: maze); {loaded.name} has "
+                                  f"task {(loaded.task or {}).get('task')!r}; use inputs.task: random")  # fmt: skip
+        from interp.tasks import build_inputs
+
+        ti = build_inputs(loaded.task, n, exp.inputs.seed, size)
+        return GroupInputs(TextConditioning(ti.encoder_hidden_states), ti.condition, tuple(ti.latent_shape),
+                           ti.condition_frames, sigma)  # fmt: skip
+    g = torch.Generator().manual_seed(exp.inputs.seed)
+    text = a.random_text(t, n, g)
+    f, h, w = a.default_latent_size(t)
+    size3 = (exp.inputs.frames or f, exp.inputs.height or h, exp.inputs.width or w)
+    cc = a.condition_channels(t)
+    cond = torch.randn(n, cc, *size3, generator=g) if cc else None
+    return GroupInputs(text, cond, (n, a.latent_channels(t), *size3), None, sigma)
+
+
+def _index_text(text: TextConditioning, idx: torch.Tensor, n: int) -> TextConditioning:
+    pick = lambda v: v[idx] if v.ndim and v.shape[0] == n else v  # noqa: E731
+    return TextConditioning(text.encoder_hidden_states[idx], {k: pick(v) for k, v in text.extras.items()})
+
+
+def bind_unit(exp: Experiment, batch: Batch, unit: tuple[int, int], sample: Sample, directions: dict) -> list[Bound]:
+    """The unit's interventions bound to the batch's rows."""
+    p, _ = unit
+    edited = [i for i, r in enumerate(batch.rows) if r.unit == unit]
+    seeds = [batch.rows[i].seed for i in edited]
+    out = []
+    for j, iv in enumerate(exp.interventions):
+        if isinstance(iv, Ensemble):
+            out.append(Bound(iv, make_rows(edited, group=[edited])))
+        elif isinstance(iv, Ablate) and iv.mode == "mean":
+            groups = [[batch.row_of(r) for r in source_rows(exp, iv, sample, s)] for s in seeds]
+            out.append(Bound(iv, make_rows(edited, group=groups)))
+        elif (srcs := [source_rows(exp, iv, sample, s) for s in seeds]) and srcs[0]:
+            out.append(Bound(iv, make_rows(edited, source=[batch.row_of(r[0]) for r in srcs])))
+        else:
+            out.append(Bound(iv, make_rows(edited), keys=[sample.index] * len(edited),
+                             direction=directions.get((p, j)) if isinstance(iv, Steer) else None))  # fmt: skip
+    return out
+
+
+def run_experiment(
+    exp: Experiment,
+    out: str | Path,
+    *,
+    loaded: LoadedModel | None = None,
+    wandb: str = "offline",
+    progress: bool = True,
+    base_dir: str | Path | None = None,
+    on_batch: Callable[[int], None] | None = None,
+    console: Console | None = None,
+) -> RunResult:
+    """Run (or resume, or read from cache) ``exp`` into ``out``: results.h5, summary.json, figures/*.png.
+
+    ``base_dir``: where relative paths in the experiment (steer direction files) are found. ``on_batch(i)`` is called
+    after batch ``i`` is on disk (tests simulate a crash with it).
+    """
+    console = console or Console(stderr=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    loaded = loaded or load_model(exp.model, exp.device)
+    key = exp.key(loaded.weight_hash)
+    results = out / "results.h5"
+    if is_complete(results, key):
+        console.print(f"[green]cache hit[/green]: {results} (key {key[:12]}) holds this experiment; no model forward")
+        figures = sorted((out / "figures").glob("*.*")) or _figures(results, out)
+        summary = _summary(exp, results, key, loaded, time.perf_counter() - t0, cache_hit=True)
+        return RunResult(out, results, summary, True, figures)
+    if results.exists():
+        raise FileExistsError(f"{results} holds a different experiment (or model); choose another --out or delete it")
+
+    default_size = int((loaded.task or {}).get("default_size", 0)) or None
+    pl = make_plan(exp, default_size)
+    sampler = sampler_of(exp, loaded)
+    traced = next(iter(traced_experts(loaded).values()))
+    sites = traced.resolve(exp.capture.sites) if exp.capture.sites else []
+    groups = {g: group_inputs(exp, loaded, size) for g, size in sorted({(s.group, s.size) for s in pl.samples})}
+    check_against_model(pl, traced, groups[0].latent_shape, sampler.steps)
+    axes = {k: v if isinstance(v, list) else list(range(*map(int, v.split(":")))) for k, v in exp.sweep.items()}
+    writer = ResultsWriter(results, key=key, model_hash=loaded.weight_hash, experiment_json=exp.canonical(),
+                           points=pl.points, axes=axes, n_batches=len(pl.batches))  # fmt: skip
+    if writer.resumed:
+        console.print(f"resuming {writer.partial}: {writer.n_done}/{len(pl.batches)} batches already done")
+    try:
+        for g, size in sorted({(s.group, s.size) for s in pl.samples}):
+            members = [s.index for s in pl.samples if s.group == g]
+            writer.attrs(f"group_{g}", size=-1 if size is None else size, samples=members)
+            if groups[g].frames_uint8 is not None:
+                frames = groups[g].frames_uint8.numpy()
+                writer.write(f"group_{g}/condition_frames", slice(None), frames, frames.shape)
+        directions = {(p, j): load_direction(iv, base_dir) for p, e in enumerate(pl.experiments)
+                      for j, iv in enumerate(e.interventions) if isinstance(iv, Steer)}  # fmt: skip
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
+            task = bar.add_task(f"{exp.name}: batches", total=len(pl.batches), completed=writer.n_done)
+            for batch in pl.batches:
+                if writer.done(batch.index):
+                    continue
+                _run_batch(exp, pl, batch, groups[batch.group], loaded, traced, sampler, sites, directions, writer)
+                writer.mark(batch.index)
+                bar.advance(task)
+                if on_batch is not None:
+                    on_batch(batch.index)
+        writer.finish()
+    finally:
+        writer.close()
+    figures = _figures(results, out)
+    summary = _summary(exp, results, key, loaded, time.perf_counter() - t0, cache_hit=False)
+    _log_wandb(exp, summary, figures, out, wandb)
+    console.print(f"wrote {results}, {out / 'summary.json'} and {len(figures)} figures")
+    return RunResult(out, results, summary, False, figures)
+
+
+def check_against_model(pl: Plan, traced, latent_shape: tuple[int, ...], steps: int) -> None:
+    """Sites, layers, steps, frames and tokens of every sweep point checked against the model, before any forward."""
+    for coords, pexp in zip(pl.points, pl.experiments):
+        try:
+            compile_batch([Bound(iv, make_rows([0])) for iv in pexp.interventions], traced, (1, *latent_shape[1:]), steps)
+        except (ValueError, KeyError, IndexError) as e:
+            where = f"sweep point {coords}" if coords else "experiment"
+            raise ExperimentError(f"{where}: {e.args[0] if e.args else e}") from None
+
+
+def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded: LoadedModel, traced, sampler,
+               sites: list[str], directions: dict, writer: ResultsWriter) -> None:  # fmt: skip
+    n = gi.latent_shape[0]
+    local = {s.index: s for s in pl.samples}
+    idx = torch.tensor([local[r.sample].local for r in batch.rows])
+    cache: dict = {}
+    noise = torch.stack([gi.noise(r.seed, cache)[r.slot] for r in batch.rows])
+    shape = (len(batch.rows), *gi.latent_shape[1:])
+    inputs = TrajectoryInputs(_index_text(gi.text, idx, n), shape,
+                              condition=None if gi.condition is None else gi.condition[idx], latents=noise)  # fmt: skip
+    bound = [b for u in batch.units for b in bind_unit(pl.experiments[u[0]], batch, u, local[u[1]], directions)]
+    plan_fn, edit_latent = compile_batch(bound, traced, shape, sampler.steps, sites)
+    want_x0 = exp.capture.x0 or "x0_distance" in exp.metrics
+    x0s: list[torch.Tensor] = []
+    acts: dict[str, list[torch.Tensor]] = {}
+
+    def on_step(rec: StepRecord) -> None:
+        if want_x0:
+            x0s.append(rec.x0.float().clone())
+        for branch, values in rec.branches.items():
+            for site, v in values.items():
+                acts.setdefault(f"{branch}/{site}", []).append(v.clone())
+
+    traj = run_trajectory(loaded, inputs, sampler, plan=plan_fn, edit_latent=edit_latent, on_step=on_step, keep=False)
+    final = traj.final.float()
+    x0 = torch.stack(x0s, 1) if want_x0 else None  # (B, steps, C, F, H, W)
+    n_points, n_samples, steps = len(pl.points), len(pl.samples), sampler.steps
+    grp = f"group_{batch.group}"
+    maze = [m for m in exp.metrics if m in MAZE_METRICS]
+
+    # the clean baselines of this batch
+    base_rows = sorted({batch.row_of(baseline(exp, local[s])) for _, s in batch.units})
+    for r in base_rows:
+        s = local[batch.rows[r].sample]
+        writer.write(f"{grp}/clean_final", s.local, final[r].numpy(), (n, *final.shape[1:]))
+        if exp.capture.x0:
+            writer.write(f"{grp}/clean_x0", s.local, x0[r].numpy(), (n, *x0.shape[1:]))
+    if maze:
+        conds = gi.frames_uint8[[local[batch.rows[r].sample].local for r in base_rows]]
+        for name, vals in M.maze_scores(final[base_rows], conds, maze).items():
+            for r, v in zip(base_rows, vals):
+                writer.write(f"clean/metrics/{name}", batch.rows[r].sample, v, (n_samples,))
+
+    # every unit: its first edited row against its baseline
+    units = list(batch.units)
+    rows = [batch.row_of(pl_row(batch, u)) for u in units]
+    base = [batch.row_of(baseline(exp, local[s])) for _, s in units]
+    scalars: dict[str, np.ndarray] = {}
+    if "mse" in exp.metrics:
+        scalars["mse"] = M.mse(final[rows], final[base]).numpy()
+    if "cosine" in exp.metrics:
+        scalars["cosine"] = M.cosine(final[rows], final[base]).numpy()
+    if "mse_to_source" in exp.metrics:
+        src = []
+        for p, s in units:
+            iv = next(i for i in pl.experiments[p].interventions if i.kind in ("patch", "swap"))
+            src.append(batch.row_of(source_rows(pl.experiments[p], iv, local[s], pl_row(batch, (p, s)).seed)[0]))
+        scalars["mse_to_source"] = M.mse(final[rows], final[src]).numpy()
+    if maze:
+        conds = gi.frames_uint8[[local[s].local for _, s in units]]
+        scalars.update(M.maze_scores(final[rows], conds, maze))
+    per_step = M.x0_distance(x0[rows], x0[base]).numpy() if "x0_distance" in exp.metrics else None
+    for k, (p, s) in enumerate(units):
+        li = local[s].local
+        for name, vals in scalars.items():
+            writer.write(f"metrics/{name}", (p, s), vals[k], (n_points, n_samples))
+        if per_step is not None:
+            writer.write("metrics/x0_distance", (p, s), per_step[k], (n_points, n_samples, steps))
+        writer.write(f"{grp}/final", (p, li), final[rows[k]].numpy(), (n_points, n, *final.shape[1:]))
+        if exp.capture.x0:
+            writer.write(f"{grp}/x0", (p, li), x0[rows[k]].numpy(), (n_points, n, *x0.shape[1:]))
+        for name, vals in acts.items():
+            v = torch.stack([t[rows[k]] for t in vals])
+            v = v.to(torch.float16) if exp.capture.dtype == "float16" else v.float()
+            writer.write(f"{grp}/{name}", (p, li), v.numpy(), (n_points, n, *v.shape))
+
+
+def pl_row(batch: Batch, unit: tuple[int, int]) -> Row:
+    """The unit's first edited row (its result)."""
+    return next(r for r in batch.rows if r.unit == unit and r.member == 0)
+
+
+def _summary(exp: Experiment, results: Path, key: str, loaded: LoadedModel, wall: float, cache_hit: bool) -> dict:
+    from interp.tasks.maze_score import solve_rate
+
+    data = read_metrics(results)
+    points = []
+    for p, coords in enumerate(data["points"]):
+        means = {}
+        for name, arr in data["metrics"].items():
+            vals = arr[p]
+            means[name] = float(np.nanmean(vals))
+        entry = {"coords": coords, "metrics": means}
+        if "solve_rate" in data["metrics"]:
+            ok = data["metrics"]["solve_rate"][p]
+            entry["solve_rate_ci95"] = list(solve_rate([SimpleNamespace(success=bool(v)) for v in ok])[1:])
+        points.append(entry)
+    clean = {k: float(np.nanmean(v)) for k, v in data["clean"].items()}
+    summary = {"name": exp.name, "key": key, "model": exp.model, "model_hash": loaded.weight_hash,
+               "cache_hit": cache_hit, "wall_s": round(wall, 3), "axes": data["axes"], "clean": clean,
+               "points": points}  # fmt: skip
+    (results.parent / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _figures(results: Path, out: Path) -> list[Path]:
+    from interp.report.figures import experiment_figures
+
+    return experiment_figures(results, out / "figures")
+
+
+def _log_wandb(exp: Experiment, summary: dict, figures: list[Path], out: Path, mode: str) -> None:
+    from interp.tracking import Tracker
+
+    tracker = Tracker("interp", config=exp.model_dump(mode="json") | {"key": summary["key"]}, mode=mode,
+                      dir=out / "wandb", name=exp.name)  # fmt: skip
+    try:
+        for p, point in enumerate(summary["points"]):
+            coords = {f"sweep/{k}": (v if isinstance(v, (int, float)) else str(v)) for k, v in point["coords"].items()}
+            tracker.log({**coords, **{f"metrics/{k}": v for k, v in point["metrics"].items()}}, step=p)
+        for path in figures:
+            tracker.log_image(f"figures/{path.stem}", path)
+    except Exception as err:  # logging never fails a run
+        print(f"[interp] W&B logging stopped: {type(err).__name__}: {err}")
+    finally:
+        tracker.finish()

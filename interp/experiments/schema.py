@@ -1,0 +1,257 @@
+"""The :class:`Experiment`: one YAML file -> validated data, and back.
+
+Every field is checked before any model is loaded; an invalid file raises :class:`ExperimentError`, one line per
+problem, naming the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+import interp
+from interp.interventions import Intervention
+from interp.interventions.base import SITE_HELP, SITE_RE
+
+MAZE_METRICS = ("solve_rate", "path_recall", "extra_cells", "wall_crossings", "goal_reached")
+GENERIC_METRICS = ("mse", "cosine", "x0_distance", "mse_to_source")
+Metric = Literal["solve_rate", "path_recall", "extra_cells", "wall_crossings", "goal_reached", "mse", "cosine",
+                 "x0_distance", "mse_to_source"]  # fmt: skip
+SWEEPABLE = ("interventions.<i>.<field>", "sampler.seed")
+
+
+class ExperimentError(ValueError):
+    """An invalid experiment: the message names each bad field and what is allowed."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Inputs(Strict):
+    """``maze``: ``count`` mazes per size chosen by ``seed`` (the model needs maze task metadata); ``random``: the
+    documented random inputs (N(0,1) text from ``seed``; latent ``frames`` x ``height`` x ``width``)."""
+
+    task: Literal["maze", "random"] = "maze"
+    sizes: list[int] | None = None  # maze sizes; None: the model's default_size
+    count: int = Field(4, ge=1)
+    seed: int = 0
+    frames: int | None = None
+    height: int | None = None
+    width: int | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Inputs:
+        if self.task == "random" and self.sizes is not None:
+            raise ValueError("sizes is for task: maze; random inputs take frames / height / width")
+        return self
+
+
+class Sampler(Strict):
+    """``None``: the model's task defaults (maze-wan: 50 steps, shift 5), else 20 steps, guidance 1. ``seed``: the
+    base noise seed (sample i gets slice i of the batch noise drawn from it, as ``interp capture`` does)."""
+
+    steps: int | None = Field(None, ge=1)
+    shift: float | None = None
+    guidance: float | None = None
+    seed: int = 0
+
+
+class Capture(Strict):
+    """What to keep per sweep point besides metrics: site values at every step, per-step x0."""
+
+    sites: list[str] = []
+    x0: bool = False
+    dtype: Literal["float32", "float16"] = "float32"
+
+    @field_validator("sites")
+    @classmethod
+    def _sites(cls, v: list[str]) -> list[str]:
+        bad = [s for s in v if "{layer}" in s or not SITE_RE.match(s)]
+        if bad:
+            raise ValueError(f"unknown site pattern(s) {bad}; valid: {SITE_HELP.replace(' or the placeholder {layer}', '')}")
+        return v
+
+
+class Experiment(Strict):
+    """model, inputs, sampler, capture, interventions (applied together), sweep (dotted path -> values; several
+    axes make a grid, first axis slowest), metrics, max_batch (rows per forward)."""
+
+    name: str = "experiment"
+    model: str
+    inputs: Inputs = Inputs()
+    sampler: Sampler = Sampler()
+    capture: Capture = Capture()
+    interventions: list[Intervention] = []
+    sweep: dict[str, list[Any] | str] = {}
+    metrics: list[Metric] = ["mse", "cosine"]
+    max_batch: int = Field(16, ge=1)
+    device: str = "cpu"
+
+    @model_validator(mode="after")
+    def _check(self) -> Experiment:
+        if self.inputs.task != "maze" and (bad := [m for m in self.metrics if m in MAZE_METRICS]):
+            raise ValueError(f"metrics {bad} score mazes: they need inputs.task: maze (generic: {list(GENERIC_METRICS)})")
+        if "mse_to_source" in self.metrics and not any(i.kind in ("patch", "swap") for i in self.interventions):
+            raise ValueError("metric mse_to_source needs a patch or swap intervention")
+        if sum(i.kind == "ensemble" for i in self.interventions) > 1:
+            raise ValueError("at most one ensemble intervention per experiment")
+        for path, values in self.sweep.items():
+            if not (re.fullmatch(r"interventions\.\d+\.\w+(\.\w+)*", path) or path == "sampler.seed"):
+                raise ValueError(f"sweep axis {path!r} cannot be swept; sweepable: {', '.join(SWEEPABLE)}")
+            if isinstance(values, str) and not re.fullmatch(r"-?\d+:-?\d+", values):
+                raise ValueError(f"sweep axis {path!r}: values are a list or a range 'start:stop', got {values!r}")
+        return self
+
+    # ---- YAML ------------------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path, overrides: list[str] | None = None) -> Experiment:
+        """Read a YAML file, apply ``key=value`` overrides (dotted keys, YAML values), validate."""
+        path = Path(path)
+        if not path.exists():
+            raise ExperimentError(f"{path}: no such experiment file")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ExperimentError(f"{path}: an experiment is a mapping of fields, got {type(data).__name__}")
+        for item in overrides or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ExperimentError(f"--set {item!r}: expected key=value (e.g. sampler.steps=4)")
+            set_path(data, key.strip(), yaml.safe_load(value))
+        return cls.validate_data(data, str(path))
+
+    @classmethod
+    def validate_data(cls, data: dict, where: str = "experiment") -> Experiment:
+        try:
+            exp = cls.model_validate(data)
+        except ValidationError as e:
+            raise ExperimentError(format_errors(e, where)) from None
+        sweep_points(exp)  # every sweep point must validate too
+        return exp
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_defaults=False), sort_keys=False)
+
+    def dump(self, path: str | Path) -> Path:
+        Path(path).write_text(self.to_yaml())
+        return Path(path)
+
+    # ---- identity ----------------------------------------------------------------------------------------------
+    def canonical(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def key(self, model_hash: str) -> str:
+        """The cache key: sha256 of (canonical experiment, model weights hash, package version)."""
+        blob = json.dumps([self.canonical(), model_hash, interp.__version__])
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def format_errors(err: ValidationError, where: str) -> str:
+    lines = [f"{where}: invalid experiment"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in _KIND_TAGS))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc += ".kind"
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_fields(err, e)
+            msg = f"unknown field{f'; allowed: {allowed}' if allowed else ''}"
+        lines.append(f"  {loc or '<top>'}: {msg}")
+    return "\n".join(lines)
+
+
+_KIND_TAGS = {"patch", "skip", "ablate", "noise", "swap", "ensemble", "steer", "function-after[_check(), Ensemble]"}
+
+
+def _allowed_fields(err: ValidationError, e: dict) -> str:
+    """Field names allowed beside an unknown one (walks the schema along the error's location)."""
+    from interp.interventions import Ablate, Ensemble, Noise, Patch, Skip, Steer, Swap
+
+    kinds = dict(patch=Patch, skip=Skip, ablate=Ablate, noise=Noise, swap=Swap, ensemble=Ensemble, steer=Steer)
+    model: Any = Experiment
+    for part in e["loc"][:-1]:
+        if isinstance(part, int):
+            continue
+        if part in kinds:
+            model = kinds[part]
+            continue
+        if part.startswith("function-after"):
+            model = Ensemble
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        ann = getattr(field, "annotation", None)
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else model
+    fields = getattr(model, "model_fields", None)
+    return ", ".join(fields) if fields else ""
+
+
+# ---- dotted paths and sweeps ---------------------------------------------------------------------------------------
+def set_path(data: dict, path: str, value: Any) -> None:
+    """``data[a][b][0][c] = value`` for ``a.b.0.c`` (list indices must exist; mapping keys may be new)."""
+    parts = path.split(".")
+    if parts[0] == "sweep" and len(parts) > 1:  # sweep keys are dotted paths themselves
+        parts = ["sweep", ".".join(parts[1:])]
+    node: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ExperimentError(f"{path}: {'.'.join(parts[:i]) or '<top>'} has {len(node)} entries, no {part!r}")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise ExperimentError(f"{path}: {'.'.join(parts[:i])} is a value, not a mapping or list")
+
+
+def axis_values(values: list | str) -> list:
+    if isinstance(values, str):
+        a, b = (int(v) for v in values.split(":"))
+        return list(range(a, b))
+    return list(values)
+
+
+def sweep_points(exp: Experiment) -> list[dict[str, Any]]:
+    """Every sweep point's coordinates ({axis: value}), first axis slowest; one empty point without a sweep.
+    Each point's experiment is validated here (before any model is loaded)."""
+    axes = {k: axis_values(v) for k, v in exp.sweep.items()}
+    points = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+    for p in points:
+        point_experiment(exp, p)
+    return points
+
+
+def point_experiment(exp: Experiment, coords: dict[str, Any]) -> Experiment:
+    """The experiment of one sweep point (sweep values set, sweep emptied)."""
+    data = exp.model_dump(mode="json")
+    data["sweep"] = {}
+    for path, value in coords.items():
+        parts = path.split(".")
+        if parts[0] == "interventions" and int(parts[1]) >= len(data["interventions"]):
+            raise ExperimentError(f"sweep axis {path!r}: there are {len(data['interventions'])} interventions")
+        node = data
+        for part in parts[:-1]:
+            node = node[int(part)] if isinstance(node, list) else node.get(part)
+            if not isinstance(node, (dict, list)):
+                raise ExperimentError(f"sweep axis {path!r}: {part!r} is not a field with subfields")
+        if isinstance(node, dict) and parts[-1] not in node:
+            raise ExperimentError(f"sweep axis {path!r}: no field {parts[-1]!r}; fields there: {', '.join(node)}")
+        set_path(data, path, copy.deepcopy(value))
+    try:
+        return Experiment.model_validate(data)
+    except ValidationError as e:
+        raise ExperimentError(format_errors(e, f"sweep point {coords}")) from None
