@@ -249,7 +249,9 @@ def view_cmd(
     sites: str = typer.Option("", help="per-token sites to map, names or globs, comma-separated; '' = all"),
     samples: str = typer.Option("", help="batch indices to show, e.g. '0,2'; '' = all (thinned to fit the budget)"),
     channels: int = typer.Option(3, help="top-variance channel maps per layer"),
-    pngs: bool = typer.Option(False, "--pngs", help="also write token-map PNG grids (layer x frame, step x frame)"),
+    point: int = typer.Option(None, help="results: the sweep point whose x0 and token maps are shown (default 0)"),
+    group: int = typer.Option(None, help="results: the input group (maze size) shown (default 0)"),
+    pngs: bool = typer.Option(False, "--pngs", help="captures: also write token-map PNG grids (layer x frame, step x frame)"),
 ) -> None:
     """Write one self-contained HTML page (no network needed) to look inside a run: step and layer sliders, x0
     frames beside token maps, the task scorer's verdict per step, metric heatmaps of experiment results.
@@ -267,6 +269,10 @@ def view_cmd(
         opts["samples"] = [int(s) for s in samples.split(",")]
     if channels != 3:
         opts["k"] = channels
+    if point is not None:
+        opts["point"] = point
+    if group is not None:
+        opts["group"] = group
     try:
         page = write_view(file, out, budget_mb=budget_mb, **opts)
     except (ValueError, KeyError) as e:
@@ -274,6 +280,10 @@ def view_cmd(
     typer.echo(f"wrote {page} ({page.stat().st_size / 2**20:.2f} MB)")
     if pngs:
         from interp.report.tokenmaps import save_token_map_pngs
+        from interp.report.viewer import is_capture
+
+        if not is_capture(file):
+            raise typer.BadParameter("--pngs draws the token maps of a capture; this file is not one")
 
         written = save_token_map_pngs(file, out / "tokenmaps", sites=opts.get("sites"), branch=branch, k=channels)
         typer.echo(f"wrote {len(written)} PNGs to {out / 'tokenmaps'}")
@@ -304,6 +314,7 @@ def run_cmd(
         typer.echo(str(e), err=True)
         raise typer.Exit(2) from None
     typer.echo(f"{'cache hit' if res.cache_hit else 'ran'}: {res.results}")
+
 
 def main() -> None:
     app()

@@ -1,7 +1,8 @@
 """interp view: page data from captures (maze verdicts per step, budget), the CLI verb, and the page in a real
 headless Chromium (no console errors, a slider changes the shown image, a screenshot kept as an artifact).
 
-The screenshot is written to ``tests/artifacts/viewer.png`` (gitignored) and to pytest's tmp path.
+Screenshots (a capture page and a results page) are written to pytest's tmp path and copied to
+``tests/artifacts/viewer.png`` and ``tests/artifacts/viewer_results.png`` (gitignored).
 """
 
 from __future__ import annotations
@@ -96,6 +97,70 @@ def test_cli_and_real_capture(tmp_path):
     assert r.exit_code != 0 and "budget-mb" in r.output
 
 
+def _results_file(path: Path, steps: int = 3, n: int = 2) -> Path:
+    """A results.h5 in interp.experiments' layout (schema 1): a 2 x 3 sweep over layers x steps of a maze model, with
+    per-step x0 and one captured site per point. Point p's x0 is the true video once step >= p % 3."""
+    import h5py
+
+    axes = {"interventions.0.layers": [0, 1], "interventions.0.steps": [0, 1, 2]}
+    points = [{"interventions.0.layers": a, "interventions.0.steps": b} for a in (0, 1) for b in (0, 1, 2)]
+    ti = build_inputs(MAZE_META, n, seed=0)
+    truth = to_model_space(torch.from_numpy(np.asarray(ti.targets))).numpy()  # (n, 3, F, H, W)
+    rng = np.random.default_rng(0)
+    x0 = np.stack([np.stack([truth if s >= p % 3 else rng.uniform(-1, 1, truth.shape) for s in range(steps)], 1)
+                   for p in range(len(points))]).astype(np.float32)  # (P, n, steps, 3, F, H, W)
+    solve = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [np.nan, np.nan]])
+    exp = {"name": "fake", "model": "maze-wan", "inputs": {"task": "maze", "count": n, "seed": 0}}
+    with h5py.File(path, "w") as f:
+        f.attrs.update(schema_version=1, key="k", model_hash="m", experiment=json.dumps(exp), points=json.dumps(points),
+                       axes=json.dumps(axes), n_batches=1, complete=True)  # fmt: skip
+        f["metrics/solve_rate"] = solve
+        f["metrics/x0_distance"] = rng.uniform(size=(6, n, steps))
+        f["clean/metrics/solve_rate"] = np.ones(n)
+        g = f.create_group("group_0")
+        g.attrs.update(size=5, samples=list(range(n)))
+        g["condition_frames"] = np.asarray(ti.condition_frames)
+        g["x0"] = x0
+        g["final"] = x0[:, :, -1]
+        g["cond/blocks.3.hook_resid_post"] = rng.normal(size=(6, n, steps, 605, 8)).astype(np.float32)
+    return path
+
+
+def test_results_page_data(tmp_path):
+    res = _results_file(tmp_path / "results.h5")
+    d = _payload(vw.write_view(res, tmp_path / "view", point=2))
+    solve, per_step = d["heatmaps"]
+    assert solve["y_name"] == "interventions.0.layers" and solve["x_ticks"] == ["0", "1", "2"]
+    assert solve["values"] == [[0.5, 1.0, 0.0], [1.0, 0.5, None]]  # mean over samples; not run -> None
+    p = solve["points"][1][2]
+    assert p["point"] == 5 and p["interventions.0.layers"] == 1 and p["interventions.0.steps"] == 2
+    assert solve["link"] == {"y": "layer", "x": "step"} and solve["link_index"]["x"] == [0, 1, 2]
+    assert solve["link_index"]["y"] == [None, None]  # the page maps only blocks.3: no slider position for layers 0, 1
+    assert per_step["x_name"] == "step" and len(per_step["values"]) == 6 and len(per_step["values"][0]) == 3
+    # point 2's run: x0 is noise before step 2; verdicts read the stored conditioning frames
+    assert [row[0]["success"] for row in d["verdicts"]] == [False, False, True]
+    assert d["layers"] == ["blocks.3.hook_resid_post"] and len(d["maps"]["norm"]) == 3
+    assert ("clean solve_rate", "1.0") in [tuple(i) for i in d["info"]]
+    with pytest.raises(ValueError, match="do not apply"):
+        vw.write_view(tmp_path / "results.h5", tmp_path / "v2", branch="cond", pngs=True)
+
+
+def test_real_experiment_results(tmp_path):
+    """The viewer reads what ``interp run`` writes (tiny model, one sweep axis over layers)."""
+    ex = pytest.importorskip("interp.experiments")
+    exp = ex.Experiment.validate_data({
+        "model": "tiny-wan", "inputs": {"task": "random", "count": 1}, "sampler": {"steps": 2},
+        "capture": {"x0": True, "sites": ["blocks.*.hook_resid_post"]},
+        "interventions": [{"kind": "skip", "layers": 0}], "sweep": {"interventions.0.layers": [0, 2]},
+        "metrics": ["mse", "x0_distance"],
+    })  # fmt: skip
+    run = ex.run_experiment(exp, tmp_path / "run", wandb="disabled", progress=False)
+    d = _payload(vw.write_view(run.results, tmp_path / "view", budget_mb=1))
+    assert [h["title"].split()[0] for h in d["heatmaps"]] == ["mse", "x0_distance"]
+    assert d["heatmaps"][0]["link"] == {"y": "layer"} and d["heatmaps"][0]["link_index"]["y"] == [0, 2]
+    assert len(d["layers"]) == 3 and d["x0"] is not None and d["verdicts"] is None
+
+
 @pytest.mark.skipif(find_chromium() is None, reason="Chromium is not installed (apt-get install chromium); "
                     "the page's browser test needs a real headless browser")  # fmt: skip
 def test_page_in_headless_chromium(maze_h5, tmp_path):
@@ -120,6 +185,24 @@ def test_page_in_headless_chromium(maze_h5, tmp_path):
         assert b.eval("document.getElementById('kindLabel').textContent").startswith("PCA")
         shot = b.screenshot(tmp_path / "viewer.png")
         assert not b.errors(), b.errors()
+
+        # experiment results: the sweep point under the cursor is shown; a click moves the linked sliders
+        results = vw.write_view(_results_file(tmp_path / "results.h5"), tmp_path / "rview")
+        b.open(results.as_uri())
+        left, top, width, height = b.eval(
+            "(() => { const r = document.getElementById('heat0').getBoundingClientRect(); "
+            "return [r.left, r.top, r.width, r.height]; })()"
+        )
+        x, y = left + width * 5 / 6, top + height / 4  # row 0 (layers 0), column 2 (steps 2)
+        b.mouse("mouseMoved", x, y)
+        hover = b.eval("document.getElementById('hover').textContent")
+        assert "point: 2" in hover and "interventions.0.steps: 2" in hover and "solve_rate" in hover, hover
+        b.mouse("mousePressed", x, y)
+        b.mouse("mouseReleased", x, y)
+        assert b.eval("document.getElementById('step').value") == "2"
+        shot2 = b.screenshot(tmp_path / "viewer_results.png")
+        assert not b.errors(), b.errors()
     ARTIFACTS.mkdir(exist_ok=True)
-    shutil.copy(shot, ARTIFACTS / "viewer.png")
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for s in (shot, shot2):
+        assert s.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        shutil.copy(s, ARTIFACTS / s.name)

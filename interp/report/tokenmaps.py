@@ -154,7 +154,12 @@ def per_token_sites(cache: ActivationCache, sites: str | Sequence[str] | None = 
 
 
 def _read_step(cache: ActivationCache, site: str, pos: int, samples: np.ndarray | None) -> np.ndarray:
-    """(B, tokens, d) of one position on the cache's steps axis, read straight from the dataset."""
+    """(B, tokens, d) of one position on the cache's steps axis, read straight from the dataset.
+
+    ``cache`` may be any source with ``steps``, ``grid``, ``keys()``, ``axes(site)`` and
+    ``read_step(site, pos, samples)`` (e.g. one sweep point of an experiment's results, see the viewer)."""
+    if hasattr(cache, "read_step"):
+        return np.asarray(cache.read_step(site, pos, samples), dtype=np.float32)
     ds = cache.file[cache.branch_name][site]
     x = ds[int(cache._pos[pos])]
     return np.asarray(x if samples is None else x[samples], dtype=np.float32)

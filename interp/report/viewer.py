@@ -20,6 +20,7 @@ import io
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -254,11 +255,13 @@ def task_meta(config: dict) -> dict | None:
         return None
 
 
-def maze_verdicts(videos: np.ndarray, meta: dict, config: dict, samples: Sequence[int] | None = None) -> list[list[dict]]:
+def maze_verdicts(
+    videos: np.ndarray, meta: dict, config: dict, samples: Sequence[int] | None = None, conditions=None
+) -> list[list[dict]]:
     """Score (steps, B, F, H, W, 3) uint8 videos of batch indices ``samples`` (default: all) with the maze scorer.
 
-    The conditioning frames are rebuilt from the capture's seed and batch (the maze size read from the pixels);
-    where that fails, each video's own first frame is the layout."""
+    ``conditions`` (B, H, W, 3) are the given first frames; without them they are rebuilt from the capture's seed and
+    batch (the maze size read from the pixels); where that fails, each video's own first frame is the layout."""
     from interp.tasks import build_inputs
     from interp.tasks.maze import BLOCK_PX
     from interp.tasks.maze_score import score_video
@@ -267,14 +270,17 @@ def maze_verdicts(videos: np.ndarray, meta: dict, config: dict, samples: Sequenc
     samples = list(range(b)) if samples is None else list(samples)
     conds: list[np.ndarray | None] = [None] * b
     side = videos.shape[3] // BLOCK_PX
-    try:
-        n = max(int(config.get("batch", b)), max(samples) + 1)
-        ti = build_inputs(meta, n, int(config.get("seed", 0)), size=(side - 1) // 2)
-        cf = ti.condition_frames.numpy()
-        if cf.shape[1:] == videos.shape[3:]:
-            conds = [cf[i] for i in samples]
-    except (ValueError, KeyError, TypeError):
-        pass
+    if conditions is not None:
+        conds = [np.asarray(c) for c in conditions]
+    else:
+        try:
+            n = max(int(config.get("batch") or b), max(samples) + 1)
+            ti = build_inputs(meta, n, int(config.get("seed", 0)), size=(side - 1) // 2)
+            cf = ti.condition_frames.numpy()
+            if cf.shape[1:] == videos.shape[3:]:
+                conds = [cf[i] for i in samples]
+        except (ValueError, KeyError, TypeError):
+            pass
     out = []
     for s in range(videos.shape[0]):
         row = []
@@ -323,6 +329,114 @@ def is_capture(path: Path) -> bool:
     return "sites" in a and "branches" in a and "grid" in a
 
 
+class CaptureSource:
+    """A capture (one branch) as the viewer reads it; :class:`ResultsPointSource` is the same for one sweep point."""
+
+    def __init__(self, cache):
+        self.cache = cache
+        self.steps = cache.steps
+        self.grid = cache.grid
+        self.config = cache.config
+        f = cache.file
+        names = [k for k in cache.keys() if cache.axes(k) == tm.PER_TOKEN]
+        self.n_batch = f["x0"].shape[1] if "x0" in f else (f[cache.branch_name][names[0]].shape[1] if names else 0)
+        self.x0_shape = tuple(f["x0"].shape[3:]) if "x0" in f else None  # (F, H, W)
+
+    def keys(self) -> list[str]:
+        return self.cache.keys()
+
+    def axes(self, site: str) -> str:
+        return self.cache.axes(site)
+
+    def read_step(self, site: str, pos: int, samples) -> np.ndarray:
+        x = self.cache.file[self.cache.branch_name][site][int(self.cache._pos[pos])]
+        return x if samples is None else x[np.asarray(samples)]
+
+    def x0_steps(self, positions: Sequence[int], samples: Sequence[int]) -> np.ndarray:
+        """(S, B, C, F, H, W); x0 is stored per global step number."""
+        ds = self.cache.file["x0"]
+        return np.stack([ds[int(self.steps[p])][list(samples)] for p in positions])
+
+    def final(self, samples: Sequence[int]) -> np.ndarray | None:
+        return self.cache.file["latents"][-1][list(samples)] if "latents" in self.cache.file else None
+
+    def conditions(self, samples: Sequence[int]) -> np.ndarray | None:
+        return None  # rebuilt from the task and the capture's seed
+
+
+def _fill_run(
+    data: ViewData,
+    src,
+    budget_bytes: int,
+    *,
+    fixed_bytes: int,
+    meta: dict | None,
+    sites: str | Sequence[str] | None,
+    samples: Sequence[int] | None,
+    k: int,
+    max_fit_tokens: int,
+) -> None:
+    """x0 frames, verdicts, token maps and energies of one run source, planned under the budget."""
+    names = tm.per_token_sites(src, sites)
+    f, h, w = src.grid
+    if not names and src.x0_shape is None:
+        raise ValueError("nothing to show: no per-token sites and no x0")
+    pixel = bool(meta and meta.get("pixel_space"))
+    sample_ids = list(range(src.n_batch)) if samples is None else [int(s) for s in samples]
+    kinds = ["norm", "pca", *[f"channel{i}" for i in range(k)]]
+    plan = plan_budget(
+        budget_bytes, n_steps=len(src.steps), n_layers=len(names), n_samples=len(sample_ids), grid=(f, h, w),
+        x0_shape=src.x0_shape, kinds=kinds, fixed_bytes=fixed_bytes + 400 * len(src.steps) * len(sample_ids),
+    )  # fmt: skip
+    samples_ = [sample_ids[i] for i in plan.samples]
+    data.frames = f
+    data.steps = [str(int(src.steps[s])) for s in plan.steps]
+    data.layers = [names[i] for i in plan.layers]
+    data.samples = samples_
+
+    # x0 frames (and the scorer's verdicts on the full-resolution video of every chosen step)
+    if src.x0_shape is not None:
+        x0 = src.x0_steps(plan.steps, samples_)  # (S, B, C, F, H, W)
+        if pixel:
+            videos = _pixel_video(x0)
+            data.x0_note = "x0 (pixel space: the predicted video)"
+        else:
+            videos = latent_rgb(x0)
+            data.x0_note = "x0 latent: channels 0-2 as RGB, each scaled to its 1-99th percentile over the run"
+        if meta and meta.get("task") == "maze" and pixel:
+            conds = src.conditions(samples_)
+            data.verdicts = maze_verdicts(videos, meta, src.config, samples_, conds)
+            final = src.final(samples_)
+            if final is not None:
+                data.final_verdicts = maze_verdicts(_pixel_video(final[None]), meta, src.config, samples_, conds)[0]
+        vs = downsample(videos, plan.x0_factor)
+        data.x0 = [[png_data_uri(frames_strip(vs[s, b], gap=max(1, vs.shape[-2] // 16))) for b in range(len(samples_))]
+                   for s in range(len(plan.steps))]  # fmt: skip
+
+    # token maps, one layer at a time (each fit once over all of the layer's steps)
+    data.maps = {kd: [[[""] * len(samples_) for _ in plan.layers] for _ in plan.steps] for kd in plan.kinds}
+    energy = np.zeros((len(plan.steps), len(plan.layers), len(samples_), f))
+    for li, layer in enumerate(plan.layers):
+        lm = tm.layer_maps(src, names[layer], steps=plan.steps, samples=samples_, k=k, max_fit_tokens=max_fit_tokens)
+        energy[:, li] = lm.energy
+        data.layer_notes.append({
+            "channels": [int(c) for c in lm.fit.channels],
+            "explained": [_finite(e, 3) for e in lm.fit.pca.explained],
+            "norm_range": [_finite(v) for v in lm.fit.norm_range],
+        })  # fmt: skip
+        for kd in plan.kinds:
+            for si in range(len(plan.steps)):
+                for bi in range(len(samples_)):
+                    img = downsample(tm.map_rgb(lm, kd, si, bi), plan.map_factor)
+                    data.maps[kd][si][li][bi] = png_data_uri(frames_strip(img))
+    data.energy = [[[[_finite(e) for e in fr] for fr in b] for b in l] for l in energy] if names else None
+    labels = {"norm": "token L2 norm (viridis, scale fixed per layer)", "pca": "PCA of tokens as RGB (fit once per layer)"}
+    data.kinds = [{"id": kd, "label": labels.get(kd, f"top-variance channel #{kd[7:]} (blue - / red +)")}
+                  for kd in plan.kinds] if names else []  # fmt: skip
+    data.budget = {"budget_mb": round(budget_bytes / MB, 3), "reductions": plan.reductions,
+                   "map_downsample": plan.map_factor, "x0_downsample": plan.x0_factor}  # fmt: skip
+
+
 def load_capture(
     path: str | os.PathLike,
     budget_bytes: int = 20 * MB,
@@ -338,86 +452,232 @@ def load_capture(
 
     path = Path(path)
     with load_cache(path, branch) as cache:
-        cfg = cache.config
-        names = tm.per_token_sites(cache, sites)
-        f, h, w = cache.grid
-        if not names and "x0" not in cache.file:
-            raise ValueError(f"{path}: no per-token sites and no x0 to show")
-        n_batch = cache.file["x0"].shape[1] if "x0" in cache.file else cache.file[cache.branch_name][names[0]].shape[1]
-        sample_ids = list(range(n_batch)) if samples is None else [int(s) for s in samples]
+        src = CaptureSource(cache)
+        cfg, (f, h, w) = cache.config, cache.grid
         meta = task_meta(cfg)
-        pixel = bool(meta and meta.get("pixel_space"))
-        has_x0 = "x0" in cache.file
-        x0_shape = tuple(cache.file["x0"].shape[3:]) if has_x0 else None
-        kinds = ["norm", "pca", *[f"channel{i}" for i in range(k)]]
         info = [
             ("file", path.name), ("kind", "capture"), ("model", str(cfg.get("model"))),
             ("family", str(cache.attrs.get("family"))), ("branch", cache.branch_name),
             ("steps", str(len(cache.steps))), ("token grid (f, h, w)", f"{f} x {h} x {w}"),
-            ("batch", str(n_batch)), ("seed / noise seed", f"{cfg.get('seed')} / {cfg.get('noise_seed')}"),
+            ("batch", str(src.n_batch)), ("seed / noise seed", f"{cfg.get('seed')} / {cfg.get('noise_seed')}"),
             ("complete", str(cache.complete)),
         ]  # fmt: skip
         if meta:
             info.append(("task", str(meta.get("task"))))
-        data = ViewData(title=f"interp view: {path.name}", info=info, frames=f)
-        fixed = 60_000 + 400 * len(cache.steps) * len(sample_ids)
-        plan = plan_budget(
-            budget_bytes, n_steps=len(cache.steps), n_layers=len(names), n_samples=len(sample_ids), grid=(f, h, w),
-            x0_shape=x0_shape, kinds=kinds, fixed_bytes=fixed,
-        )  # fmt: skip
-        samples_ = [sample_ids[i] for i in plan.samples]
-        data.steps = [str(int(cache.steps[s])) for s in plan.steps]
-        data.layers = [names[i] for i in plan.layers]
-        data.samples = samples_
+        data = ViewData(title=f"interp view: {path.name}", info=info)
+        try:
+            _fill_run(data, src, budget_bytes, fixed_bytes=60_000, meta=meta, sites=sites, samples=samples, k=k,
+                      max_fit_tokens=max_fit_tokens)  # fmt: skip
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+    return data
 
-        # x0 frames (and verdicts on the full-resolution video of every chosen step)
-        if has_x0:
-            ds = cache.file["x0"]
-            x0 = np.stack([ds[int(cache.steps[s])][samples_] for s in plan.steps])  # (S, B, C, F, H, W)
-            if pixel:
-                videos = _pixel_video(x0)
-                data.x0_note = "x0 (pixel space: the predicted video)"
-            else:
-                videos = latent_rgb(x0)
-                data.x0_note = "x0 latent: channels 0-2 as RGB, each scaled to its 1-99th percentile over the run"
-            if meta and meta.get("task") == "maze" and pixel:
-                data.verdicts = maze_verdicts(videos, meta, cfg, samples_)
-                final = _pixel_video(cache.file["latents"][-1][samples_][None])  # (1, B, F, H, W, 3)
-                data.final_verdicts = maze_verdicts(final, meta, cfg, samples_)[0]
-            vs = downsample(videos, plan.x0_factor)
-            data.x0 = [[png_data_uri(frames_strip(vs[s, b], gap=max(1, vs.shape[-2] // 16))) for b in range(len(samples_))]
-                       for s in range(len(plan.steps))]  # fmt: skip
 
-        # token maps, one layer at a time (each fit once over all of the layer's steps)
-        data.kinds = []
-        data.maps = {kd: [[[""] * len(samples_) for _ in plan.layers] for _ in plan.steps] for kd in plan.kinds}
-        energy = np.zeros((len(plan.steps), len(plan.layers), len(samples_), f))
-        for li, layer in enumerate(plan.layers):
-            lm = tm.layer_maps(cache, names[layer], steps=plan.steps, samples=samples_, k=k,
-                               max_fit_tokens=max_fit_tokens)  # fmt: skip
-            energy[:, li] = lm.energy
-            data.layer_notes.append({
-                "channels": [int(c) for c in lm.fit.channels],
-                "explained": [_finite(e, 3) for e in lm.fit.pca.explained],
-                "norm_range": [_finite(v) for v in lm.fit.norm_range],
-            })  # fmt: skip
-            for kd in plan.kinds:
-                for si in range(len(plan.steps)):
-                    for bi in range(len(samples_)):
-                        img = downsample(tm.map_rgb(lm, kd, si, bi), plan.map_factor)
-                        data.maps[kd][si][li][bi] = png_data_uri(frames_strip(img))
-        data.energy = [[[[_finite(e) for e in fr] for fr in b] for b in l] for l in energy] if names else None
-        labels = {"norm": "token L2 norm (viridis, scale fixed per layer)",
-                  "pca": "PCA of tokens as RGB (fit once per layer)"}  # fmt: skip
-        for kd in plan.kinds:
-            data.kinds.append({"id": kd, "label": labels.get(kd, f"top-variance channel #{kd[7:]} (blue - / red +)")})
-        data.budget = {"budget_mb": round(budget_bytes / MB, 3), "reductions": plan.reductions,
-                       "map_downsample": plan.map_factor, "x0_downsample": plan.x0_factor}  # fmt: skip
+# ---- experiment results (interp.experiments: DIR/results.h5) ------------------------------------------------------
+def is_results(path: Path) -> bool:
+    a = _h5_attrs(path)
+    return "points" in a and "axes" in a and "experiment" in a
+
+
+def infer_grid(tokens: int, latent: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The token grid (f, h, w) of ``tokens`` tokens over a latent of (F, H, W): the smallest patch (temporal first,
+    then square spatial) that tiles it; results files store no grid attribute (a ``grid`` attribute wins)."""
+    fl, hl, wl = latent
+    for pt in (1, 2, 4):
+        for p in (1, 2, 4, 8, 16, 32):
+            if fl % pt == 0 and hl % p == 0 and wl % p == 0 and (fl // pt) * (hl // p) * (wl // p) == tokens:
+                return fl // pt, hl // p, wl // p
+    raise ValueError(f"cannot tell the token grid of {tokens} tokens over a latent of {latent}")
+
+
+class ResultsPointSource:
+    """One sweep point of one input group of a results file, read like a capture (steps x samples)."""
+
+    def __init__(self, file, group: str, point: int, branch: str | None, config: dict):
+        self.g, self.point, self.config = file[group], point, config
+        self.branch = None
+        subs = [k for k in self.g if isinstance(self.g[k], type(self.g)) and any(len(self.g[k][s].shape) == 5 for s in self.g[k])]
+        if subs:
+            self.branch = branch if branch in subs else ("cond" if "cond" in subs else subs[0])
+        self._sites = [s for s in self.g[self.branch]] if self.branch else []
+        x0 = self.g.get("x0")
+        self.x0_shape = tuple(x0.shape[4:]) if x0 is not None else None
+        self.n_batch = int(self.g["final"].shape[1]) if "final" in self.g else 0
+        n_steps = x0.shape[2] if x0 is not None else (self.g[self.branch][self._sites[0]].shape[2] if self._sites else 0)
+        self.steps = np.arange(n_steps)
+        latent = tuple(self.g["final"].shape[-3:]) if "final" in self.g else self.x0_shape
+        grid = self.g.attrs.get("grid", file.attrs.get("grid"))
+        if grid is not None:
+            self.grid = tuple(int(v) for v in grid)
+        elif self._sites and latent is not None:
+            self.grid = infer_grid(int(self.g[self.branch][self._sites[0]].shape[3]), latent)
+        else:
+            self.grid = (latent[0], 1, 1) if latent else (1, 1, 1)
+
+    def keys(self) -> list[str]:
+        return list(self._sites)
+
+    def axes(self, site: str) -> str:
+        return tm.PER_TOKEN
+
+    def read_step(self, site: str, pos: int, samples) -> np.ndarray:
+        x = self.g[self.branch][site][self.point, :, pos]  # (n, tokens, d)
+        return x if samples is None else x[np.asarray(samples)]
+
+    def x0_steps(self, positions: Sequence[int], samples: Sequence[int]) -> np.ndarray:
+        x = self.g["x0"][self.point][list(samples)]  # (B, steps, C, F, H, W)
+        return np.moveaxis(x[:, list(positions)], 1, 0)
+
+    def final(self, samples: Sequence[int]) -> np.ndarray | None:
+        return self.g["final"][self.point][list(samples)] if "final" in self.g else None
+
+    def conditions(self, samples: Sequence[int]) -> np.ndarray | None:
+        c = self.g.get("condition_frames")
+        return None if c is None else c[:][list(samples)]
+
+
+def _tick(v) -> str:
+    return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+
+
+def _axis_link(path: str, values: list, steps: list[str], layers: list[str]) -> tuple[str | None, list[int | None]]:
+    """Map a sweep axis over single steps or layers to the page's step or layer slider positions."""
+    last = path.rsplit(".", 1)[-1]
+    ints = [v[0] if isinstance(v, list) and len(v) == 1 else v for v in values]
+    if not all(isinstance(v, int) for v in ints):
+        return None, []
+    if last in ("step", "steps") and steps:
+        return "step", [steps.index(str(v)) if str(v) in steps else None for v in ints]
+    if last in ("layer", "layers") and layers:
+        idx = [next((i for i, n in enumerate(layers) if n.startswith(f"blocks.{v}.")), None) for v in ints]
+        return "layer", idx
+    return None, []
+
+
+def results_heatmaps(res: dict, steps: list[str], layers: list[str]) -> list[Heatmap]:
+    """One heatmap per metric over the sweep grid (mean over samples): rows the first sweep axis, columns the rest
+    (flattened, first slowest); a per-step metric (points, samples, steps) gets rows = sweep points, columns = steps."""
+    points, axes = res["points"], res["axes"]
+    names = list(axes)
+    shape = [len(v) for v in axes.values()]
+    if len(points) != int(np.prod(shape)):
+        raise ValueError(f"{len(points)} sweep points do not fill the grid of axes {names} ({shape})")
+    ny = shape[0] if names else 1
+    nx = int(np.prod(shape[1:])) if len(names) > 1 else 1
+    y_name = names[0] if names else "-"
+    x_name = " x ".join(names[1:]) if len(names) > 1 else "-"
+    y_ticks = [_tick(v) for v in axes[names[0]]] if names else ["all"]
+    x_ticks = [", ".join(_tick(points[j][a]) for a in names[1:]) for j in range(nx)] if len(names) > 1 else ["all"]
+    link, link_index = {}, {}
+    if names:
+        t, idx = _axis_link(names[0], axes[names[0]], steps, layers)
+        if t:
+            link["y"], link_index["y"] = t, idx
+    if len(names) == 2:
+        t, idx = _axis_link(names[1], axes[names[1]], steps, layers)
+        if t:
+            link["x"], link_index["x"] = t, idx
+    out = []
+    for metric, arr in res["metrics"].items():
+        arr = np.asarray(arr, dtype=np.float64)
+        clean = res.get("clean", {}).get(metric)
+        clean_mean = _finite(np.nanmean(clean)) if clean is not None and np.isfinite(clean).any() else None
+        if arr.ndim == 2:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a point not run (all NaN) stays NaN
+                mean = np.where(np.isfinite(arr).any(1), np.nanmean(np.where(np.isfinite(arr), arr, np.nan), 1), np.nan)
+            vals = mean.reshape(ny, nx)
+            pts = []
+            for y in range(ny):
+                row = []
+                for x in range(nx):
+                    p = y * nx + x
+                    entry = {"point": p, **{a: points[p][a] for a in names}, "mean": _finite(mean[p]),
+                             "per sample": [_finite(v) for v in arr[p]]}  # fmt: skip
+                    if clean_mean is not None:
+                        entry["clean mean"] = clean_mean
+                    row.append(entry)
+                pts.append(row)
+            out.append(Heatmap(f"{metric} (mean over samples)", x_name, y_name, x_ticks, y_ticks,
+                               [[_finite(v) for v in r] for r in vals], pts, dict(link), dict(link_index)))  # fmt: skip
+        elif arr.ndim == 3:  # (points, samples, steps)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(arr, 1)  # (points, steps)
+            n_steps = mean.shape[1]
+            ticks = [", ".join(f"{a}={_tick(points[p][a])}" for a in names) or "all" for p in range(len(points))]
+            pts = [[{"point": p, **{a: points[p][a] for a in names}, "step": s, "mean": _finite(mean[p, s])}
+                    for s in range(n_steps)] for p in range(len(points))]  # fmt: skip
+            lk, li = {}, {}
+            if steps:
+                lk["x"], li["x"] = "step", [steps.index(str(s)) if str(s) in steps else None for s in range(n_steps)]
+            out.append(Heatmap(f"{metric} per step (mean over samples)", "step", "sweep point",
+                               [str(s) for s in range(n_steps)], ticks, [[_finite(v) for v in r] for r in mean], pts,
+                               lk, li))  # fmt: skip
+    return out
+
+
+def load_results(
+    path: str | os.PathLike,
+    budget_bytes: int = 20 * MB,
+    *,
+    point: int = 0,
+    group: int = 0,
+    branch: str | None = None,
+    sites: str | Sequence[str] | None = None,
+    samples: Sequence[int] | None = None,
+    k: int = 3,
+    max_fit_tokens: int = 4096,
+) -> ViewData:
+    """An experiment's ``results.h5``: metric heatmaps over the sweep, and, when the experiment captured x0 or sites,
+    the x0 frames and token maps of sweep point ``point`` of input group ``group`` (maze verdicts from its stored
+    conditioning frames)."""
+    import h5py
+
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        res = {
+            "points": json.loads(f.attrs["points"]), "axes": json.loads(f.attrs["axes"]),
+            "experiment": json.loads(f.attrs["experiment"]),
+            "metrics": {k_: f["metrics"][k_][:] for k_ in f.get("metrics", {})},
+            "clean": {k_: f["clean/metrics"][k_][:] for k_ in f.get("clean/metrics", {})},
+        }  # fmt: skip
+        exp = res["experiment"]
+        info = [
+            ("file", path.name), ("kind", "experiment results"), ("experiment", str(exp.get("name"))),
+            ("model", str(exp.get("model"))), ("sweep points", str(len(res["points"]))),
+            ("axes", ", ".join(f"{a} ({len(v)})" for a, v in res["axes"].items()) or "none"),
+            ("complete", str(bool(f.attrs.get("complete")))),
+        ]  # fmt: skip
+        for name, v in res["clean"].items():
+            if np.isfinite(v).any():
+                info.append((f"clean {name}", str(_finite(np.nanmean(v)))))
+        data = ViewData(title=f"interp view: {path.name}", info=info)
+        gname = f"group_{group}"
+        meta = task_meta({"model": exp.get("model")})
+        if gname in f and ("x0" in f[gname] or any(isinstance(f[gname][k_], h5py.Group) for k_ in f[gname])):
+            if not 0 <= point < len(res["points"]):
+                raise ValueError(f"--point {point}: the sweep has points 0..{len(res['points']) - 1}")
+            inputs = exp.get("inputs", {})
+            config = {"model": exp.get("model"), "seed": inputs.get("seed", 0), "batch": inputs.get("count")}
+            src = ResultsPointSource(f, gname, point, branch, config)
+            if src.x0_shape is not None or src.keys():
+                heat_bytes = len(json.dumps([asdict(h) for h in results_heatmaps(res, [], [])], default=_jsonable))
+                _fill_run(data, src, budget_bytes, fixed_bytes=60_000 + heat_bytes, meta=meta, sites=sites,
+                          samples=samples, k=k, max_fit_tokens=max_fit_tokens)  # fmt: skip
+                coords = ", ".join(f"{a}={_tick(v)}" for a, v in res["points"][point].items()) or "the only point"
+                data.info.append(("shown run", f"point {point} ({coords}), input group {group}"))
+        data.heatmaps = results_heatmaps(res, data.steps, data.layers)
+        if not data.budget:
+            data.budget = {"budget_mb": round(budget_bytes / MB, 3), "reductions": []}
     return data
 
 
 LoadFn = Callable[..., ViewData]
-LOADERS: list[tuple[str, Callable[[Path], bool], LoadFn]] = [("capture", is_capture, load_capture)]
+LOADERS: list[tuple[str, Callable[[Path], bool], LoadFn]] = [
+    ("capture", is_capture, load_capture),
+    ("experiment results", is_results, load_results),
+]
 
 
 def register_loader(name: str, probe: Callable[[Path], bool], load: LoadFn, first: bool = True) -> None:
@@ -428,8 +688,13 @@ def register_loader(name: str, probe: Callable[[Path], bool], load: LoadFn, firs
 
 def load_view(path: str | os.PathLike, budget_bytes: int = 20 * MB, **options) -> ViewData:
     path = Path(path)
-    for _name, probe, load in LOADERS:
+    import inspect
+
+    for name, probe, load in LOADERS:
         if probe(path):
+            accepted = inspect.signature(load).parameters
+            if bad := sorted(o for o in options if o not in accepted):
+                raise ValueError(f"option(s) {bad} do not apply to a {name} file")
             return load(path, budget_bytes, **options)
     raise ValueError(f"{path}: neither a capture nor a results file this viewer knows ({[n for n, *_ in LOADERS]})")
 
@@ -668,6 +933,10 @@ function initHeatmap(h, i) {
   box.appendChild(c); $("heatmaps").appendChild(box);
   const flat = h.values.flat().filter(v => v !== null && isFinite(v));
   h._lo = Math.min(...flat); h._hi = Math.max(...flat); h._hover = null;
+  const cut = (a) => a.length > 12 ? a.slice(0, 12).join(", ") + ", ... (" + a.length + ")" : a.join(", ");
+  const n = document.createElement("div"); n.className = "note";
+  n.textContent = "colour " + fmt(h._lo) + " (dark) .. " + fmt(h._hi) + " (yellow); rows: " + cut(h.y_ticks) + "; columns: " + cut(h.x_ticks);
+  box.appendChild(n);
   const cell = (ev) => { const r = c.getBoundingClientRect();
     return [Math.min(h.x_ticks.length - 1, Math.max(0, Math.floor((ev.clientX - r.left) / r.width * h.x_ticks.length))),
             Math.min(h.y_ticks.length - 1, Math.max(0, Math.floor((ev.clientY - r.top) / r.height * h.y_ticks.length)))]; };
