@@ -230,3 +230,18 @@ def test_sites_and_layers_are_checked_against_the_model_before_any_forward(maze_
     res = runner.invoke(app, args)  # the example sweeps layers 0..15; the tiny model has 3
     assert res.exit_code == 2 and "sweep point {'interventions.0.layers': 3" in res.output
     assert "layers [3] outside 0..2" in res.output and not (tmp_path / "s" / "results.h5.partial").exists()
+
+
+def test_smoke_on_maze_wan(tmp_path):
+    """The shipped model, tiny: one 5x5 maze, 3 steps; fresh noise at the last step moves the output far from the
+    unintervened run's."""
+    from interp.models import BUILTINS
+
+    if not BUILTINS["maze-wan"].available:
+        pytest.skip("maze-wan is not trained yet")
+    e = Experiment.load(EXAMPLES / "noise.yaml", ["inputs.count=1", "sampler.steps=3", "sweep.interventions.0.steps=[2]",
+                                                  "capture.x0=false"])  # fmt: skip
+    res = run_experiment(e, tmp_path / "mw", wandb="disabled", progress=False)
+    m = res.summary["points"][0]["metrics"]
+    assert m["mse"] > 0.1 and m["x0_distance"] > 0 and 0.0 <= m["path_recall"] <= 1.0
+    assert set(res.summary["clean"]) == {"solve_rate", "path_recall", "extra_cells"}
