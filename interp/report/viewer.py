@@ -496,7 +496,13 @@ class ResultsPointSource:
     def __init__(self, file, group: str, point: int, branch: str | None, config: dict):
         self.g, self.point, self.config = file[group], point, config
         self.branch = None
-        subs = [k for k in self.g if isinstance(self.g[k], type(self.g)) and any(len(self.g[k][s].shape) == 5 for s in self.g[k])]
+        import h5py
+
+        def has_sites(name: str) -> bool:  # a branch group: datasets (points, n, steps, tokens, d_model)
+            g = self.g[name]
+            return isinstance(g, h5py.Group) and any(isinstance(g[s], h5py.Dataset) and g[s].ndim == 5 for s in g)
+
+        subs = [k for k in self.g if has_sites(k)]
         if subs:
             self.branch = branch if branch in subs else ("cond" if "cond" in subs else subs[0])
         self._sites = [s for s in self.g[self.branch]] if self.branch else []
