@@ -172,3 +172,14 @@ def test_task_inputs():
         maze_inputs(meta, [_maze(3), _maze(4)])
     with pytest.raises(ValueError, match="known tasks"):
         build_inputs({"task": "sudoku"}, 1, 0)
+
+
+def test_shipped_eval_sets_are_pinned():
+    """The held-out sets named in data/eval-sets/maze.json are exactly what the generator makes."""
+    import json
+    from pathlib import Path
+
+    spec = json.loads((Path(__file__).parents[1] / "data" / "eval-sets" / "maze.json").read_text())
+    assert spec["stream"] == mz.EVAL_STREAM
+    for s in spec["sets"]:
+        assert mz.eval_set_digest(s["size"], spec["count"], spec["seed"]) == s["sha256"], s["size"]
