@@ -16,6 +16,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -34,12 +35,16 @@ class _Strict(BaseModel):
 
 
 class ModelSpec(_Strict):
+    # diffusers family: wan (WanTransformer3DModel, the shipped maze-wan) or cogvideox (CogVideoXTransformer3DModel,
+    # its image-to-video variant: the first frame concatenated on channels, as CogVideoX-I2V does with its latents)
+    family: Literal["wan", "cogvideox"] = "wan"
     num_layers: int = 16
     num_attention_heads: int = 4
     attention_head_dim: int = 56
     ffn_dim: int = 672
     text_dim: int = 32
     freq_dim: int = 256
+    time_embed_dim: int = 128  # cogvideox only (wan uses freq_dim)
 
     def wan_config(self, frames_channels: int = 3) -> dict:
         return dict(
@@ -55,6 +60,28 @@ class ModelSpec(_Strict):
             cross_attn_norm=True,
             qk_norm="rms_norm_across_heads",
             rope_max_seq_len=64,
+        )
+
+    def cogvideox_config(self, frames_channels: int = 3, frames: int = 5) -> dict:
+        """Pixel-space CogVideoX: a 4x4 patch per frame (one token per maze block), 3D sin-cos positions computed
+        for each maze size, one null text token; no ffn_dim (diffusers fixes CogVideoX's FFN at 4 x d_model)."""
+        side = (2 * 5 + 1) * mz.BLOCK_PX  # the default 5x5 maze; other sizes get their positions on the fly
+        return dict(
+            num_attention_heads=self.num_attention_heads,
+            attention_head_dim=self.attention_head_dim,
+            in_channels=2 * frames_channels + 1,
+            out_channels=frames_channels,
+            time_embed_dim=self.time_embed_dim,
+            text_embed_dim=self.text_dim,
+            num_layers=self.num_layers,
+            sample_width=side,
+            sample_height=side,
+            sample_frames=frames,
+            patch_size=mz.BLOCK_PX,
+            patch_size_t=None,
+            temporal_compression_ratio=1,
+            max_text_seq_length=1,
+            spatial_interpolation_scale=1.0,
         )
 
 
@@ -178,6 +205,10 @@ def block_weights(classes: torch.Tensor, agents: torch.Tensor, o: OptimSpec) -> 
 
 
 def build_model(spec: ModelSpec):
+    if spec.family == "cogvideox":
+        from diffusers import CogVideoXTransformer3DModel
+
+        return CogVideoXTransformer3DModel(**spec.cogvideox_config())
     from diffusers import WanTransformer3DModel
 
     return WanTransformer3DModel(**spec.wan_config())
@@ -187,7 +218,7 @@ def model_meta(cfg: TrainConfig) -> dict:
     """The ``interp.json`` written beside the weights: how to feed and score the model."""
     return {
         "task": "maze",
-        "family": "wan",
+        "family": cfg.model.family,
         "pixel_space": True,
         "frames": cfg.data.frames,
         "block_px": mz.BLOCK_PX,
@@ -202,6 +233,10 @@ def model_meta(cfg: TrainConfig) -> dict:
 
 def predict(model, x_t, condition, sigma, text):
     """Velocity prediction (noise - x0) of the maze model."""
+    if type(model).__name__ != "WanTransformer3DModel":  # other families: through their adapter (same convention)
+        from interp.adapters import TextConditioning, get_adapter
+
+        return get_adapter(model).forward(model, x_t, sigma * 1000.0, TextConditioning(text), condition)
     inp = torch.cat([x_t, condition], dim=1)
     return model(inp, timestep=sigma * 1000.0, encoder_hidden_states=text, return_dict=False)[0]
 
