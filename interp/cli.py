@@ -201,6 +201,22 @@ def eval_cmd(
         sizes = parse_sizes(size)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
+    from interp.lm import is_lm_path
+
+    if is_lm_path(model):  # the maze language model: exact solution accuracy of greedy answers
+        from interp.lm.model import load_lm
+        from interp.lm.run import eval_lm
+
+        rows = eval_lm(load_lm(model, device), sizes, n, seed, batch)
+        table = Table("size", "n", "exact", "95% CI", "first move", "goal reached", title=f"{model}: maze (LM)")
+        for r in rows:
+            table.add_row(str(r["size"]), str(r["n"]), f"{r['exact']:.3f}", f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]",
+                          f"{r['first_move']:.3f}", f"{r['goal_reached']:.3f}")  # fmt: skip
+        Console().print(table)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "eval.json").write_text(json.dumps(rows, indent=2))
+        return
     loaded = load_model(model, device)
     table = Table("size", "n", "steps", "solve rate", "95% CI", "path recall", "extra cells", title=f"{model}: maze")
     rows = []
@@ -309,11 +325,52 @@ def run_cmd(
         raise typer.BadParameter(f"--wandb must be offline, online or disabled, got {wandb!r}")
     try:
         exp = Experiment.load(experiment, set_)
+        from interp.lm import is_lm_path
+
+        if is_lm_path(exp.model):  # a maze language model: interp.lm's parallel runner (writes summary.json)
+            from interp.lm.run import run_lm_experiment
+
+            run_lm_experiment(exp, out or Path("runs") / exp.name)
+            typer.echo(f"ran (language model): {(out or Path('runs') / exp.name) / 'summary.json'}")
+            return
         res = run_experiment(exp, out or Path("runs") / exp.name, wandb=wandb, base_dir=experiment.parent)
     except (ExperimentError, FileExistsError) as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(2) from None
     typer.echo(f"{'cache hit' if res.cache_hit else 'ran'}: {res.results}")
+
+
+# ---- compare (issue 7) --------------------------------------------------------------------------------------------
+@app.command("compare")
+def compare_cmd(
+    models: list[str] = typer.Argument(..., help="models to compare: DiTs (built-in, dir) and maze LMs (maze-lm, dir)"),
+    out: Path = typer.Option(..., "--out", help="output directory: profiles.csv/.json/.md, cka.json, compare.png"),
+    size: int = typer.Option(5, help="maze size"),
+    n: int = typer.Option(32, help="held-out mazes (the same for every model)"),
+    seed: int = typer.Option(0, help="picks the held-out mazes"),
+    steps: int = typer.Option(20, help="denoising steps of the DiTs"),
+    probe_step: int = typer.Option(0, help="DiT step whose activations are probed and compared (CKA)"),
+    cka_frame: int = typer.Option(-1, help="DiT frame aligned with the LM's grid tokens for CKA (-1: last)"),
+    measures: str = typer.Option("skip,swap,probe,cka", help="which profiles to compute, comma-separated"),
+    batch: int = typer.Option(32, help="mazes per forward"),
+    device: str = typer.Option("cpu", help="torch device"),
+) -> None:
+    """Layer-specialization profiles on a normalized depth axis (0 = first block, 1 = last): skip damage, swap flip
+    rate, wall- and path-probe accuracy, CKA between layers and across models; one figure and a table.
+
+    Example: interp compare maze-wan maze-cogvideox maze-lm --size 5 --n 32 --out compare/
+    """
+    from interp.compare import CompareConfig, compare
+
+    try:
+        cfg = CompareConfig(models=models, size=size, n=n, seed=seed, steps=steps, probe_step=probe_step,
+                            cka_frame=cka_frame, measures=[m.strip() for m in measures.split(",") if m.strip()],
+                            batch=batch, device=device)  # fmt: skip
+        res = compare(cfg, out)
+    except (ValueError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e)) from e
+    typer.echo(res.markdown)
+    typer.echo(f"wrote {out}")
 
 
 def main() -> None:
