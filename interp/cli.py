@@ -352,7 +352,6 @@ def compare_cmd(
     probe_step: int = typer.Option(0, help="DiT step whose activations are probed and compared (CKA)"),
     cka_frame: int = typer.Option(-1, help="DiT frame aligned with the LM's grid tokens for CKA (-1: last)"),
     measures: str = typer.Option("skip,swap,probe,cka", help="which profiles to compute, comma-separated"),
-    batch: int = typer.Option(32, help="mazes per forward"),
     device: str = typer.Option("cpu", help="torch device"),
 ) -> None:
     """Layer-specialization profiles on a normalized depth axis (0 = first block, 1 = last): skip damage, swap flip
@@ -365,7 +364,7 @@ def compare_cmd(
     try:
         cfg = CompareConfig(models=models, size=size, n=n, seed=seed, steps=steps, probe_step=probe_step,
                             cka_frame=cka_frame, measures=[m.strip() for m in measures.split(",") if m.strip()],
-                            batch=batch, device=device)  # fmt: skip
+                            device=device)  # fmt: skip
         res = compare(cfg, out)
     except (ValueError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from e

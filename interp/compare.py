@@ -47,7 +47,6 @@ class CompareConfig(BaseModel):
     probe_step: int = 0
     cka_frame: int = -1
     measures: list[str] = list(MEASURES)
-    batch: int = 32
     device: str = "cpu"
     probe_bootstrap: int = 20
     tokens_per_sample: int = 64
@@ -124,7 +123,7 @@ class _DiT:
         self.n_layers = len(self.loaded.adapter.blocks(self.loaded.transformer))
 
     def _run(self, mazes, plan=None, on_step=None) -> np.ndarray:
-        """Final videos (K, F, H, W, 3) uint8; every maze starts from the same noise (swap needs it)."""
+        """Final videos (K, F, H, W, 3) uint8: all mazes in one batch, from the same noise (swap needs both)."""
         from interp.adapters import TextConditioning
         from interp.evaluate import sample_noise
         from interp.tasks import maze_inputs
