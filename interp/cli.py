@@ -308,22 +308,41 @@ def view_cmd(
 # ---- run (issue 5) ------------------------------------------------------------------------------------------------
 @app.command("run")
 def run_cmd(
-    experiment: Path = typer.Argument(..., help="experiment YAML (see experiments/examples/)"),
+    experiment: Path = typer.Argument(None, help="experiment YAML (see experiments/examples/)"),
     set_: list[str] = typer.Option([], "--set", help="override a field: dotted.key=value (YAML value); repeatable"),
     out: Path = typer.Option(None, "--out", help="output directory (default: runs/<experiment name>)"),
     wandb: str = typer.Option("offline", "--wandb", help="W&B mode: offline | online | disabled"),
+    launcher: str = typer.Option("none", "--launcher", help="shard the batches over ranks: none | torchrun | ray"),
+    nproc: int = typer.Option(None, "--nproc", help="ranks (default: visible GPUs for a CUDA experiment, else 2; "
+                              "ray: the cluster's GPUs or CPUs)"),  # fmt: skip
+    address: str = typer.Option(None, "--address", help="Ray cluster address (default: start a local cluster)"),
+    merge: Path = typer.Option(None, "--merge", help="merge DIR/shards into DIR/results.h5 (+ summary, figures) and exit"),
 ) -> None:
     """Run an experiment: interventions x sweep, batched; writes results.h5, summary.json and figures/.
 
-    Running it again is a cache hit; an interrupted run resumes where it stopped.
+    Running it again is a cache hit; an interrupted run resumes where it stopped. Under torchrun the batches are
+    sharded over the ranks (one HDF5 shard each) and rank 0 merges them; a rerun finishes what a dead rank left.
 
     Example: interp run experiments/examples/noise.yaml --set inputs.count=4 --out runs/noise
+
+    Example: torchrun --nproc-per-node 8 -m interp run EXP.yaml   (or: interp run EXP.yaml --launcher torchrun)
     """
     from interp.experiments import Experiment, ExperimentError, run_experiment
+    from interp.experiments.shard import ShardError
 
     if wandb not in ("offline", "online", "disabled"):
         raise typer.BadParameter(f"--wandb must be offline, online or disabled, got {wandb!r}")
+    if launcher not in ("none", "torchrun", "ray"):
+        raise typer.BadParameter(f"--launcher must be none, torchrun or ray, got {launcher!r}")
     try:
+        if merge is not None:
+            from interp.launch import finalize
+
+            res = finalize(merge, wandb=wandb)
+            typer.echo(f"merged: {res.results}")
+            return
+        if experiment is None:
+            raise typer.BadParameter("give an experiment YAML (or --merge DIR)")
         exp = Experiment.load(experiment, set_)
         from interp.lm import is_lm_path
 
@@ -333,11 +352,32 @@ def run_cmd(
             run_lm_experiment(exp, out or Path("runs") / exp.name)
             typer.echo(f"ran (language model): {(out or Path('runs') / exp.name) / 'summary.json'}")
             return
-        res = run_experiment(exp, out or Path("runs") / exp.name, wandb=wandb, base_dir=experiment.parent)
-    except (ExperimentError, FileExistsError) as e:
+        out = out or Path("runs") / exp.name
+        if launcher == "torchrun":
+            from interp.launch import default_nproc, launch_torchrun
+
+            args = [str(experiment), "--out", str(out), "--wandb", wandb, *[a for s in set_ for a in ("--set", s)]]
+            raise typer.Exit(launch_torchrun(args, nproc or default_nproc(exp.device)))
+        if launcher == "ray":
+            from interp.launch import run_ray
+
+            res = run_ray(exp, out, nproc=nproc, address=address, wandb=wandb, base_dir=experiment.parent)
+        elif _under_torchrun():
+            from interp.launch import run_distributed
+
+            res = run_distributed(exp, out, wandb=wandb, base_dir=experiment.parent)
+        else:
+            res = run_experiment(exp, out, wandb=wandb, base_dir=experiment.parent)
+    except (ExperimentError, FileExistsError, ShardError) as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(2) from None
     typer.echo(f"{'cache hit' if res.cache_hit else 'ran'}: {res.results}")
+
+
+def _under_torchrun() -> bool:
+    import os
+
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
 # ---- compare (issue 7) --------------------------------------------------------------------------------------------

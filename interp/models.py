@@ -118,10 +118,12 @@ def _scheduler_from_dir(path: Path):
     return cls.from_pretrained(path)
 
 
-def _transformer_from_dir(path: Path, device, dtype) -> tuple[nn.Module, Adapter]:
+def _transformer_from_dir(path: Path, device, dtype, device_map=None) -> tuple[nn.Module, Adapter]:
     cfg = json.loads((path / "config.json").read_text())
     adapter = get_adapter(cfg.get("_class_name", "<no _class_name>"))
     kwargs = {"torch_dtype": dtype} if dtype is not None else {}
+    if device_map is not None:  # placed by diffusers / accelerate (hooks move activations between devices)
+        return adapter.model_class.from_pretrained(path, device_map=device_map, **kwargs).eval(), adapter
     model = adapter.model_class.from_pretrained(path, **kwargs)
     if dtype is not None:
         model = model.to(dtype)
@@ -166,8 +168,13 @@ def load_model(
     cache_dir: str | os.PathLike | None = None,
     local_files_only: bool | None = None,
     revision: str | None = None,
+    device_map: str | dict | None = None,
 ) -> LoadedModel:
     """Load a video DiT by built-in name, local directory or hub id (same call for all).
+
+    ``device_map`` (directories and hub ids; needs ``accelerate``): diffusers' placement of a model too large for one
+    device, e.g. ``"balanced"`` over the visible GPUs or ``{"blocks.0": 0, ..., "proj_out": 1}``; ``device`` is then
+    ignored. Tracing works across devices (each site's value lives on its block's device).
 
     >>> m = load_model("tiny-wan")
     >>> m.family, list(m.transformers)
@@ -179,6 +186,8 @@ def load_model(
     name = str(name_or_path)
     builtin = BUILTINS.get(name)
     if builtin is not None and builtin.path is None:
+        if device_map is not None:
+            raise ValueError(f"device_map is for models loaded from a directory or hub id, not the built-in {name!r}")
         adapter = ADAPTERS[builtin.family]
         t = adapter.tiny(seed=0)
         t = t.to(device=device, dtype=dtype) if dtype else t.to(device)
@@ -191,7 +200,7 @@ def load_model(
         path = resolve_path(name_or_path, cache_dir, local_files_only, revision)
 
     if (path / "config.json").exists() and not (path / "transformer").is_dir():
-        t, adapter = _transformer_from_dir(path, device, dtype)
+        t, adapter = _transformer_from_dir(path, device, dtype, device_map)
         return LoadedModel(name, adapter, {"transformer": t}, FlowMatchEulerDiscreteScheduler(), source=str(path))
 
     index = json.loads((path / "model_index.json").read_text()) if (path / "model_index.json").exists() else {}
@@ -204,7 +213,7 @@ def load_model(
     for expert in EXPERTS:
         sub = path / expert
         if sub.is_dir() and (index.get(expert, [None])[0] is not None or not index):
-            transformers[expert], adapter = _transformer_from_dir(sub, device, dtype)
+            transformers[expert], adapter = _transformer_from_dir(sub, device, dtype, device_map)
     scheduler = _scheduler_from_dir(path / "scheduler") if (path / "scheduler").is_dir() else FlowMatchEulerDiscreteScheduler()
     task = json.loads((path / "interp.json").read_text()) if (path / "interp.json").exists() else None
     boundary = index.get("boundary_ratio")

@@ -12,7 +12,9 @@ Layout (schema 1)::
         x0, clean_x0           (points, n, steps, C, F, H, W) / (n, steps, ...) when capture.x0
         <branch>/<site>        (points, n, steps, tokens, d_model) when captured
 
-Written as ``results.h5.partial`` and moved into place by ``os.replace`` once complete.
+Written as ``results.h5.partial`` and moved into place by ``os.replace`` once complete. A sharded run's ranks write
+``DIR/shards/rank-R-of-W.h5`` in the same layout (only their batches marked), plus attrs ``shard_rank``,
+``shard_world`` and ``/owner/<name>``: per cell of ``<name>``'s leading index axes, the batch that last wrote it.
 """
 
 from __future__ import annotations
@@ -27,14 +29,17 @@ import numpy as np
 import interp
 
 SCHEMA_VERSION = 1
+OWNER = "owner/"  # shard files only: owner/<name> (leading index axes) = the batch that wrote the cell, -1 none
 
 
 class ResultsWriter:
     """Opens (or resumes) ``DIR/results.h5.partial`` for one cache key."""
 
     def __init__(self, path: Path, *, key: str, model_hash: str, experiment_json: str, points: list, axes: dict,
-                 n_batches: int):  # fmt: skip
+                 n_batches: int, shard: tuple[int, int] | None = None):  # fmt: skip
         self.path = Path(path)
+        self.shard = shard  # (rank, world): a shard file also records which batch wrote each cell (``owner/``)
+        self._pending: list[tuple[str, object, tuple]] = []
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.resumed = False
         if self.partial.exists():
@@ -54,6 +59,8 @@ class ResultsWriter:
                 experiment=experiment_json, points=json.dumps(points), axes=json.dumps(axes), n_batches=n_batches,
                 complete=False,
             )  # fmt: skip
+            if shard is not None:
+                self.file.attrs.update(shard_rank=shard[0], shard_world=shard[1])
             self.file.create_dataset("batch_done", data=np.zeros(n_batches, np.uint8))
             self.file.flush()
 
@@ -71,12 +78,20 @@ class ResultsWriter:
             kind = value.dtype if value.dtype != np.float64 or name.startswith(("metrics", "clean/metrics")) else np.float32
             self.file.create_dataset(name, shape=shape, dtype=kind, fillvalue=fill if np.issubdtype(kind, np.floating) else 0)
         self.file[name][index] = value
+        if self.shard is not None:
+            self._pending.append((name, index, shape[: len(index) if isinstance(index, tuple) else 1]))
 
     def attrs(self, name: str, **attrs) -> None:
         self.file.require_group(name).attrs.update(attrs)
 
     def mark(self, batch: int) -> None:
-        """Flush the batch's data, then mark it done (the mark is written last)."""
+        """Flush the batch's data, then mark it done (the mark is written last). A shard records ``batch`` as the
+        owner of every cell written since the previous mark (:func:`interp.experiments.shard.merge_shards`)."""
+        for name, index, lead in self._pending:
+            if OWNER + name not in self.file:
+                self.file.create_dataset(OWNER + name, shape=lead, dtype=np.int32, fillvalue=-1)
+            self.file[OWNER + name][index] = batch
+        self._pending.clear()
         self.file.flush()
         self.file["batch_done"][batch] = 1
         self.file.flush()

@@ -23,6 +23,7 @@ from interp.adapters import TextConditioning
 from interp.experiments import metrics as M
 from interp.experiments.plan import Batch, Plan, Row, Sample, baseline, plan as make_plan, source_rows
 from interp.experiments.results import ResultsWriter, is_complete, read_metrics
+from interp.experiments.shard import rank_batches, shard_path
 from interp.experiments.schema import MAZE_METRICS, Experiment, ExperimentError
 from interp.interventions import Ablate, Ensemble, Noise, Steer, load_direction
 from interp.interventions.bind import Bound, compile_batch, rows as make_rows
@@ -123,11 +124,13 @@ def run_experiment(
     base_dir: str | Path | None = None,
     on_batch: Callable[[int], None] | None = None,
     console: Console | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> RunResult:
     """Run (or resume, or read from cache) ``exp`` into ``out``: results.h5, summary.json, figures/*.png.
 
     ``base_dir``: where relative paths in the experiment (steer direction files) are found. ``on_batch(i)`` is called
-    after batch ``i`` is on disk (tests simulate a crash with it).
+    after batch ``i`` is on disk (tests simulate a crash with it). ``shard=(rank, world)``: run only this rank's
+    batches into ``DIR/shards/`` (no summary or figures; :func:`interp.launch.finalize` merges the shards).
     """
     console = console or Console(stderr=True)
     out = Path(out)
@@ -152,10 +155,16 @@ def run_experiment(
     groups = {g: group_inputs(exp, loaded, size) for g, size in sorted({(s.group, s.size) for s in pl.samples})}
     check_against_model(pl, traced, groups[0].latent_shape, sampler.steps)
     axes = {k: v if isinstance(v, list) else list(range(*map(int, v.split(":")))) for k, v in exp.sweep.items()}
-    writer = ResultsWriter(results, key=key, model_hash=loaded.weight_hash, experiment_json=exp.canonical(),
-                           points=pl.points, axes=axes, n_batches=len(pl.batches))  # fmt: skip
+    mine = set(range(len(pl.batches)) if shard is None else rank_batches(len(pl.batches), *shard))
+    target = results if shard is None else shard_path(out, *shard)
+    if shard is not None and is_complete(target, key):
+        console.print(f"{target}: this rank's {len(mine)} batches are already done")
+        return RunResult(out, target, {"shard": list(shard), "batches": len(mine)}, False, [])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    writer = ResultsWriter(target, key=key, model_hash=loaded.weight_hash, experiment_json=exp.canonical(),
+                           points=pl.points, axes=axes, n_batches=len(pl.batches), shard=shard)  # fmt: skip
     if writer.resumed:
-        console.print(f"resuming {writer.partial}: {writer.n_done}/{len(pl.batches)} batches already done")
+        console.print(f"resuming {writer.partial}: {writer.n_done}/{len(mine)} batches already done")
     try:
         for g, size in sorted({(s.group, s.size) for s in pl.samples}):
             members = [s.index for s in pl.samples if s.group == g]
@@ -167,9 +176,9 @@ def run_experiment(
                       for j, iv in enumerate(e.interventions) if isinstance(iv, Steer)}  # fmt: skip
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
-            task = bar.add_task(f"{exp.name}: batches", total=len(pl.batches), completed=writer.n_done)
+            task = bar.add_task(f"{exp.name}: batches", total=len(mine), completed=writer.n_done)
             for batch in pl.batches:
-                if writer.done(batch.index):
+                if writer.done(batch.index) or batch.index not in mine:
                     continue
                 _run_batch(exp, pl, batch, groups[batch.group], loaded, traced, sampler, sites, directions, writer)
                 writer.mark(batch.index)
@@ -179,6 +188,8 @@ def run_experiment(
         writer.finish()
     finally:
         writer.close()
+    if shard is not None:
+        return RunResult(out, target, {"shard": list(shard), "batches": len(mine)}, False, [])
     figures = _figures(results, out)
     summary = _summary(exp, results, key, loaded, time.perf_counter() - t0, cache_hit=False)
     _log_wandb(exp, summary, figures, out, wandb)
