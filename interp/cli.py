@@ -412,6 +412,83 @@ def compare_cmd(
     typer.echo(f"wrote {out}")
 
 
+# ---- bench (issue 8) ----------------------------------------------------------------------------------------------
+@app.command("bench")
+def bench_cmd(
+    config: str = typer.Option("tiny", help="model config: tiny (CPU figure) | wan1.3b (GPU figure) | micro (tests)"),
+    device: str = typer.Option("cpu", help="torch device: cpu | cuda"),
+    steps: int = typer.Option(4, help="denoising steps of the sampling and memory measurements"),
+    frames: int = typer.Option(None, help="latent frames (default: the config's; wan1.3b: 21)"),
+    height: int = typer.Option(None, help="latent height (wan1.3b: 60)"),
+    width: int = typer.Option(None, help="latent width (wan1.3b: 104)"),
+    batch: int = typer.Option(1, help="samples per forward in sampling, tracing and memory"),
+    sweep_latent: str = typer.Option("", help="latent F,H,W of the sweep (default: the same as sampling)"),
+    sweep_rows: int = typer.Option(None, help="rows per batched sweep forward, 1 clean + skips (default: layers + 1)"),
+    repeats: int = typer.Option(5, help="timed rounds (interleaved; medians)"),
+    warmup: int = typer.Option(1, help="untimed rounds first"),
+    threads: int = typer.Option(None, help="CPU torch threads (default: torch's)"),
+    scratch: Path = typer.Option(None, help="directory for the capture files (default: the system temp dir)"),
+    store_mb: float = typer.Option(64.0, "--store-mb", help="MiB per run of the store measurement (at most 50 steps)"),
+    only: str = typer.Option("", help="measurements to run, comma-separated: sampling,sweep,tracing,store,memory"),
+    out: Path = typer.Option(None, "--out", help="write every figure (and per-round times) to this JSON file"),
+) -> None:
+    """Measure what capture, tracing and interventions cost beyond the bare forward, side by side, with ratios.
+
+    Example: interp bench --config tiny --device cpu --threads 1 --out bench-cpu.json
+    """
+    from interp.bench import ITEMS, BenchOptions, report, run_bench, save
+
+    latent = (frames, height, width)
+    if any(v is not None for v in latent) and not all(v is not None for v in latent):
+        raise typer.BadParameter("give --frames, --height and --width together")
+    try:
+        sweep = tuple(int(v) for v in sweep_latent.split(",")) if sweep_latent.strip() else None
+        if sweep is not None and len(sweep) != 3:
+            raise ValueError("--sweep-latent is F,H,W")
+        opts = BenchOptions(
+            config=config, device=device, steps=steps, latent=latent if frames is not None else None, batch=batch,
+            sweep_latent=sweep, sweep_rows=sweep_rows, repeats=repeats, warmup=warmup, threads=threads,
+            scratch=str(scratch) if scratch else None, store_mb=store_mb,
+            only=tuple(s.strip() for s in only.split(",") if s.strip()) or ITEMS,
+        )  # fmt: skip
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+    result = run_bench(opts, log=lambda m: typer.echo(m, err=True))
+    typer.echo(report(result))
+    if out is not None:
+        typer.echo(f"wrote {save(result, out)}")
+
+
+# ---- reproduce (issue 10) -----------------------------------------------------------------------------------------
+@app.command("reproduce")
+def reproduce_cmd(
+    out: Path = typer.Option(Path("paper-report"), "--out", help="output directory (DIR/REPORT.md, one folder per analysis)"),
+    quick: bool = typer.Option(False, "--quick", help="small counts, 8 steps, small mazes: ~10 min on 2 CPU cores"),
+    device: str = typer.Option("cpu", "--device", help="torch device: cpu | cuda"),
+    model: str = typer.Option(None, "--model", help="run every analysis on this model instead of the files' model"),
+    only: str = typer.Option("", "--only", help="comma-separated analyses (default: all)"),
+    set_: list[str] = typer.Option([], "--set", help="override a field of every file: dotted.key=value; repeatable"),
+    threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: torch's default; 1 on a busy machine)"),
+) -> None:
+    """Reproduce the paper's analyses (experiments/paper/*.yaml) and write DIR/REPORT.md: claims, the paper's
+    numbers, our figures and verdicts computed from our numbers by stated rules.
+
+    Example: interp reproduce --quick --out paper-quick
+
+    Example: interp reproduce --out experiments/paper/report --device cuda
+    """
+    from interp.experiments import ExperimentError
+    from interp.reproduce import reproduce
+
+    try:
+        report = reproduce(out, quick=quick, device=device, model=model, overrides=list(set_), threads=threads or None,
+                           only=[s.strip() for s in only.split(",") if s.strip()] or None)  # fmt: skip
+    except (ExperimentError, ValueError, FileExistsError) as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {report}")
+
+
 def main() -> None:
     app()
 

@@ -121,12 +121,16 @@ class Traced:
         self._paths["hook_out"] = "hook_out"
         self._order["hook_out"] = pos + 1
         self.n_blocks = len(self.adapter.blocks(transformer))
+        self._sites: list[str] | None = None
+        self._resolved: dict[tuple, list[str]] = {}  # (patterns, blocks) -> names: plans repeat every forward
 
     # ---- names -------------------------------------------------------------------------------------------------
     @property
     def sites(self) -> list[str]:
         """All readable site names, in execution order."""
-        return [s for s in self._order if not re.fullmatch(r"blocks\.\d+", s)]
+        if self._sites is None:
+            self._sites = [s for s in self._order if not re.fullmatch(r"blocks\.\d+", s)]
+        return list(self._sites)
 
     def canonical(self, name: str) -> str:
         m = ALIASES_RE.match(name)
@@ -135,6 +139,10 @@ class Traced:
     def resolve(self, patterns: str | Sequence[str], *, blocks: bool = False) -> list[str]:
         """Site names matching exact names, aliases or fnmatch globs (``blocks.*.hook_resid_post``); a string may
         hold several, comma-separated. Execution order, no duplicates. ``blocks=True`` also allows ``blocks.{i}``."""
+        key = (patterns if isinstance(patterns, str) else tuple(patterns), blocks)
+        hit = self._resolved.get(key)
+        if hit is not None:
+            return list(hit)
         if isinstance(patterns, str):
             patterns = [p.strip() for p in patterns.split(",") if p.strip()]
         valid = self.sites + ([f"blocks.{i}" for i in range(self.n_blocks)] if blocks else [])
@@ -148,7 +156,8 @@ class Traced:
                     f"{_compact(valid)} (alias: blocks.{{i}}.attn.hook_out = blocks.{{i}}.hook_attn_out)"
                 )
             out.update(hits)
-        return sorted(out, key=self._order.__getitem__)
+        names = self._resolved[key] = sorted(out, key=self._order.__getitem__)
+        return list(names)
 
     def _envoy(self, path: str):
         env = self.model
@@ -166,12 +175,18 @@ class Traced:
         plan: ForwardPlan | None = None,
         step: int = 0,
     ) -> TraceResult:
-        """One forward inside one nnsight trace, applying ``plan``; returns the prediction and the read values.
+        """One forward applying ``plan``; returns the prediction and the read values.
 
-        Read values are taken after any edit at the same site.
+        Plans that edit or skip run inside one nnsight trace; read values are taken after any edit at the same site.
+        A plan that only reads runs the plain forward with PyTorch forward hooks on the sites (the same tensors, at
+        the cost of a bare forward), and an empty plan the bare forward.
         """
         plan = plan or ForwardPlan()
+        if plan.empty:  # nothing to trace: the bare forward (bit-identical; no nnsight)
+            return TraceResult(self(latents, timestep, text, condition), {})
         read = self.resolve(plan.read) if plan.read else []
+        if not (plan.edit or plan.skip):  # reads only: plain forward hooks give the same tensors, without nnsight
+            return self._read_with_hooks(latents, timestep, text, condition, read)
         edits = {s: fn for k, fn in plan.edit.items() for s in self.resolve(k)}
         skips = self.resolve(plan.skip, blocks=True) if plan.skip else []
         skipped_blocks = {s for s in skips if s.startswith("blocks.") and s.count(".") == 1}
@@ -220,6 +235,29 @@ class Traced:
                     if n in read:
                         saved[n] = nnsight.save(value.clone() if copy else value)
             out = nnsight.save(self.model.output)
+        return TraceResult(out, {n: saved[n] for n in read})
+
+    def _read_with_hooks(self, latents, timestep, text, condition, read: list[str]) -> TraceResult:
+        """A read-only plan through PyTorch forward hooks on the sites' hook points: the values an untouched nnsight
+        trace saves (the modules' outputs, uncopied), at the cost of a bare forward."""
+        saved: dict[str, Tensor] = {}
+        by_path: dict[str, list[str]] = {}
+        for n in read:
+            by_path.setdefault(self._paths[n], []).append(n)
+
+        def keep(names):
+            def hook(module, args, output):
+                for n in names:
+                    saved[n] = output
+
+            return hook
+
+        handles = [self.dit.get_submodule(path).register_forward_hook(keep(names)) for path, names in by_path.items()]
+        try:
+            out = self(latents, timestep, text, condition)
+        finally:
+            for h in handles:
+                h.remove()
         return TraceResult(out, {n: saved[n] for n in read})
 
     def __call__(self, latents, timestep, text, condition=None) -> Tensor:

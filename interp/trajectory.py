@@ -169,6 +169,8 @@ def run_trajectory(
     sched.set_timesteps(config.steps, device=device)
     timesteps = sched.timesteps
     sigmas = sched.sigmas[: len(timesteps)] if hasattr(sched, "sigmas") else torch.zeros(len(timesteps))
+    # host copies for the per-step Python numbers: reading a GPU scalar would wait for the GPU every step
+    timesteps_host, sigmas_host = timesteps.cpu().tolist(), sigmas.cpu().tolist()
     experts = traced_experts(loaded)
     text = inputs.text.to(device, dtype)
     negative = (inputs.negative or loaded.adapter.null_text(inputs.text)).to(device, dtype) if config.cfg else None
@@ -206,7 +208,7 @@ def run_trajectory(
                 x = edit_latent(i, x)
                 if inputs.first_frame is not None:
                     x[:, :, : inputs.first_frame.shape[2]] = inputs.first_frame.to(x)
-            expert = loaded.expert_for(float(t))
+            expert = loaded.expert_for(timesteps_host[i])
             traced = experts[expert]
             guidance = config.guidance_scale
             if expert == "transformer_2" and config.guidance_scale_2 is not None:
@@ -233,8 +235,8 @@ def run_trajectory(
             x_next = sched.step(v, t, x, return_dict=False)[0]
             if inputs.first_frame is not None:
                 x_next[:, :, : inputs.first_frame.shape[2]] = inputs.first_frame.to(x_next)
-            s_val = float(sigma) if sigma is not None else float("nan")
-            rec = StepRecord(i, float(t), s_val, expert, x, v, x0, x_next, branches)
+            s_val = sigmas_host[i] if sigma is not None else float("nan")
+            rec = StepRecord(i, timesteps_host[i], s_val, expert, x, v, x0, x_next, branches)
             x = x_next
             if on_step is not None:
                 on_step(rec)
