@@ -25,7 +25,7 @@ MAZE_METRICS = ("solve_rate", "path_recall", "extra_cells", "wall_crossings", "g
 GENERIC_METRICS = ("mse", "cosine", "x0_distance", "mse_to_source")
 Metric = Literal["solve_rate", "path_recall", "extra_cells", "wall_crossings", "goal_reached", "mse", "cosine",
                  "x0_distance", "mse_to_source"]  # fmt: skip
-SWEEPABLE = ("interventions.<i>.<field>", "sampler.seed")
+SWEEPABLE = ("interventions.<i>.<field>", "sampler.seed", "interventions.<i> (values: whole interventions)")
 
 
 class ExperimentError(ValueError):
@@ -105,7 +105,7 @@ class Experiment(Strict):
         if sum(i.kind == "ensemble" for i in self.interventions) > 1:
             raise ValueError("at most one ensemble intervention per experiment")
         for path, values in self.sweep.items():
-            if not (re.fullmatch(r"interventions\.\d+\.\w+(\.\w+)*", path) or path == "sampler.seed"):
+            if not (re.fullmatch(r"interventions\.\d+(\.\w+)*", path) or path == "sampler.seed"):
                 raise ValueError(f"sweep axis {path!r} cannot be swept; sweepable: {', '.join(SWEEPABLE)}")
             if isinstance(values, str) and not re.fullmatch(r"-?\d+:-?\d+", values):
                 raise ValueError(f"sweep axis {path!r}: values are a list or a range 'start:stop', got {values!r}")

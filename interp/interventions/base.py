@@ -19,6 +19,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
 from torch import Tensor
 
 SLICE_RE = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*(?::\s*(-?\d+)\s*)?$")
+# depth fractions, so one file fits models of any depth: "50%" (one position) or "25%:75%" (a band)
+PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)%\s*(?::\s*(\d+(?:\.\d+)?)%\s*)?$")
 SITE_RE = re.compile(
     r"^(hook_embed|hook_out|blocks\.(\d+|\*|\{layer\})(\.(hook_resid_pre|hook_resid_post|hook_attn_out|attn\.hook_out"
     r"|hook_cross_attn_out|hook_mlp_out))?)$"
@@ -42,17 +44,30 @@ def _check_index(v):
         return list(v)
     if isinstance(v, str) and SLICE_RE.match(v):
         return v
-    raise ValueError(f"an index is an int, a list of ints or a slice string like '2:5' or '-3:', got {v!r}")
+    if isinstance(v, str) and (m := PERCENT_RE.match(v)):
+        lo, hi = float(m.group(1)), m.group(2)
+        if lo > 100 or (hi is not None and not lo < float(hi) <= 100):
+            raise ValueError(f"a fraction index is 'p%' (0 <= p <= 100) or 'a%:b%' (0 <= a < b <= 100), got {v!r}")
+        return v
+    raise ValueError(f"an index is an int, a list of ints, a slice string like '2:5' or '-3:', or a fraction of the "
+                     f"axis like '50%' or '25%:75%', got {v!r}")
 
 
 Index = Annotated[Union[int, list[int], str, None], BeforeValidator(_check_index)]
-"""int, list of ints, or a Python slice string (``"10:20"``, ``"-5:"``, ``"::2"``); ``None`` selects all."""
+"""int, list of ints, a Python slice string (``"10:20"``, ``"-5:"``, ``"::2"``) or a fraction of the axis (``"50%"``:
+the position at half its length; ``"25%:75%"``: positions ``floor(0.25 n)`` to ``floor(0.75 n)``, at least one);
+``None`` selects all."""
 
 
 def resolve_index(spec: Index, n: int, what: str) -> list[int]:
     """Sorted, unique positions in ``range(n)`` selected by an index spec (negative numbers count from the end)."""
     if spec is None:
         return list(range(n))
+    if isinstance(spec, str) and (m := PERCENT_RE.match(spec)):
+        lo = min(int(float(m.group(1)) / 100 * n), n - 1)
+        if m.group(2) is None:
+            return [lo]
+        return list(range(lo, max(lo + 1, min(int(float(m.group(2)) / 100 * n + 1e-9), n))))
     if isinstance(spec, str):
         a, b, c = SLICE_RE.match(spec).groups()  # type: ignore[union-attr]
         out = list(range(n))[slice(*(None if g is None else int(g) for g in (a, b, c)))]

@@ -24,6 +24,8 @@ def _plt():
 
 
 def _label(v) -> str:
+    if isinstance(v, dict):  # a whole intervention swept: its non-default fields
+        return " ".join(f"{k}={_label(x)}" for k, x in v.items() if k not in ("kind", "seed") and x is not None)
     return str(v) if not isinstance(v, list) else ",".join(map(str, v))
 
 
@@ -57,7 +59,7 @@ def curves(
     """Metric-vs-step or metric-vs-layer lines (one per series), with the unintervened value dashed."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    xs = list(range(len(x))) if any(isinstance(v, (list, str)) for v in x) else list(x)
+    xs = list(range(len(x))) if any(isinstance(v, (list, str, dict)) for v in x) else list(x)
     for name, ys in series.items():
         ax.plot(xs, ys, marker="o", ms=3, label=name)
     if baseline is not None:
