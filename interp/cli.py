@@ -453,7 +453,12 @@ def bench_cmd(
         )  # fmt: skip
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
-    result = run_bench(opts, log=lambda m: typer.echo(m, err=True))
+    def done(name: str, result: dict) -> None:  # figures as each measurement ends (a lease may end first)
+        typer.echo(report({k: v for k, v in result.items() if k in ("env", "options", name)}).split("\n", 1)[1])
+        if out is not None:
+            save(result, out)
+
+    result = run_bench(opts, log=lambda m: typer.echo(m, err=True), on_item=done)
     typer.echo(report(result))
     if out is not None:
         typer.echo(f"wrote {save(result, out)}")
