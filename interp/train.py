@@ -11,7 +11,6 @@ the step counter continues from its ``train_state.json``.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
@@ -20,7 +19,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -85,12 +83,10 @@ class ModelSpec(_Strict):
         )
 
 
-class DataSpec(_Strict):
-    frames: int = 5
+class SizeMix(_Strict):
+    """Sampling weights of the maze sizes in training batches (one size per batch)."""
+
     size_weights: dict[int, float] = Field(default_factory=lambda: {3: 1.0, 4: 2.0, 5: 4.0, 6: 3.0, 7: 1.5, 8: 1.0})
-    tokens_per_batch: int = 98304
-    seed: int = 0
-    workers: int = 8
 
     @field_validator("size_weights")
     @classmethod
@@ -99,6 +95,13 @@ class DataSpec(_Strict):
         if bad:
             raise ValueError(f"maze sizes {bad} not in {list(mz.SIZES)}")
         return v
+
+
+class DataSpec(SizeMix):
+    frames: int = 5
+    tokens_per_batch: int = 98304
+    seed: int = 0
+    workers: int = 8
 
 
 class OptimSpec(_Strict):

@@ -8,33 +8,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from interp.adapters import ADAPTERS
 from interp.cli import app
 from interp.experiments import Experiment, ExperimentError, plan, run_experiment
 from interp.models import load_model
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "experiments" / "examples"
 runner = CliRunner()
-META = {"task": "maze", "frames": 3, "text_dim": 8, "text_len": 1, "default_size": 3,
-        "sampler": {"steps": 2, "shift": 5.0, "guidance": 1.0}}  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def maze_dir(tmp_path_factory) -> Path:
-    """A tiny random Wan (3 blocks, d_model 16) with maze task metadata: 3x3 mazes, 3 frames, 2 steps."""
-    d = tmp_path_factory.mktemp("models") / "tiny-maze"
-    a = ADAPTERS["wan"]
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        cfg = {**a.tiny_config(), "in_channels": 7, "out_channels": 3, "text_dim": 8, "patch_size": (1, 4, 4)}
-        a.model_class(**cfg).save_pretrained(d / "transformer")
-    (d / "interp.json").write_text(json.dumps(META))
-    return d
-
-
 def _exp(model, **kw) -> Experiment:
     base = {"model": str(model), "inputs": {"count": 3}, "metrics": ["solve_rate", "path_recall", "mse", "cosine"]}
     return Experiment.validate_data({**base, **kw})

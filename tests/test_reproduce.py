@@ -4,33 +4,13 @@ and runs on a tiny random Wan with maze metadata; fraction indices and whole-int
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-import torch
 
-from interp.adapters import ADAPTERS
 from interp.experiments import Experiment, ExperimentError, sweep_points
 from interp.interventions import parse, resolve_index
 from interp.report import paper as P
 from interp.reproduce import ANALYSES, PAPER_DIR, QUICK, experiment, reproduce
-
-META = {"task": "maze", "frames": 3, "text_dim": 8, "text_len": 1, "default_size": 3,
-        "sampler": {"steps": 2, "shift": 5.0, "guidance": 1.0}}  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def maze_dir(tmp_path_factory) -> Path:
-    """A tiny random Wan (3 blocks, d_model 16) with maze task metadata: 3x3 mazes, 3 frames, 2 steps."""
-    d = tmp_path_factory.mktemp("models") / "tiny-maze"
-    a = ADAPTERS["wan"]
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        cfg = {**a.tiny_config(), "in_channels": 7, "out_channels": 3, "text_dim": 8, "patch_size": (1, 4, 4)}
-        a.model_class(**cfg).save_pretrained(d / "transformer")
-    (d / "interp.json").write_text(json.dumps(META))
-    return d
-
 
 # ---- verdict rules on synthetic numbers ------------------------------------------------------------------------------
 def _chain(explore, peak, late):

@@ -15,7 +15,6 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from interp.adapters import ADAPTERS
 from interp.cli import app
 from interp.experiments import Experiment, plan, run_experiment
 from interp.experiments.shard import ShardError, diff_results, merge_shards, rank_batches, shard_path, shard_status
@@ -23,23 +22,6 @@ from interp.launch import torchrun_command
 from interp.models import load_model
 
 runner = CliRunner()
-META = {"task": "maze", "frames": 3, "text_dim": 8, "text_len": 1, "default_size": 3,
-        "sampler": {"steps": 2, "shift": 5.0, "guidance": 1.0}}  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def maze_dir(tmp_path_factory) -> Path:
-    """A tiny random Wan (3 blocks, d_model 16) with maze task metadata: 3x3 mazes, 3 frames, 2 steps."""
-    d = tmp_path_factory.mktemp("models") / "tiny-maze"
-    a = ADAPTERS["wan"]
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        cfg = {**a.tiny_config(), "in_channels": 7, "out_channels": 3, "text_dim": 8, "patch_size": (1, 4, 4)}
-        a.model_class(**cfg).save_pretrained(d / "transformer")
-    (d / "interp.json").write_text(json.dumps(META))
-    return d
-
-
 @pytest.fixture(scope="module")
 def exp_file(maze_dir, tmp_path_factory) -> Path:
     """3 mazes x 3 sweep points, 3 rows a batch: 6 batches (a baseline row in two batches of each maze)."""

@@ -25,7 +25,7 @@ from interp.experiments.plan import Batch, Plan, Row, Sample, baseline, plan as 
 from interp.experiments.results import ResultsWriter, is_complete, read_metrics
 from interp.experiments.shard import rank_batches, shard_path
 from interp.experiments.schema import MAZE_METRICS, Experiment, ExperimentError
-from interp.interventions import Ablate, Ensemble, Noise, Steer, load_direction
+from interp.interventions import Ablate, Ensemble, Steer, load_direction
 from interp.interventions.bind import Bound, compile_batch, rows as make_rows
 from interp.models import LoadedModel, load_model
 from interp.trajectory import SamplerConfig, StepRecord, TrajectoryInputs, initial_latents, run_trajectory, traced_experts

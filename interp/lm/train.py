@@ -16,29 +16,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 
 from interp.lm import tokens as T
 from interp.lm.model import LMSpec, build_lm, load_weights, save_lm
 from interp.tasks import maze as mz
+from interp.train import SizeMix, _Strict
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class LMData(_Strict):
-    size_weights: dict[int, float] = Field(default_factory=lambda: {3: 1.0, 4: 2.0, 5: 4.0, 6: 3.0, 7: 1.5, 8: 1.0})
+class LMData(SizeMix):
     tokens_per_batch: int = 32768
     seed: int = 0
-
-    @field_validator("size_weights")
-    @classmethod
-    def _sizes(cls, v):
-        bad = [s for s in v if s not in mz.SIZES]
-        if bad:
-            raise ValueError(f"maze sizes {bad} not in {list(mz.SIZES)}")
-        return v
 
 
 class LMOptim(_Strict):
