@@ -95,8 +95,6 @@ def test_torchrun_entry_points(exp_file, single, tmp_path, monkeypatch):
     assert calls[0][1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=3", "-m"]
 
 
-@pytest.mark.skipif(not os.environ.get("INTERP_TEST_TORCHRUN"), reason="a real torchrun (3 fresh Python processes, "
-                    "~10-40 s on 2 cores); set INTERP_TEST_TORCHRUN=1 to run it")  # fmt: skip
 def test_real_torchrun_two_ranks(exp_file, single, tmp_path):
     out = tmp_path / "torchrun"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "MPLBACKEND": "Agg"}
