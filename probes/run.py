@@ -199,15 +199,20 @@ def _probe_chunk(x, ex: Examples, label: L.Label, lambdas, cfg: ProbeConfig, w_b
     y_prob = torch.cat([y.repeat(n_l, 1) for y in ys]).to(x.device)  # (tasks*lambdas, n)
     lam_prob = lam.repeat(len(ys))
     std = Standardizer.fit(x[:, tr])
+    y_va = y_prob[:, va].to(dt) if kind != "multiclass" else y_prob[:, va]
     if kind == "regression":
         xs = std(x[:, : va.stop])
         fit = fit_ridge(xs[:, tr], y_prob[:, tr], lam_prob)
+        loss = _val_loss(fit, xs[:, va], y_va, kind)
+        del xs
     else:
+        # each site is standardized into the matmul dtype just before its solve (no standardized copy of the
+        # chunk); validation logits on raw float32 activations with the weights mapped back
         mdt = fast_matmul_dtype(x.device) if cfg.precision == "auto" else getattr(torch, cfg.precision)
-        xs = std(x[:, : va.stop], dtype=mdt)
-        fit = fit_logistic(xs[:, tr], y_prob[:, tr], lam_prob, label.n_classes, cfg.max_iter, matmul_dtype=mdt)
-    loss = _val_loss(fit, xs[:, va], y_prob[:, va].to(dt) if kind != "multiclass" else y_prob[:, va], kind)
-    del xs
+        fit = fit_logistic(
+            x[:, tr], y_prob[:, tr], lam_prob, label.n_classes, cfg.max_iter, matmul_dtype=mdt, standardizer=std
+        )
+        loss = _val_loss(LinearFit(*to_raw(fit.weight, fit.bias, std)), x[:, va], y_va, kind)
     loss = loss.reshape(x.shape[0], len(ys), n_l)
     best = loss.argmin(-1)  # (s, tasks)
     pick = best + torch.arange(len(ys), device=x.device)[None] * n_l
