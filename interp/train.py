@@ -129,11 +129,9 @@ class EvalSpec(_Strict):
     shift: float = 5.0
 
 
-class TrainConfig(_Strict):
-    model: ModelSpec = Field(default_factory=ModelSpec)
-    data: DataSpec = Field(default_factory=DataSpec)
-    optim: OptimSpec = Field(default_factory=OptimSpec)
-    eval: EvalSpec = Field(default_factory=EvalSpec)
+class RunSpec(_Strict):
+    """Run control shared by the trainers: output, resume, stopping, checkpoint and log cadence, device."""
+
     out: str = "runs/maze-wan"
     resume_from: str | None = None
     max_steps: int = 1_000_000
@@ -142,10 +140,10 @@ class TrainConfig(_Strict):
     log_every: int = 50
     device: str = "auto"
     bf16: bool = True
-    wandb: str = "offline"
 
     @classmethod
-    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None):
+        """The config of a YAML file with ``key.sub=value`` overrides (values parsed as YAML)."""
         data = yaml.safe_load(Path(path).read_text()) or {}
         for item in overrides or []:
             key, _, value = item.partition("=")
@@ -155,6 +153,14 @@ class TrainConfig(_Strict):
                 node = node.setdefault(p, {})
             node[leaf] = yaml.safe_load(value)
         return cls.model_validate(data)
+
+
+class TrainConfig(RunSpec):
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    optim: OptimSpec = Field(default_factory=OptimSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    wandb: str = "offline"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -289,9 +295,7 @@ def save_checkpoint(ema, cfg: TrainConfig, out: Path, state: dict) -> Path:
     """Atomically write ``out`` as a pipeline-style directory: transformer/ (bf16), scheduler/, interp.json."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = staging_dir(out)
     ema_bf16 = {k: v.detach().to(torch.bfloat16).cpu() for k, v in ema.state_dict().items()}
     from safetensors.torch import save_file
 
@@ -302,6 +306,19 @@ def save_checkpoint(ema, cfg: TrainConfig, out: Path, state: dict) -> Path:
     (tmp / "interp.json").write_text(json.dumps(model_meta(cfg), indent=2))
     (tmp / "train_state.json").write_text(json.dumps(state, indent=2))
     (tmp / "train_config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    return publish_dir(tmp, out)
+
+
+def staging_dir(out: Path) -> Path:
+    """An empty ``out.tmp`` beside ``out`` to write a checkpoint into before :func:`publish_dir`."""
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def publish_dir(tmp: Path, out: Path) -> Path:
+    """Move a fully written ``tmp`` to ``out``, replacing it, so ``out`` is always a whole checkpoint."""
     old = out.with_name(out.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,10 +82,10 @@ def save_lm(bridge, spec: LMSpec, out: str | Path, state: dict | None = None, co
     import yaml
     from safetensors.torch import save_file
 
+    from interp.train import publish_dir, staging_dir
+
     out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = staging_dir(out)
     weights = {k: v.detach().to(dtype).cpu().contiguous() for k, v in _unique_state(bridge).items()}
     save_file(weights, tmp / "model.safetensors", metadata={"format": "pt", "backend": "transformer_lens-4.3"})
     (tmp / T.LM_MARKER).write_text(json.dumps(lm_meta(spec), indent=2))
@@ -94,13 +93,7 @@ def save_lm(bridge, spec: LMSpec, out: str | Path, state: dict | None = None, co
         (tmp / "train_state.json").write_text(json.dumps(state, indent=2))
     if config is not None:
         (tmp / "train_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-    return out
+    return publish_dir(tmp, out)
 
 
 def load_weights(bridge, path: str | Path) -> dict:

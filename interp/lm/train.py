@@ -15,13 +15,12 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from pydantic import Field
 
 from interp.lm import tokens as T
 from interp.lm.model import LMSpec, build_lm, load_weights, save_lm
 from interp.tasks import maze as mz
-from interp.train import SizeMix, _Strict
+from interp.train import RunSpec, SizeMix, _Strict
 
 
 class LMData(SizeMix):
@@ -43,33 +42,15 @@ class LMEval(_Strict):
     n: int = 64
 
 
-class LMTrainConfig(_Strict):
+class LMTrainConfig(RunSpec):
     kind: Literal["lm"] = "lm"
     model: LMSpec = Field(default_factory=LMSpec)
     data: LMData = Field(default_factory=LMData)
     optim: LMOptim = Field(default_factory=LMOptim)
     eval: LMEval = Field(default_factory=LMEval)
     out: str = "runs/maze-lm"
-    resume_from: str | None = None
-    max_steps: int = 1_000_000
     max_minutes: float = 10.0
-    save_every: int = 500
-    log_every: int = 50
-    device: str = "auto"
-    bf16: bool = True
     threads: int | None = None  # CPU threads (None: torch's default)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> LMTrainConfig:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        for item in overrides or []:
-            key, _, value = item.partition("=")
-            node = data
-            *parents, leaf = key.split(".")
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = yaml.safe_load(value)
-        return cls.model_validate(data)
 
 
 def maze_batches(spec: LMData, start_step: int = 0):
