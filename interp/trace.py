@@ -99,7 +99,11 @@ def _compact(names: Iterable[str]) -> str:
 class Traced:
     """A transformer wrapped for nnsight with named sites. Hook points are installed in place (idempotent)."""
 
-    def __init__(self, transformer: nn.Module, adapter: Adapter | None = None):
+    def __init__(self, transformer: nn.Module, adapter: Adapter | None = None, *, reads_via_hooks: bool = False):
+        """``reads_via_hooks=True`` runs read-only plans with plain PyTorch forward hooks on the hook points instead
+        of an nnsight trace (the same tensors; measured by ``interp bench``); the default keeps every capture in
+        nnsight."""
+        self.reads_via_hooks = reads_via_hooks
         self.dit = DiT(transformer, adapter).eval()
         self.adapter = self.dit.adapter
         self.model = NNsight(self.dit)
@@ -177,15 +181,15 @@ class Traced:
     ) -> TraceResult:
         """One forward applying ``plan``; returns the prediction and the read values.
 
-        Plans that edit or skip run inside one nnsight trace; read values are taken after any edit at the same site.
-        A plan that only reads runs the plain forward with PyTorch forward hooks on the sites (the same tensors, at
-        the cost of a bare forward), and an empty plan the bare forward.
+        Every read, edit and skip runs inside one nnsight trace; read values are taken after any edit at the same
+        site. An empty plan runs the bare forward; with ``reads_via_hooks`` a plan that only reads runs the plain
+        forward with PyTorch forward hooks on the sites (the same tensors).
         """
         plan = plan or ForwardPlan()
         if plan.empty:  # nothing to trace: the bare forward (bit-identical; no nnsight)
             return TraceResult(self(latents, timestep, text, condition), {})
         read = self.resolve(plan.read) if plan.read else []
-        if not (plan.edit or plan.skip):  # reads only: plain forward hooks give the same tensors, without nnsight
+        if self.reads_via_hooks and not (plan.edit or plan.skip):  # opt-in: same tensors without nnsight
             return self._read_with_hooks(latents, timestep, text, condition, read)
         edits = {s: fn for k, fn in plan.edit.items() for s in self.resolve(k)}
         skips = self.resolve(plan.skip, blocks=True) if plan.skip else []

@@ -134,3 +134,14 @@ def test_site_names_globs_and_errors():
     x, t, text = tiny_inputs("hunyuan", tr.dit.transformer)
     with pytest.raises(ValueError, match="block is skipped"):
         tr.run(x, t, text, plan=ForwardPlan(read=["blocks.1.hook_attn_out"], skip=["blocks.1"]))
+
+
+def test_reads_via_hooks_equal_nnsight_reads():
+    """The opt-in hook path returns exactly what the default nnsight trace reads."""
+    t = ADAPTERS["wan"].tiny(0)
+    x, ts, text = tiny_inputs("wan", t)
+    plan = ForwardPlan(read=["hook_embed", "blocks.*.hook_resid_post", "blocks.1.hook_attn_out", "hook_out"])
+    a = Traced(t).run(x, ts, text, plan=plan)
+    b = Traced(t, reads_via_hooks=True).run(x, ts, text, plan=plan)
+    assert torch.equal(a.output, b.output) and a.acts.keys() == b.acts.keys()
+    assert all(torch.equal(a.acts[k], b.acts[k]) for k in a.acts)
