@@ -6,7 +6,7 @@
   ``interp.json`` (task metadata of models we train);
 - hub id (``org/name``): resolved through huggingface_hub's cache (``snapshot_download``), then as above;
 - built-in: ``tiny-wan``, ``tiny-cogvideox``, ``tiny-ltx``, ``tiny-hunyuan`` (seeded random tiny configs) and
-  ``maze-wan`` (``<repo>/data/maze-wan``).
+  ``maze-wan`` (``<repo>/data/maze-wan``), ``maze-cogvideox`` (``<repo>/data/maze-cogvideox``).
 """
 
 from __future__ import annotations
@@ -52,6 +52,10 @@ BUILTINS: dict[str, BuiltinModel] = {
         for fam, a in ADAPTERS.items()
     },
     "maze-wan": BuiltinModel("maze-wan", "wan", "Wan-architecture DiT trained to solve mazes", REPO_ROOT / "data" / "maze-wan"),
+    "maze-cogvideox": BuiltinModel(
+        "maze-cogvideox", "cogvideox", "CogVideoX-architecture DiT trained on the same mazes",
+        REPO_ROOT / "data" / "maze-cogvideox",
+    ),
 }
 
 
