@@ -6,16 +6,19 @@ every round) and repeated; figures are medians, ratios are medians of the per-ro
 1. ``sampling``: N denoising steps with every block's ``hook_resid_post`` captured at every step (float16, streamed
    to HDF5 by :class:`~interp.store.RunWriter`'s background writer, through :func:`interp.capture.capture`) vs a
    plain diffusers Euler loop; also :func:`~interp.trajectory.run_trajectory` with no reads and with reads kept
-   nowhere, to attribute the cost. Device-to-host copy and disk write bandwidth are measured beside it, with the
-   capture's bytes, so a capture bound by them shows the bound.
+   nowhere, to attribute the cost. Device-to-host copy and disk write bandwidth (from one thread and from as many
+   threads as the store's chunk writers) are measured beside it, with the capture's bytes, so a capture bound by
+   them shows the bound and which link sets it.
 2. ``sweep``: single-layer skips over all layers, batched (``max_rows`` per forward: one clean row + skipped rows,
    through :func:`interp.interventions.bind.compile_batch`) vs the same batched forwards bare, and vs one forward
    per sweep point.
 3. ``tracing``: one forward: bare vs nnsight with nothing (and vs plain PyTorch forward hooks for reading every
    ``hook_resid_post`` and for one edit); the toolkit's own cost (:meth:`~interp.trace.Traced.run`) on top of the
    raw nnsight trace is reported separately.
-4. ``store``: :class:`~interp.store.RunWriter` write rate vs raw h5py on the same arrays (``ds[i] = a`` and
-   ``write_direct_chunk``), and the time to read one (step, layer) slice, from the page cache and from disk.
+4. ``store``: :class:`~interp.store.RunWriter` write rate (its parallel chunk writers, and ``writers=0``: every
+   chunk through h5py on one thread) vs raw h5py on the same arrays (``ds[i] = a`` and ``write_direct_chunk``) and
+   vs the page cache written from one thread and from as many threads as the store's writers; and the time to read
+   one (step, layer) slice, from the page cache and from disk.
 5. ``memory``: peak GPU memory (CPU: peak resident memory) of capture vs bare sampling, beside the size of the
    whole captured trajectory.
 
@@ -292,31 +295,44 @@ def copy_bandwidth(nbytes: int, device: torch.device, repeats: int = 5) -> dict[
     return out
 
 
-def disk_bandwidth(directory: Path, nbytes: int, chunk: int, repeats: int = 3) -> dict[str, float]:
-    """Raw write bytes/s of ``nbytes`` in ``chunk``-byte writes: into the page cache, and through to the disk (fsync)."""
+def disk_bandwidth(directory: Path, nbytes: int, chunk: int, threads: int = 1, repeats: int = 3) -> dict[str, float]:
+    """Raw write bytes/s of ``nbytes`` into one file in ``chunk``-byte ``os.pwrite`` s: into the page cache from one
+    thread and (``threads`` > 1) from that many threads at once, as the store's chunk writers write; and from one
+    thread through to the disk (fsync)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from interp.store import _pwrite_all
+
     chunk = max(1 << 16, min(chunk, nbytes))
-    buf = memoryview(np.random.default_rng(0).integers(0, 255, chunk, dtype=np.uint8).tobytes())
-    res: dict[str, list[float]] = {"buffered": [], "fsync": []}
+    buf = np.random.default_rng(0).integers(0, 255, chunk, dtype=np.uint8)
+    offsets = range(0, nbytes, chunk)
+    kinds = {"buffered": 1, **({f"buffered_x{threads}": threads} if threads > 1 else {}), "fsync": 1}
+    res: dict[str, list[float]] = {k: [] for k in kinds}
     for _ in range(repeats):
-        for kind in res:
+        for kind, n in kinds.items():
             path = directory / f"bench-disk-{kind}.bin"
             t0 = time.perf_counter()
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
-                left = nbytes
-                while left > 0:
-                    left -= os.write(fd, buf[: min(chunk, left)])
+                with ThreadPoolExecutor(n) as pool:
+                    list(pool.map(lambda off, fd=fd: _pwrite_all(fd, buf[: min(chunk, nbytes - off)], off), offsets))
                 if kind == "fsync":
                     os.fsync(fd)
             finally:
                 os.close(fd)
             res[kind].append(time.perf_counter() - t0)
             path.unlink()
-    return {"disk_buffered_GBps": nbytes / med(res["buffered"]) / 1e9, "disk_fsync_GBps": nbytes / med(res["fsync"]) / 1e9}
+    return {f"disk_{k}_GBps": nbytes / med(v) / 1e9 for k, v in res.items()}
+
+
+def store_link(bw: dict[str, float], writers: int) -> str:
+    """The disk figure the store can reach: the page cache written by as many threads as its chunk writers."""
+    return f"disk_buffered_x{writers}_GBps" if f"disk_buffered_x{writers}_GBps" in bw else "disk_buffered_GBps"
 
 
 def bench_sampling(loaded, opts: BenchOptions, scratch: Path) -> dict:
     from interp.capture import build_inputs, capture
+    from interp.store import DEFAULT_WRITERS
     from interp.trajectory import run_trajectory, traced_experts
 
     device = torch.device(opts.device)
@@ -343,11 +359,15 @@ def bench_sampling(loaded, opts: BenchOptions, scratch: Path) -> dict:
     grid = loaded.adapter.token_grid(loaded.transformer, inputs.latent_shape)
     site_bytes = opts.batch * math.prod(grid) * loaded.adapter.d_model(loaded.transformer) * 2
     step_bytes = site_bytes * len(sites)
-    bw = copy_bandwidth(site_bytes, device) | disk_bandwidth(scratch, min(counter["bytes"], 2 << 30), site_bytes)
+    bw = copy_bandwidth(site_bytes, device) | disk_bandwidth(
+        scratch, min(counter["bytes"], 2 << 30), site_bytes, DEFAULT_WRITERS
+    )
     capture_s, bare_s = med(times["capture"]), med(times["bare"])
-    # the floor bandwidth puts under capture: its bytes at the slower of the two links
-    link = min(bw.get("d2h_pinned_GBps", float("inf")), bw["disk_buffered_GBps"]) * 1e9
-    floor = max(bare_s, counter["bytes"] / link)
+    # the floor under capture: the bare sampling, or its bytes through the slower of the copy and the page cache as
+    # the store writes it (its chunk writers' thread count)
+    links = {k: bw[k] for k in ("d2h_pinned_GBps", store_link(bw, DEFAULT_WRITERS)) if k in bw}
+    link = min(links, key=links.get)
+    floor = max(bare_s, counter["bytes"] / (links[link] * 1e9))
     return {
         "latent": list(inputs.latent_shape), "tokens": math.prod(grid), "steps": opts.steps, "sites": len(sites),
         "site_bytes": site_bytes, "step_bytes": step_bytes, "file_bytes": counter["bytes"],
@@ -357,7 +377,8 @@ def bench_sampling(loaded, opts: BenchOptions, scratch: Path) -> dict:
         "bandwidth": bw,
         "capture_write_GBps": counter["bytes"] / capture_s / 1e9,
         "needed_GBps_for_1.05x": counter["bytes"] / (1.05 * bare_s) / 1e9,
-        "bandwidth_floor_s": floor, "capture_vs_floor": capture_s / floor,
+        "bandwidth_floor_s": floor, "capture_vs_floor": capture_s / floor, "writers": DEFAULT_WRITERS,
+        "floor_bound_by": "bare sampling" if floor == bare_s else link.removesuffix("_GBps"),
         "times": times,
     }  # fmt: skip
 
@@ -529,7 +550,7 @@ def bench_tracing(loaded, opts: BenchOptions) -> dict:
 def bench_store(loaded, opts: BenchOptions, scratch: Path) -> dict:
     import h5py
 
-    from interp.store import RunWriter, load_cache
+    from interp.store import DEFAULT_WRITERS, RunWriter, load_cache
     from interp.trajectory import StepRecord
 
     latent = opts.latent or CONFIGS[opts.config]["latent"]
@@ -567,10 +588,10 @@ def bench_store(loaded, opts: BenchOptions, scratch: Path) -> dict:
     lat_t = torch.from_numpy(lat)
     site_t = [torch.from_numpy(arr) for arr in site_arrays]
 
-    def store(path: Path):
+    def store(path: Path, writers: int = DEFAULT_WRITERS):
         w = RunWriter(path, config={"bench": "store"}, model_hash="bench", family="wan", timesteps=timesteps,
                       sigmas=sigmas, branch_steps={"cond": list(range(steps))}, sites=names, grid=grid,
-                      dtype="float16", overwrite=True)  # fmt: skip
+                      dtype="float16", overwrite=True, writers=writers)  # fmt: skip
         try:
             for s in range(steps):
                 w.on_step(StepRecord(s, float(timesteps[s]), float(sigmas[s]), "transformer", lat_t, lat_t, lat_t, lat_t,
@@ -579,15 +600,17 @@ def bench_store(loaded, opts: BenchOptions, scratch: Path) -> dict:
         finally:
             w.close()
 
-    paths = {k: scratch / f"bench-store-{k}.h5" for k in ("raw_setitem", "raw_direct_chunk", "store")}
+    writers = {"raw_setitem": lambda p: raw(p, False), "raw_direct_chunk": lambda p: raw(p, True),
+               "store_1thread": lambda p: store(p, 0), "store": store}  # fmt: skip
+    paths = {k: scratch / f"bench-store-{k}.h5" for k in writers}
 
     def run(kind):
-        p = paths[kind]
-        {"raw_setitem": lambda: raw(p, False), "raw_direct_chunk": lambda: raw(p, True), "store": lambda: store(p)}[kind]()
-        p.unlink()
+        writers[kind](paths[kind])
+        paths[kind].unlink()
 
     cpu: dict = {}
     times = interleaved({k: (lambda k=k: run(k)) for k in paths}, opts.repeats, opts.warmup, torch.device("cpu"), cpu)
+    disk = disk_bandwidth(scratch, total, site_bytes, DEFAULT_WRITERS, max(3, opts.repeats))
     # reads: one (step, layer) slice, from the page cache and from the disk
     store(paths["store"])
     s_mid, site = steps // 2, names[n_sites // 2]
@@ -612,8 +635,12 @@ def bench_store(loaded, opts: BenchOptions, scratch: Path) -> dict:
         "write_GBps": {k: total / med(v) / 1e9 for k, v in times.items()},
         "store_vs_raw_setitem": paired(times, "raw_setitem", "store"),
         "store_vs_raw_direct_chunk": paired(times, "raw_direct_chunk", "store"),
+        "store_vs_1thread": paired(times, "store_1thread", "store"),
         "cpu_ratio": {"store_vs_raw_setitem": paired(cpu, "raw_setitem", "store"),
-                      "store_vs_raw_direct_chunk": paired(cpu, "raw_direct_chunk", "store")},
+                      "store_vs_raw_direct_chunk": paired(cpu, "raw_direct_chunk", "store"),
+                      "store_vs_1thread": paired(cpu, "store_1thread", "store")},
+        "writers": DEFAULT_WRITERS, "disk": disk,
+        "store_vs_disk": total / med(times["store"]) / 1e9 / disk[store_link(disk, DEFAULT_WRITERS)],
         "read_slice_ms": {k: 1e3 * med(v) for k, v in reads.items()}, "times": times,
     }  # fmt: skip
 
@@ -734,7 +761,8 @@ def report(result: dict) -> str:
             f"[goal <= 1.05x: {_goal(r['ratio']['capture'] <= 1.05)}]; {r['file_bytes'] / 2**20:.1f} MiB written at "
             f"{r['capture_write_GBps']:.2f} GB/s (1.05x needs {r['needed_GBps_for_1.05x']:.2f} GB/s)",
             "   bandwidth: " + ", ".join(f"{k.removesuffix('_GBps')} {v:.2f} GB/s" for k, v in bw.items())
-            + f"; bandwidth floor {ms(r['bandwidth_floor_s'])}, capture at {r['capture_vs_floor']:.3f}x the floor",
+            + f"; floor {ms(r['bandwidth_floor_s'])} (bound by {r['floor_bound_by']}; the store writes with "
+            f"{r['writers']} threads), capture at {r['capture_vs_floor']:.3f}x the floor",
         ]  # fmt: skip
     if "sweep" in result:
         r = result["sweep"]
@@ -770,10 +798,15 @@ def report(result: dict) -> str:
         lines += [
             f"4. store: {r['steps']} steps x {r['sites']} sites of {r['site_shape']} float16 + latents, "
             f"{r['bytes'] / 2**20:.1f} MiB per run:",
-            f"   RunWriter {g['store']:.2f} GB/s; raw h5py ds[i]=a {g['raw_setitem']:.2f} GB/s, write_direct_chunk "
-            f"{g['raw_direct_chunk']:.2f} GB/s: store {r['store_vs_raw_setitem']:.2f}x{c(r, 'store_vs_raw_setitem')} / "
+            f"   RunWriter ({r['writers']} chunk writers) {g['store']:.2f} GB/s, single-thread (h5py) "
+            f"{g['store_1thread']:.2f} GB/s: {r['store_vs_1thread']:.2f}x{c(r, 'store_vs_1thread')}; raw h5py ds[i]=a "
+            f"{g['raw_setitem']:.2f} GB/s, write_direct_chunk {g['raw_direct_chunk']:.2f} GB/s: store "
+            f"{r['store_vs_raw_setitem']:.2f}x{c(r, 'store_vs_raw_setitem')} / "
             f"{r['store_vs_raw_direct_chunk']:.2f}x{c(r, 'store_vs_raw_direct_chunk')} raw "
             f"[goal >= 0.7x: {_goal(min(r['store_vs_raw_setitem'], r['store_vs_raw_direct_chunk']) >= 0.7)}]",
+            "   disk, same bytes and chunk size: " + ", ".join(
+                f"{k.removeprefix('disk_').removesuffix('_GBps')} {v:.2f} GB/s" for k, v in r["disk"].items())
+            + f"; store at {r['store_vs_disk']:.2f}x the page cache written with {r['writers']} threads",
             f"   read one (step, layer) slice: load_cache {rd['cache_hot']:.2f} ms (page cache), {rd['cache_cold']:.2f} ms "
             f"(from disk); raw h5py {rd['h5py_hot']:.2f} ms",
         ]  # fmt: skip
