@@ -15,8 +15,8 @@ every round) and repeated; figures are medians, ratios are medians of the per-ro
 3. ``tracing``: one forward: bare vs nnsight with nothing (and vs plain PyTorch forward hooks for reading every
    ``hook_resid_post`` and for one edit); the toolkit's own cost (:meth:`~interp.trace.Traced.run`) on top of the
    raw nnsight trace is reported separately.
-4. ``store``: :class:`~interp.store.RunWriter` write rate (its parallel chunk writers, and ``writers=0``: every
-   chunk through h5py on one thread) vs raw h5py on the same arrays (``ds[i] = a`` and ``write_direct_chunk``) and
+4. ``store``: :class:`~interp.store.RunWriter` write rate (with :data:`~interp.store.PARALLEL_WRITERS` chunk writers, and with
+   ``writers=0``, the default: every chunk through h5py on one thread) vs raw h5py on the same arrays (``ds[i] = a`` and ``write_direct_chunk``) and
    vs the page cache written from one thread and from as many threads as the store's writers; and the time to read
    one (step, layer) slice, from the page cache and from disk.
 5. ``memory``: peak GPU memory (CPU: peak resident memory) of capture vs bare sampling, beside the size of the
@@ -550,7 +550,7 @@ def bench_tracing(loaded, opts: BenchOptions) -> dict:
 def bench_store(loaded, opts: BenchOptions, scratch: Path) -> dict:
     import h5py
 
-    from interp.store import DEFAULT_WRITERS, RunWriter, load_cache
+    from interp.store import PARALLEL_WRITERS, RunWriter, load_cache
     from interp.trajectory import StepRecord
 
     latent = opts.latent or CONFIGS[opts.config]["latent"]
@@ -588,7 +588,7 @@ def bench_store(loaded, opts: BenchOptions, scratch: Path) -> dict:
     lat_t = torch.from_numpy(lat)
     site_t = [torch.from_numpy(arr) for arr in site_arrays]
 
-    def store(path: Path, writers: int = DEFAULT_WRITERS):
+    def store(path: Path, writers: int = PARALLEL_WRITERS):
         w = RunWriter(path, config={"bench": "store"}, model_hash="bench", family="wan", timesteps=timesteps,
                       sigmas=sigmas, branch_steps={"cond": list(range(steps))}, sites=names, grid=grid,
                       dtype="float16", overwrite=True, writers=writers)  # fmt: skip
@@ -610,7 +610,7 @@ def bench_store(loaded, opts: BenchOptions, scratch: Path) -> dict:
 
     cpu: dict = {}
     times = interleaved({k: (lambda k=k: run(k)) for k in paths}, opts.repeats, opts.warmup, torch.device("cpu"), cpu)
-    disk = disk_bandwidth(scratch, total, site_bytes, DEFAULT_WRITERS, max(3, opts.repeats))
+    disk = disk_bandwidth(scratch, total, site_bytes, PARALLEL_WRITERS, max(3, opts.repeats))
     # reads: one (step, layer) slice, from the page cache and from the disk
     store(paths["store"])
     s_mid, site = steps // 2, names[n_sites // 2]
@@ -639,8 +639,8 @@ def bench_store(loaded, opts: BenchOptions, scratch: Path) -> dict:
         "cpu_ratio": {"store_vs_raw_setitem": paired(cpu, "raw_setitem", "store"),
                       "store_vs_raw_direct_chunk": paired(cpu, "raw_direct_chunk", "store"),
                       "store_vs_1thread": paired(cpu, "store_1thread", "store")},
-        "writers": DEFAULT_WRITERS, "disk": disk,
-        "store_vs_disk": total / med(times["store"]) / 1e9 / disk[store_link(disk, DEFAULT_WRITERS)],
+        "writers": PARALLEL_WRITERS, "disk": disk,
+        "store_vs_disk": total / med(times["store"]) / 1e9 / disk[store_link(disk, PARALLEL_WRITERS)],
         "read_slice_ms": {k: 1e3 * med(v) for k, v in reads.items()}, "times": times,
     }  # fmt: skip
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import json
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -276,10 +277,10 @@ def compare(cfg: CompareConfig, out: str | Path | None = None, progress: bool = 
         log(f"clean exact solve rate {clean:.3f} ({m.n_layers} blocks)")
         p = Profile(name, m.family, m.n_layers, clean)
         if "skip" in cfg.measures:
-            p.values["skip_damage"] = np.array([clean - m.skip(mazes, i) for i in range(m.n_layers)])
+            p.values["skip_damage"] = clean - _per_layer(m.skip, mazes, m.n_layers, "skip", log)
             log("skip " + " ".join(f"{x:.2f}" for x in p.values["skip_damage"]))
         if "swap" in cfg.measures:
-            p.values["swap_flip"] = np.array([m.swap(mazes, i) for i in range(m.n_layers)])
+            p.values["swap_flip"] = _per_layer(m.swap, mazes, m.n_layers, "swap", log)
             log("swap " + " ".join(f"{x:.2f}" for x in p.values["swap_flip"]))
         frames = m.grid_frames(mazes)
         if "probe" in cfg.measures:
@@ -302,6 +303,16 @@ def compare(cfg: CompareConfig, out: str | Path | None = None, progress: bool = 
     if out is not None:
         res.figure = write(res, cfg, Path(out))
     return res
+
+
+def _per_layer(measure, mazes, n_layers: int, what: str, log) -> np.ndarray:
+    """``measure(mazes, i)`` for every layer, logging each value as it comes (a CPU sweep takes minutes)."""
+    values = []
+    for i in range(n_layers):
+        t0 = time.perf_counter()
+        values.append(measure(mazes, i))
+        log(f"{what} layer {i + 1}/{n_layers}: {values[-1]:.3f} ({time.perf_counter() - t0:.1f} s)")
+    return np.array(values)
 
 
 def table_rows(profiles: list[Profile], cka: dict[str, np.ndarray]) -> list[dict]:

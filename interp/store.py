@@ -51,7 +51,10 @@ from interp.adapters import tokens_to_grid
 SCHEMA_VERSION = 1
 Pool = Literal["none", "mean", "frame"]
 LATENT_KEYS = ("latents", "v", "x0")
-DEFAULT_WRITERS = min(4, os.cpu_count() or 1)  # threads writing chunk bytes
+# Chunk-writer threads (os.pwrite outside h5py's lock). Off by default: on the 2-core CPU the pool wrote 0.52-0.75x
+# as fast as the single h5py writer thread, and it has not been measured on a GPU machine yet (README Performance).
+PARALLEL_WRITERS = min(4, os.cpu_count() or 1)
+DEFAULT_WRITERS = 0
 
 
 def canonical_json(config: BaseModel | dict) -> str:
@@ -149,7 +152,8 @@ class RunWriter:
 
     Use as ``on_step`` of :func:`~interp.trajectory.run_trajectory`; call :meth:`finish` at the end. If a partial
     file of the same config and model exists, :attr:`start_step` / :meth:`start_latents` say where to resume.
-    ``writers``: threads writing chunk bytes with ``os.pwrite`` (0: every write through h5py on the writer thread).
+    ``writers``: threads writing chunk bytes with ``os.pwrite`` (0, the default: every write through h5py on the
+    writer thread; :data:`PARALLEL_WRITERS` is the pool ``interp bench`` measures against it).
     """
 
     def __init__(
