@@ -55,6 +55,21 @@ class TrajectoryInputs:
 
 
 @dataclass
+class StepInput:
+    """What a latent edit sees at step s, before the step's forward: the latent ``x`` entering the step, its place on
+    the schedule (``x = signal * x0 + noise * eps``; flow matching: ``1 - sigma_s, sigma_s``), and ``x0``, the
+    clean prediction of step s-1 that ``x`` was stepped from (None at the first step run: ``x`` is the initial
+    noise). For the Euler flow step (and DDIM), ``x = signal * x0 + noise * eps_hat`` holds exactly with step
+    s-1's noise estimate ``eps_hat``."""
+
+    step: int
+    x: Latent
+    signal: float
+    noise: float
+    x0: Latent | None
+
+
+@dataclass
 class StepRecord:
     step: int
     timestep: float
@@ -127,6 +142,14 @@ def predict_x0(sched, x: Tensor, out: Tensor, t: Tensor, sigma: Tensor | None) -
     raise ValueError(f"unknown prediction_type {kind!r}")
 
 
+def signal_noise(sched, t: float, sigma: float) -> tuple[float, float]:
+    """(a, b) with ``x_t = a x0 + b eps`` at timestep ``t`` (sigma ``sigma``) under the scheduler's parametrization."""
+    if is_flow(sched):
+        return 1.0 - sigma, sigma
+    a = float(sched.alphas_cumprod[int(t)])
+    return a**0.5, (1.0 - a) ** 0.5
+
+
 def traced_experts(loaded: LoadedModel) -> dict[str, Traced]:
     """One :class:`Traced` per expert, cached on the loaded model."""
     cache = loaded.extra.setdefault("traced", {})
@@ -153,14 +176,14 @@ def run_trajectory(
     start: tuple[int, Latent] | None = None,
     keep: bool = True,
     progress: bool = False,
-    edit_latent: Callable[[int, Latent], Latent] | None = None,
+    edit_latent: Callable[[StepInput], Latent] | None = None,
 ) -> Trajectory:
     """Denoise ``inputs`` with ``loaded``'s scheduler; record every step.
 
     read: sites to capture at every forward (globs allowed); plan: per (branch, step) plan, overriding ``read``.
     start: (step, x_step) to resume a run from a recorded step (single-step schedulers only).
-    edit_latent: ``(step, x_step) -> x_step`` applied to the latent entering each step, before its forward (the
-    record's ``x`` and the scheduler step see the edited latent; ``first_frame`` is imposed again after it).
+    edit_latent: :class:`StepInput` -> the latent entering the step, applied before each step's forward (the record's
+    ``x`` and the scheduler step see the edited latent; ``first_frame`` is imposed again after it).
     """
     config = config or SamplerConfig()
     sched = make_scheduler(loaded, config.shift)
@@ -200,12 +223,13 @@ def run_trajectory(
     default = ForwardPlan(read=read if isinstance(read, (list, tuple)) else [read]) if read else ForwardPlan()
     traj = Trajectory(timesteps.cpu(), sigmas.cpu(), x)
     columns = (TextColumn("denoising"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    x0 = None  # the previous step's clean prediction
     with Progress(*columns, disable=not progress, transient=True) as bar:
         task = bar.add_task("steps", total=config.steps - begin)
         for i in range(begin, config.steps):
             t = timesteps[i]
             if edit_latent is not None:
-                x = edit_latent(i, x)
+                x = edit_latent(StepInput(i, x, *signal_noise(sched, timesteps_host[i], sigmas_host[i]), x0))
                 if inputs.first_frame is not None:
                     x[:, :, : inputs.first_frame.shape[2]] = inputs.first_frame.to(x)
             expert = loaded.expert_for(timesteps_host[i])

@@ -141,6 +141,55 @@ def test_noise_at_a_frame_touches_only_that_frame(m):
     assert torch.allclose(mixed.records[1].x, 0.75 * x_clean + 0.25 * eps, atol=1e-6)
 
 
+def test_renoise_keeps_x0_and_the_schedules_noise_level(m):
+    """renoise at step 1: x_1 := (1 - sigma_1) x0_0 + sigma_1 eps (x0_0: step 0's prediction), by hand; a partial mix
+    resamples part of step 0's noise estimate; per frame it touches only that frame; a tiny mix is the clean run."""
+    text, noise = _text(m, 1), _noise(0)
+    clean = run(m, text, noise)
+    sigma, x0 = float(clean.sigmas[1]), clean.records[0].x0
+    eps = fresh_noise(7, 1, [0], SHAPE1[1:])
+    full = run(m, text, noise, [Bound(Noise(mode="renoise", steps=1, seed=7), rows([0]), keys=[0])])
+    assert torch.allclose(full.records[1].x, (1 - sigma) * x0 + sigma * eps, atol=1e-6)
+    assert torch.equal(full.records[0].x, clean.records[0].x)
+    eps_hat = (clean.records[1].x - (1 - sigma) * x0) / sigma
+    half = run(m, text, noise, [Bound(Noise(mode="renoise", steps=1, mix=0.5, seed=7), rows([0]), keys=[0])])
+    assert torch.allclose(half.records[1].x, (1 - sigma) * x0 + sigma * (0.75**0.5 * eps_hat + 0.5 * eps), atol=1e-5)
+    frame = run(m, text, noise, [Bound(Noise(mode="renoise", steps=1, frames=2, seed=7), rows([0]), keys=[0])])
+    x, x_clean = frame.records[1].x, clean.records[1].x
+    assert torch.equal(x[:, :, :2], x_clean[:, :, :2])
+    assert torch.allclose(x[:, :, 2], (1 - sigma) * x0[:, :, 2] + sigma * eps[:, :, 2], atol=1e-6)
+    tiny = run(m, text, noise, [Bound(Noise(mode="renoise", steps=1, mix=1e-6, seed=7), rows([0]), keys=[0])])
+    assert torch.allclose(tiny.final, clean.final, atol=1e-4)  # the Euler state is exactly a x0 + b eps_hat
+
+
+def test_renoise_statistics_and_errors():
+    """Over many fresh draws the renoised latent's clean part is x0 exactly and its noise part is N(0, 1) at the
+    schedule's level (so x0 is kept in expectation); a step without noise cannot be renoised."""
+    from interp.interventions.noise import apply_noise
+
+    n, signal, level = 4000, 0.7, 0.3
+    x0 = torch.randn(1, 2, 8).expand(n, -1, -1)
+    x = signal * x0 + level * torch.randn(1, 2, 8).expand(n, -1, -1)
+    eps = torch.randn(n, 2, 8, generator=torch.Generator().manual_seed(0))
+    for mix in (1.0, 0.5):
+        out = apply_noise(Noise(mode="renoise", mix=mix), x, rows(list(range(n))), None, eps, x0=x0, signal=signal, noise=level)
+        assert torch.allclose(out.mean(0), signal * x0[0] + level * (1 - mix**2) ** 0.5 * (x[0] - signal * x0[0]) / level,
+                              atol=0.05)  # fmt: skip
+        assert abs(float(((out - out.mean(0)) / level).std()) - mix) < 0.05
+    with pytest.raises(ValueError, match="without noise"):
+        apply_noise(Noise(mode="renoise"), x, rows([0]), None, eps[:1], x0=x0, signal=1.0, noise=0.0)
+    with pytest.raises(ValueError, match="mode"):
+        parse({"kind": "noise", "mode": "fresh"})
+
+
+def test_renoise_at_the_last_step_costs_less_than_replace(m):
+    text, noise = _text(m, 1), _noise(0)
+    clean = run(m, text, noise).final
+    changed = {mode: float((run(m, text, noise, [Bound(Noise(mode=mode, steps=2, seed=7), rows([0]), keys=[0])]).final
+                            - clean).norm()) for mode in ("replace", "renoise")}  # fmt: skip
+    assert 0 < changed["renoise"] < changed["replace"]
+
+
 def test_ensemble_of_identical_seeds_is_the_single_run(m):
     text, noise = _text(m, 1), _noise(0)
     single = run(m, text, noise)

@@ -181,13 +181,22 @@ def test_cogvideox_equals_its_pipeline(rope, guidance):
 
 
 def test_edit_latent_changes_the_state_the_scheduler_steps():
-    """edit_latent(step, x) replaces x_s before step s: the record's x is the edit, later steps follow from it."""
+    """edit_latent(state) replaces x_s before step s: the record's x is the edit, later steps follow from it; the
+    state carries the schedule's coefficients and the previous step's x0."""
     m = load_model("tiny-wan")
     text, _, noise = _inputs(m)
     inputs = TrajectoryInputs(text, SHAPE, latents=noise)
     cfg = SamplerConfig(steps=3, seed=0)
     plain = run_trajectory(m, inputs, cfg)
-    edited = run_trajectory(m, inputs, cfg, edit_latent=lambda s, x: 2 * x if s == 1 else x)
+    seen = []
+
+    def double_at_step_1(state):
+        seen.append(state)
+        return 2 * state.x if state.step == 1 else state.x
+
+    edited = run_trajectory(m, inputs, cfg, edit_latent=double_at_step_1)
+    assert seen[0].x0 is None and torch.equal(seen[1].x0, plain.records[0].x0)
+    assert (seen[1].signal, seen[1].noise) == (1 - float(plain.sigmas[1]), float(plain.sigmas[1]))
     assert torch.equal(edited.records[0].x, plain.records[0].x)
     assert torch.equal(edited.records[1].x, 2 * plain.records[1].x)
     # resuming the plain run from the edited latent at step 1 gives the same end

@@ -8,7 +8,7 @@ in list order. Sources and reference rows must be rows nothing edits (the engine
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from jaxtyping import Float
@@ -23,6 +23,7 @@ from interp.interventions.skip import Skip, apply_skip
 from interp.interventions.steer import Steer, apply_steer
 from interp.interventions.swap import Swap
 from interp.trace import ForwardPlan, Traced
+from interp.trajectory import StepInput
 
 Latent = Float[Tensor, "batch channels frames height width"]
 
@@ -42,6 +43,12 @@ class Bound:
 class _Op:
     steps: set[int]
     fn: Callable[[Tensor, int, dict], Tensor]  # (value, step, stash) -> value
+
+
+@dataclass
+class _LatentOp:
+    steps: set[int]
+    fn: Callable[[StepInput], Latent]  # the latent entering a step -> the edited latent
 
 
 def _site_op(b: Bound, pos: Tensor | None) -> Callable[[Tensor, int, dict], Tensor]:
@@ -72,7 +79,7 @@ def compile_batch(
     latent_shape: tuple[int, ...],
     n_steps: int,
     read: list[str] = (),
-) -> tuple[Callable[[str, int], ForwardPlan], Callable[[int, Latent], Latent] | None]:
+) -> tuple[Callable[[str, int], ForwardPlan], Callable[[StepInput], Latent] | None]:
     """(plan(branch, step), edit_latent(step, x) or None) applying every bound intervention."""
     adapter, transformer = traced.adapter, traced.dit.transformer
     grid = adapter.token_grid(transformer, latent_shape)
@@ -80,7 +87,7 @@ def compile_batch(
     lat_grid = tuple(latent_shape[2:])
     site_ops: dict[str, list[_Op]] = {}
     stash_steps: dict[str, set[int]] = {}  # resid_pre sites skips read, at these steps
-    latent_ops: list[_Op] = []
+    latent_ops: list[_LatentOp] = []
     for b in bound:
         s = b.spec
         steps = set(resolve_index(s.steps, n_steps, "steps"))
@@ -88,23 +95,24 @@ def compile_batch(
             pos = positions(s.frames, None, lat_grid, latent=True)
             shape = tuple(latent_shape[1:])
 
-            def noise_op(x, step, stash, b=b, pos=pos, shape=shape):
-                eps = fresh_noise(b.spec.seed, step, b.keys, shape).to(x)
-                v, back = as_positions(x)
+            def noise_op(state: StepInput, b=b, pos=pos, shape=shape):
+                eps = fresh_noise(b.spec.seed, state.step, b.keys, shape).to(state.x)
+                v, back = as_positions(state.x)
+                x0 = None if state.x0 is None else as_positions(state.x0)[0]
                 e, _ = as_positions(eps)
-                return back(apply_noise(b.spec, v, b.rows, pos, e))
+                return back(apply_noise(b.spec, v, b.rows, pos, e, x0=x0, signal=state.signal, noise=state.noise))
 
-            latent_ops.append(_Op(steps, noise_op))
+            latent_ops.append(_LatentOp(steps, noise_op))
             continue
         assert isinstance(s, SiteSpec)
         if isinstance(s, Ensemble) and s.target == "latent":
             pos = positions(s.frames, None, lat_grid, latent=True)
 
-            def ens_op(x, step, stash, b=b, pos=pos):
-                v, back = as_positions(x)
+            def ens_op(state: StepInput, b=b, pos=pos):
+                v, back = as_positions(state.x)
                 return back(apply_ensemble(b.spec, v, b.rows, pos))
 
-            latent_ops.append(_Op(steps, ens_op))
+            latent_ops.append(_LatentOp(steps, ens_op))
             continue
         for name in s.sites(traced.n_blocks):
             if isinstance(s, Skip):
@@ -144,11 +152,11 @@ def compile_batch(
     edit_latent = None
     if latent_ops:
 
-        def edit_latent(step: int, x: Latent) -> Latent:
+        def edit_latent(state: StepInput) -> Latent:
             for op in latent_ops:
-                if step in op.steps:
-                    x = op.fn(x, step, stash)
-            return x
+                if state.step in op.steps:
+                    state = replace(state, x=op.fn(state))
+            return state.x
 
     return plan, edit_latent
 
