@@ -474,20 +474,27 @@ def reproduce_cmd(
     only: str = typer.Option("", "--only", help="comma-separated analyses (default: all)"),
     set_: list[str] = typer.Option([], "--set", help="override a field of every file: dotted.key=value; repeatable"),
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: torch's default; 1 on a busy machine)"),
+    plan: bool = typer.Option(False, "--plan", help="print the planned size per analysis (row-forwards) and stop"),
 ) -> None:
     """Reproduce the paper's analyses (experiments/paper/*.yaml) and write DIR/REPORT.md: claims, the paper's
     numbers, our figures and verdicts computed from our numbers by stated rules.
 
     Example: interp reproduce --quick --out paper-quick
 
+    Example: interp reproduce --plan   (the full run's size, nothing run)
+
     Example: interp reproduce --out experiments/paper/report --device cuda
     """
     from interp.experiments import ExperimentError
-    from interp.reproduce import reproduce
+    from interp.reproduce import plan_sizes, plan_table, reproduce
 
+    chosen = [s.strip() for s in only.split(",") if s.strip()] or None
     try:
+        if plan:
+            typer.echo(plan_table(plan_sizes(quick=quick, model=model, only=chosen, overrides=list(set_))))
+            return
         report = reproduce(out, quick=quick, device=device, model=model, overrides=list(set_), threads=threads or None,
-                           only=[s.strip() for s in only.split(",") if s.strip()] or None)  # fmt: skip
+                           only=chosen)
     except (ExperimentError, ValueError, FileExistsError) as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(2) from None

@@ -5,6 +5,7 @@ does not compute (read from ``results.h5``), the figures, and the claims table (
 
 >>> from interp.reproduce import reproduce
 >>> reproduce("out/paper", quick=True)             # ~10 minutes on 2 CPU cores; numbers indicative
+>>> print(plan_table(plan_sizes()))                # the full run's size per analysis, without running it
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ _QUARTERS = ["0%", "25%", "50%", "75%"]
 QUICK: dict[str, list[str]] = {
     "chain_of_steps": ["inputs.sizes=[8]", "inputs.count=3", f"sampler.steps={_Q}"],
     "noise_step_vs_frame": ["inputs.sizes=[4]", "inputs.count=3", f"sampler.steps={_Q}", "sweep.interventions.0=" + json.dumps(
-        [{"kind": "noise", "steps": s, "seed": 123} for s in range(_Q)]
+        [{"kind": "noise", "mode": m, "steps": s, "seed": 123} for m in ("replace", "renoise") for s in range(_Q)]
         + [{"kind": "noise", "frames": f, "seed": 123} for f in ["0%", "25%", "50%", "75%", "100%"]])],
     "layer_swap": ["inputs.sizes=[4]", "inputs.count=3", f"sampler.steps={_Q}",
                    "sweep.interventions.0.layers=" + json.dumps(_QUARTERS), "sweep.interventions.0.steps=[0, '0%:50%']"],
@@ -48,6 +49,53 @@ def experiment(name: str, quick: bool = False, overrides: list[str] | None = Non
     return Experiment.load(Path(paper_dir) / f"{name}.yaml", (QUICK[name] if quick else []) + list(overrides or []))
 
 
+def experiments(
+    *, quick: bool = False, device: str = "cpu", model: str | None = None, only: list[str] | None = None,
+    overrides: list[str] | dict[str, list[str]] | None = None, paper_dir: str | Path = PAPER_DIR,
+) -> dict:  # fmt: skip
+    """The analyses' experiments (``only``, else all), validated: ``model`` replaces every file's model;
+    ``overrides`` (``key=value``) apply after the quick profile: a list to every file, a dict {analysis: [...]} per
+    file."""
+    names = list(only or ANALYSES)
+    bad = [n for n in names if n not in ANALYSES]
+    if bad:
+        raise ValueError(f"unknown analyses {bad}; known: {list(ANALYSES)}")
+    extra = [f"device={device}"] + ([f"model={model}"] if model else [])
+    per = overrides if isinstance(overrides, dict) else {n: list(overrides or []) for n in names}
+    return {n: experiment(n, quick, extra + per.get(n, []), Path(paper_dir)) for n in names}
+
+
+def planned_forwards(exp, loaded) -> dict[str, int]:
+    """What ``exp`` runs on ``loaded``, from the engine's batch plan (no forward): mazes, sweep points, batch rows,
+    steps, and row-forwards = rows x steps x forwards per step (2 with classifier-free guidance)."""
+    from interp.experiments.plan import plan
+    from interp.experiments.runner import sampler_of
+
+    pl = plan(exp, int((loaded.task or {}).get("default_size", 0)) or None)
+    sampler = sampler_of(exp, loaded)
+    rows = sum(len(b.rows) for b in pl.batches)
+    return {"mazes": len(pl.samples), "points": len(pl.points), "rows": rows, "steps": sampler.steps,
+            "row_forwards": rows * sampler.steps * (2 if sampler.cfg else 1)}  # fmt: skip
+
+
+def plan_table(plans: dict[str, dict[str, int]]) -> str:
+    """The planned sizes, one line per analysis and the total."""
+    keys, widths = ("mazes", "points", "rows", "steps", "row_forwards"), (8, 8, 8, 8, 14)
+    lines = [f"{'analysis':<22}" + "".join(f"{k:>{w}}" for k, w in zip(keys, widths))]
+    lines += [f"{n:<22}" + "".join(f"{p[k]:>{w},}" for k, w in zip(keys, widths)) for n, p in plans.items()]
+    lines.append(f"{'total':<22}" + " " * sum(widths[:-1]) + f"{sum(p['row_forwards'] for p in plans.values()):>14,}")
+    return "\n".join(lines)
+
+
+def plan_sizes(**kwargs) -> dict[str, dict[str, int]]:
+    """:func:`planned_forwards` of every analysis :func:`experiments` gives for ``kwargs``; models load on the CPU."""
+    from interp.models import load_model
+
+    exps = experiments(**kwargs)
+    loaded = {m: load_model(m, "cpu") for m in {e.model for e in exps.values()}}
+    return {n: planned_forwards(e, loaded[e.model]) for n, e in exps.items()}
+
+
 def reproduce(
     out: str | Path, *, quick: bool = False, device: str = "cpu", model: str | None = None,
     only: list[str] | None = None, overrides: list[str] | dict[str, list[str]] | None = None,
@@ -55,10 +103,7 @@ def reproduce(
     progress: bool = True, threads: int | None = None,
 ) -> Path:  # fmt: skip
     """Run every analysis (or ``only``) into ``out/<analysis>/`` and write ``out/REPORT.md``; returns its path.
-
-    ``model`` replaces every file's model; ``overrides`` (``key=value``) apply after the quick profile: a list to
-    every file, a dict {analysis: [...]} per file.
-    """
+    The options are :func:`experiments`'; the planned row-forwards are printed first."""
     from rich.console import Console
 
     from interp.experiments import run_experiment
@@ -71,14 +116,11 @@ def reproduce(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    names = list(only or ANALYSES)
-    bad = [n for n in names if n not in ANALYSES]
-    if bad:
-        raise ValueError(f"unknown analyses {bad}; known: {list(ANALYSES)}")
-    extra = [f"device={device}"] + ([f"model={model}"] if model else [])
-    per = overrides if isinstance(overrides, dict) else {n: list(overrides or []) for n in names}
-    exps = {n: experiment(n, quick, extra + per.get(n, []), Path(paper_dir)) for n in names}  # validated up front
-    loaded: dict = {}
+    exps = experiments(quick=quick, device=device, model=model, only=only, overrides=overrides, paper_dir=paper_dir)
+    names = list(exps)
+    loaded = {m: load_model(m, device) for m in {e.model for e in exps.values()}}
+    sizes = {n: planned_forwards(e, loaded[e.model]) for n, e in exps.items()}
+    console.print(plan_table(sizes), highlight=False, soft_wrap=True)
     numbers: dict[str, dict] = {}
     figures: dict[str, list[str]] = {}
     tfile = out / "timings.json"  # seconds per analysis when it was computed (a cache hit keeps the earlier time)
@@ -87,8 +129,6 @@ def reproduce(
     for name in names:
         exp = exps[name]
         t = time.perf_counter()
-        if exp.model not in loaded:
-            loaded[exp.model] = load_model(exp.model, exp.device)
         console.print(f"[bold]{name}[/bold]: {exp.name}")
         res = run_experiment(exp, out / name, loaded=loaded[exp.model], wandb="disabled", progress=progress,
                              base_dir=Path(paper_dir), console=console)  # fmt: skip
@@ -108,6 +148,8 @@ def reproduce(
         "command": f"interp reproduce{' --quick' if quick else ''} --out {out} --device {device}"
         + (f" --threads {threads}" if threads else ""),
         "torch threads": torch.get_num_threads(),
+        "size": f"{sum(p['row_forwards'] for p in sizes.values()):,} row-forwards ("
+        + ", ".join(f"{n} {p['row_forwards']:,}" for n, p in sizes.items()) + ")",
         "wall time": f"{sum(v['wall_s'] for v in timings.values()):.0f} s for the analyses as computed ("
         + ", ".join(f"{k} {v['wall_s']:.0f} s{' (cache hit)' if v['cache_hit'] else ''}" for k, v in timings.items())
         + f"); this invocation {wall:.0f} s",
@@ -284,47 +326,79 @@ def analyze_chain(results: Path, exp, loaded, out: Path):
     return {"chain": chain, "setup": setup}, figs
 
 
+NOISE_PARTS = {"replace": "noise", "renoise": "noise_renoise"}  # noise mode -> its entry in the numbers
+
+
 def analyze_noise(results: Path, exp, loaded, out: Path):
+    from interp.experiments.runner import sampler_of
     from interp.interventions import resolve_index
     from interp.report.figures import _plt, _save
 
-    from interp.experiments.runner import sampler_of
-
     d = _read(results)
     rates = d["metrics"]["solve_rate"].mean(1)
+    change = d["metrics"]["mse"].mean(1) if "mse" in d["metrics"] else None  # output vs the unintervened run's
     clean = float(np.mean(d["clean"]["solve_rate"]))
+    n = int(d["metrics"]["solve_rate"].shape[1])
     frames = d["final"].shape[3]
     n_steps = sampler_of(exp, loaded).steps
-    step_pts, frame_pts = {}, {}
+    step_pts: dict[str, dict[int, int]] = {}  # mode -> step -> sweep point
+    frame_pts: dict[str, dict[int, float]] = {}  # mode -> frame -> solve rate
     for p, coords in enumerate(d["points"]):
         iv = next(iter(coords.values()))
+        mode = iv.get("mode", "replace")
         if iv.get("frames") is not None:
-            frame_pts[resolve_index(iv["frames"], frames, "frames")[0]] = float(rates[p])
+            frame_pts.setdefault(mode, {})[resolve_index(iv["frames"], frames, "frames")[0]] = float(rates[p])
         else:
-            step_pts[resolve_index(iv["steps"], n_steps, "steps")[0]] = float(rates[p])
-    steps = sorted(step_pts)
-    curve = [step_pts[s] for s in steps]
-    mids = [r for f, r in frame_pts.items() if 0 < f < frames - 1]
-    noise = {"clean": clean, "steps": len(steps), "step_curve": curve, "step_min": float(min(curve)),
-             "step_argmin": int(steps[int(np.argmin(curve))]), "frame_rates": {f"frame {f}": r for f, r in sorted(frame_pts.items())},
-             "frame_mid": mids, "n": int(d["metrics"]["solve_rate"].shape[1])}  # fmt: skip
+            step_pts.setdefault(mode, {})[resolve_index(iv["steps"], n_steps, "steps")[0]] = p
+    numbers: dict = {}
+    for mode, pts in step_pts.items():
+        at = sorted(pts)
+        curve = [float(rates[pts[s]]) for s in at]
+        fr = frame_pts.get(mode, {})
+        numbers[NOISE_PARTS[mode]] = {
+            "mode": mode, "clean": clean, "n": n, "steps": n_steps, "step_at": at, "step_curve": curve,
+            "step_min": float(min(curve)), "step_argmin": int(at[int(np.argmin(curve))]),
+            "change_curve": None if change is None else [float(change[pts[s]]) for s in at],
+            "frame_rates": {f"frame {f}": r for f, r in sorted(fr.items())},
+            "frame_mid": [r for f, r in sorted(fr.items()) if 0 < f < frames - 1],
+        }  # fmt: skip
     plt = _plt()
-    fig, ax = plt.subplots(1, 2, figsize=(8, 3), gridspec_kw={"width_ratios": [2, 1]})
-    ax[0].plot(steps, curve, marker="o", ms=3)
+    fig, ax = plt.subplots(1, 3 if change is not None else 2, figsize=(11 if change is not None else 8, 3),
+                           gridspec_kw={"width_ratios": [2, 1.4, 1][: 3 if change is not None else 2]})  # fmt: skip
+    labels = {"replace": "replace: latent := N(0, 1) (paper)", "renoise": "renoise: noise resampled at the step's level"}
+    for mode, part in ((m, numbers[NOISE_PARTS[m]]) for m in step_pts):
+        ax[0].plot(part["step_at"], part["step_curve"], marker="o", ms=3, label=labels[mode])
+        if change is not None:
+            ax[-1].plot(part["step_at"], part["change_curve"], marker="o", ms=3, label=mode)
+    if change is not None:
+        ax[-1].set(xlabel="step noised", ylabel="MSE to the unintervened video", yscale="log", title="output change")
+        ax[-1].legend(fontsize=7)
     ax[0].axhline(clean, ls="--", c="grey", lw=1, label="unintervened")
-    ax[0].set(xlabel="step noised (all frames)", ylabel="solve rate", ylim=(-0.05, 1.05), title="noise at one step")
+    ax[0].set(xlabel=f"step noised (all frames), of {n_steps}", ylabel="solve rate", ylim=(-0.05, 1.05),
+              title="noise at one step")  # fmt: skip
     ax[0].legend(fontsize=7)
-    fs = sorted(frame_pts)
-    ax[1].bar([str(f) for f in fs], [frame_pts[f] for f in fs], color="tab:orange")
+    for k, (mode, fr) in enumerate(frame_pts.items()):
+        fs = sorted(fr)
+        width = 0.8 / len(frame_pts)
+        ax[1].bar(np.arange(len(fs)) + k * width, [fr[f] for f in fs], width, label=mode, align="edge")
+        ax[1].set_xticks(np.arange(len(fs)) + 0.4, [str(f) for f in fs])
     ax[1].axhline(clean, ls="--", c="grey", lw=1)
     ax[1].set(xlabel="latent frame noised (every step)", ylim=(-0.05, 1.05), title="noise at one frame")
+    if len(frame_pts) > 1:
+        ax[1].legend(fontsize=7)
     figs = [_save(fig, out / "noise_step_vs_frame.png")]
-    setup = (f"{d['metrics']['solve_rate'].shape[1]} mazes of {d['size']}x{d['size']}, {len(steps)} steps; the latent "
-             "entering a step replaced by fresh N(0,1) noise (mix 1), or one latent frame replaced at every step. "
-             "Note: a full replacement at a late step leaves too few steps (and too little noise level) to redraw "
-             "the video, so damage grows toward the end by construction; the paper's middle peak suggests a "
-             "replacement matched to the step's noise level, which the engine's `noise` does not offer yet.")
-    return {"noise": noise, "setup": setup}, figs
+    swept = ", ".join(f"{m}: {len(p)}" for m, p in step_pts.items())
+    setup = (f"{n} mazes of {d['size']}x{d['size']}, {n_steps} denoising steps; swept steps per mode ({swept}); frames "
+             f"noised at every step ({', '.join(frame_pts) or 'none'}). `replace` (the paper's protocol): the latent "
+             "entering the step := fresh N(0, 1), whatever the step's noise level, so at a late step (sigma small) it "
+             "is a far larger perturbation than at an early one and leaves fewer steps to redraw the video. `renoise` "
+             "(level-matched): the latent entering step s, (1 - sigma_s) x0 + sigma_s eps_hat with x0 the model's "
+             "prediction at step s-1, gets fresh noise at the same level: (1 - sigma_s) x0 + sigma_s eps (the model's "
+             "belief kept, its noise resampled; at the first step, where a flow-matching sigma is 1, the two coincide). "
+             "Right panel: how far each intervention moves the final video from the unintervened one (mean MSE), "
+             "which shows where a perturbation changes the sample even when the solve rate does not move.")
+    numbers["setup"] = setup
+    return numbers, figs
 
 
 def _jaccard(a: set, b: set) -> float:

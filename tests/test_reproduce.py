@@ -10,7 +10,7 @@ import pytest
 from interp.experiments import Experiment, ExperimentError, sweep_points
 from interp.interventions import parse, resolve_index
 from interp.report import paper as P
-from interp.reproduce import ANALYSES, PAPER_DIR, QUICK, experiment, reproduce
+from interp.reproduce import ANALYSES, PAPER_DIR, QUICK, experiment, plan_sizes, plan_table, reproduce
 
 # ---- verdict rules on synthetic numbers ------------------------------------------------------------------------------
 def _chain(explore, peak, late):
@@ -19,7 +19,7 @@ def _chain(explore, peak, late):
 
 
 def _noise(curve, clean=0.7, mids=(0.65, 0.7)):
-    return {"clean": clean, "steps": len(curve), "step_curve": list(curve), "step_min": min(curve),
+    return {"clean": clean, "steps": len(curve), "step_at": list(range(len(curve))), "step_curve": list(curve), "step_min": min(curve),
             "step_argmin": int(min(range(len(curve)), key=curve.__getitem__)), "frame_mid": list(mids),
             "frame_rates": {"frame 1": mids[0]}}  # fmt: skip
 
@@ -39,6 +39,8 @@ def _noise(curve, clean=0.7, mids=(0.65, 0.7)):
         (P.rule_noise_peak, _noise([0.7, 0.6, 0.2, 0.25, 0.25]), P.PARTLY),
         (P.rule_noise_peak, _noise([0.7, 0.6, 0.5, 0.3, 0.0]), P.NOT),  # monotone: worst at the end
         (P.rule_noise_peak, _noise([0.7, 0.68, 0.7]), P.NOT),           # nothing costs 0.1
+        (P.rule_noise_peak, _noise([0.7, 0.6, 0.2, 0.5, 0.7]) | {"step_at": [0, 1, 2, 3, 49], "steps": 50}, P.NOT),
+        (P.rule_noise_peak, _noise([0.7, 0.2, 0.7]) | {"step_at": [0, 25, 49], "steps": 50}, P.HOLDS),
         (P.rule_noise_frame, _noise([0.7, 0.1], mids=(0.65, 0.7)), P.HOLDS),
         (P.rule_noise_frame, _noise([0.7, 0.1], mids=(0.3, 0.3)), P.PARTLY),
         (P.rule_noise_frame, _noise([0.7, 0.1], mids=(0.1, 0.1)), P.NOT),
@@ -82,15 +84,17 @@ def test_ensemble_rule_compares_one_seed_and_best_of_3():
 
 
 def test_report_table_from_synthetic_numbers(tmp_path):
-    numbers = {"noise_step_vs_frame": {"noise": _noise([0.7, 0.6, 0.2, 0.5, 0.7]), "setup": "synthetic"},
+    numbers = {"noise_step_vs_frame": {"noise": _noise([0.7, 0.6, 0.2, 0.5, 0.7]), "setup": "synthetic",
+                                       "noise_renoise": _noise([0.2, 0.6, 0.7, 0.7, 0.7]) | {"mode": "renoise"}},
                "seed_ensemble": {"ensemble": _ens(0.64, 0.60, 0.62)}}  # fmt: skip
     figs = {"noise_step_vs_frame": ["noise_step_vs_frame/noise.png"], "seed_ensemble": []}
     path = P.write_report(tmp_path, numbers, figs, header={"title": "T", "profile": "quick"})
     text = path.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| ") and "claim |" not in line]
-    assert len(rows) == 4  # three noise claims and the ensemble; analyses that did not run have no rows
+    assert len(rows) == 5  # four noise claims and the ensemble; analyses that did not run have no rows
     assert "| **holds** |" in rows[0] and "[noise.png](noise_step_vs_frame/noise.png)" in rows[0]
-    assert "**does not hold**" in rows[3] and "gain -0.040" in rows[3]
+    assert "(renoise" in rows[2] and "**does not hold**" in rows[2] and "renoise: most damaging step at 0.00" in rows[2]
+    assert "**does not hold**" in rows[4] and "gain -0.040" in rows[4]
     assert "synthetic" in text and "![noise](noise_step_vs_frame/noise.png)" in text and "- **profile**: quick" in text
 
 
@@ -129,7 +133,8 @@ def test_paper_yaml_validates_full_and_quick(name):
 
 TINY = {  # the full files, shrunk to the tiny model: 3x3 mazes, 2 mazes (5 for the probes), 2 steps, fewer layers
     "noise_step_vs_frame": ["sampler.steps=2", "sweep.interventions.0=" + json.dumps(
-        [{"kind": "noise", "steps": s} for s in (0, 1)] + [{"kind": "noise", "frames": f} for f in ("0%", "50%", "100%")])],
+        [{"kind": "noise", "mode": m, "steps": s} for m in ("replace", "renoise") for s in (0, 1)]
+        + [{"kind": "noise", "frames": f} for f in ("0%", "50%", "100%")])],
     "working_memory": ["inputs.count=5", "capture.sites=[blocks.1.hook_resid_post]"],
     "layer_swap": ["sweep.interventions.0.layers=['0%', '50%']"],
     "layer_skip": ["sweep.interventions.0.layers=['0%', '50%']"],
@@ -148,11 +153,24 @@ def test_every_paper_yaml_runs_on_a_tiny_model_and_the_report_is_written(maze_di
     numbers = json.loads((tmp_path / "paper" / "numbers.json").read_text())
     assert set(numbers) == set(ANALYSES)
     assert numbers["noise_step_vs_frame"]["noise"]["steps"] == 2
+    assert numbers["noise_step_vs_frame"]["noise_renoise"]["step_at"] == [0, 1]
     assert len(numbers["chain_of_steps"]["chain"]["candidates_curve"]) == 2
     assert "probes" in numbers["working_memory"]
     for line in text.splitlines():  # every figure the report names exists
         if line.startswith("!["):
             assert (tmp_path / "paper" / line.split("](")[1].rstrip(")")).exists(), line
+
+
+def test_plan_counts_the_engines_batch_rows(maze_dir):
+    """The plan is the engine's batch plan: noise has one edited row per (point, maze) plus the maze's clean row in
+    every batch that holds its points (max_batch 4: 3 points a batch, so 3 batches of 7 points per maze)."""
+    base = ["inputs.sizes=[3]", "inputs.count=2", "max_batch=4"]
+    sizes = plan_sizes(model=str(maze_dir), only=["noise_step_vs_frame", "layer_swap"],
+                       overrides={n: base + TINY[n] for n in ("noise_step_vs_frame", "layer_swap")})  # fmt: skip
+    noise = sizes["noise_step_vs_frame"]
+    assert (noise["mazes"], noise["points"], noise["rows"], noise["steps"]) == (2, 7, 2 * (7 + 3), 2)
+    assert noise["row_forwards"] == noise["rows"] * 2
+    assert "total" in plan_table(sizes) and f"{sum(p['row_forwards'] for p in sizes.values()):,}" in plan_table(sizes)
 
 
 def test_quick_profile_covers_every_analysis():

@@ -68,21 +68,25 @@ RULE_NOISE_DROP = "ratio = (worst single-step solve rate) / clean; holds <= 0.5 
 
 
 def rule_noise_peak(d: dict) -> tuple[str, str]:
-    curve = np.asarray(d["step_curve"], float)
-    n = len(curve)
+    curve, at = np.asarray(d["step_curve"], float), np.asarray(d["step_at"], float)
     lo = curve.min()
     where = np.flatnonzero(curve <= lo + 1e-9)
-    pos = float(where.mean() / max(n - 1, 1))
+    pos = float(at[where].mean() / max(d["steps"] - 1, 1))
     interior = 0.25 <= pos <= 0.75
     peak = curve[0] >= lo + 0.1 and curve[-1] >= lo + 0.1
     v = NA if d["clean"] <= 0 else NOT if d["clean"] - lo < 0.1 else HOLDS if interior and peak else PARTLY if interior else NOT
-    return v, (f"most damaging step at {_f(pos)} of the trajectory; solve rate at first / worst / last step "
-               f"{_f(curve[0])} / {_f(lo)} / {_f(curve[-1])}")
+    where_text = "no swept step costs >= 0.1" if d["clean"] - lo < 0.1 else f"most damaging step at {_f(pos)} of the trajectory"
+    return v, (f"{d.get('mode', 'replace')}: {where_text}; solve rate at the first "
+               f"/ worst / last swept step ({int(at[0])} / {d['step_argmin']} / {int(at[-1])} of {d['steps']}) "
+               f"{_f(curve[0])} / {_f(lo)} / {_f(curve[-1])} (clean {_f(d['clean'])}); curve "
+               + " ".join(_f(c) for c in curve)
+               + ("" if d.get("change_curve") is None else "; output MSE to the unintervened video per swept step "
+                  + " ".join(f"{c:.1e}" for c in d["change_curve"])))
 
 
-RULE_NOISE_PEAK = ("pos = mean index of the worst steps / (steps - 1); holds: 0.25 <= pos <= 0.75 and both ends >= 0.1 "
-                   "above the minimum (an interior peak); partly: interior minimum without that margin; does not hold: "
-                   "the minimum elsewhere, or no step costs >= 0.1")
+RULE_NOISE_PEAK = ("pos = mean step index of the worst swept steps / (steps - 1); holds: 0.25 <= pos <= 0.75 and the "
+                   "first and last swept steps both >= 0.1 above the minimum (an interior peak); partly: interior "
+                   "minimum without that margin; does not hold: the minimum elsewhere, or no step costs >= 0.1")
 
 
 def rule_noise_frame(d: dict) -> tuple[str, str]:
@@ -216,8 +220,13 @@ SPECS = [
          "qualitative (x0 filmstrips: several paths early, one late)", rule_chain, RULE_CHAIN, "chain"),
     Spec("noise_drop", "noise_step_vs_frame", "Noise at one step is very damaging at the sensitive steps",
          "0.685 -> below 0.3 at the most sensitive steps", rule_noise_drop, RULE_NOISE_DROP, "noise"),
-    Spec("noise_peak", "noise_step_vs_frame", "Sensitivity to step noise peaks in the middle of the trajectory",
+    Spec("noise_peak", "noise_step_vs_frame",
+         "Sensitivity to step noise peaks in the middle of the trajectory (replace: latent := N(0, 1), the paper's protocol)",
          "most sensitive around steps 20-30 of 50", rule_noise_peak, RULE_NOISE_PEAK, "noise"),
+    Spec("noise_peak_renoise", "noise_step_vs_frame",
+         "Sensitivity to step noise peaks in the middle of the trajectory (renoise: noise resampled at the step's level)",
+         "most sensitive around steps 20-30 of 50 (measured with replacement)", rule_noise_peak, RULE_NOISE_PEAK,
+         "noise_renoise"),
     Spec("noise_frame", "noise_step_vs_frame", "Noising one frame at every step costs far less than one step",
          "frame noise costs far less than step noise", rule_noise_frame, RULE_NOISE_FRAME, "noise"),
     Spec("swap_answer", "layer_swap", "A middle band of layers decides the answer (first-step swap)",
