@@ -258,6 +258,25 @@ def test_batched_logistic_matches_scikit_learn():
             np.testing.assert_allclose(got, want, atol=2e-3 * max(1.0, np.abs(want).max()))
 
 
+def test_standardizer_and_raw_weights():
+    """Standardized copies (float32 and bfloat16, written block by block) match float64 ``(x - mean) / std`` even with
+    means far from zero; weights mapped back by ``to_raw`` give the same logits on raw activations."""
+    from probes.linear import LinearFit, Standardizer, to_raw
+
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((2, 2500, 8)) * [0.5, 1, 2, 4, 1, 1, 3, 0.1] + [0, 50, -20, 3, 0, 1, 0, 100]).astype(
+        np.float32
+    )
+    ref = (x - x.mean(1, keepdims=True)) / x.std(1, ddof=1, keepdims=True)
+    xt = torch.from_numpy(x)
+    std = Standardizer.fit(xt)
+    np.testing.assert_allclose(std(xt, block=1000).numpy(), ref, atol=5e-4)  # float32 mean of |mean| = 1000 std
+    np.testing.assert_allclose(std(xt, torch.bfloat16).float().numpy(), ref, atol=2e-2, rtol=1e-2)
+    w, b = torch.randn(2, 3, 8, 1), torch.randn(2, 3, 1)
+    want = LinearFit(w, b).logits(torch.from_numpy(ref.astype(np.float32)))
+    np.testing.assert_allclose(LinearFit(*to_raw(w, b, std)).logits(xt).numpy(), want.numpy(), atol=1e-3)
+
+
 def test_cli_probe(caches, tmp_path):
     from typer.testing import CliRunner
 
