@@ -53,7 +53,8 @@ def make_site(
     x[:, :3] *= 20.0
     means = rng.standard_normal((classes, d)).astype(np.float32)
     means /= np.linalg.norm(means, axis=1, keepdims=True)
-    return x + strength * 0.1 * means[y]
+    # float32, as the store's activations are read (a float64 ``strength`` would otherwise promote the array)
+    return (x + strength * 0.1 * means[y]).astype(np.float32)
 
 
 def ours(
