@@ -58,17 +58,22 @@ def make_site(
 
 
 def ours(
-    xs: list[np.ndarray], y: np.ndarray, parts: np.ndarray, classes: int, chunk: int, mdt: torch.dtype
-) -> tuple[float, float, np.ndarray]:
-    """(wall s, CPU s, test accuracy per site) for the batched solver (examples ordered train, val, test)."""
+    xs: list[np.ndarray], y: np.ndarray, parts: np.ndarray, classes: int, chunk: int, mdt: torch.dtype,
+    device: str = "cpu",
+) -> tuple[float, float, np.ndarray]:  # fmt: skip
+    """(wall s, CPU s, test accuracy per site) for the batched solver (examples ordered train, val, test); on a
+    GPU the timing includes copying each chunk of activations to it."""
     n_tr, n_va = int((parts == 0).sum()), int((parts == 1).sum())
     tr, va, te = slice(0, n_tr), slice(n_tr, n_tr + n_va), slice(n_tr + n_va, None)
-    yt = torch.as_tensor(y)
-    lam = torch.tensor(LAMBDAS, dtype=torch.float32)
+    yt = torch.as_tensor(y, device=device)
+    lam = torch.tensor(LAMBDAS, dtype=torch.float32, device=device)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     accs, wall, cpu = [], 0.0, 0.0
     for c0 in range(0, len(xs), chunk):
         x = torch.from_numpy(np.stack(xs[c0 : c0 + chunk]))
+        sync()
         t0, c0_ = time.perf_counter(), time.process_time()
+        x = x.to(device)
         std = Standardizer.fit(x[:, tr])
         # each site is standardized (into the matmul dtype) just before its solve; validation and test logits are
         # then taken on raw float32 activations with the weights mapped back (to_raw)
@@ -85,7 +90,8 @@ def ours(
         w_raw, b_raw = to_raw(fit.weight[s_idx, best], fit.bias[s_idx, best], std)
         zt = LinearFit(w_raw[:, None], b_raw[:, None]).logits(x[:, te])[:, 0]  # raw float32 test activations
         pred = (zt[..., 0] > 0).long() if classes == 2 else zt.argmax(-1)
-        accs.append((pred == yt[te]).float().mean(-1))
+        accs.append((pred == yt[te]).float().mean(-1).cpu())
+        sync()
         wall += time.perf_counter() - t0
         cpu += time.process_time() - c0_
     return wall, cpu, torch.cat(accs).numpy()
@@ -120,20 +126,20 @@ def sklearn_sites(xs: list[np.ndarray], y: np.ndarray, parts: np.ndarray) -> tup
 
 def compare(
     xs: list[np.ndarray], y: np.ndarray, parts: np.ndarray, classes: int, chunk: int, mdt: torch.dtype,
-    sk_sites: np.ndarray, threads: int, sklearn_threads: int, repeats: int,
+    sk_sites: np.ndarray, threads: int, sklearn_threads: int, repeats: int, device: str = "cpu",
 ) -> None:  # fmt: skip
     """Interleaved rounds (ours on every site, then scikit-learn on ``sk_sites``); prints medians over rounds."""
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(threads)
     with threadpool_limits(threads):
-        ours(xs[:chunk], y, parts, classes, chunk, mdt)  # warm-up (both sides get one)
+        ours(xs[:chunk], y, parts, classes, chunk, mdt, device)  # warm-up (both sides get one)
     with threadpool_limits(sklearn_threads):
         sklearn_sites(xs[:1], y, parts)
     rows = []
     for _ in range(repeats):
         with threadpool_limits(threads):
-            w_o, c_o, acc_ours = ours(xs, y, parts, classes, chunk, mdt)
+            w_o, c_o, acc_ours = ours(xs, y, parts, classes, chunk, mdt, device)
         with threadpool_limits(sklearn_threads):
             w_s, c_s, acc_sk = sklearn_sites([xs[s] for s in sk_sites], y, parts)
         rows.append((w_o / len(xs), c_o / len(xs), w_s / len(sk_sites), c_s / len(sk_sites)))
@@ -141,7 +147,8 @@ def compare(
     med = np.median(r, 0)
     per_round = r[:, 2] / r[:, 0]
     diff = acc_ours[sk_sites] - acc_sk
-    print(f"threads: ours {threads}, scikit-learn {sklearn_threads}; {repeats} interleaved rounds, medians:")
+    where = f"ours on {device} ({threads} CPU threads)" if device != "cpu" else f"ours {threads}"
+    print(f"threads: {where}, scikit-learn {sklearn_threads}; {repeats} interleaved rounds, medians:")
     print(f"  ours:         {1e3 * med[0]:8.1f} ms/site wall, {1e3 * med[1]:8.1f} ms/site CPU ({len(xs)} sites)")
     print(f"  scikit-learn: {1e3 * med[2]:8.1f} ms/site wall, {1e3 * med[3]:8.1f} ms/site CPU ({len(sk_sites)} sites)")
     print(f"  speed ratio:  {med[2] / med[0]:.1f}x wall (rounds {', '.join(f'{v:.1f}' for v in per_round)}), "
@@ -163,6 +170,7 @@ def main(
     also_threads: int = typer.Option(2, help="then again with this many threads each (0: skip)"),
     repeats: int = typer.Option(3, help="interleaved timing rounds; medians are reported"),
     precision: str = typer.Option("auto", help="our matmuls: auto (bfloat16 where fast) | float32 | bfloat16"),
+    device: str = typer.Option("cpu", help="where ours runs: cpu | cuda (scikit-learn runs on the CPU either way)"),
     seed: int = typer.Option(0),
 ) -> None:
     """Print per-site times, the speed ratio and the accuracy difference (ours - scikit-learn)."""
@@ -176,16 +184,16 @@ def main(
     order = np.argsort(parts, kind="stable")  # train, val, test slices (as probes.examples orders them)
     y, parts = y[order], parts[order]
     xs = [x[order] for x in xs]
-    mdt = fast_matmul_dtype() if precision == "auto" else getattr(torch, precision)
+    mdt = fast_matmul_dtype(device) if precision == "auto" else getattr(torch, precision)
     print(f"{sites} sites x {n} examples ({samples} samples x {tokens} tokens) x d={d}, {classes} classes, "
           f"{len(LAMBDAS)} regularization strengths; our matmuls in {mdt}")  # fmt: skip
     k = min(sklearn_sites, sites)
     # scikit-learn's cost depends on the signal (near-separable sites run to max_iter): give it sites spread evenly
     # over the signal strengths, so its per-site time represents all sites
     sk_sites = np.argsort(strengths)[np.linspace(0, sites - 1, k).round().astype(int)]
-    compare(xs, y, parts, classes, chunk, mdt, sk_sites, threads, sklearn_threads, repeats)
+    compare(xs, y, parts, classes, chunk, mdt, sk_sites, threads, sklearn_threads, repeats, device)
     if also_threads and (also_threads, also_threads) != (threads, sklearn_threads):
-        compare(xs, y, parts, classes, chunk, mdt, sk_sites, also_threads, also_threads, repeats)
+        compare(xs, y, parts, classes, chunk, mdt, sk_sites, also_threads, also_threads, repeats, device)
 
 
 if __name__ == "__main__":
