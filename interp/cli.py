@@ -392,10 +392,12 @@ def compare_cmd(
     probe_step: int = typer.Option(0, help="DiT step whose activations are probed and compared (CKA)"),
     cka_frame: int = typer.Option(-1, help="DiT frame aligned with the LM's grid tokens for CKA (-1: last)"),
     measures: str = typer.Option("skip,swap,probe,cka", help="which profiles to compute, comma-separated"),
+    swap_site: str = typer.Option("hook_attn_out", help="DiT swap: the hook of block i that gets the other maze's value"),
+    swap_steps: float = typer.Option(0.5, help="DiT swap: over this first fraction of the denoising steps"),
     device: str = typer.Option("cpu", help="torch device"),
 ) -> None:
     """Layer-specialization profiles on a normalized depth axis (0 = first block, 1 = last): skip damage, swap flip
-    rate, wall- and path-probe accuracy, CKA between layers and across models; one figure and a table.
+    rate and swap damage, wall- and path-probe accuracy, CKA between layers and across models; one figure and a table.
 
     Example: interp compare maze-wan maze-cogvideox maze-lm --size 5 --n 32 --out compare/
     """
@@ -404,7 +406,7 @@ def compare_cmd(
     try:
         cfg = CompareConfig(models=models, size=size, n=n, seed=seed, steps=steps, probe_step=probe_step,
                             cka_frame=cka_frame, measures=[m.strip() for m in measures.split(",") if m.strip()],
-                            device=device)  # fmt: skip
+                            swap_site=swap_site, swap_steps=swap_steps, device=device)  # fmt: skip
         res = compare(cfg, out)
     except (ValueError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from e

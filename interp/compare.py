@@ -6,10 +6,12 @@ held-out mazes ``eval_mazes(size, n, seed)``:
 
 - ``skip``: skip damage of block i = clean exact-solve rate - solve rate with block i the identity (DiT: at every
   denoising step; LM: at every position of every decoding forward).
-- ``swap``: swap flip rate of layer i = share of mazes whose output becomes the *other* maze's exact solution when
-  layer i's residual stream (``blocks.i.hook_resid_post``) comes from another maze (maze b+1 for maze b). DiT: at the
-  first denoising step, every token, all rows sharing one noise (the paper's layer-wise swap); LM: at the grid
-  tokens (the maze input), in every decoding forward; the answer positions stay the model's own.
+- ``swap``: layer i's value comes from another maze (maze b+1 for maze b). Swap flip rate = share of mazes whose
+  output becomes the *other* maze's exact solution; swap damage = clean rate - share that still solve their own maze.
+  DiT: ``blocks.i.{swap_site}`` (default ``hook_attn_out``, the paper's swap of a block's attention) at every token
+  over the first ``swap_steps`` of the denoising steps (default half), all rows sharing one noise; LM:
+  ``blocks.i.hook_resid_post`` at the grid tokens (the maze input), in every decoding forward; the answer positions
+  stay the model's own.
 - ``probe``: linear-probe test accuracy (``probes.run_probes``, no control task) of per-block labels ``wall`` and
   ``path`` (on the solution; open blocks only) from ``blocks.i.hook_resid_post``. DiT: at step ``probe_step``, tokens
   of every frame; LM: at the grid tokens (causal: a block's token sees only the blocks before it in raster order).
@@ -29,12 +31,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from interp.tasks import maze as mz
 
 MEASURES = ("skip", "swap", "probe", "cka")
-COLUMNS = ("skip_damage", "swap_flip", "wall_probe", "path_probe")
+COLUMNS = ("skip_damage", "swap_flip", "swap_damage", "wall_probe", "path_probe")
 
 
 class CompareConfig(BaseModel):
@@ -47,6 +49,8 @@ class CompareConfig(BaseModel):
     steps: int = 20
     probe_step: int = 0
     cka_frame: int = -1
+    swap_site: str = "hook_attn_out"  # DiT: which hook of block i carries the other maze's value
+    swap_steps: float = Field(0.5, gt=0.0, le=1.0)  # DiT: the first fraction of the steps (at least one) it is swapped
     measures: list[str] = list(MEASURES)
     device: str = "cpu"
     probe_bootstrap: int = 20
@@ -170,14 +174,16 @@ class _DiT:
         video, cond = self._run(mazes, lambda b, s: ForwardPlan(skip=[f"blocks.{layer}"]))
         return float(self._solved(video, cond).mean())
 
-    def swap(self, mazes, layer: int) -> float:
+    def swap(self, mazes, layer: int) -> tuple[float, float]:
+        """(flip rate, own solve rate) with block ``layer``'s ``swap_site`` from maze b+1 over the first steps."""
         from interp.trace import ForwardPlan
 
-        site = f"blocks.{layer}.hook_resid_post"
+        site = f"blocks.{layer}.{self.cfg.swap_site}"
         edit = {site: lambda name, step, v: v.roll(-1, 0)}  # row b gets row b+1's (maze b+1, same noise)
+        last = max(1, round(self.cfg.swap_steps * self.cfg.steps))
 
-        video, cond = self._run(mazes, lambda b, s: ForwardPlan(edit=edit) if s == 0 else ForwardPlan())
-        return float(self._solved(video, np.roll(cond, -1, axis=0)).mean())
+        video, cond = self._run(mazes, lambda b, s: ForwardPlan(edit=edit) if s < last else ForwardPlan())
+        return float(self._solved(video, np.roll(cond, -1, axis=0)).mean()), float(self._solved(video, cond).mean())
 
     def grid_frames(self, mazes) -> int:
         return int(self.loaded.task["frames"])
@@ -206,12 +212,14 @@ class _LM:
 
         return float(run_interventions(self.loaded, mazes, [Skip(site=f"blocks.{layer}")], self.toks)["exact"].mean())
 
-    def swap(self, mazes, layer: int) -> float:
+    def swap(self, mazes, layer: int) -> tuple[float, float]:
+        """(flip rate, own exact rate) with layer ``layer``'s residual at the grid tokens from maze b+1."""
         from interp.interventions.swap import Swap
         from interp.lm.run import run_interventions
 
         spec = Swap(site=f"blocks.{layer}.hook_resid_post", tokens=":")
-        return float(run_interventions(self.loaded, mazes, [spec], self.toks)["flip"].mean())
+        r = run_interventions(self.loaded, mazes, [spec], self.toks)
+        return float(r["flip"].mean()), float(r["exact"].mean())
 
     def grid_frames(self, mazes) -> int:
         return 1
@@ -280,8 +288,10 @@ def compare(cfg: CompareConfig, out: str | Path | None = None, progress: bool = 
             p.values["skip_damage"] = clean - _per_layer(m.skip, mazes, m.n_layers, "skip", log)
             log("skip " + " ".join(f"{x:.2f}" for x in p.values["skip_damage"]))
         if "swap" in cfg.measures:
-            p.values["swap_flip"] = _per_layer(m.swap, mazes, m.n_layers, "swap", log)
-            log("swap " + " ".join(f"{x:.2f}" for x in p.values["swap_flip"]))
+            flip_own = _per_layer(m.swap, mazes, m.n_layers, "swap (flip, own solve)", log)
+            p.values["swap_flip"], p.values["swap_damage"] = flip_own[:, 0], clean - flip_own[:, 1]
+            log("swap flip " + " ".join(f"{x:.2f}" for x in p.values["swap_flip"]))
+            log("swap damage " + " ".join(f"{x:.2f}" for x in p.values["swap_damage"]))
         frames = m.grid_frames(mazes)
         if "probe" in cfg.measures:
             with tempfile.TemporaryDirectory() as tmp:
@@ -306,12 +316,14 @@ def compare(cfg: CompareConfig, out: str | Path | None = None, progress: bool = 
 
 
 def _per_layer(measure, mazes, n_layers: int, what: str, log) -> np.ndarray:
-    """``measure(mazes, i)`` for every layer, logging each value as it comes (a CPU sweep takes minutes)."""
+    """``measure(mazes, i)`` (a number or a tuple) for every layer, logging each as it comes (a CPU sweep takes
+    minutes)."""
     values = []
     for i in range(n_layers):
         t0 = time.perf_counter()
         values.append(measure(mazes, i))
-        log(f"{what} layer {i + 1}/{n_layers}: {values[-1]:.3f} ({time.perf_counter() - t0:.1f} s)")
+        shown = ", ".join(f"{v:.3f}" for v in np.atleast_1d(values[-1]))
+        log(f"{what} layer {i + 1}/{n_layers}: {shown} ({time.perf_counter() - t0:.1f} s)")
     return np.array(values)
 
 
@@ -335,7 +347,8 @@ def _f(x) -> str:
 
 def markdown(cfg: CompareConfig, profiles: list[Profile], cka: dict[str, np.ndarray], rows: list[dict]) -> str:
     lines = [f"Mazes: {cfg.n} held-out {cfg.size}x{cfg.size} (seed {cfg.seed}); DiTs: {cfg.steps} steps, probes and "
-             f"CKA at step {cfg.probe_step}.", "",
+             f"CKA at step {cfg.probe_step}; DiT swap: {cfg.swap_site} over the first "
+             f"{max(1, round(cfg.swap_steps * cfg.steps))} steps.", "",
              "| model | family | blocks | clean solve | peak skip damage (depth) | swap flip > 0.5 (depths) | "
              "wall probe (min-max) | path probe (min-max) |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for p in profiles:
@@ -343,7 +356,7 @@ def markdown(cfg: CompareConfig, profiles: list[Profile], cka: dict[str, np.ndar
         skip = f"{v['skip_damage'].max():.2f} ({d[int(np.argmax(v['skip_damage']))]:.2f})" if "skip_damage" in v else ""
         if "swap_flip" in v:
             hi = d[v["swap_flip"] > 0.5]
-            swap = f"{hi.min():.2f}-{hi.max():.2f}" if len(hi) else "none"
+            swap = (f"{hi.min():.2f}-{hi.max():.2f}" if hi.max() > hi.min() else f"{hi[0]:.2f}") if len(hi) else "none"
         else:
             swap = ""
         rng = lambda k: f"{np.nanmin(v[k]):.2f}-{np.nanmax(v[k]):.2f}" if k in v else ""  # noqa: E731
@@ -358,11 +371,11 @@ def markdown(cfg: CompareConfig, profiles: list[Profile], cka: dict[str, np.ndar
             la, lb = m.shape
             diag = [m[i, round(i * (lb - 1) / max(la - 1, 1))] for i in range(la)]
             lines.append(f"| {k.replace('|', ' vs ')} | {np.nanmean(diag):.2f} | {np.nanmax(m):.2f} |")
-    lines += ["", "| model | layer | depth | skip damage | swap flip | wall probe | path probe | CKA with next |",
-              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += ["", "| model | layer | depth | skip damage | swap flip | swap damage | wall probe | path probe | "
+              "CKA with next |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         lines.append(f"| {r['model']} | {r['layer']} | {r['depth']:.2f} | {_f(r['skip_damage'])} | {_f(r['swap_flip'])} | "
-                     f"{_f(r['wall_probe'])} | {_f(r['path_probe'])} | {_f(r['cka_next'])} |")  # fmt: skip
+                     f"{_f(r['swap_damage'])} | {_f(r['wall_probe'])} | {_f(r['path_probe'])} | {_f(r['cka_next'])} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -386,7 +399,8 @@ def write(res: CompareResult, cfg: CompareConfig, out: Path) -> Path:
     ncol = max(len(panels), min(len(heat), 4), 1)
     nrow = 1 + (1 + (len(heat) - 1) // ncol if heat else 0)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 3.0 * nrow), squeeze=False)
-    titles = {"skip_damage": "skip damage (clean - skipped)", "swap_flip": "swap flip rate",
+    titles = {"skip_damage": "skip damage (clean - skipped)", "swap_flip": "swap flip rate (to the other maze)",
+              "swap_damage": "swap damage (clean - own solve)",
               "wall_probe": "wall probe accuracy", "path_probe": "path probe accuracy"}  # fmt: skip
     for ax, c in zip(axes[0], panels):
         for p in res.profiles:

@@ -140,7 +140,7 @@ def test_compare_cli(tiny_lm, tiny_dit, tmp_path):
     rows = json.loads((tmp_path / "profiles.json").read_text())["rows"]
     assert [r["layer"] for r in rows] == [0, 1, 0, 1, 2] and rows[-1]["depth"] == 1.0
     for r in rows:
-        assert all(r[k] is not None for k in ("skip_damage", "swap_flip", "wall_probe", "path_probe"))
+        assert all(r[k] is not None for k in ("skip_damage", "swap_flip", "swap_damage", "wall_probe", "path_probe"))
     cka = json.loads((tmp_path / "cka.json").read_text())
     assert np.array(cka[f"{tiny_dit}|{tiny_lm}"]).shape == (2, 3)
     assert np.allclose(np.diag(np.array(cka[f"{tiny_lm}|{tiny_lm}"])), 1.0)
