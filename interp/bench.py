@@ -737,6 +737,10 @@ def _goal(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
+def _writers(n: int) -> str:
+    return f"{n} chunk-writer threads" if n else "one h5py writer thread"
+
+
 def report(result: dict) -> str:
     """The figures as text: one block per measurement, ratios with their goals."""
     env, o = result["env"], result["options"]
@@ -762,7 +766,7 @@ def report(result: dict) -> str:
             f"{r['capture_write_GBps']:.2f} GB/s (1.05x needs {r['needed_GBps_for_1.05x']:.2f} GB/s)",
             "   bandwidth: " + ", ".join(f"{k.removesuffix('_GBps')} {v:.2f} GB/s" for k, v in bw.items())
             + f"; floor {ms(r['bandwidth_floor_s'])} (bound by {r['floor_bound_by']}; the store writes with "
-            f"{r['writers']} threads), capture at {r['capture_vs_floor']:.3f}x the floor",
+            f"{_writers(r['writers'])}), capture at {r['capture_vs_floor']:.3f}x the floor",
         ]  # fmt: skip
     if "sweep" in result:
         r = result["sweep"]

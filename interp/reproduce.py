@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import deque
 from pathlib import Path
 
 import h5py
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from interp.models import REPO_ROOT
+from interp.tasks.maze_score import reachable
 
 PAPER_DIR = REPO_ROOT / "experiments" / "paper"
 ANALYSES = ("chain_of_steps", "noise_step_vs_frame", "layer_swap", "layer_skip", "working_memory", "seed_ensemble")
@@ -225,19 +225,12 @@ def _shrink(path: Path, scale: float = 0.6, colors: int = 128) -> None:
 
 
 def _components(cells: set) -> int:
+    """Number of 4-connected components of a set of (row, col) cells."""
     seen, n = set(), 0
     for c in cells:
-        if c in seen:
-            continue
-        n += 1
-        q = deque([c])
-        seen.add(c)
-        while q:
-            r, k = q.popleft()
-            for nb in ((r - 1, k), (r + 1, k), (r, k - 1), (r, k + 1)):
-                if nb in cells and nb not in seen:
-                    seen.add(nb)
-                    q.append(nb)
+        if c not in seen:
+            n += 1
+            seen |= reachable(cells, c)
     return n
 
 

@@ -70,10 +70,11 @@ def _simple_path(members: set, start, goal) -> bool:
                 return False
         elif deg != 2:
             return False
-    return len(_reach(members, start)) == len(members)
+    return len(reachable(members, start)) == len(members)
 
 
-def _reach(members: set, src) -> set:
+def reachable(members: set, src) -> set:
+    """The cells of ``members`` 4-connected to ``src`` (breadth-first)."""
     seen, queue = {src}, deque([src])
     while queue:
         r, c = queue.popleft()
@@ -118,7 +119,7 @@ def score_video(video: UInt8[np.ndarray, "f h w 3"], condition: UInt8[np.ndarray
     recall = len(trail & inner) / len(inner) if inner else 1.0
     extra = len(trail - inner)
     members = trail | {start, goal}
-    goal_reached = goal in _reach(members, start)
+    goal_reached = goal in reachable(members, start)
     success = crossings == 0 and _simple_path(members, start, goal)
     return MazeScore(success, recall, extra, goal_reached, crossings, fidelity, True)
 
