@@ -80,7 +80,7 @@ def compile_batch(
     n_steps: int,
     read: list[str] = (),
 ) -> tuple[Callable[[str, int], ForwardPlan], Callable[[StepInput], Latent] | None]:
-    """(plan(branch, step), edit_latent(step, x) or None) applying every bound intervention."""
+    """(plan(branch, step), edit_latent(StepInput) or None) applying every bound intervention."""
     adapter, transformer = traced.adapter, traced.dit.transformer
     grid = adapter.token_grid(transformer, latent_shape)
     patch_t = adapter.patch_size(transformer)[0]
