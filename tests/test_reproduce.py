@@ -159,6 +159,11 @@ def test_every_paper_yaml_runs_on_a_tiny_model_and_the_report_is_written(maze_di
     for line in text.splitlines():  # every figure the report names exists
         if line.startswith("!["):
             assert (tmp_path / "paper" / line.split("](")[1].rstrip(")")).exists(), line
+    # one analysis again (a cache hit): the others keep their timings, this one the time it was computed in
+    timings = json.loads((tmp_path / "paper" / "timings.json").read_text())
+    reproduce(tmp_path / "paper", model=str(maze_dir), overrides=overrides, only=["layer_skip"], progress=False)
+    again = json.loads((tmp_path / "paper" / "timings.json").read_text())
+    assert set(again) == set(ANALYSES) and again == timings
 
 
 def test_plan_counts_the_engines_batch_rows(maze_dir):

@@ -225,14 +225,15 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
 
     def on_step(rec: StepRecord) -> None:
         if want_x0:
-            x0s.append(rec.x0.float().clone())
+            x0s.append(rec.x0.float().cpu())
         for branch, values in rec.branches.items():
             for site, v in values.items():
                 acts.setdefault(f"{branch}/{site}", []).append(v.clone())
 
     traj = run_trajectory(loaded, inputs, sampler, plan=plan_fn, edit_latent=edit_latent, on_step=on_step, keep=False)
-    final = traj.final.float()
+    final = traj.final.float().cpu()  # results are written and scored on the host
     x0 = torch.stack(x0s, 1) if want_x0 else None  # (B, steps, C, F, H, W)
+    host = {name: torch.stack(vals).cpu() for name, vals in acts.items()}  # (steps, B, ...)
     n_points, n_samples, steps = len(pl.points), len(pl.samples), sampler.steps
     grp = f"group_{batch.group}"
     maze = [m for m in exp.metrics if m in MAZE_METRICS]
@@ -278,8 +279,8 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
         writer.write(f"{grp}/final", (p, li), final[rows[k]].numpy(), (n_points, n, *final.shape[1:]))
         if exp.capture.x0:
             writer.write(f"{grp}/x0", (p, li), x0[rows[k]].numpy(), (n_points, n, *x0.shape[1:]))
-        for name, vals in acts.items():
-            v = torch.stack([t[rows[k]] for t in vals])
+        for name, vals in host.items():
+            v = vals[:, rows[k]]
             v = v.to(torch.float16) if exp.capture.dtype == "float16" else v.float()
             writer.write(f"{grp}/{name}", (p, li), v.numpy(), (n_points, n, *v.shape))
 
