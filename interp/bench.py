@@ -6,19 +6,18 @@ every round) and repeated; figures are medians, ratios are medians of the per-ro
 1. ``sampling``: N denoising steps with every block's ``hook_resid_post`` captured at every step (float16, streamed
    to HDF5 by :class:`~interp.store.RunWriter`'s background writer, through :func:`interp.capture.capture`) vs a
    plain diffusers Euler loop; also :func:`~interp.trajectory.run_trajectory` with no reads and with reads kept
-   nowhere, to attribute the cost. Device-to-host copy and disk write bandwidth (from one thread and from as many
-   threads as the store's chunk writers) are measured beside it, with the capture's bytes, so a capture bound by
-   them shows the bound and which link sets it.
+   nowhere, to attribute the cost. Device-to-host copy and disk write bandwidth (from one thread, as the store's
+   writer thread writes) are measured beside it, with the capture's bytes, so a capture bound by them shows the
+   bound and which link sets it.
 2. ``sweep``: single-layer skips over all layers, batched (``max_rows`` per forward: one clean row + skipped rows,
    through :func:`interp.interventions.bind.compile_batch`) vs the same batched forwards bare, and vs one forward
    per sweep point.
 3. ``tracing``: one forward: bare vs nnsight with nothing (and vs plain PyTorch forward hooks for reading every
    ``hook_resid_post`` and for one edit); the toolkit's own cost (:meth:`~interp.trace.Traced.run`) on top of the
    raw nnsight trace is reported separately.
-4. ``store``: :class:`~interp.store.RunWriter` write rate (with :data:`~interp.store.PARALLEL_WRITERS` chunk writers, and with
-   ``writers=0``, the default: every chunk through h5py on one thread) vs raw h5py on the same arrays (``ds[i] = a`` and ``write_direct_chunk``) and
-   vs the page cache written from one thread and from as many threads as the store's writers; and the time to read
-   one (step, layer) slice, from the page cache and from disk.
+4. ``store``: :class:`~interp.store.RunWriter` write rate (its one writer thread) vs raw h5py on the same arrays
+   (``ds[i] = a`` and ``write_direct_chunk``) and vs the page cache written from one thread; and the time to read one
+   (step, layer) slice, from the page cache and from disk.
 5. ``memory``: peak GPU memory (CPU: peak resident memory) of capture vs bare sampling, beside the size of the
    whole captured trajectory.
 
@@ -295,44 +294,34 @@ def copy_bandwidth(nbytes: int, device: torch.device, repeats: int = 5) -> dict[
     return out
 
 
-def disk_bandwidth(directory: Path, nbytes: int, chunk: int, threads: int = 1, repeats: int = 3) -> dict[str, float]:
-    """Raw write bytes/s of ``nbytes`` into one file in ``chunk``-byte ``os.pwrite`` s: into the page cache from one
-    thread and (``threads`` > 1) from that many threads at once, as the store's chunk writers write; and from one
-    thread through to the disk (fsync)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from interp.store import _pwrite_all
-
+def disk_bandwidth(directory: Path, nbytes: int, chunk: int, repeats: int = 3) -> dict[str, float]:
+    """Raw write bytes/s of ``nbytes`` into one file in ``chunk``-byte ``os.pwrite`` s from one thread: into the
+    page cache, and through to the disk (fsync)."""
     chunk = max(1 << 16, min(chunk, nbytes))
-    buf = np.random.default_rng(0).integers(0, 255, chunk, dtype=np.uint8)
-    offsets = range(0, nbytes, chunk)
-    kinds = {"buffered": 1, **({f"buffered_x{threads}": threads} if threads > 1 else {}), "fsync": 1}
-    res: dict[str, list[float]] = {k: [] for k in kinds}
+    buf = memoryview(np.random.default_rng(0).integers(0, 255, chunk, dtype=np.uint8))
+    res: dict[str, list[float]] = {"buffered": [], "fsync": []}
     for _ in range(repeats):
-        for kind, n in kinds.items():
+        for kind, ts in res.items():
             path = directory / f"bench-disk-{kind}.bin"
             t0 = time.perf_counter()
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
-                with ThreadPoolExecutor(n) as pool:
-                    list(pool.map(lambda off, fd=fd: _pwrite_all(fd, buf[: min(chunk, nbytes - off)], off), offsets))
+                for off in range(0, nbytes, chunk):
+                    data = buf[: min(chunk, nbytes - off)]
+                    while data:
+                        n = os.pwrite(fd, data, off)
+                        data, off = data[n:], off + n
                 if kind == "fsync":
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            res[kind].append(time.perf_counter() - t0)
+            ts.append(time.perf_counter() - t0)
             path.unlink()
     return {f"disk_{k}_GBps": nbytes / med(v) / 1e9 for k, v in res.items()}
 
 
-def store_link(bw: dict[str, float], writers: int) -> str:
-    """The disk figure the store can reach: the page cache written by as many threads as its chunk writers."""
-    return f"disk_buffered_x{writers}_GBps" if f"disk_buffered_x{writers}_GBps" in bw else "disk_buffered_GBps"
-
-
 def bench_sampling(loaded, opts: BenchOptions, scratch: Path) -> dict:
     from interp.capture import build_inputs, capture
-    from interp.store import DEFAULT_WRITERS
     from interp.trajectory import run_trajectory, traced_experts
 
     device = torch.device(opts.device)
@@ -359,13 +348,11 @@ def bench_sampling(loaded, opts: BenchOptions, scratch: Path) -> dict:
     grid = loaded.adapter.token_grid(loaded.transformer, inputs.latent_shape)
     site_bytes = opts.batch * math.prod(grid) * loaded.adapter.d_model(loaded.transformer) * 2
     step_bytes = site_bytes * len(sites)
-    bw = copy_bandwidth(site_bytes, device) | disk_bandwidth(
-        scratch, min(counter["bytes"], 2 << 30), site_bytes, DEFAULT_WRITERS
-    )
+    bw = copy_bandwidth(site_bytes, device) | disk_bandwidth(scratch, min(counter["bytes"], 2 << 30), site_bytes)
     capture_s, bare_s = med(times["capture"]), med(times["bare"])
     # the floor under capture: the bare sampling, or its bytes through the slower of the copy and the page cache as
-    # the store writes it (its chunk writers' thread count)
-    links = {k: bw[k] for k in ("d2h_pinned_GBps", store_link(bw, DEFAULT_WRITERS)) if k in bw}
+    # the store writes it (from one thread)
+    links = {k: bw[k] for k in ("d2h_pinned_GBps", "disk_buffered_GBps") if k in bw}
     link = min(links, key=links.get)
     floor = max(bare_s, counter["bytes"] / (links[link] * 1e9))
     return {
@@ -377,7 +364,7 @@ def bench_sampling(loaded, opts: BenchOptions, scratch: Path) -> dict:
         "bandwidth": bw,
         "capture_write_GBps": counter["bytes"] / capture_s / 1e9,
         "needed_GBps_for_1.05x": counter["bytes"] / (1.05 * bare_s) / 1e9,
-        "bandwidth_floor_s": floor, "capture_vs_floor": capture_s / floor, "writers": DEFAULT_WRITERS,
+        "bandwidth_floor_s": floor, "capture_vs_floor": capture_s / floor,
         "floor_bound_by": "bare sampling" if floor == bare_s else link.removesuffix("_GBps"),
         "times": times,
     }  # fmt: skip
@@ -550,7 +537,7 @@ def bench_tracing(loaded, opts: BenchOptions) -> dict:
 def bench_store(loaded, opts: BenchOptions, scratch: Path) -> dict:
     import h5py
 
-    from interp.store import PARALLEL_WRITERS, RunWriter, load_cache
+    from interp.store import RunWriter, load_cache
     from interp.trajectory import StepRecord
 
     latent = opts.latent or CONFIGS[opts.config]["latent"]
@@ -588,10 +575,10 @@ def bench_store(loaded, opts: BenchOptions, scratch: Path) -> dict:
     lat_t = torch.from_numpy(lat)
     site_t = [torch.from_numpy(arr) for arr in site_arrays]
 
-    def store(path: Path, writers: int = PARALLEL_WRITERS):
+    def store(path: Path):
         w = RunWriter(path, config={"bench": "store"}, model_hash="bench", family="wan", timesteps=timesteps,
                       sigmas=sigmas, branch_steps={"cond": list(range(steps))}, sites=names, grid=grid,
-                      dtype="float16", overwrite=True, writers=writers)  # fmt: skip
+                      dtype="float16", overwrite=True)  # fmt: skip
         try:
             for s in range(steps):
                 w.on_step(StepRecord(s, float(timesteps[s]), float(sigmas[s]), "transformer", lat_t, lat_t, lat_t, lat_t,
@@ -600,17 +587,16 @@ def bench_store(loaded, opts: BenchOptions, scratch: Path) -> dict:
         finally:
             w.close()
 
-    writers = {"raw_setitem": lambda p: raw(p, False), "raw_direct_chunk": lambda p: raw(p, True),
-               "store_1thread": lambda p: store(p, 0), "store": store}  # fmt: skip
-    paths = {k: scratch / f"bench-store-{k}.h5" for k in writers}
+    write_fns = {"raw_setitem": lambda p: raw(p, False), "raw_direct_chunk": lambda p: raw(p, True), "store": store}
+    paths = {k: scratch / f"bench-store-{k}.h5" for k in write_fns}
 
     def run(kind):
-        writers[kind](paths[kind])
+        write_fns[kind](paths[kind])
         paths[kind].unlink()
 
     cpu: dict = {}
     times = interleaved({k: (lambda k=k: run(k)) for k in paths}, opts.repeats, opts.warmup, torch.device("cpu"), cpu)
-    disk = disk_bandwidth(scratch, total, site_bytes, PARALLEL_WRITERS, max(3, opts.repeats))
+    disk = disk_bandwidth(scratch, total, site_bytes, max(3, opts.repeats))
     # reads: one (step, layer) slice, from the page cache and from the disk
     store(paths["store"])
     s_mid, site = steps // 2, names[n_sites // 2]
@@ -635,12 +621,9 @@ def bench_store(loaded, opts: BenchOptions, scratch: Path) -> dict:
         "write_GBps": {k: total / med(v) / 1e9 for k, v in times.items()},
         "store_vs_raw_setitem": paired(times, "raw_setitem", "store"),
         "store_vs_raw_direct_chunk": paired(times, "raw_direct_chunk", "store"),
-        "store_vs_1thread": paired(times, "store_1thread", "store"),
         "cpu_ratio": {"store_vs_raw_setitem": paired(cpu, "raw_setitem", "store"),
-                      "store_vs_raw_direct_chunk": paired(cpu, "raw_direct_chunk", "store"),
-                      "store_vs_1thread": paired(cpu, "store_1thread", "store")},
-        "writers": PARALLEL_WRITERS, "disk": disk,
-        "store_vs_disk": total / med(times["store"]) / 1e9 / disk[store_link(disk, PARALLEL_WRITERS)],
+                      "store_vs_raw_direct_chunk": paired(cpu, "raw_direct_chunk", "store")},
+        "disk": disk, "store_vs_disk": total / med(times["store"]) / 1e9 / disk["disk_buffered_GBps"],
         "read_slice_ms": {k: 1e3 * med(v) for k, v in reads.items()}, "times": times,
     }  # fmt: skip
 
@@ -737,10 +720,6 @@ def _goal(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def _writers(n: int) -> str:
-    return f"{n} chunk-writer threads" if n else "one h5py writer thread"
-
-
 def report(result: dict) -> str:
     """The figures as text: one block per measurement, ratios with their goals."""
     env, o = result["env"], result["options"]
@@ -765,8 +744,8 @@ def report(result: dict) -> str:
             f"[goal <= 1.05x: {_goal(r['ratio']['capture'] <= 1.05)}]; {r['file_bytes'] / 2**20:.1f} MiB written at "
             f"{r['capture_write_GBps']:.2f} GB/s (1.05x needs {r['needed_GBps_for_1.05x']:.2f} GB/s)",
             "   bandwidth: " + ", ".join(f"{k.removesuffix('_GBps')} {v:.2f} GB/s" for k, v in bw.items())
-            + f"; floor {ms(r['bandwidth_floor_s'])} (bound by {r['floor_bound_by']}; the store writes with "
-            f"{_writers(r['writers'])}), capture at {r['capture_vs_floor']:.3f}x the floor",
+            + f"; floor {ms(r['bandwidth_floor_s'])} (bound by {r['floor_bound_by']}; the store writes with one "
+            f"writer thread), capture at {r['capture_vs_floor']:.3f}x the floor",
         ]  # fmt: skip
     if "sweep" in result:
         r = result["sweep"]
@@ -802,15 +781,14 @@ def report(result: dict) -> str:
         lines += [
             f"4. store: {r['steps']} steps x {r['sites']} sites of {r['site_shape']} float16 + latents, "
             f"{r['bytes'] / 2**20:.1f} MiB per run:",
-            f"   RunWriter ({r['writers']} chunk writers) {g['store']:.2f} GB/s, single-thread (h5py) "
-            f"{g['store_1thread']:.2f} GB/s: {r['store_vs_1thread']:.2f}x{c(r, 'store_vs_1thread')}; raw h5py ds[i]=a "
+            f"   RunWriter (one writer thread) {g['store']:.2f} GB/s; raw h5py ds[i]=a "
             f"{g['raw_setitem']:.2f} GB/s, write_direct_chunk {g['raw_direct_chunk']:.2f} GB/s: store "
             f"{r['store_vs_raw_setitem']:.2f}x{c(r, 'store_vs_raw_setitem')} / "
             f"{r['store_vs_raw_direct_chunk']:.2f}x{c(r, 'store_vs_raw_direct_chunk')} raw "
             f"[goal >= 0.7x: {_goal(min(r['store_vs_raw_setitem'], r['store_vs_raw_direct_chunk']) >= 0.7)}]",
             "   disk, same bytes and chunk size: " + ", ".join(
                 f"{k.removeprefix('disk_').removesuffix('_GBps')} {v:.2f} GB/s" for k, v in r["disk"].items())
-            + f"; store at {r['store_vs_disk']:.2f}x the page cache written with {r['writers']} threads",
+            + f"; store at {r['store_vs_disk']:.2f}x the page cache written from one thread",
             f"   read one (step, layer) slice: load_cache {rd['cache_hot']:.2f} ms (page cache), {rd['cache_cold']:.2f} ms "
             f"(from disk); raw h5py {rd['h5py_hot']:.2f} ms",
         ]  # fmt: skip

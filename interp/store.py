@@ -15,12 +15,8 @@ Layout (schema 1)::
 Writes go to ``FILE.h5.partial`` and are moved to ``FILE.h5`` by ``os.replace`` after ``complete`` is set, so a
 file under the final name is always whole. An interrupted run resumes from the first step not marked done.
 
-Chunk bytes go to the file outside HDF5: datasets are created with every chunk's file space allocated up front (no
-filters, never filled), so each chunk's byte offset is known before it is written, and a pool of threads writes the
-bytes with ``os.pwrite`` (which releases the GIL and h5py's lock). HDF5 never reads or writes those ranges: its
-metadata lives elsewhere in the file, and raw data reaches its chunk cache only through h5py's own reads and writes,
-which the writer does not make to these chunks. A chunk without known file space (a partial file written before
-early allocation) goes through h5py on the writer thread, as every chunk does with ``writers=0``.
+One writer thread writes the chunks through h5py's ``write_direct_chunk``; a pool of ``os.pwrite`` chunk writers was
+tried and measured slower on H100 (0.87-0.92x) and on the 2-core CPU (0.52-0.75x), so it was removed.
 """
 
 from __future__ import annotations
@@ -32,9 +28,7 @@ import queue
 import threading
 import time
 import warnings
-from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,10 +45,6 @@ from interp.adapters import tokens_to_grid
 SCHEMA_VERSION = 1
 Pool = Literal["none", "mean", "frame"]
 LATENT_KEYS = ("latents", "v", "x0")
-# Chunk-writer threads (os.pwrite outside h5py's lock). Off by default: on the 2-core CPU the pool wrote 0.52-0.75x
-# as fast as the single h5py writer thread, and it has not been measured on a GPU machine yet (README Performance).
-PARALLEL_WRITERS = min(4, os.cpu_count() or 1)
-DEFAULT_WRITERS = 0
 
 
 def canonical_json(config: BaseModel | dict) -> str:
@@ -88,27 +78,6 @@ def _np(t: Tensor) -> np.ndarray:
     if t.dtype == torch.bfloat16:  # numpy/HDF5 have no bfloat16: widen exactly
         t = t.float()
     return t.numpy()
-
-
-def _stored_dtype(dtype: torch.dtype) -> np.dtype:
-    """The numpy dtype a tensor of ``dtype`` is stored as (what :func:`_np` gives)."""
-    return _np(torch.empty(0, dtype=dtype)).dtype
-
-
-def _early_chunks() -> h5py.h5p.PropDCID:
-    """Dataset creation properties: every chunk's file space allocated when the dataset is created, never filled
-    (each chunk is written whole before its step is marked done)."""
-    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
-    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
-    return dcpl
-
-
-def _pwrite_all(fd: int, arr: np.ndarray, offset: int) -> None:
-    data = memoryview(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
-    while data:
-        n = os.pwrite(fd, data, offset)
-        data, offset = data[n:], offset + n
 
 
 _COPY_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
@@ -152,8 +121,6 @@ class RunWriter:
 
     Use as ``on_step`` of :func:`~interp.trajectory.run_trajectory`; call :meth:`finish` at the end. If a partial
     file of the same config and model exists, :attr:`start_step` / :meth:`start_latents` say where to resume.
-    ``writers``: threads writing chunk bytes with ``os.pwrite`` (0, the default: every write through h5py on the
-    writer thread; :data:`PARALLEL_WRITERS` is the pool ``interp bench`` measures against it).
     """
 
     def __init__(
@@ -174,7 +141,6 @@ class RunWriter:
         queue_size: int = 64,
         max_pending_bytes: int = 8 << 30,
         flush_seconds: float = 1.0,
-        writers: int = DEFAULT_WRITERS,
     ):
         self.path = Path(path)
         self.partial = partial_path(self.path)
@@ -211,8 +177,6 @@ class RunWriter:
         # flush per step cost as much as writing the data of a small model's step
         self._flush_seconds, self._flushed = flush_seconds, time.monotonic()
         self._error: BaseException | None = None
-        self._pool = ThreadPoolExecutor(writers, thread_name_prefix="interp-store-chunks") if writers > 0 else None
-        self._fd = os.open(self.partial, os.O_WRONLY) if self._pool is not None else None
         self._thread = threading.Thread(target=self._work, name="interp-store-writer", daemon=True)
         self._thread.start()
 
@@ -286,61 +250,42 @@ class RunWriter:
         self._put(("step", s, writes, nbytes))
 
     def _work(self) -> None:
-        """Submit each step's writes, then mark it done once they have all landed. Up to two steps are in flight,
-        so the chunk writers are not left idle while a step's last writes finish."""
-        in_flight: deque[tuple[tuple, list[Future]]] = deque()
+        """Write each step's items, then mark the step done."""
         while True:
-            if in_flight and (len(in_flight) > 1 or self._queue.empty()):
-                self._retire(*in_flight.popleft())
-                continue
             item = self._queue.get()
-            if item is None:
-                while in_flight:
-                    self._retire(*in_flight.popleft())
-                self._queue.task_done()
-                return
-            futures: list[Future] = []
-            if self._error is None:
-                try:
+            try:
+                if item is None:
+                    return
+                if self._error is None:
                     for write in item[2]:
-                        if (future := self._submit(write)) is not None:
-                            futures.append(future)
-                except BaseException as e:  # noqa: BLE001 - surfaced on the next put / finish
-                    self._error = e
-            in_flight.append((item, futures))
-
-    def _retire(self, item: tuple, futures: list[Future]) -> None:
-        """Wait for a step's writes, mark it done (unless a write failed) and give back its pending bytes."""
-        try:
-            for future in futures:
-                future.result()
-            if self._error is None:
-                self._mark_done(item[1])
-        except BaseException as e:  # noqa: BLE001 - surfaced on the next put / finish
-            self._error = self._error or e
-        finally:
-            with self._room:
-                self._pending -= item[3]
-                self._room.notify_all()
-            self._queue.task_done()
+                        self._write(write)
+                    self._mark_done(item[1])
+            except BaseException as e:  # noqa: BLE001 - surfaced on the next put / finish
+                self._error = e
+            finally:
+                if item is not None:
+                    with self._room:
+                        self._pending -= item[3]
+                        self._room.notify_all()
+                self._queue.task_done()
 
     def _mark_done(self, step: int) -> None:
         self._marks[step] = 1
         if step == self.steps - 1 or time.monotonic() - self._flushed >= self._flush_seconds:
             self._flush_marks()
 
-    def _dataset(self, item: tuple, shape: tuple, dtype: np.dtype) -> tuple[h5py.Dataset, bool]:
-        """The dataset of a write (created on its first write) and whether its chunks take raw bytes of this
-        shape and dtype."""
-        kind, name = item[0], item[1]
+    def _write(self, item: tuple) -> None:
+        """One array to its dataset (created on its first write): its bytes as the step's chunk when the dataset has
+        one uncompressed chunk per step of this shape and dtype, else through ``ds[index] = arr``."""
+        kind, name, index, host = item[:4]
+        arr = host.numpy()
         entry = self._datasets.get(name)
         if entry is None:
             f = self.file
             if name not in f:
                 n = self.steps + 1 if name == "latents" else self.steps if kind == "latent" else item[6]
-                early = {"dcpl": _early_chunks()} if self._pool is not None else {}
-                ds = f.create_dataset(name, shape=(n, *shape), dtype=dtype, chunks=(1, *shape), **early)
-                ds.attrs["source_dtype"] = str(item[3].tensor.dtype).removeprefix("torch.")
+                ds = f.create_dataset(name, shape=(n, *arr.shape), dtype=arr.dtype, chunks=(1, *arr.shape))
+                ds.attrs["source_dtype"] = str(host.tensor.dtype).removeprefix("torch.")
                 if kind == "site":
                     ds.attrs.update(axes=item[4], pool=item[5])
             ds = f[name]
@@ -348,25 +293,10 @@ class RunWriter:
             direct = ds.chunks == (1, *ds.shape[1:]) and not ds.compression and not ds.shuffle and not ds.fletcher32
             entry = self._datasets[name] = (ds, ds.dtype if direct else None, ds.shape[1:])  # h5py properties are slow
         ds, direct_dtype, chunk_shape = entry
-        return ds, direct_dtype == dtype and chunk_shape == shape
-
-    def _submit(self, item: tuple) -> Future | None:
-        """Start one write: raw bytes to the chunk's file space on a chunk writer when it is allocated (a Future),
-        else through h5py here (None)."""
-        index, host = item[2], item[3]
-        shape, dtype = tuple(host.tensor.shape), _stored_dtype(host.tensor.dtype)
-        ds, direct = self._dataset(item, shape, dtype)
-        coord = (index,) + (0,) * len(shape)
-        if direct and self._pool is not None:
-            chunk = ds.id.get_chunk_info_by_coord(coord)
-            if chunk.byte_offset is not None and chunk.size == dtype.itemsize * int(np.prod(shape)):
-                return self._pool.submit(lambda: _pwrite_all(self._fd, host.numpy(), chunk.byte_offset))
-        arr = host.numpy()
-        if direct and arr.flags.c_contiguous:
-            ds.id.write_direct_chunk(coord, arr)
+        if direct_dtype == arr.dtype and chunk_shape == arr.shape and arr.flags.c_contiguous:
+            ds.id.write_direct_chunk((index,) + (0,) * arr.ndim, arr)
         else:
             ds[index] = arr
-        return None
 
     def _flush_marks(self) -> None:
         """Write the step_done marks with the HDF5 metadata they rely on (the writer thread, or after it stopped)."""
@@ -385,10 +315,6 @@ class RunWriter:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
-        if self._pool is not None:
-            self._pool.shutdown()
-            os.close(self._fd)
-            self._pool = None
         if self.file:
             try:
                 if self.file.mode == "r+" and not (self.file["step_done"][:] == self._marks).all():
