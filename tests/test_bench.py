@@ -87,3 +87,17 @@ def test_store_under_a_tiny_pending_budget_matches(tmp_path):
     with h5py.File(a) as fa, h5py.File(b) as fb:
         for k in ("latents", "x0", "cond/blocks.2.hook_resid_post"):
             assert np.array_equal(fa[k][()], fb[k][()]), k
+
+
+@pytest.mark.parametrize(
+    ("bare", "steps", "nbytes", "rate", "floor"),
+    [
+        (3.0, 3, 6.0, 1.0, 7.0),  # writes slower than the forward: the first step's forward, then all bytes (1 + 6)
+        (30.0, 3, 3.0, 1.0, 31.0),  # writes faster: the bare sampling, then the last step's write (30 + 1)
+        (2.0, 1, 1.0, 1.0, 3.0),  # one step: its forward, then its write
+    ],
+)
+def test_pipeline_floor(bare, steps, nbytes, rate, floor):
+    from interp.bench import pipeline_floor
+
+    assert pipeline_floor(bare, steps, nbytes, rate) == pytest.approx(floor)
