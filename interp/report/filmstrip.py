@@ -57,7 +57,8 @@ def filmstrip_png(
                     spine.set_linewidth(1.5)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    # leave the title its own band (tight_layout alone lets it overlap the column titles)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()) if title else (0, 0, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
