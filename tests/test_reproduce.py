@@ -166,6 +166,22 @@ def test_every_paper_yaml_runs_on_a_tiny_model_and_the_report_is_written(maze_di
     assert set(again) == set(ANALYSES) and again == timings
 
 
+def test_every_paper_yaml_runs_unchanged_on_the_cogvideox_maze_model(tmp_path):
+    """The same files on a second DiT family (the shipped CogVideoX maze model), only the sizes shrunk: every
+    analysis runs and every claim gets a verdict."""
+    base = ["inputs.sizes=[3]", "inputs.count=2", "sampler.steps=2"]
+    overrides = {n: base + TINY.get(n, []) for n in ANALYSES}
+    overrides["working_memory"] = base + ["inputs.count=5"]  # its own sites (blocks 4, 8, 12) exist in 16 blocks
+    report = reproduce(tmp_path / "paper", model="maze-cogvideox", overrides=overrides, progress=False)
+    text = report.read_text()
+    assert "reproduced on maze-cogvideox" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "claim |" not in line]
+    assert len(rows) == len(P.SPECS)
+    assert all(any(f"**{v}" in r for v in (P.HOLDS, P.PARTLY, P.NOT)) for r in rows)  # every claim measured
+    numbers = json.loads((tmp_path / "paper" / "numbers.json").read_text())
+    assert numbers["working_memory"]["probes"]["sites"] == [f"blocks.{i}.hook_resid_post" for i in (4, 8, 12)]
+
+
 def test_plan_counts_the_engines_batch_rows(maze_dir):
     """The plan is the engine's batch plan: noise has one edited row per (point, maze) plus the maze's clean row in
     every batch that holds its points (max_batch 4: 3 points a batch, so 3 batches of 7 points per maze)."""
