@@ -146,7 +146,7 @@ def reproduce(
         "profile": ("quick (2 CPU cores; few mazes and 8 denoising steps: the numbers are indicative, not conclusive)"
                     if quick else "full"),
         "command": f"interp reproduce{' --quick' if quick else ''} --out {out} --device {device}"
-        + (f" --threads {threads}" if threads else ""),
+        + (f" --model {model}" if model else "") + (f" --threads {threads}" if threads else ""),
         "torch threads": torch.get_num_threads(),
         "size": f"{sum(p['row_forwards'] for p in sizes.values()):,} row-forwards ("
         + ", ".join(f"{n} {p['row_forwards']:,}" for n, p in sizes.items()) + ")",
