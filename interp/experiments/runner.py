@@ -225,7 +225,7 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
 
     def on_step(rec: StepRecord) -> None:
         if want_x0:
-            x0s.append(rec.x0.float().cpu())
+            x0s.append(rec.x0.to("cpu", torch.float32, copy=True))  # a copy on the host, whatever the device
         for branch, values in rec.branches.items():
             for site, v in values.items():
                 acts.setdefault(f"{branch}/{site}", []).append(v.clone())
