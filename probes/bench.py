@@ -20,10 +20,10 @@ ratio flatters us and is not the one to quote).
     python -m probes.bench                       # 48 sites (12 layers x 4 steps), 256 samples x 64 tokens, d=256
     python -m probes.bench --classes 5 --also-threads 0
 
-Measured on a shared 2-core AMD EPYC (AVX512-BF16) VM, torch 2.13, scikit-learn 1.9, medians of 3 rounds:
-binary, one thread each: ours 22.0 ms/site, scikit-learn 875 ms/site: 39.7x (rounds 33.8-48.2x); accuracy
-difference mean +0.02, max 0.46 points. Two threads each: 194x (scikit-learn 3.0 s/site). 5 classes, one round:
-58x, accuracy difference mean +0.58, max 1.56 points. The goal of >= 50x (binary, one thread each) is not met here.
+Measured (float32 data, medians of 3 rounds; README "Probes"): on a shared 2-core AMD EPYC VM, one thread each,
+ours 19.4 ms/site vs scikit-learn 242.5 ms/site = 12.5x, accuracy within 0.46 points (the >= 50x goal is not met on
+one CPU core). With ``--device cuda --threads 16`` on one H100: ours 10.7 ms/site vs scikit-learn 617.3 ms/site on
+that machine's CPU at one thread = 57.9x (46.0x at two threads), accuracy within 0.46 points.
 """
 
 from __future__ import annotations
