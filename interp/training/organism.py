@@ -1,0 +1,447 @@
+"""Training the reasoning organism (``interp.pipelines.organism``) on the task suite, in stages.
+
+Stage ``vae``: the ``AutoencoderKLWan`` learns to reconstruct the suite's videos (L1 + MSE, changed pixels weighted
+up, a small KL term), then the per-channel latent mean and std are measured and written into its config, as Wan's
+own VAE config carries them. Stage ``dit``: with the VAE and the text encoder frozen, the ``WanTransformer3DModel``
+learns rectified flow on the normalised latents, with the condition built exactly as
+``WanImageToVideoPipeline.prepare_latents`` builds it and the prompt embedded by the pipeline's ``encode_prompt``;
+the prompt is dropped (replaced by the empty negative prompt) with probability ``prompt_dropout`` so that
+classifier-free guidance is meaningful. The text encoder stays at its seeded random initialisation, frozen, as a
+real pipeline's pretrained T5 is frozen (it only has to keep the words apart).
+
+Data is generated on the fly by CPU workers from the training stream of every task, rejecting held-out instances.
+Every stage ends by publishing a complete pipeline directory (bf16 safetensors) plus ``train_state.json``; a later
+run resumes from it (``resume_from``), continuing the step counters (the optimiser restarts with its warm-up).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from interp.pipelines import evaluate as ev
+from interp.pipelines import organism as org
+from interp.tasks import suite
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSpec(_Strict):
+    tasks: dict[str, float] = {"loopmaze": 1.0, "goalmaze": 1.0, "permanence": 1.0, "mirror": 1.0}
+    level_weights: list[float] = [1.0, 1.0, 1.0]  # easiest first
+    heldout_n: int = 200  # held-out instances per level rejected from training
+    seed: int = 1
+    workers: int = 8
+
+
+class VaeStage(_Strict):
+    minutes: float = 4.0
+    max_steps: int = 100000
+    batch: int = 32
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    kl_weight: float = 1e-6
+    changed_weight: float = 4.0
+    stats_batches: int = 16
+
+
+class DitStage(_Strict):
+    minutes: float = 16.0
+    max_steps: int = 1000000
+    batch: int = 192
+    lr: float = 3e-4
+    warmup_steps: int = 300
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    time_shift: float = 3.0
+    prompt_dropout: float = 0.1
+    changed_weight: float = 3.0  # loss weight of tokens whose block changes from the first frame
+    compile: bool = True
+    vae_bf16: bool = False  # encode the training latents in bf16 (faster) or float32 as inference does
+
+
+class EvalSpec(_Strict):
+    n: int = 100  # held-out instances per (task, level)
+    steps: int = 50
+    guidance: list[float] = [3.0, 1.0]
+    batch: int = 400
+    seed: int = 0
+
+
+class OrganismTrainConfig(_Strict):
+    spec: org.OrganismSpec = Field(default_factory=org.OrganismSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    vae: VaeStage = Field(default_factory=VaeStage)
+    dit: DitStage = Field(default_factory=DitStage)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    stages: list[str] = ["vae", "dit"]
+    out: str = "runs/organism"
+    resume_from: str | None = None
+    device: str = "auto"
+    log_every: int = 50
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> "OrganismTrainConfig":
+        d = yaml.safe_load(Path(path).read_text()) or {}
+        for o in overrides or []:
+            key, _, value = o.partition("=")
+            node = d
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = yaml.safe_load(value)
+        return cls.model_validate(d)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# data
+
+
+class SuiteBatches(torch.utils.data.IterableDataset):
+    """Endless batches (videos uint8 (B, F, H, W, 3), prompt indices (B,), task indices (B,)) from the training
+    stream; every worker has its own seed sequence, held-out instances are rejected."""
+
+    def __init__(self, spec: DataSpec, batch: int, prompts: list[str], start_step: int = 0):
+        self.spec, self.batch, self.prompts, self.start_step = spec, batch, prompts, start_step
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        rng = np.random.default_rng(np.random.SeedSequence([suite.TRAIN_STREAM, self.spec.seed, self.start_step, worker, workers]))
+        names = list(self.spec.tasks)
+        tasks = [suite.get_task(n) for n in names]
+        p_task = np.array([self.spec.tasks[n] for n in names], dtype=float)
+        p_task /= p_task.sum()
+        reject = [suite.heldout_keys(t, self.spec.heldout_n) for t in tasks]
+        pidx = {p: i for i, p in enumerate(self.prompts)}
+        while True:
+            vids, ps, ts = [], [], []
+            while len(vids) < self.batch:
+                ti = int(rng.choice(len(tasks), p=p_task))
+                task = tasks[ti]
+                w = np.array(self.spec.level_weights[: len(task.levels)], dtype=float)
+                level = task.levels[int(rng.choice(len(task.levels), p=w / w.sum()))]
+                inst = task.generate(level, rng)
+                if task.key(inst) in reject[ti]:
+                    continue
+                vids.append(task.render(inst))
+                ps.append(pidx[task.prompt(inst)])
+                ts.append(ti)
+            yield torch.from_numpy(np.stack(vids)), torch.tensor(ps), torch.tensor(ts)
+
+
+def loader(spec: DataSpec, batch: int, prompts: list[str], start_step: int, device: torch.device):
+    workers = spec.workers if device.type == "cuda" else 0
+    return torch.utils.data.DataLoader(
+        SuiteBatches(spec, batch, prompts, start_step),
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4 if workers else None,
+        persistent_workers=bool(workers),
+    )
+
+
+def to_video_tensor(videos: torch.Tensor, device) -> torch.Tensor:
+    """uint8 (B, F, H, W, 3) -> float (B, 3, F, H, W) in [-1, 1]."""
+    return videos.to(device, non_blocking=True).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+
+
+def changed_pixels(x: torch.Tensor) -> torch.Tensor:
+    """(B, 1, F, H, W) bool: pixels that differ from the first frame."""
+    return (x - x[:, :, :1]).abs().amax(1, keepdim=True) > 0.05
+
+
+def changed_tokens(x: torch.Tensor, temporal: int = 4, block: int = suite.BLOCK) -> torch.Tensor:
+    """(B, F', G, G) float: tokens (latent frame, block) whose pixels change from the first frame."""
+    ch = changed_pixels(x).float()  # (B, 1, F, H, W)
+    first, rest = ch[:, :, :1], ch[:, :, 1:]
+    b, _, f, h, w = rest.shape
+    rest = rest.view(b, 1, f // temporal, temporal, h, w).amax(3)
+    ch = torch.cat([first, rest], dim=2)[:, 0]
+    return F.max_pool2d(ch, block)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# latents and conditions, as the pipeline makes them
+
+
+def latent_stats(vae) -> tuple[torch.Tensor, torch.Tensor]:
+    z = vae.config.z_dim
+    mean = torch.tensor(vae.config.latents_mean).view(1, z, 1, 1, 1)
+    inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(1, z, 1, 1, 1)
+    return mean, inv_std
+
+
+@torch.no_grad()
+def encode_videos(vae, x: torch.Tensor) -> torch.Tensor:
+    """Normalised latents of videos in [-1, 1] (the mode, as ``prepare_latents`` takes it)."""
+    mean, inv_std = latent_stats(vae)
+    z = vae.encode(x.to(vae.dtype)).latent_dist.mode().float()
+    return (z - mean.to(z.device)) * inv_std.to(z.device)
+
+
+@torch.no_grad()
+def conditions(vae, x: torch.Tensor, temporal: int = 4) -> torch.Tensor:
+    """The I2V condition cat([mask, latent of (first frame, zeros...)]) of each video, as ``prepare_latents``."""
+    video_condition = torch.cat([x[:, :, :1], torch.zeros_like(x[:, :, 1:])], dim=2)
+    lat = encode_videos(vae, video_condition)
+    b, _, f, h, w = lat.shape
+    mask = torch.zeros(b, temporal, f, h, w, device=lat.device)
+    mask[:, :, 0] = 1.0
+    return torch.cat([mask, lat], dim=1)
+
+
+def prompt_table(pipe, prompts: list[str], device) -> torch.Tensor:
+    """(P, L, D): every prompt embedded once by the pipeline's own ``encode_prompt``."""
+    with torch.no_grad():
+        return torch.cat(
+            [pipe.encode_prompt(p, do_classifier_free_guidance=False, device=device)[0] for p in prompts]
+        ).float()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# stages
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def lr_at(step: int, base: float, warmup: int) -> float:
+    return base * min(1.0, (step + 1) / max(1, warmup))
+
+
+def log(msg: str, path: Path | None = None) -> None:
+    line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+    print(line, flush=True)
+    if path is not None:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+
+
+def train_vae(pipe, cfg: OrganismTrainConfig, device, state: dict, logf: Path) -> None:
+    s = cfg.vae
+    vae = pipe.vae.to(device).float().train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=s.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    data = iter(loader(cfg.data, s.batch, org.all_prompts(), state.get("vae_steps", 0), device))
+    amp = dict(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    t0, step = time.time(), 0
+    while step < s.max_steps and time.time() - t0 < s.minutes * 60:
+        videos, _, _ = next(data)
+        x = to_video_tensor(videos, device)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, s.lr, s.warmup_steps)
+        with torch.autocast(**amp):
+            post = vae.encode(x).latent_dist
+            rec = vae.decode(post.sample()).sample.float()
+        w = 1.0 + s.changed_weight * changed_pixels(x).float()
+        err = rec - x
+        rec_loss = (w * (err.abs() + err.pow(2))).mean()
+        kl = post.kl().mean() / np.prod(x.shape[1:])
+        loss = rec_loss + s.kl_weight * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % cfg.log_every == 0:
+            with torch.no_grad():
+                psnr = -10 * math.log10(float(((rec.clamp(-1, 1) - x) / 2).pow(2).mean()) + 1e-12)
+            log(f"vae step {step} loss {loss.item():.4f} rec {rec_loss.item():.4f} psnr {psnr:.2f} dB {time.time() - t0:.0f}s", logf)
+    state["vae_steps"] = state.get("vae_steps", 0) + step
+    state["vae_minutes"] = state.get("vae_minutes", 0.0) + (time.time() - t0) / 60
+    # latent statistics, measured on fresh batches, written into the config as Wan's VAE carries them
+    vae.eval()
+    zs = []
+    with torch.no_grad():
+        for _ in range(s.stats_batches):
+            videos, _, _ = next(data)
+            zs.append(vae.encode(to_video_tensor(videos, device)).latent_dist.mode().float())
+    z = torch.cat(zs)
+    mean = z.mean(dim=(0, 2, 3, 4)).tolist()
+    std = z.std(dim=(0, 2, 3, 4)).clamp_min(1e-3).tolist()
+    vae.register_to_config(latents_mean=[round(v, 5) for v in mean], latents_std=[round(v, 5) for v in std])
+    log(f"vae done: {step} steps; latent mean {np.round(mean, 3).tolist()} std {np.round(std, 3).tolist()}", logf)
+
+
+def train_dit(pipe, cfg: OrganismTrainConfig, device, state: dict, logf: Path, out: Path) -> None:
+    s = cfg.dit
+    prompts = org.all_prompts()
+    pipe.vae.to(device).float().eval().requires_grad_(False)
+    pipe.text_encoder.to(device).float().eval().requires_grad_(False)
+    table = prompt_table(pipe, prompts + [""], device)  # the last row: the empty negative prompt
+    null = len(prompts)
+    model = pipe.transformer.to(device).float().train()
+    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    live = model.state_dict()  # views of the parameters, updated in place by the optimiser
+    ema_f = [ema[k] for k, v in live.items() if v.dtype.is_floating_point]
+    live_f = [v for v in live.values() if v.dtype.is_floating_point]
+    decay_params = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    other = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay_params, "weight_decay": s.weight_decay}, {"params": other, "weight_decay": 0.0}],
+        lr=s.lr, betas=s.betas,
+    )
+    fwd = model
+    if s.compile and device.type == "cuda":
+        fwd = torch.compile(model)
+    amp = dict(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    start = state.get("dit_steps", 0)
+    data = iter(loader(cfg.data, s.batch, prompts, start, device))
+    gen = torch.Generator(device=device).manual_seed(cfg.data.seed * 1000003 + start)
+    t0, step, losses = time.time(), 0, []
+    while step < s.max_steps and time.time() - t0 < s.minutes * 60:
+        videos, pidx, _ = next(data)
+        x = to_video_tensor(videos, device)
+        with torch.autocast(**{**amp, "enabled": amp["enabled"] and s.vae_bf16}):
+            z0 = encode_videos(pipe.vae, x)
+            cond = conditions(pipe.vae, x)
+        z0, cond = z0.float(), cond.float()
+        tok_w = 1.0 + s.changed_weight * changed_tokens(x)  # (B, F', G, G)
+        b = z0.shape[0]
+        u = torch.sigmoid(torch.randn(b, device=device, generator=gen))
+        sigma = s.time_shift * u / (1 + (s.time_shift - 1) * u)
+        eps = torch.randn(z0.shape, device=device, generator=gen)
+        sig = sigma.view(b, 1, 1, 1, 1)
+        x_t = (1 - sig) * z0 + sig * eps
+        pidx = pidx.to(device)
+        drop = torch.rand(b, device=device, generator=gen) < s.prompt_dropout
+        text = table[torch.where(drop, torch.full_like(pidx, null), pidx)]
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, s.lr, s.warmup_steps)
+        def loss_of(f):
+            with torch.autocast(**amp):
+                pred = f(
+                    hidden_states=torch.cat([x_t, cond], dim=1), timestep=sigma * 1000, encoder_hidden_states=text,
+                    return_dict=False,
+                )[0].float()
+            err = (pred - (eps - z0)).pow(2).mean(1)  # (B, F', H', W')
+            w = F.interpolate(tok_w, scale_factor=2, mode="nearest")  # tokens are 2x2 latents
+            return (w * err).sum() / w.sum()
+
+        opt.zero_grad(set_to_none=True)
+        if step == 0 and fwd is not model:
+            try:  # a compile failure must not cost the run: fall back to eager
+                loss = loss_of(fwd)
+                loss.backward()
+                log(f"compiled first step in {time.time() - t0:.0f}s", logf)
+            except Exception as e:  # noqa: BLE001
+                log(f"torch.compile failed ({type(e).__name__}: {str(e)[:200]}); training eagerly", logf)
+                fwd = model
+                opt.zero_grad(set_to_none=True)
+                loss = loss_of(fwd)
+                loss.backward()
+        else:
+            loss = loss_of(fwd)
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+        opt.step()
+        with torch.no_grad():
+            d = min(s.ema_decay, (1 + step) / (10 + step))
+            torch._foreach_lerp_(ema_f, live_f, 1 - d)
+        step += 1
+        losses.append(loss.detach())
+        if step % cfg.log_every == 0:
+            mean_loss = torch.stack(losses).mean().item()
+            losses = []
+            log(f"dit step {start + step} loss {mean_loss:.4f} lr {opt.param_groups[0]['lr']:.2e} "
+                f"{step / (time.time() - t0):.2f} it/s {time.time() - t0:.0f}s", logf)
+    state["dit_steps"] = start + step
+    state["dit_minutes"] = state.get("dit_minutes", 0.0) + (time.time() - t0) / 60
+    model.load_state_dict(ema)
+    model.eval()
+    log(f"dit done: {step} steps this stage ({state['dit_steps']} in all)", logf)
+
+
+def evaluate_stage(pipe, cfg: OrganismTrainConfig, device, out: Path, logf: Path) -> None:
+    """Held-out success per (task, level) at each guidance scale, written to ``<out>/eval.json``."""
+    pipe.to(device)
+    for n in ("vae", "text_encoder", "transformer"):
+        getattr(pipe, n).float().eval()
+    e = cfg.eval
+    results = {}
+    for g in e.guidance:
+        rows = ev.evaluate(
+            pipe, list(cfg.data.tasks), n=e.n, steps=e.steps, guidance=g, batch=e.batch, seed=e.seed, device=device,
+            log=lambda m: log(m, logf),
+        )
+        results[str(g)] = rows
+        log(f"held-out, {e.steps} steps, guidance {g}:\n" + ev.table(rows), logf)
+        (out / "eval.json").write_text(json.dumps({"steps": e.steps, "n": e.n, "seed": e.seed, "results": results}, indent=1))
+
+
+def save(pipe, out: Path, cfg: OrganismTrainConfig, state: dict) -> Path:
+    """Publish the pipeline directory in bf16 (partial directory, then rename)."""
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    dtypes = {n: getattr(pipe, n).dtype for n in ("vae", "text_encoder", "transformer")}
+    for n in dtypes:
+        getattr(pipe, n).to(torch.bfloat16)
+    pipe.save_pretrained(tmp, max_shard_size="15MB")
+    for n, dt in dtypes.items():
+        getattr(pipe, n).to(dt)
+    (tmp / "train_state.json").write_text(json.dumps(state, indent=1))
+    (tmp / "train_config.yaml").write_text(yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def train(cfg: OrganismTrainConfig) -> dict:
+    device = resolve_device(cfg.device)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    logf = out.parent / f"{out.name}.log"
+    if cfg.resume_from:
+        pipe = org.load_pipeline(cfg.resume_from)
+        state = json.loads((Path(cfg.resume_from) / "train_state.json").read_text())
+    else:
+        pipe = org.build_pipeline(cfg.spec)
+        state = {}
+    state.setdefault("stages", [])
+    log(f"organism: te {org.n_params(pipe.text_encoder) / 1e6:.2f}M vae {org.n_params(pipe.vae) / 1e6:.2f}M "
+        f"dit {org.n_params(pipe.transformer) / 1e6:.2f}M on {device}", logf)
+    for stage in cfg.stages:
+        if stage == "vae":
+            train_vae(pipe, cfg, device, state, logf)
+        elif stage == "dit":
+            train_dit(pipe, cfg, device, state, logf, out)
+        elif stage == "eval":
+            evaluate_stage(pipe, cfg, device, out, logf)
+            continue
+        else:
+            raise ValueError(f"unknown stage {stage!r}; stages: ['vae', 'dit', 'eval']")
+        state["stages"].append(stage)
+        save(pipe, out, cfg, state)
+        log(f"saved {out} after stage {stage}", logf)
+    return state
+
+
+def main(config: str, overrides: list[str] | None = None) -> dict:
+    return train(OrganismTrainConfig.from_yaml(config, overrides))
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1], sys.argv[2:])
