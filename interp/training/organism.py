@@ -57,6 +57,22 @@ class VaeStage(_Strict):
     stats_batches: int = 16
 
 
+class DecoderStage(_Strict):
+    """Fine-tune the VAE decoder alone (the encoder, hence the DiT's latent space, stays fixed), as
+    Stable Diffusion's ft-MSE VAE did; latents get a little noise so the decoder tolerates generated ones."""
+
+    minutes: float = 5.0
+    max_steps: int = 100000
+    batch: int = 32
+    lr: float = 3e-4
+    warmup_steps: int = 50
+    latent_noise: float = 0.1  # in units of each channel's latent std
+    salient_weight: float = 10.0  # pixels that are neither the open floor nor wall colour
+    changed_weight: float = 4.0
+    save_every_s: float = 60.0
+    save_to: str | None = None  # also write the VAE here every save_every_s seconds
+
+
 class DitStage(_Strict):
     minutes: float = 16.0
     max_steps: int = 1000000
@@ -86,6 +102,7 @@ class OrganismTrainConfig(_Strict):
     spec: org.OrganismSpec = Field(default_factory=org.OrganismSpec)
     data: DataSpec = Field(default_factory=DataSpec)
     vae: VaeStage = Field(default_factory=VaeStage)
+    decoder: DecoderStage = Field(default_factory=DecoderStage)
     dit: DitStage = Field(default_factory=DitStage)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     stages: list[str] = ["vae", "dit"]
@@ -281,6 +298,78 @@ def train_vae(pipe, cfg: OrganismTrainConfig, device, state: dict, logf: Path) -
     log(f"vae done: {step} steps; latent mean {np.round(mean, 3).tolist()} std {np.round(std, 3).tolist()}", logf)
 
 
+def salient_pixels(x: torch.Tensor) -> torch.Tensor:
+    """(B, 1, F, H, W) bool: pixels of neither background colour (the open floor, the walls)."""
+    out = torch.ones_like(x[:, :1], dtype=torch.bool)
+    for name in ("open", "wall"):
+        c = torch.tensor(suite.COLORS[name], dtype=x.dtype, device=x.device).view(1, 3, 1, 1, 1) / 127.5 - 1
+        out &= (x - c).abs().amax(1, keepdim=True) > 0.1
+    return out
+
+
+def save_vae(vae, path: Path) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    copy = org.build_vae(cfg_spec_of(vae))
+    copy.register_to_config(latents_mean=vae.config.latents_mean, latents_std=vae.config.latents_std)
+    copy.load_state_dict(vae.state_dict())
+    copy.to(torch.bfloat16).save_pretrained(tmp)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+
+
+def cfg_spec_of(vae) -> org.OrganismSpec:
+    c = vae.config
+    return org.OrganismSpec(vae_base_dim=c.base_dim, vae_dim_mult=list(c.dim_mult), vae_res_blocks=c.num_res_blocks, z_dim=c.z_dim)
+
+
+def train_decoder(pipe, cfg: OrganismTrainConfig, device, state: dict, logf: Path) -> None:
+    s = cfg.decoder
+    vae = pipe.vae.to(device).float()
+    vae.requires_grad_(False)
+    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=s.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    data = iter(loader(cfg.data, s.batch, org.all_prompts(), state.get("decoder_steps", 0), device))
+    std = torch.tensor(vae.config.latents_std, device=device).view(1, -1, 1, 1, 1)
+    amp = dict(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    t0, step, last_save = time.time(), 0, time.time()
+    while step < s.max_steps and time.time() - t0 < s.minutes * 60:
+        videos, _, _ = next(data)
+        x = to_video_tensor(videos, device)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, s.lr, s.warmup_steps)
+        with torch.no_grad():
+            vae.eval()
+            z = vae.encode(x).latent_dist.mode()
+            z = z + s.latent_noise * std * torch.randn_like(z)
+        vae.train()
+        with torch.autocast(**amp):
+            rec = vae.decode(z).sample.float()
+        w = 1.0 + s.salient_weight * salient_pixels(x).float() + s.changed_weight * changed_pixels(x).float()
+        err = rec - x
+        loss = (w * (err.abs() + err.pow(2))).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        if step % cfg.log_every == 0:
+            with torch.no_grad():
+                psnr = -10 * math.log10(float(((rec.clamp(-1, 1) - x) / 2).pow(2).mean()) + 1e-12)
+            log(f"decoder step {step} loss {loss.item():.4f} psnr {psnr:.2f} dB {time.time() - t0:.0f}s", logf)
+        if s.save_to and time.time() - last_save > s.save_every_s:
+            save_vae(vae, Path(s.save_to))
+            last_save = time.time()
+    vae.eval().requires_grad_(False)
+    state["decoder_steps"] = state.get("decoder_steps", 0) + step
+    state["decoder_minutes"] = state.get("decoder_minutes", 0.0) + (time.time() - t0) / 60
+    if s.save_to:
+        save_vae(vae, Path(s.save_to))
+    log(f"decoder done: {step} steps", logf)
+
+
 def train_dit(pipe, cfg: OrganismTrainConfig, device, state: dict, logf: Path, out: Path) -> None:
     s = cfg.dit
     prompts = org.all_prompts()
@@ -426,11 +515,13 @@ def train(cfg: OrganismTrainConfig) -> dict:
             train_vae(pipe, cfg, device, state, logf)
         elif stage == "dit":
             train_dit(pipe, cfg, device, state, logf, out)
+        elif stage == "decoder":
+            train_decoder(pipe, cfg, device, state, logf)
         elif stage == "eval":
             evaluate_stage(pipe, cfg, device, out, logf)
             continue
         else:
-            raise ValueError(f"unknown stage {stage!r}; stages: ['vae', 'dit', 'eval']")
+            raise ValueError(f"unknown stage {stage!r}; stages: ['vae', 'decoder', 'dit', 'eval']")
         state["stages"].append(stage)
         save(pipe, out, cfg, state)
         log(f"saved {out} after stage {stage}", logf)
