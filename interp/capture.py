@@ -1,23 +1,26 @@
 """Capture: run a traced trajectory and stream the chosen sites of every step into one HDF5 file (resumable).
 
-Inputs: a model with task metadata (``interp.json``) is fed ``interp.tasks.build_inputs(meta, batch, seed)``.
-Any other model gets documented random inputs: text embeddings N(0, 1) of shape (batch, text_len, text_dim) drawn
-from ``torch.Generator().manual_seed(seed)`` (plus the family's extras: an all-ones text mask, N(0, 1) pooled
-projections, embedded guidance 6.0 for HunyuanVideo), a latent of (frames, height, width) (default: the adapter's
-small patch-aligned size), and zero text embeddings for the unconditional branch. Initial noise comes from
-``noise_seed``.
+Inputs (:mod:`interp.inputs`): a model with task metadata (``interp.json``) is fed
+``interp.tasks.build_inputs(meta, batch, seed)``. Any other model gets documented random inputs: text embeddings
+N(0, 1) of shape (batch, text_len, text_dim) drawn from ``torch.Generator().manual_seed(seed)`` (plus the family's
+extras: an all-ones text mask, N(0, 1) pooled projections, embedded guidance 6.0 for HunyuanVideo), a latent of
+(frames, height, width) (default: the adapter's small patch-aligned size), and zero text embeddings for the
+unconditional branch. Initial noise comes from ``noise_seed``.
+
+The file describes itself (:mod:`interp.store.capture`): the resolved sampler, and for a task model its task
+metadata, instances and condition frames.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from interp.adapters import TextConditioning
+from interp.inputs import ModelInputs, model_inputs
 from interp.models import LoadedModel, load_model
 from interp.store import Pool, RunWriter
 from interp.trajectory import SamplerConfig, StepRecord, TrajectoryInputs, run_trajectory, schedule, traced_experts
@@ -45,39 +48,38 @@ class CaptureConfig(BaseModel):
     model_dtype: str | None = None
 
     def resolved(self, loaded: LoadedModel) -> CaptureConfig:
-        """Fill defaults from the model's task sampler settings (then steps=20, guidance=1.0)."""
-        sampler = (loaded.task or {}).get("sampler", {})
-        return self.model_copy(
-            update=dict(
-                steps=self.steps or sampler.get("steps", 20),
-                guidance=self.guidance if self.guidance is not None else sampler.get("guidance", 1.0),
-                shift=self.shift if self.shift is not None else sampler.get("shift"),
-            )
-        )
+        """Fill defaults from the model's task sampler settings (then steps=20, guidance=1.0):
+        :meth:`SamplerConfig.from_task`."""
+        s = SamplerConfig.from_task(loaded.task, steps=self.steps, shift=self.shift, guidance=self.guidance)
+        return self.model_copy(update=dict(steps=s.steps, guidance=s.guidance_scale, shift=s.shift))
 
     def sampler(self) -> SamplerConfig:
         return SamplerConfig(steps=self.steps, shift=self.shift, guidance_scale=self.guidance, seed=self.noise_seed)
 
 
+def capture_inputs(loaded: LoadedModel, config: CaptureConfig) -> ModelInputs:
+    """The capture's inputs (:func:`interp.inputs.model_inputs`): task inputs when the model has task metadata,
+    else the documented random inputs."""
+    return model_inputs(loaded, config.batch, config.seed, frames=config.frames, height=config.height,
+                        width=config.width, text_len=config.text_len)  # fmt: skip
+
+
 def build_inputs(loaded: LoadedModel, config: CaptureConfig) -> TrajectoryInputs:
     """Task inputs when the model has task metadata, else the documented random inputs."""
-    a, t = loaded.adapter, loaded.transformer
-    if loaded.task:
-        try:
-            from interp.tasks import build_inputs as task_inputs
-        except ImportError as e:  # the task package may not provide it yet
-            raise RuntimeError(f"model {loaded.name} has task metadata but interp.tasks.build_inputs is missing") from e
-        ti = task_inputs(loaded.task, config.batch, config.seed)
-        shape = tuple(ti.latent_shape)
-        shape = shape if len(shape) == 5 else (config.batch, *shape)
-        return TrajectoryInputs(TextConditioning(ti.encoder_hidden_states), shape, condition=ti.condition)
-    g = torch.Generator().manual_seed(config.seed)
-    text = a.random_text(t, config.batch, g, config.text_len)
-    f, h, w = a.default_latent_size(t)
-    size = (config.frames or f, config.height or h, config.width or w)
-    cond_ch = a.condition_channels(t)
-    condition = torch.randn(config.batch, cond_ch, *size, generator=g) if cond_ch else None
-    return TrajectoryInputs(text, (config.batch, a.latent_channels(t), *size), condition=condition)
+    mi = capture_inputs(loaded, config)
+    return TrajectoryInputs(mi.text, mi.latent_shape, condition=mi.condition)
+
+
+def describe_capture(loaded: LoadedModel, mi: ModelInputs, sampler: SamplerConfig) -> dict:
+    """What a capture records about itself: the resolved sampler and, for a task model, its task metadata,
+    instances and condition frames (so readers need neither the model directory nor the task generators)."""
+    d: dict = {"sampler": sampler.describe(loaded.scheduler)}
+    if mi.task is not None:
+        d["task_meta"] = mi.task
+        d["instances"] = [json.dumps(m.to_dict()) for m in mi.instances]
+        if mi.condition_frames is not None:
+            d["condition_frames"] = mi.condition_frames.numpy()
+    return d
 
 
 def capture(
@@ -95,7 +97,8 @@ def capture(
     """
     loaded = loaded or load_model(config.model, config.device, config.model_dtype)
     config = config.resolved(loaded)
-    inputs = build_inputs(loaded, config)
+    mi = capture_inputs(loaded, config)
+    inputs = TrajectoryInputs(mi.text, mi.latent_shape, condition=mi.condition)
     sampler = config.sampler()
     timesteps, sigmas, branches = schedule(loaded, sampler)
     sites = next(iter(traced_experts(loaded).values())).resolve(config.sites)
@@ -103,6 +106,7 @@ def capture(
     writer = RunWriter(
         out, config=config, model_hash=loaded.weight_hash, family=loaded.family, timesteps=timesteps, sigmas=sigmas,
         branch_steps=branches, sites=sites, grid=grid, dtype=config.dtype, pool=config.pool, overwrite=overwrite,
+        description=describe_capture(loaded, mi, sampler),
     )  # fmt: skip
     try:
         if writer.start_step < sampler.steps:

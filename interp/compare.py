@@ -28,11 +28,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from interp.store.plain import write_plain
 from interp.tasks import maze as mz
 
 MEASURES = ("skip", "swap", "probe", "cka")
@@ -132,7 +132,7 @@ class _DiT:
         from interp.adapters import TextConditioning
         from interp.evaluate import sample_noise
         from interp.tasks import maze_inputs
-        from interp.trajectory import SamplerConfig, TrajectoryInputs, run_trajectory
+        from interp.trajectory import EVAL_FALLBACK, SamplerConfig, TrajectoryInputs, run_trajectory
 
         meta = self.loaded.task
         ti = maze_inputs(meta, mazes)
@@ -140,9 +140,7 @@ class _DiT:
         latents = noise[None].expand(len(mazes), *noise.shape).clone()
         inputs = TrajectoryInputs(TextConditioning(ti.encoder_hidden_states), ti.latent_shape, condition=ti.condition,
                                   latents=latents)  # fmt: skip
-        sampler = meta.get("sampler", {})
-        sc = SamplerConfig(steps=self.cfg.steps, shift=float(sampler.get("shift", 5.0)),
-                           guidance_scale=float(sampler.get("guidance", 1.0)))  # fmt: skip
+        sc = SamplerConfig.from_task(meta, steps=self.cfg.steps, fallback=EVAL_FALLBACK)
         traj = run_trajectory(self.loaded, inputs, sc, plan=plan, on_step=on_step, keep=False)
         return mz.from_model_space(traj.final.cpu()).numpy(), ti.condition_frames.numpy()
 
@@ -241,12 +239,8 @@ def _probe(acts: dict[int, torch.Tensor], mazes, frames: int, cfg: CompareConfig
 
     s = mazes[0].side
     path = tmp / "acts.h5"
-    with h5py.File(path, "w") as f:
-        for i, v in acts.items():
-            f.create_dataset(f"blocks.{i}.hook_resid_post", data=v.numpy()[None])
-        f.create_group("task").create_dataset("instances", data=[json.dumps(m.to_dict()) for m in mazes],
-                                              dtype=h5py.string_dtype())  # fmt: skip
-        f.attrs["grid"] = np.array([frames, s, s])
+    write_plain(path, {f"blocks.{i}.hook_resid_post": v.numpy()[None] for i, v in acts.items()},
+                instances=[json.dumps(m.to_dict()) for m in mazes], grid=(frames, s, s))
     pc = ProbeConfig(labels=["wall", "path"], sites=["blocks.*.hook_resid_post"], control="none",
                      bootstrap=cfg.probe_bootstrap, tokens_per_sample=cfg.tokens_per_sample, seed=cfg.seed)  # fmt: skip
     res = run_probes(path, pc, progress=False)

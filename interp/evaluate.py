@@ -7,22 +7,20 @@ is drawn from (noise_seed, i) alone, so a sample's video does not depend on the 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-import interp
 from interp.adapters import TextConditioning
 from interp.models import LoadedModel, load_model
+from interp.store.samples import write_samples_file
 from interp.tasks import maze as mz
 from interp.tasks import maze_inputs
 from interp.tasks.maze_score import MazeScore, score_batch, solve_rate
-from interp.trajectory import SamplerConfig, StepRecord, TrajectoryInputs, run_trajectory
+from interp.trajectory import EVAL_FALLBACK, SamplerConfig, StepRecord, TrajectoryInputs, run_trajectory
 
 
 @dataclass
@@ -79,10 +77,8 @@ def eval_maze(
     meta = loaded.task or {}
     if meta.get("task") != "maze":
         raise ValueError(f"model {loaded.name!r} has no maze task metadata (interp.json with task: maze)")
-    sampler_defaults = meta.get("sampler", {})
-    steps = int(steps or sampler_defaults.get("steps", 50))
-    shift = float(shift if shift is not None else sampler_defaults.get("shift", 5.0))
-    config = SamplerConfig(steps=steps, shift=shift, guidance_scale=float(sampler_defaults.get("guidance", 1.0)))
+    config = SamplerConfig.from_task(meta, steps=steps, shift=shift, fallback=EVAL_FALLBACK)
+    steps, shift = config.steps, config.shift
     mazes = mz.eval_mazes(size, n, seed)
     videos, conds, x0s, sigmas = [], [], [], []
     columns = (TextColumn(f"eval {size}x{size}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -117,26 +113,11 @@ def eval_maze(
 
 def write_samples(result: EvalResult, path: str | Path, attrs: dict | None = None) -> Path:
     """Write ``samples.h5`` atomically: video, condition, maze specs, per-sample scores, summary attributes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        f.create_dataset("video", data=result.videos, chunks=(1, *result.videos.shape[1:]))
-        f.create_dataset("condition", data=result.conditions)
-        f.create_dataset("mazes", data=[json.dumps(m.to_dict()) for m in result.mazes], dtype=h5py.string_dtype())
-        g = f.create_group("scores")
-        for key in MazeScore.__dataclass_fields__:
-            g.create_dataset(key, data=np.array([getattr(s, key) for s in result.scores]))
-        if result.x0_steps is not None:
-            f.create_dataset("x0", data=result.x0_steps, chunks=(1, 1, *result.x0_steps.shape[2:]))
-            f.create_dataset("sigmas", data=np.array(result.sigmas))
-        summary = result.summary()
-        for k, v in {**summary, **(attrs or {})}.items():
-            f.attrs[k] = json.dumps(v) if isinstance(v, (list, dict)) else v
-        f.attrs["interp_version"] = interp.__version__
-        f.attrs["complete"] = True
-    os.replace(tmp, path)
-    return path
+    scores = {key: np.array([getattr(s, key) for s in result.scores]) for key in MazeScore.__dataclass_fields__}
+    return write_samples_file(
+        path, videos=result.videos, conditions=result.conditions, instances=[json.dumps(m.to_dict()) for m in result.mazes],
+        scores=scores, attrs={**result.summary(), **(attrs or {})}, x0=result.x0_steps, sigmas=result.sigmas,
+    )  # fmt: skip
 
 
 def parse_sizes(spec: str) -> list[int]:

@@ -26,8 +26,10 @@ import torch
 from rich.console import Console
 
 from interp.experiments import Experiment
-from interp.experiments.runner import RunResult, _figures, _log_wandb, _summary, run_experiment
+from interp.experiments.runner import RunResult, _summary
+from interp.experiments.verb import draw_figures, log_wandb, run_experiment
 from interp.experiments.shard import merge_shards
+from interp.store.results import read_attrs
 from interp.models import LoadedModel, load_model
 
 # ranks that finish early wait at the barrier for the slowest one: hours in a large sweep
@@ -53,18 +55,16 @@ def finalize(out: str | Path, *, wandb: str = "disabled", console: Console | Non
              keep_shards: bool = False) -> RunResult:  # fmt: skip
     """Merge ``out``'s shards into ``out/results.h5``, then write summary.json and figures (and log to W&B) as a
     single-process run does. Needs no model (the experiment and weight hash are read from the shards)."""
-    import h5py
-
     console = console or Console(stderr=True)
     t0 = time.perf_counter() if t0 is None else t0
     out = Path(out)
     results = merge_shards(out, keep=keep_shards)
-    with h5py.File(results, "r") as f:
-        exp = Experiment.validate_data(json.loads(f.attrs["experiment"]), str(results))
-        key, model_hash = str(f.attrs["key"]), str(f.attrs["model_hash"])
-    figures = _figures(results, out)
+    attrs = read_attrs(results)
+    exp = Experiment.validate_data(attrs["experiment"], str(results))
+    key, model_hash = str(attrs["key"]), str(attrs["model_hash"])
+    figures = draw_figures(results, out)
     summary = _summary(exp, results, key, SimpleNamespace(weight_hash=model_hash), time.perf_counter() - t0, False)
-    _log_wandb(exp, summary, figures, out, wandb)
+    log_wandb(exp, summary, figures, out, wandb)
     console.print(f"merged shards into {results}; wrote {out / 'summary.json'} and {len(figures)} figures")
     return RunResult(out, results, summary, False, figures)
 

@@ -14,11 +14,12 @@ import json
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
 from interp.models import REPO_ROOT
+from interp.store.plain import write_plain
+from interp.store.results import read_group
 from interp.tasks.maze_score import reachable
 
 PAPER_DIR = REPO_ROOT / "experiments" / "paper"
@@ -177,13 +178,12 @@ def _read(results: Path) -> dict:
     from interp.experiments import read_metrics
 
     data = read_metrics(results)
-    with h5py.File(results, "r") as f:
-        g = f["group_0"]
-        data["size"] = int(g.attrs["size"])
-        for k in ("final", "clean_final", "x0", "clean_x0", "condition_frames"):
-            if k in g:
-                data[k] = g[k][()]
-        data["acts"] = {f"{b}/{s}": g[b][s][()] for b in g if isinstance(g[b], h5py.Group) for s in g[b]}
+    g = read_group(results, "group_0")
+    data["size"] = int(g["attrs"]["size"])
+    for k in ("final", "clean_final", "x0", "clean_x0", "condition_frames"):
+        if k in g:
+            data[k] = g[k]
+    data["acts"] = g["acts"]
     return data
 
 
@@ -545,9 +545,7 @@ def _probe_steps(d: dict, exp, loaded, out: Path):
 
     n = next(iter(acts.values())).shape[0]
     plain = out / "probe_input.h5"
-    with h5py.File(plain, "w") as f:
-        for site, v in acts.items():
-            f.create_dataset(site, data=np.ascontiguousarray(np.swapaxes(v, 0, 1)))  # (steps, n, tokens, d)
+    write_plain(plain, {site: np.swapaxes(v, 0, 1) for site, v in acts.items()})  # (steps, n, tokens, d)
     mazes = list(build_inputs(loaded.task, n, exp.inputs.seed, d["size"]).instances)
     frames = d["x0"].shape[4] if "x0" in d else 1
     res = run_probes(plain, labels=["wall", "path"], frames=[frames - 1], control="none", bootstrap=20, mazes=mazes,

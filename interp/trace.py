@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import nnsight
@@ -28,12 +28,12 @@ from nnsight import NNsight
 from torch import Tensor, nn
 
 from interp.adapters import Adapter, HookPoint, TextConditioning, get_adapter
+from interp.sites import ALIASES_RE, SUBLAYER_HOOKS
+from interp.sites import compact as _compact
 
 Edit = Callable[[str, int, Tensor], Tensor]
 """An edit at a site: ``(site, step, value) -> new value`` (same shape)."""
 
-ALIASES_RE = re.compile(r"^blocks\.(\d+)\.attn\.hook_out$")
-SUBLAYER_HOOKS = ("hook_attn_out", "hook_cross_attn_out", "hook_mlp_out")
 
 
 class DiT(nn.Module):
@@ -72,28 +72,6 @@ class ForwardPlan:
 class TraceResult:
     output: Float[Tensor, "batch channels frames height width"]
     acts: dict[str, Tensor]
-
-
-def _compact(names: Iterable[str]) -> str:
-    """``blocks.0.hook_x, blocks.1.hook_x`` -> ``blocks.{0-1}.hook_x`` (for error messages)."""
-    groups: dict[str, list[int]] = {}
-    others: list[str] = []
-    for n in names:
-        m = re.match(r"^blocks\.(\d+)\.(.+)$", n)
-        if m:
-            groups.setdefault(m.group(2), []).append(int(m.group(1)))
-        else:
-            others.append(n)
-    parts = list(others)
-    for suffix, idx in groups.items():
-        idx = sorted(idx)
-        runs, start = [], idx[0]
-        for a, b in zip(idx, idx[1:] + [None]):
-            if b != a + 1:
-                runs.append(f"{start}" if start == a else f"{start}-{a}")
-                start = b
-        parts.append(f"blocks.{{{','.join(runs)}}}.{suffix}")
-    return ", ".join(parts)
 
 
 class Traced:

@@ -22,6 +22,7 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from interp.store.atomic import publish_dir, staging_dir
 from interp.tasks import maze as mz
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -307,25 +308,6 @@ def save_checkpoint(ema, cfg: TrainConfig, out: Path, state: dict) -> Path:
     (tmp / "train_state.json").write_text(json.dumps(state, indent=2))
     (tmp / "train_config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     return publish_dir(tmp, out)
-
-
-def staging_dir(out: Path) -> Path:
-    """An empty ``out.tmp`` beside ``out`` to write a checkpoint into before :func:`publish_dir`."""
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-def publish_dir(tmp: Path, out: Path) -> Path:
-    """Move a fully written ``tmp`` to ``out``, replacing it, so ``out`` is always a whole checkpoint."""
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-    return out
 
 
 def load_weights(model, path: str | Path) -> dict:

@@ -41,6 +41,31 @@ class SamplerConfig(BaseModel):
     def cfg(self) -> bool:
         return self.guidance_scale > 1.0 or (self.guidance_scale_2 or 0.0) > 1.0
 
+    @classmethod
+    def from_task(cls, task: dict | None, *, steps: int | None = None, shift: float | None = None,
+                  guidance: float | None = None, seed: int = 0, fallback: dict | None = None) -> SamplerConfig:
+        """The one rule for sampler defaults: an explicit value, else the model's task metadata (``interp.json``
+        ``sampler``: steps, shift, guidance), else ``fallback`` (default :data:`SAMPLER_FALLBACK`: 20 steps, the
+        scheduler's own shift, guidance 1)."""
+        fb = {**SAMPLER_FALLBACK, **(fallback or {})}
+        meta = (task or {}).get("sampler", {})
+        pick = lambda v, k: v if v is not None else meta.get(k, fb[k])  # noqa: E731
+        shift_ = pick(shift, "shift")
+        return cls(steps=int(steps or meta.get("steps", fb["steps"])), shift=None if shift_ is None else float(shift_),
+                   guidance_scale=float(pick(guidance, "guidance")), seed=seed)  # fmt: skip
+
+    def describe(self, scheduler) -> dict:
+        """The resolved sampler as a capture records it."""
+        return {"steps": self.steps, "shift": self.shift, "guidance": self.guidance_scale,
+                "guidance_2": self.guidance_scale_2, "seed": self.seed, "scheduler": type(scheduler).__name__}  # fmt: skip
+
+
+SAMPLER_FALLBACK = {"steps": 20, "shift": None, "guidance": 1.0}
+"""Sampler defaults of a model whose task metadata names none (capture, run, experiments)."""
+EVAL_FALLBACK = {"steps": 50, "shift": 5.0}
+"""``interp eval`` / ``interp compare``'s documented defaults for a task model whose ``interp.json`` names no sampler
+(the shipped maze models name theirs: 50 steps, shift 5)."""
+
 
 @dataclass
 class TrajectoryInputs:

@@ -1,6 +1,6 @@
 """Saving probe results: metrics in HDF5, probe weights as safetensors steering directions.
 
-``probes.h5`` (written to a temporary name, then moved into place)::
+``probes.h5`` (:mod:`interp.store.probes`, written atomically)::
 
     attrs: schema_version, config (JSON), cache, baseline, sites (JSON), steps (JSON), timesteps (JSON)
     /<label>/                 attrs: kind, level, classes (JSON), balance (JSON: part -> class -> share),
@@ -24,15 +24,17 @@ with metadata ``format = interp.probes/1``, ``label``, ``kind``, ``level``, ``cl
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import h5py
-import numpy as np
 import torch
+from rich.table import Table
 from safetensors.torch import load_file, save_file
 
-SCHEMA_VERSION = 1
+from interp.store.atomic import atomic_path
+from interp.store.probes import read_probes_file, write_probes_file
+from interp.store.schema import PROBES
+
+SCHEMA_VERSION = PROBES.version
 WEIGHT_FORMAT = "interp.probes/1"
 WEIGHT_FIELDS = ("direction", "bias", "scale", "proj_mean", "proj_std")
 
@@ -41,31 +43,15 @@ def save_results(results, out: str | Path) -> Path:
     """Write ``out/probes.h5`` atomically and ``out/weights/<label>.safetensors``; returns the HDF5 path."""
     out = Path(out)
     (out / "weights").mkdir(parents=True, exist_ok=True)
-    path = out / "probes.h5"
-    tmp = path.with_suffix(".h5.tmp")
-    with h5py.File(tmp, "w") as f:
-        f.attrs["schema_version"] = SCHEMA_VERSION
-        f.attrs["config"] = results.config.model_dump_json()
-        f.attrs["cache"] = results.cache
-        f.attrs["baseline"] = results.baseline or ""
-        f.attrs["sites"] = json.dumps(results.sites)
-        f.attrs["steps"] = json.dumps(results.steps)
-        f.attrs["timesteps"] = json.dumps(results.timesteps)
-        for name, r in results.labels.items():
-            g = f.create_group(name)
-            lab = r.label
-            g.attrs.update(
-                kind=lab.kind,
-                level=lab.level,
-                classes=json.dumps(list(lab.classes)),
-                balance=json.dumps(r.balance),
-                n_examples=json.dumps(r.n_examples),
-                main=r.main,
-            )
-            for k, v in r.metrics.items():
-                g.create_dataset(k, data=np.asarray(v, dtype=np.float32))
-        f.attrs["complete"] = True
-    os.replace(tmp, path)
+    labels = {}
+    for name, r in results.labels.items():
+        lab = r.label
+        attrs = dict(kind=lab.kind, level=lab.level, classes=list(lab.classes), balance=r.balance,
+                     n_examples=r.n_examples, main=r.main)  # fmt: skip
+        labels[name] = (attrs, r.metrics)
+    path = write_probes_file(out / "probes.h5", config_json=results.config.model_dump_json(), cache=results.cache,
+                             baseline=results.baseline, sites=results.sites, steps=results.steps,
+                             timesteps=results.timesteps, labels=labels)  # fmt: skip
     for name, r in results.labels.items():
         save_directions(r, results, out / "weights" / f"{name.replace('/', '_')}.safetensors")
     return path
@@ -85,9 +71,8 @@ def save_directions(r, results, path: Path) -> None:
         "classes": json.dumps(list(r.label.classes)),
         "cache": results.cache,
     }
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def load_direction(path: str | Path, site: str, step: int) -> dict[str, torch.Tensor]:
@@ -103,22 +88,11 @@ def load_direction(path: str | Path, site: str, step: int) -> dict[str, torch.Te
 
 def load_results(path: str | Path) -> dict:
     """``probes.h5`` as plain data: {attrs..., labels: {name: {attrs..., metric: array}}}."""
-    with h5py.File(path, "r") as f:
-        if not f.attrs.get("complete", False):
-            raise ValueError(f"{path} is incomplete (no 'complete' attribute)")
-        out = {k: (json.loads(v) if k in ("sites", "steps", "timesteps", "config") else v) for k, v in f.attrs.items()}
-        out["labels"] = {}
-        for name, g in f.items():
-            d = {k: g[k][()] for k in g}
-            d.update({k: (json.loads(v) if k in ("classes", "balance", "n_examples") else v) for k, v in g.attrs.items()})
-            out["labels"][name] = d
-    return out
+    return read_probes_file(path)
 
 
 def summary_table(results):
     """A rich table: per label, its kind, class balance, best (step, site) and the score there with CI."""
-    from rich.table import Table
-
     t = Table("label", "kind", "test balance", "best step", "best site", "score [95% CI]", "selectivity",
               "- baseline", title=f"probes on {Path(results.cache).name}")  # fmt: skip
     for name, r in results.labels.items():

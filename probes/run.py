@@ -97,10 +97,11 @@ class ProbeResults:
 
 
 def load_mazes(reader: CacheReader) -> list | None:
-    """The capture's maze instances: ``task/instances`` when stored, else rebuilt from the capture config.
+    """The capture's maze instances: ``task/instances`` as the capture recorded them.
 
-    A capture of a task model picks its instances by ``seed`` and ``batch`` (``interp.tasks.build_inputs``), so
-    the model's ``interp.json`` and the config give them back. None when neither is available.
+    Captures written before they recorded their instances get them rebuilt from the capture config (a task model
+    picks its instances by ``seed`` and ``batch``, ``interp.tasks.build_inputs``) and the model's ``interp.json``.
+    None when neither is available.
     """
     items = reader.instances_json()
     if items is not None:
@@ -108,7 +109,7 @@ def load_mazes(reader: CacheReader) -> list | None:
     cfg = reader.config
     if not cfg.get("model"):
         return None
-    try:
+    try:  # older captures only: the model directory and the task generator (lazy imports, never for new files)
         from interp.models import BUILTINS, resolve_path
         from interp.tasks import build_inputs
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 from jaxtyping import Float
+
+from interp.store.plain import write_plain
 
 
 def write_cache(
@@ -20,20 +21,12 @@ def write_cache(
     config: dict | None = None,
 ) -> Path:
     """Write activations (site -> (steps, batch, tokens, d)) as a capture file in the store contract's layout."""
-    path = Path(path)
     n_steps = next(iter(acts.values())).shape[0]
-    with h5py.File(path, "w") as f:
-        f.attrs["config"] = json.dumps(config or {"synthetic": True})
-        f.attrs["schema_version"] = 1
-        root = f.create_group(branch) if branch else f
-        for site, a in acts.items():
-            root.create_dataset(site, data=a.astype(np.float16), chunks=(1, *a.shape[1:]))
-        t = np.linspace(1000, 0, n_steps, endpoint=False) if timesteps is None else timesteps
-        f.create_dataset("timesteps", data=np.asarray(t, dtype=np.float32))
-        f.create_dataset("sigmas", data=np.asarray(t, dtype=np.float32) / 1000)
-        if mazes is not None:
-            f.create_dataset("task/instances", data=[json.dumps(m.to_dict()) for m in mazes])
-    return path
+    t = np.linspace(1000, 0, n_steps, endpoint=False) if timesteps is None else timesteps
+    t = np.asarray(t, dtype=np.float32)
+    instances = None if mazes is None else [json.dumps(m.to_dict()) for m in mazes]
+    return write_plain(path, acts, branch=branch, instances=instances, timesteps=t, sigmas=t / 1000,
+                       dtype=np.float16, chunked=True, config=config or {"synthetic": True})  # fmt: skip
 
 
 def anisotropic_noise(

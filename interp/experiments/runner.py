@@ -1,7 +1,10 @@
-"""Running an experiment: plan, batched trajectories with per-row edits, metrics, results.h5, summary, figures.
+"""The experiment engine: plan, batched trajectories with per-row edits, metrics, results.h5 and summary.json.
 
->>> from interp.experiments import Experiment, run_experiment
->>> res = run_experiment(Experiment.load("experiments/examples/skip.yaml"), "out/skip")
+It returns results and draws nothing: figures and W&B logging belong to the verbs that ask for them
+(:func:`interp.experiments.verb.run_experiment`, ``interp run``, ``interp launch``).
+
+>>> from interp.experiments.runner import execute
+>>> res = execute(Experiment.load("experiments/examples/skip.yaml"), "out/skip")
 >>> res.cache_hit, res.summary["points"][0]["metrics"]
 """
 
@@ -22,10 +25,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from interp.adapters import TextConditioning
 from interp.experiments import metrics as M
 from interp.experiments.plan import Batch, Plan, Row, Sample, baseline, plan as make_plan, source_rows
-from interp.experiments.results import ResultsWriter, is_complete, read_metrics
+from interp.store.results import ResultsWriter, is_complete, read_metrics
 from interp.experiments.shard import rank_batches, shard_path
 from interp.experiments.schema import MAZE_METRICS, Experiment, ExperimentError
 from interp.interventions import Ablate, Ensemble, Steer, load_direction
+from interp.inputs import model_inputs
 from interp.interventions.bind import Bound, compile_batch, rows as make_rows
 from interp.models import LoadedModel, load_model
 from interp.trajectory import SamplerConfig, StepRecord, TrajectoryInputs, initial_latents, run_trajectory, traced_experts
@@ -58,35 +62,22 @@ class GroupInputs:
 
 def sampler_of(exp: Experiment, loaded: LoadedModel) -> SamplerConfig:
     """The sampler with the model's task defaults filled in (then 20 steps, guidance 1)."""
-    task = (loaded.task or {}).get("sampler", {})
     s = exp.sampler
-    return SamplerConfig(
-        steps=s.steps or task.get("steps", 20),
-        shift=s.shift if s.shift is not None else task.get("shift"),
-        guidance_scale=s.guidance if s.guidance is not None else task.get("guidance", 1.0),
-        seed=s.seed,
-    )
+    return SamplerConfig.from_task(loaded.task, steps=s.steps, shift=s.shift, guidance=s.guidance, seed=s.seed)
 
 
 def group_inputs(exp: Experiment, loaded: LoadedModel, size: int | None) -> GroupInputs:
-    n, a, t = exp.inputs.count, loaded.adapter, loaded.transformer
+    n = exp.inputs.count
     sigma = float(getattr(loaded.scheduler, "init_noise_sigma", 1.0))
     if exp.inputs.task == "maze":
         if not loaded.task or loaded.task.get("task") != "maze":
             raise ExperimentError(f"inputs.task: maze needs a maze model (interp.json task: maze); {loaded.name} has "
                                   f"task {(loaded.task or {}).get('task')!r}; use inputs.task: random")  # fmt: skip
-        from interp.tasks import build_inputs
-
-        ti = build_inputs(loaded.task, n, exp.inputs.seed, size)
-        return GroupInputs(TextConditioning(ti.encoder_hidden_states), ti.condition, tuple(ti.latent_shape),
-                           ti.condition_frames, sigma)  # fmt: skip
-    g = torch.Generator().manual_seed(exp.inputs.seed)
-    text = a.random_text(t, n, g)
-    f, h, w = a.default_latent_size(t)
-    size3 = (exp.inputs.frames or f, exp.inputs.height or h, exp.inputs.width or w)
-    cc = a.condition_channels(t)
-    cond = torch.randn(n, cc, *size3, generator=g) if cc else None
-    return GroupInputs(text, cond, (n, a.latent_channels(t), *size3), None, sigma)
+        mi = model_inputs(loaded, n, exp.inputs.seed, size=size)
+        return GroupInputs(mi.text, mi.condition, mi.latent_shape, mi.condition_frames, sigma)
+    mi = model_inputs(loaded, n, exp.inputs.seed, frames=exp.inputs.frames, height=exp.inputs.height,
+                      width=exp.inputs.width, task=False)  # fmt: skip
+    return GroupInputs(mi.text, mi.condition, mi.latent_shape, None, sigma)
 
 
 def _index_text(text: TextConditioning, idx: torch.Tensor, n: int) -> TextConditioning:
@@ -114,23 +105,22 @@ def bind_unit(exp: Experiment, batch: Batch, unit: tuple[int, int], sample: Samp
     return out
 
 
-def run_experiment(
+def execute(
     exp: Experiment,
     out: str | Path,
     *,
     loaded: LoadedModel | None = None,
-    wandb: str = "offline",
     progress: bool = True,
     base_dir: str | Path | None = None,
     on_batch: Callable[[int], None] | None = None,
     console: Console | None = None,
     shard: tuple[int, int] | None = None,
 ) -> RunResult:
-    """Run (or resume, or read from cache) ``exp`` into ``out``: results.h5, summary.json, figures/*.png.
+    """Run (or resume, or read from cache) ``exp`` into ``out``: results.h5 and summary.json (``figures`` empty).
 
     ``base_dir``: where relative paths in the experiment (steer direction files) are found. ``on_batch(i)`` is called
     after batch ``i`` is on disk (tests simulate a crash with it). ``shard=(rank, world)``: run only this rank's
-    batches into ``DIR/shards/`` (no summary or figures; :func:`interp.launch.finalize` merges the shards).
+    batches into ``DIR/shards/`` (no summary; :func:`interp.launch.finalize` merges the shards).
     """
     console = console or Console(stderr=True)
     out = Path(out)
@@ -141,9 +131,8 @@ def run_experiment(
     results = out / "results.h5"
     if is_complete(results, key):
         console.print(f"[green]cache hit[/green]: {results} (key {key[:12]}) holds this experiment; no model forward")
-        figures = sorted((out / "figures").glob("*.*")) or _figures(results, out)
         summary = _summary(exp, results, key, loaded, time.perf_counter() - t0, cache_hit=True)
-        return RunResult(out, results, summary, True, figures)
+        return RunResult(out, results, summary, True, [])
     if results.exists():
         raise FileExistsError(f"{results} holds a different experiment (or model); choose another --out or delete it")
 
@@ -162,13 +151,15 @@ def run_experiment(
         return RunResult(out, target, {"shard": list(shard), "batches": len(mine)}, False, [])
     target.parent.mkdir(parents=True, exist_ok=True)
     writer = ResultsWriter(target, key=key, model_hash=loaded.weight_hash, experiment_json=exp.canonical(),
-                           points=pl.points, axes=axes, n_batches=len(pl.batches), shard=shard)  # fmt: skip
+                           points=pl.points, axes=axes, n_batches=len(pl.batches), shard=shard,
+                           task_meta=loaded.task, sampler=sampler.describe(loaded.scheduler))  # fmt: skip
     if writer.resumed:
         console.print(f"resuming {writer.partial}: {writer.n_done}/{len(mine)} batches already done")
     try:
         for g, size in sorted({(s.group, s.size) for s in pl.samples}):
             members = [s.index for s in pl.samples if s.group == g]
-            writer.attrs(f"group_{g}", size=-1 if size is None else size, samples=members)
+            grid = loaded.adapter.token_grid(loaded.transformer, groups[g].latent_shape)  # the file records its grid
+            writer.attrs(f"group_{g}", size=-1 if size is None else size, samples=members, grid=np.asarray(grid))
             if groups[g].frames_uint8 is not None:
                 frames = groups[g].frames_uint8.numpy()
                 writer.write(f"group_{g}/condition_frames", slice(None), frames, frames.shape)
@@ -190,11 +181,8 @@ def run_experiment(
         writer.close()
     if shard is not None:
         return RunResult(out, target, {"shard": list(shard), "batches": len(mine)}, False, [])
-    figures = _figures(results, out)
     summary = _summary(exp, results, key, loaded, time.perf_counter() - t0, cache_hit=False)
-    _log_wandb(exp, summary, figures, out, wandb)
-    console.print(f"wrote {results}, {out / 'summary.json'} and {len(figures)} figures")
-    return RunResult(out, results, summary, False, figures)
+    return RunResult(out, results, summary, False, [])
 
 
 def check_against_model(pl: Plan, traced, latent_shape: tuple[int, ...], steps: int) -> None:
@@ -311,26 +299,3 @@ def _summary(exp: Experiment, results: Path, key: str, loaded: LoadedModel, wall
                "points": points}  # fmt: skip
     (results.parent / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def _figures(results: Path, out: Path) -> list[Path]:
-    from interp.report.figures import experiment_figures
-
-    return experiment_figures(results, out / "figures")
-
-
-def _log_wandb(exp: Experiment, summary: dict, figures: list[Path], out: Path, mode: str) -> None:
-    from interp.tracking import Tracker
-
-    tracker = Tracker("interp", config=exp.model_dump(mode="json") | {"key": summary["key"]}, mode=mode,
-                      dir=out / "wandb", name=exp.name)  # fmt: skip
-    try:
-        for p, point in enumerate(summary["points"]):
-            coords = {f"sweep/{k}": (v if isinstance(v, (int, float)) else str(v)) for k, v in point["coords"].items()}
-            tracker.log({**coords, **{f"metrics/{k}": v for k, v in point["metrics"].items()}}, step=p)
-        for path in figures:
-            tracker.log_image(f"figures/{path.stem}", path)
-    except Exception as err:  # logging never fails a run
-        print(f"[interp] W&B logging stopped: {type(err).__name__}: {err}")
-    finally:
-        tracker.finish()

@@ -14,19 +14,14 @@ batches marked in its shard; running the same command again (same number of rank
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 
-import h5py
-import numpy as np
-
-from interp.experiments.results import OWNER
+from interp.store.results import diff_results, merge_results, read_shard_state, results_key
 
 SHARD_DIR = "shards"
-SHARD_ATTRS = ("shard_rank", "shard_world")  # attrs of a shard that the merged file does not carry
-MERGE_IN_MEMORY_BYTES = 512 * 2**20  # larger datasets are merged cell by cell
+__all__ = ["ShardError", "diff_results", "merge_shards", "owner_rank", "rank_batches", "shard_path", "shard_status"]
 
 
 class ShardError(RuntimeError):
@@ -61,18 +56,16 @@ def shard_status(out: str | os.PathLike, key: str | None = None) -> dict:
     default the key of the first readable shard)."""
     shards, done, n, world = [], set(), None, None
     for path in _shard_files(Path(out)):
-        try:
-            with h5py.File(path, "r") as f:
-                if key is None:
-                    key = str(f.attrs["key"])
-                if f.attrs.get("key") != key:
-                    continue
-                n = int(f.attrs["n_batches"])
-                world = int(f.attrs["shard_world"])
-                done.update(np.flatnonzero(f["batch_done"][:]).tolist())
-                shards.append(path)
-        except (OSError, KeyError):  # unreadable (a rank killed mid-write) or not a shard: its batches rerun
+        state = read_shard_state(path)
+        if state is None:  # unreadable (a rank killed mid-write) or not a shard: its batches rerun
             continue
+        if key is None:
+            key = state["key"]
+        if state["key"] != key:
+            continue
+        n, world = state["n_batches"], state["world"]
+        done.update(state["done"])
+        shards.append(path)
     missing = [] if n is None else [b for b in range(n) if b not in done]
     return {"key": key, "n_batches": n, "done": sorted(done), "missing": missing, "world": world, "shards": shards}
 
@@ -93,75 +86,12 @@ def merge_shards(out: str | os.PathLike, *, key: str | None = None, keep: bool =
                            f"(batches {_ranges(st['missing'])}; ranks {ranks} of {st['world']}); run the same command "
                            f"again to finish them, then merge")  # fmt: skip
     target = out / "results.h5"
-    if target.exists():
-        with h5py.File(target, "r") as f:
-            if f.attrs.get("key") != st["key"]:
-                raise ShardError(f"{target} holds a different experiment (or model) than the shards; move it away")
-    files = [h5py.File(p, "r") for p in st["shards"]]
-    done = [f["batch_done"][:].astype(bool) for f in files]
-    partial = target.with_name(target.name + ".partial")
-    try:
-        with h5py.File(partial, "w") as dst:
-            for k, v in files[0].attrs.items():
-                if k not in SHARD_ATTRS:
-                    dst.attrs[k] = v
-            dst.attrs["complete"] = False
-            dst.create_dataset("batch_done", data=np.ones(st["n_batches"], np.uint8))
-            names: dict[str, None] = {}
-            groups: dict[str, dict] = {}
-            for f in files:
-                f.visititems(lambda n, o: _collect(n, o, names, groups))
-            for name, attrs in groups.items():
-                dst.require_group(name).attrs.update(attrs)
-            for name in names:
-                _merge_dataset(name, files, done, dst)
-            dst.attrs["complete"] = True
-    finally:
-        for f in files:
-            f.close()
-    os.replace(partial, target)
+    if target.exists() and results_key(target) != st["key"]:
+        raise ShardError(f"{target} holds a different experiment (or model) than the shards; move it away")
+    merge_results(st["shards"], target, st["n_batches"])
     if not keep:
         shutil.rmtree(out / SHARD_DIR)
     return target
-
-
-def _collect(name: str, obj, names: dict, groups: dict) -> None:
-    if name == "owner" or name.startswith(OWNER) or name == "batch_done":
-        return
-    if isinstance(obj, h5py.Dataset):
-        names[name] = None
-    elif len(obj.attrs):
-        groups.setdefault(name, {}).update(obj.attrs)
-
-
-def _merge_dataset(name: str, files: list[h5py.File], done: list[np.ndarray], dst: h5py.File) -> None:
-    """``dst[name]``: each cell from the shard whose finished batch wrote it last (no owner: a shard's own batches
-    never wrote it, e.g. a killed batch's half-written cells)."""
-    best, src = None, None
-    for s, f in enumerate(files):
-        if name not in f or OWNER + name not in f:
-            continue
-        own = f[OWNER + name][:]
-        valid = (own >= 0) & done[s][np.clip(own, 0, None)]
-        if best is None:
-            best, src = np.full(own.shape, -1, np.int64), np.full(own.shape, -1, np.int64)
-        better = valid & (own > best)
-        best[better], src[better] = own[better], s
-    if best is None or not (src >= 0).any():
-        return  # written by no finished batch: a single-process run would not have it either
-    ref = files[int(src[src >= 0][0])][name]
-    ds = dst.create_dataset(name, shape=ref.shape, dtype=ref.dtype, fillvalue=ref.fillvalue)
-    ds.attrs.update(ref.attrs)
-    if ref.size * ref.dtype.itemsize <= MERGE_IN_MEMORY_BYTES:
-        data = np.full(ref.shape, ref.fillvalue, ref.dtype)
-        for s in np.unique(src[src >= 0]):
-            mask = src == s
-            data[mask] = files[s][name][:][mask]
-        ds[...] = data
-    else:
-        for cell in np.argwhere(src >= 0):
-            cell = tuple(int(i) for i in cell)
-            ds[cell] = files[int(src[cell])][name][cell]
 
 
 def _ranges(xs: list[int]) -> str:
@@ -172,35 +102,3 @@ def _ranges(xs: list[int]) -> str:
             out.append(str(start) if start == x else f"{start}-{x}")
             start = None
     return ",".join(out[:20]) + (", ..." if len(out) > 20 else "")
-
-
-def diff_results(a: str | os.PathLike, b: str | os.PathLike, ignore_attrs: tuple[str, ...] = ()) -> list[str]:
-    """Differences between two results files: datasets (names, shapes, dtypes, values with NaN == NaN, attributes)
-    and group attributes. Empty when they are identical."""
-    diffs: list[str] = []
-
-    def items(f: h5py.File) -> dict:
-        out = {"/": f}
-        f.visititems(lambda n, o: out.__setitem__(n, o))
-        return out
-
-    def attrs(o) -> dict:
-        return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in o.attrs.items() if k not in ignore_attrs}
-
-    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
-        ia, ib = items(fa), items(fb)
-        for n in sorted(set(ia) ^ set(ib)):
-            diffs.append(f"{n}: only in {a if n in ia else b}")
-        for n in sorted(set(ia) & set(ib)):
-            x, y = ia[n], ib[n]
-            if attrs(x) != attrs(y):
-                diffs.append(f"{n}: attributes differ: {json.dumps(attrs(x), default=str)[:200]} vs "
-                             f"{json.dumps(attrs(y), default=str)[:200]}")  # fmt: skip
-            if isinstance(x, h5py.Dataset) != isinstance(y, h5py.Dataset):
-                diffs.append(f"{n}: a dataset in one file only")
-            elif isinstance(x, h5py.Dataset):
-                if x.shape != y.shape or x.dtype != y.dtype:
-                    diffs.append(f"{n}: {x.shape} {x.dtype} vs {y.shape} {y.dtype}")
-                elif not np.array_equal(x[()], y[()], equal_nan=x.dtype.kind in "fc"):
-                    diffs.append(f"{n}: values differ")
-    return diffs

@@ -20,6 +20,9 @@ class Ablate(SiteSpec):
     mode: Literal["zero", "mean", "resample"] = "zero"
     seed: int = 0  # resample: which other input each target reads
 
+    def edit(self, value, rows, pos, *, direction=None, block_input=None):
+        return apply_ablate(self, value, rows, pos)
+
 
 def resample_offset(seed: int, input_index: int, n_inputs: int) -> int:
     """The offset (1..n-1) of the input a resampled target reads; a pure function of (seed, input)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Union
+from typing import Annotated, ClassVar, Union
 
 import torch
 from einops import rearrange
@@ -18,18 +18,11 @@ from jaxtyping import Float, Int
 from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
 from torch import Tensor
 
+from interp.sites import SITE_HELP, SITE_RE
+
 SLICE_RE = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*(?::\s*(-?\d+)\s*)?$")
 # depth fractions, so one file fits models of any depth: "50%" (one position) or "25%:75%" (a band)
 PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)%\s*(?::\s*(\d+(?:\.\d+)?)%\s*)?$")
-SITE_RE = re.compile(
-    r"^(hook_embed|hook_out|blocks\.(\d+|\*|\{layer\})(\.(hook_resid_pre|hook_resid_post|hook_attn_out|attn\.hook_out"
-    r"|hook_cross_attn_out|hook_mlp_out))?)$"
-)
-SITE_HELP = (
-    "hook_embed, hook_out, blocks.{i}.hook_resid_pre, blocks.{i}.hook_resid_post, blocks.{i}.hook_attn_out, "
-    "blocks.{i}.hook_cross_attn_out, blocks.{i}.hook_mlp_out (i: a number, * or the placeholder {layer})"
-)
-
 
 def _check_index(v):
     if v is None or isinstance(v, bool):
@@ -106,6 +99,13 @@ class SiteSpec(Spec):
         if not SITE_RE.match(v):
             raise ValueError(f"unknown site pattern {v!r}; valid: {SITE_HELP}")
         return v
+
+    reads_block_input: ClassVar[bool] = False  # True: edit() needs the block's hook_resid_pre (``skip``)
+
+    def edit(self, value: Tensor, rows: Rows, pos: Tensor | None, *, direction=None,
+             block_input: Tensor | None = None) -> Tensor:  # fmt: skip
+        """The edited (batch, pos, d) ``value`` at the site: each kind implements its own (a new kind is one file)."""
+        raise NotImplementedError(f"{type(self).__name__} does not edit a site")
 
     def sites(self, n_blocks: int) -> list[str]:
         """Concrete site names (globs stay globs; the tracer resolves them)."""

@@ -14,14 +14,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.interventions.ablate import Ablate, apply_ablate
 from interp.interventions.base import Rows, SiteSpec, Spec, as_positions, positions, resolve_index
 from interp.interventions.ensemble import Ensemble, apply_ensemble
 from interp.interventions.noise import Noise, apply_noise, fresh_noise
-from interp.interventions.patch import Patch, apply_patch
-from interp.interventions.skip import Skip, apply_skip
-from interp.interventions.steer import Steer, apply_steer
-from interp.interventions.swap import Swap
+from interp.interventions.skip import Skip
 from interp.trace import ForwardPlan, Traced
 from interp.trajectory import StepInput
 
@@ -56,19 +52,8 @@ def _site_op(b: Bound, pos: Tensor | None) -> Callable[[Tensor, int, dict], Tens
 
     def run(value: Tensor, step: int, stash: dict, site: str) -> Tensor:
         v, back = as_positions(value)
-        if isinstance(s, (Patch, Swap)):
-            out = apply_patch(s, v, b.rows, pos)
-        elif isinstance(s, Ablate):
-            out = apply_ablate(s, v, b.rows, pos)
-        elif isinstance(s, Steer):
-            out = apply_steer(s, v, b.rows, pos, b.direction)
-        elif isinstance(s, Ensemble):
-            out = apply_ensemble(s, v, b.rows, pos)
-        elif isinstance(s, Skip):
-            out = apply_skip(s, v, b.rows, pos, stash[site.rsplit(".", 1)[0] + ".hook_resid_pre"])
-        else:  # pragma: no cover
-            raise TypeError(type(s).__name__)
-        return back(out)
+        block_input = stash[site.rsplit(".", 1)[0] + ".hook_resid_pre"] if s.reads_block_input else None
+        return back(s.edit(v, b.rows, pos, direction=b.direction, block_input=block_input))
 
     return run
 

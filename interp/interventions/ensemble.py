@@ -33,6 +33,9 @@ class Ensemble(SiteSpec):
     def member_seeds(self, base: int) -> list[int]:
         return list(self.seeds) if self.seeds is not None else [base + i for i in range(self.k)]
 
+    def edit(self, value, rows, pos, *, direction=None, block_input=None):
+        return apply_ensemble(self, value, rows, pos)
+
 
 def apply_ensemble(
     spec: Ensemble, value: Float[Tensor, "batch pos d"], rows: Rows, pos: Tensor | None

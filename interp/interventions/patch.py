@@ -26,6 +26,9 @@ class Patch(SiteSpec):
     kind: Literal["patch"] = "patch"
     source: Source = Source(seed=1)
 
+    def edit(self, value, rows, pos, *, direction=None, block_input=None):
+        return apply_patch(self, value, rows, pos)
+
 
 def apply_patch(
     spec: Patch | SiteSpec, value: Float[Tensor, "batch pos d"], rows: Rows, pos: Tensor | None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from jaxtyping import Float
 from pydantic import field_validator
@@ -24,6 +24,11 @@ class Skip(SiteSpec):
             raise ValueError(f"skip takes a block, blocks.{{layer}} or blocks.<i>, got {v!r}; "
                              "for a sublayer use ablate with mode: zero")  # fmt: skip
         return v
+
+    reads_block_input: ClassVar[bool] = True  # edit() reads the block's input (its hook_resid_pre)
+
+    def edit(self, value, rows, pos, *, direction=None, block_input=None):
+        return apply_skip(self, value, rows, pos, block_input)
 
 
 def apply_skip(

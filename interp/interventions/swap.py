@@ -20,5 +20,8 @@ class Swap(SiteSpec):
     kind: Literal["swap"] = "swap"
     other: int = Field(1, ne=0)
 
+    def edit(self, value, rows, pos, *, direction=None, block_input=None):
+        return apply_patch(self, value, rows, pos)
+
 
 apply_swap = apply_patch

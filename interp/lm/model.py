@@ -16,6 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from interp.lm import tokens as T
+from interp.store.atomic import publish_dir, staging_dir
 from interp.tasks import maze as mz
 
 
@@ -81,8 +82,6 @@ def save_lm(bridge, spec: LMSpec, out: str | Path, state: dict | None = None, co
     """Atomically write a model directory (weights as ``dtype`` safetensors)."""
     import yaml
     from safetensors.torch import save_file
-
-    from interp.train import publish_dir, staging_dir
 
     out = Path(out)
     tmp = staging_dir(out)

@@ -20,15 +20,14 @@ intervention data classes, writing ``summary.json`` (not ``results.h5``).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
 from interp.lm import tokens as T
+from interp.store.plain import write_plain
 from interp.tasks import maze as mz
 
 Hooks = list[tuple[str, Callable]]
@@ -138,21 +137,11 @@ def capture_lm(model, mazes: list[mz.Maze], path: str | Path, sites: list[str] |
     acts = grid_acts(model, mazes, sites)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
     s = mazes[0].side
-    with h5py.File(tmp, "w") as f:
-        for site, v in acts.items():
-            f.create_dataset(site, data=v.numpy()[None])
-        f.create_dataset("timesteps", data=np.zeros(1))
-        f.create_group("task").create_dataset("instances", data=[json.dumps(m.to_dict()) for m in mazes],
-                                              dtype=h5py.string_dtype())  # fmt: skip
-        f.attrs["grid"] = np.array([1, s, s])
-        f.attrs["family"] = "lm"
-        f.attrs["config"] = json.dumps({"model": getattr(model, "name", "lm"), "batch": len(mazes), **(config or {})})
-        f.attrs["axes"] = "step (one: the prompt), batch, token (grid blocks, row-major), d_model"
-        f.attrs["complete"] = True
-    os.replace(tmp, path)
-    return path
+    return write_plain(path, {site: v.numpy()[None] for site, v in acts.items()},
+                       instances=[json.dumps(m.to_dict()) for m in mazes], grid=(1, s, s), timesteps=np.zeros(1),
+                       family="lm", config={"model": getattr(model, "name", "lm"), "batch": len(mazes), **(config or {})},
+                       axes="step (one: the prompt), batch, token (grid blocks, row-major), d_model")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 from jaxtyping import Float
 
-from interp.experiments.results import read_metrics
+from interp.store.results import read_group_arrays, read_metrics
 
 
 def _plt():
@@ -135,16 +134,12 @@ def experiment_figures(results: str | Path, out: str | Path, max_lines: int = 12
 
 def _filmstrips(results, data, out: Path) -> list[Path]:
     made: list[Path] = []
-    with h5py.File(results, "r") as f:
-        if "group_0" not in f or "x0" not in f["group_0"]:
-            return made
-        g = f["group_0"]
-        maze = data["experiment"]["inputs"]["task"] == "maze"
-        if not maze:
-            return made
-        cond = torch.from_numpy(g["condition_frames"][0]) if "condition_frames" in g else None
-        made += x0_filmstrip(torch.from_numpy(g["x0"][0, 0]), cond, out / "x0_point0_sample0",
-                             title=f"x0 per step, point {data['points'][0] or 'run'}, sample 0")  # fmt: skip
-        made += x0_filmstrip(torch.from_numpy(g["clean_x0"][0]), cond, out / "x0_clean_sample0",
-                             title="x0 per step, unintervened, sample 0")  # fmt: skip
+    g = read_group_arrays(results, "group_0", {"x0": (0, 0), "clean_x0": (0,), "condition_frames": (0,)})
+    if g is None or "x0" not in g or data["experiment"]["inputs"]["task"] != "maze":
+        return made
+    cond = torch.from_numpy(g["condition_frames"]) if "condition_frames" in g else None
+    made += x0_filmstrip(torch.from_numpy(g["x0"]), cond, out / "x0_point0_sample0",
+                         title=f"x0 per step, point {data['points'][0] or 'run'}, sample 0")  # fmt: skip
+    made += x0_filmstrip(torch.from_numpy(g["clean_x0"]), cond, out / "x0_clean_sample0",
+                         title="x0 per step, unintervened, sample 0")  # fmt: skip
     return made

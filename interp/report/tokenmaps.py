@@ -18,6 +18,7 @@ writes a set of them for a capture.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from einops import rearrange
 from jaxtyping import Float
+
+from interp.sites import layer_order
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -139,18 +142,12 @@ class LayerMaps:
 
 def per_token_sites(cache: ActivationCache, sites: str | Sequence[str] | None = None) -> list[str]:
     """Per-token sites of a capture in layer order (``blocks.{i}.*`` by i, others first). ``sites``: names or globs."""
-    import fnmatch
-
     stored = [s for s in cache.keys() if cache.axes(s) == PER_TOKEN]
     if sites is not None:
         pats = [sites] if isinstance(sites, str) else list(sites)
         stored = [s for s in stored if any(fnmatch.fnmatchcase(s, p) for p in pats)]
 
-    def key(s: str):
-        m = re.match(r"blocks\.(\d+)\.(.*)", s)
-        return (1, int(m.group(1)), m.group(2)) if m else (0, 0, s)
-
-    return sorted(stored, key=key)
+    return sorted(stored, key=layer_order)
 
 
 def _read_step(cache: ActivationCache, site: str, pos: int, samples: np.ndarray | None) -> np.ndarray:

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from interp.report import tokenmaps as tm
+from interp.store import CAPTURE, RESULTS, file_schema, load_cache, open_h5
+from interp.store.schema import is_dataset, is_group
 
 MB = 1 << 20
 
@@ -239,9 +241,12 @@ def plan_budget(
 
 
 # ---- tasks: verdicts per step -------------------------------------------------------------------------------------
-def task_meta(config: dict) -> dict | None:
-    """The task metadata (``interp.json``) of a capture's model, found without loading weights or the network."""
-    from interp.models import BUILTINS
+def task_meta(config: dict, stored: dict | None = None) -> dict | None:
+    """The task metadata (``interp.json``) of a run: as its file recorded it (``stored``), else, for files written
+    before they recorded it, the model directory's, found without loading weights or the network."""
+    if stored is not None:
+        return stored
+    from interp.models import BUILTINS  # older files only: the model directory is looked up (a lazy, heavy import)
 
     name = str(config.get("model", ""))
     b = BUILTINS.get(name)
@@ -260,10 +265,10 @@ def maze_verdicts(
 ) -> list[list[dict]]:
     """Score (steps, B, F, H, W, 3) uint8 videos of batch indices ``samples`` (default: all) with the maze scorer.
 
-    ``conditions`` (B, H, W, 3) are the given first frames; without them they are rebuilt from the capture's seed and
-    batch (the maze size read from the pixels); where that fails, each video's own first frame is the layout."""
-    from interp.tasks import build_inputs
-    from interp.tasks.maze import BLOCK_PX
+    ``conditions`` (B, H, W, 3) are the given first frames (files record them); without them (older files) they are
+    rebuilt from the capture's seed and batch (the maze size read from the pixels); where that fails, each video's
+    own first frame is the layout."""
+    from interp.tasks.maze import BLOCK_PX  # the task's scorer: imported only for a maze run
     from interp.tasks.maze_score import score_video
 
     b = videos.shape[1]
@@ -273,6 +278,8 @@ def maze_verdicts(
     if conditions is not None:
         conds = [np.asarray(c) for c in conditions]
     else:
+        from interp.tasks import build_inputs  # older files only: the task generator rebuilds the first frames
+
         try:
             n = max(int(config.get("batch") or b), max(samples) + 1)
             ti = build_inputs(meta, n, int(config.get("seed", 0)), size=(side - 1) // 2)
@@ -314,19 +321,12 @@ def latent_rgb(x: np.ndarray) -> np.ndarray:
 
 
 # ---- loaders ------------------------------------------------------------------------------------------------------
-def _h5_attrs(path: Path) -> dict:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            return dict(f.attrs)
-    except OSError:
-        return {}
+def _json_attr(raw) -> dict | None:
+    return None if raw is None else json.loads(raw if isinstance(raw, str) else bytes(raw).decode())
 
 
 def is_capture(path: Path) -> bool:
-    a = _h5_attrs(path)
-    return "sites" in a and "branches" in a and "grid" in a
+    return file_schema(path) == CAPTURE.name
 
 
 class CaptureSource:
@@ -361,7 +361,8 @@ class CaptureSource:
         return self.cache.file["latents"][-1][list(samples)] if "latents" in self.cache.file else None
 
     def conditions(self, samples: Sequence[int]) -> np.ndarray | None:
-        return None  # rebuilt from the task and the capture's seed
+        frames = self.cache.condition_frames  # recorded by the capture (older captures: rebuilt from the task)
+        return None if frames is None else frames[list(samples)]
 
 
 def _fill_run(
@@ -448,13 +449,11 @@ def load_capture(
     max_fit_tokens: int = 4096,
 ) -> ViewData:
     """A capture as page data: x0 frames and token maps per (step, layer, sample), energies, task verdicts."""
-    from interp.store import load_cache
-
     path = Path(path)
     with load_cache(path, branch) as cache:
         src = CaptureSource(cache)
         cfg, (f, h, w) = cache.config, cache.grid
-        meta = task_meta(cfg)
+        meta = task_meta(cfg, cache.task_meta)
         info = [
             ("file", path.name), ("kind", "capture"), ("model", str(cfg.get("model"))),
             ("family", str(cache.attrs.get("family"))), ("branch", cache.branch_name),
@@ -475,8 +474,7 @@ def load_capture(
 
 # ---- experiment results (interp.experiments: DIR/results.h5) ------------------------------------------------------
 def is_results(path: Path) -> bool:
-    a = _h5_attrs(path)
-    return "points" in a and "axes" in a and "experiment" in a
+    return file_schema(path) == RESULTS.name
 
 
 def infer_grid(tokens: int, latent: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -496,11 +494,10 @@ class ResultsPointSource:
     def __init__(self, file, group: str, point: int, branch: str | None, config: dict):
         self.g, self.point, self.config = file[group], point, config
         self.branch = None
-        import h5py
 
         def has_sites(name: str) -> bool:  # a branch group: datasets (points, n, steps, tokens, d_model)
             g = self.g[name]
-            return isinstance(g, h5py.Group) and any(isinstance(g[s], h5py.Dataset) and g[s].ndim == 5 for s in g)
+            return is_group(g) and any(is_dataset(g[s]) and g[s].ndim == 5 for s in g)
 
         subs = [k for k in self.g if has_sites(k)]
         if subs:
@@ -638,10 +635,8 @@ def load_results(
     """An experiment's ``results.h5``: metric heatmaps over the sweep, and, when the experiment captured x0 or sites,
     the x0 frames and token maps of sweep point ``point`` of input group ``group`` (maze verdicts from its stored
     conditioning frames)."""
-    import h5py
-
     path = Path(path)
-    with h5py.File(path, "r") as f:
+    with open_h5(path, RESULTS) as f:
         res = {
             "points": json.loads(f.attrs["points"]), "axes": json.loads(f.attrs["axes"]),
             "experiment": json.loads(f.attrs["experiment"]),
@@ -660,8 +655,8 @@ def load_results(
                 info.append((f"clean {name}", str(_finite(np.nanmean(v)))))
         data = ViewData(title=f"interp view: {path.name}", info=info)
         gname = f"group_{group}"
-        meta = task_meta({"model": exp.get("model")})
-        if gname in f and ("x0" in f[gname] or any(isinstance(f[gname][k_], h5py.Group) for k_ in f[gname])):
+        meta = task_meta({"model": exp.get("model")}, _json_attr(f.attrs.get("task_meta")))
+        if gname in f and ("x0" in f[gname] or any(is_group(f[gname][k_]) for k_ in f[gname])):
             if not 0 <= point < len(res["points"]):
                 raise ValueError(f"--point {point}: the sweep has points 0..{len(res['points']) - 1}")
             inputs = exp.get("inputs", {})

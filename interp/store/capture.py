@@ -12,6 +12,16 @@ Layout (schema 1)::
     /<branch>/<site>       (n_branch_steps, B, tokens, d_model), one chunk per step; attrs axes, pool
                            pool=mean: (n, B, d_model); pool=frame: (n, B, frames, d_model); hook_out: latent layout
 
+The capture describes itself (written at its start, when the capture gives them), so readers need neither the
+model directory nor the task generators::
+
+    /                      attrs: schema ("interp.capture"), sampler (JSON: steps, shift, guidance, seed, scheduler)
+    /token_grid            (tokens, 3) int32: frame, row, col of each token (the grid attribute, spelled out)
+    /task                  attrs meta (JSON: the model's interp.json)
+    /task/instances        (B,) JSON strings of the task instances
+    /task/condition_frames (B, H, W, 3) uint8: the given first frames
+    /prompts               (B,) strings, attrs image_digests (JSON) when prompts / images were given
+
 Writes go to ``FILE.h5.partial`` and are moved to ``FILE.h5`` by ``os.replace`` after ``complete`` is set, so a
 file under the final name is always whole. An interrupted run resumes from the first step not marked done.
 
@@ -39,10 +49,11 @@ from einops import reduce
 from pydantic import BaseModel
 from torch import Tensor
 
-import interp
 from interp.adapters import tokens_to_grid
+from interp.store.atomic import AtomicH5, partial_path
+from interp.store.schema import CAPTURE, open_h5
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = CAPTURE.version
 Pool = Literal["none", "mean", "frame"]
 LATENT_KEYS = ("latents", "v", "x0")
 
@@ -55,10 +66,6 @@ def canonical_json(config: BaseModel | dict) -> str:
 
 def config_hash(config: BaseModel | dict) -> str:
     return hashlib.sha256(canonical_json(config).encode()).hexdigest()
-
-
-def partial_path(path: Path) -> Path:
-    return path.with_name(path.name + ".partial")
 
 
 def pool_tokens(x: Tensor, pool: Pool, grid: tuple[int, int, int]) -> Tensor:
@@ -116,6 +123,36 @@ class _HostCopy:
         return _np(self.tensor)
 
 
+def token_coords(grid: Sequence[int]) -> np.ndarray:
+    """(tokens, 3) int32: the (frame, row, col) of every token of a (f, h, w) grid, in token order."""
+    f, h, w = (int(g) for g in grid)
+    return np.stack(np.meshgrid(np.arange(f), np.arange(h), np.arange(w), indexing="ij"), -1).reshape(-1, 3).astype(np.int32)
+
+
+def write_description(file: h5py.File, d: dict) -> None:
+    """The self-description of a capture (keys of ``d``, each optional): ``sampler`` (dict), ``task_meta`` (dict),
+    ``instances`` (JSON strings), ``condition_frames`` (uint8 array), ``prompts`` (strings), ``image_digests``."""
+    if d.get("sampler") is not None:
+        file.attrs["sampler"] = json.dumps(d["sampler"], sort_keys=True)
+    if "grid" in file.attrs:
+        file.create_dataset("token_grid", data=token_coords(file.attrs["grid"]))
+    if d.get("task_meta") is not None:
+        g = file.require_group("task")
+        g.attrs["meta"] = json.dumps(d["task_meta"], sort_keys=True)
+        if d.get("instances") is not None:
+            g.create_dataset("instances", data=list(d["instances"]), dtype=h5py.string_dtype())
+        if d.get("condition_frames") is not None:
+            g.create_dataset("condition_frames", data=np.asarray(d["condition_frames"], np.uint8))
+    if d.get("prompts") is not None:
+        ds = file.create_dataset("prompts", data=list(d["prompts"]), dtype=h5py.string_dtype())
+        ds.attrs["image_digests"] = json.dumps(d.get("image_digests") or [])
+
+
+def _json_attr(obj, name: str):
+    raw = obj.attrs.get(name)
+    return None if raw is None else json.loads(raw if isinstance(raw, str) else bytes(raw).decode())
+
+
 class RunWriter:
     """Streams :class:`~interp.trajectory.StepRecord` s into one HDF5 file from a background thread.
 
@@ -141,6 +178,7 @@ class RunWriter:
         queue_size: int = 64,
         max_pending_bytes: int = 8 << 30,
         flush_seconds: float = 1.0,
+        description: dict | None = None,
     ):
         self.path = Path(path)
         self.partial = partial_path(self.path)
@@ -150,21 +188,28 @@ class RunWriter:
         if self.path.exists() and not overwrite:
             raise FileExistsError(f"{self.path} exists (a complete capture); pass overwrite to replace it")
         chash = config_hash(config)
-        self.file = self._open_partial(chash, model_hash)
-        if self.file is None:
-            self.file = h5py.File(self.partial, "w")
-            a = self.file.attrs
-            a.update(
-                schema_version=SCHEMA_VERSION, interp_version=interp.__version__, config=canonical_json(config),
-                config_hash=chash, model_hash=model_hash, family=family, steps=self.steps, pool=pool, dtype=dtype,
-                grid=np.asarray(grid), sites=json.dumps(list(sites)), branches=json.dumps(list(branch_steps)),
-                complete=False,
-            )  # fmt: skip
+
+        def resume(f: h5py.File) -> bool:
+            if f.attrs.get("config_hash") != chash or f.attrs.get("model_hash") != model_hash:
+                raise ValueError(f"{self.partial} holds an interrupted capture of a different config or model; "
+                                 "delete it to start over")  # fmt: skip
+            return True
+
+        attrs = dict(
+            config=canonical_json(config), config_hash=chash, model_hash=model_hash, family=family, steps=self.steps,
+            pool=pool, dtype=dtype, grid=np.asarray(grid), sites=json.dumps(list(sites)),
+            branches=json.dumps(list(branch_steps)),
+        )  # fmt: skip
+        self._atomic = AtomicH5(self.path, CAPTURE, attrs=attrs, resume=resume)
+        self.file = self._atomic.file
+        if not self._atomic.resumed:
             self.file.create_dataset("timesteps", data=_np(timesteps.float()))
             self.file.create_dataset("sigmas", data=_np(sigmas.float()))
             self.file.create_dataset("step_done", data=np.zeros(self.steps, np.uint8))
             for branch, st in branch_steps.items():
                 self.file.require_group(branch).create_dataset("steps", data=np.asarray(st, np.int64))
+            if description is not None:
+                write_description(self.file, description)
             self.file.flush()
         done = self.file["step_done"][:]
         self._marks = done.copy()  # step_done as written; goes to the file at each flush
@@ -179,22 +224,6 @@ class RunWriter:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="interp-store-writer", daemon=True)
         self._thread.start()
-
-    def _open_partial(self, chash: str, model_hash: str) -> h5py.File | None:
-        if not self.partial.exists():
-            return None
-        try:
-            f = h5py.File(self.partial, "a")
-        except OSError as e:
-            warnings.warn(f"{self.partial} is unreadable ({e}); starting over", stacklevel=3)
-            self.partial.unlink()
-            return None
-        if f.attrs.get("config_hash") != chash or f.attrs.get("model_hash") != model_hash:
-            f.close()
-            raise ValueError(
-                f"{self.partial} holds an interrupted capture of a different config or model; delete it to start over"
-            )
-        return f
 
     def start_latents(self) -> Tensor | None:
         """x at :attr:`start_step` read back from the file (None when starting fresh)."""
@@ -310,8 +339,8 @@ class RunWriter:
         if self._error is not None:
             raise RuntimeError("store writer failed") from self._error
 
-    def close(self) -> None:
-        """Stop the writer and close the partial file (steps written so far stay resumable)."""
+    def close_writer(self) -> None:
+        """Stop the writer thread and write the marks of the steps written since the last flush."""
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
@@ -321,18 +350,19 @@ class RunWriter:
                     self._flush_marks()  # steps written since the last flush stay resumable
             except Exception as e:  # noqa: BLE001 - closing must not hide the error that stopped the run
                 warnings.warn(f"could not mark the last written steps of {self.partial} ({e})", stacklevel=2)
-            self.file.close()
+
+    def close(self) -> None:
+        """Stop the writer and close the partial file (steps written so far stay resumable)."""
+        self.close_writer()
+        self._atomic.close()
 
     def finish(self) -> Path:
         """Drain the queue, set ``complete`` last, and move the file to its final name."""
         self.flush()
         if not self.file["step_done"][:].all():
             raise RuntimeError(f"finish() with steps missing: {np.flatnonzero(self.file['step_done'][:] == 0)}")
-        self.file.attrs["complete"] = True
-        self.file.flush()
-        self.close()
-        os.replace(self.partial, self.path)
-        return self.path
+        self.close_writer()
+        return self._atomic.finish()
 
     def __enter__(self) -> RunWriter:
         return self
@@ -350,7 +380,7 @@ class ActivationCache:
 
     def __init__(self, path: str | os.PathLike, branch: str | None = None, steps: Any = None, *, _file=None):
         self.path = Path(path)
-        self.file = _file or h5py.File(self.path, "r")
+        self.file = _file or open_h5(self.path, CAPTURE)
         self.branches: list[str] = json.loads(self.file.attrs["branches"])
         if branch is None:
             branch = self.branches[0]
@@ -445,6 +475,39 @@ class ActivationCache:
     def complete(self) -> bool:
         return bool(self.file.attrs["complete"])
 
+    # ---- the capture's self-description (None where an older capture did not record it) ---------------------
+    @property
+    def task_meta(self) -> dict | None:
+        """The model's task metadata (its ``interp.json``) as captured."""
+        return _json_attr(self.file["task"], "meta") if "task" in self.file else None
+
+    @property
+    def sampler(self) -> dict | None:
+        """The resolved sampler: steps, shift, guidance, seed, scheduler class."""
+        return _json_attr(self.file, "sampler")
+
+    def instances_json(self) -> list[str] | None:
+        """The task instances as JSON strings."""
+        if "task/instances" not in self.file:
+            return None
+        return [r.decode() if isinstance(r, bytes) else str(r) for r in self.file["task/instances"][()]]
+
+    @property
+    def condition_frames(self) -> np.ndarray | None:
+        """(B, H, W, 3) uint8: the given first frames of the task instances."""
+        return self.file["task/condition_frames"][()] if "task/condition_frames" in self.file else None
+
+    @property
+    def token_grid(self) -> np.ndarray:
+        """(tokens, 3): frame, row, col of every token."""
+        return self.file["token_grid"][()] if "token_grid" in self.file else token_coords(self.grid)
+
+    @property
+    def prompts(self) -> list[str] | None:
+        if "prompts" not in self.file:
+            return None
+        return [r.decode() if isinstance(r, bytes) else str(r) for r in self.file["prompts"][()]]
+
     def _run(self, name: str) -> Tensor:
         return torch.from_numpy(self.file[name][self.steps.tolist()])
 
@@ -493,7 +556,7 @@ def load_cache(path: str | os.PathLike, branch: str | None = None) -> Activation
 
 def describe(path: str | os.PathLike) -> dict:
     """What a capture holds: run attributes and, per branch, each dataset's shape, dtype and axes."""
-    with h5py.File(path, "r") as f:
+    with open_h5(path, CAPTURE) as f:
         out = {"attrs": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()}, "datasets": []}
 
         def visit(name, obj):

@@ -1,0 +1,68 @@
+"""``interp run``'s library side: the engine's results (:func:`interp.experiments.runner.execute`), then the figures
+and the W&B log the verb asks for. The engine itself draws nothing.
+
+>>> from interp.experiments import Experiment, run_experiment
+>>> res = run_experiment(Experiment.load("experiments/examples/skip.yaml"), "out/skip")
+>>> res.cache_hit, res.summary["points"][0]["metrics"], res.figures
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from rich.console import Console
+
+from interp.experiments.runner import RunResult, execute
+from interp.experiments.schema import Experiment
+from interp.models import LoadedModel
+from interp.report.figures import experiment_figures
+from interp.tracking import Tracker
+
+
+def run_experiment(
+    exp: Experiment,
+    out: str | Path,
+    *,
+    loaded: LoadedModel | None = None,
+    wandb: str = "offline",
+    progress: bool = True,
+    base_dir: str | Path | None = None,
+    on_batch: Callable[[int], None] | None = None,
+    console: Console | None = None,
+    shard: tuple[int, int] | None = None,
+) -> RunResult:
+    """Run (or resume, or read from cache) ``exp`` into ``out``: results.h5, summary.json, figures/*.png, and a W&B
+    log of a new run (``wandb`` mode). A shard (``shard=(rank, world)``) gets neither figures nor a log."""
+    console = console or Console(stderr=True)
+    res = execute(exp, out, loaded=loaded, progress=progress, base_dir=base_dir, on_batch=on_batch, console=console,
+                  shard=shard)  # fmt: skip
+    if shard is not None:
+        return res
+    if res.cache_hit:
+        return replace(res, figures=sorted((res.out / "figures").glob("*.*")) or draw_figures(res.results, res.out))
+    figures = draw_figures(res.results, res.out)
+    log_wandb(exp, res.summary, figures, res.out, wandb)
+    console.print(f"wrote {res.results}, {res.out / 'summary.json'} and {len(figures)} figures")
+    return replace(res, figures=figures)
+
+
+def draw_figures(results: Path, out: Path) -> list[Path]:
+    """The experiment's figures under ``out/figures``."""
+    return experiment_figures(results, out / "figures")
+
+
+def log_wandb(exp: Experiment, summary: dict, figures: list[Path], out: Path, mode: str) -> None:
+    tracker = Tracker("interp", config=exp.model_dump(mode="json") | {"key": summary["key"]}, mode=mode,
+                      dir=out / "wandb", name=exp.name)  # fmt: skip
+    try:
+        for p, point in enumerate(summary["points"]):
+            coords = {f"sweep/{k}": (v if isinstance(v, (int, float)) else str(v)) for k, v in point["coords"].items()}
+            tracker.log({**coords, **{f"metrics/{k}": v for k, v in point["metrics"].items()}}, step=p)
+        for path in figures:
+            tracker.log_image(f"figures/{path.stem}", path)
+    except Exception as err:  # logging never fails a run
+        print(f"[interp] W&B logging stopped: {type(err).__name__}: {err}")
+    finally:
+        tracker.finish()

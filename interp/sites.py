@@ -1,0 +1,72 @@
+"""The site grammar: one home for hook names (as TransformerLens' ``hook_points``), read by the tracer, the
+interventions' config validation, the store's readers, the probes and the viewer.
+
+Sites: ``hook_embed``, ``blocks.{i}.hook_resid_pre``, ``blocks.{i}.{hook_attn_out,hook_cross_attn_out,
+hook_mlp_out}``, ``blocks.{i}.hook_resid_post`` (alias ``blocks.{i}.attn.hook_out`` of the self-attention output),
+``hook_out`` (the prediction, in the latent layout).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+SUBLAYER_HOOKS = ("hook_attn_out", "hook_cross_attn_out", "hook_mlp_out")
+HOOK_ORDER = ("hook_resid_pre", "hook_attn_out", "hook_cross_attn_out", "hook_mlp_out", "hook_resid_post")
+BLOCK_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")
+ALIASES_RE = re.compile(r"^blocks\.(\d+)\.attn\.hook_out$")
+# a stored site's name (any hook of a block, or a top-level hook)
+STORED_SITE_RE = re.compile(r"^(hook_[A-Za-z0-9_]+|blocks\.\d+\.[A-Za-z0-9_.]+)$")
+# a site in an intervention's config: a block index, ``*`` or the placeholder ``{layer}``
+SITE_RE = re.compile(
+    r"^(hook_embed|hook_out|blocks\.(\d+|\*|\{layer\})(\.(hook_resid_pre|hook_resid_post|hook_attn_out|attn\.hook_out"
+    r"|hook_cross_attn_out|hook_mlp_out))?)$"
+)
+SITE_HELP = (
+    "hook_embed, hook_out, blocks.{i}.hook_resid_pre, blocks.{i}.hook_resid_post, blocks.{i}.hook_attn_out, "
+    "blocks.{i}.hook_cross_attn_out, blocks.{i}.hook_mlp_out (i: a number, * or the placeholder {layer})"
+)
+
+
+def block_index(site: str) -> int | None:
+    """``blocks.{i}.*`` -> i; None for a top-level hook."""
+    m = BLOCK_RE.match(site)
+    return int(m.group(1)) if m else None
+
+
+def site_order(site: str) -> tuple:
+    """Sort key putting sites in execution order: ``hook_embed``, then blocks by index and sublayer, ``hook_out``."""
+    m = BLOCK_RE.match(site)
+    if m:
+        hook = m.group(2)
+        return (1, int(m.group(1)), HOOK_ORDER.index(hook) if hook in HOOK_ORDER else len(HOOK_ORDER), hook)
+    return (0 if site != "hook_out" else 2, 0, 0, site)
+
+
+def layer_order(site: str) -> tuple:
+    """Sort key of the viewer's layer slider: top-level hooks first, then blocks by index (hooks of one block by
+    name)."""
+    m = re.match(r"blocks\.(\d+)\.(.*)", site)
+    return (1, int(m.group(1)), m.group(2)) if m else (0, 0, site)
+
+
+def compact(names: Iterable[str]) -> str:
+    """``blocks.0.hook_x, blocks.1.hook_x`` -> ``blocks.{0-1}.hook_x`` (for error messages)."""
+    groups: dict[str, list[int]] = {}
+    others: list[str] = []
+    for n in names:
+        m = BLOCK_RE.match(n)
+        if m:
+            groups.setdefault(m.group(2), []).append(int(m.group(1)))
+        else:
+            others.append(n)
+    parts = list(others)
+    for suffix, idx in groups.items():
+        idx = sorted(idx)
+        runs, start = [], idx[0]
+        for a, b in zip(idx, idx[1:] + [None]):
+            if b != a + 1:
+                runs.append(f"{start}" if start == a else f"{start}-{a}")
+                start = b
+        parts.append(f"blocks.{{{','.join(runs)}}}.{suffix}")
+    return ", ".join(parts)

@@ -1,0 +1,34 @@
+"""``interp.store``: the only code that opens HDF5. Every layout the package writes lives here, each with its schema
+name and version (:mod:`interp.store.schema`) and written through one atomic-write helper
+(:mod:`interp.store.atomic`):
+
+- :mod:`~interp.store.capture`: captures (``interp capture``), read as an :class:`ActivationCache`;
+- :mod:`~interp.store.results`: experiment results, their shards and the merge;
+- :mod:`~interp.store.samples`: eval samples (``samples.h5``);
+- :mod:`~interp.store.probes`: probe results (``probes.h5``);
+- :mod:`~interp.store.plain`: the plain layout (one dataset per site) of LM captures, comparisons and other tools.
+"""
+
+from interp.store.atomic import AtomicH5, atomic_h5, atomic_path, partial_path, publish_dir, staging_dir
+from interp.store.capture import (
+    LATENT_KEYS,
+    SCHEMA_VERSION,
+    TOKEN_AXES,
+    ActivationCache,
+    Pool,
+    RunWriter,
+    canonical_json,
+    config_hash,
+    describe,
+    load_cache,
+    pool_tokens,
+    token_coords,
+)
+from interp.store.schema import CAPTURE, PLAIN, PROBES, RESULTS, SAMPLES, Schema, SchemaError, file_schema, open_h5
+
+__all__ = [
+    "CAPTURE", "LATENT_KEYS", "PLAIN", "PROBES", "RESULTS", "SAMPLES", "SCHEMA_VERSION", "TOKEN_AXES",
+    "ActivationCache", "AtomicH5", "Pool", "RunWriter", "Schema", "SchemaError", "atomic_h5", "atomic_path",
+    "canonical_json", "config_hash", "describe", "file_schema", "load_cache", "open_h5", "partial_path",
+    "pool_tokens", "publish_dir", "staging_dir", "token_coords",
+]  # fmt: skip
