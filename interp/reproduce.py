@@ -1,4 +1,5 @@
-"""``interp reproduce``: run the paper's analyses (``experiments/paper/*.yaml``) and write ``DIR/REPORT.md``.
+"""``interp reproduce``: run the paper's analyses (``interp/data/paper/*.yaml``, package data) and write
+``DIR/REPORT.md``.
 
 Each analysis is one experiment file run by the experiment engine; this module only adds the measures the engine
 does not compute (read from ``results.h5``), the figures, and the claims table (:mod:`interp.report.paper`).
@@ -18,10 +19,9 @@ import h5py
 import numpy as np
 import torch
 
-from interp.models import REPO_ROOT
+from interp.models import PAPER_DIR
 from interp.tasks.maze_score import reachable
 
-PAPER_DIR = REPO_ROOT / "experiments" / "paper"
 ANALYSES = ("chain_of_steps", "noise_step_vs_frame", "layer_swap", "layer_skip", "working_memory", "seed_ensemble")
 
 _Q = 8  # quick: denoising steps
@@ -154,7 +154,7 @@ def reproduce(
         + ", ".join(f"{k} {v['wall_s']:.0f} s{' (cache hit)' if v['cache_hit'] else ''}" for k, v in timings.items())
         + f"); this invocation {wall:.0f} s",
         "model weights": loaded[first.model].weight_hash[:16],
-        "experiments": ", ".join(f"`experiments/paper/{n}.yaml`" for n in names)
+        "experiments": ", ".join(f"`interp/data/paper/{n}.yaml`" for n in names)
         + (" with the quick overrides listed in `interp/reproduce.py` (QUICK)" if quick else ""),
     }  # fmt: skip
     report = write_report(out, numbers, figures, header=header)

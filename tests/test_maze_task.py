@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from interp.models import data_path
 from interp.tasks import build_inputs, maze_inputs
 from interp.tasks import maze as mz
 from interp.tasks.maze_score import read_blocks, score_video, solve_rate
@@ -177,9 +178,8 @@ def test_task_inputs():
 def test_shipped_eval_sets_are_pinned():
     """The held-out sets named in data/eval-sets/maze.json are exactly what the generator makes."""
     import json
-    from pathlib import Path
 
-    spec = json.loads((Path(__file__).parents[1] / "data" / "eval-sets" / "maze.json").read_text())
+    spec = json.loads((data_path("eval-sets", "maze.json")).read_text())
     assert spec["stream"] == mz.EVAL_STREAM
     for s in spec["sets"]:
         assert mz.eval_set_digest(s["size"], spec["count"], spec["seed"]) == s["sha256"], s["size"]

@@ -16,6 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from interp.lm import tokens as T
+from interp.models import SHIPPED_LMS
 from interp.tasks import maze as mz
 
 
@@ -135,10 +136,9 @@ class LoadedLM:
 
 
 def load_lm(name_or_path: str | Path, device: str | torch.device = "cpu") -> LoadedLM:
-    """``maze-lm`` (``data/maze-lm``) or a directory written by :func:`save_lm`; float32 on ``device``."""
-    from interp.models import REPO_ROOT
-
-    path = REPO_ROOT / "data" / "maze-lm" if str(name_or_path) == "maze-lm" else Path(name_or_path)
+    """``maze-lm`` (shipped: ``interp/data/maze-lm``) or a directory written by :func:`save_lm`; float32 on
+    ``device``."""
+    path = SHIPPED_LMS.get(str(name_or_path)) or Path(name_or_path)
     if not (path / T.LM_MARKER).exists():
         raise FileNotFoundError(f"{path}: no {T.LM_MARKER} (not a maze language model directory)")
     meta = json.loads((path / T.LM_MARKER).read_text())

@@ -277,7 +277,7 @@ def condition_from_first_frame(first: torch.Tensor, frames: int) -> torch.Tensor
 
 
 def eval_set_digest(size: int, n: int = 500, seed: int = 0) -> str:
-    """sha256 over the keys of a held-out set: pins the shipped eval sets (data/eval-sets/maze.json)."""
+    """sha256 over the keys of a held-out set: pins the shipped eval sets (interp/data/eval-sets/maze.json)."""
     import hashlib
 
     h = hashlib.sha256()
