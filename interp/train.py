@@ -452,10 +452,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
 
 
 def main(config: str, overrides: list[str] | None = None) -> dict:
-    if (yaml.safe_load(Path(config).read_text()) or {}).get("kind") == "lm":  # the maze language model
-        from interp.lm.train import main as lm_main
-
-        return lm_main(config, overrides)
+    """Train the DiT of a training YAML (``interp train`` dispatches ``kind: lm`` files to :mod:`interp.lm.train`:
+    :func:`interp.apps.train.main`)."""
     cfg = TrainConfig.from_yaml(config, overrides)
     return train(cfg, progress=os.isatty(1))
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from interp.bench import CONFIGS, ITEMS, BenchOptions, report, run_bench, save
+from benchmarks.capture import CONFIGS, ITEMS, BenchOptions, report, run_bench, save
 from interp.cli import app
 
 
@@ -71,7 +71,7 @@ def test_store_under_a_tiny_pending_budget_matches(tmp_path):
     import h5py
     import numpy as np
 
-    from interp.capture import CaptureConfig, capture
+    from interp.apps.capture import CaptureConfig, capture
     from interp.models import load_model
     from interp.store import RunWriter
 
@@ -98,6 +98,6 @@ def test_store_under_a_tiny_pending_budget_matches(tmp_path):
     ],
 )
 def test_pipeline_floor(bare, steps, nbytes, rate, floor):
-    from interp.bench import pipeline_floor
+    from benchmarks.capture import pipeline_floor
 
     assert pipeline_floor(bare, steps, nbytes, rate) == pytest.approx(floor)

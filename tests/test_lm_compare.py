@@ -35,7 +35,7 @@ def test_tokens_roundtrip():
 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
-    from interp.train import main as train_main
+    from interp.apps.train import main as train_main
 
     out = tmp_path_factory.mktemp("lm")
     state = train_main("experiments/train/maze-lm.yaml", TINY_LM + [f"out={out}"])  # dispatched on kind: lm
@@ -124,7 +124,7 @@ def test_lm_experiment_yaml_and_probes(tiny_lm, tmp_path):
 
 
 def test_cka():
-    from interp.compare import linear_cka
+    from interp.apps.compare import linear_cka
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(200, 8, generator=g)

@@ -296,7 +296,7 @@ def test_cli_probe(caches, tmp_path):
 
 
 def test_reads_interp_store_captures(tmp_path):
-    capture = pytest.importorskip("interp.capture")
+    capture = pytest.importorskip("interp.apps.capture")
     path = capture.capture(
         capture.CaptureConfig(model="tiny-wan", steps=2, sites=["blocks.0.hook_resid_post"], batch=4, guidance=2.0),
         tmp_path / "run.h5",
@@ -316,7 +316,7 @@ def test_reads_interp_store_captures(tmp_path):
 def test_bench_sites_are_float32_like_the_store():
     """The benchmark feeds both solvers float32, as activations come out of the store (a float64 array once made
     scikit-learn's side 3.6x slower and the ratio look better than it is)."""
-    from probes.bench import make_site
+    from benchmarks.probes import make_site
 
     y = np.array([0, 1, 0, 1])
     x = make_site(0, 0, y, d=8, classes=2, strength=np.float64(1.5))

@@ -10,7 +10,7 @@ import pytest
 from interp.experiments import Experiment, ExperimentError, sweep_points
 from interp.interventions import parse, resolve_index
 from interp.report import paper as P
-from interp.reproduce import ANALYSES, PAPER_DIR, QUICK, experiment, plan_sizes, plan_table, reproduce
+from interp.apps.reproduce import ANALYSES, PAPER_DIR, QUICK, experiment, plan_sizes, plan_table, reproduce
 
 # ---- verdict rules on synthetic numbers ------------------------------------------------------------------------------
 def _chain(explore, peak, late):

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from interp.cli import app
 from interp.experiments import Experiment, plan, run_experiment
 from interp.experiments.shard import ShardError, diff_results, merge_shards, rank_batches, shard_path, shard_status
-from interp.launch import torchrun_command
+from interp.apps.launch import torchrun_command
 from interp.models import load_model
 
 runner = CliRunner()
@@ -51,7 +51,7 @@ def _rank(rank: int, world: int, port: int, exp_file: Path, out: Path) -> None:
     """One rank as torchrun starts it (its environment), running what ``torchrun -m interp run`` runs."""
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))  # fmt: skip
-    from interp.launch import run_distributed
+    from interp.apps.launch import run_distributed
 
     run_distributed(Experiment.load(exp_file), out, wandb="disabled", progress=False)
 
@@ -141,7 +141,7 @@ def test_a_dead_rank_loses_only_its_unfinished_batches(exp_file, single, maze_di
 
 def test_ray_launcher_on_a_local_cluster(exp_file, single, tmp_path):
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[ray]')")
-    from interp.launch import run_ray
+    from interp.apps.launch import run_ray
 
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False,
              runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}})  # fmt: skip

@@ -15,7 +15,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 from einops import reduce
 
 from interp.adapters import ADAPTERS
-from interp.capture import CaptureConfig, build_inputs, capture
+from interp.apps.capture import CaptureConfig, build_inputs, capture
 from interp.models import LoadedModel, load_model
 from interp.store import SCHEMA_VERSION, config_hash, load_cache, partial_path
 from interp.trajectory import run_trajectory
@@ -145,7 +145,7 @@ def test_hard_kill_then_resume_is_identical(tmp_path, full):
     out = tmp_path / "run.h5"
     script = textwrap.dedent(f"""
         import os
-        from interp.capture import CaptureConfig, capture
+        from interp.apps.capture import CaptureConfig, capture
         cfg = CaptureConfig.model_validate_json({CFG.model_dump_json()!r})
         def die(rec):
             if rec.step == 3:

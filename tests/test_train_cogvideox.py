@@ -44,7 +44,7 @@ def test_cogvideox_trains_loads_and_evaluates(tmp_path):
 
 def test_shipped_cogvideox_solves_small_mazes():
     """Integration: the shipped CogVideoX weights really solve held-out mazes (small and few, fast on CPU)."""
-    from interp.evaluate import eval_maze
+    from interp.apps.evaluate import eval_maze
 
     model = load_model("maze-cogvideox")
     assert model.family == "cogvideox" and model.transformer.config.num_layers == 16

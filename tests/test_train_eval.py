@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from interp.cli import app
-from interp.evaluate import eval_maze, parse_sizes, sample_noise, write_samples
+from interp.apps.evaluate import eval_maze, parse_sizes, sample_noise, write_samples
 from interp.models import load_model
 from interp.tasks import maze as mz
 from interp.train import TrainConfig, pack_shards, train, unpack_shards

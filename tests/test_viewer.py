@@ -85,7 +85,7 @@ def test_budget(maze_h5, tmp_path):
 
 
 def test_cli_and_real_capture(tmp_path):
-    from interp.capture import CaptureConfig, capture
+    from interp.apps.capture import CaptureConfig, capture
 
     run = capture(CaptureConfig(model="tiny-wan", steps=2, sites=["blocks.*.hook_resid_post", "hook_out"]), tmp_path / "run.h5")
     r = CliRunner().invoke(app, ["view", str(run), "--out", str(tmp_path / "view"), "--budget-mb", "2", "--channels", "1"])

@@ -17,8 +17,8 @@ each (torch intra-op threads for ours, BLAS threads for scikit-learn via threadp
 printed at ``--also-threads`` each (2 by default; scikit-learn's lbfgs gets slower with 2 BLAS threads here, so that
 ratio flatters us and is not the one to quote).
 
-    python -m probes.bench                       # 48 sites (12 layers x 4 steps), 256 samples x 64 tokens, d=256
-    python -m probes.bench --classes 5 --also-threads 0
+    python -m benchmarks.probes                       # 48 sites (12 layers x 4 steps), 256 samples x 64 tokens, d=256
+    python -m benchmarks.probes --classes 5 --also-threads 0
 
 Measured (float32 data, medians of 3 rounds; README "Probes"): on a shared 2-core AMD EPYC VM, one thread each,
 ours 19.4 ms/site vs scikit-learn 242.5 ms/site = 12.5x, accuracy within 0.46 points (the >= 50x goal is not met on

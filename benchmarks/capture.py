@@ -4,7 +4,7 @@ Five measurements, each against its baseline in the same process, interleaved ro
 every round) and repeated; figures are medians, ratios are medians of the per-round paired ratios:
 
 1. ``sampling``: N denoising steps with every block's ``hook_resid_post`` captured at every step (float16, streamed
-   to HDF5 by :class:`~interp.store.RunWriter`'s background writer, through :func:`interp.capture.capture`) vs a
+   to HDF5 by :class:`~interp.store.RunWriter`'s background writer, through :func:`interp.apps.capture.capture`) vs a
    plain diffusers Euler loop; also :func:`~interp.trajectory.run_trajectory` with no reads and with reads kept
    nowhere, to attribute the cost. Device-to-host copy and disk write bandwidth (from one thread, as the store's
    writer thread writes) are measured beside it, with the capture's bytes, so a capture bound by them shows the
@@ -240,7 +240,7 @@ def build_model(config: str, device: str | torch.device = "cpu", dtype: str | No
 
 
 def capture_config(loaded, opts: BenchOptions, latent: tuple[int, int, int], steps: int | None = None):
-    from interp.capture import CaptureConfig
+    from interp.apps.capture import CaptureConfig
 
     f, h, w = latent
     return CaptureConfig(model=loaded.name, steps=steps or opts.steps, sites=[SITES], batch=opts.batch,
@@ -330,7 +330,7 @@ def pipeline_floor(bare_s: float, steps: int, nbytes: float, rate: float) -> flo
 
 
 def bench_sampling(loaded, opts: BenchOptions, scratch: Path) -> dict:
-    from interp.capture import build_inputs, capture
+    from interp.apps.capture import build_inputs, capture
     from interp.trajectory import run_trajectory, traced_experts
 
     device = torch.device(opts.device)
@@ -390,7 +390,7 @@ def _repeat_text(text, n: int):
 
 
 def bench_sweep(loaded, opts: BenchOptions) -> dict:
-    from interp.capture import build_inputs
+    from interp.apps.capture import build_inputs
     from interp.interventions import Skip
     from interp.interventions.bind import Bound, compile_batch
     from interp.interventions.bind import rows as make_rows
@@ -454,7 +454,7 @@ def bench_sweep(loaded, opts: BenchOptions) -> dict:
 def bench_tracing(loaded, opts: BenchOptions) -> dict:
     import nnsight
 
-    from interp.capture import build_inputs
+    from interp.apps.capture import build_inputs
     from interp.trace import ForwardPlan
     from interp.trajectory import traced_experts
 
@@ -643,7 +643,7 @@ def bench_store(loaded, opts: BenchOptions, scratch: Path) -> dict:
 def bench_memory(loaded, opts: BenchOptions, scratch: Path) -> dict:
     """Peak memory of bare sampling and of capture at ``steps`` and at twice as many steps: a capture that holds
     the trajectory grows by the added steps' bytes, a streaming one does not grow."""
-    from interp.capture import build_inputs, capture
+    from interp.apps.capture import build_inputs, capture
     from interp.trajectory import run_trajectory
 
     device = torch.device(opts.device)

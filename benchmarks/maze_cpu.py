@@ -1,6 +1,6 @@
 """Laptop-CPU benchmark of the shipped maze model: 16 mazes x 20 Euler steps, wall-clock seconds.
 
-Run: python tests/benchmarks/bench_maze_cpu.py [--threads 2] [--size 5] [--n 16] [--steps 20]
+Run: python -m benchmarks.maze_cpu [--threads 2] [--size 5] [--n 16] [--steps 20]
 Prints the figure (goal: <= 60 s on 2 CPU cores) and the solve rate of the run.
 """
 
@@ -21,7 +21,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from interp.evaluate import eval_maze
+    from interp.apps.evaluate import eval_maze
     from interp.models import load_model
 
     t0 = time.perf_counter()

@@ -130,7 +130,7 @@ class _DiT:
     def _run(self, mazes, plan=None, on_step=None) -> np.ndarray:
         """Final videos (K, F, H, W, 3) uint8: all mazes in one batch, from the same noise (swap needs both)."""
         from interp.adapters import TextConditioning
-        from interp.evaluate import sample_noise
+        from interp.apps.evaluate import sample_noise
         from interp.tasks import maze_inputs
         from interp.trajectory import SamplerConfig, TrajectoryInputs, run_trajectory
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from interp.evaluate import eval_maze, write_samples
+from interp.apps.evaluate import eval_maze, write_samples
 from interp.models import BUILTINS
 from interp.report.filmstrip import filmstrip_gif, filmstrip_png, pick_steps
 from interp.tasks.maze_score import score_video

@@ -4,7 +4,7 @@
 Each analysis is one experiment file run by the experiment engine; this module only adds the measures the engine
 does not compute (read from ``results.h5``), the figures, and the claims table (:mod:`interp.report.paper`).
 
->>> from interp.reproduce import reproduce
+>>> from interp.apps.reproduce import reproduce
 >>> reproduce("out/paper", quick=True)             # ~10 minutes on 2 CPU cores; numbers indicative
 >>> print(plan_table(plan_sizes()))                # the full run's size per analysis, without running it
 """
