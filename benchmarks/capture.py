@@ -216,11 +216,10 @@ def drop_from_page_cache(path: str | Path) -> None:
 def build_model(config: str, device: str | torch.device = "cpu", dtype: str | None = None):
     """A random-weight (seed 0) WanTransformer3DModel of ``config`` built on ``device`` from its config."""
     from diffusers import FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
+    from diffusers.utils import logging as dlogging
 
     from interp.adapters import ADAPTERS
     from interp.models import LoadedModel
-
-    from diffusers.utils import logging as dlogging
 
     spec = CONFIGS[config]
     torch.manual_seed(0)

@@ -505,8 +505,8 @@ def reproduce_cmd(
 
     Example: interp reproduce --out experiments/paper/report --device cuda
     """
-    from interp.experiments import ExperimentError
     from interp.apps.reproduce import plan_sizes, plan_table, reproduce
+    from interp.experiments import ExperimentError
 
     chosen = [s.strip() for s in only.split(",") if s.strip()] or None
     try:

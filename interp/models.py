@@ -32,6 +32,7 @@ from torch import nn
 
 from interp.adapters import ADAPTERS, Adapter, get_adapter
 
+
 def data_path(*parts: str) -> Path:
     """A file or directory of the package data (``interp/data/...``): shipped models, eval sets, paper files."""
     root = resources.files("interp") / "data"
@@ -70,7 +71,7 @@ BUILTINS: dict[str, BuiltinModel] = {
         "maze-cogvideox", "cogvideox", "CogVideoX-architecture DiT trained on the same mazes",
         data_path("maze-cogvideox"),
     ),
-}
+}  # fmt: skip
 # shipped maze language models (interp.lm), name -> directory written by interp.lm.model.save_lm
 SHIPPED_LMS: dict[str, Path] = {"maze-lm": data_path("maze-lm")}
 EVAL_SETS = data_path("eval-sets")  # held-out sets pinned by digest (eval-sets/maze.json)

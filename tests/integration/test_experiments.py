@@ -14,7 +14,7 @@ from interp.cli import app
 from interp.experiments import Experiment, ExperimentError, plan, run_experiment
 from interp.models import load_model
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "experiments" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "experiments" / "examples"
 runner = CliRunner()
 def _exp(model, **kw) -> Experiment:
     base = {"model": str(model), "inputs": {"count": 3}, "metrics": ["solve_rate", "path_recall", "mse", "cosine"]}

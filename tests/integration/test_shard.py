@@ -15,10 +15,10 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from interp.apps.launch import torchrun_command
 from interp.cli import app
 from interp.experiments import Experiment, plan, run_experiment
 from interp.experiments.shard import ShardError, diff_results, merge_shards, rank_batches, shard_path, shard_status
-from interp.apps.launch import torchrun_command
 from interp.models import load_model
 
 runner = CliRunner()
@@ -95,6 +95,7 @@ def test_torchrun_entry_points(exp_file, single, tmp_path, monkeypatch):
     assert calls[0][1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=3", "-m"]
 
 
+@pytest.mark.slow
 def test_real_torchrun_two_ranks(exp_file, single, tmp_path):
     out = tmp_path / "torchrun"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "MPLBACKEND": "Agg"}
@@ -139,6 +140,7 @@ def test_a_dead_rank_loses_only_its_unfinished_batches(exp_file, single, maze_di
     assert again.cache_hit and count.n == 4
 
 
+@pytest.mark.slow
 def test_ray_launcher_on_a_local_cluster(exp_file, single, tmp_path):
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[ray]')")
     from interp.apps.launch import run_ray

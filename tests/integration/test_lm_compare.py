@@ -145,16 +145,3 @@ def test_compare_cli(tiny_lm, tiny_dit, tmp_path):
     assert np.array(cka[f"{tiny_dit}|{tiny_lm}"]).shape == (2, 3)
     assert np.allclose(np.diag(np.array(cka[f"{tiny_lm}|{tiny_lm}"])), 1.0)
     assert (tmp_path / "compare.png").stat().st_size > 10_000 and "| model |" in (tmp_path / "profiles.md").read_text()
-
-
-def test_shipped_maze_lm_solves_held_out_mazes():
-    """Integration: the shipped maze LM answers held-out 3x3 and 4x4 mazes with the exact solution
-    (a random model gets none)."""
-    from interp.lm.model import load_lm
-    from interp.lm.run import eval_lm
-
-    assert is_lm_path("maze-lm")
-    model = load_lm("maze-lm")
-    assert model.n_layers == 12
-    rows = eval_lm(model, [3, 4], n=16, seed=0)
-    assert rows[0]["exact"] == 1.0 and rows[1]["exact"] >= 0.9  # held-out 4x4: 0.978 over 500 (model card)

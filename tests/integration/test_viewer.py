@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fake_capture import write_capture
-from headless import Browser, find_chromium
+from helpers.fake_capture import write_capture
+from helpers.headless import Browser, find_chromium
 from typer.testing import CliRunner
 
 from interp.cli import app
@@ -24,7 +24,7 @@ from interp.report import viewer as vw
 from interp.tasks import build_inputs
 from interp.tasks.maze import to_model_space
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # tests/artifacts/ (gitignored)
 MAZE_META = {"task": "maze", "frames": 5, "text_dim": 32, "default_size": 5}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fake_capture import write_capture
+from helpers.fake_capture import write_capture
 
 from interp.report import tokenmaps as tm
 from interp.store import load_cache

@@ -49,9 +49,15 @@ def installed(tmp_path_factory):
     size_mb = wheel.stat().st_size / 2**20
     assert size_mb < WHEEL_LIMIT_MB, f"wheel is {size_mb:.1f} MB"
     names = zipfile.ZipFile(wheel).namelist()
-    for needed in ("interp/data/maze-wan/transformer/diffusion_pytorch_model.safetensors",
-                   "interp/data/maze-wan/interp.json", "interp/data/maze-cogvideox/interp.json", "interp/data/maze-lm/lm.json",
-                   "interp/data/eval-sets/maze.json", "interp/data/paper/chain_of_steps.yaml"):  # fmt: skip
+    for needed in (
+        "maze-wan/transformer/diffusion_pytorch_model.safetensors",
+        "maze-wan/interp.json",
+        "maze-cogvideox/interp.json",
+        "maze-lm/lm.json",
+        "eval-sets/maze.json",
+        "paper/chain_of_steps.yaml",
+    ):
+        needed = f"interp/data/{needed}"
         assert needed in names, needed
     assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
 

@@ -140,6 +140,7 @@ def test_partial_of_another_config_is_refused(tmp_path):
         capture(CFG.model_copy(update={"noise_seed": 9}), out)
 
 
+@pytest.mark.slow
 def test_hard_kill_then_resume_is_identical(tmp_path, full):
     """The process dies (os._exit) mid-run, without closing the file; the next run still ends identical."""
     out = tmp_path / "run.h5"

@@ -7,10 +7,11 @@ import json
 
 import pytest
 
+from interp.apps.reproduce import ANALYSES, PAPER_DIR, QUICK, experiment, plan_sizes, plan_table, reproduce
 from interp.experiments import Experiment, ExperimentError, sweep_points
 from interp.interventions import parse, resolve_index
 from interp.report import paper as P
-from interp.apps.reproduce import ANALYSES, PAPER_DIR, QUICK, experiment, plan_sizes, plan_table, reproduce
+
 
 # ---- verdict rules on synthetic numbers ------------------------------------------------------------------------------
 def _chain(explore, peak, late):
@@ -166,6 +167,7 @@ def test_every_paper_yaml_runs_on_a_tiny_model_and_the_report_is_written(maze_di
     assert set(again) == set(ANALYSES) and again == timings
 
 
+@pytest.mark.slow
 def test_every_paper_yaml_runs_unchanged_on_the_cogvideox_maze_model(tmp_path):
     """The same files on a second DiT family (the shipped CogVideoX maze model), only the sizes shrunk: every
     analysis runs and every claim gets a verdict."""
