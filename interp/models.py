@@ -28,6 +28,7 @@ from typing import Any
 import diffusers
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
+from huggingface_hub import snapshot_download
 from torch import nn
 
 from interp.adapters import ADAPTERS, Adapter, get_adapter
@@ -169,8 +170,6 @@ def resolve_path(
         return p
     s = str(name_or_path)
     if _is_hub_id(s):
-        from huggingface_hub import snapshot_download
-
         if local_files_only is None:
             local_files_only = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
         return Path(

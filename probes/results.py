@@ -30,6 +30,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
+from rich.table import Table
 from safetensors.torch import load_file, save_file
 
 SCHEMA_VERSION = 1
@@ -117,8 +118,6 @@ def load_results(path: str | Path) -> dict:
 
 def summary_table(results):
     """A rich table: per label, its kind, class balance, best (step, site) and the score there with CI."""
-    from rich.table import Table
-
     t = Table("label", "kind", "test balance", "best step", "best site", "score [95% CI]", "selectivity",
               "- baseline", title=f"probes on {Path(results.cache).name}")  # fmt: skip
     for name, r in results.labels.items():

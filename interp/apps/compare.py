@@ -29,11 +29,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
+import matplotlib
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from interp.adapters import TextConditioning
+from interp.apps.evaluate import sample_noise
+from interp.interventions.skip import Skip
+from interp.interventions.swap import Swap
+from interp.lm import is_lm_path
+from interp.lm import tokens as T
+from interp.lm.model import load_lm
+from interp.lm.run import generate, grid_acts, resid_sites, run_interventions
+from interp.models import load_model
 from interp.tasks import maze as mz
+from interp.tasks import maze_inputs
+from interp.tasks.maze_score import score_batch
+from interp.trace import ForwardPlan
+from interp.trajectory import SamplerConfig, TrajectoryInputs, run_trajectory
+from probes import ProbeConfig, run_probes
 
 MEASURES = ("skip", "swap", "probe", "cka")
 COLUMNS = ("skip_damage", "swap_flip", "swap_damage", "wall_probe", "path_probe")
@@ -118,8 +133,6 @@ def cka_matrix(a: list[torch.Tensor], b: list[torch.Tensor]) -> np.ndarray:
 
 class _DiT:
     def __init__(self, name: str, cfg: CompareConfig):
-        from interp.models import load_model
-
         self.cfg = cfg
         self.loaded = load_model(name, cfg.device)
         if (self.loaded.task or {}).get("task") != "maze":
@@ -129,11 +142,6 @@ class _DiT:
 
     def _run(self, mazes, plan=None, on_step=None) -> np.ndarray:
         """Final videos (K, F, H, W, 3) uint8: all mazes in one batch, from the same noise (swap needs both)."""
-        from interp.adapters import TextConditioning
-        from interp.apps.evaluate import sample_noise
-        from interp.tasks import maze_inputs
-        from interp.trajectory import SamplerConfig, TrajectoryInputs, run_trajectory
-
         meta = self.loaded.task
         ti = maze_inputs(meta, mazes)
         noise = sample_noise(ti.latent_shape[1:], self.cfg.noise_seed, 0)
@@ -147,13 +155,9 @@ class _DiT:
         return mz.from_model_space(traj.final.cpu()).numpy(), ti.condition_frames.numpy()
 
     def _solved(self, video, cond) -> np.ndarray:
-        from interp.tasks.maze_score import score_batch
-
         return np.array([s.success for s in score_batch(video, cond)], float)
 
     def clean_and_acts(self, mazes) -> tuple[float, dict[int, torch.Tensor]]:
-        from interp.trace import ForwardPlan
-
         sites = [f"blocks.{i}.hook_resid_post" for i in range(self.n_layers)]
         got: dict = {}
 
@@ -169,15 +173,11 @@ class _DiT:
         return float(self._solved(video, cond).mean()), got
 
     def skip(self, mazes, layer: int) -> float:
-        from interp.trace import ForwardPlan
-
         video, cond = self._run(mazes, lambda b, s: ForwardPlan(skip=[f"blocks.{layer}"]))
         return float(self._solved(video, cond).mean())
 
     def swap(self, mazes, layer: int) -> tuple[float, float]:
         """(flip rate, own solve rate) with block ``layer``'s ``swap_site`` from maze b+1 over the first steps."""
-        from interp.trace import ForwardPlan
-
         site = f"blocks.{layer}.{self.cfg.swap_site}"
         edit = {site: lambda name, step, v: v.roll(-1, 0)}  # row b gets row b+1's (maze b+1, same noise)
         last = max(1, round(self.cfg.swap_steps * self.cfg.steps))
@@ -191,32 +191,21 @@ class _DiT:
 
 class _LM:
     def __init__(self, name: str, cfg: CompareConfig):
-        from interp.lm.model import load_lm
-
         self.cfg = cfg
         self.loaded = load_lm(name, cfg.device)
         self.name, self.family, self.n_layers = name, "lm", self.loaded.n_layers
 
     def clean_and_acts(self, mazes):
-        from interp.lm import tokens as T
-        from interp.lm.run import generate, grid_acts, resid_sites
-
         self.toks, answers = generate(self.loaded, mazes)
         rate = float(np.mean([T.walk(m, a)["exact"] for m, a in zip(mazes, answers)]))
         acts = grid_acts(self.loaded, mazes, resid_sites(self.loaded))
         return rate, {i: acts[f"blocks.{i}.hook_resid_post"] for i in range(self.n_layers)}
 
     def skip(self, mazes, layer: int) -> float:
-        from interp.interventions.skip import Skip
-        from interp.lm.run import run_interventions
-
         return float(run_interventions(self.loaded, mazes, [Skip(site=f"blocks.{layer}")], self.toks)["exact"].mean())
 
     def swap(self, mazes, layer: int) -> tuple[float, float]:
         """(flip rate, own exact rate) with layer ``layer``'s residual at the grid tokens from maze b+1."""
-        from interp.interventions.swap import Swap
-        from interp.lm.run import run_interventions
-
         spec = Swap(site=f"blocks.{layer}.hook_resid_post", tokens=":")
         r = run_interventions(self.loaded, mazes, [spec], self.toks)
         return float(r["flip"].mean()), float(r["exact"].mean())
@@ -226,8 +215,6 @@ class _LM:
 
 
 def _open(name: str, cfg: CompareConfig):
-    from interp.lm import is_lm_path
-
     return _LM(name, cfg) if is_lm_path(name) else _DiT(name, cfg)
 
 
@@ -237,8 +224,6 @@ def _open(name: str, cfg: CompareConfig):
 
 def _probe(acts: dict[int, torch.Tensor], mazes, frames: int, cfg: CompareConfig, tmp: Path) -> dict[str, np.ndarray]:
     """wall / path probe test accuracy per layer, through probes.run_probes on a plain-layout capture."""
-    from probes import ProbeConfig, run_probes
-
     s = mazes[0].side
     path = tmp / "acts.h5"
     with h5py.File(path, "w") as f:
@@ -380,10 +365,8 @@ def markdown(cfg: CompareConfig, profiles: list[Profile], cka: dict[str, np.ndar
 
 
 def write(res: CompareResult, cfg: CompareConfig, out: Path) -> Path:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here, after choosing Agg: at the top it would fix every importer's backend
 
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "profiles.csv", "w", newline="") as f:

@@ -22,7 +22,9 @@ from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
+import h5py
 import torch
+import torch.distributed as dist
 from rich.console import Console
 
 from interp.experiments import Experiment
@@ -53,8 +55,6 @@ def finalize(out: str | Path, *, wandb: str = "disabled", console: Console | Non
              keep_shards: bool = False) -> RunResult:  # fmt: skip
     """Merge ``out``'s shards into ``out/results.h5``, then write summary.json and figures (and log to W&B) as a
     single-process run does. Needs no model (the experiment and weight hash are read from the shards)."""
-    import h5py
-
     console = console or Console(stderr=True)
     t0 = time.perf_counter() if t0 is None else t0
     out = Path(out)
@@ -75,8 +75,6 @@ def run_distributed(exp: Experiment, out: str | Path, *, wandb: str = "offline",
     """One torchrun rank: its shard of ``exp``, a barrier, rank 0 merges, a barrier. Every rank returns the merged
     result's paths (rank 0 also its summary). ``loaded``: this rank's model (default: ``exp.model`` on the rank's
     device, :func:`rank_device`)."""
-    import torch.distributed as dist
-
     env = dist_env()
     if env is None:
         raise RuntimeError("run_distributed runs under torchrun (RANK and WORLD_SIZE are not set)")
@@ -141,7 +139,7 @@ def run_ray(exp: Experiment, out: str | Path, *, nproc: int | None = None, addre
     """Shard ``exp`` over ``nproc`` Ray tasks (default: the cluster's GPUs for a CUDA experiment, else its CPUs), then
     merge here. ``address``: an existing cluster (``ray start --head`` / ``auto``); None starts a local one. ``out``
     must be on a filesystem every node sees."""
-    import ray
+    import ray  # optional dependency: the [ray] extra
 
     console = console or Console(stderr=True)
     t0 = time.perf_counter()

@@ -18,9 +18,22 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
+from einops import rearrange
+from PIL import Image
+from rich.console import Console
 
-from interp.models import PAPER_DIR
-from interp.tasks.maze_score import reachable
+from interp.experiments import Experiment, read_metrics, run_experiment
+from interp.experiments.plan import plan
+from interp.experiments.runner import sampler_of
+from interp.interventions import resolve_index
+from interp.models import PAPER_DIR, load_model
+from interp.report.figures import _plt, _save, curves, heatmap, x0_filmstrip
+from interp.report.paper import write_report
+from interp.tasks import build_inputs
+from interp.tasks import maze as mz
+from interp.tasks.maze import AGENT_PX, BLOCK_PX, OPEN, PALETTE, TRAIL
+from interp.tasks.maze_score import reachable, read_blocks, score_video
+from probes import run_probes
 
 ANALYSES = ("chain_of_steps", "noise_step_vs_frame", "layer_swap", "layer_skip", "working_memory", "seed_ensemble")
 
@@ -44,8 +57,6 @@ PROBE_THRESHOLD = 0.9
 
 
 def experiment(name: str, quick: bool = False, overrides: list[str] | None = None, paper_dir: Path = PAPER_DIR):
-    from interp.experiments import Experiment
-
     return Experiment.load(Path(paper_dir) / f"{name}.yaml", (QUICK[name] if quick else []) + list(overrides or []))
 
 
@@ -68,9 +79,6 @@ def experiments(
 def planned_forwards(exp, loaded) -> dict[str, int]:
     """What ``exp`` runs on ``loaded``, from the engine's batch plan (no forward): mazes, sweep points, batch rows,
     steps, and row-forwards = rows x steps x forwards per step (2 with classifier-free guidance)."""
-    from interp.experiments.plan import plan
-    from interp.experiments.runner import sampler_of
-
     pl = plan(exp, int((loaded.task or {}).get("default_size", 0)) or None)
     sampler = sampler_of(exp, loaded)
     rows = sum(len(b.rows) for b in pl.batches)
@@ -89,8 +97,6 @@ def plan_table(plans: dict[str, dict[str, int]]) -> str:
 
 def plan_sizes(**kwargs) -> dict[str, dict[str, int]]:
     """:func:`planned_forwards` of every analysis :func:`experiments` gives for ``kwargs``; models load on the CPU."""
-    from interp.models import load_model
-
     exps = experiments(**kwargs)
     loaded = {m: load_model(m, "cpu") for m in {e.model for e in exps.values()}}
     return {n: planned_forwards(e, loaded[e.model]) for n, e in exps.items()}
@@ -104,12 +110,6 @@ def reproduce(
 ) -> Path:  # fmt: skip
     """Run every analysis (or ``only``) into ``out/<analysis>/`` and write ``out/REPORT.md``; returns its path.
     The options are :func:`experiments`'; the planned row-forwards are printed first."""
-    from rich.console import Console
-
-    from interp.experiments import run_experiment
-    from interp.models import load_model
-    from interp.report.paper import write_report
-
     console = Console(stderr=True)
     if threads:  # CPU threads; 1 avoids the collapse of 2 threads on a busy 2-core machine
         torch.set_num_threads(threads)
@@ -174,8 +174,6 @@ def _json(o):
 
 # ---- reading results -------------------------------------------------------------------------------------------------
 def _read(results: Path) -> dict:
-    from interp.experiments import read_metrics
-
     data = read_metrics(results)
     with h5py.File(results, "r") as f:
         g = f["group_0"]
@@ -189,23 +187,15 @@ def _read(results: Path) -> dict:
 
 def _videos(x: np.ndarray) -> np.ndarray:
     """model-space (..., 3, F, H, W) -> uint8 (..., F, H, W, 3)."""
-    from interp.tasks import maze as mz
-
     return mz.from_model_space(torch.from_numpy(np.asarray(x))).numpy()
 
 
 def _last_blocks(video: np.ndarray):
-    from interp.tasks.maze_score import read_blocks
-
     return read_blocks(video[-1])
 
 
 def _soft_trail(frame: np.ndarray) -> np.ndarray:
     """Per block, how far its ring colour sits from open (0) toward trail (1), clipped to [0, 1]."""
-    from einops import rearrange
-
-    from interp.tasks.maze import AGENT_PX, BLOCK_PX, OPEN, PALETTE, TRAIL
-
     b = rearrange(frame.astype(np.float32), "(h p) (w q) c -> h w (p q) c", p=BLOCK_PX, q=BLOCK_PX)
     inner = np.zeros((BLOCK_PX, BLOCK_PX), bool)
     lo = (BLOCK_PX - AGENT_PX) // 2
@@ -217,8 +207,6 @@ def _soft_trail(frame: np.ndarray) -> np.ndarray:
 
 def _shrink(path: Path, scale: float = 0.6, colors: int = 128) -> None:
     """Filmstrips are large: downscale and store with a small palette (maze pictures have few colours)."""
-    from PIL import Image
-
     im = Image.open(path).convert("RGB")
     im = im.resize((int(im.width * scale), int(im.height * scale)), Image.LANCZOS)
     im.quantize(colors, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
@@ -235,15 +223,10 @@ def _components(cells: set) -> int:
 
 
 def _trail(classes: np.ndarray, open_: np.ndarray) -> set:
-    from interp.tasks.maze import TRAIL
-
     return {tuple(b) for b in np.argwhere((classes == TRAIL) & open_)}
 
 
 def _layout(cond: np.ndarray):
-    from interp.tasks.maze import OPEN
-    from interp.tasks.maze_score import read_blocks
-
     layout, _ = read_blocks(cond)
     return layout, layout == OPEN
 
@@ -253,16 +236,12 @@ def _band(frac: float) -> int:
 
 
 def _frac(spec, n: int) -> tuple[int, float]:
-    from interp.interventions import resolve_index
-
     i = resolve_index(spec, n, "layers")[0]
     return i, i / n
 
 
 # ---- analyses: (numbers, figures) --------------------------------------------------------------------------------------
 def analyze_chain(results: Path, exp, loaded, out: Path):
-    from interp.report.figures import curves, x0_filmstrip
-
     d = _read(results)
     x0 = d["x0"][0]  # (n, steps, C, F, H, W)
     n, steps = x0.shape[:2]
@@ -323,10 +302,6 @@ NOISE_PARTS = {"replace": "noise", "renoise": "noise_renoise"}  # noise mode -> 
 
 
 def analyze_noise(results: Path, exp, loaded, out: Path):
-    from interp.experiments.runner import sampler_of
-    from interp.interventions import resolve_index
-    from interp.report.figures import _plt, _save
-
     d = _read(results)
     rates = d["metrics"]["solve_rate"].mean(1)
     change = d["metrics"]["mse"].mean(1) if "mse" in d["metrics"] else None  # output vs the unintervened run's
@@ -399,9 +374,6 @@ def _jaccard(a: set, b: set) -> float:
 
 
 def analyze_swap(results: Path, exp, loaded, out: Path):
-    from interp.report.figures import curves
-    from interp.tasks import maze as mz
-
     d = _read(results)
     n_blocks = sum(1 for _ in loaded.adapter.blocks(loaded.transformer))
     final = _videos(d["final"])  # (P, n, F, H, W, 3)
@@ -455,8 +427,6 @@ def analyze_swap(results: Path, exp, loaded, out: Path):
 
 
 def analyze_skip(results: Path, exp, loaded, out: Path):
-    from interp.report.figures import heatmap
-
     d = _read(results)
     n_blocks = sum(1 for _ in loaded.adapter.blocks(loaded.transformer))
     clean = float(np.mean(d["clean"]["solve_rate"]))
@@ -478,10 +448,6 @@ def analyze_skip(results: Path, exp, loaded, out: Path):
 
 
 def analyze_memory(results: Path, exp, loaded, out: Path):
-    from interp.report.figures import _plt, _save
-    from interp.tasks import maze as mz
-    from interp.tasks.maze_score import read_blocks, score_video
-
     d = _read(results)
     x0 = d["x0"][0]
     n, steps = x0.shape[:2]
@@ -535,13 +501,9 @@ def analyze_memory(results: Path, exp, loaded, out: Path):
 
 def _probe_steps(d: dict, exp, loaded, out: Path):
     """Linear probes (wall = layout, path = the solution) per step on the captured sites, last-frame tokens."""
-    from interp.report.figures import curves
-    from interp.tasks import build_inputs
-
     acts = {k.split("/", 1)[1]: v[0] for k, v in d["acts"].items() if k.startswith("cond/")}
     if not acts or loaded.task is None or len(d["condition_frames"]) < 5:
         return None, []
-    from probes import run_probes
 
     n = next(iter(acts.values())).shape[0]
     plain = out / "probe_input.h5"
@@ -577,8 +539,6 @@ def _probe_steps(d: dict, exp, loaded, out: Path):
 
 
 def analyze_ensemble(results: Path, exp, loaded, out: Path):
-    from interp.report.figures import _plt, _save
-
     d = _read(results)
     solved = d["metrics"]["solve_rate"]  # (P, n)
     clean = np.asarray(d["clean"]["solve_rate"], float)

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import yaml
 from pydantic import BaseModel, ConfigDict
+from safetensors.torch import load_file, save_file
 
 from interp.lm import tokens as T
 from interp.models import SHIPPED_LMS
 from interp.tasks import maze as mz
+from interp.train import publish_dir, staging_dir
 
 
 class LMSpec(BaseModel):
@@ -31,7 +35,7 @@ class LMSpec(BaseModel):
     seed: int = 0
 
     def bridge_config(self):
-        from transformer_lens.config import TransformerBridgeConfig
+        from transformer_lens.config import TransformerBridgeConfig  # optional dependency: the [lm] extra
 
         return TransformerBridgeConfig(
             d_model=self.d_model, d_head=self.d_model // self.n_heads, n_heads=self.n_heads, n_layers=self.n_layers,
@@ -42,9 +46,7 @@ class LMSpec(BaseModel):
 
 def build_lm(spec: LMSpec, device: str | torch.device = "cpu"):
     """A randomly initialised bridge (seeded by ``spec.seed``)."""
-    import logging
-
-    from transformer_lens.model_bridge import TransformerBridge
+    from transformer_lens.model_bridge import TransformerBridge  # optional dependency: the [lm] extra
 
     logging.getLogger("transformer_lens").setLevel(logging.ERROR)
     return TransformerBridge.boot_native(spec.bridge_config(), device=device)
@@ -80,11 +82,6 @@ def lm_meta(spec: LMSpec) -> dict:
 def save_lm(bridge, spec: LMSpec, out: str | Path, state: dict | None = None, config: dict | None = None,
             dtype: torch.dtype = torch.bfloat16) -> Path:  # fmt: skip
     """Atomically write a model directory (weights as ``dtype`` safetensors)."""
-    import yaml
-    from safetensors.torch import save_file
-
-    from interp.train import publish_dir, staging_dir
-
     out = Path(out)
     tmp = staging_dir(out)
     weights = {k: v.detach().to(dtype).cpu().contiguous() for k, v in _unique_state(bridge).items()}
@@ -98,8 +95,6 @@ def save_lm(bridge, spec: LMSpec, out: str | Path, state: dict | None = None, co
 
 
 def load_weights(bridge, path: str | Path) -> dict:
-    from safetensors.torch import load_file
-
     path = Path(path)
     weights = load_file(path / "model.safetensors")
     ref = _unique_state(bridge)

@@ -7,18 +7,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
+import matplotlib
 import numpy as np
 import torch
 from jaxtyping import Float
 
+from interp.experiments.metrics import frame_verdicts
 from interp.experiments.results import read_metrics
+from interp.report.filmstrip import filmstrip_gif, filmstrip_png, pick_steps
+from interp.tasks import maze as maze_task
 
 
 def _plt():
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here, after choosing Agg: at the top it would fix every importer's backend
 
     return plt
 
@@ -79,10 +81,6 @@ def x0_filmstrip(
     rows: int = 8, title: str = "",
 ) -> list[Path]:  # fmt: skip
     """PNG and GIF of a run's per-step x0 (maze pixel space), each step labelled with the scorer's verdict."""
-    from interp.experiments.metrics import frame_verdicts
-    from interp.report.filmstrip import filmstrip_gif, filmstrip_png, pick_steps
-    from interp.tasks import maze as maze_task
-
     steps = pick_steps(x0.shape[0], rows)
     sel = x0[steps]
     videos = maze_task.from_model_space(sel).numpy()

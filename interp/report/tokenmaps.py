@@ -18,15 +18,19 @@ writes a set of them for a capture.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import matplotlib
 import numpy as np
 from einops import rearrange
 from jaxtyping import Float
+
+from interp.store import load_cache
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -139,8 +143,6 @@ class LayerMaps:
 
 def per_token_sites(cache: ActivationCache, sites: str | Sequence[str] | None = None) -> list[str]:
     """Per-token sites of a capture in layer order (``blocks.{i}.*`` by i, others first). ``sites``: names or globs."""
-    import fnmatch
-
     stored = [s for s in cache.keys() if cache.axes(s) == PER_TOKEN]
     if sites is not None:
         pats = [sites] if isinstance(sites, str) else list(sites)
@@ -263,8 +265,6 @@ KINDS_HELP = "norm | pca | channel0, channel1, ... (the layer's top-variance cha
 def map_rgb(maps: LayerMaps, kind: str, step: int, sample: int = 0) -> np.ndarray:
     """RGB floats in [0, 1], (F, H, W, 3), of one kind at position ``step`` of ``maps.steps``, with the layer's
     fixed colour scale (norm: viridis over the layer's norm range; channels: a diverging map symmetric about 0)."""
-    import matplotlib
-
     if kind == "pca":
         return maps.pca[step, sample]
     if kind == "norm":
@@ -286,10 +286,8 @@ def kind_label(maps: LayerMaps, kind: str) -> str:
 
 
 def _grid_figure(images: list[list[np.ndarray]], row_labels: list[str], title: str) -> Figure:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here, after choosing Agg: at the top it would fix every importer's backend
 
     rows, cols = len(images), len(images[0])
     h, w = images[0][0].shape[:2]
@@ -338,10 +336,8 @@ def plot_step_frame_grid(maps: LayerMaps, kind: str = "norm", sample: int = 0, p
 
 def plot_energy(layers: Sequence[LayerMaps], sample: int = 0, path: str | Path | None = None) -> Figure:
     """Per-frame energy: one panel per frame, a layer x step heatmap of log10 energy."""
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here, after choosing Agg: at the top it would fix every importer's backend
 
     e = np.stack([m.energy[:, sample] for m in layers])  # (L, S, F)
     f = e.shape[-1]
@@ -375,9 +371,7 @@ def save_token_map_pngs(
 ) -> list[Path]:
     """PNG grids of a capture: per kind, layer x frame at each chosen step (default: first, middle, last) and
     step x frame at each layer, plus the per-frame energy. Returns the written paths."""
-    import matplotlib.pyplot as plt
-
-    from interp.store import load_cache
+    import matplotlib.pyplot as plt  # here, not at the top: the figures below choose the Agg backend first
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ The fresh environment borrows the current environment's installed dependencies t
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -43,8 +44,9 @@ def installed(tmp_path_factory):
         if (ROOT / f).is_file():
             (src / f).parent.mkdir(parents=True, exist_ok=True)
             (src / f).write_bytes((ROOT / f).read_bytes())
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(src)],
-         tmp)  # fmt: skip
+    # the build backend of this environment when it has one (no index needed), else pip's isolated build
+    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q", "-w", str(wheels), str(src)], tmp)
     (wheel,) = wheels.glob("interp-*.whl")
     size_mb = wheel.stat().st_size / 2**20
     assert size_mb < WHEEL_LIMIT_MB, f"wheel is {size_mb:.1f} MB"
