@@ -6,7 +6,11 @@
   ``interp.json`` (task metadata of models we train);
 - hub id (``org/name``): resolved through huggingface_hub's cache (``snapshot_download``), then as above;
 - built-in: ``tiny-wan``, ``tiny-cogvideox``, ``tiny-ltx``, ``tiny-hunyuan`` (seeded random tiny configs) and
-  ``maze-wan`` (``<repo>/data/maze-wan``), ``maze-cogvideox`` (``<repo>/data/maze-cogvideox``).
+  the shipped models ``maze-wan``, ``maze-cogvideox`` (package data: ``interp/data/<name>``).
+
+This module is the one registry of what ships with the package: :data:`BUILTINS` (the DiTs, tiny and trained) and
+:data:`SHIPPED_LMS`; every shipped file (weights, eval sets, the paper's experiment files) is found through
+:func:`data_path` (``importlib.resources``), so an installed wheel works from any directory.
 """
 
 from __future__ import annotations
@@ -17,17 +21,27 @@ import os
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import diffusers
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
+from huggingface_hub import snapshot_download
 from torch import nn
 
 from interp.adapters import ADAPTERS, Adapter, get_adapter
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+
+def data_path(*parts: str) -> Path:
+    """A file or directory of the package data (``interp/data/...``): shipped models, eval sets, paper files."""
+    root = resources.files("interp") / "data"
+    if not isinstance(root, Path):  # a zipped install: the loaders need real directories
+        raise RuntimeError(f"interp's package data is not on the file system ({root!r}); install the package unzipped")
+    return root.joinpath(*parts)
+
+
 EXPERTS = ("transformer", "transformer_2")
 # what a hub snapshot needs: never the VAE or text encoder of a pipeline repo
 HUB_PATTERNS = ["model_index.json", "config.json", "interp.json", "diffusion_pytorch_model*", "transformer/*",
@@ -51,12 +65,18 @@ BUILTINS: dict[str, BuiltinModel] = {
         f"tiny-{fam}": BuiltinModel(f"tiny-{fam}", fam, f"random tiny {a.class_name} (seed 0)")
         for fam, a in ADAPTERS.items()
     },
-    "maze-wan": BuiltinModel("maze-wan", "wan", "Wan-architecture DiT trained to solve mazes", REPO_ROOT / "data" / "maze-wan"),
+    # shipped DiTs, one line each: the directory interp/data/<name>/ (transformer/, scheduler/, interp.json) is
+    # package data (pyproject.toml ships interp/data/** whole)
+    "maze-wan": BuiltinModel("maze-wan", "wan", "Wan-architecture DiT trained to solve mazes", data_path("maze-wan")),
     "maze-cogvideox": BuiltinModel(
         "maze-cogvideox", "cogvideox", "CogVideoX-architecture DiT trained on the same mazes",
-        REPO_ROOT / "data" / "maze-cogvideox",
+        data_path("maze-cogvideox"),
     ),
-}
+}  # fmt: skip
+# shipped maze language models (interp.lm), name -> directory written by interp.lm.model.save_lm
+SHIPPED_LMS: dict[str, Path] = {"maze-lm": data_path("maze-lm")}
+EVAL_SETS = data_path("eval-sets")  # held-out sets pinned by digest (eval-sets/maze.json)
+PAPER_DIR = data_path("paper")  # the paper's experiment files (interp reproduce)
 
 
 @dataclass
@@ -150,8 +170,6 @@ def resolve_path(
         return p
     s = str(name_or_path)
     if _is_hub_id(s):
-        from huggingface_hub import snapshot_download
-
         if local_files_only is None:
             local_files_only = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
         return Path(

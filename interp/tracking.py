@@ -24,7 +24,7 @@ class Tracker:
             os.environ["WANDB_MODE"] = "offline"
             os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
         try:
-            import wandb
+            import wandb  # optional at run time: only when W&B logging is on (a slow import)
 
             kwargs: dict[str, Any] = dict(project=project, config=config, mode=mode, name=name, reinit="finish_previous")
             if dir is not None:
@@ -41,7 +41,7 @@ class Tracker:
 
     def log_image(self, key: str, path: str | Path, step: int | None = None) -> None:
         if self.run is not None:
-            import wandb
+            import wandb  # optional at run time: only when W&B logging is on (a slow import)
 
             self.run.log({key: wandb.Image(str(path))}, step=step)
 

@@ -20,10 +20,17 @@ from typing import Literal
 import numpy as np
 import torch
 import yaml
+from diffusers import CogVideoXTransformer3DModel, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from safetensors.torch import load_file, save_file
 
 from interp.store.atomic import publish_dir, staging_dir
+from interp.adapters import TextConditioning, get_adapter
 from interp.tasks import maze as mz
+from interp.tasks import maze_inputs
+from interp.tasks.maze_score import score_batch, solve_rate
+from interp.tracking import Tracker
 
 # ---------------------------------------------------------------------------------------------------------------
 # config
@@ -216,10 +223,7 @@ def block_weights(classes: torch.Tensor, agents: torch.Tensor, o: OptimSpec) -> 
 
 def build_model(spec: ModelSpec):
     if spec.family == "cogvideox":
-        from diffusers import CogVideoXTransformer3DModel
-
         return CogVideoXTransformer3DModel(**spec.cogvideox_config())
-    from diffusers import WanTransformer3DModel
 
     return WanTransformer3DModel(**spec.wan_config())
 
@@ -244,7 +248,6 @@ def model_meta(cfg: TrainConfig) -> dict:
 def predict(model, x_t, condition, sigma, text):
     """Velocity prediction (noise - x0) of the maze model."""
     if type(model).__name__ != "WanTransformer3DModel":  # other families: through their adapter (same convention)
-        from interp.adapters import TextConditioning, get_adapter
 
         return get_adapter(model).forward(model, x_t, sigma * 1000.0, TextConditioning(text), condition)
     inp = torch.cat([x_t, condition], dim=1)
@@ -254,8 +257,6 @@ def predict(model, x_t, condition, sigma, text):
 @torch.no_grad()
 def sample(model, condition, text, steps: int, shift: float, generator: torch.Generator, dtype=None):
     """Flow-matching Euler sampling with diffusers' scheduler; returns the final x (B, 3, F, H, W)."""
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
     sched = FlowMatchEulerDiscreteScheduler(shift=shift)
     sched.set_timesteps(steps, device=condition.device)
     b, _, f, h, w = condition.shape
@@ -269,9 +270,6 @@ def sample(model, condition, text, steps: int, shift: float, generator: torch.Ge
 
 
 def evaluate(model, spec: EvalSpec, meta: dict, device, dtype=None, size: int | None = None) -> dict:
-    from interp.tasks import maze_inputs
-    from interp.tasks.maze_score import score_batch, solve_rate
-
     size = size or spec.size
     mazes = [mz.generate(size, mz.maze_rng(mz.TRAIN_STREAM ^ 0xFFFF, size, 12345, i)) for i in range(spec.n)]
     inputs = maze_inputs(meta, mazes)
@@ -294,11 +292,8 @@ def evaluate(model, spec: EvalSpec, meta: dict, device, dtype=None, size: int | 
 
 def save_checkpoint(ema, cfg: TrainConfig, out: Path, state: dict) -> Path:
     """Atomically write ``out`` as a pipeline-style directory: transformer/ (bf16), scheduler/, interp.json."""
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
     tmp = staging_dir(out)
     ema_bf16 = {k: v.detach().to(torch.bfloat16).cpu() for k, v in ema.state_dict().items()}
-    from safetensors.torch import save_file
 
     (tmp / "transformer").mkdir()
     save_file(ema_bf16, tmp / "transformer" / "diffusion_pytorch_model.safetensors", metadata={"format": "pt"})
@@ -311,8 +306,6 @@ def save_checkpoint(ema, cfg: TrainConfig, out: Path, state: dict) -> Path:
 
 
 def load_weights(model, path: str | Path) -> dict:
-    from safetensors.torch import load_file
-
     path = Path(path)
     weights = load_file(path / "transformer" / "diffusion_pytorch_model.safetensors")
     model.load_state_dict({k: v.float() for k, v in weights.items()})
@@ -332,10 +325,6 @@ def resolve_device(name: str) -> torch.device:
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     """Train until ``max_steps`` or ``max_minutes``; checkpoints the EMA weights to ``cfg.out``/ckpt."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from interp.tracking import Tracker
-
     device = resolve_device(cfg.device)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
@@ -434,18 +423,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
 
 
 def main(config: str, overrides: list[str] | None = None) -> dict:
-    if (yaml.safe_load(Path(config).read_text()) or {}).get("kind") == "lm":  # the maze language model
-        from interp.lm.train import main as lm_main
-
-        return lm_main(config, overrides)
+    """Train the DiT of a training YAML (``interp train`` dispatches ``kind: lm`` files to :mod:`interp.lm.train`:
+    :func:`interp.apps.train.main`)."""
     cfg = TrainConfig.from_yaml(config, overrides)
     return train(cfg, progress=os.isatty(1))
 
 
 def pack_shards(ckpt: str | Path, dest: str | Path, max_bytes: int = 15 * 2**20) -> list[Path]:
     """Split a checkpoint's weights into safetensors shards of at most ``max_bytes`` (for size-limited transfers)."""
-    from safetensors.torch import load_file, save_file
-
     weights = load_file(Path(ckpt) / "transformer" / "diffusion_pytorch_model.safetensors")
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -469,9 +454,6 @@ def pack_shards(ckpt: str | Path, dest: str | Path, max_bytes: int = 15 * 2**20)
 
 def unpack_shards(src: str | Path, ckpt: str | Path) -> Path:
     """Rebuild a checkpoint directory from :func:`pack_shards` output."""
-    from diffusers import FlowMatchEulerDiscreteScheduler
-    from safetensors.torch import load_file, save_file
-
     src, ckpt = Path(src), Path(ckpt)
     weights = {}
     for shard in sorted(src.glob("shard*.safetensors")):

@@ -13,7 +13,7 @@ Objectives (``N`` examples, ``lam`` the regularization strength, the bias never 
 The logistic solver is preconditioned nonlinear conjugate gradient (Polak-Ribière+) with a 1-D Newton line search;
 the preconditioner is ``(XᵀX/(4N) + lam I)^-1`` from one eigendecomposition per site, shared by all its problems.
 Each iteration costs two products with the examples (one pass over them each). What that cost depends on, measured
-on CPU with ``python -m probes.bench`` (n = 9830 training examples, d = 256, 6 problems per site, one thread):
+on CPU with ``python -m benchmarks.probes`` (n = 9830 training examples, d = 256, 6 problems per site, one thread):
 
 * passes, not problems: one bf16 pass over a site's examples costs ~0.3 ms for 1 row of weights and ~0.35 ms for 6,
   so problems ride along almost free, and a site costs what its slowest problem needs. Sites are therefore solved

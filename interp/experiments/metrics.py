@@ -9,6 +9,8 @@ from jaxtyping import Float, UInt8
 from torch import Tensor
 
 from interp.experiments.schema import MAZE_METRICS
+from interp.tasks import maze as maze_task
+from interp.tasks.maze_score import score_batch
 
 SCORE_FIELD = {"solve_rate": "success", "path_recall": "path_recall", "extra_cells": "extra_cells",
                "wall_crossings": "wall_crossings", "goal_reached": "goal_reached"}  # fmt: skip
@@ -32,17 +34,11 @@ def maze_scores(
     final: Float[Tensor, "n 3 frames h w"], conditions: UInt8[Tensor, "n h w 3"], names: list[str]
 ) -> dict[str, np.ndarray]:
     """The pixel scorer on the decoded videos: per sample, each requested maze metric."""
-    from interp.tasks import maze as maze_task
-    from interp.tasks.maze_score import score_batch
-
     scores = score_batch(maze_task.from_model_space(final), conditions)
     return {m: np.array([float(getattr(s, SCORE_FIELD[m])) for s in scores]) for m in names if m in MAZE_METRICS}
 
 
 def frame_verdicts(x0: Float[Tensor, "steps 3 frames h w"], condition: UInt8[Tensor, "h w 3"]) -> list[bool]:
     """The scorer's verdict (solved or not) on each step's x0 video."""
-    from interp.tasks import maze as maze_task
-    from interp.tasks.maze_score import score_batch
-
     videos = maze_task.from_model_space(x0)
     return [s.success for s in score_batch(videos, condition.expand(len(videos), *condition.shape))]

@@ -120,7 +120,7 @@ def execute(
 
     ``base_dir``: where relative paths in the experiment (steer direction files) are found. ``on_batch(i)`` is called
     after batch ``i`` is on disk (tests simulate a crash with it). ``shard=(rank, world)``: run only this rank's
-    batches into ``DIR/shards/`` (no summary; :func:`interp.launch.finalize` merges the shards).
+    batches into ``DIR/shards/`` (no summary; :func:`interp.apps.launch.finalize` merges the shards).
     """
     console = console or Console(stderr=True)
     out = Path(out)

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import yaml
 from pydantic import BaseModel, ConfigDict
+from safetensors.torch import load_file, save_file
 
 from interp.lm import tokens as T
 from interp.store.atomic import publish_dir, staging_dir
+from interp.models import SHIPPED_LMS
 from interp.tasks import maze as mz
 
 
@@ -31,7 +35,7 @@ class LMSpec(BaseModel):
     seed: int = 0
 
     def bridge_config(self):
-        from transformer_lens.config import TransformerBridgeConfig
+        from transformer_lens.config import TransformerBridgeConfig  # optional dependency: the [lm] extra
 
         return TransformerBridgeConfig(
             d_model=self.d_model, d_head=self.d_model // self.n_heads, n_heads=self.n_heads, n_layers=self.n_layers,
@@ -42,9 +46,7 @@ class LMSpec(BaseModel):
 
 def build_lm(spec: LMSpec, device: str | torch.device = "cpu"):
     """A randomly initialised bridge (seeded by ``spec.seed``)."""
-    import logging
-
-    from transformer_lens.model_bridge import TransformerBridge
+    from transformer_lens.model_bridge import TransformerBridge  # optional dependency: the [lm] extra
 
     logging.getLogger("transformer_lens").setLevel(logging.ERROR)
     return TransformerBridge.boot_native(spec.bridge_config(), device=device)
@@ -80,9 +82,6 @@ def lm_meta(spec: LMSpec) -> dict:
 def save_lm(bridge, spec: LMSpec, out: str | Path, state: dict | None = None, config: dict | None = None,
             dtype: torch.dtype = torch.bfloat16) -> Path:  # fmt: skip
     """Atomically write a model directory (weights as ``dtype`` safetensors)."""
-    import yaml
-    from safetensors.torch import save_file
-
     out = Path(out)
     tmp = staging_dir(out)
     weights = {k: v.detach().to(dtype).cpu().contiguous() for k, v in _unique_state(bridge).items()}
@@ -96,8 +95,6 @@ def save_lm(bridge, spec: LMSpec, out: str | Path, state: dict | None = None, co
 
 
 def load_weights(bridge, path: str | Path) -> dict:
-    from safetensors.torch import load_file
-
     path = Path(path)
     weights = load_file(path / "model.safetensors")
     ref = _unique_state(bridge)
@@ -134,10 +131,9 @@ class LoadedLM:
 
 
 def load_lm(name_or_path: str | Path, device: str | torch.device = "cpu") -> LoadedLM:
-    """``maze-lm`` (``data/maze-lm``) or a directory written by :func:`save_lm`; float32 on ``device``."""
-    from interp.models import REPO_ROOT
-
-    path = REPO_ROOT / "data" / "maze-lm" if str(name_or_path) == "maze-lm" else Path(name_or_path)
+    """``maze-lm`` (shipped: ``interp/data/maze-lm``) or a directory written by :func:`save_lm`; float32 on
+    ``device``."""
+    path = SHIPPED_LMS.get(str(name_or_path)) or Path(name_or_path)
     if not (path / T.LM_MARKER).exists():
         raise FileNotFoundError(f"{path}: no {T.LM_MARKER} (not a maze language model directory)")
     meta = json.loads((path / T.LM_MARKER).read_text())

@@ -26,8 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from interp.experiments.schema import point_experiment, sweep_points
+from interp.interventions.ablate import resample_offset
+from interp.interventions.base import resolve_index
 from interp.lm import tokens as T
 from interp.store.plain import write_plain
+from interp.lm.model import load_lm
 from interp.tasks import maze as mz
 
 Hooks = list[tuple[str, Callable]]
@@ -150,8 +154,6 @@ def capture_lm(model, mazes: list[mz.Maze], path: str | Path, sites: list[str] |
 
 def lm_positions(spec, size: int) -> np.ndarray | None:
     """Sequence positions an intervention selects (see the module doc); None: all."""
-    from interp.interventions.base import resolve_index
-
     if getattr(spec, "frames", None) is not None:
         raise ValueError("frames do not apply to a language model; use steps (answer positions) or tokens (grid)")
     steps, tokens = spec.steps, getattr(spec, "tokens", None)
@@ -182,8 +184,6 @@ class LMEdits:
     """Compiles a list of interventions (applied together) into forward hooks for one batch of mazes."""
 
     def __init__(self, model, mazes: list[mz.Maze], interventions: list, clean: dict):
-        from interp.interventions.ablate import resample_offset
-
         self.n_layers = n_layers(model)
         size = mazes[0].size
         n = len(mazes)
@@ -307,9 +307,6 @@ def run_interventions(model, mazes: list[mz.Maze], interventions: list, clean_to
 def run_lm_experiment(exp, out: str | Path) -> dict:
     """Run an :class:`~interp.experiments.Experiment` whose model is a maze LM: every sweep point, every maze size;
     writes ``out/summary.json`` (per point: coordinates, size, mean and per-maze metrics; plus the clean run)."""
-    from interp.experiments.schema import point_experiment, sweep_points
-    from interp.lm.model import load_lm
-
     if exp.inputs.task != "maze":
         raise ValueError("a maze LM runs maze inputs only (inputs.task: maze)")
     model = load_lm(exp.model)

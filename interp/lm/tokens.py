@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from interp.models import SHIPPED_LMS
 from interp.tasks import maze as mz
 
 SPECIALS = ("<pad>", "<bos>", "<sep>", "<eos>")
@@ -109,10 +110,8 @@ def walk(maze: mz.Maze, move_tokens: list[int]) -> dict:
 
 def is_lm_path(name_or_path: str | Path) -> bool:
     """True for ``maze-lm`` and for directories written by :func:`interp.lm.model.save_lm`."""
-    from interp.models import REPO_ROOT
-
-    if str(name_or_path) == "maze-lm":
-        return (REPO_ROOT / "data" / "maze-lm" / LM_MARKER).exists()
+    if str(name_or_path) in SHIPPED_LMS:
+        return (SHIPPED_LMS[str(name_or_path)] / LM_MARKER).exists()
     p = Path(name_or_path)
     return p.is_dir() and (p / LM_MARKER).exists()
 

@@ -19,6 +19,7 @@ from pydantic import Field
 
 from interp.lm import tokens as T
 from interp.lm.model import LMSpec, build_lm, load_weights, save_lm
+from interp.lm.run import eval_lm
 from interp.tasks import maze as mz
 from interp.train import RunSpec, SizeMix, _Strict
 
@@ -89,8 +90,6 @@ def resolve_device(name: str) -> torch.device:
 
 def train_lm(cfg: LMTrainConfig, progress: bool = False) -> dict:
     """Train until ``max_steps`` or ``max_minutes``; checkpoints to ``cfg.out``/ckpt (weights bf16)."""
-    from interp.lm.run import eval_lm
-
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)

@@ -6,18 +6,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import torch
 from jaxtyping import Float
 
 from interp.store.results import read_group_arrays, read_metrics
+from interp.experiments.metrics import frame_verdicts
+from interp.report.filmstrip import filmstrip_gif, filmstrip_png, pick_steps
+from interp.tasks import maze as maze_task
 
 
 def _plt():
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here, after choosing Agg: at the top it would fix every importer's backend
 
     return plt
 
@@ -78,10 +80,6 @@ def x0_filmstrip(
     rows: int = 8, title: str = "",
 ) -> list[Path]:  # fmt: skip
     """PNG and GIF of a run's per-step x0 (maze pixel space), each step labelled with the scorer's verdict."""
-    from interp.experiments.metrics import frame_verdicts
-    from interp.report.filmstrip import filmstrip_gif, filmstrip_png, pick_steps
-    from interp.tasks import maze as maze_task
-
     steps = pick_steps(x0.shape[0], rows)
     sel = x0[steps]
     videos = maze_task.from_model_space(sel).numpy()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from jaxtyping import UInt8
 from PIL import Image, ImageDraw
@@ -30,10 +31,8 @@ def filmstrip_png(
     scale: int = 3,
 ) -> Path:
     """A grid image (matplotlib): one row per step, one column per frame, the scorer's verdict beside each row."""
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here, after choosing Agg: at the top it would fix every importer's backend
 
     videos = np.asarray(videos)
     s, f, h, w, _ = videos.shape

@@ -2,7 +2,7 @@
 
 Every claim's verdict is computed from our numbers by a stated rule (the rule's text goes into the report beside
 the verdict); nothing is hard-coded. :func:`claims` turns the analyses' numbers (plain dicts, see
-:mod:`interp.reproduce`) into rows; :func:`write_report` writes the markdown with the table and the figures.
+:mod:`interp.apps.reproduce`) into rows; :func:`write_report` writes the markdown with the table and the figures.
 """
 
 from __future__ import annotations

@@ -25,11 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import matplotlib
 import numpy as np
 from einops import rearrange
 from jaxtyping import Float
 
 from interp.sites import layer_order
+from interp.store import load_cache
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -260,8 +262,6 @@ KINDS_HELP = "norm | pca | channel0, channel1, ... (the layer's top-variance cha
 def map_rgb(maps: LayerMaps, kind: str, step: int, sample: int = 0) -> np.ndarray:
     """RGB floats in [0, 1], (F, H, W, 3), of one kind at position ``step`` of ``maps.steps``, with the layer's
     fixed colour scale (norm: viridis over the layer's norm range; channels: a diverging map symmetric about 0)."""
-    import matplotlib
-
     if kind == "pca":
         return maps.pca[step, sample]
     if kind == "norm":
@@ -283,10 +283,8 @@ def kind_label(maps: LayerMaps, kind: str) -> str:
 
 
 def _grid_figure(images: list[list[np.ndarray]], row_labels: list[str], title: str) -> Figure:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here, after choosing Agg: at the top it would fix every importer's backend
 
     rows, cols = len(images), len(images[0])
     h, w = images[0][0].shape[:2]
@@ -335,10 +333,8 @@ def plot_step_frame_grid(maps: LayerMaps, kind: str = "norm", sample: int = 0, p
 
 def plot_energy(layers: Sequence[LayerMaps], sample: int = 0, path: str | Path | None = None) -> Figure:
     """Per-frame energy: one panel per frame, a layer x step heatmap of log10 energy."""
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here, after choosing Agg: at the top it would fix every importer's backend
 
     e = np.stack([m.energy[:, sample] for m in layers])  # (L, S, F)
     f = e.shape[-1]
@@ -372,9 +368,7 @@ def save_token_map_pngs(
 ) -> list[Path]:
     """PNG grids of a capture: per kind, layer x frame at each chosen step (default: first, middle, last) and
     step x frame at each layer, plus the per-frame energy. Returns the written paths."""
-    import matplotlib.pyplot as plt
-
-    from interp.store import load_cache
+    import matplotlib.pyplot as plt  # here, not at the top: the figures below choose the Agg backend first
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ Everything here is seeded and pure: the same (size, seed, index) always gives th
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -277,9 +278,7 @@ def condition_from_first_frame(first: torch.Tensor, frames: int) -> torch.Tensor
 
 
 def eval_set_digest(size: int, n: int = 500, seed: int = 0) -> str:
-    """sha256 over the keys of a held-out set: pins the shipped eval sets (data/eval-sets/maze.json)."""
-    import hashlib
-
+    """sha256 over the keys of a held-out set: pins the shipped eval sets (interp/data/eval-sets/maze.json)."""
     h = hashlib.sha256()
     for m in eval_mazes(size, n, seed):
         h.update(m.key())

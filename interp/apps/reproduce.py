@@ -1,0 +1,584 @@
+"""``interp reproduce``: run the paper's analyses (``interp/data/paper/*.yaml``, package data) and write
+``DIR/REPORT.md``.
+
+Each analysis is one experiment file run by the experiment engine; this module only adds the measures the engine
+does not compute (read from ``results.h5``), the figures, and the claims table (:mod:`interp.report.paper`).
+
+>>> from interp.apps.reproduce import reproduce
+>>> reproduce("out/paper", quick=True)             # ~10 minutes on 2 CPU cores; numbers indicative
+>>> print(plan_table(plan_sizes()))                # the full run's size per analysis, without running it
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange
+from PIL import Image
+from rich.console import Console
+
+from interp.store.plain import write_plain
+from interp.store.results import read_group
+from interp.tasks.maze_score import reachable
+from interp.experiments import Experiment, read_metrics, run_experiment
+from interp.experiments.plan import plan
+from interp.experiments.runner import sampler_of
+from interp.interventions import resolve_index
+from interp.models import PAPER_DIR, load_model
+from interp.report.figures import _plt, _save, curves, heatmap, x0_filmstrip
+from interp.report.paper import write_report
+from interp.tasks import build_inputs
+from interp.tasks import maze as mz
+from interp.tasks.maze import AGENT_PX, BLOCK_PX, OPEN, PALETTE, TRAIL
+from interp.tasks.maze_score import read_blocks, score_video
+from probes import run_probes
+
+ANALYSES = ("chain_of_steps", "noise_step_vs_frame", "layer_swap", "layer_skip", "working_memory", "seed_ensemble")
+
+_Q = 8  # quick: denoising steps
+_QUARTERS = ["0%", "25%", "50%", "75%"]
+QUICK: dict[str, list[str]] = {
+    "chain_of_steps": ["inputs.sizes=[8]", "inputs.count=3", f"sampler.steps={_Q}"],
+    "noise_step_vs_frame": ["inputs.sizes=[4]", "inputs.count=3", f"sampler.steps={_Q}", "sweep.interventions.0=" + json.dumps(
+        [{"kind": "noise", "mode": m, "steps": s, "seed": 123} for m in ("replace", "renoise") for s in range(_Q)]
+        + [{"kind": "noise", "frames": f, "seed": 123} for f in ["0%", "25%", "50%", "75%", "100%"]])],
+    "layer_swap": ["inputs.sizes=[4]", "inputs.count=3", f"sampler.steps={_Q}",
+                   "sweep.interventions.0.layers=" + json.dumps(_QUARTERS), "sweep.interventions.0.steps=[0, '0%:50%']"],
+    "layer_skip": ["inputs.sizes=[4]", "inputs.count=3", f"sampler.steps={_Q}",
+                   "sweep.interventions.0.steps=['0%:50%', '50%:100%']", "sweep.interventions.0.layers=" + json.dumps(_QUARTERS)],
+    "working_memory": ["inputs.sizes=[6]", "inputs.count=8", f"sampler.steps={_Q}"],
+    "seed_ensemble": ["inputs.sizes=[8]", "inputs.count=3", f"sampler.steps={_Q}", "sweep.interventions.0=" + json.dumps(
+        [{"kind": "ensemble", "seeds": [1], "steps": 0}, {"kind": "ensemble", "seeds": [2], "steps": 0},
+         {"kind": "ensemble", "k": 3, "layers": "25%:50%", "steps": 0}])],  # the paper's configuration only
+}  # fmt: skip
+PROBE_THRESHOLD = 0.9
+
+
+def experiment(name: str, quick: bool = False, overrides: list[str] | None = None, paper_dir: Path = PAPER_DIR):
+    return Experiment.load(Path(paper_dir) / f"{name}.yaml", (QUICK[name] if quick else []) + list(overrides or []))
+
+
+def experiments(
+    *, quick: bool = False, device: str = "cpu", model: str | None = None, only: list[str] | None = None,
+    overrides: list[str] | dict[str, list[str]] | None = None, paper_dir: str | Path = PAPER_DIR,
+) -> dict:  # fmt: skip
+    """The analyses' experiments (``only``, else all), validated: ``model`` replaces every file's model;
+    ``overrides`` (``key=value``) apply after the quick profile: a list to every file, a dict {analysis: [...]} per
+    file."""
+    names = list(only or ANALYSES)
+    bad = [n for n in names if n not in ANALYSES]
+    if bad:
+        raise ValueError(f"unknown analyses {bad}; known: {list(ANALYSES)}")
+    extra = [f"device={device}"] + ([f"model={model}"] if model else [])
+    per = overrides if isinstance(overrides, dict) else {n: list(overrides or []) for n in names}
+    return {n: experiment(n, quick, extra + per.get(n, []), Path(paper_dir)) for n in names}
+
+
+def planned_forwards(exp, loaded) -> dict[str, int]:
+    """What ``exp`` runs on ``loaded``, from the engine's batch plan (no forward): mazes, sweep points, batch rows,
+    steps, and row-forwards = rows x steps x forwards per step (2 with classifier-free guidance)."""
+    pl = plan(exp, int((loaded.task or {}).get("default_size", 0)) or None)
+    sampler = sampler_of(exp, loaded)
+    rows = sum(len(b.rows) for b in pl.batches)
+    return {"mazes": len(pl.samples), "points": len(pl.points), "rows": rows, "steps": sampler.steps,
+            "row_forwards": rows * sampler.steps * (2 if sampler.cfg else 1)}  # fmt: skip
+
+
+def plan_table(plans: dict[str, dict[str, int]]) -> str:
+    """The planned sizes, one line per analysis and the total."""
+    keys, widths = ("mazes", "points", "rows", "steps", "row_forwards"), (8, 8, 8, 8, 14)
+    lines = [f"{'analysis':<22}" + "".join(f"{k:>{w}}" for k, w in zip(keys, widths))]
+    lines += [f"{n:<22}" + "".join(f"{p[k]:>{w},}" for k, w in zip(keys, widths)) for n, p in plans.items()]
+    lines.append(f"{'total':<22}" + " " * sum(widths[:-1]) + f"{sum(p['row_forwards'] for p in plans.values()):>14,}")
+    return "\n".join(lines)
+
+
+def plan_sizes(**kwargs) -> dict[str, dict[str, int]]:
+    """:func:`planned_forwards` of every analysis :func:`experiments` gives for ``kwargs``; models load on the CPU."""
+    exps = experiments(**kwargs)
+    loaded = {m: load_model(m, "cpu") for m in {e.model for e in exps.values()}}
+    return {n: planned_forwards(e, loaded[e.model]) for n, e in exps.items()}
+
+
+def reproduce(
+    out: str | Path, *, quick: bool = False, device: str = "cpu", model: str | None = None,
+    only: list[str] | None = None, overrides: list[str] | dict[str, list[str]] | None = None,
+    paper_dir: str | Path = PAPER_DIR,
+    progress: bool = True, threads: int | None = None,
+) -> Path:  # fmt: skip
+    """Run every analysis (or ``only``) into ``out/<analysis>/`` and write ``out/REPORT.md``; returns its path.
+    The options are :func:`experiments`'; the planned row-forwards are printed first."""
+    console = Console(stderr=True)
+    if threads:  # CPU threads; 1 avoids the collapse of 2 threads on a busy 2-core machine
+        torch.set_num_threads(threads)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    exps = experiments(quick=quick, device=device, model=model, only=only, overrides=overrides, paper_dir=paper_dir)
+    names = list(exps)
+    loaded = {m: load_model(m, device) for m in {e.model for e in exps.values()}}
+    sizes = {n: planned_forwards(e, loaded[e.model]) for n, e in exps.items()}
+    console.print(plan_table(sizes), highlight=False, soft_wrap=True)
+    numbers: dict[str, dict] = {}
+    figures: dict[str, list[str]] = {}
+    tfile = out / "timings.json"  # seconds per analysis when it was computed (a cache hit keeps the earlier time)
+    before = json.loads(tfile.read_text()) if tfile.exists() else {}
+    timings: dict[str, dict] = {}
+    for name in names:
+        exp = exps[name]
+        t = time.perf_counter()
+        console.print(f"[bold]{name}[/bold]: {exp.name}")
+        res = run_experiment(exp, out / name, loaded=loaded[exp.model], wandb="disabled", progress=progress,
+                             base_dir=Path(paper_dir), console=console)  # fmt: skip
+        numbers[name], figs = ANALYZE[name](res.results, exp, loaded[exp.model], out / name)
+        figures[name] = [str(p.relative_to(out)) for p in figs]
+        timings[name] = {"wall_s": round(time.perf_counter() - t, 1), "cache_hit": res.cache_hit}
+        if res.cache_hit and name in before and not before[name].get("cache_hit"):
+            timings[name] = before[name]
+        (out / "numbers.json").write_text(json.dumps(numbers, indent=1, default=_json))
+        tfile.write_text(json.dumps({**before, **timings}, indent=1))  # analyses not run now keep their entries
+    wall = time.perf_counter() - t0
+    first = exps[names[0]]
+    header = {
+        "title": "Demystifying Video Reasoning, reproduced on " + ", ".join(sorted({e.model for e in exps.values()})),
+        "profile": ("quick (2 CPU cores; few mazes and 8 denoising steps: the numbers are indicative, not conclusive)"
+                    if quick else "full"),
+        "command": f"interp reproduce{' --quick' if quick else ''} --out {out} --device {device}"
+        + (f" --model {model}" if model else "") + (f" --threads {threads}" if threads else ""),
+        "torch threads": torch.get_num_threads(),
+        "size": f"{sum(p['row_forwards'] for p in sizes.values()):,} row-forwards ("
+        + ", ".join(f"{n} {p['row_forwards']:,}" for n, p in sizes.items()) + ")",
+        "wall time": f"{sum(v['wall_s'] for v in timings.values()):.0f} s for the analyses as computed ("
+        + ", ".join(f"{k} {v['wall_s']:.0f} s{' (cache hit)' if v['cache_hit'] else ''}" for k, v in timings.items())
+        + f"); this invocation {wall:.0f} s",
+        "model weights": loaded[first.model].weight_hash[:16],
+        "experiments": ", ".join(f"`interp/data/paper/{n}.yaml`" for n in names)
+        + (" with the quick overrides listed in `interp/reproduce.py` (QUICK)" if quick else ""),
+    }  # fmt: skip
+    report = write_report(out, numbers, figures, header=header)
+    console.print(f"wrote {report} ({wall:.0f} s)")
+    return report
+
+
+def _json(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o).__name__)
+
+
+# ---- reading results -------------------------------------------------------------------------------------------------
+def _read(results: Path) -> dict:
+    data = read_metrics(results)
+    g = read_group(results, "group_0")
+    data["size"] = int(g["attrs"]["size"])
+    for k in ("final", "clean_final", "x0", "clean_x0", "condition_frames"):
+        if k in g:
+            data[k] = g[k]
+    data["acts"] = g["acts"]
+    return data
+
+
+def _videos(x: np.ndarray) -> np.ndarray:
+    """model-space (..., 3, F, H, W) -> uint8 (..., F, H, W, 3)."""
+    return mz.from_model_space(torch.from_numpy(np.asarray(x))).numpy()
+
+
+def _last_blocks(video: np.ndarray):
+    return read_blocks(video[-1])
+
+
+def _soft_trail(frame: np.ndarray) -> np.ndarray:
+    """Per block, how far its ring colour sits from open (0) toward trail (1), clipped to [0, 1]."""
+    b = rearrange(frame.astype(np.float32), "(h p) (w q) c -> h w (p q) c", p=BLOCK_PX, q=BLOCK_PX)
+    inner = np.zeros((BLOCK_PX, BLOCK_PX), bool)
+    lo = (BLOCK_PX - AGENT_PX) // 2
+    inner[lo : lo + AGENT_PX, lo : lo + AGENT_PX] = True
+    ring = b[:, :, ~inner.ravel()].mean(2)
+    o, t = PALETTE[OPEN].astype(np.float32), PALETTE[TRAIL].astype(np.float32)
+    return np.clip(((ring - o) @ (t - o)) / ((t - o) @ (t - o)), 0, 1)
+
+
+def _shrink(path: Path, scale: float = 0.6, colors: int = 128) -> None:
+    """Filmstrips are large: downscale and store with a small palette (maze pictures have few colours)."""
+    im = Image.open(path).convert("RGB")
+    im = im.resize((int(im.width * scale), int(im.height * scale)), Image.LANCZOS)
+    im.quantize(colors, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
+
+
+def _components(cells: set) -> int:
+    """Number of 4-connected components of a set of (row, col) cells."""
+    seen, n = set(), 0
+    for c in cells:
+        if c not in seen:
+            n += 1
+            seen |= reachable(cells, c)
+    return n
+
+
+def _trail(classes: np.ndarray, open_: np.ndarray) -> set:
+    return {tuple(b) for b in np.argwhere((classes == TRAIL) & open_)}
+
+
+def _layout(cond: np.ndarray):
+    layout, _ = read_blocks(cond)
+    return layout, layout == OPEN
+
+
+def _band(frac: float) -> int:
+    return 0 if frac < 0.25 else 1 if frac < 0.75 else 2
+
+
+def _frac(spec, n: int) -> tuple[int, float]:
+    i = resolve_index(spec, n, "layers")[0]
+    return i, i / n
+
+
+# ---- analyses: (numbers, figures) --------------------------------------------------------------------------------------
+def analyze_chain(results: Path, exp, loaded, out: Path):
+    d = _read(results)
+    x0 = d["x0"][0]  # (n, steps, C, F, H, W)
+    n, steps = x0.shape[:2]
+    final = _videos(d["final"][0])
+    alt = np.zeros((n, steps))
+    cand = np.zeros((n, steps))
+    soft_off = np.zeros((n, steps))
+    commit = np.zeros(n, int)
+    explore = np.zeros(n, bool)
+    for i in range(n):
+        layout, open_ = _layout(d["condition_frames"][i])
+        star = _trail(_last_blocks(final[i])[0], open_)
+        vids = _videos(x0[i])
+        sets = []
+        for s in range(steps):
+            t = _trail(_last_blocks(vids[s])[0], open_)
+            sets.append(t)
+            off = t - star
+            alt[i, s] = len(off)
+            cand[i, s] = (1 if t & star else 0) + _components(off)
+            soft = _soft_trail(vids[s][-1])
+            mask = open_.copy()
+            for b in star:
+                mask[b] = False
+            soft_off[i, s] = float(soft[mask].sum())
+        same = [st == star for st in sets]
+        c = steps - 1
+        while c > 0 and same[c - 1]:
+            c -= 1
+        commit[i] = c if same[-1] else steps
+        explore[i] = bool((alt[i, :max(commit[i], 1)] >= 2).any())
+    mean_alt, mean_cand = alt.mean(0), cand.mean(0)
+    late = slice(int(np.floor(0.8 * steps)), steps)
+    chain = {
+        "steps": steps, "n": n, "explore_share": float(explore.mean()), "peak_alt": float(mean_alt.max()),
+        "late_alt": float(mean_alt[late].mean()), "peak_candidates": float(mean_cand.max()),
+        "peak_step": int(mean_cand.argmax()), "late_candidates": float(mean_cand[late].mean()),
+        "commit_median": float(np.median(commit)), "commit": commit.tolist(),
+        "alt_curve": mean_alt.tolist(), "candidates_curve": mean_cand.tolist(), "soft_off_curve": soft_off.mean(0).tolist(),
+        "solve_rate": float(np.mean(d["metrics"]["solve_rate"][0])),
+    }  # fmt: skip
+    figs = [curves(range(steps), {"candidate paths": mean_cand, "off-path lit blocks": mean_alt,
+                                  "off-path trail mass (soft)": chain["soft_off_curve"]},
+                   out / "chain_candidates.png", xlabel="denoising step", ylabel="mean per run",
+                   title=f"{d['size']}x{d['size']}: candidates in x0 per step (n={n})")]  # fmt: skip
+    order = np.argsort(-alt.max(1), kind="stable")
+    for tag, i in (("most_exploring", int(order[0])), ("typical", int(order[len(order) // 2]))):
+        figs += [p for p in x0_filmstrip(torch.from_numpy(x0[i]), torch.from_numpy(d["condition_frames"][i]),
+                                         out / f"chain_filmstrip_{tag}", rows=min(steps, 8),
+                                         title=f"x0 per step, {tag} run (maze {i})") if p.suffix == ".png"]  # fmt: skip
+    for p in figs[1:]:
+        _shrink(p)
+    setup = f"{n} mazes of {d['size']}x{d['size']}, {steps} steps; x0's last frame read as blocks at every step."
+    return {"chain": chain, "setup": setup}, figs
+
+
+NOISE_PARTS = {"replace": "noise", "renoise": "noise_renoise"}  # noise mode -> its entry in the numbers
+
+
+def analyze_noise(results: Path, exp, loaded, out: Path):
+    d = _read(results)
+    rates = d["metrics"]["solve_rate"].mean(1)
+    change = d["metrics"]["mse"].mean(1) if "mse" in d["metrics"] else None  # output vs the unintervened run's
+    clean = float(np.mean(d["clean"]["solve_rate"]))
+    n = int(d["metrics"]["solve_rate"].shape[1])
+    frames = d["final"].shape[3]
+    n_steps = sampler_of(exp, loaded).steps
+    step_pts: dict[str, dict[int, int]] = {}  # mode -> step -> sweep point
+    frame_pts: dict[str, dict[int, float]] = {}  # mode -> frame -> solve rate
+    for p, coords in enumerate(d["points"]):
+        iv = next(iter(coords.values()))
+        mode = iv.get("mode", "replace")
+        if iv.get("frames") is not None:
+            frame_pts.setdefault(mode, {})[resolve_index(iv["frames"], frames, "frames")[0]] = float(rates[p])
+        else:
+            step_pts.setdefault(mode, {})[resolve_index(iv["steps"], n_steps, "steps")[0]] = p
+    numbers: dict = {}
+    for mode, pts in step_pts.items():
+        at = sorted(pts)
+        curve = [float(rates[pts[s]]) for s in at]
+        fr = frame_pts.get(mode, {})
+        numbers[NOISE_PARTS[mode]] = {
+            "mode": mode, "clean": clean, "n": n, "steps": n_steps, "step_at": at, "step_curve": curve,
+            "step_min": float(min(curve)), "step_argmin": int(at[int(np.argmin(curve))]),
+            "change_curve": None if change is None else [float(change[pts[s]]) for s in at],
+            "frame_rates": {f"frame {f}": r for f, r in sorted(fr.items())},
+            "frame_mid": [r for f, r in sorted(fr.items()) if 0 < f < frames - 1],
+        }  # fmt: skip
+    plt = _plt()
+    fig, ax = plt.subplots(1, 3 if change is not None else 2, figsize=(11 if change is not None else 8, 3),
+                           gridspec_kw={"width_ratios": [2, 1.4, 1][: 3 if change is not None else 2]})  # fmt: skip
+    labels = {"replace": "replace: latent := N(0, 1) (paper)", "renoise": "renoise: noise resampled at the step's level"}
+    for mode, part in ((m, numbers[NOISE_PARTS[m]]) for m in step_pts):
+        ax[0].plot(part["step_at"], part["step_curve"], marker="o", ms=3, label=labels[mode])
+        if change is not None:
+            ax[-1].plot(part["step_at"], part["change_curve"], marker="o", ms=3, label=mode)
+    if change is not None:
+        ax[-1].set(xlabel="step noised", ylabel="MSE to the unintervened video", yscale="log", title="output change")
+        ax[-1].legend(fontsize=7)
+    ax[0].axhline(clean, ls="--", c="grey", lw=1, label="unintervened")
+    ax[0].set(xlabel=f"step noised (all frames), of {n_steps}", ylabel="solve rate", ylim=(-0.05, 1.05),
+              title="noise at one step")  # fmt: skip
+    ax[0].legend(fontsize=7)
+    for k, (mode, fr) in enumerate(frame_pts.items()):
+        fs = sorted(fr)
+        width = 0.8 / len(frame_pts)
+        ax[1].bar(np.arange(len(fs)) + k * width, [fr[f] for f in fs], width, label=mode, align="edge")
+        ax[1].set_xticks(np.arange(len(fs)) + 0.4, [str(f) for f in fs])
+    ax[1].axhline(clean, ls="--", c="grey", lw=1)
+    ax[1].set(xlabel="latent frame noised (every step)", ylim=(-0.05, 1.05), title="noise at one frame")
+    if len(frame_pts) > 1:
+        ax[1].legend(fontsize=7)
+    figs = [_save(fig, out / "noise_step_vs_frame.png")]
+    swept = ", ".join(f"{m}: {len(p)}" for m, p in step_pts.items())
+    setup = (f"{n} mazes of {d['size']}x{d['size']}, {n_steps} denoising steps; swept steps per mode ({swept}); frames "
+             f"noised at every step ({', '.join(frame_pts) or 'none'}). `replace` (the paper's protocol): the latent "
+             "entering the step := fresh N(0, 1), whatever the step's noise level, so at a late step (sigma small) it "
+             "is a far larger perturbation than at an early one and leaves fewer steps to redraw the video. `renoise` "
+             "(level-matched): the latent entering step s, (1 - sigma_s) x0 + sigma_s eps_hat with x0 the model's "
+             "prediction at step s-1, gets fresh noise at the same level: (1 - sigma_s) x0 + sigma_s eps (the model's "
+             "belief kept, its noise resampled; at the first step, where a flow-matching sigma is 1, the two coincide). "
+             "Right panel: how far each intervention moves the final video from the unintervened one (mean MSE), "
+             "which shows where a perturbation changes the sample even when the solve rate does not move.")
+    numbers["setup"] = setup
+    return numbers, figs
+
+
+def _jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a | b else 1.0
+
+
+def analyze_swap(results: Path, exp, loaded, out: Path):
+    d = _read(results)
+    n_blocks = sum(1 for _ in loaded.adapter.blocks(loaded.transformer))
+    final = _videos(d["final"])  # (P, n, F, H, W, 3)
+    n = final.shape[1]
+    mazes = mz.eval_mazes(d["size"], n, exp.inputs.seed)
+    other = exp.interventions[0].other
+    sols = []
+    walls = []
+    for m in mazes:
+        sols.append({b for b in mz.block_path(m)[1:-1]})
+        walls.append(mz.layout_blocks(m) == mz.WALL)
+    per: dict = {}
+    for p, coords in enumerate(d["points"]):
+        layers = coords.get("interventions.0.layers", exp.interventions[0].layers)
+        steps = str(coords.get("interventions.0.steps", exp.interventions[0].steps))
+        li, frac = _frac(layers, n_blocks)
+        ans, struct = [], []
+        for i in range(n):
+            j = (i + other) % n
+            cls, _ = _last_blocks(final[p, i])
+            t = {tuple(b) for b in np.argwhere(cls == mz.TRAIL)}
+            ans.append(_jaccard(t, sols[j]) > _jaccard(t, sols[i]))
+            diff = walls[i] != walls[j]
+            w = cls == mz.WALL
+            struct.append(bool(diff.any()) and float((w[diff] == walls[j][diff]).mean()) > 0.5)
+        per.setdefault(steps, {})[frac] = (li, float(np.mean(ans)), float(np.mean(struct)))
+    # the step range whose best layer flips most (the first step is the paper's protocol; all are reported)
+    first = max(per, key=lambda k: max(v[1] for v in per[k].values()))
+    rows = per[first]
+    flips = {f: v[1] for f, v in rows.items()}
+    best = max(flips, key=flips.get)
+
+    def bands(k):
+        return [float(np.mean([v[k] for f, v in rows.items() if _band(f) == b] or [np.nan])) for b in range(3)]
+
+    swap = {"answer_flip": flips, "best_layer": rows[best][0], "n": n, "band_answer": bands(1), "band_structure": bands(2),
+            "steps": first, "per_steps": {s: {str(v[0]): [v[1], v[2]] for v in r.values()} for s, r in per.items()}}  # fmt: skip
+    series = {}
+    for s, r in per.items():
+        fr = sorted(r)
+        series[f"answer follows B (steps {s})"] = [r[f][1] for f in fr]
+        series[f"walls follow B (steps {s})"] = [r[f][2] for f in fr]
+    xs = [r[f][0] for f in sorted(rows)]
+    figs = [curves(xs, series, out / "swap_per_layer.png", xlabel="block swapped", ylabel="share of runs",
+                   title=f"swap B's block output into A's run ({d['size']}x{d['size']}, n={n})")]  # fmt: skip
+    site = exp.interventions[0].site
+    setup = (f"{n} mazes of {d['size']}x{d['size']}; B = the next maze (same noise); `{site}` of one block swapped at "
+             f"steps {list(per)}; answer = trail closer (Jaccard) to B's solution than to A's; the verdicts read the "
+             f"step range whose best layer flips most ({first}).")
+    return {"swap": swap, "setup": setup}, figs
+
+
+def analyze_skip(results: Path, exp, loaded, out: Path):
+    d = _read(results)
+    n_blocks = sum(1 for _ in loaded.adapter.blocks(loaded.transformer))
+    clean = float(np.mean(d["clean"]["solve_rate"]))
+    rates = d["metrics"]["solve_rate"].mean(1)
+    ax = d["axes"]
+    steps_vals, layer_vals = ax["interventions.0.steps"], ax["interventions.0.layers"]
+    grid = clean - rates.reshape(len(steps_vals), len(layer_vals))
+    idx = [_frac(v, n_blocks) for v in layer_vals]
+    band_drop = [float(np.mean([grid[:, k].mean() for k, (_, f) in enumerate(idx) if _band(f) == b] or [np.nan]))
+                 for b in range(3)]  # fmt: skip
+    w = np.unravel_index(np.argmax(grid), grid.shape)
+    skip = {"clean": clean, "band_drop": band_drop, "n": int(d["metrics"]["solve_rate"].shape[1]), "step_drop": grid.mean(1).tolist(),
+            "worst": [str(steps_vals[w[0]]), idx[w[1]][0], float(grid[w])], "grid": grid.tolist(),
+            "layers": [i for i, _ in idx], "step_ranges": [str(s) for s in steps_vals]}  # fmt: skip
+    figs = [heatmap(grid, steps_vals, [i for i, _ in idx], out / "skip_drop_step_x_layer.png", row_name="steps skipped",
+                    col_name="block skipped", title=f"solve-rate drop (clean {clean:.2f})")]  # fmt: skip
+    setup = f"{d['metrics']['solve_rate'].shape[1]} mazes of {d['size']}x{d['size']}; one block made the identity over a step range."
+    return {"skip": skip, "setup": setup}, figs
+
+
+def analyze_memory(results: Path, exp, loaded, out: Path):
+    d = _read(results)
+    x0 = d["x0"][0]
+    n, steps = x0.shape[:2]
+    frames = x0.shape[3]
+    fid = np.zeros((n, steps, frames))
+    ok = np.zeros((n, steps), bool)
+    wrong_path = np.zeros((n, steps), bool)
+    for i in range(n):
+        cond = d["condition_frames"][i]
+        layout, _ = read_blocks(cond)
+        vids = _videos(x0[i])
+        for s in range(steps):
+            for f in range(frames):
+                cls, _ = read_blocks(vids[s][f])
+                cls = np.where(cls == mz.TRAIL, mz.OPEN, cls)
+                fid[i, s, f] = float((cls == layout).mean())
+            sc = score_video(vids[s], cond)
+            ok[i, s] = sc.success
+            wrong_path[i, s] = sc.goal_reached and not sc.success
+    final_ok = np.asarray(d["metrics"]["solve_rate"][0], bool)
+    mid = slice(0, steps - 1)
+    fix = final_ok & wrong_path[:, mid].any(1)
+    brk = ~final_ok & ok[:, mid].any(1)
+    last = fid[:, :, -1].mean(0)
+    half = slice(steps // 2, steps)
+    first95 = next((s for s in range(steps) if last[s] >= 0.95), None)
+    memory = {"layout_final": float(last[-1]), "layout_min_late": float(last[half].min()), "layout_first_step": first95,
+              "layout_curve_per_frame": fid.mean(0).T.tolist(), "wrong_then_right": float(fix.mean()),
+              "right_then_wrong": float(brk.mean()), "n_fix": int(fix.sum()), "n_break": int(brk.sum()), "n": n,
+              "final": float(final_ok.mean()), "solved_curve": ok.mean(0).tolist(), "steps": steps}  # fmt: skip
+    plt = _plt()
+    fig, ax = plt.subplots(1, 2, figsize=(8, 3))
+    for f in range(frames):
+        ax[0].plot(range(steps), fid.mean(0)[:, f], marker="o", ms=2, label=f"frame {f}")
+    ax[0].set(xlabel="step", ylabel="layout blocks kept", title="working memory: layout in x0", ylim=(0, 1.02))
+    ax[0].legend(fontsize=6)
+    ax[1].plot(range(steps), ok.mean(0), marker="o", ms=2, label="x0 solves the maze")
+    ax[1].plot(range(steps), wrong_path.mean(0), marker="o", ms=2, label="x0 draws a wrong start-goal path")
+    ax[1].set(xlabel="step", ylabel="share of runs", title="answers in x0 per step", ylim=(-0.02, 1.02))
+    ax[1].legend(fontsize=6)
+    figs = [_save(fig, out / "memory_layout_and_answers.png")]
+    numbers = {"memory": memory}
+    probes, pfigs = _probe_steps(d, exp, loaded, out)
+    if probes is not None:
+        numbers["probes"] = probes
+    setup = (f"{n} mazes of {d['size']}x{d['size']}, {steps} steps; x0 decoded at every step; probes: logistic, "
+             "last-frame tokens, 60/20/20 split by maze, no control task.")
+    numbers["setup"] = setup
+    return numbers, figs + pfigs
+
+
+def _probe_steps(d: dict, exp, loaded, out: Path):
+    """Linear probes (wall = layout, path = the solution) per step on the captured sites, last-frame tokens."""
+    acts = {k.split("/", 1)[1]: v[0] for k, v in d["acts"].items() if k.startswith("cond/")}
+    if not acts or loaded.task is None or len(d["condition_frames"]) < 5:
+        return None, []
+
+    n = next(iter(acts.values())).shape[0]
+    plain = out / "probe_input.h5"
+    write_plain(plain, {site: np.swapaxes(v, 0, 1) for site, v in acts.items()})  # (steps, n, tokens, d)
+    mazes = list(build_inputs(loaded.task, n, exp.inputs.seed, d["size"]).instances)
+    frames = d["x0"].shape[4] if "x0" in d else 1
+    res = run_probes(plain, labels=["wall", "path"], frames=[frames - 1], control="none", bootstrap=20, mazes=mazes,
+                     progress=False, out=out / "probes")  # fmt: skip
+    plain.unlink()
+    grids = {lab: r.metrics["accuracy"][0] for lab, r in res.labels.items()}  # (steps, sites), sites in depth order
+    acc = {lab: g.max(1) for lab, g in grids.items()}  # best site per step
+    steps = len(acc["wall"])
+
+    def first(a):
+        return next((s for s in range(steps) if a[s] >= PROBE_THRESHOLD), None)
+
+    def first_site(lab):  # at the label's first decodable step, the shallowest site that decodes it
+        t = first(acc[lab])
+        return None if t is None else res.sites[int(np.argmax(grids[lab][t] >= PROBE_THRESHOLD))]
+
+    probes = {"t_layout": first(acc["wall"]), "t_path": first(acc["path"]), "threshold": PROBE_THRESHOLD,
+              "site_layout": first_site("wall"), "site_path": first_site("path"),
+              "depth_layout": None if first_site("wall") is None else res.sites.index(first_site("wall")),
+              "depth_path": None if first_site("path") is None else res.sites.index(first_site("path")),
+              "steps": steps, "n": n, "acc0_wall": float(acc["wall"][0]), "acc0_path": float(acc["path"][0]),
+              "wall_curve": acc["wall"].tolist(), "path_curve": acc["path"].tolist(), "sites": res.sites}  # fmt: skip
+    figs = [curves(range(steps), {"layout (wall)": acc["wall"], "path (solution)": acc["path"]},
+                   out / "probes_per_step.png", xlabel="step", ylabel="probe accuracy (best site)",
+                   title="perception before action: when is each decodable?")]  # fmt: skip
+    return probes, figs
+
+
+def analyze_ensemble(results: Path, exp, loaded, out: Path):
+    d = _read(results)
+    solved = d["metrics"]["solve_rate"]  # (P, n)
+    clean = np.asarray(d["clean"]["solve_rate"], float)
+    n = len(clean)
+    singles, ens = {}, {}
+    for p, coords in enumerate(d["points"]):
+        iv = next(iter(coords.values()))
+        if iv.get("seeds") is not None and len(iv["seeds"]) == 1:
+            singles[iv["seeds"][0]] = p
+        else:
+            ens[f"layers {iv.get('layers')}, steps {iv.get('steps')}"] = p
+    members = [None] + [singles[s] for s in sorted(singles)]
+    finals = [d["clean_final"]] + [d["final"][p] for p in members[1:]]
+    wins = [clean] + [solved[p] for p in members[1:]]
+    chosen = []
+    for i in range(n):
+        x = np.stack([f[i].reshape(-1) for f in finals])
+        dist = ((x[:, None] - x[None]) ** 2).mean(-1).sum(1)
+        chosen.append(wins[int(np.argmin(dist))][i])
+    rates = {k: float(solved[p].mean()) for k, p in ens.items()}
+    paper_name = next((k for k in rates if "25%:50%" in k and k.endswith("steps 0")), next(iter(rates), None))
+    best_name = max(rates, key=rates.get) if rates else None
+    ensemble = {"single": float(clean.mean()), "best_of_3": float(np.mean(chosen)),
+                "oracle": float(np.max(np.stack(wins), 0).mean()), "paper_config": rates.get(paper_name, float("nan")),
+                "paper_config_name": paper_name, "best_config": rates.get(best_name, float("nan")),
+                "best_config_name": best_name, "configs": rates, "n": n,
+                "seed_rates": [float(w.mean()) for w in wins]}  # fmt: skip
+    plt = _plt()
+    names = ["one seed", "best-of-3 (medoid)", "oracle best-of-3", *rates]
+    vals = [ensemble["single"], ensemble["best_of_3"], ensemble["oracle"], *rates.values()]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2))
+    ax.barh(range(len(names)), vals, color=["grey", "tab:blue", "lightgrey"] + ["tab:green"] * len(rates))
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set(xlabel="solve rate", xlim=(0, 1), title=f"seed ensemble, {d['size']}x{d['size']} (n={n})")
+    figs = [_save(fig, out / "ensemble_rates.png")]
+    setup = (f"{n} mazes of {d['size']}x{d['size']}; seeds 0, 1, 2; ensemble = block outputs averaged over the band "
+             "at the steps given (its output is seed 0's member); best-of-3 picks the sample with the smallest summed "
+             "squared distance to the other two (no scorer). The best swept configuration is chosen on the same mazes.")
+    return {"ensemble": ensemble, "setup": setup}, figs
+
+
+ANALYZE = {"chain_of_steps": analyze_chain, "noise_step_vs_frame": analyze_noise, "layer_swap": analyze_swap,
+           "layer_skip": analyze_skip, "working_memory": analyze_memory, "seed_ensemble": analyze_ensemble}  # fmt: skip

@@ -1,0 +1,200 @@
+"""interp reproduce: verdict rules and the report on synthetic numbers; every paper YAML (full and quick) validates
+and runs on a tiny random Wan with maze metadata; fraction indices and whole-intervention sweeps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from interp.apps.reproduce import ANALYSES, PAPER_DIR, QUICK, experiment, plan_sizes, plan_table, reproduce
+from interp.experiments import Experiment, ExperimentError, sweep_points
+from interp.interventions import parse, resolve_index
+from interp.report import paper as P
+
+
+# ---- verdict rules on synthetic numbers ------------------------------------------------------------------------------
+def _chain(explore, peak, late):
+    return {"explore_share": explore, "peak_alt": peak, "late_alt": late, "peak_candidates": 2.0, "peak_step": 1,
+            "late_candidates": 1.0, "commit_median": 5.0, "steps": 10}  # fmt: skip
+
+
+def _noise(curve, clean=0.7, mids=(0.65, 0.7)):
+    return {"clean": clean, "steps": len(curve), "step_at": list(range(len(curve))), "step_curve": list(curve), "step_min": min(curve),
+            "step_argmin": int(min(range(len(curve)), key=curve.__getitem__)), "frame_mid": list(mids),
+            "frame_rates": {"frame 1": mids[0]}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "rule, numbers, verdict",
+    [
+        (P.rule_chain, _chain(0.6, 4.0, 0.5), P.HOLDS),
+        (P.rule_chain, _chain(0.3, 4.0, 0.5), P.PARTLY),
+        (P.rule_chain, _chain(0.6, 4.0, 3.0), P.PARTLY),
+        (P.rule_chain, _chain(0.1, 0.2, 0.1), P.NOT),
+        (P.rule_noise_drop, _noise([0.7, 0.2, 0.6]), P.HOLDS),       # 0.2 / 0.7 = 0.29
+        (P.rule_noise_drop, _noise([0.7, 0.5, 0.6]), P.PARTLY),      # 0.71
+        (P.rule_noise_drop, _noise([0.7, 0.65, 0.7]), P.NOT),
+        (P.rule_noise_drop, _noise([0.0, 0.0], clean=0.0), P.NA),
+        (P.rule_noise_peak, _noise([0.7, 0.6, 0.2, 0.5, 0.7]), P.HOLDS),
+        (P.rule_noise_peak, _noise([0.7, 0.6, 0.2, 0.25, 0.25]), P.PARTLY),
+        (P.rule_noise_peak, _noise([0.7, 0.6, 0.5, 0.3, 0.0]), P.NOT),  # monotone: worst at the end
+        (P.rule_noise_peak, _noise([0.7, 0.68, 0.7]), P.NOT),           # nothing costs 0.1
+        (P.rule_noise_peak, _noise([0.7, 0.6, 0.2, 0.5, 0.7]) | {"step_at": [0, 1, 2, 3, 49], "steps": 50}, P.NOT),
+        (P.rule_noise_peak, _noise([0.7, 0.2, 0.7]) | {"step_at": [0, 25, 49], "steps": 50}, P.HOLDS),
+        (P.rule_noise_frame, _noise([0.7, 0.1], mids=(0.65, 0.7)), P.HOLDS),
+        (P.rule_noise_frame, _noise([0.7, 0.1], mids=(0.3, 0.3)), P.PARTLY),
+        (P.rule_noise_frame, _noise([0.7, 0.1], mids=(0.1, 0.1)), P.NOT),
+        (P.rule_swap_answer, {"answer_flip": {0.0: 0.0, 0.4: 0.8, 0.9: 0.1}, "best_layer": 6,
+                              "band_answer": [0.0, 0.8, 0.1]}, P.HOLDS),
+        (P.rule_swap_answer, {"answer_flip": {0.0: 0.0, 0.4: 0.2}, "best_layer": 6, "band_answer": [0, 0.2, 0]}, P.PARTLY),
+        (P.rule_swap_answer, {"answer_flip": {0.0: 0.9, 0.4: 0.2}, "best_layer": 0, "band_answer": [0.9, 0.2, 0]}, P.NOT),
+        (P.rule_swap_structure, {"band_structure": [0.7, 0.2, 0.0]}, P.HOLDS),
+        (P.rule_swap_structure, {"band_structure": [0.0, 0.2, 0.0]}, P.NOT),
+        (P.rule_skip, {"band_drop": [0.1, 0.4, 0.1], "step_drop": [0.3], "worst": ["0%:20%", 7, 0.6]}, P.HOLDS),
+        (P.rule_skip, {"band_drop": [0.5, 0.05, 0.0], "step_drop": [0.3], "worst": ["0%:20%", 0, 0.9]}, P.PARTLY),
+        (P.rule_skip, {"band_drop": [0.5, 0.0, 0.2], "step_drop": [0.3], "worst": ["0%:20%", 0, 0.9]}, P.NOT),
+        (P.rule_memory, {"layout_final": 0.99, "layout_min_late": 0.97, "layout_first_step": 2}, P.HOLDS),
+        (P.rule_memory, {"layout_final": 0.93, "layout_min_late": 0.5, "layout_first_step": None}, P.PARTLY),
+        (P.rule_selfcorrect, {"wrong_then_right": 0.2, "right_then_wrong": 0.1, "n_fix": 2, "n_break": 1, "n": 10,
+                              "final": 0.8}, P.HOLDS),
+        (P.rule_selfcorrect, {"wrong_then_right": 0.0, "right_then_wrong": 0.1, "n_fix": 0, "n_break": 1, "n": 10,
+                              "final": 0.8}, P.NOT),
+        (P.rule_perception, {"t_layout": 0, "t_path": 3, "threshold": 0.9, "steps": 8, "acc0_wall": 0.95,
+                             "acc0_path": 0.6}, P.HOLDS),
+        (P.rule_perception, {"t_layout": 3, "t_path": 3, "threshold": 0.9, "steps": 8, "acc0_wall": 0.5,
+                             "acc0_path": 0.5, "depth_layout": 0, "depth_path": 1}, P.PARTLY),
+        (P.rule_perception, {"t_layout": 3, "t_path": 3, "threshold": 0.9, "steps": 8, "acc0_wall": 0.5,
+                             "acc0_path": 0.5, "depth_layout": 1, "depth_path": 1}, P.NOT),
+    ],
+)  # fmt: skip
+def test_verdict_rules(rule, numbers, verdict):
+    assert rule(numbers)[0] == verdict
+
+
+def _ens(single, ens, best3):
+    return {"single": single, "paper_config": ens, "best_of_3": best3, "oracle": 0.9, "paper_config_name": "mid",
+            "best_config": ens, "best_config_name": "mid", "n": 100}  # fmt: skip
+
+
+def test_ensemble_rule_compares_one_seed_and_best_of_3():
+    assert P.rule_ensemble(_ens(0.64, 0.67, 0.66))[0] == P.HOLDS
+    assert P.rule_ensemble(_ens(0.64, 0.67, 0.70))[0] == P.PARTLY  # gains, but best-of-3 does better
+    assert P.rule_ensemble(_ens(0.64, 0.65, 0.60))[0] == P.PARTLY
+    assert P.rule_ensemble(_ens(0.64, 0.60, 0.60))[0] == P.NOT
+
+
+def test_report_table_from_synthetic_numbers(tmp_path):
+    numbers = {"noise_step_vs_frame": {"noise": _noise([0.7, 0.6, 0.2, 0.5, 0.7]), "setup": "synthetic",
+                                       "noise_renoise": _noise([0.2, 0.6, 0.7, 0.7, 0.7]) | {"mode": "renoise"}},
+               "seed_ensemble": {"ensemble": _ens(0.64, 0.60, 0.62)}}  # fmt: skip
+    figs = {"noise_step_vs_frame": ["noise_step_vs_frame/noise.png"], "seed_ensemble": []}
+    path = P.write_report(tmp_path, numbers, figs, header={"title": "T", "profile": "quick"})
+    text = path.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "claim |" not in line]
+    assert len(rows) == 5  # four noise claims and the ensemble; analyses that did not run have no rows
+    assert "| **holds** |" in rows[0] and "[noise.png](noise_step_vs_frame/noise.png)" in rows[0]
+    assert "(renoise" in rows[2] and "**does not hold**" in rows[2] and "renoise: most damaging step at 0.00" in rows[2]
+    assert "**does not hold**" in rows[4] and "gain -0.040" in rows[4]
+    assert "synthetic" in text and "![noise](noise_step_vs_frame/noise.png)" in text and "- **profile**: quick" in text
+
+
+# ---- the engine additions: fraction indices, whole-intervention sweeps ---------------------------------------------------
+def test_fraction_indices_fit_any_depth():
+    assert resolve_index("25%:75%", 16, "layers") == list(range(4, 12))
+    assert resolve_index("25%:52.5%", 40, "layers") == list(range(10, 21))
+    assert resolve_index("50%", 16, "layers") == [8] and resolve_index("100%", 5, "frames") == [4]
+    assert resolve_index("0%:2%", 50, "steps") == [0] and resolve_index("0%:2%", 8, "steps") == [0]  # at least one
+    assert resolve_index("90%:100%", 2, "layers") == [1]
+    assert parse({"kind": "skip", "layers": "12.5%"}).layers == "12.5%"
+    for bad in ("75%:25%", "150%", "5%:"):
+        with pytest.raises(ValueError):
+            parse({"kind": "skip", "layers": bad})
+
+
+def test_sweep_over_whole_interventions():
+    e = Experiment.validate_data({"model": "m", "interventions": [{"kind": "noise", "steps": 0}], "sweep": {
+        "interventions.0": [{"kind": "noise", "steps": 3}, {"kind": "noise", "frames": "50%"}]}})
+    pts = sweep_points(e)
+    assert [p["interventions.0"] for p in pts] == [{"kind": "noise", "steps": 3}, {"kind": "noise", "frames": "50%"}]
+    with pytest.raises(ExperimentError, match="interventions.0.mix"):
+        Experiment.validate_data({"model": "m", "interventions": [{"kind": "noise"}],
+                                  "sweep": {"interventions.0": [{"kind": "noise", "mix": 2}]}})  # fmt: skip
+
+
+# ---- the paper files ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ANALYSES)
+def test_paper_yaml_validates_full_and_quick(name):
+    assert (PAPER_DIR / f"{name}.yaml").exists()
+    full, quick = experiment(name), experiment(name, quick=True)
+    assert full.model == quick.model == "maze-wan"
+    assert len(sweep_points(quick)) <= len(sweep_points(full))
+    assert quick.inputs.count < full.inputs.count
+
+
+TINY = {  # the full files, shrunk to the tiny model: 3x3 mazes, 2 mazes (5 for the probes), 2 steps, fewer layers
+    "noise_step_vs_frame": ["sampler.steps=2", "sweep.interventions.0=" + json.dumps(
+        [{"kind": "noise", "mode": m, "steps": s} for m in ("replace", "renoise") for s in (0, 1)]
+        + [{"kind": "noise", "frames": f} for f in ("0%", "50%", "100%")])],
+    "working_memory": ["inputs.count=5", "capture.sites=[blocks.1.hook_resid_post]"],
+    "layer_swap": ["sweep.interventions.0.layers=['0%', '50%']"],
+    "layer_skip": ["sweep.interventions.0.layers=['0%', '50%']"],
+}  # fmt: skip
+
+
+def test_every_paper_yaml_runs_on_a_tiny_model_and_the_report_is_written(maze_dir, tmp_path):
+    base = ["inputs.sizes=[3]", "inputs.count=2", "sampler.steps=2"]
+    overrides = {n: base + TINY.get(n, []) for n in ANALYSES}
+    report = reproduce(tmp_path / "paper", model=str(maze_dir), overrides=overrides, progress=False)
+    text = report.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "claim |" not in line]
+    assert len(rows) == len(P.SPECS)
+    assert all(any(f"**{v}" in r for v in (P.HOLDS, P.PARTLY, P.NOT, P.NA)) for r in rows)
+    assert "(indicative: n=2)" in text  # 2 mazes: every measured verdict is marked indicative
+    numbers = json.loads((tmp_path / "paper" / "numbers.json").read_text())
+    assert set(numbers) == set(ANALYSES)
+    assert numbers["noise_step_vs_frame"]["noise"]["steps"] == 2
+    assert numbers["noise_step_vs_frame"]["noise_renoise"]["step_at"] == [0, 1]
+    assert len(numbers["chain_of_steps"]["chain"]["candidates_curve"]) == 2
+    assert "probes" in numbers["working_memory"]
+    for line in text.splitlines():  # every figure the report names exists
+        if line.startswith("!["):
+            assert (tmp_path / "paper" / line.split("](")[1].rstrip(")")).exists(), line
+    # one analysis again (a cache hit): the others keep their timings, this one the time it was computed in
+    timings = json.loads((tmp_path / "paper" / "timings.json").read_text())
+    reproduce(tmp_path / "paper", model=str(maze_dir), overrides=overrides, only=["layer_skip"], progress=False)
+    again = json.loads((tmp_path / "paper" / "timings.json").read_text())
+    assert set(again) == set(ANALYSES) and again == timings
+
+
+@pytest.mark.slow
+def test_every_paper_yaml_runs_unchanged_on_the_cogvideox_maze_model(tmp_path):
+    """The same files on a second DiT family (the shipped CogVideoX maze model), only the sizes shrunk: every
+    analysis runs and every claim gets a verdict."""
+    base = ["inputs.sizes=[3]", "inputs.count=2", "sampler.steps=2"]
+    overrides = {n: base + TINY.get(n, []) for n in ANALYSES}
+    overrides["working_memory"] = base + ["inputs.count=5"]  # its own sites (blocks 4, 8, 12) exist in 16 blocks
+    report = reproduce(tmp_path / "paper", model="maze-cogvideox", overrides=overrides, progress=False)
+    text = report.read_text()
+    assert "reproduced on maze-cogvideox" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "claim |" not in line]
+    assert len(rows) == len(P.SPECS)
+    assert all(any(f"**{v}" in r for v in (P.HOLDS, P.PARTLY, P.NOT)) for r in rows)  # every claim measured
+    numbers = json.loads((tmp_path / "paper" / "numbers.json").read_text())
+    assert numbers["working_memory"]["probes"]["sites"] == [f"blocks.{i}.hook_resid_post" for i in (4, 8, 12)]
+
+
+def test_plan_counts_the_engines_batch_rows(maze_dir):
+    """The plan is the engine's batch plan: noise has one edited row per (point, maze) plus the maze's clean row in
+    every batch that holds its points (max_batch 4: 3 points a batch, so 3 batches of 7 points per maze)."""
+    base = ["inputs.sizes=[3]", "inputs.count=2", "max_batch=4"]
+    sizes = plan_sizes(model=str(maze_dir), only=["noise_step_vs_frame", "layer_swap"],
+                       overrides={n: base + TINY[n] for n in ("noise_step_vs_frame", "layer_swap")})  # fmt: skip
+    noise = sizes["noise_step_vs_frame"]
+    assert (noise["mazes"], noise["points"], noise["rows"], noise["steps"]) == (2, 7, 2 * (7 + 3), 2)
+    assert noise["row_forwards"] == noise["rows"] * 2
+    assert "total" in plan_table(sizes) and f"{sum(p['row_forwards'] for p in sizes.values()):,}" in plan_table(sizes)
+
+
+def test_quick_profile_covers_every_analysis():
+    assert set(QUICK) == set(ANALYSES)

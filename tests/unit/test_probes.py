@@ -1,0 +1,323 @@
+"""Probes on small synthetic captures (store layout written here): planted signals, controls, baselines, files."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from interp.tasks import maze as maze_task
+from probes import run_probes
+from probes.labels import maze_label
+from probes.results import load_direction, load_results
+from probes.synthetic import anisotropic_noise, plant, write_cache
+
+B, FRAMES, D, STEPS = 24, 5, 48, 2
+SITES = ["hook_embed", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]
+PLANT = (1, "blocks.1.hook_resid_post")  # wall is linearly readable here only
+POSITIONAL = "blocks.2.hook_resid_post"  # carries a strong per-(row, col) code at every step
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only add overhead (and stall on a shared machine)
+    yield
+    torch.set_num_threads(n)
+
+
+def _acts(seed: int, mazes, planted: bool):
+    rng = np.random.default_rng(seed)
+    side = mazes[0].side
+    tokens = FRAMES * side * side
+    acts = {s: anisotropic_noise(rng, (STEPS, B, tokens), D, decay=1.0) for s in SITES}
+    if planted:
+        wall = maze_label("wall", mazes, FRAMES).values
+        acts[PLANT[1]][PLANT[0]] = plant(acts[PLANT[1]][PLANT[0]], wall, rng.standard_normal(D), 4.0)
+        pos = np.tile(rng.standard_normal((side * side, D)).astype(np.float32) * 6, (FRAMES, 1))
+        acts[POSITIONAL] += pos[None, None]
+    return acts
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cache")
+    mazes = maze_task.eval_mazes(3, B, seed=0)
+    real = write_cache(d / "real.h5", _acts(0, mazes, True), mazes=mazes)
+    rand = write_cache(d / "random.h5", _acts(1, mazes, False), mazes=mazes)
+    return real, rand, mazes, d
+
+
+@pytest.fixture(scope="module")
+def wall_run(caches):
+    real, rand, _, d = caches
+    out = d / "out"
+    res = run_probes(real, labels=["wall"], sites=[], baseline=rand, out=out, bootstrap=50, progress=False)
+    return res, out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# labels
+
+
+def test_maze_labels_align_with_token_grid():
+    m = maze_task.eval_mazes(4, 1, seed=3)[0]
+    side = m.side
+    layout = maze_task.layout_blocks(m)
+    classes, agent = maze_task.frame_blocks(m, FRAMES)
+
+    def token(f, r, c):
+        return (f * side + r) * side + c
+
+    wall = maze_label("wall", [m], FRAMES)
+    assert wall.grid == (FRAMES, side, side) and wall.values.shape == (1, FRAMES * side * side)
+    assert wall.values[0, token(0, 0, 0)] == 1 and wall.values[0, token(4, 1, 1)] == 0  # corner post / a cell
+    for f in (0, 3):
+        for r in range(side):
+            for c in range(side):
+                assert wall.values[0, token(f, r, c)] == int(layout[r, c] == maze_task.WALL)
+    sr, sc = 2 * m.start[0] + 1, 2 * m.start[1] + 1
+    gr, gc = 2 * m.goal[0] + 1, 2 * m.goal[1] + 1
+    assert maze_label("start", [m], FRAMES).values[0].sum() == FRAMES
+    assert maze_label("start", [m], FRAMES).values[0, token(2, sr, sc)] == 1
+    assert maze_label("goal", [m], FRAMES).values[0, token(2, gr, gc)] == 1
+    ag = maze_label("agent", [m], FRAMES).values[0]
+    assert ag[token(0, sr, sc)] == 1 and ag[token(FRAMES - 1, gr, gc)] == 1 and ag.sum() == FRAMES
+    path = maze_label("path", [m], FRAMES)
+    assert path.values[0, token(1, sr, sc)] == 1 and path.values[0, token(1, gr, gc)] == 1
+    assert not path.mask[0, token(0, 0, 0)]  # walls carry no path label
+    assert path.values[0][path.mask[0]].sum() == FRAMES * len(maze_task.block_path(m))
+    block = maze_label("block", [m], FRAMES)
+    assert block.classes == maze_task.CLASS_NAMES[: block.n_classes]
+    assert (block.values[0].reshape(FRAMES, side, side) == classes).all()
+    first = maze_label("first_move", maze_task.eval_mazes(4, 8, seed=3), FRAMES)
+    assert first.level == "sample" and set(first.classes) <= {"up", "down", "left", "right"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# planted signal, shuffled label, control task, baseline
+
+
+def test_planted_signal_found_at_its_site_only(wall_run):
+    res, _ = wall_run
+    r = res.labels["wall"]
+    acc, auroc = r.metrics["accuracy"][0], r.metrics["auroc"][0]
+    assert acc.shape == (STEPS, len(SITES))
+    i, j = PLANT[0], SITES.index(PLANT[1])
+    assert acc[i, j] > 0.97 and auroc[i, j] > 0.99
+    others = np.delete(acc.ravel(), i * len(SITES) + j)
+    noise = [acc[s, k] for s in range(STEPS) for k in range(3) if (s, k) != (i, j)]
+    assert max(noise) < 0.65  # pure-noise sites: chance (classes balanced 50/50)
+    # the positional site reads wall well *through position* (border posts are always walls, cells never are)
+    assert 0.8 < acc[:, SITES.index(POSITIONAL)].min() and others.max() < acc[i, j] - 0.03
+    assert res.best("wall")[:2] == (PLANT[0], PLANT[1])
+    lo, hi = r.metrics["accuracy"][1, i, j], r.metrics["accuracy"][2, i, j]
+    assert lo <= acc[i, j] <= hi and hi - lo < 0.05
+    assert r.balance["test"]["yes"] == pytest.approx(0.5, abs=0.02)
+
+
+def test_shuffled_label_is_not_found(caches):
+    real, _, mazes, _ = caches
+    wall = maze_label("wall", mazes, FRAMES).values
+    shuffled = np.random.default_rng(5).permutation(wall.ravel()).reshape(wall.shape)
+    res = run_probes(
+        real, labels=["shuffled"], arrays={"shuffled": shuffled}, sites=[PLANT[1]], steps=[PLANT[0]],
+        control="none", bootstrap=20, progress=False,
+    )
+    r = res.labels["shuffled"]
+    assert r.label.kind == "binary" and r.label.level == "token"
+    assert abs(r.metrics["accuracy"][0, 0, 0] - 0.5) < 0.08
+    assert abs(r.metrics["auroc"][0, 0, 0] - 0.5) < 0.08
+
+
+def test_control_task_and_selectivity(wall_run):
+    res, _ = wall_run
+    r = res.labels["wall"]
+    ctrl, sel, maj = r.metrics["control_accuracy"][0], r.metrics["selectivity"][0], r.metrics["majority"][0]
+    i, j, k = PLANT[0], SITES.index(PLANT[1]), SITES.index(POSITIONAL)
+    # the positional site can memorise a random label per block position; noise sites cannot
+    assert ctrl[:, k].min() > 0.9
+    assert abs(ctrl[0, 0] - maj[0, 0]) < 0.1
+    # the planted site reads wall itself, not position
+    assert sel[i, j] > 0.35 and sel[:, k].max() < 0.2
+    assert np.unravel_index(sel.argmax(), sel.shape) == (i, j)
+    np.testing.assert_allclose(sel, r.metrics["accuracy"][0] - ctrl, atol=1e-6)
+
+
+def test_random_weights_baseline(wall_run):
+    res, _ = wall_run
+    r = res.labels["wall"]
+    i, j = PLANT[0], SITES.index(PLANT[1])
+    assert r.metrics["baseline_accuracy"][0].max() < 0.65
+    assert r.metrics["minus_baseline"][0, i, j] > 0.35
+    assert abs(r.metrics["minus_baseline"][0, 0, 0]) < 0.15
+
+
+def test_control_keeps_label_distribution():
+    from probes.labels import control_values
+
+    rng = np.random.default_rng(0)
+    types = rng.integers(0, 49, 5000)
+    y = (rng.random(5000) < 0.3).astype(np.int64)
+    c = control_values(types, y, seed=1)
+    assert abs(c.mean() - 0.3) < 0.03
+    for t in range(49):  # one label per type
+        assert len(np.unique(c[types == t])) == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# files
+
+
+def test_results_file_and_directions(wall_run, caches):
+    res, out = wall_run
+    real, *_ = caches
+    data = load_results(out / "probes.h5")
+    assert data["sites"] == SITES and data["steps"] == [0, 1]
+    w = data["labels"]["wall"]
+    assert w["accuracy"].shape == (3, STEPS, len(SITES)) and w["main"] == "accuracy"
+    np.testing.assert_allclose(w["accuracy"][0], res.labels["wall"].metrics["accuracy"][0], atol=1e-6)
+    assert set(w["balance"]["test"]) == {"no", "yes"}
+    assert (out / "heatmaps" / "wall.png").stat().st_size > 5000
+    # a saved direction predicts the label from raw activations: logit = scale * (x @ direction) + bias
+    probe = load_direction(out / "weights" / "wall.safetensors", PLANT[1], PLANT[0])
+    assert probe["direction"].shape == (1, D)
+    assert torch.linalg.norm(probe["direction"]) == pytest.approx(1.0, abs=1e-5)
+    with h5py.File(real) as f:
+        x = torch.from_numpy(f[PLANT[1]][PLANT[0]].astype(np.float32))
+        mazes = [maze_task.Maze.from_dict(json.loads(s)) for s in f["task/instances"][()]]
+    logit = probe["scale"] * (x @ probe["direction"][0]) + probe["bias"]
+    wall = torch.from_numpy(maze_label("wall", mazes, FRAMES).values)
+    assert ((logit > 0).long() == wall).float().mean() > 0.97
+    meta = load_file(out / "weights" / "wall.safetensors")
+    assert len(meta) == 5 * STEPS * len(SITES)
+
+
+def test_ridge_and_sample_labels(caches, tmp_path):
+    real, _, mazes, _ = caches
+    rng = np.random.default_rng(3)
+    side = mazes[0].side
+    tokens = FRAMES * side * side
+    target = rng.standard_normal((B, tokens)).astype(np.float32)
+    acts = {s: anisotropic_noise(rng, (1, B, tokens), D, decay=1.0) for s in SITES[:2]}
+    acts[SITES[1]][0] = plant(acts[SITES[1]][0], target, rng.standard_normal(D), 5.0)
+    path = write_cache(tmp_path / "reg.h5", acts, mazes=mazes, branch="cond")
+    np.save(tmp_path / "target.npy", target)
+    with pytest.raises(ValueError, match="branch"):
+        run_probes(path, labels=["wall"], progress=False)
+    res = run_probes(
+        path, labels=[str(tmp_path / "target.npy"), "path_length"], sites=[], branch="cond", bootstrap=20,
+        progress=False,
+    )
+    r2 = res.labels["target"].metrics["r2"][0, 0]
+    assert res.labels["target"].label.kind == "regression"
+    assert r2[1] > 0.9 and r2[0] < 0.1
+    pl = res.labels["path_length"]
+    assert pl.label.level == "sample" and pl.metrics["r2"].shape == (3, 1, 2)
+
+
+def test_bad_input_names_what_is_valid(caches):
+    real, *_ = caches
+    with pytest.raises(ValueError, match="maze labels"):
+        run_probes(real, labels=["walls"], progress=False)
+    with pytest.raises(ValueError, match="no site matches"):
+        run_probes(real, labels=["wall"], sites=["blocks.9.*"], progress=False)
+    with pytest.raises(ValueError, match="outside"):
+        run_probes(real, labels=["wall"], steps=[7], progress=False)
+    with pytest.raises(ValueError, match="control"):
+        run_probes(real, labels=["wall"], control="row", progress=False)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# solver, CLI, real store
+
+
+def test_batched_logistic_matches_scikit_learn():
+    sk = pytest.importorskip("sklearn.linear_model")
+    from probes.linear import Standardizer, fit_logistic
+
+    rng = np.random.default_rng(0)
+    n, d = 600, 12
+    x = rng.standard_normal((2, n, d)).astype(np.float32) * np.linspace(0.2, 3, d).astype(np.float32)
+    y = (x[0] @ rng.standard_normal(d) + rng.standard_normal(n) > 0).astype(np.int64)
+    y3 = rng.integers(0, 3, n)
+    xt = torch.from_numpy(x)
+    xs = Standardizer.fit(xt)(xt)
+    lam = torch.tensor([1e-3, 1e-1])
+    for labels, classes in ((y, 2), (y3, 3)):
+        fit = fit_logistic(xs, torch.from_numpy(labels).repeat(2, 1), lam, classes, tol=1e-6, max_iter=300)
+        for j, l in enumerate(lam.tolist()):
+            ref = sk.LogisticRegression(C=1 / (l * n), tol=1e-10, max_iter=5000).fit(xs[0].numpy(), labels)
+            ours = fit.weight[0, j].numpy()  # (d, k)
+            want = ref.coef_.T if classes == 2 else ref.coef_.T - ref.coef_.T.mean(1, keepdims=True)
+            got = ours if classes == 2 else ours - ours.mean(1, keepdims=True)
+            np.testing.assert_allclose(got, want, atol=2e-3 * max(1.0, np.abs(want).max()))
+
+
+def test_standardizer_and_raw_weights():
+    """Standardized copies (float32 and bfloat16, written block by block) match float64 ``(x - mean) / std`` even with
+    means far from zero; weights mapped back by ``to_raw`` give the same logits on raw activations."""
+    from probes.linear import LinearFit, Standardizer, to_raw
+
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((2, 2500, 8)) * [0.5, 1, 2, 4, 1, 1, 3, 0.1] + [0, 50, -20, 3, 0, 1, 0, 100]).astype(
+        np.float32
+    )
+    ref = (x - x.mean(1, keepdims=True)) / x.std(1, ddof=1, keepdims=True)
+    xt = torch.from_numpy(x)
+    std = Standardizer.fit(xt)
+    np.testing.assert_allclose(std(xt, block=1000).numpy(), ref, atol=5e-4)  # float32 mean of |mean| = 1000 std
+    np.testing.assert_allclose(std(xt, torch.bfloat16).float().numpy(), ref, atol=2e-2, rtol=1e-2)
+    w, b = torch.randn(2, 3, 8, 1), torch.randn(2, 3, 1)
+    want = LinearFit(w, b).logits(torch.from_numpy(ref.astype(np.float32)))
+    np.testing.assert_allclose(LinearFit(*to_raw(w, b, std)).logits(xt).numpy(), want.numpy(), atol=1e-3)
+
+
+def test_cli_probe(caches, tmp_path):
+    from typer.testing import CliRunner
+
+    from interp.cli import app
+
+    real, *_ = caches
+    out = tmp_path / "cli"
+    r = CliRunner().invoke(
+        app, ["probe", str(real), "--label", "wall", "--sites", "blocks.1.*", "--steps", "1", "--out", str(out),
+              "--bootstrap", "10"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "wall" in r.output and (out / "probes.h5").exists() and (out / "heatmaps" / "wall.png").exists()
+    assert load_results(out / "probes.h5")["labels"]["wall"]["accuracy"][0, 0, 0] > 0.97
+    bad = CliRunner().invoke(app, ["probe", str(real), "--label", "nope", "--out", str(out)])
+    assert bad.exit_code != 0 and "maze labels" in bad.output
+
+
+def test_reads_interp_store_captures(tmp_path):
+    capture = pytest.importorskip("interp.apps.capture")
+    path = capture.capture(
+        capture.CaptureConfig(model="tiny-wan", steps=2, sites=["blocks.0.hook_resid_post"], batch=4, guidance=2.0),
+        tmp_path / "run.h5",
+    )
+    from probes.data import open_cache
+
+    with open_cache(path) as r:
+        assert type(r).__name__ == "StoreReader" and r.sites == ["blocks.0.hook_resid_post"]
+        tokens, grid = r.tokens, r.grid
+        assert r.read("blocks.0.hook_resid_post", 1).shape == (4, tokens, r.d_model("blocks.0.hook_resid_post"))
+    assert int(np.prod(grid)) == tokens
+    lab = np.random.default_rng(0).integers(0, 2, (4, *grid))
+    res = run_probes(path, labels=["rand"], arrays={"rand": lab}, branch="uncond", bootstrap=5, progress=False)
+    assert res.steps == [0, 1] and res.labels["rand"].metrics["accuracy"].shape == (3, 2, 1)
+
+
+def test_bench_sites_are_float32_like_the_store():
+    """The benchmark feeds both solvers float32, as activations come out of the store (a float64 array once made
+    scikit-learn's side 3.6x slower and the ratio look better than it is)."""
+    from benchmarks.probes import make_site
+
+    y = np.array([0, 1, 0, 1])
+    x = make_site(0, 0, y, d=8, classes=2, strength=np.float64(1.5))
+    assert x.dtype == np.float32 and x.shape == (4, 8)
