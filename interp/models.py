@@ -72,6 +72,10 @@ BUILTINS: dict[str, BuiltinModel] = {
         "maze-cogvideox", "cogvideox", "CogVideoX-architecture DiT trained on the same mazes",
         data_path("maze-cogvideox"),
     ),
+    "organism": BuiltinModel(
+        "organism", "wan", "complete WanImageToVideoPipeline (UMT5, Wan VAE, 16-block DiT) trained on the task suite",
+        data_path("organism"),
+    ),
 }  # fmt: skip
 # shipped maze language models (interp.lm), name -> directory written by interp.lm.model.save_lm
 SHIPPED_LMS: dict[str, Path] = {"maze-lm": data_path("maze-lm")}
