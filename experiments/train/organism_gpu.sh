@@ -8,5 +8,5 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 WANDB_MODE=disabled
 python3 -c "import diffusers, pydantic, torch; from interp.training import organism; print('diffusers', diffusers.__version__, 'torch', torch.__version__, torch.cuda.get_device_name())" || exit 1
 mkdir -p "$RUN"
-setsid nohup python3 -m interp.training.organism experiments/train/organism.yaml out="$RUN/organism" "$@" > "$RUN/train.out" 2>&1 < /dev/null &
+setsid nohup python3 -m interp.training.organism "${CONFIG:-experiments/train/organism.yaml}" out="$RUN/organism" "$@" > "$RUN/train.out" 2>&1 < /dev/null &
 echo "started pid $!"
