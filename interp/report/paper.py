@@ -111,7 +111,7 @@ _POINT_NOISE_FRAME = ("r = mean drop over intermediate frames (neither the first
 
 
 def level_swap_answer(d: dict) -> tuple[str, str]:
-    flips = d["answer_flip"]  # {depth fraction: rate}
+    flips = {float(k): v for k, v in d["answer_flip"].items()}  # {depth fraction: rate}; JSON keys are strings
     if not flips:
         return NA, "no layers"
     best = max(flips, key=flips.get)
