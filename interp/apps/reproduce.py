@@ -34,6 +34,7 @@ from interp.report.paper import write_report
 from interp.tasks import build_inputs
 from interp.tasks import maze as mz
 from interp.tasks.maze import AGENT_PX, BLOCK_PX, OPEN, PALETTE, TRAIL
+from interp.tasks.candidates import CONTRAST, MIN_LEN, candidate_routes, sharp_answer
 from interp.tasks.maze_score import read_blocks, score_video
 from probes import run_probes
 
@@ -250,10 +251,12 @@ def analyze_chain(results: Path, exp, loaded, out: Path):
     alt = np.zeros((n, steps))
     cand = np.zeros((n, steps))
     soft_off = np.zeros((n, steps))
+    sharp = np.zeros((n, steps))  # sharp connected candidate routes (interp.tasks.candidates) per run and step
     commit = np.zeros(n, int)
     explore = np.zeros(n, bool)
     for i in range(n):
         layout, open_ = _layout(d["condition_frames"][i])
+        full_layout = read_blocks(d["condition_frames"][i])[0]
         star = _trail(_last_blocks(final[i])[0], open_)
         vids = _videos(x0[i])
         sets = []
@@ -263,6 +266,7 @@ def analyze_chain(results: Path, exp, loaded, out: Path):
             off = t - star
             alt[i, s] = len(off)
             cand[i, s] = (1 if t & star else 0) + _components(off)
+            sharp[i, s] = candidate_routes(vids[s][-1], layout=full_layout).n
             soft = _soft_trail(vids[s][-1])
             mask = open_.copy()
             for b in star:
@@ -276,6 +280,8 @@ def analyze_chain(results: Path, exp, loaded, out: Path):
         explore[i] = bool((alt[i, :max(commit[i], 1)] >= 2).any())
     mean_alt, mean_cand = alt.mean(0), cand.mean(0)
     late = slice(int(np.floor(0.8 * steps)), steps)
+    before = slice(0, max(int(np.floor(0.8 * steps)), 1))
+    sharp_peak, sharp_late = sharp[:, before].max(1), sharp[:, late].mean(1)
     chain = {
         "steps": steps, "n": n, "explore_share": float(explore.mean()), "peak_alt": float(mean_alt.max()),
         "late_alt": float(mean_alt[late].mean()), "peak_candidates": float(mean_cand.max()),
@@ -283,8 +289,13 @@ def analyze_chain(results: Path, exp, loaded, out: Path):
         "commit_median": float(np.median(commit)), "commit": commit.tolist(),
         "alt_curve": mean_alt.tolist(), "candidates_curve": mean_cand.tolist(), "soft_off_curve": soft_off.mean(0).tolist(),
         "solve_rate": float(np.mean(d["metrics"]["solve_rate"][0])),
+        "sharp_candidates_curve": sharp.mean(0).tolist(),
+        "samples": {"explore": (sharp_peak >= 2).tolist(), "peak_candidates": sharp_peak.tolist(),
+                    "late_candidates": sharp_late.tolist(), "contrast": CONTRAST, "min_len": MIN_LEN,
+                    "candidates": sharp.tolist()},
     }  # fmt: skip
-    figs = [curves(range(steps), {"candidate paths": mean_cand, "off-path lit blocks": mean_alt,
+    figs = [curves(range(steps), {"sharp candidate routes": chain["sharp_candidates_curve"],
+                                  "candidate paths (any trail)": mean_cand, "off-path lit blocks": mean_alt,
                                   "off-path trail mass (soft)": chain["soft_off_curve"]},
                    out / "chain_candidates.png", xlabel="denoising step", ylabel="mean per run",
                    title=f"{d['size']}x{d['size']}: candidates in x0 per step (n={n})")]  # fmt: skip
@@ -295,7 +306,10 @@ def analyze_chain(results: Path, exp, loaded, out: Path):
                                          title=f"x0 per step, {tag} run (maze {i})") if p.suffix == ".png"]  # fmt: skip
     for p in figs[1:]:
         _shrink(p)
-    setup = f"{n} mazes of {d['size']}x{d['size']}, {steps} steps; x0's last frame read as blocks at every step."
+    setup = (f"{n} mazes of {d['size']}x{d['size']}, {steps} steps; x0's last frame read as blocks at every step; "
+             f"a candidate is a sharp connected route (interp.tasks.candidates: contrast >= {CONTRAST}, >= {MIN_LEN} "
+             "blocks); the older 'candidate paths' and 'off-path lit blocks' count any block nearest the trail "
+             "colour, blur included.")
     return {"chain": chain, "setup": setup}, figs
 
 
@@ -312,11 +326,15 @@ def analyze_noise(results: Path, exp, loaded, out: Path):
     n_steps = sampler_of(exp, loaded).steps
     step_pts: dict[str, dict[int, int]] = {}  # mode -> step -> sweep point
     frame_pts: dict[str, dict[int, float]] = {}  # mode -> frame -> solve rate
+    frame_rows: dict[str, dict[int, int]] = {}  # mode -> frame -> sweep point
+    solved = np.asarray(d["metrics"]["solve_rate"], float)  # (points, n)
     for p, coords in enumerate(d["points"]):
         iv = next(iter(coords.values()))
         mode = iv.get("mode", "replace")
         if iv.get("frames") is not None:
-            frame_pts.setdefault(mode, {})[resolve_index(iv["frames"], frames, "frames")[0]] = float(rates[p])
+            fi = resolve_index(iv["frames"], frames, "frames")[0]
+            frame_pts.setdefault(mode, {})[fi] = float(rates[p])
+            frame_rows.setdefault(mode, {})[fi] = p
         else:
             step_pts.setdefault(mode, {})[resolve_index(iv["steps"], n_steps, "steps")[0]] = p
     numbers: dict = {}
@@ -330,6 +348,10 @@ def analyze_noise(results: Path, exp, loaded, out: Path):
             "change_curve": None if change is None else [float(change[pts[s]]) for s in at],
             "frame_rates": {f"frame {f}": r for f, r in sorted(fr.items())},
             "frame_mid": [r for f, r in sorted(fr.items()) if 0 < f < frames - 1],
+            "samples": {"clean": np.asarray(d["clean"]["solve_rate"], float).tolist(),
+                        "step": [solved[pts[s]].tolist() for s in at],
+                        "frame": {f"frame {f}": solved[q].tolist() for f, q in sorted(frame_rows.get(mode, {}).items())},
+                        "frame_mid_keys": [f"frame {f}" for f in sorted(fr) if 0 < f < frames - 1]},
         }  # fmt: skip
     plt = _plt()
     fig, ax = plt.subplots(1, 3 if change is not None else 2, figsize=(11 if change is not None else 8, 3),
@@ -400,7 +422,7 @@ def analyze_swap(results: Path, exp, loaded, out: Path):
             diff = walls[i] != walls[j]
             w = cls == mz.WALL
             struct.append(bool(diff.any()) and float((w[diff] == walls[j][diff]).mean()) > 0.5)
-        per.setdefault(steps, {})[frac] = (li, float(np.mean(ans)), float(np.mean(struct)))
+        per.setdefault(steps, {})[frac] = (li, float(np.mean(ans)), float(np.mean(struct)), ans, struct)
     # the step range whose best layer flips most (the first step is the paper's protocol; all are reported)
     first = max(per, key=lambda k: max(v[1] for v in per[k].values()))
     rows = per[first]
@@ -411,7 +433,9 @@ def analyze_swap(results: Path, exp, loaded, out: Path):
         return [float(np.mean([v[k] for f, v in rows.items() if _band(f) == b] or [np.nan])) for b in range(3)]
 
     swap = {"answer_flip": flips, "best_layer": rows[best][0], "n": n, "band_answer": bands(1), "band_structure": bands(2),
-            "steps": first, "per_steps": {s: {str(v[0]): [v[1], v[2]] for v in r.values()} for s, r in per.items()}}  # fmt: skip
+            "steps": first, "per_steps": {s: {str(v[0]): [v[1], v[2]] for v in r.values()} for s, r in per.items()},
+            "samples": {"flip": {str(f): [float(a) for a in v[3]] for f, v in rows.items()},
+                        "structure": {str(f): [float(a) for a in v[4]] for f, v in rows.items()}}}  # fmt: skip
     series = {}
     for s, r in per.items():
         fr = sorted(r)
@@ -441,7 +465,11 @@ def analyze_skip(results: Path, exp, loaded, out: Path):
     w = np.unravel_index(np.argmax(grid), grid.shape)
     skip = {"clean": clean, "band_drop": band_drop, "n": int(d["metrics"]["solve_rate"].shape[1]), "step_drop": grid.mean(1).tolist(),
             "worst": [str(steps_vals[w[0]]), idx[w[1]][0], float(grid[w])], "grid": grid.tolist(),
-            "layers": [i for i, _ in idx], "step_ranges": [str(s) for s in steps_vals]}  # fmt: skip
+            "layers": [i for i, _ in idx], "step_ranges": [str(s) for s in steps_vals],
+            "samples": {"clean": np.asarray(d["clean"]["solve_rate"], float).tolist(),
+                        "solved": np.asarray(d["metrics"]["solve_rate"], float).reshape(
+                            len(steps_vals), len(layer_vals), -1).tolist(),
+                        "fracs": [f for _, f in idx]}}  # fmt: skip
     figs = [heatmap(grid, steps_vals, [i for i, _ in idx], out / "skip_drop_step_x_layer.png", row_name="steps skipped",
                     col_name="block skipped", title=f"solve-rate drop (clean {clean:.2f})")]  # fmt: skip
     setup = f"{d['metrics']['solve_rate'].shape[1]} mazes of {d['size']}x{d['size']}; one block made the identity over a step range."
@@ -455,7 +483,8 @@ def analyze_memory(results: Path, exp, loaded, out: Path):
     frames = x0.shape[3]
     fid = np.zeros((n, steps, frames))
     ok = np.zeros((n, steps), bool)
-    wrong_path = np.zeros((n, steps), bool)
+    wrong_path = np.zeros((n, steps), bool)  # any trail reaching the goal, blur included (the older measure)
+    sharp_ans = np.full((n, steps), "none", dtype=object)  # sharp complete routes only (interp.tasks.candidates)
     for i in range(n):
         cond = d["condition_frames"][i]
         layout, _ = read_blocks(cond)
@@ -468,17 +497,23 @@ def analyze_memory(results: Path, exp, loaded, out: Path):
             sc = score_video(vids[s], cond)
             ok[i, s] = sc.success
             wrong_path[i, s] = sc.goal_reached and not sc.success
+            sharp_ans[i, s] = sharp_answer(vids[s][-1], cond)
     final_ok = np.asarray(d["metrics"]["solve_rate"][0], bool)
     mid = slice(0, steps - 1)
-    fix = final_ok & wrong_path[:, mid].any(1)
-    brk = ~final_ok & ok[:, mid].any(1)
+    loose_fix = final_ok & wrong_path[:, mid].any(1)
+    fix = final_ok & (sharp_ans[:, mid] == "wrong").any(1)
+    brk = ~final_ok & (sharp_ans[:, mid] == "right").any(1)
     last = fid[:, :, -1].mean(0)
     half = slice(steps // 2, steps)
     first95 = next((s for s in range(steps) if last[s] >= 0.95), None)
     memory = {"layout_final": float(last[-1]), "layout_min_late": float(last[half].min()), "layout_first_step": first95,
               "layout_curve_per_frame": fid.mean(0).T.tolist(), "wrong_then_right": float(fix.mean()),
               "right_then_wrong": float(brk.mean()), "n_fix": int(fix.sum()), "n_break": int(brk.sum()), "n": n,
-              "final": float(final_ok.mean()), "solved_curve": ok.mean(0).tolist(), "steps": steps}  # fmt: skip
+              "final": float(final_ok.mean()), "solved_curve": ok.mean(0).tolist(), "steps": steps,
+              "wrong_then_right_any_trail": float(loose_fix.mean()),
+              "sharp_wrong_curve": (sharp_ans == "wrong").mean(0).tolist(),
+              "samples": {"fix": fix.tolist(), "break": brk.tolist(), "layout_final": fid[:, -1, -1].tolist(),
+                          "layout_min_late": fid[:, half, -1].min(1).tolist()}}  # fmt: skip
     plt = _plt()
     fig, ax = plt.subplots(1, 2, figsize=(8, 3))
     for f in range(frames):
@@ -486,7 +521,8 @@ def analyze_memory(results: Path, exp, loaded, out: Path):
     ax[0].set(xlabel="step", ylabel="layout blocks kept", title="working memory: layout in x0", ylim=(0, 1.02))
     ax[0].legend(fontsize=6)
     ax[1].plot(range(steps), ok.mean(0), marker="o", ms=2, label="x0 solves the maze")
-    ax[1].plot(range(steps), wrong_path.mean(0), marker="o", ms=2, label="x0 draws a wrong start-goal path")
+    ax[1].plot(range(steps), wrong_path.mean(0), marker="o", ms=2, label="x0 draws a wrong start-goal trail (any)")
+    ax[1].plot(range(steps), (sharp_ans == "wrong").mean(0), marker="o", ms=2, label="x0 draws a sharp wrong route")
     ax[1].set(xlabel="step", ylabel="share of runs", title="answers in x0 per step", ylim=(-0.02, 1.02))
     ax[1].legend(fontsize=6)
     figs = [_save(fig, out / "memory_layout_and_answers.png")]
@@ -511,11 +547,14 @@ def _probe_steps(d: dict, exp, loaded, out: Path):
     write_plain(plain, {site: np.swapaxes(v, 0, 1) for site, v in acts.items()})  # (steps, n, tokens, d)
     mazes = list(build_inputs(loaded.task, n, exp.inputs.seed, d["size"]).instances)
     frames = d["x0"].shape[4] if "x0" in d else 1
-    res = run_probes(plain, labels=["wall", "path"], frames=[frames - 1], control="none", bootstrap=20, mazes=mazes,
+    res = run_probes(plain, labels=["wall", "path"], frames=[frames - 1], control="none", bootstrap=200, mazes=mazes,
                      progress=False, out=out / "probes")  # fmt: skip
     plain.unlink()
     grids = {lab: r.metrics["accuracy"][0] for lab, r in res.labels.items()}  # (steps, sites), sites in depth order
     acc = {lab: g.max(1) for lab, g in grids.items()}  # best site per step
+    best = {lab: g.argmax(1) for lab, g in grids.items()}
+    bounds = {f"{lab}_{side}": res.labels[lab].metrics["accuracy"][k][np.arange(len(best[lab])), best[lab]].tolist()
+              for lab in grids for k, side in ((1, "lo"), (2, "hi"))}  # the best site's bootstrap interval per step
     steps = len(acc["wall"])
 
     def first(a):
@@ -530,7 +569,7 @@ def _probe_steps(d: dict, exp, loaded, out: Path):
               "depth_layout": None if first_site("wall") is None else res.sites.index(first_site("wall")),
               "depth_path": None if first_site("path") is None else res.sites.index(first_site("path")),
               "steps": steps, "n": n, "acc0_wall": float(acc["wall"][0]), "acc0_path": float(acc["path"][0]),
-              "wall_curve": acc["wall"].tolist(), "path_curve": acc["path"].tolist(), "sites": res.sites}  # fmt: skip
+              "wall_curve": acc["wall"].tolist(), "path_curve": acc["path"].tolist(), "sites": res.sites, **bounds}  # fmt: skip
     figs = [curves(range(steps), {"layout (wall)": acc["wall"], "path (solution)": acc["path"]},
                    out / "probes_per_step.png", xlabel="step", ylabel="probe accuracy (best site)",
                    title="perception before action: when is each decodable?")]  # fmt: skip
@@ -564,7 +603,9 @@ def analyze_ensemble(results: Path, exp, loaded, out: Path):
                 "oracle": float(np.max(np.stack(wins), 0).mean()), "paper_config": rates.get(paper_name, float("nan")),
                 "paper_config_name": paper_name, "best_config": rates.get(best_name, float("nan")),
                 "best_config_name": best_name, "configs": rates, "n": n,
-                "seed_rates": [float(w.mean()) for w in wins]}  # fmt: skip
+                "seed_rates": [float(w.mean()) for w in wins],
+                "samples": {"single": clean.tolist(), "best_of_3": [float(c) for c in chosen],
+                            "paper_config": (solved[ens[paper_name]] if paper_name in ens else clean * np.nan).tolist()}}  # fmt: skip
     plt = _plt()
     names = ["one seed", "best-of-3 (medoid)", "oracle best-of-3", *rates]
     vals = [ensemble["single"], ensemble["best_of_3"], ensemble["oracle"], *rates.values()]

@@ -19,52 +19,59 @@ def _chain(explore, peak, late):
             "late_candidates": 1.0, "commit_median": 5.0, "steps": 10}  # fmt: skip
 
 
-def _noise(curve, clean=0.7, mids=(0.65, 0.7)):
+def _ones(n, rate):
+    return [1.0] * round(rate * n) + [0.0] * (n - round(rate * n))
+
+
+def _noise(curve, clean=0.7, mids=(0.65, 0.7), n=100):
     return {"clean": clean, "steps": len(curve), "step_at": list(range(len(curve))), "step_curve": list(curve), "step_min": min(curve),
             "step_argmin": int(min(range(len(curve)), key=curve.__getitem__)), "frame_mid": list(mids),
-            "frame_rates": {"frame 1": mids[0]}}  # fmt: skip
+            "frame_rates": {"frame 1": mids[0]}, "n": n,
+            "samples": {"clean": _ones(n, clean), "step": [_ones(n, c) for c in curve],
+                        "frame": {f"frame {i + 1}": _ones(n, m) for i, m in enumerate(mids)},
+                        "frame_mid_keys": [f"frame {i + 1}" for i in range(len(mids))]}}  # fmt: skip
 
 
 @pytest.mark.parametrize(
     "rule, numbers, verdict",
     [
-        (P.rule_chain, _chain(0.6, 4.0, 0.5), P.HOLDS),
-        (P.rule_chain, _chain(0.3, 4.0, 0.5), P.PARTLY),
-        (P.rule_chain, _chain(0.6, 4.0, 3.0), P.PARTLY),
-        (P.rule_chain, _chain(0.1, 0.2, 0.1), P.NOT),
-        (P.rule_noise_drop, _noise([0.7, 0.2, 0.6]), P.HOLDS),       # 0.2 / 0.7 = 0.29
-        (P.rule_noise_drop, _noise([0.7, 0.5, 0.6]), P.PARTLY),      # 0.71
-        (P.rule_noise_drop, _noise([0.7, 0.65, 0.7]), P.NOT),
-        (P.rule_noise_drop, _noise([0.0, 0.0], clean=0.0), P.NA),
-        (P.rule_noise_peak, _noise([0.7, 0.6, 0.2, 0.5, 0.7]), P.HOLDS),
-        (P.rule_noise_peak, _noise([0.7, 0.6, 0.2, 0.25, 0.25]), P.PARTLY),
-        (P.rule_noise_peak, _noise([0.7, 0.6, 0.5, 0.3, 0.0]), P.NOT),  # monotone: worst at the end
-        (P.rule_noise_peak, _noise([0.7, 0.68, 0.7]), P.NOT),           # nothing costs 0.1
-        (P.rule_noise_peak, _noise([0.7, 0.6, 0.2, 0.5, 0.7]) | {"step_at": [0, 1, 2, 3, 49], "steps": 50}, P.NOT),
-        (P.rule_noise_peak, _noise([0.7, 0.2, 0.7]) | {"step_at": [0, 25, 49], "steps": 50}, P.HOLDS),
-        (P.rule_noise_frame, _noise([0.7, 0.1], mids=(0.65, 0.7)), P.HOLDS),
-        (P.rule_noise_frame, _noise([0.7, 0.1], mids=(0.3, 0.3)), P.PARTLY),
-        (P.rule_noise_frame, _noise([0.7, 0.1], mids=(0.1, 0.1)), P.NOT),
-        (P.rule_swap_answer, {"answer_flip": {0.0: 0.0, 0.4: 0.8, 0.9: 0.1}, "best_layer": 6,
+        (P.level_chain, _chain(0.6, 4.0, 0.5), P.HOLDS),
+        (P.level_chain, _chain(0.3, 4.0, 0.5), P.PARTLY),
+        (P.level_chain, _chain(0.6, 4.0, 3.0), P.PARTLY),
+        (P.level_chain, _chain(0.1, 0.2, 0.1), P.NOT),
+        (P.level_noise_drop, _noise([0.7, 0.2, 0.6]), P.HOLDS),       # 0.2 / 0.7 = 0.29
+        (P.level_noise_drop, _noise([0.7, 0.5, 0.6]), P.PARTLY),      # 0.71
+        (P.level_noise_drop, _noise([0.7, 0.65, 0.7]), P.NOT),
+        (P.level_noise_drop, _noise([0.0, 0.0], clean=0.0), P.NA),
+        (P.level_noise_peak, _noise([0.7, 0.6, 0.2, 0.5, 0.7]), P.HOLDS),
+        (P.level_noise_peak, _noise([0.7, 0.6, 0.2, 0.25, 0.25]), P.PARTLY),
+        (P.level_noise_peak, _noise([0.7, 0.6, 0.5, 0.3, 0.0]), P.NOT),  # monotone: worst at the end
+        (P.level_noise_peak, _noise([0.7, 0.68, 0.7]), P.NOT),           # nothing costs 0.1
+        (P.level_noise_peak, _noise([0.7, 0.6, 0.2, 0.5, 0.7]) | {"step_at": [0, 1, 2, 3, 49], "steps": 50}, P.NOT),
+        (P.level_noise_peak, _noise([0.7, 0.2, 0.7]) | {"step_at": [0, 25, 49], "steps": 50}, P.HOLDS),
+        (P.level_noise_frame, _noise([0.7, 0.1], mids=(0.65, 0.7)), P.HOLDS),
+        (P.level_noise_frame, _noise([0.7, 0.1], mids=(0.3, 0.3)), P.PARTLY),
+        (P.level_noise_frame, _noise([0.7, 0.1], mids=(0.1, 0.1)), P.NOT),
+        (P.level_swap_answer, {"answer_flip": {0.0: 0.0, 0.4: 0.8, 0.9: 0.1}, "best_layer": 6,
                               "band_answer": [0.0, 0.8, 0.1]}, P.HOLDS),
-        (P.rule_swap_answer, {"answer_flip": {0.0: 0.0, 0.4: 0.2}, "best_layer": 6, "band_answer": [0, 0.2, 0]}, P.PARTLY),
-        (P.rule_swap_answer, {"answer_flip": {0.0: 0.9, 0.4: 0.2}, "best_layer": 0, "band_answer": [0.9, 0.2, 0]}, P.NOT),
-        (P.rule_swap_structure, {"band_structure": [0.7, 0.2, 0.0]}, P.HOLDS),
-        (P.rule_swap_structure, {"band_structure": [0.0, 0.2, 0.0]}, P.NOT),
-        (P.rule_skip, {"band_drop": [0.1, 0.4, 0.1], "step_drop": [0.3], "worst": ["0%:20%", 7, 0.6]}, P.HOLDS),
-        (P.rule_skip, {"band_drop": [0.5, 0.05, 0.0], "step_drop": [0.3], "worst": ["0%:20%", 0, 0.9]}, P.PARTLY),
-        (P.rule_skip, {"band_drop": [0.5, 0.0, 0.2], "step_drop": [0.3], "worst": ["0%:20%", 0, 0.9]}, P.NOT),
-        (P.rule_memory, {"layout_final": 0.99, "layout_min_late": 0.97, "layout_first_step": 2}, P.HOLDS),
-        (P.rule_memory, {"layout_final": 0.93, "layout_min_late": 0.5, "layout_first_step": None}, P.PARTLY),
-        (P.rule_selfcorrect, {"wrong_then_right": 0.2, "right_then_wrong": 0.1, "n_fix": 2, "n_break": 1, "n": 10,
+        (P.level_swap_answer, {"answer_flip": {0.0: 0.0, 0.4: 0.2}, "best_layer": 6, "band_answer": [0, 0.2, 0]}, P.PARTLY),
+        (P.level_swap_answer, {"answer_flip": {0.0: 0.9, 0.4: 0.2}, "best_layer": 0, "band_answer": [0.9, 0.2, 0]}, P.NOT),
+        (P.level_swap_structure, {"band_structure": [0.7, 0.2, 0.0]}, P.HOLDS),
+        (P.level_swap_structure, {"band_structure": [0.0, 0.2, 0.0]}, P.NOT),
+        (P.level_skip, {"band_drop": [0.1, 0.4, 0.1], "step_drop": [0.3], "worst": ["0%:20%", 7, 0.6]}, P.HOLDS),
+        (P.level_skip, {"band_drop": [0.5, 0.05, 0.0], "step_drop": [0.3], "worst": ["0%:20%", 0, 0.9]}, P.PARTLY),
+        (P.level_skip, {"band_drop": [0.5, 0.0, 0.2], "step_drop": [0.3], "worst": ["0%:20%", 0, 0.9]}, P.NOT),
+        (P.level_memory, {"layout_final": 0.99, "layout_min_late": 0.97, "layout_first_step": 2}, P.HOLDS),
+        (P.level_memory, {"layout_final": 0.93, "layout_min_late": 0.5, "layout_first_step": None}, P.PARTLY),
+        (P.level_selfcorrect, {"wrong_then_right": 0.2, "right_then_wrong": 0.1, "n_fix": 2, "n_break": 1, "n": 10,
                               "final": 0.8}, P.HOLDS),
-        (P.rule_selfcorrect, {"wrong_then_right": 0.0, "right_then_wrong": 0.1, "n_fix": 0, "n_break": 1, "n": 10,
+        (P.level_selfcorrect, {"wrong_then_right": 0.0, "right_then_wrong": 0.1, "n_fix": 0, "n_break": 1, "n": 10,
                               "final": 0.8}, P.NOT),
-        (P.rule_perception, {"t_layout": 0, "t_path": 3, "threshold": 0.9, "steps": 8, "acc0_wall": 0.95,
+        (P.level_perception, {"t_layout": 0, "t_path": 3, "threshold": 0.9, "steps": 8, "acc0_wall": 0.95,
                              "acc0_path": 0.6}, P.HOLDS),
-        (P.rule_perception, {"t_layout": 3, "t_path": 3, "threshold": 0.9, "steps": 8, "acc0_wall": 0.5,
+        (P.level_perception, {"t_layout": 3, "t_path": 3, "threshold": 0.9, "steps": 8, "acc0_wall": 0.5,
                              "acc0_path": 0.5, "depth_layout": 0, "depth_path": 1}, P.PARTLY),
-        (P.rule_perception, {"t_layout": 3, "t_path": 3, "threshold": 0.9, "steps": 8, "acc0_wall": 0.5,
+        (P.level_perception, {"t_layout": 3, "t_path": 3, "threshold": 0.9, "steps": 8, "acc0_wall": 0.5,
                              "acc0_path": 0.5, "depth_layout": 1, "depth_path": 1}, P.NOT),
     ],
 )  # fmt: skip
@@ -74,14 +81,15 @@ def test_verdict_rules(rule, numbers, verdict):
 
 def _ens(single, ens, best3):
     return {"single": single, "paper_config": ens, "best_of_3": best3, "oracle": 0.9, "paper_config_name": "mid",
-            "best_config": ens, "best_config_name": "mid", "n": 100}  # fmt: skip
+            "best_config": ens, "best_config_name": "mid", "n": 100,
+            "samples": {"single": _ones(100, single), "paper_config": _ones(100, ens), "best_of_3": _ones(100, best3)}}  # fmt: skip
 
 
 def test_ensemble_rule_compares_one_seed_and_best_of_3():
-    assert P.rule_ensemble(_ens(0.64, 0.67, 0.66))[0] == P.HOLDS
-    assert P.rule_ensemble(_ens(0.64, 0.67, 0.70))[0] == P.PARTLY  # gains, but best-of-3 does better
-    assert P.rule_ensemble(_ens(0.64, 0.65, 0.60))[0] == P.PARTLY
-    assert P.rule_ensemble(_ens(0.64, 0.60, 0.60))[0] == P.NOT
+    assert P.level_ensemble(_ens(0.64, 0.67, 0.66))[0] == P.HOLDS
+    assert P.level_ensemble(_ens(0.64, 0.67, 0.70))[0] == P.PARTLY  # gains, but best-of-3 does better
+    assert P.level_ensemble(_ens(0.64, 0.65, 0.60))[0] == P.PARTLY
+    assert P.level_ensemble(_ens(0.64, 0.60, 0.60))[0] == P.NOT
 
 
 def test_report_table_from_synthetic_numbers(tmp_path):
@@ -149,8 +157,8 @@ def test_every_paper_yaml_runs_on_a_tiny_model_and_the_report_is_written(maze_di
     text = report.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| ") and "claim |" not in line]
     assert len(rows) == len(P.SPECS)
-    assert all(any(f"**{v}" in r for v in (P.HOLDS, P.PARTLY, P.NOT, P.NA)) for r in rows)
-    assert "(indicative: n=2)" in text  # 2 mazes: every measured verdict is marked indicative
+    assert all(any(f"**{v}" in r for v in (P.HOLDS, P.PARTLY, P.NOT, P.NA, P.NES)) for r in rows)
+    assert "not enough samples (n=2)" in text  # 2 mazes: no measured verdict is decided
     numbers = json.loads((tmp_path / "paper" / "numbers.json").read_text())
     assert set(numbers) == set(ANALYSES)
     assert numbers["noise_step_vs_frame"]["noise"]["steps"] == 2
@@ -179,7 +187,7 @@ def test_every_paper_yaml_runs_unchanged_on_the_cogvideox_maze_model(tmp_path):
     assert "reproduced on maze-cogvideox" in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and "claim |" not in line]
     assert len(rows) == len(P.SPECS)
-    assert all(any(f"**{v}" in r for v in (P.HOLDS, P.PARTLY, P.NOT)) for r in rows)  # every claim measured
+    assert all(any(f"**{v}" in r for v in (P.HOLDS, P.PARTLY, P.NOT, P.NES)) for r in rows)  # every claim measured
     numbers = json.loads((tmp_path / "paper" / "numbers.json").read_text())
     assert numbers["working_memory"]["probes"]["sites"] == [f"blocks.{i}.hook_resid_post" for i in (4, 8, 12)]
 
