@@ -138,6 +138,20 @@ def list_models() -> list[BuiltinModel]:
     return list(BUILTINS.values())
 
 
+def default_scheduler(family: str):
+    """The scheduler a bare transformer directory (no ``scheduler/``) is sampled with: its family's own
+    parametrization, so x0 is right. CogVideoX is v-prediction DDIM (``CogVideoXDDIMScheduler`` as CogVideoX-2b
+    ships it); Wan, LTX-Video and HunyuanVideo are flow matching (``FlowMatchEulerDiscreteScheduler``; their
+    pipelines' shifts differ: pass ``shift``)."""
+    if family == "cogvideox":
+        from diffusers import CogVideoXDDIMScheduler
+
+        return CogVideoXDDIMScheduler(prediction_type="v_prediction", beta_schedule="scaled_linear", beta_start=0.00085,
+                                      beta_end=0.012, clip_sample=False, set_alpha_to_one=True, steps_offset=0,
+                                      timestep_spacing="trailing", rescale_betas_zero_snr=True, snr_shift_scale=3.0)  # fmt: skip
+    return FlowMatchEulerDiscreteScheduler()
+
+
 def _scheduler_from_dir(path: Path):
     cfg = json.loads((path / "scheduler_config.json").read_text())
     cls = getattr(diffusers, cfg.get("_class_name", ""), None)
@@ -227,7 +241,7 @@ def load_model(
 
     if (path / "config.json").exists() and not (path / "transformer").is_dir():
         t, adapter = _transformer_from_dir(path, device, dtype, device_map)
-        return LoadedModel(name, adapter, {"transformer": t}, FlowMatchEulerDiscreteScheduler(), source=str(path))
+        return LoadedModel(name, adapter, {"transformer": t}, default_scheduler(adapter.family), source=str(path))
 
     index = json.loads((path / "model_index.json").read_text()) if (path / "model_index.json").exists() else {}
     if not (path / "transformer").is_dir():
@@ -240,7 +254,7 @@ def load_model(
         sub = path / expert
         if sub.is_dir() and (index.get(expert, [None])[0] is not None or not index):
             transformers[expert], adapter = _transformer_from_dir(sub, device, dtype, device_map)
-    scheduler = _scheduler_from_dir(path / "scheduler") if (path / "scheduler").is_dir() else FlowMatchEulerDiscreteScheduler()
+    scheduler = _scheduler_from_dir(path / "scheduler") if (path / "scheduler").is_dir() else default_scheduler(adapter.family)
     task = json.loads((path / "interp.json").read_text()) if (path / "interp.json").exists() else None
     boundary = index.get("boundary_ratio")
     if len(transformers) == 2 and boundary is None:

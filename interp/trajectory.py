@@ -77,6 +77,9 @@ class TrajectoryInputs:
     condition: Float[Tensor, "batch cond_channels frames height width"] | None = None  # cat([x_t, condition], dim=1)
     first_frame: Float[Tensor, "batch channels lead height width"] | None = None  # replaces x's leading frames
     latents: Latent | None = None  # initial noise override
+    # per-token timesteps (Wan2.2 TI2V ``expand_timesteps``): (1, 1, F, H, W) latent mask, 0 where a token is clean;
+    # each forward gets timestep (B, tokens) = mask[0, 0, ::pt, ::ph, ::pw].flatten() * t, as diffusers' Wan pipelines
+    timestep_mask: Float[Tensor, "1 1 frames height width"] | None = None
 
 
 @dataclass
@@ -120,9 +123,30 @@ class Trajectory:
         return torch.stack([getattr(r, attr) for r in self.records])
 
 
+def check_steppable(sched) -> None:
+    """An error, before anything runs, for a scheduler the loop cannot step exactly as its pipeline does (never a
+    silent fallback): a ``step`` needing more state than (model_output, timestep, sample) (``CogVideoXDPMScheduler``:
+    ``old_pred_original_sample``, ``timestep_back``), or ``set_timesteps`` needing ``mu`` (dynamic shifting, LTX)."""
+    import inspect
+
+    name = type(sched).__name__
+    params = inspect.signature(sched.step).parameters
+    extra = [p for p, v in params.items() if v.default is inspect.Parameter.empty and v.kind is v.POSITIONAL_OR_KEYWORD
+             and p not in ("self", "model_output", "timestep", "sample")]  # fmt: skip
+    if extra:
+        raise ValueError(f"{name}.step needs {', '.join(extra)} (a multistep state the loop does not keep); "
+                         "schedulers the loop steps take (model_output, timestep, sample), e.g. CogVideoXDDIMScheduler, "
+                         "FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler, DDIMScheduler")  # fmt: skip
+    if sched.config.get("use_dynamic_shifting"):
+        raise ValueError(f"{name} has use_dynamic_shifting=True: set_timesteps needs mu (the pipeline computes it from "
+                         "the token count); the loop does not compute mu yet: use a scheduler config with "
+                         "use_dynamic_shifting=false and an explicit shift")  # fmt: skip
+
+
 def make_scheduler(loaded: LoadedModel, shift: float | None = None):
     """A fresh copy of the model's scheduler (never mutate the loaded one), with ``shift`` if given."""
     sched = loaded.scheduler
+    check_steppable(sched)
     overrides = {}
     if shift is not None:
         key = next((k for k in ("shift", "flow_shift") if k in sched.config), None)
@@ -223,6 +247,10 @@ def run_trajectory(
     text = inputs.text.to(device, dtype)
     negative = (inputs.negative or loaded.adapter.null_text(inputs.text)).to(device, dtype) if config.cfg else None
     condition = None if inputs.condition is None else inputs.condition.to(device, dtype)
+    token_mask = None
+    if inputs.timestep_mask is not None:
+        pt, ph, pw = loaded.adapter.patch_size(loaded.transformer)
+        token_mask = inputs.timestep_mask[0][0][::pt, ::ph, ::pw].to(device)
 
     begin = 0
     if start is not None:
@@ -264,7 +292,7 @@ def run_trajectory(
                 guidance = config.guidance_scale_2
             x_in = sched.scale_model_input(x, t) if hasattr(sched, "scale_model_input") else x
             x_in = x_in.to(dtype)
-            ts = t.expand(x.shape[0])
+            ts = t.expand(x.shape[0]) if token_mask is None else (token_mask * t).flatten().unsqueeze(0).expand(x.shape[0], -1)
             branches: dict[str, dict[str, Tensor]] = {}
             preds = {}
             for kind, txt in (("cond", text), ("uncond", negative)):

@@ -7,8 +7,16 @@ extras: an all-ones text mask, N(0, 1) pooled projections, embedded guidance 6.0
 (frames, height, width) (default: the adapter's small patch-aligned size), and zero text embeddings for the
 unconditional branch. Initial noise comes from ``noise_seed``.
 
-The file describes itself (:mod:`interp.store.capture`): the resolved sampler, and for a task model its task
-metadata, instances and condition frames.
+Prompts and images (``prompts``, ``images``, ``negative_prompt``): a whole diffusers pipeline
+(:func:`interp.pipelines.components.load_pipeline`) encodes them with its own methods
+(:func:`interp.pipelines.inputs.encode_inputs`); ``frames`` / ``height`` / ``width`` are then the pipeline's
+``num_frames`` / ``height`` / ``width`` in pixels (default: the pipeline's own 81 / 480 / 832), ``seed`` is the
+generator (sample i: ``torch.Generator().manual_seed(seed + i)``, so one sample equals
+``pipe(..., generator=torch.Generator().manual_seed(seed))``), and the capture stores the final video decoded by
+the pipeline's VAE as ``video`` and, for the steps ``x0_steps`` names, x0 decoded the same way as ``x0_video``.
+
+The file describes itself (:mod:`interp.store.capture`): the resolved sampler, for a task model its task
+metadata, instances and condition frames, and for a pipeline capture its prompts, image digests and images.
 """
 
 from __future__ import annotations
@@ -16,8 +24,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from interp.inputs import ModelInputs, model_inputs
@@ -46,6 +55,24 @@ class CaptureConfig(BaseModel):
     text_len: int | None = None
     device: str = "cpu"
     model_dtype: str | None = None
+    # pipeline inputs (a whole diffusers pipeline; frames / height / width are then pixels)
+    # fields added with the pipeline level; omitted from the hash while unset, so older captures keep their hash
+    HASH_OMIT_IF_DEFAULT: ClassVar[tuple[str, ...]] = (
+        "prompts", "negative_prompt", "images", "max_sequence_length", "x0_steps", "x0_downscale",
+        "component_dtypes", "text_encoder_offload",
+    )
+    prompts: list[str] | None = None
+    negative_prompt: str | None = None
+    images: list[str] | None = None  # image files, one per prompt (image-to-video)
+    max_sequence_length: int = Field(512, ge=1)
+    x0_steps: str | list[int] | None = None  # the step lens: "all", "every:K", "0,5,9" or a list
+    x0_downscale: int = Field(1, ge=1)
+    component_dtypes: dict[str, str] | None = None  # e.g. {"text_encoder": "bfloat16", "vae": "float32"}
+    text_encoder_offload: Literal["none", "cpu", "release"] = "none"
+
+    @property
+    def pipeline_inputs(self) -> bool:
+        return self.prompts is not None or self.images is not None
 
     def resolved(self, loaded: LoadedModel) -> CaptureConfig:
         """Fill defaults from the model's task sampler settings (then steps=20, guidance=1.0):
@@ -95,6 +122,8 @@ def capture(
 
     >>> capture(CaptureConfig(model="tiny-wan", steps=4, sites=["blocks.*.hook_resid_post"]), "run.h5")
     """
+    if config.pipeline_inputs:
+        return capture_pipeline(config, out, loaded=loaded, overwrite=overwrite, progress=progress, on_step=on_step)
     loaded = loaded or load_model(config.model, config.device, config.model_dtype)
     config = config.resolved(loaded)
     mi = capture_inputs(loaded, config)
@@ -119,6 +148,107 @@ def capture(
 
             run_trajectory(loaded, inputs, sampler, read=sites, on_step=step_hook, start=start, keep=False,
                            progress=progress)  # fmt: skip
+        return writer.finish()
+    finally:
+        writer.close()
+
+
+def load_for_inputs(config: CaptureConfig):
+    """The whole pipeline a prompt / image capture needs (per-component dtypes: ``model_dtype`` for the
+    transformers, ``component_dtypes`` for any component)."""
+    from interp.pipelines.components import SUPPORTED_PIPELINES, load_pipeline
+
+    dtypes: dict[str, str] = {}
+    if config.model_dtype:
+        dtypes.update(transformer=config.model_dtype, transformer_2=config.model_dtype)
+    dtypes.update(config.component_dtypes or {})
+    return load_pipeline(config.model, dtype=dtypes, device=config.device,
+                         text_encoder_offload=config.text_encoder_offload,
+                         pipeline_classes=SUPPORTED_PIPELINES)  # fmt: skip
+
+
+def capture_pipeline(
+    config: CaptureConfig,
+    out: str | Path,
+    *,
+    loaded=None,
+    overwrite: bool = False,
+    progress: bool = False,
+    on_step: Callable[[StepRecord], None] | None = None,
+) -> Path:
+    """A capture from prompts / images through a whole pipeline (see the module doc). Every input is checked and
+    encoded before anything is written: a bad input is one :class:`~interp.pipelines.components.PipelineError`."""
+    from interp.pipelines.components import PipelineError, PipelineModel
+    from interp.pipelines.decode import decode_video, x0_steps
+    from interp.pipelines.inputs import encode_inputs
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists (a complete capture); pass overwrite to replace it")
+    if config.noise_seed != 0:
+        raise PipelineError("with prompts, --seed is the generator of the initial noise (sample i: seed + i); "
+                            "--noise-seed is for random inputs only")  # fmt: skip
+    n = len(config.prompts or config.images or [])
+    if config.batch not in (1, n):
+        raise PipelineError(f"batch {config.batch} with {n} prompt(s): the batch is one sample per prompt")
+    loaded = loaded or load_for_inputs(config)
+    if not isinstance(loaded, PipelineModel):
+        raise PipelineError(f"{config.model}: prompts and images need a whole pipeline (load_pipeline), not a "
+                            "transformer-level LoadedModel")  # fmt: skip
+    # unset knobs: the model's task sampler, else the pipeline's own __call__ defaults (50 steps, guidance 5)
+    s = SamplerConfig.from_task(loaded.task, steps=config.steps, shift=config.shift, guidance=config.guidance,
+                                fallback={"steps": 50, "guidance": 5.0})  # fmt: skip
+    config = config.model_copy(update=dict(steps=s.steps, guidance=s.guidance_scale, shift=s.shift, batch=n))
+    sel = x0_steps(config.x0_steps, config.steps)
+    pi = encode_inputs(
+        loaded, list(config.prompts or []), images=config.images, negative_prompt=config.negative_prompt,
+        num_frames=config.frames or 81, height=config.height or 480, width=config.width or 832,
+        guidance_scale=config.guidance, seed=config.seed, max_sequence_length=config.max_sequence_length,
+    )  # fmt: skip
+    inputs = pi.trajectory
+    config = config.model_copy(update=dict(frames=pi.num_frames, height=pi.height, width=pi.width))
+    sampler = SamplerConfig(steps=config.steps, shift=config.shift, guidance_scale=config.guidance, seed=config.seed)
+    timesteps, sigmas, branches = schedule(loaded, sampler)
+    sites = next(iter(traced_experts(loaded).values())).resolve(config.sites)
+    grid = loaded.adapter.token_grid(loaded.transformer, inputs.latent_shape)
+    description = {
+        "sampler": {**sampler.describe(loaded.scheduler), "pipeline": loaded.pipeline_class,
+                    "num_frames": pi.num_frames, "height": pi.height, "width": pi.width,
+                    "seed_convention": "sample i: Generator().manual_seed(seed + i)"},
+        "prompts": pi.prompts, "image_digests": pi.image_digests, "negative_prompt": pi.negative_prompt,
+        "images": pi.images,
+    }  # fmt: skip
+    if loaded.task is not None:
+        description["task_meta"] = loaded.task
+    writer = RunWriter(
+        out, config=config, model_hash=loaded.weight_hash, family=loaded.family, timesteps=timesteps, sigmas=sigmas,
+        branch_steps=branches, sites=sites, grid=grid, dtype=config.dtype, pool=config.pool, overwrite=overwrite,
+        description=description,
+    )  # fmt: skip
+    lens = {s: i for i, s in enumerate(sel)}
+    lens_attrs = {"steps": json.dumps(sel), "downscale": config.x0_downscale,
+                  "axes": "step,batch,frame,height,width,rgb"}  # fmt: skip
+    try:
+        final = None
+        if writer.start_step < sampler.steps:
+            start = (writer.start_step, writer.start_latents()) if writer.start_step else None
+
+            def step_hook(rec: StepRecord) -> None:
+                arrays = []
+                if rec.step in lens:
+                    frames = decode_video(loaded, rec.x0, downscale=config.x0_downscale, first_frame=inputs.first_frame)
+                    arrays.append(("x0_video", lens[rec.step], frames, len(sel), lens_attrs))
+                writer.on_step(rec, arrays)
+                if on_step is not None:
+                    on_step(rec)
+
+            traj = run_trajectory(loaded, inputs, sampler, read=sites, on_step=step_hook, start=start, keep=False,
+                                  progress=progress)  # fmt: skip
+            final = traj.final
+        if final is None:  # resumed a file whose steps were all done
+            final = torch.from_numpy(writer.file["latents"][-1])
+        video = decode_video(loaded, final, first_frame=inputs.first_frame)
+        writer.put_array("video", video, {"axes": "batch,frame,height,width,rgb"})
         return writer.finish()
     finally:
         writer.close()

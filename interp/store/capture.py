@@ -20,7 +20,11 @@ model directory nor the task generators::
     /task                  attrs meta (JSON: the model's interp.json)
     /task/instances        (B,) JSON strings of the task instances
     /task/condition_frames (B, H, W, 3) uint8: the given first frames
-    /prompts               (B,) strings, attrs image_digests (JSON) when prompts / images were given
+    /prompts               (B,) strings, attrs image_digests (JSON), negative_prompt, when prompts / images were given
+    /images                (B, H, W, 3) uint8: the given images, resized to the video's height x width
+    /video                 (B, F, H, W, 3) uint8: the final video decoded by the pipeline's VAE (pipeline captures)
+    /x0_video              (n, B, F, H, W, 3) uint8: the step lens, x0 of the steps in its attrs ``steps`` (JSON)
+                           decoded by the VAE (one chunk per decoded step, written with that step)
 
 Writes go to ``FILE.h5.partial`` and are moved to ``FILE.h5`` by ``os.replace`` after ``complete`` is set, so a
 file under the final name is always whole. An interrupted run resumes from the first step not marked done.
@@ -59,8 +63,18 @@ LATENT_KEYS = ("latents", "v", "x0")
 
 
 def canonical_json(config: BaseModel | dict) -> str:
-    """Sorted-key, compact JSON: the form that is hashed."""
-    obj = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
+    """Sorted-key, compact JSON: the form that is hashed.
+
+    Fields a config class names in ``HASH_OMIT_IF_DEFAULT`` are left out while they hold their default, so adding an
+    optional field to a config keeps the hashes (and the resumability) of files written before it existed."""
+    if isinstance(config, BaseModel):
+        obj = config.model_dump(mode="json")
+        fields = type(config).model_fields
+        for name in getattr(type(config), "HASH_OMIT_IF_DEFAULT", ()):
+            if name in obj and getattr(config, name) == fields[name].get_default(call_default_factory=True):
+                del obj[name]
+    else:
+        obj = config
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
@@ -146,6 +160,10 @@ def write_description(file: h5py.File, d: dict) -> None:
     if d.get("prompts") is not None:
         ds = file.create_dataset("prompts", data=list(d["prompts"]), dtype=h5py.string_dtype())
         ds.attrs["image_digests"] = json.dumps(d.get("image_digests") or [])
+        if d.get("negative_prompt") is not None:
+            ds.attrs["negative_prompt"] = str(d["negative_prompt"])
+    if d.get("images") is not None:
+        file.create_dataset("images", data=np.asarray(d["images"], np.uint8))
 
 
 def _json_attr(obj, name: str):
@@ -246,8 +264,12 @@ class RunWriter:
                 self._room.wait(0.1)
             self._pending += nbytes
 
-    def on_step(self, rec: Any) -> None:
+    def on_step(self, rec: Any, arrays: Sequence[tuple] = ()) -> None:
         """Queue everything of one step (one queue item); the writer marks the step done after writing it.
+
+        ``arrays``: more per-step rows written with the step, each ``(name, index, value, rows, attrs)``: row
+        ``index`` of dataset ``name`` of ``rows`` rows (created on its first write with ``attrs``), e.g. the step
+        lens' decoded ``x0_video``.
 
         Values are converted (pooled, float16) where they are; device->host copies start here and overlap the next
         forward. While more than ``max_pending_bytes`` await the disk, this waits (a capture then runs at the
@@ -276,7 +298,17 @@ class RunWriter:
         self._reserve(nbytes)
         writes = [("latent", name, i, _HostCopy(v)) for name, i, v in latents]
         writes += [("site", name, pos, _HostCopy(v), axes, pool, n) for name, pos, v, axes, pool, n in sites]
+        for name, index, value, rows, attrs in arrays:
+            value = torch.as_tensor(value)
+            nbytes += value.numel() * value.element_size()
+            writes.append(("rows", name, index, _HostCopy(value), rows, attrs))
         self._put(("step", s, writes, nbytes))
+
+    def put_array(self, name: str, value, attrs: dict | None = None) -> None:
+        """Queue one whole dataset (e.g. the final decoded ``video``); kept as it is when resuming a file that has
+        it already."""
+        value = np.asarray(value)
+        self._put(("array", name, value, attrs or {}, value.nbytes))
 
     def _work(self) -> None:
         """Write each step's items, then mark the step done."""
@@ -285,7 +317,10 @@ class RunWriter:
             try:
                 if item is None:
                     return
-                if self._error is None:
+                if self._error is None and item[0] == "array":
+                    if item[1] not in self.file:
+                        self.file.create_dataset(item[1], data=item[2]).attrs.update(item[3])
+                elif self._error is None:
                     for write in item[2]:
                         self._write(write)
                     self._mark_done(item[1])
@@ -294,7 +329,7 @@ class RunWriter:
             finally:
                 if item is not None:
                     with self._room:
-                        self._pending -= item[3]
+                        self._pending -= item[-1] if item[0] == "array" else item[3]
                         self._room.notify_all()
                 self._queue.task_done()
 
@@ -312,11 +347,16 @@ class RunWriter:
         if entry is None:
             f = self.file
             if name not in f:
-                n = self.steps + 1 if name == "latents" else self.steps if kind == "latent" else item[6]
+                if kind == "latent":
+                    n = self.steps + 1 if name == "latents" else self.steps
+                else:  # site: its branch's step count; rows: the rows asked for
+                    n = item[6] if kind == "site" else item[4]
                 ds = f.create_dataset(name, shape=(n, *arr.shape), dtype=arr.dtype, chunks=(1, *arr.shape))
                 ds.attrs["source_dtype"] = str(host.tensor.dtype).removeprefix("torch.")
                 if kind == "site":
                     ds.attrs.update(axes=item[4], pool=item[5])
+                if kind == "rows":
+                    ds.attrs.update(item[5])
             ds = f[name]
             # one uncompressed chunk per step: HDF5 can take the bytes as they are (4-5x faster than ds[i] = arr)
             direct = ds.chunks == (1, *ds.shape[1:]) and not ds.compression and not ds.shuffle and not ds.fletcher32
@@ -507,6 +547,34 @@ class ActivationCache:
         if "prompts" not in self.file:
             return None
         return [r.decode() if isinstance(r, bytes) else str(r) for r in self.file["prompts"][()]]
+
+    @property
+    def image_digests(self) -> list[str] | None:
+        """sha256 of each given image's pixels (:func:`interp.pipelines.inputs.image_digest`)."""
+        return _json_attr(self.file["prompts"], "image_digests") if "prompts" in self.file else None
+
+    @property
+    def negative_prompt(self) -> str | None:
+        return self.file["prompts"].attrs.get("negative_prompt") if "prompts" in self.file else None
+
+    @property
+    def images(self) -> np.ndarray | None:
+        """(B, H, W, 3) uint8: the given images at the video's size."""
+        return self.file["images"][()] if "images" in self.file else None
+
+    @property
+    def video(self) -> np.ndarray | None:
+        """(B, F, H, W, 3) uint8: the final video decoded by the pipeline's VAE (pipeline captures)."""
+        return self.file["video"][()] if "video" in self.file else None
+
+    @property
+    def x0_video(self) -> np.ndarray | None:
+        """(n, B, F, H, W, 3) uint8: x0 of :attr:`x0_video_steps` decoded by the VAE (the step lens)."""
+        return self.file["x0_video"][()] if "x0_video" in self.file else None
+
+    @property
+    def x0_video_steps(self) -> list[int] | None:
+        return _json_attr(self.file["x0_video"], "steps") if "x0_video" in self.file else None
 
     def _run(self, name: str) -> Tensor:
         return torch.from_numpy(self.file[name][self.steps.tolist()])

@@ -1,0 +1,93 @@
+"""Latents -> video through the pipeline's VAE, de-normalised as the pipeline's ``__call__`` does; the step lens.
+
+:func:`decode_video` is the end of ``__call__`` (``latents / latents_std + latents_mean``, ``vae.decode``,
+``video_processor.postprocess_video(output_type="np")``), returning uint8 (B, F, H, W, 3) = ``round(255 * video)``.
+The step lens decodes x0 of chosen steps the same way (:func:`x0_steps` parses the choice: ``all``, ``every:K``
+(steps 0, K, 2K, ... and the last), or a list ``0,5,9``), stored as ``x0_video`` (steps, B, F, H, W, 3) uint8,
+optionally downscaled by an integer factor. The VAE's tiling / slicing are used when ``tiling`` is set and it has them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from interp.pipelines.components import PipelineError
+
+
+def x0_steps(spec: str | Sequence[int] | None, steps: int) -> list[int]:
+    """The steps whose x0 the lens decodes: ``None`` / ``"none"`` -> [], ``"all"``, ``"every:K"`` (0, K, ... and the
+    last step), ``"0,5,9"`` or a list of ints (each in 0..steps-1)."""
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "none")):
+        return []
+    valid = "x0 steps are 'all', 'every:K' (K >= 1), or a comma-separated list of steps"
+    if isinstance(spec, str):
+        s = spec.strip().lower()
+        if s == "all":
+            return list(range(steps))
+        if s.startswith("every:"):
+            try:
+                k = int(s.split(":", 1)[1])
+            except ValueError:
+                raise PipelineError(f"x0 steps {spec!r}: {valid}") from None
+            if k < 1:
+                raise PipelineError(f"x0 steps {spec!r}: {valid}")
+            return sorted(set(range(0, steps, k)) | {steps - 1})
+        try:
+            spec = [int(v) for v in s.split(",") if v.strip()]
+        except ValueError:
+            raise PipelineError(f"x0 steps {spec!r}: {valid}") from None
+    out = sorted(set(int(v) for v in spec))
+    bad = [v for v in out if not 0 <= v < steps]
+    if bad:
+        raise PipelineError(f"x0 steps {bad} outside 0..{steps - 1} ({steps} steps)")
+    return out
+
+
+def denormalize(vae, latents: Tensor) -> Tensor:
+    """``latents / latents_std + latents_mean`` on the VAE's device and dtype, as the pipeline's ``__call__``."""
+    dev = next(vae.parameters()).device
+    latents = latents.to(device=dev, dtype=vae.dtype)
+    cfg = vae.config
+    if getattr(cfg, "latents_mean", None) is None:  # VAEs with one scaling factor (CogVideoX, HunyuanVideo)
+        return latents / cfg.scaling_factor
+    mean = torch.tensor(cfg.latents_mean).view(1, cfg.z_dim, 1, 1, 1).to(latents.device, latents.dtype)
+    std = 1.0 / torch.tensor(cfg.latents_std).view(1, cfg.z_dim, 1, 1, 1).to(latents.device, latents.dtype)
+    return latents / std + mean
+
+
+@torch.no_grad()
+def decode_video(pm, latents: Tensor, *, downscale: int = 1, first_frame: Tensor | None = None) -> np.ndarray:
+    """(B, C, F, H, W) latents -> uint8 (B, F', H', W', 3), as ``__call__`` with ``output_type="np"`` then
+    ``round(255 * v)``. ``first_frame`` (TI2V) replaces the leading latent frames first, as the pipeline does."""
+    pipe = pm.pipeline
+    vae = getattr(pipe, "vae", None)
+    if vae is None:
+        raise PipelineError(f"{pm.name}: no VAE loaded; decoding needs the pipeline's vae component")
+    if first_frame is not None:
+        latents = latents.clone()
+        latents[:, :, : first_frame.shape[2]] = first_frame.to(latents)
+    video = vae.decode(denormalize(vae, latents), return_dict=False)[0]
+    video = pipe.video_processor.postprocess_video(video, output_type="np")  # (B, F, H, W, 3) in [0, 1]
+    video = np.asarray(video, dtype=np.float32)
+    if downscale > 1:
+        t = torch.from_numpy(video).permute(0, 1, 4, 2, 3).flatten(0, 1)
+        t = F.avg_pool2d(t, downscale)
+        video = t.unflatten(0, video.shape[:2]).permute(0, 1, 3, 4, 2).numpy()
+    return to_uint8(video)
+
+
+def to_uint8(video: np.ndarray) -> np.ndarray:
+    return np.round(np.asarray(video) * 255).clip(0, 255).astype(np.uint8)
+
+
+def set_tiling(pm, tiling: bool) -> None:
+    vae = pm.components.get("vae")
+    if tiling and vae is not None:
+        for name in ("enable_tiling", "enable_slicing"):
+            if hasattr(vae, name):
+                getattr(vae, name)()

@@ -1,0 +1,191 @@
+"""Prompts and images -> :class:`~interp.trajectory.TrajectoryInputs`, through the pipeline's own methods.
+
+For the Wan family (``WanPipeline``: text-to-video; ``WanImageToVideoPipeline``: Wan2.1 I2V with CLIP image
+embeddings, Wan2.2 A14B's two experts, Wan2.2 TI2V-5B's ``expand_timesteps``), :func:`encode_inputs` does what the
+pipeline's ``__call__`` does before its loop, with the same knobs and names (``num_frames``, ``height`` and
+``width`` in pixels, ``guidance_scale``, ``negative_prompt``, ``max_sequence_length``):
+
+- ``num_frames`` rounded to ``4k + 1`` and ``height`` / ``width`` to the patchification multiple, with the
+  pipeline's warnings;
+- every distinct prompt (and the negative prompt) encoded once with ``encode_prompt``; every distinct image once with
+  ``encode_image`` (Wan2.1, when the transformer has ``image_dim``);
+- images preprocessed by ``video_processor.preprocess(image, height, width)`` (an image of another size is resized,
+  with a warning) and conditioned by ``prepare_latents``.
+
+Seed convention (as :mod:`interp.pipelines.sampling`): sample i draws its initial noise inside ``prepare_latents``
+from ``torch.Generator().manual_seed(seed + i)``, so sample i equals the pipeline's own
+``pipe(prompt=prompts[i], image=images[i], generator=torch.Generator().manual_seed(seed + i))``; with one sample,
+``--seed S`` is exactly ``generator=torch.Generator().manual_seed(S)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from interp.adapters import TextConditioning
+from interp.pipelines.components import SUPPORTED_PIPELINES, PipelineError, PipelineModel
+from interp.trajectory import TrajectoryInputs
+
+
+@dataclass
+class PipelineInputs:
+    """What one batch of prompts / images became: the loop's inputs and what the capture records about them."""
+
+    trajectory: TrajectoryInputs
+    prompts: list[str]
+    negative_prompt: str | None
+    image_digests: list[str] = field(default_factory=list)
+    num_frames: int = 0
+    height: int = 0
+    width: int = 0
+    images: np.ndarray | None = None  # (B, H, W, 3) uint8: the images as the pipeline saw them (preprocessed)
+
+
+def load_image(img) -> Image.Image:
+    """A path, PIL image or (H, W, 3) uint8 array -> an RGB PIL image."""
+    if isinstance(img, (str, Path)):
+        p = Path(img)
+        if not p.is_file():
+            raise PipelineError(f"image {str(p)!r} does not exist")
+        return Image.open(p).convert("RGB")
+    if isinstance(img, np.ndarray):
+        return Image.fromarray(img.astype(np.uint8)).convert("RGB")
+    if isinstance(img, Image.Image):
+        return img.convert("RGB")
+    raise PipelineError(f"an image is a file path, a PIL image or an (H, W, 3) uint8 array, not {type(img).__name__}")
+
+
+def image_digest(img: Image.Image) -> str:
+    """sha256 of an RGB image's size and pixels (independent of the file format it came in)."""
+    a = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return hashlib.sha256(f"{a.shape}".encode() + a.tobytes()).hexdigest()
+
+
+def pipeline_sizes(pipe, num_frames: int, height: int, width: int) -> tuple[int, int, int]:
+    """``__call__``'s own rounding of (num_frames, height, width), with its warnings."""
+    tf = pipe.vae_scale_factor_temporal
+    if num_frames % tf != 1:
+        warnings.warn(f"num_frames - 1 has to be divisible by {tf}: {num_frames} -> "
+                      f"{num_frames // tf * tf + 1} (as the pipeline rounds it)", stacklevel=4)  # fmt: skip
+        num_frames = num_frames // tf * tf + 1
+    num_frames = max(num_frames, 1)
+    t = pipe.transformer if pipe.transformer is not None else pipe.transformer_2
+    sf = pipe.vae_scale_factor_spatial
+    hm, wm = sf * t.config.patch_size[1], sf * t.config.patch_size[2]
+    h, w = height // hm * hm, width // wm * wm
+    if (h, w) != (height, width):
+        warnings.warn(f"height and width must be multiples of ({hm}, {wm}): ({height}, {width}) -> ({h}, {w}) "
+                      "(as the pipeline adjusts them)", stacklevel=4)  # fmt: skip
+    if h <= 0 or w <= 0:
+        raise PipelineError(f"height {height} and width {width} are below one patch ({hm} x {wm} pixels)")
+    return num_frames, h, w
+
+
+def check_inputs(pm: PipelineModel, prompts: list[str] | None, images: list | None) -> None:
+    """One clear error for inputs this pipeline cannot take (before anything is loaded into the loop or written)."""
+    if pm.pipeline_class not in SUPPORTED_PIPELINES:
+        raise PipelineError(f"pipeline class {pm.pipeline_class} takes no prompts in interp yet; supported: "
+                            f"{', '.join(SUPPORTED_PIPELINES)}")  # fmt: skip
+    if not prompts:
+        raise PipelineError("no prompt given: pass at least one (--prompt P)")
+    i2v = pm.pipeline_class == "WanImageToVideoPipeline"
+    if i2v and not images:
+        raise PipelineError(f"{pm.pipeline_class} is image-to-video: give one image per prompt (--image IMG); "
+                            f"got {len(prompts)} prompt(s) and no image")  # fmt: skip
+    if not i2v and images:
+        raise PipelineError(f"{pm.pipeline_class} is text-to-video and takes no image; image-to-video pipelines: "
+                            "WanImageToVideoPipeline")  # fmt: skip
+    if images and len(images) != len(prompts):
+        raise PipelineError(f"got {len(prompts)} prompt(s) and {len(images)} image(s): give one prompt per image")
+    t = pm.transformers.get("transformer")
+    if i2v and t is not None and t.config.image_dim is not None and pm.components.get("image_encoder") is None:
+        raise PipelineError("the transformer takes CLIP image embeddings (image_dim set) but the pipeline has no "
+                            "image_encoder / image_processor")  # fmt: skip
+
+
+def encode_prompts(pipe, prompts: list[str], device, max_sequence_length: int) -> torch.Tensor:
+    """(B, L, D): each distinct prompt encoded once by the pipeline's ``encode_prompt``."""
+    cache: dict[str, torch.Tensor] = {}
+    for p in dict.fromkeys(prompts):
+        cache[p] = pipe.encode_prompt(p, do_classifier_free_guidance=False, max_sequence_length=max_sequence_length,
+                                      device=device)[0]  # fmt: skip
+    return torch.cat([cache[p] for p in prompts])
+
+
+@torch.no_grad()
+def encode_inputs(
+    pm: PipelineModel,
+    prompts: list[str],
+    *,
+    images: list | None = None,
+    negative_prompt: str | None = None,
+    num_frames: int = 81,
+    height: int = 480,
+    width: int = 832,
+    guidance_scale: float = 5.0,
+    seed: int = 0,
+    max_sequence_length: int = 512,
+) -> PipelineInputs:
+    """Prompts (and images) -> the loop's inputs, exactly as the pipeline's ``__call__`` prepares them."""
+    check_inputs(pm, prompts, images)
+    pipe = pm.pipeline
+    num_frames, height, width = pipeline_sizes(pipe, num_frames, height, width)
+    t0 = pm.transformer
+    device = next(t0.parameters()).device
+    cfg = guidance_scale > 1.0
+    b = len(prompts)
+    emb = encode_prompts(pipe, prompts, device, max_sequence_length)
+    neg = encode_prompts(pipe, [negative_prompt or ""] * b, device, max_sequence_length) if cfg else None
+    extras: dict[str, torch.Tensor] = {}
+    pil = [load_image(i) for i in images] if images else []
+    digests = [image_digest(i) for i in pil]
+    for k, img in enumerate(pil):
+        if img.size != (width, height):
+            warnings.warn(f"image {k} is {img.size[0]}x{img.size[1]} pixels, not {width}x{height}: resized as the "
+                          "pipeline resizes it (video_processor.preprocess)", stacklevel=3)  # fmt: skip
+    first = pm.transformers.get("transformer")
+    if pil and first is not None and first.config.image_dim is not None:  # Wan2.1 I2V: CLIP image embeddings
+        cache: dict[str, torch.Tensor] = {}
+        for d, img in zip(digests, pil):
+            if d not in cache:
+                cache[d] = pipe.encode_image(img, device)
+        extras["encoder_hidden_states_image"] = torch.cat([cache[d] for d in digests])
+    text = TextConditioning(emb, dict(extras))
+    negative = TextConditioning(neg, dict(extras)) if neg is not None else None
+
+    noise, conds, first_frames, mask, shown = [], [], [], None, []
+    if pil:
+        z = pipe.vae.config.z_dim
+        for i, img in enumerate(pil):
+            x = pipe.video_processor.preprocess(img, height=height, width=width).to(device, dtype=torch.float32)
+            shown.append(((x[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8))
+            out = pipe.prepare_latents(x, 1, z, height, width, num_frames, torch.float32, device,
+                                       torch.Generator().manual_seed(seed + i), None, None)  # fmt: skip
+            noise.append(out[0])
+            if pipe.config.expand_timesteps:
+                first_frames.append(out[1])
+                mask = out[2]
+            else:
+                conds.append(out[1])
+    else:
+        c = t0.config.in_channels
+        for i in range(b):
+            noise.append(pipe.prepare_latents(1, c, height, width, num_frames, torch.float32, device,
+                                              torch.Generator().manual_seed(seed + i), None))  # fmt: skip
+        if pipe.config.expand_timesteps:  # TI2V-5B text-to-video: every token at t (per-token timesteps all equal)
+            mask = torch.ones((1, 1, *noise[0].shape[2:]), dtype=torch.float32, device=device)
+    latents = torch.cat(noise)
+    ti = TrajectoryInputs(
+        text, tuple(latents.shape), negative=negative, condition=torch.cat(conds) if conds else None,
+        first_frame=torch.cat(first_frames) if first_frames else None, latents=latents, timestep_mask=mask,
+    )  # fmt: skip
+    pm.release_encoders()
+    return PipelineInputs(ti, list(prompts), negative_prompt, digests, num_frames, height, width,
+                          np.stack(shown) if shown else None)  # fmt: skip

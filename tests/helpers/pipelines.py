@@ -1,0 +1,109 @@
+"""Tiny random diffusers pipelines from the real component classes, saved with ``save_pretrained`` (nothing
+downloaded): Wan2.1 T2V, Wan2.1 I2V (CLIP image encoder), Wan2.2 A14B I2V (two experts, ``boundary_ratio``) and
+Wan2.2 TI2V-5B (``expand_timesteps``). Sizes as diffusers' own Wan pipeline tests build them.
+
+Each builder returns the directory; a 5-frame 32x32 video in 3 steps runs in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import (
+    AutoencoderKLWan,
+    FlowMatchEulerDiscreteScheduler,
+    UniPCMultistepScheduler,
+    WanImageToVideoPipeline,
+    WanPipeline,
+    WanTransformer3DModel,
+)
+from PIL import Image
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from transformers import (
+    CLIPImageProcessor,
+    CLIPVisionConfig,
+    CLIPVisionModelWithProjection,
+    PreTrainedTokenizerFast,
+    UMT5Config,
+    UMT5EncoderModel,
+)
+
+WORDS = "a an the red blue green ball moves left right up down square circle draw path maze solve slowly".split()
+TEXT_DIM = 32
+
+
+def tokenizer() -> PreTrainedTokenizerFast:
+    vocab = {w: i for i, w in enumerate(["<pad>", "</s>", "<unk>", *WORDS])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", vocab["</s>"])])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+
+
+def text_encoder(vocab_size: int) -> UMT5EncoderModel:
+    cfg = UMT5Config(vocab_size=vocab_size, d_model=TEXT_DIM, d_kv=8, d_ff=32, num_layers=1, num_heads=4,
+                     relative_attention_num_buckets=8, relative_attention_max_distance=16, dropout_rate=0.0,
+                     feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1,
+                     decoder_start_token_id=0)  # fmt: skip
+    return UMT5EncoderModel(cfg).eval()
+
+
+def vae(ti2v: bool = False) -> AutoencoderKLWan:
+    if ti2v:  # Wan2.2 VAE: 48 latent channels, patchified 2x2 input, 16x spatial
+        return AutoencoderKLWan(base_dim=3, z_dim=48, in_channels=12, out_channels=12, is_residual=True, patch_size=2,
+                                latents_mean=[0.0] * 48, latents_std=[1.0] * 48, dim_mult=[1, 1, 1, 1],
+                                num_res_blocks=1, scale_factor_spatial=16, scale_factor_temporal=4,
+                                temperal_downsample=[False, True, True])  # fmt: skip
+    return AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                            temperal_downsample=[False, True, True])  # fmt: skip
+
+
+def transformer(in_channels: int, out_channels: int, image_dim: int | None = None) -> WanTransformer3DModel:
+    extra = {"image_dim": image_dim, "added_kv_proj_dim": 24} if image_dim else {}
+    return WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
+                                 in_channels=in_channels, out_channels=out_channels, text_dim=TEXT_DIM, freq_dim=256,
+                                 ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+                                 rope_max_seq_len=32, **extra)  # fmt: skip
+
+
+def unipc() -> UniPCMultistepScheduler:
+    return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+
+
+def build(kind: str, root: Path, seed: int = 0) -> Path:
+    """kind: ``t2v`` (WanPipeline), ``i2v`` (Wan2.1 + CLIP), ``a14b`` (two experts), ``ti2v`` (expand_timesteps)."""
+    torch.manual_seed(seed)
+    tok = tokenizer()
+    common = dict(tokenizer=tok, text_encoder=text_encoder(len(tok)))
+    if kind == "t2v":
+        pipe = WanPipeline(**common, vae=vae(), scheduler=unipc(), transformer=transformer(16, 16))
+    elif kind == "i2v":
+        enc = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=4, projection_dim=4, num_hidden_layers=2,
+                                                             num_attention_heads=2, image_size=32,
+                                                             intermediate_size=16, patch_size=1)).eval()  # fmt: skip
+        pipe = WanImageToVideoPipeline(**common, vae=vae(), scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+                                       transformer=transformer(36, 16, image_dim=4), image_encoder=enc,
+                                       image_processor=CLIPImageProcessor(crop_size=32, size=32))  # fmt: skip
+    elif kind == "a14b":
+        pipe = WanImageToVideoPipeline(**common, vae=vae(), scheduler=unipc(), transformer=transformer(36, 16),
+                                       transformer_2=transformer(36, 16), boundary_ratio=0.875)  # fmt: skip
+    elif kind == "ti2v":
+        pipe = WanImageToVideoPipeline(**common, vae=vae(ti2v=True), scheduler=unipc(),
+                                       transformer=transformer(48, 48), expand_timesteps=True)  # fmt: skip
+    else:
+        raise ValueError(kind)
+    out = Path(root) / kind
+    pipe.save_pretrained(out)
+    return out
+
+
+def image(path: Path | None = None, size: tuple[int, int] = (32, 32), seed: int = 0) -> Image.Image:
+    """A random RGB image (written to ``path`` as PNG when given)."""
+    rng = np.random.default_rng(seed)
+    img = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    if path is not None:
+        img.save(path)
+    return img
