@@ -58,26 +58,50 @@ def capture_cmd(
     pool: str = typer.Option("none", help="token pooling: none | mean | frame"),
     guidance: float = typer.Option(None, help="classifier-free guidance scale (>1 adds an uncond branch)"),
     shift: float = typer.Option(None, help="flow-matching timestep shift (default: the scheduler's)"),
-    frames: int = typer.Option(None, help="latent frames (random inputs only)"),
-    height: int = typer.Option(None, help="latent height (random inputs only)"),
-    width: int = typer.Option(None, help="latent width (random inputs only)"),
+    frames: int = typer.Option(None, help="with --prompt: the pipeline's num_frames (pixels' frames, default 81); "
+                               "random inputs: latent frames"),
+    height: int = typer.Option(None, help="with --prompt: video height in pixels (default 480); else latent height"),
+    width: int = typer.Option(None, help="with --prompt: video width in pixels (default 832); else latent width"),
+    prompt: list[str] = typer.Option(None, "--prompt", help="a prompt (repeat for a batch): encodes it through the "
+                                     "pipeline's own text encoder; needs a whole pipeline directory or hub id"),
+    negative_prompt: str = typer.Option(None, "--negative-prompt", help="the unconditional branch's prompt (CFG)"),
+    image: list[str] = typer.Option(None, "--image", help="image file for image-to-video, one per --prompt"),
+    x0_steps: str = typer.Option(None, "--x0-steps", help="the step lens: decode x0 through the VAE at 'all', "
+                                 "'every:K' or '0,5,9' steps (stored as x0_video)"),
+    x0_downscale: int = typer.Option(1, "--x0-downscale", help="integer downscale of the decoded x0 frames"),
+    max_sequence_length: int = typer.Option(512, help="text tokens (the pipeline's max_sequence_length)"),
+    model_dtype: str = typer.Option(None, help="transformer dtype (float32 | bfloat16 | float16)"),
+    text_encoder_offload: str = typer.Option("none", help="after encoding: none | cpu | release the text/image encoders"),
     device: str = typer.Option("cpu", help="torch device"),
     overwrite: bool = typer.Option(False, help="replace an existing complete file"),
 ) -> None:
     """Run a denoising trajectory and store the chosen sites at every step in one HDF5 file.
 
-    An interrupted capture resumes when run again with the same arguments.
+    An interrupted capture resumes when run again with the same arguments. With --prompt (and --image for
+    image-to-video) a whole diffusers pipeline encodes the inputs with its own methods; --seed S is then the noise
+    generator (sample i: torch.Generator().manual_seed(S + i)), the file stores the final decoded video as `video`,
+    and --x0-steps adds the decoded x0 of those steps as `x0_video`.
 
     Example: interp capture tiny-wan --steps 10 --sites 'blocks.*.hook_resid_post' --seed 0 --out run.h5
+
+    Example: interp capture ./Wan2.2-I2V --prompt "the ball rolls left" --image first.png --steps 30 --guidance 5
+    --seed 0 --frames 81 --height 480 --width 832 --x0-steps every:5 --out run.h5
     """
     from interp.apps.capture import CaptureConfig, capture
+    from interp.pipelines.components import PipelineError
 
-    cfg = CaptureConfig(
-        model=model, steps=steps, sites=[s.strip() for s in sites.split(",") if s.strip()], seed=seed,
-        noise_seed=noise_seed, batch=batch, dtype=dtype, pool=pool, guidance=guidance, shift=shift, frames=frames,
-        height=height, width=width, device=device,
-    )  # fmt: skip
-    path = capture(cfg, out, overwrite=overwrite, progress=True)
+    try:
+        cfg = CaptureConfig(
+            model=model, steps=steps, sites=[s.strip() for s in sites.split(",") if s.strip()], seed=seed,
+            noise_seed=noise_seed, batch=batch, dtype=dtype, pool=pool, guidance=guidance, shift=shift, frames=frames,
+            height=height, width=width, device=device, model_dtype=model_dtype, prompts=prompt or None,
+            negative_prompt=negative_prompt, images=image or None, x0_steps=x0_steps, x0_downscale=x0_downscale,
+            max_sequence_length=max_sequence_length, text_encoder_offload=text_encoder_offload,
+        )  # fmt: skip
+        path = capture(cfg, out, overwrite=overwrite, progress=True)
+    except (PipelineError, FileExistsError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"wrote {path}")
 
 
@@ -180,33 +204,46 @@ def train_cmd(
 @app.command("eval")
 def eval_cmd(
     model: str = typer.Argument("maze-wan", help="built-in name or model directory with task metadata"),
-    task: str = typer.Option("maze", help="task (only 'maze')"),
-    size: str = typer.Option("5", help="maze size(s): '5', '3-8' or '4,6'"),
-    n: int = typer.Option(16, help="held-out mazes per size"),
-    steps: int = typer.Option(None, help="denoising steps (default: the model's, 50)"),
-    seed: int = typer.Option(0, help="picks the held-out mazes"),
-    noise_seed: int = typer.Option(0, help="seed of the initial noise (per sample)"),
+    task: str = typer.Option(None, help="maze models: 'maze'; suite models: a task, a comma list or 'all' (default)"),
+    size: str = typer.Option(None, help="maze size(s): '5' (default), '3-8' or '4,6'"),
+    level: str = typer.Option(None, help="suite models: level(s) as a comma list or 'all' (default)"),
+    n: int = typer.Option(16, help="held-out instances per size / (task, level)"),
+    steps: int = typer.Option(None, help="denoising steps (default: the model's interp.json sampler)"),
+    seed: int = typer.Option(0, help="picks the held-out instances (suite models: and the noise, seed + i)"),
+    noise_seed: int = typer.Option(0, help="maze models: seed of the initial noise (per sample)"),
     shift: float = typer.Option(None, help="timestep shift (default: the model's, 5)"),
-    batch: int = typer.Option(32, help="mazes per forward"),
+    guidance: float = typer.Option(None, help="suite models: CFG scale (default: the model's interp.json sampler)"),
+    batch: int = typer.Option(32, help="samples per forward"),
     device: str = typer.Option("cpu", help="torch device"),
-    out: Path = typer.Option(None, "--out", help="output dir: samples.h5 (one size) or size{N}/samples.h5"),
+    out: Path = typer.Option(None, "--out", help="output dir: eval.json, samples.h5 (maze, several sizes: size{N}/)"),
 ) -> None:
-    """Sample held-out mazes, score the videos from pixels, print the solve rate with its 95% CI.
+    """Sample held-out task instances, score the videos from pixels, print the success rate with its 95% CI.
 
     Example: interp eval maze-wan --task maze --size 5 --n 16 --steps 20 --seed 0 --out eval-out
+
+    Example: interp eval organism --task loopmaze --level 3 --n 16 --steps 20 --seed 0 --out eval-organism
     """
     import json
 
     from rich.console import Console
     from rich.table import Table
 
-    from interp.apps.evaluate import eval_maze, parse_sizes, write_samples
-    from interp.models import load_model
+    from interp.apps.evaluate import eval_maze, is_suite, model_meta, parse_sizes, write_samples
 
+    try:
+        _, meta = model_meta(model)
+    except Exception:  # noqa: BLE001 -- a hub id offline, a missing model: load_model below says which
+        meta = None
+    if is_suite(meta):
+        _eval_suite(model, meta, task, level, size, n, steps, seed, noise_seed, shift, guidance, batch, device, out)
+        return
+    if level is not None or guidance is not None:
+        raise typer.BadParameter(f"--level and --guidance are for task-suite models; {model!r} is a maze model")
+    task = task or "maze"
     if task != "maze":
         raise typer.BadParameter(f"unknown task {task!r}; known: maze")
     try:
-        sizes = parse_sizes(size)
+        sizes = parse_sizes(size or "5")
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
     from interp.lm import is_lm_path
@@ -225,6 +262,8 @@ def eval_cmd(
             out.mkdir(parents=True, exist_ok=True)
             (out / "eval.json").write_text(json.dumps(rows, indent=2))
         return
+    from interp.models import load_model
+
     loaded = load_model(model, device)
     table = Table("size", "n", "steps", "solve rate", "95% CI", "path recall", "extra cells", title=f"{model}: maze")
     rows = []
@@ -245,22 +284,113 @@ def eval_cmd(
         typer.echo(f"wrote {out}")
 
 
+def _eval_suite(model, meta, task, level, size, n, steps, seed, noise_seed, shift, guidance, batch, device, out):
+    """``interp eval`` of a task-suite model (interp.json ``"task": "suite"``): every input checked before any work."""
+    from rich.console import Console
+
+    from interp.apps.evaluate import eval_suite, suite_table, write_suite_eval
+    from interp.apps.tasks import SelectionError, parse_selection
+
+    if size is not None:
+        raise typer.BadParameter(f"--size is for maze models; {model!r} is a task-suite model: use --task and --level")
+    if noise_seed != 0:
+        raise typer.BadParameter("--noise-seed is for maze models; a suite model's sample i draws noise from seed + i")
+    if n < 1 or batch < 1 or (steps is not None and steps < 1):
+        raise typer.BadParameter("--n, --batch and --steps must be at least 1")
+    try:
+        selection = parse_selection(task, level, meta.get("tasks"))
+    except SelectionError as e:
+        raise typer.BadParameter(str(e)) from e
+    console = Console(stderr=True)
+    res = eval_suite(model, selection, n=n, steps=steps, guidance=guidance, shift=shift, seed=seed, batch=batch,
+                     device=device, keep_samples=out is not None, log=lambda m: console.print(m))  # fmt: skip
+    s = res.sampler
+    title = f"{model}: held-out, {s['steps']} steps, guidance {s['guidance']:g}"
+    Console(width=120).print(suite_table(res.rows, title))
+    if out is not None:
+        write_suite_eval(res, out, model, n)
+        typer.echo(f"wrote {out}")
+
+
 @app.command("demo")
 def demo_cmd(
     out: Path = typer.Option(Path("demo-out"), "--out", help="output directory"),
-    model: str = typer.Option("maze-wan", help="built-in name or model directory"),
-    n: int = typer.Option(4, help="mazes to sample"),
+    model: str = typer.Option("maze-wan", help="built-in name or model directory (organism: the task suite)"),
+    n: int = typer.Option(None, help="mazes to sample (default 4); suite models: samples per task (default 2)"),
     size: int = typer.Option(5, help="maze size"),
-    steps: int = typer.Option(30, help="denoising steps"),
-    seed: int = typer.Option(0, help="picks the held-out mazes"),
+    steps: int = typer.Option(None, help="denoising steps (default: maze 30, suite models 20)"),
+    seed: int = typer.Option(0, help="picks the held-out instances"),
+    task: str = typer.Option(None, help="suite models: task(s), comma list or 'all' (default)"),
+    level: str = typer.Option(None, help="suite models: level of every task (default: each task's easiest)"),
+    x0_steps: int = typer.Option(6, "--x0-steps", help="suite models: steps whose x0 each filmstrip shows"),
 ) -> None:
-    """Sample a few held-out mazes on CPU, print the solve rate, write per-step x0 filmstrips (PNG and GIF).
+    """Sample a few held-out instances on CPU, print the success rate, write per-step x0 filmstrips (PNG and GIF).
 
     Example: interp demo --out demo-out
-    """
-    from interp.apps.demo import run_demo
 
-    run_demo(out, model=model, n=n, size=size, steps=steps, seed=seed)
+    Example: interp demo --model organism --out demo-organism   (about 4 minutes on 2 busy CPU cores)
+    """
+    from interp.apps.demo import run_demo, run_suite_demo
+    from interp.apps.evaluate import is_suite, model_meta
+
+    try:
+        _, meta = model_meta(model)
+    except Exception:  # noqa: BLE001 -- run_demo names the problem
+        meta = None
+    if is_suite(meta):
+        from interp.apps.tasks import SelectionError, parse_selection
+
+        try:
+            selection = parse_selection(task, level, meta.get("tasks"))
+        except SelectionError as e:
+            raise typer.BadParameter(str(e)) from e
+        if level is None:
+            selection = {t: levels[:1] for t, levels in selection.items()}
+        run_suite_demo(out, model=model, selection=selection, n=n or 2, steps=steps or 20, seed=seed, x0_rows=x0_steps)
+        return
+    if task is not None or level is not None:
+        raise typer.BadParameter(f"--task and --level are for task-suite models; {model!r} is a maze model (--size)")
+    run_demo(out, model=model, n=n or 4, size=size, steps=steps or 30, seed=seed)
+
+
+# ---- tasks (the organism's task suite) ----------------------------------------------------------------------------
+tasks_app = typer.Typer(help="The task suite: tasks, levels, prompts; held-out samples in the VBVR-Bench layout.",
+                        invoke_without_command=True, no_args_is_help=False)  # fmt: skip
+app.add_typer(tasks_app, name="tasks")
+
+
+@tasks_app.callback()
+def tasks_cmd(ctx: typer.Context) -> None:
+    """List the suite's tasks with their levels and prompts (or: interp tasks export DIR ...).
+
+    Example: interp tasks
+    """
+    if ctx.invoked_subcommand is None:
+        from interp.apps.tasks import print_tasks
+
+        print_tasks()
+
+
+@tasks_app.command("export")
+def tasks_export_cmd(
+    out: Path = typer.Argument(..., help="output directory: one folder <task>_<level>_<i>/ per sample"),
+    task: str = typer.Option(..., help="task, comma list or 'all'"),
+    level: str = typer.Option("all", help="level(s): comma list or 'all'"),
+    n: int = typer.Option(8, help="held-out samples per (task, level)"),
+    seed: int = typer.Option(0, help="picks the held-out instances (the same as interp eval's)"),
+) -> None:
+    """Write held-out samples in the VBVR-Bench layout: first_frame.png, prompt.txt, final_frame.png,
+    ground_truth.mp4 (and instance.json).
+
+    Example: interp tasks export vbvr/ --task mirror --level 2 --n 8
+    """
+    from interp.apps.tasks import SelectionError, export
+
+    try:
+        written = export(out, task, level, n, seed)
+    except SelectionError as e:
+        raise typer.BadParameter(str(e)) from e
+    typer.echo(f"wrote {len(written)} samples to {out}")
 
 
 # ---- view (issue 11) ----------------------------------------------------------------------------------------------

@@ -130,3 +130,127 @@ def parse_sizes(spec: str) -> list[int]:
     if bad or not sizes:
         raise ValueError(f"maze sizes must be within {list(mz.SIZES)} (e.g. '5', '3-8', '4,6'), got {spec!r}")
     return sizes
+
+
+# ---- task-suite models (interp.json "task": "suite": the organism) ------------------------------------------------
+def model_meta(model: str) -> tuple[Path | None, dict | None]:
+    """(directory, interp.json) of a built-in name or local directory, without loading any weights; (None, None)
+    for the seeded tiny built-ins."""
+    from interp.models import BUILTINS, resolve_path
+
+    builtin = BUILTINS.get(str(model))
+    if builtin is not None:
+        path = builtin.path
+        if path is None:
+            return None, None
+        if not builtin.available:
+            raise FileNotFoundError(f"built-in {model!r} is not trained yet: {path} does not exist")
+    else:
+        path = resolve_path(model)
+    meta = path / "interp.json"
+    return path, (json.loads(meta.read_text()) if meta.is_file() else None)
+
+
+def is_suite(meta: dict | None) -> bool:
+    return bool(meta) and meta.get("task") == "suite"
+
+
+@dataclass
+class SuiteEval:
+    """Rows of :func:`interp.pipelines.evaluate.evaluate` and, when kept, every sample."""
+
+    rows: list[dict]
+    sampler: dict
+    samples: dict = field(default_factory=dict)  # videos, conditions, tasks, levels, instances, prompts, scores
+
+
+def suite_sampler(meta: dict, steps: int | None = None, guidance: float | None = None,
+                  shift: float | None = None) -> dict:  # fmt: skip
+    """The sampler of a run: the model's interp.json ``sampler``, overridden where given."""
+    s = dict(meta.get("sampler") or {})
+    return {"steps": int(steps if steps is not None else s.get("steps", 50)),
+            "guidance": float(guidance if guidance is not None else s.get("guidance", 1.0)),
+            "shift": float(shift if shift is not None else s.get("shift", 5.0)),
+            "negative_prompt": meta.get("negative_prompt", "")}  # fmt: skip
+
+
+def load_suite_pipeline(path: Path, device: str = "cpu", shift: float | None = None):
+    """The model's ``WanImageToVideoPipeline`` in float32 on ``device`` (its scheduler's shift replaced if given)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from interp.pipelines.organism import load_pipeline
+
+    pipe = load_pipeline(path, device=device)
+    pipe.set_progress_bar_config(disable=True)
+    if shift is not None:
+        pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, shift=shift)
+    return pipe
+
+
+def eval_suite(
+    model: str,
+    selection: dict[str, list],
+    n: int = 16,
+    steps: int | None = None,
+    guidance: float | None = None,
+    shift: float | None = None,
+    seed: int = 0,
+    batch: int = 32,
+    device: str = "cpu",
+    keep_samples: bool = True,
+    log=None,
+) -> SuiteEval:
+    """Held-out success per (task, level) of a suite model through :func:`interp.pipelines.evaluate.evaluate`."""
+    from interp.pipelines import evaluate as ev
+
+    path, meta = model_meta(model)
+    if not is_suite(meta):
+        raise ValueError(f"model {model!r} has no task-suite metadata (interp.json with task: suite)")
+    sampler = suite_sampler(meta, steps, guidance, shift)
+    pipe = load_suite_pipeline(path, device, shift)
+    sampler["shift"] = float(pipe.scheduler.config.shift)
+    fields = ("videos", "conditions", "tasks", "levels", "instances", "prompts", "scores")
+    samples: dict[str, list] = {k: [] for k in fields}
+
+    def keep(chunk, images, prompts, videos, scores):
+        if not keep_samples:
+            return
+        for (name, level, inst), img, p, v, sc in zip(chunk, images, prompts, videos, scores):
+            for k, x in zip(samples, (v, img, name, level, inst, p, sc)):
+                samples[k].append(x)
+
+    rows = ev.evaluate(pipe, list(selection), n=n, steps=sampler["steps"], guidance=sampler["guidance"], batch=batch,
+                       seed=seed, device=device, levels=selection, log=log or (lambda m: None),
+                       on_batch=keep)  # fmt: skip
+    sampler.update(seed=seed, batch_cfg=True, noise="sample i of the run: torch.Generator().manual_seed(seed + i)",
+                   instances="suite.heldout(task, level, n, seed); goalmaze: both targets of n // 2 held-out "
+                             "mazes")  # fmt: skip
+    return SuiteEval(rows, sampler, samples if keep_samples else {})
+
+
+def suite_table(rows: list[dict], title: str):
+    from rich.table import Table
+
+    table = Table("task", "level", "n", "success", "95% CI", "other goal", title=title)
+    for r in rows:
+        lo, hi = r["ci95"]
+        other = f"{r['reached_other']:.3f}" if "reached_other" in r else ""
+        table.add_row(r["task"], str(r["level"]), str(r["n"]), f"{r['success']:.3f}", f"[{lo:.3f}, {hi:.3f}]", other)
+    return table
+
+
+def write_suite_eval(res: SuiteEval, out: str | Path, model: str, n: int) -> Path:
+    """``out/eval.json`` (rows and sampler) and, when samples were kept, ``out/samples.h5``."""
+    from interp.store.samples import write_suite_samples
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if res.samples and res.samples["videos"]:
+        s = res.samples
+        write_suite_samples(out / "samples.h5", videos=np.stack(s["videos"]), conditions=np.stack(s["conditions"]),
+                            tasks=s["tasks"], levels=s["levels"], instances=s["instances"], prompts=s["prompts"],
+                            scores=s["scores"], sampler=res.sampler,
+                            attrs={"model": model, "n_per_level": n})  # fmt: skip
+    path = out / "eval.json"
+    path.write_text(json.dumps({"model": model, "n": n, "sampler": res.sampler, "results": res.rows}, indent=1))
+    return path

@@ -61,8 +61,13 @@ def evaluate(
     levels: dict | None = None,
     batch_cfg: bool = True,
     log=print,
+    on_batch=None,
 ) -> list[dict]:
-    """One row per (task, level): success rate, Wilson 95% interval, mean partial scores."""
+    """One row per (task, level): success rate, Wilson 95% interval, mean partial scores.
+
+    ``on_batch(chunk, images, prompts, videos, scores)``, when given, sees every sampled batch: ``chunk`` the
+    (task, level, instance) jobs, their condition images and prompts, the videos (B, F, H, W, 3) uint8 and the
+    per-sample score dicts (for writing the samples)."""
     jobs = []
     for name in tasks:
         task = suite.get_task(name)
@@ -79,8 +84,11 @@ def evaluate(
             pipe, images, prompts, num_inference_steps=steps, guidance_scale=guidance, seed=seed + start,
             num_frames=suite.FRAMES, height=suite.SIZE, width=suite.SIZE, device=device, batch_cfg=batch_cfg,
         )
-        for (name, level, inst), video in zip(chunk, videos):
-            scores.setdefault((name, level), []).append(suite.get_task(name).score(video, inst))
+        batch_scores = [suite.get_task(name).score(video, inst) for (name, _, inst), video in zip(chunk, videos)]
+        for (name, level, _), sc in zip(chunk, batch_scores):
+            scores.setdefault((name, level), []).append(sc)
+        if on_batch is not None:
+            on_batch(chunk, images, prompts, videos, batch_scores)
         log(f"eval g={guidance}: {min(start + batch, len(jobs))}/{len(jobs)} samples {time.time() - t0:.0f}s")
     return [summarize(name, level, s) for (name, level), s in scores.items()]
 
