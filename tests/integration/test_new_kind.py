@@ -72,7 +72,9 @@ def test_a_new_site_kind_runs_through_an_experiment(maze_dir, tmp_path):
 
 
 def test_a_new_latent_kind_runs_through_an_experiment(maze_dir, tmp_path):
-    e = _exp(maze_dir, [{"kind": "damp", "steps": 0}], ["mse", "solve_rate"], sweep={"interventions.0.factor": [1.0, 0.0]})
+    e = _exp(
+        maze_dir, [{"kind": "damp", "steps": 0}], ["mse", "solve_rate"], sweep={"interventions.0.factor": [1.0, 0.0]}
+    )
     res = run_experiment(e, tmp_path / "damp", wandb="disabled", progress=False)
     same, zeroed = (p["metrics"] for p in res.summary["points"])
     assert same["mse"] < 1e-10 and zeroed["mse"] > 1e-3
