@@ -14,6 +14,8 @@ from pathlib import Path
 
 import typer
 
+SET_HELP = "set any config field: key=value (dotted keys for nested fields, YAML values); repeatable"
+
 app = typer.Typer(
     name="interp",
     help="Mechanistic interpretability for video diffusion transformers.",
@@ -50,12 +52,12 @@ def capture_cmd(
     model: str = typer.Argument(..., help="built-in name (interp models), local diffusers dir, or hub id"),
     out: Path = typer.Option(..., "--out", help="output .h5 file"),
     steps: int = typer.Option(None, help="denoising steps (default: the task's, else 20)"),
-    sites: str = typer.Option("blocks.*.hook_resid_post", help="site names or globs, comma-separated"),
-    seed: int = typer.Option(0, help="picks the inputs (task instances or random text)"),
-    noise_seed: int = typer.Option(0, help="seed of the initial noise"),
-    batch: int = typer.Option(1, help="samples per run"),
-    dtype: str = typer.Option("float32", help="stored activation dtype: float32 | float16"),
-    pool: str = typer.Option("none", help="token pooling: none | mean | frame"),
+    sites: str = typer.Option(None, help="site names or globs, comma-separated (default: blocks.*.hook_resid_post)"),
+    seed: int = typer.Option(None, help="picks the inputs (task instances or random text) (default: 0)"),
+    noise_seed: int = typer.Option(None, help="seed of the initial noise (default: 0)"),
+    batch: int = typer.Option(None, help="samples per run (default: 1)"),
+    dtype: str = typer.Option(None, help="stored activation dtype: float32 | float16 (default: float32)"),
+    pool: str = typer.Option(None, help="token pooling: none | mean | frame (default: none)"),
     guidance: float = typer.Option(None, help="classifier-free guidance scale (>1 adds an uncond branch)"),
     shift: float = typer.Option(None, help="flow-matching timestep shift (default: the scheduler's)"),
     frames: int = typer.Option(None, help="with --prompt: the pipeline's num_frames (pixels' frames, default 81); "
@@ -68,11 +70,12 @@ def capture_cmd(
     image: list[str] = typer.Option(None, "--image", help="image file for image-to-video, one per --prompt"),
     x0_steps: str = typer.Option(None, "--x0-steps", help="the step lens: decode x0 through the VAE at 'all', "
                                  "'every:K' or '0,5,9' steps (stored as x0_video)"),
-    x0_downscale: int = typer.Option(1, "--x0-downscale", help="integer downscale of the decoded x0 frames"),
-    max_sequence_length: int = typer.Option(512, help="text tokens (the pipeline's max_sequence_length)"),
+    x0_downscale: int = typer.Option(None, "--x0-downscale", help="integer downscale of the decoded x0 frames (default 1)"),
+    max_sequence_length: int = typer.Option(None, help="text tokens (the pipeline's max_sequence_length, default 512)"),
     model_dtype: str = typer.Option(None, help="transformer dtype (float32 | bfloat16 | float16)"),
-    text_encoder_offload: str = typer.Option("none", help="after encoding: none | cpu | release the text/image encoders"),
-    device: str = typer.Option("cpu", help="torch device"),
+    text_encoder_offload: str = typer.Option(None, help="after encoding: none (default) | cpu | release the text/image encoders"),
+    device: str = typer.Option(None, help="torch device (default: cpu)"),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP + " (any CaptureConfig field, e.g. text_len, component_dtypes)"),
     overwrite: bool = typer.Option(False, help="replace an existing complete file"),
 ) -> None:
     """Run a denoising trajectory and store the chosen sites at every step in one HDF5 file.
@@ -80,7 +83,7 @@ def capture_cmd(
     An interrupted capture resumes when run again with the same arguments. With --prompt (and --image for
     image-to-video) a whole diffusers pipeline encodes the inputs with its own methods; --seed S is then the noise
     generator (sample i: torch.Generator().manual_seed(S + i)), the file stores the final decoded video as `video`,
-    and --x0-steps adds the decoded x0 of those steps as `x0_video`.
+    and --x0-steps adds the decoded x0 of those steps as `x0_video`. Every field of the capture's config also has a --set key.
 
     Example: interp capture tiny-wan --steps 10 --sites 'blocks.*.hook_resid_post' --seed 0 --out run.h5
 
@@ -90,19 +93,36 @@ def capture_cmd(
     from interp.apps.capture import CaptureConfig, capture
     from interp.pipelines.components import PipelineError
 
+    given = dict(
+        model=model, steps=steps, sites=_csv(sites), seed=seed, noise_seed=noise_seed, batch=batch, dtype=dtype,
+        pool=pool, guidance=guidance, shift=shift, frames=frames, height=height, width=width, device=device,
+        model_dtype=model_dtype, prompts=prompt or None, negative_prompt=negative_prompt, images=image or None,
+        x0_steps=x0_steps, x0_downscale=x0_downscale, max_sequence_length=max_sequence_length,
+        text_encoder_offload=text_encoder_offload,
+    )  # fmt: skip
+    cfg = _config(CaptureConfig, given, set_)
     try:
-        cfg = CaptureConfig(
-            model=model, steps=steps, sites=[s.strip() for s in sites.split(",") if s.strip()], seed=seed,
-            noise_seed=noise_seed, batch=batch, dtype=dtype, pool=pool, guidance=guidance, shift=shift, frames=frames,
-            height=height, width=width, device=device, model_dtype=model_dtype, prompts=prompt or None,
-            negative_prompt=negative_prompt, images=image or None, x0_steps=x0_steps, x0_downscale=x0_downscale,
-            max_sequence_length=max_sequence_length, text_encoder_offload=text_encoder_offload,
-        )  # fmt: skip
         path = capture(cfg, out, overwrite=overwrite, progress=True)
     except (PipelineError, FileExistsError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"wrote {path}")
+
+
+def _csv(text: str | None) -> list[str] | None:
+    """A comma-separated option as a list (None: not given)."""
+    return None if text is None else [s.strip() for s in text.split(",") if s.strip()]
+
+
+def _config(cls, given: dict, sets: list[str]):
+    """The verb's config from its options (None: not given) and ``--set``; a bad key exits 2 before anything runs."""
+    from interp.apps.options import OptionError, config_from
+
+    try:
+        return config_from(cls, given, sets)
+    except OptionError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command("inspect")
@@ -140,21 +160,24 @@ def probe_cmd(
         "or a user array FILE.npy / FILE.npz[:KEY]; repeat for several",
     ),
     out: Path = typer.Option(..., "--out", help="output directory (probes.h5, weights/, heatmaps/)"),
-    sites: str = typer.Option("blocks.*.hook_resid_post", help="site names or globs, comma-separated; '' = all"),
+    sites: str = typer.Option(None, help="globs, comma-separated; '' = all (default: blocks.*.hook_resid_post)"),
     steps: str = typer.Option("", help="positions on the steps axis: '0,5,9' or '0-9'; '' = all"),
     branch: str = typer.Option(None, help="branch group (cond / uncond) when the capture has several"),
     baseline: Path = typer.Option(None, exists=True, help="capture of a randomly initialised copy (same inputs)"),
-    control: str = typer.Option("position", help="control task types: position | token | sample | none"),
-    tokens_per_sample: int = typer.Option(64, help="token examples per sample (0 = all)"),
-    balance: str = typer.Option("class", help="token draw: class (equal share per class) | uniform"),
+    control: str = typer.Option(None, help="control task types: position | token | sample | none (default: position)"),
+    tokens_per_sample: int = typer.Option(None, help="token examples per sample (0 = all) (default: 64)"),
+    balance: str = typer.Option(None, help="token draw: class (equal share per class) | uniform (default: class)"),
     frames: str = typer.Option("", help="only tokens of these frames, e.g. '0' or '0,4'; '' = all"),
     lambdas: str = typer.Option("", help="regularization grid, comma-separated (default per probe kind)"),
-    bootstrap: int = typer.Option(200, help="bootstrap replicates over test samples for the CIs"),
-    seed: int = typer.Option(0, help="seed of the split, token draw and control task"),
-    device: str = typer.Option("cpu", help="torch device for the solves"),
-    memory_gb: float = typer.Option(1.0, help="feature memory per chunk of sites"),
+    bootstrap: int = typer.Option(None, help="bootstrap replicates over test samples for the CIs (default: 200)"),
+    seed: int = typer.Option(None, help="seed of the split, token draw and control task (default: 0)"),
+    device: str = typer.Option(None, help="torch device for the solves (default: cpu)"),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP + " (ProbeConfig: e.g. memory_gb, split, max_iter, "
+                                   "precision)"),  # fmt: skip
 ) -> None:
     """Train linear probes for every (step, site) of a capture: metrics, control tasks, heatmaps, directions.
+
+    Every field of the probe config has a --set key (e.g. --set memory_gb=4 --set precision=float32).
 
     Example: interp probe run.h5 --label wall --label path --sites 'blocks.*.hook_resid_post' --out probes/
     """
@@ -172,13 +195,11 @@ def probe_cmd(
             vals.extend(range(int(a), int(b) + 1) if b else [int(a)])
         return vals
 
+    given = dict(labels=label, sites=_csv(sites), steps=ints(steps), branch=branch, tokens_per_sample=tokens_per_sample,
+                 balance=balance, frames=ints(frames), control=control, bootstrap=bootstrap, seed=seed, device=device,
+                 lambdas=[float(x) for x in lambdas.split(",")] if lambdas.strip() else None)  # fmt: skip
+    cfg = _config(ProbeConfig, given, set_)
     try:
-        cfg = ProbeConfig(
-            labels=label, sites=[s.strip() for s in sites.split(",") if s.strip()], steps=ints(steps),
-            branch=branch, tokens_per_sample=tokens_per_sample, balance=balance, frames=ints(frames),
-            lambdas=[float(x) for x in lambdas.split(",")] if lambdas.strip() else None, control=control,
-            bootstrap=bootstrap, seed=seed, device=device, memory_gb=memory_gb,
-        )  # fmt: skip
         results = run_probes(cache, cfg, out=out, baseline=baseline)
     except (ValueError, KeyError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from e
@@ -523,28 +544,31 @@ def _under_torchrun() -> bool:
 def compare_cmd(
     models: list[str] = typer.Argument(..., help="models to compare: DiTs (built-in, dir) and maze LMs (maze-lm, dir)"),
     out: Path = typer.Option(..., "--out", help="output directory: profiles.csv/.json/.md, cka.json, compare.png"),
-    size: int = typer.Option(5, help="maze size"),
-    n: int = typer.Option(32, help="held-out mazes (the same for every model)"),
-    seed: int = typer.Option(0, help="picks the held-out mazes"),
-    steps: int = typer.Option(20, help="denoising steps of the DiTs"),
-    probe_step: int = typer.Option(0, help="DiT step whose activations are probed and compared (CKA)"),
-    cka_frame: int = typer.Option(-1, help="DiT frame aligned with the LM's grid tokens for CKA (-1: last)"),
-    measures: str = typer.Option("skip,swap,probe,cka", help="which profiles to compute, comma-separated"),
-    swap_site: str = typer.Option("hook_attn_out", help="DiT swap: the hook of block i that gets the other maze's value"),
-    swap_steps: float = typer.Option(0.5, help="DiT swap: over this first fraction of the denoising steps"),
-    device: str = typer.Option("cpu", help="torch device"),
+    size: int = typer.Option(None, help="maze size (default: 5)"),
+    n: int = typer.Option(None, help="held-out mazes (the same for every model) (default: 32)"),
+    seed: int = typer.Option(None, help="picks the held-out mazes (default: 0)"),
+    steps: int = typer.Option(None, help="denoising steps of the DiTs (default: 20)"),
+    measures: str = typer.Option(None, help="profiles to compute, comma-separated (default: skip,swap,probe,cka)"),
+    device: str = typer.Option(None, help="torch device (default: cpu)"),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP + " (CompareConfig: e.g. probe_step, cka_frame, "
+                                   "swap_site, swap_steps, noise_seed)"),  # fmt: skip
 ) -> None:
     """Layer-specialization profiles on a normalized depth axis (0 = first block, 1 = last): skip damage, swap flip
     rate and swap damage, wall- and path-probe accuracy, CKA between layers and across models; one figure and a table.
 
+    Every field of the comparison's config has a --set key: probe_step (the DiT step probed and compared, 0),
+    cka_frame (the DiT frame aligned with the LM's grid tokens, -1: last), swap_site (hook_attn_out), swap_steps
+    (the first fraction of the steps swapped, 0.5), noise_seed, probe_bootstrap, tokens_per_sample.
+
     Example: interp compare maze-wan maze-cogvideox maze-lm --size 5 --n 32 --out compare/
+
+    Example: interp compare maze-wan maze-lm --set swap_site=hook_resid_post --set probe_step=4 --out compare/
     """
     from interp.apps.compare import CompareConfig, compare
 
+    given = dict(models=models, size=size, n=n, seed=seed, steps=steps, measures=_csv(measures), device=device)
+    cfg = _config(CompareConfig, given, set_)
     try:
-        cfg = CompareConfig(models=models, size=size, n=n, seed=seed, steps=steps, probe_step=probe_step,
-                            cka_frame=cka_frame, measures=[m.strip() for m in measures.split(",") if m.strip()],
-                            swap_site=swap_site, swap_steps=swap_steps, device=device)  # fmt: skip
         res = compare(cfg, out)
     except (ValueError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from e

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from interp.experiments.schema import Experiment, ExperimentError, point_experiment, sweep_points
-from interp.interventions import Ablate, Ensemble, Patch, Swap
-from interp.interventions.ablate import resample_offset
 
 
 @dataclass(frozen=True)
@@ -62,29 +60,21 @@ def samples_of(exp: Experiment, default_size: int | None = None) -> list[Sample]
 
 
 def source_rows(exp: Experiment, iv, sample: Sample, seed: int) -> list[Row]:
-    """Clean rows intervention ``iv`` reads for an edited row of ``sample`` with noise ``seed`` (patch, swap,
-    resample: one row; mean ablation: every input of the group)."""
+    """Clean rows intervention ``iv`` reads for an edited row of ``sample`` with noise ``seed``: the runs its
+    :meth:`~interp.interventions.Spec.reads` names (patch, swap, resample: one; mean ablation: the whole group)."""
     n = exp.inputs.count
     base = sample.index - sample.local
-
-    def at(offset: int, s: int, same_noise: bool) -> Row:
-        j = (sample.local + offset) % n
-        return Row(base + j, s, sample.local if same_noise else j)
-
-    if isinstance(iv, Patch):
-        return [at(iv.source.input, seed if iv.source.seed is None else iv.source.seed, True)]
-    if isinstance(iv, Swap):
-        return [at(iv.other, seed, True)]
-    if isinstance(iv, Ablate) and iv.mode == "mean":
-        return [at(j - sample.local, seed, False) for j in range(n)]
-    if isinstance(iv, Ablate) and iv.mode == "resample":
-        return [at(resample_offset(iv.seed, sample.local, n), seed, False)]
-    return []
+    rows = []
+    for r in iv.reads(sample.local, n, seed):
+        j = (sample.local + r.offset) % n
+        rows.append(Row(base + j, r.seed, sample.local if r.same_noise else j))
+    return rows
 
 
 def member_seeds(exp: Experiment) -> list[int]:
-    ens = next((i for i in exp.interventions if isinstance(i, Ensemble)), None)
-    return ens.member_seeds(exp.sampler.seed) if ens else [exp.sampler.seed]
+    """The noise seeds of a unit's edited rows: an ensemble's members, else the base seed alone."""
+    seeds = (iv.member_seeds(exp.sampler.seed) for iv in exp.interventions)
+    return next((s for s in seeds if s is not None), [exp.sampler.seed])
 
 
 def baseline(exp: Experiment, sample: Sample) -> Row:

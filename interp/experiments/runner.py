@@ -28,7 +28,6 @@ from interp.experiments.plan import Batch, Plan, Row, Sample, baseline, plan as 
 from interp.store.results import ResultsWriter, is_complete, read_metrics
 from interp.experiments.shard import rank_batches, shard_path
 from interp.experiments.schema import MAZE_METRICS, Experiment, ExperimentError
-from interp.interventions import Ablate, Ensemble, Steer, load_direction
 from interp.inputs import model_inputs
 from interp.interventions.bind import Bound, compile_batch, rows as make_rows
 from interp.models import LoadedModel, load_model
@@ -92,16 +91,9 @@ def bind_unit(exp: Experiment, batch: Batch, unit: tuple[int, int], sample: Samp
     seeds = [batch.rows[i].seed for i in edited]
     out = []
     for j, iv in enumerate(exp.interventions):
-        if isinstance(iv, Ensemble):
-            out.append(Bound(iv, make_rows(edited, group=[edited])))
-        elif isinstance(iv, Ablate) and iv.mode == "mean":
-            groups = [[batch.row_of(r) for r in source_rows(exp, iv, sample, s)] for s in seeds]
-            out.append(Bound(iv, make_rows(edited, group=groups)))
-        elif (srcs := [source_rows(exp, iv, sample, s) for s in seeds]) and srcs[0]:
-            out.append(Bound(iv, make_rows(edited, source=[batch.row_of(r[0]) for r in srcs])))
-        else:
-            out.append(Bound(iv, make_rows(edited), keys=[sample.index] * len(edited),
-                             direction=directions.get((p, j)) if isinstance(iv, Steer) else None))  # fmt: skip
+        reads = [[batch.row_of(r) for r in source_rows(exp, iv, sample, s)] for s in seeds]
+        out.append(Bound(iv, iv.bind_rows(edited, reads), keys=[sample.index] * len(edited),
+                         direction=directions.get((p, j))))  # fmt: skip
     return out
 
 
@@ -163,8 +155,9 @@ def execute(
             if groups[g].frames_uint8 is not None:
                 frames = groups[g].frames_uint8.numpy()
                 writer.write(f"group_{g}/condition_frames", slice(None), frames, frames.shape)
-        directions = {(p, j): load_direction(iv, base_dir) for p, e in enumerate(pl.experiments)
-                      for j, iv in enumerate(e.interventions) if isinstance(iv, Steer)}  # fmt: skip
+        loads = {(p, j): iv.load_direction(base_dir) for p, e in enumerate(pl.experiments)
+                 for j, iv in enumerate(e.interventions)}  # fmt: skip
+        directions = {k: v for k, v in loads.items() if v is not None}
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
             task = bar.add_task(f"{exp.name}: batches", total=len(mine), completed=writer.n_done)
@@ -251,7 +244,7 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
     if "mse_to_source" in exp.metrics:
         src = []
         for p, s in units:
-            iv = next(i for i in pl.experiments[p].interventions if i.kind in ("patch", "swap"))
+            iv = next(i for i in pl.experiments[p].interventions if i.source_metric)
             src.append(batch.row_of(source_rows(pl.experiments[p], iv, local[s], pl_row(batch, (p, s)).seed)[0]))
         scalars["mse_to_source"] = M.mse(final[rows], final[src]).numpy()
     if maze:

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import interp
-from interp.interventions import Intervention
+from interp.interventions import Intervention, kinds
 from interp.interventions.base import SITE_HELP, SITE_RE
 
 MAZE_METRICS = ("solve_rate", "path_recall", "extra_cells", "wall_crossings", "goal_reached")
@@ -100,9 +100,9 @@ class Experiment(Strict):
     def _check(self) -> Experiment:
         if self.inputs.task != "maze" and (bad := [m for m in self.metrics if m in MAZE_METRICS]):
             raise ValueError(f"metrics {bad} score mazes: they need inputs.task: maze (generic: {list(GENERIC_METRICS)})")
-        if "mse_to_source" in self.metrics and not any(i.kind in ("patch", "swap") for i in self.interventions):
+        if "mse_to_source" in self.metrics and not any(i.source_metric for i in self.interventions):
             raise ValueError("metric mse_to_source needs a patch or swap intervention")
-        if sum(i.kind == "ensemble" for i in self.interventions) > 1:
+        if sum(i.member_seeds(0) is not None for i in self.interventions) > 1:
             raise ValueError("at most one ensemble intervention per experiment")
         for path, values in self.sweep.items():
             if not (re.fullmatch(r"interventions\.\d+(\.\w+)*", path) or path == "sampler.seed"):
@@ -157,7 +157,7 @@ class Experiment(Strict):
 def format_errors(err: ValidationError, where: str) -> str:
     lines = [f"{where}: invalid experiment"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in _KIND_TAGS))
+        loc = ".".join(str(p) for p in e["loc"] if not _kind_tag(p))
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc += ".kind"
@@ -168,23 +168,24 @@ def format_errors(err: ValidationError, where: str) -> str:
     return "\n".join(lines)
 
 
-_KIND_TAGS = {"patch", "skip", "ablate", "noise", "swap", "ensemble", "steer", "function-after[_check(), Ensemble]"}
+def _kind_tag(part: Any) -> type[BaseModel] | None:
+    """The intervention class a location part names: a kind's tag, or the validator wrapping a kind with a model
+    validator (``function-after[_check(), Ensemble]``)."""
+    if not isinstance(part, str):
+        return None
+    if (m := re.fullmatch(r"function-(?:after|before|wrap|plain)\[.*, (\w+)\]", part)) is not None:
+        return next((c for c in kinds().values() if c.__name__ == m.group(1)), None)
+    return kinds().get(part)
 
 
 def _allowed_fields(err: ValidationError, e: dict) -> str:
     """Field names allowed beside an unknown one (walks the schema along the error's location)."""
-    from interp.interventions import Ablate, Ensemble, Noise, Patch, Skip, Steer, Swap
-
-    kinds = dict(patch=Patch, skip=Skip, ablate=Ablate, noise=Noise, swap=Swap, ensemble=Ensemble, steer=Steer)
     model: Any = Experiment
     for part in e["loc"][:-1]:
         if isinstance(part, int):
             continue
-        if part in kinds:
-            model = kinds[part]
-            continue
-        if part.startswith("function-after"):
-            model = Ensemble
+        if (kind := _kind_tag(part)) is not None:
+            model = kind
             continue
         field = getattr(model, "model_fields", {}).get(part)
         ann = getattr(field, "annotation", None)

@@ -12,13 +12,23 @@ import numpy as np
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.interventions.base import Rows, SiteSpec, put, take
+from interp.interventions.base import Read, Rows, SiteSpec, put, take
 
 
 class Ablate(SiteSpec):
     kind: Literal["ablate"] = "ablate"
     mode: Literal["zero", "mean", "resample"] = "zero"
     seed: int = 0  # resample: which other input each target reads
+
+    def reads(self, local, n, seed):
+        if self.mode == "mean":  # every input of the group, each with its own noise
+            return [Read(j - local, seed, same_noise=False) for j in range(n)]
+        if self.mode == "resample":
+            return [Read(resample_offset(self.seed, local, n), seed, same_noise=False)]
+        return []
+
+    def bind_rows(self, target, reads):
+        return Rows.of(target, group=reads) if self.mode == "mean" else super().bind_rows(target, reads)
 
     def edit(self, value, rows, pos, *, direction=None, block_input=None):
         return apply_ablate(self, value, rows, pos)

@@ -1,7 +1,12 @@
 """What every intervention shares: index specs (steps, layers, frames, tokens), site patterns, row bindings.
 
-An intervention is plain data (a pydantic model with a ``kind``) plus one apply function over tensors. The apply
-functions see a site's value in a uniform layout, (batch, positions, features): tokens for residual-stream sites,
+An intervention is plain data (a pydantic model with a ``kind``) plus one apply function over tensors. A kind is one
+subclass of :class:`Spec` (or :class:`SiteSpec`) declaring ``kind: Literal["name"] = "name"``: defining it registers
+it (:data:`KIND_REGISTRY`), and the engine asks it, through the methods below, which clean runs it reads
+(:meth:`Spec.reads`), how its rows bind (:meth:`Spec.bind_rows`), what it loads (:meth:`Spec.load_direction`) and
+how it edits a site (:meth:`SiteSpec.edit`) or the latent (:meth:`Spec.edit_latent`); nothing else names kinds.
+
+The apply functions see a site's value in a uniform layout, (batch, positions, features): tokens for residual-stream sites,
 latent frames for ``hook_out`` and the latent itself. Which batch rows are edited and which rows they read from is
 a :class:`Rows` binding, made by the experiment engine (:mod:`interp.interventions.bind`).
 """
@@ -10,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, ClassVar, Union
+from typing import TYPE_CHECKING, Annotated, ClassVar, Union
 
 import torch
 from einops import rearrange
@@ -19,6 +24,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
 from torch import Tensor
 
 from interp.sites import SITE_HELP, SITE_RE
+
+if TYPE_CHECKING:  # annotations only
+    from pathlib import Path
+
+    from interp.trajectory import StepInput
 
 SLICE_RE = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*(?::\s*(-?\d+)\s*)?$")
 # depth fractions, so one file fits models of any depth: "50%" (one position) or "25%:75%" (a band)
@@ -74,11 +84,72 @@ def resolve_index(spec: Index, n: int, what: str) -> list[int]:
     return sorted({i % n for i in items})
 
 
+KIND_REGISTRY: dict[str, type[Spec]] = {}
+"""Every intervention kind defined so far, by its ``kind`` tag (filled as subclasses of :class:`Spec` are defined)."""
+
+
+@dataclass(frozen=True)
+class Read:
+    """A clean run an edited row reads: the input ``offset`` places after the target's (cyclic, so 0 is the target's
+    own input), with noise ``seed``; ``same_noise``: with the target's initial noise, else the read input's own."""
+
+    offset: int
+    seed: int
+    same_noise: bool = True
+
+
 class Spec(BaseModel):
-    """Base of every intervention: a kind and the steps it acts at (``None``: every step)."""
+    """Base of every intervention: a kind and the steps it acts at (``None``: every step).
+
+    The defaults below describe a kind that reads no other run, edits only its own rows and loads nothing.
+    """
 
     model_config = ConfigDict(extra="forbid")
     steps: Index = None
+
+    source_metric: ClassVar[bool] = False  # metric mse_to_source compares with the run reads() names (patch, swap)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs) -> None:
+        """Registers a subclass that declares its own ``kind`` (subclasses inheriting one are not new kinds)."""
+        super().__pydantic_init_subclass__(**kwargs)
+        field = cls.model_fields.get("kind")
+        kind = getattr(field, "default", None)
+        if not isinstance(kind, str) or "kind" not in cls.__dict__.get("__annotations__", {}):
+            return
+        old = KIND_REGISTRY.get(kind)
+        if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise TypeError(f"intervention kind {kind!r} is already defined by {old.__module__}.{old.__qualname__}")
+        KIND_REGISTRY[kind] = cls
+
+    @property
+    def edits_latent(self) -> bool:
+        """True: the kind edits the latent entering a step (:meth:`edit_latent`), not a site."""
+        return False
+
+    def reads(self, local: int, n: int, seed: int) -> list[Read]:
+        """The clean runs an edited row of input ``local`` (of the group's ``n``) with noise ``seed`` reads."""
+        return []
+
+    def bind_rows(self, target: list[int], reads: list[list[int]]) -> Rows:
+        """The :class:`Rows` binding of edited batch rows ``target``; ``reads[i]``: the batch rows of the runs
+        :meth:`reads` names for ``target[i]``. Default: each target reads its first such run (if any) as source."""
+        if reads and reads[0]:
+            return Rows.of(target, source=[r[0] for r in reads])
+        return Rows.of(target)
+
+    def member_seeds(self, base: int) -> list[int] | None:
+        """The noise seeds of the rows one unit runs together (an ensemble's members); None: one row, seed ``base``."""
+        return None
+
+    def load_direction(self, base_dir: str | Path | None = None) -> Tensor | None:
+        """What the kind reads from files before any forward, handed to :meth:`SiteSpec.edit` as ``direction``."""
+        return None
+
+    def edit_latent(self, state: StepInput, rows: Rows, pos: Tensor | None, *, keys: list[int]) -> Tensor:
+        """The edited latent entering step ``state.step`` (kinds whose :attr:`edits_latent` is True); ``pos``: the
+        latent frames selected; ``keys``: per target row, its input index (seeds fresh noise)."""
+        raise NotImplementedError(f"{type(self).__name__} does not edit the latent")
 
 
 class SiteSpec(Spec):
@@ -100,7 +171,8 @@ class SiteSpec(Spec):
             raise ValueError(f"unknown site pattern {v!r}; valid: {SITE_HELP}")
         return v
 
-    reads_block_input: ClassVar[bool] = False  # True: edit() needs the block's hook_resid_pre (``skip``)
+    # True: ``site`` names blocks; edit() acts at each block's hook_resid_post and reads its hook_resid_pre (``skip``)
+    reads_block_input: ClassVar[bool] = False
 
     def edit(self, value: Tensor, rows: Rows, pos: Tensor | None, *, direction=None,
              block_input: Tensor | None = None) -> Tensor:  # fmt: skip
@@ -127,6 +199,12 @@ class Rows:
     target: Int[Tensor, " n"]
     source: Int[Tensor, " n"] | None = None
     group: Int[Tensor, "n k"] | None = None
+
+    @classmethod
+    def of(cls, target: list[int], source: list[int] | None = None, group: list[list[int]] | None = None) -> Rows:
+        """A :class:`Rows` from plain lists."""
+        t = lambda v: None if v is None else torch.tensor(v, dtype=torch.long)  # noqa: E731
+        return cls(t(target), t(source), t(group))
 
 
 def positions(

@@ -10,14 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from interp.interventions.base import Rows, SiteSpec, Spec, as_positions, positions, resolve_index
-from interp.interventions.ensemble import Ensemble, apply_ensemble
-from interp.interventions.noise import Noise, apply_noise, fresh_noise
-from interp.interventions.skip import Skip
 from interp.trace import ForwardPlan, Traced
 from interp.trajectory import StepInput
 
@@ -76,31 +72,17 @@ def compile_batch(
     for b in bound:
         s = b.spec
         steps = set(resolve_index(s.steps, n_steps, "steps"))
-        if isinstance(s, Noise):
-            pos = positions(s.frames, None, lat_grid, latent=True)
-            shape = tuple(latent_shape[1:])
+        if s.edits_latent:
+            pos = positions(getattr(s, "frames", None), None, lat_grid, latent=True)
 
-            def noise_op(state: StepInput, b=b, pos=pos, shape=shape):
-                eps = fresh_noise(b.spec.seed, state.step, b.keys, shape).to(state.x)
-                v, back = as_positions(state.x)
-                x0 = None if state.x0 is None else as_positions(state.x0)[0]
-                e, _ = as_positions(eps)
-                return back(apply_noise(b.spec, v, b.rows, pos, e, x0=x0, signal=state.signal, noise=state.noise))
+            def latent_op(state: StepInput, b=b, pos=pos):
+                return b.spec.edit_latent(state, b.rows, pos, keys=b.keys)
 
-            latent_ops.append(_LatentOp(steps, noise_op))
+            latent_ops.append(_LatentOp(steps, latent_op))
             continue
-        assert isinstance(s, SiteSpec)
-        if isinstance(s, Ensemble) and s.target == "latent":
-            pos = positions(s.frames, None, lat_grid, latent=True)
-
-            def ens_op(state: StepInput, b=b, pos=pos):
-                v, back = as_positions(state.x)
-                return back(apply_ensemble(b.spec, v, b.rows, pos))
-
-            latent_ops.append(_LatentOp(steps, ens_op))
-            continue
+        assert isinstance(s, SiteSpec), f"{type(s).__name__} edits neither a site nor the latent"
         for name in s.sites(traced.n_blocks):
-            if isinstance(s, Skip):
+            if s.reads_block_input:  # the block's output, reading its input
                 blocks = traced.resolve(name, blocks=True)
                 targets = [f"{blk}.hook_resid_post" for blk in blocks]
                 for blk in blocks:
@@ -148,5 +130,4 @@ def compile_batch(
 
 def rows(target: list[int], source: list[int] | None = None, group: list[list[int]] | None = None) -> Rows:
     """A :class:`Rows` from plain lists."""
-    t = lambda v: None if v is None else torch.tensor(v, dtype=torch.long)  # noqa: E731
-    return Rows(t(target), t(source), t(group))
+    return Rows.of(target, source, group)

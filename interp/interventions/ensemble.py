@@ -11,7 +11,7 @@ from jaxtyping import Float
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from interp.interventions.base import Rows, SiteSpec, put, take
+from interp.interventions.base import Rows, SiteSpec, as_positions, put, take
 
 
 class Ensemble(SiteSpec):
@@ -32,6 +32,17 @@ class Ensemble(SiteSpec):
 
     def member_seeds(self, base: int) -> list[int]:
         return list(self.seeds) if self.seeds is not None else [base + i for i in range(self.k)]
+
+    @property
+    def edits_latent(self) -> bool:
+        return self.target == "latent"
+
+    def bind_rows(self, target, reads):
+        return Rows.of(target, group=[target])  # the unit's rows are the members
+
+    def edit_latent(self, state, rows, pos, *, keys):
+        v, back = as_positions(state.x)
+        return back(apply_ensemble(self, v, rows, pos))
 
     def edit(self, value, rows, pos, *, direction=None, block_input=None):
         return apply_ensemble(self, value, rows, pos)

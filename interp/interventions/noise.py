@@ -24,7 +24,7 @@ from jaxtyping import Float
 from pydantic import Field
 from torch import Tensor
 
-from interp.interventions.base import Index, Rows, Spec, put, take
+from interp.interventions.base import Index, Rows, Spec, as_positions, put, take
 
 
 class Noise(Spec):
@@ -33,6 +33,17 @@ class Noise(Spec):
     frames: Index = None
     mix: float = Field(1.0, gt=0.0, le=1.0)
     seed: int = 0
+
+    @property
+    def edits_latent(self) -> bool:
+        return True
+
+    def edit_latent(self, state, rows, pos, *, keys):
+        eps = fresh_noise(self.seed, state.step, keys, tuple(state.x.shape[1:])).to(state.x)
+        v, back = as_positions(state.x)
+        x0 = None if state.x0 is None else as_positions(state.x0)[0]
+        e, _ = as_positions(eps)
+        return back(apply_noise(self, v, rows, pos, e, x0=x0, signal=state.signal, noise=state.noise))
 
 
 def fresh_noise(seed: int, step: int, keys: list[int], shape: tuple[int, ...]) -> Float[Tensor, "n *shape"]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from jaxtyping import Float
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor
 
-from interp.interventions.base import Rows, SiteSpec, put, take
+from interp.interventions.base import Read, Rows, SiteSpec, put, take
 
 
 class Source(BaseModel):
@@ -25,6 +25,10 @@ class Patch(SiteSpec):
 
     kind: Literal["patch"] = "patch"
     source: Source = Source(seed=1)
+    source_metric: ClassVar[bool] = True
+
+    def reads(self, local, n, seed):
+        return [Read(self.source.input, seed if self.source.seed is None else self.source.seed)]
 
     def edit(self, value, rows, pos, *, direction=None, block_input=None):
         return apply_patch(self, value, rows, pos)

@@ -34,6 +34,9 @@ class Steer(SiteSpec):
     def edit(self, value, rows, pos, *, direction=None, block_input=None):
         return apply_steer(self, value, rows, pos, direction)
 
+    def load_direction(self, base_dir=None):
+        return load_direction(self, base_dir)
+
 
 def load_direction(spec: Steer, base_dir: str | Path | None = None) -> Float[Tensor, " d"]:
     """The direction as a 1-D float tensor (a relative file path is taken from ``base_dir``)."""

@@ -6,11 +6,11 @@ then asking whose answer the output gives (metric ``mse_to_source``, or the maze
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from interp.interventions.base import SiteSpec
+from interp.interventions.base import Read, SiteSpec
 from interp.interventions.patch import apply_patch
 
 
@@ -19,6 +19,10 @@ class Swap(SiteSpec):
 
     kind: Literal["swap"] = "swap"
     other: int = Field(1, ne=0)
+    source_metric: ClassVar[bool] = True
+
+    def reads(self, local, n, seed):
+        return [Read(self.other, seed)]
 
     def edit(self, value, rows, pos, *, direction=None, block_input=None):
         return apply_patch(self, value, rows, pos)

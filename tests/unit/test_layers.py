@@ -49,3 +49,15 @@ def test_shipped_files_are_package_data():
     assert interp.models.data_path().is_relative_to(PKG)
     for b in interp.models.BUILTINS.values():
         assert b.path is None or b.path.is_relative_to(PKG / "data"), b
+
+
+def test_nothing_outside_a_kind_tests_for_a_kind():
+    """Interventions dispatch by a method on each kind (a new kind is one file): no ``isinstance`` on a kind class."""
+    kinds = ("Skip", "Swap", "Patch", "Ablate", "Steer", "Noise", "Ensemble")
+    bad = []
+    for p in PKG.rglob("*.py"):
+        for n in ast.walk(ast.parse(p.read_text())):
+            if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "isinstance" and len(n.args) == 2:
+                names = {x.id for x in ast.walk(n.args[1]) if isinstance(x, ast.Name)}
+                bad += [f"{p.relative_to(ROOT)}:{n.lineno}"] if names & set(kinds) else []
+    assert not bad
