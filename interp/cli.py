@@ -23,6 +23,33 @@ app = typer.Typer(
     add_completion=False,
 )
 
+DEBUG_ENV = "INTERP_DEBUG"  # set to 1 (or pass --debug) for full tracebacks of user errors
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"interp {version('interp')}")
+        except PackageNotFoundError:  # a source checkout without an install
+            from interp import __version__
+
+            typer.echo(f"interp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version, help="print the version"),
+    debug: bool = typer.Option(False, "--debug", help=f"full tracebacks for errors (or {DEBUG_ENV}=1)"),
+) -> None:
+    """Mechanistic interpretability for video diffusion transformers."""
+    if debug:
+        import os
+
+        os.environ[DEBUG_ENV] = "1"
+
 
 # ---- models, capture, inspect (issue 3) ---------------------------------------------------------------------------
 @app.command("models")
@@ -35,7 +62,7 @@ def models_cmd() -> None:
     from rich.table import Table
 
     from interp.adapters import ADAPTERS
-    from interp.models import list_models
+    from interp.models import SHIPPED_LMS, list_models
 
     fams = Table("family", "diffusers class", "block lists", title="families")
     for a in ADAPTERS.values():
@@ -44,6 +71,9 @@ def models_cmd() -> None:
     for b in list_models():
         status = "ready" if b.available else f"not trained yet ({b.path} missing)"
         built.add_row(b.name, b.family, status, b.description)
+    for name, path in SHIPPED_LMS.items():
+        status = "ready" if path.is_dir() else f"not trained yet ({path} missing)"
+        built.add_row(name, "lm", status, "TransformerLens language model reading mazes as tokens (interp.lm.model.load_lm)")
     Console().print(fams, built)
 
 
@@ -680,8 +710,29 @@ def reproduce_cmd(
     typer.echo(f"wrote {report}")
 
 
+# errors a user's input causes (a missing file, a bad value, an existing output, a YAML syntax error): one line and
+# exit code 2 instead of a traceback; --debug or INTERP_DEBUG=1 shows the traceback
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, KeyError)
+
+
 def main() -> None:
-    app()
+    """The console entry point: the typer app, with user errors reported in one line."""
+    import os
+
+    try:
+        app(standalone_mode=True)
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001
+        user = isinstance(e, USER_ERRORS) or type(e).__module__.startswith("yaml")
+        if not user or os.environ.get(DEBUG_ENV) or "--debug" in sys.argv:
+            raise
+        msg = str(e).strip() or type(e).__name__
+        if isinstance(e, KeyError):
+            msg = f"unknown key {msg}"
+        typer.echo(f"error: {msg}", err=True)
+        typer.echo(f"(run with --debug or {DEBUG_ENV}=1 for the traceback)", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

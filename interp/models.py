@@ -15,6 +15,7 @@ This module is the one registry of what ships with the package: :data:`BUILTINS`
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -195,8 +196,13 @@ def resolve_path(
                 s, cache_dir=cache_dir, local_files_only=local_files_only, revision=revision, allow_patterns=HUB_PATTERNS
             )
         )
+    near = difflib.get_close_matches(s, [*BUILTINS, *SHIPPED_LMS], n=1)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    if s in SHIPPED_LMS:
+        hint = f"; {s!r} is a language model: interp.lm.model.load_lm({s!r})"
     raise FileNotFoundError(
         f"no model {s!r}: not a built-in ({', '.join(BUILTINS)}), not an existing directory, not a hub id (org/name)"
+        + hint
     )
 
 
