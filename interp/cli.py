@@ -500,7 +500,7 @@ def run_cmd(
     experiment: Path = typer.Argument(None, help="experiment YAML (see experiments/examples/)"),
     set_: list[str] = typer.Option([], "--set", help="override a field: dotted.key=value (YAML value); repeatable"),
     out: Path = typer.Option(None, "--out", help="output directory (default: runs/<experiment name>)"),
-    wandb: str = typer.Option("offline", "--wandb", help="W&B mode: offline | online | disabled"),
+    wandb: str = typer.Option(None, "--wandb", help="W&B mode: offline | online | disabled (default: WANDB_MODE, else offline)"),
     launcher: str = typer.Option("none", "--launcher", help="shard the batches over ranks: none | torchrun | ray"),
     nproc: int = typer.Option(None, "--nproc", help="ranks (default: visible GPUs for a CUDA experiment, else 2; "
                               "ray: the cluster's GPUs or CPUs)"),  # fmt: skip
@@ -518,9 +518,12 @@ def run_cmd(
     """
     from interp.experiments import Experiment, ExperimentError, run_experiment
     from interp.experiments.shard import ShardError
+    from interp.tracking import resolve_mode
 
-    if wandb not in ("offline", "online", "disabled"):
-        raise typer.BadParameter(f"--wandb must be offline, online or disabled, got {wandb!r}")
+    try:
+        wandb = resolve_mode(wandb)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
     if launcher not in ("none", "torchrun", "ray"):
         raise typer.BadParameter(f"--launcher must be none, torchrun or ray, got {launcher!r}")
     try:

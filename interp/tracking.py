@@ -7,6 +7,20 @@ from pathlib import Path
 from typing import Any
 
 MODES = ("offline", "online", "disabled")
+DEFAULT_MODE = "offline"
+
+
+def resolve_mode(flag: str | None) -> str:
+    """The W&B mode of a run: the ``--wandb`` flag if given, else ``WANDB_MODE`` from the environment (wandb's own
+    variable: offline, online, disabled, or dryrun meaning offline), else offline."""
+    if flag is not None:
+        if flag not in MODES:
+            raise ValueError(f"--wandb must be one of {', '.join(MODES)}, got {flag!r}")
+        return flag
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    if env == "dryrun":
+        return "offline"
+    return env if env in MODES else DEFAULT_MODE
 
 
 class Tracker:
