@@ -182,6 +182,8 @@ def test_every_paper_yaml_runs_unchanged_on_the_cogvideox_maze_model(tmp_path):
     base = ["inputs.sizes=[3]", "inputs.count=2", "sampler.steps=2"]
     overrides = {n: base + TINY.get(n, []) for n in ANALYSES}
     overrides["working_memory"] = base + ["inputs.count=5"]  # its own sites (blocks 4, 8, 12) exist in 16 blocks
+    for n in ("layer_swap", "layer_skip"):  # an early, a middle and a late layer: every band's rule is measured
+        overrides[n] = base + ["sweep.interventions.0.layers=['0%', '50%', '90%']"]
     report = reproduce(tmp_path / "paper", model="maze-cogvideox", overrides=overrides, progress=False)
     text = report.read_text()
     assert "reproduced on maze-cogvideox" in text
