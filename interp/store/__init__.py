@@ -1,6 +1,7 @@
 """``interp.store``: the only code that opens HDF5. Every layout the package writes lives here, each with its schema
 name and version (:mod:`interp.store.schema`) and written through one atomic-write helper
-(:mod:`interp.store.atomic`):
+(:mod:`interp.store.atomic`), which takes the output's lock first (:mod:`interp.store.lock`: one writer per
+output); every reader refuses an unfinished file unless asked (``allow_partial``):
 
 - :mod:`~interp.store.capture`: captures (``interp capture``), read as an :class:`ActivationCache`;
 - :mod:`~interp.store.results`: experiment results, their shards and the merge;
@@ -24,11 +25,13 @@ from interp.store.capture import (
     pool_tokens,
     token_coords,
 )
+from interp.store.lock import IncompleteFileError, OutputBusy, OutputLock
 from interp.store.schema import CAPTURE, PLAIN, PROBES, RESULTS, SAMPLES, Schema, SchemaError, file_schema, open_h5
 
 __all__ = [
     "CAPTURE", "LATENT_KEYS", "PLAIN", "PROBES", "RESULTS", "SAMPLES", "SCHEMA_VERSION", "TOKEN_AXES",
-    "ActivationCache", "AtomicH5", "Pool", "RunWriter", "Schema", "SchemaError", "atomic_h5", "atomic_path",
+    "ActivationCache", "AtomicH5", "IncompleteFileError", "OutputBusy", "OutputLock", "Pool", "RunWriter", "Schema",
+    "SchemaError", "atomic_h5", "atomic_path",
     "canonical_json", "config_hash", "describe", "file_schema", "load_cache", "open_h5", "partial_path",
     "pool_tokens", "publish_dir", "staging_dir", "token_coords",
 ]  # fmt: skip

@@ -1,5 +1,6 @@
-"""The one atomic-write pattern every writer uses: write ``FILE.partial``, set the completion flag last, then
-``os.replace`` it to ``FILE``; a file under its final name is always whole.
+"""The one atomic-write pattern every writer uses: lock ``FILE`` (:mod:`interp.store.lock`: one writer per output),
+write ``FILE.partial``, set the completion flag last, fsync it, then ``os.replace`` it to ``FILE``; a file under its
+final name is always whole, and two runs never write the same output.
 
 :class:`AtomicH5` is the HDF5 form (resumable: a writer may reopen a matching ``.partial``), :func:`atomic_h5` its
 one-shot context manager, :func:`atomic_path` the same for any other file (safetensors), and
@@ -9,6 +10,7 @@ one-shot context manager, :func:`atomic_path` the same for any other file (safet
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import warnings
@@ -18,36 +20,106 @@ from pathlib import Path
 import h5py
 
 import interp
+from interp.store.lock import OutputBusy, OutputLock, is_locked, partial_path, read_owner
 from interp.store.schema import Schema
 
 COMPLETE = "complete"
+__all__ = ["AtomicH5", "OutputBusy", "OutputLock", "atomic_h5", "atomic_path", "fsync_path", "partial_path",
+           "publish_dir", "staging_dir"]  # fmt: skip
 
 
-def partial_path(path: str | os.PathLike) -> Path:
-    path = Path(path)
-    return path.with_name(path.name + ".partial")
+def fsync_path(path: str | os.PathLike, *, directory: bool = True) -> None:
+    """Flush ``path``'s data (and, with ``directory``, its directory entry's parent) to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if directory:
+        _fsync_dir(Path(path).parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems cannot fsync a directory
+        pass
+    finally:
+        os.close(fd)
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    """fsync the finished ``tmp``, move it to ``path``, fsync the directory (the rename is on disk too)."""
+    fsync_path(tmp, directory=False)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _held_open(path: Path, e: OSError) -> bool:
+    """Whether opening ``path`` failed because another process holds it (HDF5's own file lock)."""
+    text = str(e).lower()
+    if "lock" in text or getattr(e, "errno", None) in (errno.EAGAIN, errno.EWOULDBLOCK):
+        return True
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 class AtomicH5:
     """An HDF5 file written as ``PATH.partial`` (root attrs: the schema, ``interp_version``, ``complete`` = False
     and ``attrs``) and published to ``PATH`` by :meth:`finish` (``complete`` = True written last, then the rename).
 
+    Before anything is opened, the output's lock is taken (:class:`~interp.store.lock.OutputLock`): while another
+    live run writes ``PATH`` this raises :class:`~interp.store.lock.OutputBusy` naming it; the lock is released by
+    :meth:`finish`, :meth:`close` and :meth:`discard`. ``overwrite=False``: refuse (FileExistsError) when ``PATH``
+    exists once the lock is held (another run finished it meanwhile).
+
     ``resume(file) -> bool``: when a ``.partial`` exists and opens, whether to continue it (False: start over; it
-    may raise to refuse). An unreadable partial (a crash mid-write) is deleted, with a warning when ``warn``.
+    may raise to refuse). An unreadable partial (a crash mid-write) is deleted, with a warning when ``warn``; a
+    partial that another process holds open is never deleted (:class:`~interp.store.lock.OutputBusy`).
     """
 
     def __init__(self, path: str | os.PathLike, schema: Schema, *, attrs: dict | None = None,
-                 resume: Callable[[h5py.File], bool] | None = None, warn: bool = True):  # fmt: skip
+                 resume: Callable[[h5py.File], bool] | None = None, warn: bool = True,
+                 overwrite: bool = True):  # fmt: skip
         self.path = Path(path)
         self.partial = partial_path(self.path)
         self.resumed = False
         self.file: h5py.File | None = None
+        self.lock = OutputLock(self.path).acquire()
+        try:
+            self._open(schema, attrs, resume, warn, overwrite)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _open(self, schema: Schema, attrs: dict | None, resume, warn: bool, overwrite: bool) -> None:
+        if not overwrite and self.path.exists():
+            raise FileExistsError(f"{self.path} exists (a complete file, finished by another run meanwhile); "
+                                  "pass overwrite to replace it")  # fmt: skip
         if resume is not None and self.partial.exists():
             try:
                 f = h5py.File(self.partial, "a")
             except OSError as e:
+                if _held_open(self.partial, e):
+                    raise OutputBusy(self.path, read_owner(self.path) if is_locked(self.path) else None,
+                                     f": {self.partial.name} is held open by it") from None  # fmt: skip
                 if warn:
-                    warnings.warn(f"{self.partial} is unreadable ({e}); starting over", stacklevel=3)
+                    warnings.warn(f"{self.partial} is unreadable ({e}); starting over", stacklevel=4)
                 self.partial.unlink()
             else:
                 try:
@@ -68,27 +140,37 @@ class AtomicH5:
             self.file.attrs[COMPLETE] = False
 
     def finish(self) -> Path:
-        """Set ``complete`` last, close, and move the file to its final name."""
-        self.file.attrs[COMPLETE] = True
-        self.file.flush()
-        self.file.close()
-        os.replace(self.partial, self.path)
+        """Set ``complete`` last, close, fsync, move the file to its final name, and release the lock."""
+        try:
+            self.file.attrs[COMPLETE] = True
+            self.file.flush()
+            self.file.close()
+            _publish(self.partial, self.path)
+        finally:
+            self.lock.release()
         return self.path
 
     def close(self) -> None:
-        """Close without publishing (the partial stays, resumable)."""
-        if self.file:
-            self.file.close()
+        """Close without publishing (the partial stays, resumable) and release the lock."""
+        try:
+            if self.file:
+                self.file.close()
+        finally:
+            self.lock.release()
 
     def discard(self) -> None:
-        self.close()
-        self.partial.unlink(missing_ok=True)
+        try:
+            if self.file:
+                self.file.close()
+            self.partial.unlink(missing_ok=True)
+        finally:
+            self.lock.release()
 
 
 @contextlib.contextmanager
 def atomic_h5(path: str | os.PathLike, schema: Schema, **attrs) -> Iterator[h5py.File]:
     """Write a whole HDF5 file in one go: ``with atomic_h5(path, SCHEMA) as f: ...``; published when the block ends
-    without an error, discarded otherwise."""
+    without an error, discarded otherwise (the output is locked meanwhile)."""
     w = AtomicH5(path, schema, attrs=attrs)
     try:
         yield w.file
@@ -100,15 +182,17 @@ def atomic_h5(path: str | os.PathLike, schema: Schema, **attrs) -> Iterator[h5py
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A partial path to write any file to; moved to ``path`` when the block ends without an error."""
+    """A partial path to write any file to; fsynced and moved to ``path`` when the block ends without an error (the
+    output is locked meanwhile: :class:`~interp.store.lock.OutputBusy` while another run writes it)."""
     path = Path(path)
     tmp = partial_path(path)
-    try:
-        yield tmp
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
+    with OutputLock(path):
+        try:
+            yield tmp
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _publish(tmp, path)
 
 
 def staging_dir(out: Path) -> Path:

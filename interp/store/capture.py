@@ -218,7 +218,7 @@ class RunWriter:
             pool=pool, dtype=dtype, grid=np.asarray(grid), sites=json.dumps(list(sites)),
             branches=json.dumps(list(branch_steps)),
         )  # fmt: skip
-        self._atomic = AtomicH5(self.path, CAPTURE, attrs=attrs, resume=resume)
+        self._atomic = AtomicH5(self.path, CAPTURE, attrs=attrs, resume=resume, overwrite=overwrite)
         self.file = self._atomic.file
         if not self._atomic.resumed:
             self.file.create_dataset("timesteps", data=_np(timesteps.float()))
@@ -416,25 +416,47 @@ class ActivationCache:
 
     A view of one branch (default: the first, ``cond`` when CFG ran) and a step selection (default: all). Values
     come back as torch tensors shaped (steps, batch, tokens, d_model) (or as the site's ``axes`` attribute says).
+
+    An unfinished capture (a ``.partial``, ``complete`` = False, or a path of which only the ``.partial`` exists)
+    is refused (:class:`~interp.store.lock.IncompleteFileError`: how far it got, how to resume); with
+    ``allow_partial=True`` it is read, and every view holds only the steps marked done (never unwritten zeros).
     """
 
-    def __init__(self, path: str | os.PathLike, branch: str | None = None, steps: Any = None, *, _file=None):
+    def __init__(self, path: str | os.PathLike, branch: str | None = None, steps: Any = None, *, _file=None,
+                 allow_partial: bool = False):  # fmt: skip
         self.path = Path(path)
-        self.file = _file or open_h5(self.path, CAPTURE)
+        self.file = _file or open_h5(self.path, CAPTURE, allow_partial=allow_partial)
         self.branches: list[str] = json.loads(self.file.attrs["branches"])
         if branch is None:
             branch = self.branches[0]
         if branch not in self.branches:
             raise KeyError(f"no branch {branch!r}; branches: {self.branches}")
         self.branch_name = branch
-        all_steps = self.file[branch]["steps"][:]
-        self._pos = np.arange(len(all_steps)) if steps is None else self._positions(all_steps, steps)
-        self.steps: np.ndarray = all_steps[self._pos]
+        all_steps = self._done_steps(branch)
+        self._pos = np.flatnonzero(self._done_mask(branch)) if steps is None else self._positions(all_steps, steps)
+        self.steps: np.ndarray = self.file[branch]["steps"][:][self._pos]
+
+    def _done(self) -> np.ndarray | None:
+        """step_done of an unfinished capture (None when complete: every step counts)."""
+        if bool(self.file.attrs.get("complete", True)) or "step_done" not in self.file:
+            return None
+        return self.file["step_done"][:].astype(bool)
+
+    def _done_mask(self, branch: str) -> np.ndarray:
+        """Per position of ``branch``'s steps: whether that step is on disk."""
+        st = self.file[branch]["steps"][:]
+        done = self._done()
+        return np.ones(len(st), bool) if done is None else done[st]
+
+    def _done_steps(self, branch: str) -> np.ndarray:
+        """The branch's step numbers with the unfinished ones marked -1 (they never match a selection)."""
+        st = self.file[branch]["steps"][:]
+        return np.where(self._done_mask(branch), st, -1)
 
     @staticmethod
     def _positions(all_steps: np.ndarray, steps: Any) -> np.ndarray:
         if isinstance(steps, slice):
-            wanted = np.arange(*steps.indices(int(all_steps.max()) + 1))
+            wanted = np.arange(*steps.indices(int(all_steps.max(initial=-1)) + 1))
         else:
             wanted = np.atleast_1d(np.asarray(steps))
         pos = [int(np.flatnonzero(all_steps == s)[0]) for s in wanted if s in all_steps]
@@ -453,6 +475,13 @@ class ActivationCache:
         view._pos = self._pos[ActivationCache._positions(self.steps, steps)]
         view.steps = view.file[view.branch_name]["steps"][:][view._pos]
         return view
+
+    @property
+    def steps_done(self) -> tuple[int, int]:
+        """(steps written, steps in all) of the run (equal when complete)."""
+        done = self._done()
+        n = int(self.file.attrs.get("steps", len(self.file["timesteps"])))
+        return (n, n) if done is None else (int(done.sum()), n)
 
     # ---- mapping ------------------------------------------------------------------------------------------
     def keys(self) -> list[str]:
@@ -567,14 +596,27 @@ class ActivationCache:
         """(B, F, H, W, 3) uint8: the final video decoded by the pipeline's VAE (pipeline captures)."""
         return self.file["video"][()] if "video" in self.file else None
 
+    def _x0_rows(self) -> tuple[list[int], list[int]] | None:
+        """(rows, steps) of the decoded x0 steps on disk (all of them when the capture is complete)."""
+        if "x0_video" not in self.file:
+            return None
+        steps = _json_attr(self.file["x0_video"], "steps") or list(range(len(self.file["x0_video"])))
+        done = self._done()
+        rows = [i for i, s in enumerate(steps) if done is None or (s < len(done) and done[s])]
+        return rows, [steps[i] for i in rows]
+
     @property
     def x0_video(self) -> np.ndarray | None:
         """(n, B, F, H, W, 3) uint8: x0 of :attr:`x0_video_steps` decoded by the VAE (the step lens)."""
-        return self.file["x0_video"][()] if "x0_video" in self.file else None
+        got = self._x0_rows()
+        if got is None:
+            return None
+        return self.file["x0_video"][()] if self._done() is None else self.file["x0_video"][got[0]]
 
     @property
     def x0_video_steps(self) -> list[int] | None:
-        return _json_attr(self.file["x0_video"], "steps") if "x0_video" in self.file else None
+        got = self._x0_rows()
+        return None if got is None else (_json_attr(self.file["x0_video"], "steps") if self._done() is None else got[1])
 
     def _run(self, name: str) -> Tensor:
         return torch.from_numpy(self.file[name][self.steps.tolist()])
@@ -594,6 +636,10 @@ class ActivationCache:
 
     @property
     def final(self) -> Tensor:
+        done = self._done()
+        if done is not None and not done.all():
+            raise ValueError(f"{self.path}: the final latent is not written yet ({int(done.sum())} of {len(done)} "
+                             "steps written)")  # fmt: skip
         return torch.from_numpy(self.file["latents"][-1])
 
     @property
@@ -617,14 +663,16 @@ class ActivationCache:
         return f"ActivationCache({self.path.name}, branch={self.branch_name!r}, steps={len(self.steps)}, sites={len(self)})"
 
 
-def load_cache(path: str | os.PathLike, branch: str | None = None) -> ActivationCache:
-    """Open a capture for reading (``cache.complete`` tells whether the run finished)."""
-    return ActivationCache(path, branch)
+def load_cache(path: str | os.PathLike, branch: str | None = None, *,
+               allow_partial: bool = False) -> ActivationCache:  # fmt: skip
+    """Open a finished capture for reading; an unfinished one is refused unless ``allow_partial`` (then only its
+    finished steps are read; ``cache.complete`` and ``cache.steps_done`` tell how far it got)."""
+    return ActivationCache(path, branch, allow_partial=allow_partial)
 
 
-def describe(path: str | os.PathLike) -> dict:
+def describe(path: str | os.PathLike, *, allow_partial: bool = False) -> dict:
     """What a capture holds: run attributes and, per branch, each dataset's shape, dtype and axes."""
-    with open_h5(path, CAPTURE) as f:
+    with open_h5(path, CAPTURE, allow_partial=allow_partial) as f:
         out = {"attrs": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()}, "datasets": []}
 
         def visit(name, obj):

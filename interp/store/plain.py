@@ -62,7 +62,7 @@ class PlainReader:
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"no cache file at {self.path}")
-        self.file = open_h5(self.path, (PLAIN, CAPTURE))
+        self.file = open_h5(self.path, (PLAIN, CAPTURE))  # an unfinished file is refused
         groups = [b for b in BRANCHES if isinstance(self.file.get(b), h5py.Group)]
         if branch is None:
             if groups and not self._site_names(self.file):

@@ -111,9 +111,12 @@ def is_complete(path: Path, key: str) -> bool:
         return False
 
 
-def read_metrics(path: str | os.PathLike) -> dict:
-    """{"points": [...], "axes": {...}, "metrics": {name: array}, "clean": {name: array}} of a results file."""
-    with open_h5(path, RESULTS) as f:
+def read_metrics(path: str | os.PathLike, *, allow_partial: bool = False) -> dict:
+    """{"points": [...], "axes": {...}, "metrics": {name: array}, "clean": {name: array}} of a results file.
+
+    An unfinished file is refused (how far it got, how to resume); ``allow_partial=True`` reads it, with
+    ``batch_done`` added: cells of unfinished batches hold the NaN fill value, never zeros."""
+    with open_h5(path, RESULTS, allow_partial=allow_partial) as f:
         out = {
             "points": json.loads(f.attrs["points"]),
             "axes": json.loads(f.attrs["axes"]),
@@ -122,6 +125,8 @@ def read_metrics(path: str | os.PathLike) -> dict:
             "metrics": {k: f["metrics"][k][:] for k in f.get("metrics", {})},
             "clean": {k: f["clean/metrics"][k][:] for k in f.get("clean/metrics", {})},
         }
+        if allow_partial and "batch_done" in f:
+            out["batch_done"] = f["batch_done"][:].astype(bool)
     return out
 
 
@@ -139,24 +144,24 @@ def read_shard_state(path: str | os.PathLike) -> dict | None:
         return None
 
 
-def results_key(path: str | os.PathLike) -> str | None:
+def results_key(path: str | os.PathLike, *, allow_partial: bool = False) -> str | None:
     """The cache key of a results file (None when it has none)."""
-    with open_h5(path, RESULTS) as f:
+    with open_h5(path, RESULTS, allow_partial=allow_partial) as f:
         k = f.attrs.get("key")
         return None if k is None else str(k)
 
 
-def read_attrs(path: str | os.PathLike) -> dict:
+def read_attrs(path: str | os.PathLike, *, allow_partial: bool = False) -> dict:
     """The root attributes of a results file (JSON ones decoded: experiment, points, axes)."""
-    with open_h5(path, RESULTS) as f:
+    with open_h5(path, RESULTS, allow_partial=allow_partial) as f:
         a = dict(f.attrs)
     return {k: (json.loads(v) if k in ("experiment", "points", "axes") else v) for k, v in a.items()}
 
 
-def read_group(path: str | os.PathLike, group: str = "group_0") -> dict:
+def read_group(path: str | os.PathLike, group: str = "group_0", *, allow_partial: bool = False) -> dict:
     """One input group of a results file: its attrs, its datasets (``final``, ``x0``, ``condition_frames``, ...)
     and, under ``acts``, its captured sites as ``{"<branch>/<site>": array}``."""
-    with open_h5(path, RESULTS) as f:
+    with open_h5(path, RESULTS, allow_partial=allow_partial) as f:
         g = f[group]
         out = {"attrs": dict(g.attrs), "acts": {}}
         for k, v in g.items():
@@ -167,10 +172,11 @@ def read_group(path: str | os.PathLike, group: str = "group_0") -> dict:
     return out
 
 
-def read_group_arrays(path: str | os.PathLike, group: str, names: dict[str, tuple]) -> dict | None:
+def read_group_arrays(path: str | os.PathLike, group: str, names: dict[str, tuple], *,
+                      allow_partial: bool = False) -> dict | None:
     """The datasets ``names`` (name -> index to read, ``()`` for all) of input group ``group`` that it holds; None
     when the file has no such group."""
-    with open_h5(path, RESULTS) as f:
+    with open_h5(path, RESULTS, allow_partial=allow_partial) as f:
         if group not in f:
             return None
         g = f[group]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import h5py
 
+from interp.store.lock import PARTIAL, IncompleteFileError, describe_owner, is_locked, partial_path, read_owner
+
 SCHEMA_ATTR = "schema"
 VERSION_ATTR = "schema_version"
 
@@ -73,21 +75,72 @@ PROBES = Schema("interp.probes", 1, legacy=("cache", "sites", "steps"))
 PLAIN = Schema("interp.plain", 1, optional=True)
 
 
-def open_h5(path: str | os.PathLike, schema: Schema | tuple[Schema, ...], mode: str = "r") -> h5py.File:
+RESUME_HINT = {
+    "interp.capture": "rerun the same `interp capture` command to resume it",
+    "interp.results": "rerun the same `interp run` to resume it (finished batches are kept)",
+}
+
+
+def progress(f: h5py.File) -> str:
+    """How far an unfinished file got: its step or batch marks (``4 of 10 steps written``)."""
+    for name, unit in (("step_done", "steps"), ("batch_done", "batches")):
+        if name in f and isinstance(f[name], h5py.Dataset):
+            marks = f[name][()]
+            return f"{int(marks.sum())} of {len(marks)} {unit} written"
+    return "written in one go, not finished"
+
+
+def is_complete_file(f: h5py.File) -> bool:
+    """False only when the file says so (``complete`` = False); files of other tools may carry no flag."""
+    return COMPLETE_ATTR not in f.attrs or bool(f.attrs[COMPLETE_ATTR])
+
+
+COMPLETE_ATTR = "complete"
+
+
+def _incomplete(path: Path, partial: Path, f: h5py.File | None) -> IncompleteFileError:
+    if f is None:  # held open by its writer
+        owner = describe_owner(read_owner(partial)) if is_locked(partial) else "another process"
+        return IncompleteFileError(path, f"{path} is not complete: {partial.name} is being written by {owner}; "
+                                         "wait for that run to finish")  # fmt: skip
+    name = f.attrs.get(SCHEMA_ATTR)
+    hint = RESUME_HINT.get(str(name), "rerun the command that writes it")
+    where = f"only {partial.name} exists, " if partial != path else ""
+    return IncompleteFileError(path, f"{path} is not complete ({where}{progress(f)}): {hint}, or read the finished "
+                                     "part with allow_partial=True")  # fmt: skip
+
+
+def open_h5(path: str | os.PathLike, schema: Schema | tuple[Schema, ...], mode: str = "r", *,
+            allow_partial: bool = False) -> h5py.File:  # fmt: skip
     """Open ``path`` for reading and check its schema (one of ``schema``): a missing file is FileNotFoundError, a
-    file that is not HDF5 or of another layout a :class:`SchemaError`."""
+    file that is not HDF5 or of another layout a :class:`SchemaError`.
+
+    An unfinished file (a ``.partial``, one marked ``complete`` = False, or an output of which only the
+    ``.partial`` exists) is refused with :class:`~interp.store.lock.IncompleteFileError` saying how far it got and
+    how to resume; ``allow_partial=True`` opens it (readers then read its finished part only)."""
     path = Path(path)
     schemas = schema if isinstance(schema, tuple) else (schema,)
+    partial = path
     if not path.exists():
-        raise FileNotFoundError(f"no file at {path}")
+        if not partial_path(path).exists():
+            raise FileNotFoundError(f"no file at {path}")
+        partial = partial_path(path)
+    elif not path.name.endswith(PARTIAL):
+        partial = None
     try:
-        f = h5py.File(path, mode)
+        f = h5py.File(partial or path, mode)
     except OSError as e:
+        if partial is not None and "lock" in str(e).lower():
+            raise _incomplete(path, partial, None) from None
         raise SchemaError(path, "none", " or ".join(map(str, schemas)), f"not a readable HDF5 file: {e}") from None
     if not any(s.matches(f.attrs) for s in schemas):
         found = schemas[0].found(f.attrs)
         f.close()
         raise SchemaError(path, found, " or ".join(map(str, schemas)))
+    if not allow_partial and (partial is not None or not is_complete_file(f)):
+        err = _incomplete(path, partial or path, f)
+        f.close()
+        raise err
     return f
 
 
