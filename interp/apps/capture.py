@@ -64,7 +64,7 @@ class CaptureConfig(BaseModel):
     prompts: list[str] | None = None
     negative_prompt: str | None = None
     images: list[str] | None = None  # image files, one per prompt (image-to-video)
-    max_sequence_length: int = Field(512, ge=1)
+    max_sequence_length: int | None = Field(None, ge=1)  # None: the pipeline's own default (Wan 512, CogVideoX 226)
     x0_steps: str | list[int] | None = None  # the step lens: "all", "every:K", "0,5,9" or a list
     x0_downscale: int = Field(1, ge=1)
     component_dtypes: dict[str, str] | None = None  # e.g. {"text_encoder": "bfloat16", "vae": "float32"}

@@ -76,9 +76,11 @@ def pipeline_sizes(pipe, num_frames: int, height: int, width: int) -> tuple[int,
                       f"{num_frames // tf * tf + 1} (as the pipeline rounds it)", stacklevel=4)  # fmt: skip
         num_frames = num_frames // tf * tf + 1
     num_frames = max(num_frames, 1)
-    t = pipe.transformer if pipe.transformer is not None else pipe.transformer_2
+    t = pipe.transformer if getattr(pipe, "transformer", None) is not None else pipe.transformer_2
     sf = pipe.vae_scale_factor_spatial
-    hm, wm = sf * t.config.patch_size[1], sf * t.config.patch_size[2]
+    ps = t.config.patch_size
+    ph, pw = (ps, ps) if isinstance(ps, int) else (ps[1], ps[2])  # CogVideoX: one int; Wan: (t, h, w)
+    hm, wm = sf * ph, sf * pw
     h, w = height // hm * hm, width // wm * wm
     if (h, w) != (height, width):
         warnings.warn(f"height and width must be multiples of ({hm}, {wm}): ({height}, {width}) -> ({h}, {w}) "
@@ -95,19 +97,31 @@ def check_inputs(pm: PipelineModel, prompts: list[str] | None, images: list | No
                             f"{', '.join(SUPPORTED_PIPELINES)}")  # fmt: skip
     if not prompts:
         raise PipelineError("no prompt given: pass at least one (--prompt P)")
-    i2v = pm.pipeline_class == "WanImageToVideoPipeline"
+    i2v = pm.pipeline_class in I2V_PIPELINES
     if i2v and not images:
         raise PipelineError(f"{pm.pipeline_class} is image-to-video: give one image per prompt (--image IMG); "
                             f"got {len(prompts)} prompt(s) and no image")  # fmt: skip
     if not i2v and images:
         raise PipelineError(f"{pm.pipeline_class} is text-to-video and takes no image; image-to-video pipelines: "
-                            "WanImageToVideoPipeline")  # fmt: skip
+                            f"{', '.join(I2V_PIPELINES)}")  # fmt: skip
     if images and len(images) != len(prompts):
         raise PipelineError(f"got {len(prompts)} prompt(s) and {len(images)} image(s): give one prompt per image")
     t = pm.transformers.get("transformer")
-    if i2v and t is not None and t.config.image_dim is not None and pm.components.get("image_encoder") is None:
+    if i2v and t is not None and t.config.get("image_dim") is not None and pm.components.get("image_encoder") is None:
         raise PipelineError("the transformer takes CLIP image embeddings (image_dim set) but the pipeline has no "
                             "image_encoder / image_processor")  # fmt: skip
+
+
+I2V_PIPELINES = ("WanImageToVideoPipeline", "CogVideoXImageToVideoPipeline")
+COGVIDEOX_PIPELINES = ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline")
+
+
+def call_default(pipe, name: str):
+    """The default of ``name`` in the pipeline's own ``__call__`` (e.g. ``max_sequence_length``: Wan 512, CogVideoX
+    226)."""
+    import inspect
+
+    return inspect.signature(type(pipe).__call__).parameters[name].default
 
 
 def encode_prompts(pipe, prompts: list[str], device, max_sequence_length: int) -> torch.Tensor:
@@ -131,11 +145,17 @@ def encode_inputs(
     width: int = 832,
     guidance_scale: float = 5.0,
     seed: int = 0,
-    max_sequence_length: int = 512,
+    max_sequence_length: int | None = None,
 ) -> PipelineInputs:
-    """Prompts (and images) -> the loop's inputs, exactly as the pipeline's ``__call__`` prepares them."""
+    """Prompts (and images) -> the loop's inputs, exactly as the pipeline's ``__call__`` prepares them
+    (``max_sequence_length=None``: the pipeline's own default)."""
     check_inputs(pm, prompts, images)
     pipe = pm.pipeline
+    if max_sequence_length is None:
+        max_sequence_length = call_default(pipe, "max_sequence_length")
+    if pm.pipeline_class in COGVIDEOX_PIPELINES:
+        return _cogvideox_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed,
+                                 max_sequence_length)  # fmt: skip
     num_frames, height, width = pipeline_sizes(pipe, num_frames, height, width)
     t0 = pm.transformer
     device = next(t0.parameters()).device
@@ -185,6 +205,62 @@ def encode_inputs(
     ti = TrajectoryInputs(
         text, tuple(latents.shape), negative=negative, condition=torch.cat(conds) if conds else None,
         first_frame=torch.cat(first_frames) if first_frames else None, latents=latents, timestep_mask=mask,
+    )  # fmt: skip
+    pm.release_encoders()
+    return PipelineInputs(ti, list(prompts), negative_prompt, digests, num_frames, height, width,
+                          np.stack(shown) if shown else None)  # fmt: skip
+
+
+def _check_sizes(pil: list, width: int, height: int) -> None:
+    for k, img in enumerate(pil):
+        if img.size != (width, height):
+            warnings.warn(f"image {k} is {img.size[0]}x{img.size[1]} pixels, not {width}x{height}: resized as the "
+                          "pipeline resizes it (video_processor.preprocess)", stacklevel=4)  # fmt: skip
+
+
+def _cogvideox_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed,
+                      max_sequence_length) -> PipelineInputs:
+    """``CogVideoXPipeline`` / ``CogVideoXImageToVideoPipeline``: T5 prompts by ``encode_prompt``; latents (and the
+    I2V image latents, padded with zero frames) by ``prepare_latents`` in the pipeline's (B, F, C, H, W) layout, moved
+    to (B, C, F, H, W); the I2V image latents are the channel condition (``cat([x, image_latents], dim=2)`` in the
+    pipeline's layout); ``ofs`` (CogVideoX 1.5 I2V) as the pipeline sets it; the rotary embeddings are the adapter's
+    copy of ``_prepare_rotary_positional_embeddings``. Each sample's generator is kept: ``CogVideoXDPMScheduler``'s
+    step draws noise from it, as ``__call__`` passes its generator to ``scheduler.step``."""
+    pipe = pm.pipeline
+    t = pm.transformer
+    if t.config.patch_size_t is not None:
+        raise PipelineError(f"{pm.pipeline_class} with patch_size_t={t.config.patch_size_t} (CogVideoX 1.5: padded "
+                            "latent frames) is not supported yet; supported: CogVideoX 1.0 (patch_size_t null)")  # fmt: skip
+    num_frames, height, width = pipeline_sizes(pipe, num_frames, height, width)
+    device = next(t.parameters()).device
+    b = len(prompts)
+    emb = encode_prompts(pipe, prompts, device, max_sequence_length)
+    neg = encode_prompts(pipe, [negative_prompt or ""] * b, device, max_sequence_length) if guidance_scale > 1.0 else None
+    extras: dict[str, torch.Tensor] = {}
+    if t.config.get("ofs_embed_dim") is not None:
+        extras["ofs"] = torch.full((1,), 2.0, device=device)
+    pil = [load_image(i) for i in images] if images else []
+    digests = [image_digest(i) for i in pil]
+    _check_sizes(pil, width, height)
+    gens = [torch.Generator().manual_seed(seed + i) for i in range(b)]
+    noise, conds, shown = [], [], []
+    for i in range(b):
+        if pil:
+            x = pipe.video_processor.preprocess(pil[i], height=height, width=width).to(device, dtype=torch.float32)
+            shown.append(((x[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8))
+            lat, img_lat = pipe.prepare_latents(x, 1, t.config.in_channels // 2, num_frames, height, width,
+                                                torch.float32, device, gens[i], None)  # fmt: skip
+            conds.append(img_lat.permute(0, 2, 1, 3, 4))
+        else:
+            lat = pipe.prepare_latents(1, t.config.in_channels, num_frames, height, width, torch.float32, device,
+                                       gens[i], None)  # fmt: skip
+        noise.append(lat.permute(0, 2, 1, 3, 4))  # (B, F, C, H, W) -> (B, C, F, H, W)
+    latents = torch.cat(noise).contiguous()
+    ti = TrajectoryInputs(
+        TextConditioning(emb, dict(extras)), tuple(latents.shape),
+        negative=TextConditioning(neg, dict(extras)) if neg is not None else None,
+        condition=torch.cat(conds).contiguous() if conds else None, latents=latents, generators=gens,
+        step_layout=(0, 2, 1, 3, 4),
     )  # fmt: skip
     pm.release_encoders()
     return PipelineInputs(ti, list(prompts), negative_prompt, digests, num_frames, height, width,

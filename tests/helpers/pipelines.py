@@ -93,6 +93,8 @@ def build(kind: str, root: Path, seed: int = 0) -> Path:
     elif kind == "ti2v":
         pipe = WanImageToVideoPipeline(**common, vae=vae(ti2v=True), scheduler=unipc(),
                                        transformer=transformer(48, 48), expand_timesteps=True)  # fmt: skip
+    elif kind in FAMILY_BUILDERS:
+        pipe = FAMILY_BUILDERS[kind](kind)
     else:
         raise ValueError(kind)
     out = Path(root) / kind
@@ -107,3 +109,50 @@ def image(path: Path | None = None, size: tuple[int, int] = (32, 32), seed: int 
     if path is not None:
         img.save(path)
     return img
+
+
+# --- CogVideoX (T2V, I2V): T5 text encoder, CogVideoX VAE, v-prediction DDIM / DPM schedulers -------------------
+
+COG_SCHEDULER = dict(prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing",
+                     beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                     set_alpha_to_one=True, snr_shift_scale=3.0)  # as CogVideoX-5b's scheduler_config.json
+COG_SIZE = dict(num_frames=9, height=32, width=32)  # latent 3 x 4 x 4, 2 x 2 tokens per frame (patch 2)
+
+
+def t5_encoder(vocab_size: int):
+    from transformers import T5Config, T5EncoderModel
+
+    cfg = T5Config(vocab_size=vocab_size, d_model=TEXT_DIM, d_kv=8, d_ff=32, num_layers=1, num_heads=4,
+                   relative_attention_num_buckets=8, relative_attention_max_distance=16, dropout_rate=0.0,
+                   feed_forward_proj="relu", pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)  # fmt: skip
+    return T5EncoderModel(cfg).eval()
+
+
+def cog_pipeline(kind: str):
+    """kind: ``cog-t2v`` / ``cog-i2v``, ``-dpm`` for CogVideoXDPMScheduler (else CogVideoXDDIMScheduler)."""
+    from diffusers import (
+        AutoencoderKLCogVideoX,
+        CogVideoXDDIMScheduler,
+        CogVideoXDPMScheduler,
+        CogVideoXImageToVideoPipeline,
+        CogVideoXPipeline,
+        CogVideoXTransformer3DModel,
+    )
+
+    i2v = kind.startswith("cog-i2v")
+    tok = tokenizer()
+    vae_ = AutoencoderKLCogVideoX(in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4,
+                                  up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8),
+                                  latent_channels=4, layers_per_block=1, norm_num_groups=2,
+                                  temporal_compression_ratio=4)  # fmt: skip
+    t = CogVideoXTransformer3DModel(num_attention_heads=2, attention_head_dim=16, in_channels=8 if i2v else 4,
+                                    out_channels=4, time_embed_dim=8, text_embed_dim=TEXT_DIM, num_layers=2,
+                                    sample_width=4, sample_height=4, sample_frames=9, patch_size=2,
+                                    temporal_compression_ratio=4, max_text_seq_length=16,
+                                    use_rotary_positional_embeddings=True)  # fmt: skip
+    sched = (CogVideoXDPMScheduler if kind.endswith("-dpm") else CogVideoXDDIMScheduler)(**COG_SCHEDULER)
+    cls = CogVideoXImageToVideoPipeline if i2v else CogVideoXPipeline
+    return cls(tokenizer=tok, text_encoder=t5_encoder(len(tok)), vae=vae_, transformer=t, scheduler=sched)
+
+
+FAMILY_BUILDERS = {k: cog_pipeline for k in ("cog-t2v", "cog-i2v", "cog-t2v-dpm", "cog-i2v-dpm")}
