@@ -87,6 +87,9 @@ class TrajectoryInputs:
     # the pipeline's latent layout as a permutation of (B, C, F, H, W) (CogVideoX: (0, 2, 1, 3, 4), i.e. (B, F, C, H,
     # W)): a stochastic step draws its noise in that layout, as the pipeline does
     step_layout: tuple[int, ...] | None = None
+    # keywords of ``scheduler.set_timesteps`` the pipeline passes besides the step count (LTX: ``sigmas`` =
+    # linspace(1, 1/N, N) and the dynamic shift ``mu`` it computes from the token count; see interp.pipelines.inputs)
+    timestep_kwargs: dict | None = None
 
 
 @dataclass
@@ -141,7 +144,7 @@ def is_stateful(sched) -> bool:
     return type(sched).__name__ in STATEFUL_STEPS
 
 
-def check_steppable(sched) -> None:
+def check_steppable(sched, timestep_kwargs: dict | None = None) -> None:
     """An error, before anything runs, for a scheduler the loop cannot step exactly as its pipeline does (never a
     silent fallback): a ``step`` needing more state than (model_output, timestep, sample) that the loop does not keep
     (:data:`STATEFUL_STEPS` it keeps), or ``set_timesteps`` needing ``mu`` (dynamic shifting, LTX)."""
@@ -157,17 +160,20 @@ def check_steppable(sched) -> None:
         raise ValueError(f"{name}.step needs {', '.join(extra)} (a multistep state the loop does not keep); "
                          "schedulers the loop steps take (model_output, timestep, sample), e.g. CogVideoXDDIMScheduler, "
                          "FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler, DDIMScheduler")  # fmt: skip
-    if sched.config.get("use_dynamic_shifting"):
+    if sched.config.get("use_dynamic_shifting") and (timestep_kwargs or {}).get("mu") is None:
         raise ValueError(f"{name} has use_dynamic_shifting=True: set_timesteps needs mu (the pipeline computes it from "
                          "the token count); the loop does not compute mu yet: use a scheduler config with "
                          "use_dynamic_shifting=false and an explicit shift")  # fmt: skip
 
 
-def make_scheduler(loaded: LoadedModel, shift: float | None = None):
+def make_scheduler(loaded: LoadedModel, shift: float | None = None, timestep_kwargs: dict | None = None):
     """A fresh copy of the model's scheduler (never mutate the loaded one), with ``shift`` if given."""
     sched = loaded.scheduler
-    check_steppable(sched)
+    check_steppable(sched, timestep_kwargs)
     overrides = {}
+    if shift is not None and sched.config.get("use_dynamic_shifting"):
+        raise ValueError(f"{type(sched).__name__} has use_dynamic_shifting=True: the shift is mu, which the pipeline "
+                         "computes from the token count; leave --shift unset")  # fmt: skip
     if shift is not None:
         key = next((k for k in ("shift", "flow_shift") if k in sched.config), None)
         if key is None:
@@ -176,10 +182,24 @@ def make_scheduler(loaded: LoadedModel, shift: float | None = None):
     return type(sched).from_config(sched.config, **overrides)
 
 
-def schedule(loaded: LoadedModel, config: SamplerConfig) -> tuple[Tensor, Tensor, dict[str, list[int]]]:
-    """(timesteps, sigmas, branch -> steps) a run of ``config`` will use, without running the model."""
-    sched = make_scheduler(loaded, config.shift)
-    sched.set_timesteps(config.steps)
+def set_timesteps(sched, steps: int, timestep_kwargs: dict | None = None, device=None) -> None:
+    """``sched.set_timesteps(steps, device=..., **timestep_kwargs)`` as the pipeline's ``retrieve_timesteps`` calls
+    it; a callable value is called with ``steps`` (LTX's ``sigmas``), and given ``sigmas`` the step count is theirs."""
+    kw = {k: v(steps) if callable(v) else v for k, v in (timestep_kwargs or {}).items()}
+    if kw.get("sigmas") is not None:
+        sched.set_timesteps(device=device, **kw)
+    else:
+        sched.set_timesteps(steps, device=device, **kw)
+    if len(sched.timesteps) != steps:
+        raise ValueError(f"{type(sched).__name__} made {len(sched.timesteps)} timesteps for {steps} steps")
+
+
+def schedule(loaded: LoadedModel, config: SamplerConfig,
+             inputs: TrajectoryInputs | None = None) -> tuple[Tensor, Tensor, dict[str, list[int]]]:  # fmt: skip
+    """(timesteps, sigmas, branch -> steps) a run of ``config`` (on ``inputs``) will use, without running the model."""
+    kw = inputs.timestep_kwargs if inputs is not None else None
+    sched = make_scheduler(loaded, config.shift, kw)
+    set_timesteps(sched, config.steps, kw)
     ts = sched.timesteps.cpu()
     sigmas = sched.sigmas[: len(ts)].cpu() if hasattr(sched, "sigmas") else torch.zeros(len(ts))
     branches: dict[str, list[int]] = {}
@@ -255,10 +275,10 @@ def run_trajectory(
     ``x`` and the scheduler step see the edited latent; ``first_frame`` is imposed again after it).
     """
     config = config or SamplerConfig()
-    sched = make_scheduler(loaded, config.shift)
+    sched = make_scheduler(loaded, config.shift, inputs.timestep_kwargs)
     device = next(loaded.transformer.parameters()).device
     dtype = next(loaded.transformer.parameters()).dtype
-    sched.set_timesteps(config.steps, device=device)
+    set_timesteps(sched, config.steps, inputs.timestep_kwargs, device=device)
     timesteps = sched.timesteps
     sigmas = sched.sigmas[: len(timesteps)] if hasattr(sched, "sigmas") else torch.zeros(len(timesteps))
     # host copies for the per-step Python numbers: reading a GPU scalar would wait for the GPU every step

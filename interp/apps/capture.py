@@ -208,7 +208,12 @@ def capture_pipeline(
     inputs = pi.trajectory
     config = config.model_copy(update=dict(frames=pi.num_frames, height=pi.height, width=pi.width))
     sampler = SamplerConfig(steps=config.steps, shift=config.shift, guidance_scale=config.guidance, seed=config.seed)
-    timesteps, sigmas, branches = schedule(loaded, sampler)
+    try:  # a scheduler the loop cannot step as the pipeline does (or a knob it ignores): one clear error
+        timesteps, sigmas, branches = schedule(loaded, sampler, inputs)
+    except PipelineError:
+        raise
+    except ValueError as e:
+        raise PipelineError(f"{loaded.pipeline_class}: {e}") from e
     sites = next(iter(traced_experts(loaded).values())).resolve(config.sites)
     grid = loaded.adapter.token_grid(loaded.transformer, inputs.latent_shape)
     description = {

@@ -70,14 +70,13 @@ def image_digest(img: Image.Image) -> str:
 
 def pipeline_sizes(pipe, num_frames: int, height: int, width: int) -> tuple[int, int, int]:
     """``__call__``'s own rounding of (num_frames, height, width), with its warnings."""
-    tf = pipe.vae_scale_factor_temporal
+    tf, sf = vae_ratios(pipe)
     if num_frames % tf != 1:
         warnings.warn(f"num_frames - 1 has to be divisible by {tf}: {num_frames} -> "
                       f"{num_frames // tf * tf + 1} (as the pipeline rounds it)", stacklevel=4)  # fmt: skip
         num_frames = num_frames // tf * tf + 1
     num_frames = max(num_frames, 1)
     t = pipe.transformer if getattr(pipe, "transformer", None) is not None else pipe.transformer_2
-    sf = pipe.vae_scale_factor_spatial
     ps = t.config.patch_size
     ph, pw = (ps, ps) if isinstance(ps, int) else (ps[1], ps[2])  # CogVideoX: one int; Wan: (t, h, w)
     hm, wm = sf * ph, sf * pw
@@ -112,8 +111,17 @@ def check_inputs(pm: PipelineModel, prompts: list[str] | None, images: list | No
                             "image_encoder / image_processor")  # fmt: skip
 
 
-I2V_PIPELINES = ("WanImageToVideoPipeline", "CogVideoXImageToVideoPipeline")
+I2V_PIPELINES = ("WanImageToVideoPipeline", "CogVideoXImageToVideoPipeline", "LTXImageToVideoPipeline")
 COGVIDEOX_PIPELINES = ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline")
+LTX_PIPELINES = ("LTXPipeline", "LTXImageToVideoPipeline")
+
+
+def vae_ratios(pipe) -> tuple[int, int]:
+    """(temporal, spatial) VAE compression as the pipeline names it (Wan / CogVideoX: ``vae_scale_factor_*``; LTX:
+    ``vae_*_compression_ratio``)."""
+    if hasattr(pipe, "vae_temporal_compression_ratio"):
+        return pipe.vae_temporal_compression_ratio, pipe.vae_spatial_compression_ratio
+    return pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial
 
 
 def call_default(pipe, name: str):
@@ -153,6 +161,9 @@ def encode_inputs(
     pipe = pm.pipeline
     if max_sequence_length is None:
         max_sequence_length = call_default(pipe, "max_sequence_length")
+    if pm.pipeline_class in LTX_PIPELINES:
+        return _ltx_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed,
+                           max_sequence_length)  # fmt: skip
     if pm.pipeline_class in COGVIDEOX_PIPELINES:
         return _cogvideox_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed,
                                  max_sequence_length)  # fmt: skip
@@ -262,6 +273,76 @@ def _cogvideox_inputs(pm, prompts, images, negative_prompt, num_frames, height, 
         condition=torch.cat(conds).contiguous() if conds else None, latents=latents, generators=gens,
         step_layout=(0, 2, 1, 3, 4),
     )  # fmt: skip
+    pm.release_encoders()
+    return PipelineInputs(ti, list(prompts), negative_prompt, digests, num_frames, height, width,
+                          np.stack(shown) if shown else None)  # fmt: skip
+
+
+def ltx_sigmas(steps: int) -> np.ndarray:
+    """The sigmas ``LTXPipeline.__call__`` passes to ``set_timesteps``: ``np.linspace(1.0, 1 / steps, steps)``."""
+    return np.linspace(1.0, 1 / steps, steps)
+
+
+def _ltx_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed,
+                max_sequence_length) -> PipelineInputs:
+    """``LTXPipeline`` / ``LTXImageToVideoPipeline``: T5 prompts and their attention masks by ``encode_prompt``; the
+    packed latents of ``prepare_latents`` unpacked to (B, C, F, H, W) (``_unpack_latents``); ``set_timesteps`` gets the
+    pipeline's ``sigmas = linspace(1, 1/N, N)`` and ``mu = calculate_shift(F * H * W latent tokens, base_image_seq_len,
+    max_image_seq_len, base_shift, max_shift)`` from the scheduler config; ``rope_interpolation_scale`` =
+    (temporal ratio / frame_rate, spatial, spatial) with ``__call__``'s default ``frame_rate``. I2V: the first latent
+    frame is the image latent (``first_frame``, kept through every step as the pipeline keeps it) and its tokens get
+    timestep 0 (``t * (1 - conditioning_mask)``: ``timestep_mask``)."""
+    from diffusers.pipelines.ltx.pipeline_ltx import calculate_shift
+
+    pipe = pm.pipeline
+    t = pm.transformer
+    num_frames, height, width = pipeline_sizes(pipe, num_frames, height, width)
+    tr, sr = vae_ratios(pipe)
+    device = next(t.parameters()).device
+    b = len(prompts)
+
+    def encode(texts):
+        cache = {}
+        for p in dict.fromkeys(texts):
+            emb, mask, _, _ = pipe.encode_prompt(p, do_classifier_free_guidance=False,
+                                                 max_sequence_length=max_sequence_length, device=device)  # fmt: skip
+            cache[p] = (emb, mask)
+        return torch.cat([cache[p][0] for p in texts]), torch.cat([cache[p][1] for p in texts])
+
+    rope = (tr / call_default(pipe, "frame_rate"), sr, sr)
+    emb, mask = encode(prompts)
+    text = TextConditioning(emb, {"encoder_attention_mask": mask, "rope_interpolation_scale": rope})
+    negative = None
+    if guidance_scale > 1.0:
+        nemb, nmask = encode([negative_prompt or ""] * b)
+        negative = TextConditioning(nemb, {"encoder_attention_mask": nmask, "rope_interpolation_scale": rope})
+    pil = [load_image(i) for i in images] if images else []
+    digests = [image_digest(i) for i in pil]
+    _check_sizes(pil, width, height)
+    lf, lh, lw = (num_frames - 1) // tr + 1, height // sr, width // sr
+    ps, pt = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
+    c = t.config.in_channels
+    noise, shown = [], []
+    for i in range(b):
+        gen = torch.Generator().manual_seed(seed + i)
+        if pil:
+            x = pipe.video_processor.preprocess(pil[i], height=height, width=width).to(device, dtype=torch.float32)
+            shown.append(((x[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8))
+            packed, _ = pipe.prepare_latents(x, 1, c, height, width, num_frames, torch.float32, device, gen, None)
+        else:
+            packed = pipe.prepare_latents(1, c, height, width, num_frames, torch.float32, device, gen, None)
+        noise.append(pipe._unpack_latents(packed, lf, lh, lw, ps, pt))
+    latents = torch.cat(noise)
+    first, tmask = None, None
+    if pil:
+        first = latents[:, :, :1].clone()
+        tmask = torch.ones((1, 1, *latents.shape[2:]), dtype=torch.float32, device=device)
+        tmask[:, :, 0] = 0.0
+    cfg = pipe.scheduler.config
+    mu = calculate_shift(lf * lh * lw, cfg.get("base_image_seq_len", 256), cfg.get("max_image_seq_len", 4096),
+                         cfg.get("base_shift", 0.5), cfg.get("max_shift", 1.15))  # fmt: skip
+    ti = TrajectoryInputs(text, tuple(latents.shape), negative=negative, latents=latents, first_frame=first,
+                          timestep_mask=tmask, timestep_kwargs={"sigmas": ltx_sigmas, "mu": mu})  # fmt: skip
     pm.release_encoders()
     return PipelineInputs(ti, list(prompts), negative_prompt, digests, num_frames, height, width,
                           np.stack(shown) if shown else None)  # fmt: skip

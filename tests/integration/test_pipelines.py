@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DiffusionPipeline
-from helpers.pipelines import COG_SIZE, build, image
+from helpers.pipelines import COG_SIZE, LTX_SIZE, build, image
 from typer.testing import CliRunner
 
 from interp.apps.capture import CaptureConfig, capture
@@ -173,8 +173,8 @@ def test_bad_inputs_one_clear_error_nothing_written(pipes, tmp_path):
     assert "image-to-video" in msg and "--image" in msg
     msg = _capture_fails([str(pipes["t2v"]), "--prompt", "a ball", "--image", img], out)
     assert "text-to-video" in msg
-    msg = _capture_fails([str(_broken(pipes, tmp_path, "t2v", _class_name="LTXPipeline")), "--prompt", "a"], out)
-    assert "LTXPipeline is not supported" in msg and "WanPipeline, WanImageToVideoPipeline" in msg
+    msg = _capture_fails([str(_broken(pipes, tmp_path, "t2v", _class_name="MochiPipeline")), "--prompt", "a"], out)
+    assert "MochiPipeline is not supported" in msg and "WanPipeline, WanImageToVideoPipeline" in msg
     msg = _capture_fails([str(_broken(pipes, tmp_path, "i2v", _class_name="MyCustomPipeline")), "--prompt", "a"], out)
     assert "not a diffusers pipeline class" in msg
     remote = _broken(pipes, tmp_path, "i2v", image_encoder=["my_package", "Encoder"])
@@ -305,3 +305,82 @@ def test_cogvideox_x0_is_v_prediction(cog_pipes):
     _, x0 = sched.step(r.v.permute(perm), traj.records[0].x0.permute(perm), sched.timesteps[1], sched.timesteps[0],
                        r.x.permute(perm), generator=torch.Generator().manual_seed(0))  # fmt: skip
     assert torch.equal(r.x0, x0.permute(perm))
+
+
+LTX_KINDS = ("ltx-t2v", "ltx-i2v")
+
+
+@pytest.fixture(scope="module")
+def ltx_pipes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ltx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dirs = {k: build(k, root) for k in LTX_KINDS}
+    image(root / "img.png", (32, 32), seed=1)
+    dirs["img"] = root / "img.png"
+    return dirs
+
+
+@pytest.mark.parametrize("guidance", [1.0, 4.0], ids=["no-cfg", "cfg"])
+@pytest.mark.parametrize("kind", LTX_KINDS)
+def test_ltx_capture_equals_pipeline_call(ltx_pipes, tmp_path, kind, guidance):
+    """LTXPipeline / LTXImageToVideoPipeline: dynamic shift mu and sigmas as __call__ computes them, packed latents,
+    I2V first-frame latents with per-token timesteps (t * (1 - conditioning_mask)), the timestep-conditioned VAE
+    decode with non-trivial latents_mean / latents_std. Without CFG bit-exact; with CFG (one batch-2 forward in the
+    pipeline, two batch-1 forwards here) measured <= 1.1e-6 on latents of magnitude ~4.5, video within one level."""
+    out = tmp_path / "run.h5"
+    args = ["capture", str(ltx_pipes[kind]), "--prompt", "a red ball moves left", "--steps", "3", "--guidance",
+            str(guidance), "--seed", "7", "--frames", "9", "--height", "32", "--width", "32", "--out", str(out),
+            "--sites", "blocks.1.hook_resid_post", "--x0-steps", "all"]  # fmt: skip
+    extra = {}
+    if kind == "ltx-i2v":
+        args += ["--image", str(ltx_pipes["img"])]
+        from PIL import Image
+
+        extra["image"] = Image.open(ltx_pipes["img"]).convert("RGB")
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    pipe = DiffusionPipeline.from_pretrained(ltx_pipes[kind])
+    got = {}
+
+    def grab(p, i, t, kw):
+        got.setdefault("t", []).append(float(t))
+        got["latents"] = kw["latents"]
+        return {}
+
+    frames = pipe(prompt="a red ball moves left", **extra, **LTX_SIZE, num_inference_steps=3, guidance_scale=guidance,
+                  generator=torch.Generator().manual_seed(7), callback_on_step_end=grab, output_type="np").frames
+    ref_video = np.round(np.asarray(frames) * 255).clip(0, 255).astype(np.uint8)
+    ref_latents = pipe._unpack_latents(got["latents"], 3, 8, 8, 1, 1)
+    with load_cache(out) as c:
+        assert c.timesteps.tolist() == got["t"]  # mu and the pipeline's sigmas
+        assert c.video.shape == (1, 9, 32, 32, 3) and c.x0_video.shape == (3, 1, 9, 32, 32, 3)
+        if guidance == 1.0:
+            assert torch.equal(c.final, ref_latents)
+            assert np.array_equal(c.video, ref_video)
+        else:
+            torch.testing.assert_close(c.final, ref_latents, atol=1e-5, rtol=0)
+            assert np.abs(c.video.astype(int) - ref_video).max() <= 1
+        if kind == "ltx-i2v":  # the first latent frame stays the image latent
+            assert torch.equal(c.final[:, :, :1], ref_latents[:, :, :1])
+
+
+def test_ltx_i2v_first_frame_tokens_at_timestep_zero(ltx_pipes):
+    from interp.trajectory import SamplerConfig, run_trajectory
+
+    pm = load_pipeline(ltx_pipes["ltx-i2v"])
+    pi = encode_inputs(pm, ["a ball"], images=[str(ltx_pipes["img"])], guidance_scale=1.0, seed=0, **LTX_SIZE)
+    seen = []
+    h = pm.transformer.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["timestep"].clone()), with_kwargs=True)
+    try:
+        run_trajectory(pm, pi.trajectory, SamplerConfig(steps=2))
+    finally:
+        h.remove()
+    assert seen[0].shape == (1, 3 * 8 * 8)
+    assert (seen[0][:, :64] == 0).all() and (seen[0][:, 64:] == 1000.0).all()
+
+
+def test_ltx_shift_is_mu(ltx_pipes, tmp_path):
+    """Dynamic shifting: --shift is refused (the pipeline computes mu), with one clear error and nothing written."""
+    msg = _capture_fails([str(ltx_pipes["ltx-t2v"]), "--prompt", "a ball", "--shift", "3"], tmp_path / "s.h5")
+    assert "use_dynamic_shifting=True" in msg and "leave --shift unset" in msg
