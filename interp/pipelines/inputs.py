@@ -1,8 +1,10 @@
 """Prompts and images -> :class:`~interp.trajectory.TrajectoryInputs`, through the pipeline's own methods.
 
 For the Wan family (``WanPipeline``: text-to-video; ``WanImageToVideoPipeline``: Wan2.1 I2V with CLIP image
-embeddings, Wan2.2 A14B's two experts, Wan2.2 TI2V-5B's ``expand_timesteps``), :func:`encode_inputs` does what the
-pipeline's ``__call__`` does before its loop, with the same knobs and names (``num_frames``, ``height`` and
+embeddings, Wan2.2 A14B's two experts, Wan2.2 TI2V-5B's ``expand_timesteps``), CogVideoX (``CogVideoXPipeline``,
+``CogVideoXImageToVideoPipeline``: :func:`_cogvideox_inputs`), LTX-Video (``LTXPipeline``,
+``LTXImageToVideoPipeline``: :func:`_ltx_inputs`) and ``HunyuanVideoPipeline`` (:func:`_hunyuan_inputs`),
+:func:`encode_inputs` does what the pipeline's ``__call__`` does before its loop, with the same knobs and names (``num_frames``, ``height`` and
 ``width`` in pixels, ``guidance_scale``, ``negative_prompt``, ``max_sequence_length``):
 
 - ``num_frames`` rounded to ``4k + 1`` and ``height`` / ``width`` to the patchification multiple, with the
@@ -46,6 +48,9 @@ class PipelineInputs:
     height: int = 0
     width: int = 0
     images: np.ndarray | None = None  # (B, H, W, 3) uint8: the images as the pipeline saw them (preprocessed)
+    # the scale of the loop's classifier-free guidance (cond / uncond forwards): ``guidance_scale``, except for
+    # HunyuanVideo, whose ``guidance_scale`` is embedded in the model and whose CFG is ``true_cfg_scale`` (None: as given)
+    loop_guidance: float | None = None
 
 
 def load_image(img) -> Image.Image:
@@ -154,6 +159,7 @@ def encode_inputs(
     guidance_scale: float = 5.0,
     seed: int = 0,
     max_sequence_length: int | None = None,
+    true_cfg_scale: float | None = None,
 ) -> PipelineInputs:
     """Prompts (and images) -> the loop's inputs, exactly as the pipeline's ``__call__`` prepares them
     (``max_sequence_length=None``: the pipeline's own default)."""
@@ -161,6 +167,12 @@ def encode_inputs(
     pipe = pm.pipeline
     if max_sequence_length is None:
         max_sequence_length = call_default(pipe, "max_sequence_length")
+    if pm.pipeline_class == "HunyuanVideoPipeline":
+        return _hunyuan_inputs(pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed,
+                               max_sequence_length, true_cfg_scale)  # fmt: skip
+    if true_cfg_scale is not None:
+        raise PipelineError(f"true_cfg_scale is HunyuanVideoPipeline's; {pm.pipeline_class}'s classifier-free guidance "
+                            "is guidance_scale (--guidance)")  # fmt: skip
     if pm.pipeline_class in LTX_PIPELINES:
         return _ltx_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed,
                            max_sequence_length)  # fmt: skip
@@ -346,3 +358,55 @@ def _ltx_inputs(pm, prompts, images, negative_prompt, num_frames, height, width,
     pm.release_encoders()
     return PipelineInputs(ti, list(prompts), negative_prompt, digests, num_frames, height, width,
                           np.stack(shown) if shown else None)  # fmt: skip
+
+
+def hunyuan_sigmas(steps: int) -> np.ndarray:
+    """The sigmas ``HunyuanVideoPipeline.__call__`` passes to ``set_timesteps``: ``linspace(1, 0, steps + 1)[:-1]``."""
+    return np.linspace(1.0, 0.0, steps + 1)[:-1]
+
+
+def _hunyuan_inputs(pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed,
+                    max_sequence_length, true_cfg_scale) -> PipelineInputs:
+    """``HunyuanVideoPipeline``: ``encode_prompt`` with ``__call__``'s default ``prompt_template`` (Llama hidden
+    states, cropped, and their mask; CLIP's pooled output as ``pooled_projections``); ``guidance_scale`` is the
+    *embedded* guidance (``guidance = guidance_scale * 1000`` to every forward; no unconditional forward);
+    classifier-free guidance is ``true_cfg_scale`` and, as in ``__call__``, runs only with a negative prompt;
+    ``set_timesteps`` gets ``sigmas = linspace(1, 0, N + 1)[:-1]``."""
+    pipe = pm.pipeline
+    t = pm.transformer
+    num_frames, height, width = pipeline_sizes(pipe, num_frames, height, width)
+    device = next(t.parameters()).device
+    dtype = t.dtype
+    b = len(prompts)
+    template = call_default(pipe, "prompt_template")
+    true_cfg = 1.0 if true_cfg_scale is None else float(true_cfg_scale)
+    do_true_cfg = true_cfg > 1.0 and negative_prompt is not None
+    if true_cfg > 1.0 and negative_prompt is None:
+        warnings.warn(f"true_cfg_scale {true_cfg} without a negative prompt: no classifier-free guidance runs (as "
+                      "HunyuanVideoPipeline does); give --negative-prompt to run it", stacklevel=3)  # fmt: skip
+
+    def encode(texts):
+        cache = {}
+        for p in dict.fromkeys(texts):
+            emb, pooled, mask = pipe.encode_prompt(prompt=p, prompt_template=template, device=device,
+                                                   max_sequence_length=max_sequence_length)  # fmt: skip
+            cache[p] = (emb.to(dtype), pooled.to(dtype), mask.to(dtype))
+        return [torch.cat([cache[p][k] for p in texts]) for k in range(3)]
+
+    def conditioning(texts) -> TextConditioning:
+        emb, pooled, mask = encode(texts)
+        extras = {"encoder_attention_mask": mask, "pooled_projections": pooled}
+        if t.config.guidance_embeds:
+            extras["guidance"] = torch.tensor([guidance_scale] * b, dtype=dtype, device=device) * 1000.0
+        return TextConditioning(emb, extras)
+
+    text = conditioning(prompts)
+    negative = conditioning([negative_prompt] * b) if do_true_cfg else None
+    noise = [pipe.prepare_latents(1, t.config.in_channels, height, width, num_frames, torch.float32, device,
+                                  torch.Generator().manual_seed(seed + i), None) for i in range(b)]  # fmt: skip
+    latents = torch.cat(noise)
+    ti = TrajectoryInputs(text, tuple(latents.shape), negative=negative, latents=latents,
+                          timestep_kwargs={"sigmas": hunyuan_sigmas})  # fmt: skip
+    pm.release_encoders()
+    return PipelineInputs(ti, list(prompts), negative_prompt, [], num_frames, height, width, None,
+                          loop_guidance=true_cfg if do_true_cfg else 1.0)  # fmt: skip

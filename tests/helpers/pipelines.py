@@ -199,3 +199,43 @@ def ltx_pipeline(kind: str):
 
 
 FAMILY_BUILDERS.update({k: ltx_pipeline for k in ("ltx-t2v", "ltx-i2v")})
+
+
+# --- HunyuanVideo (T2V): a Llama text encoder (hidden states, default prompt template) and CLIP (pooled), guidance
+# embedding, flow matching with shift 7 ------------------------------------------------------------------------------
+
+HUNYUAN_SIZE = dict(num_frames=9, height=16, width=16)  # latent 3 x 2 x 2
+
+
+def hunyuan_pipeline(kind: str):
+    from diffusers import (
+        AutoencoderKLHunyuanVideo,
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanVideoPipeline,
+        HunyuanVideoTransformer3DModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
+
+    tok, tok2 = tokenizer(), tokenizer()
+    llama = LlamaModel(LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=3,
+                                   num_attention_heads=2, num_key_value_heads=2, head_dim=8,
+                                   max_position_embeddings=512, pad_token_id=0, bos_token_id=1,
+                                   eos_token_id=1)).eval()  # fmt: skip
+    clip = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok2), hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                                        num_attention_heads=2, max_position_embeddings=77, projection_dim=8,
+                                        pad_token_id=0, bos_token_id=1, eos_token_id=1)).eval()  # fmt: skip
+    vae_ = AutoencoderKLHunyuanVideo(in_channels=3, out_channels=3, latent_channels=4,
+                                     down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+                                     up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8),
+                                     layers_per_block=1, act_fn="silu", norm_num_groups=4, scaling_factor=0.476986,
+                                     spatial_compression_ratio=8, temporal_compression_ratio=4,
+                                     mid_block_add_attention=True)  # fmt: skip
+    t = HunyuanVideoTransformer3DModel(in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=10,
+                                       num_layers=1, num_single_layers=1, num_refiner_layers=1, patch_size=1,
+                                       patch_size_t=1, guidance_embeds=True, text_embed_dim=16,
+                                       pooled_projection_dim=8, rope_axes_dim=(2, 4, 4))  # fmt: skip
+    return HunyuanVideoPipeline(tokenizer=tok, text_encoder=llama, tokenizer_2=tok2, text_encoder_2=clip,
+                                transformer=t, vae=vae_, scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0))
+
+
+FAMILY_BUILDERS["hunyuan"] = hunyuan_pipeline

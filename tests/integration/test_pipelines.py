@@ -2,7 +2,8 @@
 
 Tiny random pipelines from the real component classes (tests/helpers/pipelines.py, nothing downloaded): Wan2.1 T2V
 (WanPipeline), Wan2.1 I2V with a CLIP image encoder, Wan2.2 A14B's two experts (boundary_ratio) and Wan2.2 TI2V
-(expand_timesteps: first-frame tokens at timestep 0). ``interp capture PIPE --prompt P [--image IMG]`` must end on
+(expand_timesteps: first-frame tokens at timestep 0); CogVideoX T2V / I2V with its DDIM and DPM schedulers; LTX-Video
+T2V / I2V; HunyuanVideo (Llama + CLIP, embedded guidance, true CFG). ``interp capture PIPE --prompt P [--image IMG]`` must end on
 exactly the video of the pipeline's own ``__call__(..., generator=torch.Generator().manual_seed(S))``.
 """
 
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DiffusionPipeline
-from helpers.pipelines import COG_SIZE, LTX_SIZE, build, image
+from helpers.pipelines import COG_SIZE, HUNYUAN_SIZE, LTX_SIZE, build, image
 from typer.testing import CliRunner
 
 from interp.apps.capture import CaptureConfig, capture
@@ -384,3 +385,55 @@ def test_ltx_shift_is_mu(ltx_pipes, tmp_path):
     """Dynamic shifting: --shift is refused (the pipeline computes mu), with one clear error and nothing written."""
     msg = _capture_fails([str(ltx_pipes["ltx-t2v"]), "--prompt", "a ball", "--shift", "3"], tmp_path / "s.h5")
     assert "use_dynamic_shifting=True" in msg and "leave --shift unset" in msg
+
+
+@pytest.fixture(scope="module")
+def hunyuan_pipe(tmp_path_factory):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return build("hunyuan", tmp_path_factory.mktemp("hunyuan"))
+
+
+@pytest.mark.parametrize("cfg", [False, True], ids=["no-cfg", "true-cfg"])
+def test_hunyuan_capture_equals_pipeline_call(hunyuan_pipe, tmp_path, cfg):
+    """HunyuanVideoPipeline: a Llama text encoder through __call__'s default prompt template (hidden state -3, cropped,
+    with its mask) and CLIP's pooled output, the embedded guidance (--guidance is its guidance_scale: guidance * 1000
+    to every forward), the pipeline's sigmas; true classifier-free guidance (--set true_cfg_scale with a negative
+    prompt) runs two forwards, as the pipeline does. Bit-exact both ways."""
+    out = tmp_path / "run.h5"
+    args = ["capture", str(hunyuan_pipe), "--prompt", "a red ball moves left", "--steps", "3", "--guidance", "6",
+            "--seed", "7", "--frames", "9", "--height", "16", "--width", "16", "--out", str(out),
+            "--sites", "blocks.0.hook_resid_post"]  # fmt: skip
+    kw = {}
+    if cfg:
+        args += ["--negative-prompt", "a blue square", "--set", "true_cfg_scale=4"]
+        kw = {"negative_prompt": "a blue square", "true_cfg_scale": 4.0}
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    pipe = DiffusionPipeline.from_pretrained(hunyuan_pipe)
+    got = {}
+
+    def grab(p, i, t, k):
+        got["latents"] = k["latents"]
+        return {}
+
+    frames = pipe(prompt="a red ball moves left", **HUNYUAN_SIZE, num_inference_steps=3, guidance_scale=6.0,
+                  generator=torch.Generator().manual_seed(7), callback_on_step_end=grab, output_type="np", **kw).frames
+    ref_video = np.round(np.asarray(frames) * 255).clip(0, 255).astype(np.uint8)
+    with load_cache(out) as c:
+        assert torch.equal(c.final, got["latents"])
+        assert np.array_equal(c.video, ref_video)
+        assert len(c.branches) == (2 if cfg else 1)
+        assert c.sampler["guidance_scale"] == 6.0 and c.sampler["guidance"] == (4.0 if cfg else 1.0)
+
+
+def test_hunyuan_needs_both_text_encoders_and_true_cfg_is_its_own(hunyuan_pipe, pipes, tmp_path):
+    d = tmp_path / "no-clip"
+    shutil.copytree(hunyuan_pipe, d)
+    index = json.loads((d / "model_index.json").read_text())
+    index["text_encoder_2"] = [None, None]
+    (d / "model_index.json").write_text(json.dumps(index))
+    msg = _capture_fails([str(d), "--prompt", "a ball"], tmp_path / "a.h5")
+    assert "lacks 'text_encoder_2'" in msg
+    msg = _capture_fails([str(pipes["t2v"]), "--prompt", "a ball", "--set", "true_cfg_scale=4"], tmp_path / "b.h5")
+    assert "true_cfg_scale is HunyuanVideoPipeline's" in msg
