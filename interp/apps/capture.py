@@ -202,9 +202,9 @@ def capture_pipeline(
     # Wan 5, CogVideoX 6, LTX 3, HunyuanVideo 6 (embedded))
     from interp.pipelines.inputs import call_default
 
-    fb_guidance = call_default(loaded.pipeline, "guidance_scale")
+    fb = call_default(loaded.pipeline, "guidance_scale")
     s = SamplerConfig.from_task(loaded.task, steps=config.steps, shift=config.shift, guidance=config.guidance,
-                                fallback={"steps": 50, "guidance": 5.0 if fb_guidance is None else fb_guidance})  # fmt: skip
+                                fallback={"steps": 50, "guidance": 5.0 if fb is None else fb})  # fmt: skip
     config = config.model_copy(update=dict(steps=s.steps, guidance=s.guidance_scale, shift=s.shift, batch=n))
     sel = x0_steps(config.x0_steps, config.steps)
     pi = encode_inputs(

@@ -4,7 +4,8 @@ For the Wan family (``WanPipeline``: text-to-video; ``WanImageToVideoPipeline``:
 embeddings, Wan2.2 A14B's two experts, Wan2.2 TI2V-5B's ``expand_timesteps``), CogVideoX (``CogVideoXPipeline``,
 ``CogVideoXImageToVideoPipeline``: :func:`_cogvideox_inputs`), LTX-Video (``LTXPipeline``,
 ``LTXImageToVideoPipeline``: :func:`_ltx_inputs`) and ``HunyuanVideoPipeline`` (:func:`_hunyuan_inputs`),
-:func:`encode_inputs` does what the pipeline's ``__call__`` does before its loop, with the same knobs and names (``num_frames``, ``height`` and
+:func:`encode_inputs` does what the pipeline's ``__call__`` does before its loop, with the same knobs and
+names (``num_frames``, ``height`` and
 ``width`` in pixels, ``guidance_scale``, ``negative_prompt``, ``max_sequence_length``):
 
 - ``num_frames`` rounded to ``4k + 1`` and ``height`` / ``width`` to the patchification multiple, with the
@@ -49,7 +50,8 @@ class PipelineInputs:
     width: int = 0
     images: np.ndarray | None = None  # (B, H, W, 3) uint8: the images as the pipeline saw them (preprocessed)
     # the scale of the loop's classifier-free guidance (cond / uncond forwards): ``guidance_scale``, except for
-    # HunyuanVideo, whose ``guidance_scale`` is embedded in the model and whose CFG is ``true_cfg_scale`` (None: as given)
+    # HunyuanVideo, whose ``guidance_scale`` is embedded in the model and whose CFG is ``true_cfg_scale``
+    # (None: as given)
     loop_guidance: float | None = None
 
 
@@ -253,12 +255,15 @@ def _cogvideox_inputs(pm, prompts, images, negative_prompt, num_frames, height, 
     t = pm.transformer
     if t.config.patch_size_t is not None:
         raise PipelineError(f"{pm.pipeline_class} with patch_size_t={t.config.patch_size_t} (CogVideoX 1.5: padded "
-                            "latent frames) is not supported yet; supported: CogVideoX 1.0 (patch_size_t null)")  # fmt: skip
+                            "latent frames) is not supported yet; supported: CogVideoX 1.0 "
+                            "(patch_size_t null)")  # fmt: skip
     num_frames, height, width = pipeline_sizes(pipe, num_frames, height, width)
     device = next(t.parameters()).device
     b = len(prompts)
     emb = encode_prompts(pipe, prompts, device, max_sequence_length)
-    neg = encode_prompts(pipe, [negative_prompt or ""] * b, device, max_sequence_length) if guidance_scale > 1.0 else None
+    neg = None
+    if guidance_scale > 1.0:
+        neg = encode_prompts(pipe, [negative_prompt or ""] * b, device, max_sequence_length)
     extras: dict[str, torch.Tensor] = {}
     if t.config.get("ofs_embed_dim") is not None:
         extras["ofs"] = torch.full((1,), 2.0, device=device)

@@ -3,8 +3,9 @@
 Tiny random pipelines from the real component classes (tests/helpers/pipelines.py, nothing downloaded): Wan2.1 T2V
 (WanPipeline), Wan2.1 I2V with a CLIP image encoder, Wan2.2 A14B's two experts (boundary_ratio) and Wan2.2 TI2V
 (expand_timesteps: first-frame tokens at timestep 0); CogVideoX T2V / I2V with its DDIM and DPM schedulers; LTX-Video
-T2V / I2V; HunyuanVideo (Llama + CLIP, embedded guidance, true CFG). ``interp capture PIPE --prompt P [--image IMG]`` must end on
-exactly the video of the pipeline's own ``__call__(..., generator=torch.Generator().manual_seed(S))``.
+T2V / I2V; HunyuanVideo (Llama + CLIP, embedded guidance, true CFG). ``interp capture PIPE --prompt P [--image
+IMG]`` must end on exactly the video of the pipeline's own
+``__call__(..., generator=torch.Generator().manual_seed(S))``.
 """
 
 from __future__ import annotations
