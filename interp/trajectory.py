@@ -80,6 +80,16 @@ class TrajectoryInputs:
     # per-token timesteps (Wan2.2 TI2V ``expand_timesteps``): (1, 1, F, H, W) latent mask, 0 where a token is clean;
     # each forward gets timestep (B, tokens) = mask[0, 0, ::pt, ::ph, ::pw].flatten() * t, as diffusers' Wan pipelines
     timestep_mask: Float[Tensor, "1 1 frames height width"] | None = None
+    # stochastic scheduler steps (CogVideoXDPMScheduler): one generator per sample, continuing the state the
+    # pipeline's own generator has after ``prepare_latents`` (``torch.Generator().manual_seed(seed + i)``), so the
+    # step's noise draws equal the pipeline's; None: fresh generators seeded with ``SamplerConfig.seed + i``
+    generators: list[torch.Generator] | None = None
+    # the pipeline's latent layout as a permutation of (B, C, F, H, W) (CogVideoX: (0, 2, 1, 3, 4), i.e. (B, F, C, H,
+    # W)): a stochastic step draws its noise in that layout, as the pipeline does
+    step_layout: tuple[int, ...] | None = None
+    # keywords of ``scheduler.set_timesteps`` the pipeline passes besides the step count (LTX: ``sigmas`` =
+    # linspace(1, 1/N, N) and the dynamic shift ``mu`` it computes from the token count; see interp.pipelines.inputs)
+    timestep_kwargs: dict | None = None
 
 
 @dataclass
@@ -123,13 +133,26 @@ class Trajectory:
         return torch.stack([getattr(r, attr) for r in self.records])
 
 
-def check_steppable(sched) -> None:
+STATEFUL_STEPS = ("CogVideoXDPMScheduler",)
+"""Schedulers whose ``step`` takes more state than (model_output, timestep, sample) and that the loop steps as their
+pipeline does: ``CogVideoXDPMScheduler.step(v, old_pred_original_sample, t, timestep_back, x, eta=0.0,
+generator=...)`` (CogVideoXPipeline: ``timestep_back`` is the previous step's timestep, None at the first step; the
+step draws noise from the pipeline's generator)."""
+
+
+def is_stateful(sched) -> bool:
+    return type(sched).__name__ in STATEFUL_STEPS
+
+
+def check_steppable(sched, timestep_kwargs: dict | None = None) -> None:
     """An error, before anything runs, for a scheduler the loop cannot step exactly as its pipeline does (never a
-    silent fallback): a ``step`` needing more state than (model_output, timestep, sample) (``CogVideoXDPMScheduler``:
-    ``old_pred_original_sample``, ``timestep_back``), or ``set_timesteps`` needing ``mu`` (dynamic shifting, LTX)."""
+    silent fallback): a ``step`` needing more state than (model_output, timestep, sample) that the loop does not keep
+    (:data:`STATEFUL_STEPS` it keeps), or ``set_timesteps`` needing ``mu`` (dynamic shifting, LTX)."""
     import inspect
 
     name = type(sched).__name__
+    if is_stateful(sched):
+        return
     params = inspect.signature(sched.step).parameters
     extra = [p for p, v in params.items() if v.default is inspect.Parameter.empty and v.kind is v.POSITIONAL_OR_KEYWORD
              and p not in ("self", "model_output", "timestep", "sample")]  # fmt: skip
@@ -137,17 +160,20 @@ def check_steppable(sched) -> None:
         raise ValueError(f"{name}.step needs {', '.join(extra)} (a multistep state the loop does not keep); "
                          "schedulers the loop steps take (model_output, timestep, sample), e.g. CogVideoXDDIMScheduler, "
                          "FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler, DDIMScheduler")  # fmt: skip
-    if sched.config.get("use_dynamic_shifting"):
+    if sched.config.get("use_dynamic_shifting") and (timestep_kwargs or {}).get("mu") is None:
         raise ValueError(f"{name} has use_dynamic_shifting=True: set_timesteps needs mu (the pipeline computes it from "
                          "the token count); the loop does not compute mu yet: use a scheduler config with "
                          "use_dynamic_shifting=false and an explicit shift")  # fmt: skip
 
 
-def make_scheduler(loaded: LoadedModel, shift: float | None = None):
+def make_scheduler(loaded: LoadedModel, shift: float | None = None, timestep_kwargs: dict | None = None):
     """A fresh copy of the model's scheduler (never mutate the loaded one), with ``shift`` if given."""
     sched = loaded.scheduler
-    check_steppable(sched)
+    check_steppable(sched, timestep_kwargs)
     overrides = {}
+    if shift is not None and sched.config.get("use_dynamic_shifting"):
+        raise ValueError(f"{type(sched).__name__} has use_dynamic_shifting=True: the shift is mu, which the pipeline "
+                         "computes from the token count; leave --shift unset")  # fmt: skip
     if shift is not None:
         key = next((k for k in ("shift", "flow_shift") if k in sched.config), None)
         if key is None:
@@ -156,10 +182,24 @@ def make_scheduler(loaded: LoadedModel, shift: float | None = None):
     return type(sched).from_config(sched.config, **overrides)
 
 
-def schedule(loaded: LoadedModel, config: SamplerConfig) -> tuple[Tensor, Tensor, dict[str, list[int]]]:
-    """(timesteps, sigmas, branch -> steps) a run of ``config`` will use, without running the model."""
-    sched = make_scheduler(loaded, config.shift)
-    sched.set_timesteps(config.steps)
+def set_timesteps(sched, steps: int, timestep_kwargs: dict | None = None, device=None) -> None:
+    """``sched.set_timesteps(steps, device=..., **timestep_kwargs)`` as the pipeline's ``retrieve_timesteps`` calls
+    it; a callable value is called with ``steps`` (LTX's ``sigmas``), and given ``sigmas`` the step count is theirs."""
+    kw = {k: v(steps) if callable(v) else v for k, v in (timestep_kwargs or {}).items()}
+    if kw.get("sigmas") is not None:
+        sched.set_timesteps(device=device, **kw)
+    else:
+        sched.set_timesteps(steps, device=device, **kw)
+    if len(sched.timesteps) != steps:
+        raise ValueError(f"{type(sched).__name__} made {len(sched.timesteps)} timesteps for {steps} steps")
+
+
+def schedule(loaded: LoadedModel, config: SamplerConfig,
+             inputs: TrajectoryInputs | None = None) -> tuple[Tensor, Tensor, dict[str, list[int]]]:  # fmt: skip
+    """(timesteps, sigmas, branch -> steps) a run of ``config`` (on ``inputs``) will use, without running the model."""
+    kw = inputs.timestep_kwargs if inputs is not None else None
+    sched = make_scheduler(loaded, config.shift, kw)
+    set_timesteps(sched, config.steps, kw)
     ts = sched.timesteps.cpu()
     sigmas = sched.sigmas[: len(ts)].cpu() if hasattr(sched, "sigmas") else torch.zeros(len(ts))
     branches: dict[str, list[int]] = {}
@@ -235,10 +275,10 @@ def run_trajectory(
     ``x`` and the scheduler step see the edited latent; ``first_frame`` is imposed again after it).
     """
     config = config or SamplerConfig()
-    sched = make_scheduler(loaded, config.shift)
+    sched = make_scheduler(loaded, config.shift, inputs.timestep_kwargs)
     device = next(loaded.transformer.parameters()).device
     dtype = next(loaded.transformer.parameters()).dtype
-    sched.set_timesteps(config.steps, device=device)
+    set_timesteps(sched, config.steps, inputs.timestep_kwargs, device=device)
     timesteps = sched.timesteps
     sigmas = sched.sigmas[: len(timesteps)] if hasattr(sched, "sigmas") else torch.zeros(len(timesteps))
     # host copies for the per-step Python numbers: reading a GPU scalar would wait for the GPU every step
@@ -255,7 +295,7 @@ def run_trajectory(
     begin = 0
     if start is not None:
         begin, x = start[0], start[1].clone()
-        if hasattr(sched, "model_outputs") and begin > 0:
+        if (hasattr(sched, "model_outputs") or is_stateful(sched)) and begin > 0:
             raise ValueError(f"cannot resume {type(sched).__name__} mid-run: it keeps a multistep history")
         x = x.to(device)
     elif inputs.latents is not None:
@@ -272,6 +312,14 @@ def run_trajectory(
     elif begin:
         raise ValueError(f"{type(sched).__name__} cannot start at step {begin}")
 
+    stateful = is_stateful(sched)
+    generators, old_x0 = None, None
+    if stateful:
+        generators = inputs.generators or [torch.Generator().manual_seed(config.seed + k) for k in range(x.shape[0])]
+        if len(generators) != x.shape[0]:
+            raise ValueError(f"{len(generators)} generators for a batch of {x.shape[0]}")
+    perm = inputs.step_layout
+    inv = None if perm is None else tuple(sorted(range(len(perm)), key=perm.__getitem__))
     two = len(experts) > 1
     default = ForwardPlan(read=read if isinstance(read, (list, tuple)) else [read]) if read else ForwardPlan()
     traj = Trajectory(timesteps.cpu(), sigmas.cpu(), x)
@@ -309,7 +357,15 @@ def run_trajectory(
                 v = preds["uncond"] + guidance * (v - preds["uncond"])
             sigma = sigmas[i] if len(sigmas) else None
             x0 = predict_x0(sched, x, v, t, sigma)
-            x_next = sched.step(v, t, x, return_dict=False)[0]
+            if stateful:  # CogVideoXPipeline's DPM step, in the pipeline's layout (where its noise is drawn)
+                lay = (lambda a: a) if perm is None else (lambda a: a.permute(perm))  # noqa: E731
+                back = timesteps[i - 1] if i > 0 else None
+                x_next, old_x0 = sched.step(lay(v), None if old_x0 is None else lay(old_x0), t, back, lay(x), eta=0.0,
+                                            generator=generators, return_dict=False)  # fmt: skip
+                if inv is not None:
+                    x_next, old_x0 = x_next.permute(inv).contiguous(), old_x0.permute(inv).contiguous()
+            else:
+                x_next = sched.step(v, t, x, return_dict=False)[0]
             if inputs.first_frame is not None:
                 x_next[:, :, : inputs.first_frame.shape[2]] = inputs.first_frame.to(x_next)
             s_val = sigmas_host[i] if sigma is not None else float("nan")

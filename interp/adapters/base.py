@@ -82,7 +82,9 @@ class TextConditioning:
         return self.encoder_hidden_states.shape[0]
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> TextConditioning:
-        def move(t: Tensor) -> Tensor:
+        def move(t):
+            if not isinstance(t, Tensor):  # a non-tensor keyword (LTX's rope_interpolation_scale) passes as is
+                return t
             return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
 
         return replace(

@@ -59,16 +59,19 @@ class CaptureConfig(BaseModel):
     # fields added with the pipeline level; omitted from the hash while unset, so older captures keep their hash
     HASH_OMIT_IF_DEFAULT: ClassVar[tuple[str, ...]] = (
         "prompts", "negative_prompt", "images", "max_sequence_length", "x0_steps", "x0_downscale",
-        "component_dtypes", "text_encoder_offload",
+        "component_dtypes", "text_encoder_offload", "true_cfg_scale",
     )
     prompts: list[str] | None = None
     negative_prompt: str | None = None
     images: list[str] | None = None  # image files, one per prompt (image-to-video)
-    max_sequence_length: int = Field(512, ge=1)
+    max_sequence_length: int | None = Field(None, ge=1)  # None: the pipeline's own default (Wan 512, CogVideoX 226)
     x0_steps: str | list[int] | None = None  # the step lens: "all", "every:K", "0,5,9" or a list
     x0_downscale: int = Field(1, ge=1)
     component_dtypes: dict[str, str] | None = None  # e.g. {"text_encoder": "bfloat16", "vae": "float32"}
     text_encoder_offload: Literal["none", "cpu", "release"] = "none"
+    # HunyuanVideoPipeline's classifier-free guidance (with a negative prompt; its guidance_scale is embedded):
+    # ``--set true_cfg_scale=4``
+    true_cfg_scale: float | None = None
 
     @property
     def pipeline_inputs(self) -> bool:
@@ -195,26 +198,39 @@ def capture_pipeline(
     if not isinstance(loaded, PipelineModel):
         raise PipelineError(f"{config.model}: prompts and images need a whole pipeline (load_pipeline), not a "
                             "transformer-level LoadedModel")  # fmt: skip
-    # unset knobs: the model's task sampler, else the pipeline's own __call__ defaults (50 steps, guidance 5)
+    # unset knobs: the model's task sampler, else the pipeline's own __call__ defaults (50 steps; guidance_scale:
+    # Wan 5, CogVideoX 6, LTX 3, HunyuanVideo 6 (embedded))
+    from interp.pipelines.inputs import call_default
+
+    fb = call_default(loaded.pipeline, "guidance_scale")
     s = SamplerConfig.from_task(loaded.task, steps=config.steps, shift=config.shift, guidance=config.guidance,
-                                fallback={"steps": 50, "guidance": 5.0})  # fmt: skip
+                                fallback={"steps": 50, "guidance": 5.0 if fb is None else fb})  # fmt: skip
     config = config.model_copy(update=dict(steps=s.steps, guidance=s.guidance_scale, shift=s.shift, batch=n))
     sel = x0_steps(config.x0_steps, config.steps)
     pi = encode_inputs(
         loaded, list(config.prompts or []), images=config.images, negative_prompt=config.negative_prompt,
         num_frames=config.frames or 81, height=config.height or 480, width=config.width or 832,
         guidance_scale=config.guidance, seed=config.seed, max_sequence_length=config.max_sequence_length,
+        true_cfg_scale=config.true_cfg_scale,
     )  # fmt: skip
     inputs = pi.trajectory
     config = config.model_copy(update=dict(frames=pi.num_frames, height=pi.height, width=pi.width))
-    sampler = SamplerConfig(steps=config.steps, shift=config.shift, guidance_scale=config.guidance, seed=config.seed)
-    timesteps, sigmas, branches = schedule(loaded, sampler)
+    loop_guidance = config.guidance if pi.loop_guidance is None else pi.loop_guidance
+    sampler = SamplerConfig(steps=config.steps, shift=config.shift, guidance_scale=loop_guidance, seed=config.seed)
+    try:  # a scheduler the loop cannot step as the pipeline does (or a knob it ignores): one clear error
+        timesteps, sigmas, branches = schedule(loaded, sampler, inputs)
+    except PipelineError:
+        raise
+    except ValueError as e:
+        raise PipelineError(f"{loaded.pipeline_class}: {e}") from e
     sites = next(iter(traced_experts(loaded).values())).resolve(config.sites)
     grid = loaded.adapter.token_grid(loaded.transformer, inputs.latent_shape)
     description = {
         "sampler": {**sampler.describe(loaded.scheduler), "pipeline": loaded.pipeline_class,
                     "num_frames": pi.num_frames, "height": pi.height, "width": pi.width,
-                    "seed_convention": "sample i: Generator().manual_seed(seed + i)"},
+                    "seed_convention": "sample i: Generator().manual_seed(seed + i)",
+                    **({"guidance_scale": config.guidance, "true_cfg_scale": config.true_cfg_scale}
+                       if pi.loop_guidance is not None else {})},
         "prompts": pi.prompts, "image_digests": pi.image_digests, "negative_prompt": pi.negative_prompt,
         "images": pi.images,
     }  # fmt: skip

@@ -80,7 +80,7 @@ def group_inputs(exp: Experiment, loaded: LoadedModel, size: int | None) -> Grou
 
 
 def _index_text(text: TextConditioning, idx: torch.Tensor, n: int) -> TextConditioning:
-    pick = lambda v: v[idx] if v.ndim and v.shape[0] == n else v  # noqa: E731
+    pick = lambda v: v[idx] if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == n else v  # noqa: E731
     return TextConditioning(text.encoder_hidden_states[idx], {k: pick(v) for k, v in text.extras.items()})
 
 

@@ -43,9 +43,12 @@ from interp.models import EXPERTS, LoadedModel, _is_hub_id
 Offload = Literal["none", "cpu", "release"]
 LIBRARIES = {"diffusers": diffusers, "transformers": transformers}
 # pipeline classes whose prompts / images interp encodes (interp.pipelines.inputs); others load but take no inputs
-SUPPORTED_PIPELINES = ("WanPipeline", "WanImageToVideoPipeline")
+SUPPORTED_PIPELINES = ("WanPipeline", "WanImageToVideoPipeline", "CogVideoXPipeline", "CogVideoXImageToVideoPipeline",
+                       "LTXPipeline", "LTXImageToVideoPipeline", "HunyuanVideoPipeline")
 OPTIONAL = ("transformer_2", "image_encoder", "image_processor")  # loaded when the pipeline has them
-ENCODERS = ("text_encoder", "image_encoder")
+ENCODERS = ("text_encoder", "text_encoder_2", "image_encoder")
+# components a pipeline class needs beyond tokenizer, text_encoder, vae, scheduler and transformer(s)
+REQUIRED_BY_CLASS = {"HunyuanVideoPipeline": ("tokenizer_2", "text_encoder_2")}  # Llama + CLIP (pooled)
 
 
 class PipelineError(ValueError):
@@ -141,7 +144,7 @@ def needed_components(index: dict, path: Path | None = None) -> list[str]:
     checked against what the pipeline class requires (:class:`PipelineError` when one is missing)."""
     present = present_components(index)
     name = index.get("_class_name")
-    required = ["tokenizer", "text_encoder", "vae", "scheduler"]
+    required = ["tokenizer", "text_encoder", "vae", "scheduler", *REQUIRED_BY_CLASS.get(name, ())]
     if "transformer" in present or "transformer_2" not in present:
         required.append("transformer")
     missing = [c for c in required if c not in present]

@@ -71,7 +71,10 @@ def decode_video(pm, latents: Tensor, *, downscale: int = 1, first_frame: Tensor
     if first_frame is not None:
         latents = latents.clone()
         latents[:, :, : first_frame.shape[2]] = first_frame.to(latents)
-    video = vae.decode(denormalize(vae, latents), return_dict=False)[0]
+    if type(pipe).__name__ in ("LTXPipeline", "LTXImageToVideoPipeline"):
+        video = _ltx_decode(pipe, latents)
+    else:
+        video = vae.decode(denormalize(vae, latents), return_dict=False)[0]
     video = pipe.video_processor.postprocess_video(video, output_type="np")  # (B, F, H, W, 3) in [0, 1]
     video = np.asarray(video, dtype=np.float32)
     if downscale > 1:
@@ -79,6 +82,28 @@ def decode_video(pm, latents: Tensor, *, downscale: int = 1, first_frame: Tensor
         t = F.avg_pool2d(t, downscale)
         video = t.unflatten(0, video.shape[:2]).permute(0, 1, 3, 4, 2).numpy()
     return to_uint8(video)
+
+
+def _ltx_decode(pipe, latents: Tensor) -> Tensor:
+    """The end of ``LTXPipeline.__call__``: ``_denormalize_latents`` (the VAE's ``latents_mean`` / ``latents_std``
+    buffers and ``scaling_factor``) and, for a timestep-conditioned decoder, ``__call__``'s default
+    ``decode_timestep`` with its noise scale (default: the same value; 0.0 adds no noise, so none is drawn)."""
+    import inspect
+
+    vae = pipe.vae
+    dev = next(vae.parameters()).device
+    latents = pipe._denormalize_latents(latents.to(dev, torch.float32), vae.latents_mean, vae.latents_std,
+                                        vae.config.scaling_factor)  # fmt: skip
+    timestep = None
+    if vae.config.timestep_conditioning:
+        params = inspect.signature(type(pipe).__call__).parameters
+        dt, scale = params["decode_timestep"].default, params["decode_noise_scale"].default
+        scale = dt if scale is None else scale
+        if scale != 0.0:
+            raise PipelineError(f"{type(pipe).__name__}'s default decode_noise_scale is {scale}: decoding would draw "
+                                "noise from the generator, which interp does not replay; supported: 0.0")  # fmt: skip
+        timestep = torch.tensor([dt] * latents.shape[0], device=dev, dtype=latents.dtype)
+    return vae.decode(latents.to(vae.dtype), timestep, return_dict=False)[0]
 
 
 def to_uint8(video: np.ndarray) -> np.ndarray:

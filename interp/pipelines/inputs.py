@@ -1,8 +1,11 @@
 """Prompts and images -> :class:`~interp.trajectory.TrajectoryInputs`, through the pipeline's own methods.
 
 For the Wan family (``WanPipeline``: text-to-video; ``WanImageToVideoPipeline``: Wan2.1 I2V with CLIP image
-embeddings, Wan2.2 A14B's two experts, Wan2.2 TI2V-5B's ``expand_timesteps``), :func:`encode_inputs` does what the
-pipeline's ``__call__`` does before its loop, with the same knobs and names (``num_frames``, ``height`` and
+embeddings, Wan2.2 A14B's two experts, Wan2.2 TI2V-5B's ``expand_timesteps``), CogVideoX (``CogVideoXPipeline``,
+``CogVideoXImageToVideoPipeline``: :func:`_cogvideox_inputs`), LTX-Video (``LTXPipeline``,
+``LTXImageToVideoPipeline``: :func:`_ltx_inputs`) and ``HunyuanVideoPipeline`` (:func:`_hunyuan_inputs`),
+:func:`encode_inputs` does what the pipeline's ``__call__`` does before its loop, with the same knobs and
+names (``num_frames``, ``height`` and
 ``width`` in pixels, ``guidance_scale``, ``negative_prompt``, ``max_sequence_length``):
 
 - ``num_frames`` rounded to ``4k + 1`` and ``height`` / ``width`` to the patchification multiple, with the
@@ -46,6 +49,10 @@ class PipelineInputs:
     height: int = 0
     width: int = 0
     images: np.ndarray | None = None  # (B, H, W, 3) uint8: the images as the pipeline saw them (preprocessed)
+    # the scale of the loop's classifier-free guidance (cond / uncond forwards): ``guidance_scale``, except for
+    # HunyuanVideo, whose ``guidance_scale`` is embedded in the model and whose CFG is ``true_cfg_scale``
+    # (None: as given)
+    loop_guidance: float | None = None
 
 
 def load_image(img) -> Image.Image:
@@ -70,15 +77,16 @@ def image_digest(img: Image.Image) -> str:
 
 def pipeline_sizes(pipe, num_frames: int, height: int, width: int) -> tuple[int, int, int]:
     """``__call__``'s own rounding of (num_frames, height, width), with its warnings."""
-    tf = pipe.vae_scale_factor_temporal
+    tf, sf = vae_ratios(pipe)
     if num_frames % tf != 1:
         warnings.warn(f"num_frames - 1 has to be divisible by {tf}: {num_frames} -> "
                       f"{num_frames // tf * tf + 1} (as the pipeline rounds it)", stacklevel=4)  # fmt: skip
         num_frames = num_frames // tf * tf + 1
     num_frames = max(num_frames, 1)
-    t = pipe.transformer if pipe.transformer is not None else pipe.transformer_2
-    sf = pipe.vae_scale_factor_spatial
-    hm, wm = sf * t.config.patch_size[1], sf * t.config.patch_size[2]
+    t = pipe.transformer if getattr(pipe, "transformer", None) is not None else pipe.transformer_2
+    ps = t.config.patch_size
+    ph, pw = (ps, ps) if isinstance(ps, int) else (ps[1], ps[2])  # CogVideoX: one int; Wan: (t, h, w)
+    hm, wm = sf * ph, sf * pw
     h, w = height // hm * hm, width // wm * wm
     if (h, w) != (height, width):
         warnings.warn(f"height and width must be multiples of ({hm}, {wm}): ({height}, {width}) -> ({h}, {w}) "
@@ -95,19 +103,40 @@ def check_inputs(pm: PipelineModel, prompts: list[str] | None, images: list | No
                             f"{', '.join(SUPPORTED_PIPELINES)}")  # fmt: skip
     if not prompts:
         raise PipelineError("no prompt given: pass at least one (--prompt P)")
-    i2v = pm.pipeline_class == "WanImageToVideoPipeline"
+    i2v = pm.pipeline_class in I2V_PIPELINES
     if i2v and not images:
         raise PipelineError(f"{pm.pipeline_class} is image-to-video: give one image per prompt (--image IMG); "
                             f"got {len(prompts)} prompt(s) and no image")  # fmt: skip
     if not i2v and images:
         raise PipelineError(f"{pm.pipeline_class} is text-to-video and takes no image; image-to-video pipelines: "
-                            "WanImageToVideoPipeline")  # fmt: skip
+                            f"{', '.join(I2V_PIPELINES)}")  # fmt: skip
     if images and len(images) != len(prompts):
         raise PipelineError(f"got {len(prompts)} prompt(s) and {len(images)} image(s): give one prompt per image")
     t = pm.transformers.get("transformer")
-    if i2v and t is not None and t.config.image_dim is not None and pm.components.get("image_encoder") is None:
+    if i2v and t is not None and t.config.get("image_dim") is not None and pm.components.get("image_encoder") is None:
         raise PipelineError("the transformer takes CLIP image embeddings (image_dim set) but the pipeline has no "
                             "image_encoder / image_processor")  # fmt: skip
+
+
+I2V_PIPELINES = ("WanImageToVideoPipeline", "CogVideoXImageToVideoPipeline", "LTXImageToVideoPipeline")
+COGVIDEOX_PIPELINES = ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline")
+LTX_PIPELINES = ("LTXPipeline", "LTXImageToVideoPipeline")
+
+
+def vae_ratios(pipe) -> tuple[int, int]:
+    """(temporal, spatial) VAE compression as the pipeline names it (Wan / CogVideoX: ``vae_scale_factor_*``; LTX:
+    ``vae_*_compression_ratio``)."""
+    if hasattr(pipe, "vae_temporal_compression_ratio"):
+        return pipe.vae_temporal_compression_ratio, pipe.vae_spatial_compression_ratio
+    return pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial
+
+
+def call_default(pipe, name: str):
+    """The default of ``name`` in the pipeline's own ``__call__`` (e.g. ``max_sequence_length``: Wan 512, CogVideoX
+    226)."""
+    import inspect
+
+    return inspect.signature(type(pipe).__call__).parameters[name].default
 
 
 def encode_prompts(pipe, prompts: list[str], device, max_sequence_length: int) -> torch.Tensor:
@@ -131,11 +160,27 @@ def encode_inputs(
     width: int = 832,
     guidance_scale: float = 5.0,
     seed: int = 0,
-    max_sequence_length: int = 512,
+    max_sequence_length: int | None = None,
+    true_cfg_scale: float | None = None,
 ) -> PipelineInputs:
-    """Prompts (and images) -> the loop's inputs, exactly as the pipeline's ``__call__`` prepares them."""
+    """Prompts (and images) -> the loop's inputs, exactly as the pipeline's ``__call__`` prepares them
+    (``max_sequence_length=None``: the pipeline's own default)."""
     check_inputs(pm, prompts, images)
     pipe = pm.pipeline
+    if max_sequence_length is None:
+        max_sequence_length = call_default(pipe, "max_sequence_length")
+    if pm.pipeline_class == "HunyuanVideoPipeline":
+        return _hunyuan_inputs(pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed,
+                               max_sequence_length, true_cfg_scale)  # fmt: skip
+    if true_cfg_scale is not None:
+        raise PipelineError(f"true_cfg_scale is HunyuanVideoPipeline's; {pm.pipeline_class}'s classifier-free guidance "
+                            "is guidance_scale (--guidance)")  # fmt: skip
+    if pm.pipeline_class in LTX_PIPELINES:
+        return _ltx_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed,
+                           max_sequence_length)  # fmt: skip
+    if pm.pipeline_class in COGVIDEOX_PIPELINES:
+        return _cogvideox_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed,
+                                 max_sequence_length)  # fmt: skip
     num_frames, height, width = pipeline_sizes(pipe, num_frames, height, width)
     t0 = pm.transformer
     device = next(t0.parameters()).device
@@ -189,3 +234,184 @@ def encode_inputs(
     pm.release_encoders()
     return PipelineInputs(ti, list(prompts), negative_prompt, digests, num_frames, height, width,
                           np.stack(shown) if shown else None)  # fmt: skip
+
+
+def _check_sizes(pil: list, width: int, height: int) -> None:
+    for k, img in enumerate(pil):
+        if img.size != (width, height):
+            warnings.warn(f"image {k} is {img.size[0]}x{img.size[1]} pixels, not {width}x{height}: resized as the "
+                          "pipeline resizes it (video_processor.preprocess)", stacklevel=4)  # fmt: skip
+
+
+def _cogvideox_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed,
+                      max_sequence_length) -> PipelineInputs:
+    """``CogVideoXPipeline`` / ``CogVideoXImageToVideoPipeline``: T5 prompts by ``encode_prompt``; latents (and the
+    I2V image latents, padded with zero frames) by ``prepare_latents`` in the pipeline's (B, F, C, H, W) layout, moved
+    to (B, C, F, H, W); the I2V image latents are the channel condition (``cat([x, image_latents], dim=2)`` in the
+    pipeline's layout); ``ofs`` (CogVideoX 1.5 I2V) as the pipeline sets it; the rotary embeddings are the adapter's
+    copy of ``_prepare_rotary_positional_embeddings``. Each sample's generator is kept: ``CogVideoXDPMScheduler``'s
+    step draws noise from it, as ``__call__`` passes its generator to ``scheduler.step``."""
+    pipe = pm.pipeline
+    t = pm.transformer
+    if t.config.patch_size_t is not None:
+        raise PipelineError(f"{pm.pipeline_class} with patch_size_t={t.config.patch_size_t} (CogVideoX 1.5: padded "
+                            "latent frames) is not supported yet; supported: CogVideoX 1.0 "
+                            "(patch_size_t null)")  # fmt: skip
+    num_frames, height, width = pipeline_sizes(pipe, num_frames, height, width)
+    device = next(t.parameters()).device
+    b = len(prompts)
+    emb = encode_prompts(pipe, prompts, device, max_sequence_length)
+    neg = None
+    if guidance_scale > 1.0:
+        neg = encode_prompts(pipe, [negative_prompt or ""] * b, device, max_sequence_length)
+    extras: dict[str, torch.Tensor] = {}
+    if t.config.get("ofs_embed_dim") is not None:
+        extras["ofs"] = torch.full((1,), 2.0, device=device)
+    pil = [load_image(i) for i in images] if images else []
+    digests = [image_digest(i) for i in pil]
+    _check_sizes(pil, width, height)
+    gens = [torch.Generator().manual_seed(seed + i) for i in range(b)]
+    noise, conds, shown = [], [], []
+    for i in range(b):
+        if pil:
+            x = pipe.video_processor.preprocess(pil[i], height=height, width=width).to(device, dtype=torch.float32)
+            shown.append(((x[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8))
+            lat, img_lat = pipe.prepare_latents(x, 1, t.config.in_channels // 2, num_frames, height, width,
+                                                torch.float32, device, gens[i], None)  # fmt: skip
+            conds.append(img_lat.permute(0, 2, 1, 3, 4))
+        else:
+            lat = pipe.prepare_latents(1, t.config.in_channels, num_frames, height, width, torch.float32, device,
+                                       gens[i], None)  # fmt: skip
+        noise.append(lat.permute(0, 2, 1, 3, 4))  # (B, F, C, H, W) -> (B, C, F, H, W)
+    latents = torch.cat(noise).contiguous()
+    ti = TrajectoryInputs(
+        TextConditioning(emb, dict(extras)), tuple(latents.shape),
+        negative=TextConditioning(neg, dict(extras)) if neg is not None else None,
+        condition=torch.cat(conds).contiguous() if conds else None, latents=latents, generators=gens,
+        step_layout=(0, 2, 1, 3, 4),
+    )  # fmt: skip
+    pm.release_encoders()
+    return PipelineInputs(ti, list(prompts), negative_prompt, digests, num_frames, height, width,
+                          np.stack(shown) if shown else None)  # fmt: skip
+
+
+def ltx_sigmas(steps: int) -> np.ndarray:
+    """The sigmas ``LTXPipeline.__call__`` passes to ``set_timesteps``: ``np.linspace(1.0, 1 / steps, steps)``."""
+    return np.linspace(1.0, 1 / steps, steps)
+
+
+def _ltx_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed,
+                max_sequence_length) -> PipelineInputs:
+    """``LTXPipeline`` / ``LTXImageToVideoPipeline``: T5 prompts and their attention masks by ``encode_prompt``; the
+    packed latents of ``prepare_latents`` unpacked to (B, C, F, H, W) (``_unpack_latents``); ``set_timesteps`` gets the
+    pipeline's ``sigmas = linspace(1, 1/N, N)`` and ``mu = calculate_shift(F * H * W latent tokens, base_image_seq_len,
+    max_image_seq_len, base_shift, max_shift)`` from the scheduler config; ``rope_interpolation_scale`` =
+    (temporal ratio / frame_rate, spatial, spatial) with ``__call__``'s default ``frame_rate``. I2V: the first latent
+    frame is the image latent (``first_frame``, kept through every step as the pipeline keeps it) and its tokens get
+    timestep 0 (``t * (1 - conditioning_mask)``: ``timestep_mask``)."""
+    from diffusers.pipelines.ltx.pipeline_ltx import calculate_shift
+
+    pipe = pm.pipeline
+    t = pm.transformer
+    num_frames, height, width = pipeline_sizes(pipe, num_frames, height, width)
+    tr, sr = vae_ratios(pipe)
+    device = next(t.parameters()).device
+    b = len(prompts)
+
+    def encode(texts):
+        cache = {}
+        for p in dict.fromkeys(texts):
+            emb, mask, _, _ = pipe.encode_prompt(p, do_classifier_free_guidance=False,
+                                                 max_sequence_length=max_sequence_length, device=device)  # fmt: skip
+            cache[p] = (emb, mask)
+        return torch.cat([cache[p][0] for p in texts]), torch.cat([cache[p][1] for p in texts])
+
+    rope = (tr / call_default(pipe, "frame_rate"), sr, sr)
+    emb, mask = encode(prompts)
+    text = TextConditioning(emb, {"encoder_attention_mask": mask, "rope_interpolation_scale": rope})
+    negative = None
+    if guidance_scale > 1.0:
+        nemb, nmask = encode([negative_prompt or ""] * b)
+        negative = TextConditioning(nemb, {"encoder_attention_mask": nmask, "rope_interpolation_scale": rope})
+    pil = [load_image(i) for i in images] if images else []
+    digests = [image_digest(i) for i in pil]
+    _check_sizes(pil, width, height)
+    lf, lh, lw = (num_frames - 1) // tr + 1, height // sr, width // sr
+    ps, pt = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
+    c = t.config.in_channels
+    noise, shown = [], []
+    for i in range(b):
+        gen = torch.Generator().manual_seed(seed + i)
+        if pil:
+            x = pipe.video_processor.preprocess(pil[i], height=height, width=width).to(device, dtype=torch.float32)
+            shown.append(((x[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8))
+            packed, _ = pipe.prepare_latents(x, 1, c, height, width, num_frames, torch.float32, device, gen, None)
+        else:
+            packed = pipe.prepare_latents(1, c, height, width, num_frames, torch.float32, device, gen, None)
+        noise.append(pipe._unpack_latents(packed, lf, lh, lw, ps, pt))
+    latents = torch.cat(noise)
+    first, tmask = None, None
+    if pil:
+        first = latents[:, :, :1].clone()
+        tmask = torch.ones((1, 1, *latents.shape[2:]), dtype=torch.float32, device=device)
+        tmask[:, :, 0] = 0.0
+    cfg = pipe.scheduler.config
+    mu = calculate_shift(lf * lh * lw, cfg.get("base_image_seq_len", 256), cfg.get("max_image_seq_len", 4096),
+                         cfg.get("base_shift", 0.5), cfg.get("max_shift", 1.15))  # fmt: skip
+    ti = TrajectoryInputs(text, tuple(latents.shape), negative=negative, latents=latents, first_frame=first,
+                          timestep_mask=tmask, timestep_kwargs={"sigmas": ltx_sigmas, "mu": mu})  # fmt: skip
+    pm.release_encoders()
+    return PipelineInputs(ti, list(prompts), negative_prompt, digests, num_frames, height, width,
+                          np.stack(shown) if shown else None)  # fmt: skip
+
+
+def hunyuan_sigmas(steps: int) -> np.ndarray:
+    """The sigmas ``HunyuanVideoPipeline.__call__`` passes to ``set_timesteps``: ``linspace(1, 0, steps + 1)[:-1]``."""
+    return np.linspace(1.0, 0.0, steps + 1)[:-1]
+
+
+def _hunyuan_inputs(pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed,
+                    max_sequence_length, true_cfg_scale) -> PipelineInputs:
+    """``HunyuanVideoPipeline``: ``encode_prompt`` with ``__call__``'s default ``prompt_template`` (Llama hidden
+    states, cropped, and their mask; CLIP's pooled output as ``pooled_projections``); ``guidance_scale`` is the
+    *embedded* guidance (``guidance = guidance_scale * 1000`` to every forward; no unconditional forward);
+    classifier-free guidance is ``true_cfg_scale`` and, as in ``__call__``, runs only with a negative prompt;
+    ``set_timesteps`` gets ``sigmas = linspace(1, 0, N + 1)[:-1]``."""
+    pipe = pm.pipeline
+    t = pm.transformer
+    num_frames, height, width = pipeline_sizes(pipe, num_frames, height, width)
+    device = next(t.parameters()).device
+    dtype = t.dtype
+    b = len(prompts)
+    template = call_default(pipe, "prompt_template")
+    true_cfg = 1.0 if true_cfg_scale is None else float(true_cfg_scale)
+    do_true_cfg = true_cfg > 1.0 and negative_prompt is not None
+    if true_cfg > 1.0 and negative_prompt is None:
+        warnings.warn(f"true_cfg_scale {true_cfg} without a negative prompt: no classifier-free guidance runs (as "
+                      "HunyuanVideoPipeline does); give --negative-prompt to run it", stacklevel=3)  # fmt: skip
+
+    def encode(texts):
+        cache = {}
+        for p in dict.fromkeys(texts):
+            emb, pooled, mask = pipe.encode_prompt(prompt=p, prompt_template=template, device=device,
+                                                   max_sequence_length=max_sequence_length)  # fmt: skip
+            cache[p] = (emb.to(dtype), pooled.to(dtype), mask.to(dtype))
+        return [torch.cat([cache[p][k] for p in texts]) for k in range(3)]
+
+    def conditioning(texts) -> TextConditioning:
+        emb, pooled, mask = encode(texts)
+        extras = {"encoder_attention_mask": mask, "pooled_projections": pooled}
+        if t.config.guidance_embeds:
+            extras["guidance"] = torch.tensor([guidance_scale] * b, dtype=dtype, device=device) * 1000.0
+        return TextConditioning(emb, extras)
+
+    text = conditioning(prompts)
+    negative = conditioning([negative_prompt] * b) if do_true_cfg else None
+    noise = [pipe.prepare_latents(1, t.config.in_channels, height, width, num_frames, torch.float32, device,
+                                  torch.Generator().manual_seed(seed + i), None) for i in range(b)]  # fmt: skip
+    latents = torch.cat(noise)
+    ti = TrajectoryInputs(text, tuple(latents.shape), negative=negative, latents=latents,
+                          timestep_kwargs={"sigmas": hunyuan_sigmas})  # fmt: skip
+    pm.release_encoders()
+    return PipelineInputs(ti, list(prompts), negative_prompt, [], num_frames, height, width, None,
+                          loop_guidance=true_cfg if do_true_cfg else 1.0)  # fmt: skip

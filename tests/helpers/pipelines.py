@@ -93,6 +93,8 @@ def build(kind: str, root: Path, seed: int = 0) -> Path:
     elif kind == "ti2v":
         pipe = WanImageToVideoPipeline(**common, vae=vae(ti2v=True), scheduler=unipc(),
                                        transformer=transformer(48, 48), expand_timesteps=True)  # fmt: skip
+    elif kind in FAMILY_BUILDERS:
+        pipe = FAMILY_BUILDERS[kind](kind)
     else:
         raise ValueError(kind)
     out = Path(root) / kind
@@ -107,3 +109,133 @@ def image(path: Path | None = None, size: tuple[int, int] = (32, 32), seed: int 
     if path is not None:
         img.save(path)
     return img
+
+
+# --- CogVideoX (T2V, I2V): T5 text encoder, CogVideoX VAE, v-prediction DDIM / DPM schedulers -------------------
+
+COG_SCHEDULER = dict(prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing",
+                     beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                     set_alpha_to_one=True, snr_shift_scale=3.0)  # as CogVideoX-5b's scheduler_config.json
+COG_SIZE = dict(num_frames=9, height=32, width=32)  # latent 3 x 4 x 4, 2 x 2 tokens per frame (patch 2)
+
+
+def t5_encoder(vocab_size: int):
+    from transformers import T5Config, T5EncoderModel
+
+    cfg = T5Config(vocab_size=vocab_size, d_model=TEXT_DIM, d_kv=8, d_ff=32, num_layers=1, num_heads=4,
+                   relative_attention_num_buckets=8, relative_attention_max_distance=16, dropout_rate=0.0,
+                   feed_forward_proj="relu", pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)  # fmt: skip
+    return T5EncoderModel(cfg).eval()
+
+
+def cog_pipeline(kind: str):
+    """kind: ``cog-t2v`` / ``cog-i2v``, ``-dpm`` for CogVideoXDPMScheduler (else CogVideoXDDIMScheduler)."""
+    from diffusers import (
+        AutoencoderKLCogVideoX,
+        CogVideoXDDIMScheduler,
+        CogVideoXDPMScheduler,
+        CogVideoXImageToVideoPipeline,
+        CogVideoXPipeline,
+        CogVideoXTransformer3DModel,
+    )
+
+    i2v = kind.startswith("cog-i2v")
+    tok = tokenizer()
+    vae_ = AutoencoderKLCogVideoX(in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4,
+                                  up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8),
+                                  latent_channels=4, layers_per_block=1, norm_num_groups=2,
+                                  temporal_compression_ratio=4)  # fmt: skip
+    t = CogVideoXTransformer3DModel(num_attention_heads=2, attention_head_dim=16, in_channels=8 if i2v else 4,
+                                    out_channels=4, time_embed_dim=8, text_embed_dim=TEXT_DIM, num_layers=2,
+                                    sample_width=4, sample_height=4, sample_frames=9, patch_size=2,
+                                    temporal_compression_ratio=4, max_text_seq_length=16,
+                                    use_rotary_positional_embeddings=True)  # fmt: skip
+    sched = (CogVideoXDPMScheduler if kind.endswith("-dpm") else CogVideoXDDIMScheduler)(**COG_SCHEDULER)
+    cls = CogVideoXImageToVideoPipeline if i2v else CogVideoXPipeline
+    return cls(tokenizer=tok, text_encoder=t5_encoder(len(tok)), vae=vae_, transformer=t, scheduler=sched)
+
+
+FAMILY_BUILDERS = {k: cog_pipeline for k in ("cog-t2v", "cog-i2v", "cog-t2v-dpm", "cog-i2v-dpm")}
+
+
+# --- LTX-Video (T2V, I2V): T5 text encoder, LTX VAE (timestep-conditioned decoder), dynamic-shift flow matching ------
+
+LTX_SCHEDULER = dict(use_dynamic_shifting=True, base_image_seq_len=1024, max_image_seq_len=4096, base_shift=0.95,
+                     max_shift=2.05, shift=1.0, shift_terminal=0.1, time_shift_type="exponential")  # LTX-Video 0.9.x
+LTX_SIZE = dict(num_frames=9, height=32, width=32)  # latent 3 x 8 x 8 (spatial and temporal ratio 4)
+
+
+def ltx_pipeline(kind: str):
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        LTXImageToVideoPipeline,
+        LTXPipeline,
+        LTXVideoTransformer3DModel,
+    )
+
+    tok = tokenizer()
+    vae_ = AutoencoderKLLTXVideo(in_channels=3, out_channels=3, latent_channels=8, block_out_channels=(8, 8, 8, 8),
+                                 decoder_block_out_channels=(8, 8, 8, 8), layers_per_block=(1, 1, 1, 1, 1),
+                                 decoder_layers_per_block=(1, 1, 1, 1, 1),
+                                 spatio_temporal_scaling=(True, True, False, False),
+                                 decoder_spatio_temporal_scaling=(True, True, False, False),
+                                 decoder_inject_noise=(False, False, False, False, False),
+                                 upsample_residual=(False, False, False, False), upsample_factor=(1, 1, 1, 1),
+                                 timestep_conditioning=True, patch_size=1, patch_size_t=1, encoder_causal=True,
+                                 decoder_causal=False)  # fmt: skip
+    vae_.use_framewise_encoding = False
+    g = torch.Generator().manual_seed(5)  # non-trivial statistics, so that a wrong de-normalization shows
+    vae_.latents_mean.copy_(torch.randn(8, generator=g) * 0.3)
+    vae_.latents_std.copy_(torch.rand(8, generator=g) + 0.5)
+    vae_.use_framewise_decoding = False
+    t = LTXVideoTransformer3DModel(in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=2,
+                                   attention_head_dim=8, cross_attention_dim=16, num_layers=2,
+                                   caption_channels=TEXT_DIM)  # fmt: skip
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    cls = LTXImageToVideoPipeline if kind == "ltx-i2v" else LTXPipeline
+    return cls(tokenizer=tok, text_encoder=t5_encoder(len(tok)), vae=vae_, transformer=t,
+               scheduler=FlowMatchEulerDiscreteScheduler(**LTX_SCHEDULER))  # fmt: skip
+
+
+FAMILY_BUILDERS.update({k: ltx_pipeline for k in ("ltx-t2v", "ltx-i2v")})
+
+
+# --- HunyuanVideo (T2V): a Llama text encoder (hidden states, default prompt template) and CLIP (pooled), guidance
+# embedding, flow matching with shift 7 ------------------------------------------------------------------------------
+
+HUNYUAN_SIZE = dict(num_frames=9, height=16, width=16)  # latent 3 x 2 x 2
+
+
+def hunyuan_pipeline(kind: str):
+    from diffusers import (
+        AutoencoderKLHunyuanVideo,
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanVideoPipeline,
+        HunyuanVideoTransformer3DModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
+
+    tok, tok2 = tokenizer(), tokenizer()
+    llama = LlamaModel(LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=3,
+                                   num_attention_heads=2, num_key_value_heads=2, head_dim=8,
+                                   max_position_embeddings=512, pad_token_id=0, bos_token_id=1,
+                                   eos_token_id=1)).eval()  # fmt: skip
+    clip = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok2), hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                                        num_attention_heads=2, max_position_embeddings=77, projection_dim=8,
+                                        pad_token_id=0, bos_token_id=1, eos_token_id=1)).eval()  # fmt: skip
+    vae_ = AutoencoderKLHunyuanVideo(in_channels=3, out_channels=3, latent_channels=4,
+                                     down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+                                     up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8),
+                                     layers_per_block=1, act_fn="silu", norm_num_groups=4, scaling_factor=0.476986,
+                                     spatial_compression_ratio=8, temporal_compression_ratio=4,
+                                     mid_block_add_attention=True)  # fmt: skip
+    t = HunyuanVideoTransformer3DModel(in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=10,
+                                       num_layers=1, num_single_layers=1, num_refiner_layers=1, patch_size=1,
+                                       patch_size_t=1, guidance_embeds=True, text_embed_dim=16,
+                                       pooled_projection_dim=8, rope_axes_dim=(2, 4, 4))  # fmt: skip
+    return HunyuanVideoPipeline(tokenizer=tok, text_encoder=llama, tokenizer_2=tok2, text_encoder_2=clip,
+                                transformer=t, vae=vae_, scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0))
+
+
+FAMILY_BUILDERS["hunyuan"] = hunyuan_pipeline

@@ -2,8 +2,10 @@
 
 Tiny random pipelines from the real component classes (tests/helpers/pipelines.py, nothing downloaded): Wan2.1 T2V
 (WanPipeline), Wan2.1 I2V with a CLIP image encoder, Wan2.2 A14B's two experts (boundary_ratio) and Wan2.2 TI2V
-(expand_timesteps: first-frame tokens at timestep 0). ``interp capture PIPE --prompt P [--image IMG]`` must end on
-exactly the video of the pipeline's own ``__call__(..., generator=torch.Generator().manual_seed(S))``.
+(expand_timesteps: first-frame tokens at timestep 0); CogVideoX T2V / I2V with its DDIM and DPM schedulers; LTX-Video
+T2V / I2V; HunyuanVideo (Llama + CLIP, embedded guidance, true CFG). ``interp capture PIPE --prompt P [--image
+IMG]`` must end on exactly the video of the pipeline's own
+``__call__(..., generator=torch.Generator().manual_seed(S))``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DiffusionPipeline
-from helpers.pipelines import build, image
+from helpers.pipelines import COG_SIZE, HUNYUAN_SIZE, LTX_SIZE, build, image
 from typer.testing import CliRunner
 
 from interp.apps.capture import CaptureConfig, capture
@@ -173,8 +175,8 @@ def test_bad_inputs_one_clear_error_nothing_written(pipes, tmp_path):
     assert "image-to-video" in msg and "--image" in msg
     msg = _capture_fails([str(pipes["t2v"]), "--prompt", "a ball", "--image", img], out)
     assert "text-to-video" in msg
-    msg = _capture_fails([str(_broken(pipes, tmp_path, "t2v", _class_name="LTXPipeline")), "--prompt", "a"], out)
-    assert "LTXPipeline is not supported" in msg and "WanPipeline, WanImageToVideoPipeline" in msg
+    msg = _capture_fails([str(_broken(pipes, tmp_path, "t2v", _class_name="MochiPipeline")), "--prompt", "a"], out)
+    assert "MochiPipeline is not supported" in msg and "WanPipeline, WanImageToVideoPipeline" in msg
     msg = _capture_fails([str(_broken(pipes, tmp_path, "i2v", _class_name="MyCustomPipeline")), "--prompt", "a"], out)
     assert "not a diffusers pipeline class" in msg
     remote = _broken(pipes, tmp_path, "i2v", image_encoder=["my_package", "Encoder"])
@@ -212,10 +214,227 @@ def test_schedulers_family_default_or_one_clear_error(tmp_path):
     assert m.scheduler.config.prediction_type == "v_prediction"
     assert type(load_model("tiny-wan").scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
     a = ADAPTERS["cogvideox"]
-    dpm = LoadedModel("c", a, {"transformer": m.transformer}, CogVideoXDPMScheduler())
-    with pytest.raises(ValueError, match="CogVideoXDPMScheduler.step needs old_pred_original_sample"):
-        schedule(dpm, SamplerConfig(steps=2))
+    dpm = LoadedModel("c", a, {"transformer": m.transformer}, CogVideoXDPMScheduler(prediction_type="v_prediction"))
+    assert len(schedule(dpm, SamplerConfig(steps=2))[0]) == 2  # the loop keeps its state (old x0, timestep_back)
+    from interp.trajectory import TrajectoryInputs, run_trajectory
+
+    text = a.random_text(m.transformer, 1, torch.Generator().manual_seed(0))
+    shape = (1, 4, 2, 8, 8)
+    with pytest.raises(ValueError, match="cannot resume CogVideoXDPMScheduler mid-run"):
+        run_trajectory(dpm, TrajectoryInputs(text, shape), SamplerConfig(steps=3), start=(1, torch.zeros(shape)))
     dyn = LoadedModel("l", ADAPTERS["ltx"], {"transformer": ADAPTERS["ltx"].tiny(0)},
                       FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True))  # fmt: skip
     with pytest.raises(ValueError, match="use_dynamic_shifting=True: set_timesteps needs mu"):
         schedule(dyn, SamplerConfig(steps=2))
+
+
+COG_KINDS = ("cog-t2v", "cog-t2v-dpm", "cog-i2v", "cog-i2v-dpm")
+
+
+@pytest.fixture(scope="module")
+def cog_pipes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cog")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dirs = {k: build(k, root) for k in COG_KINDS}
+    image(root / "img.png", (32, 32), seed=1)
+    dirs["img"] = root / "img.png"
+    return dirs
+
+
+def cog_reference(path, prompt, seed, guidance, steps, img=None):
+    """CogVideoX's own __call__ (default max_sequence_length 226): (uint8 video, final latents as (B, C, F, H, W))."""
+    pipe = DiffusionPipeline.from_pretrained(path)
+    got = {}
+
+    def grab(p, i, t, kw):
+        got["latents"] = kw["latents"]
+        return {}
+
+    extra = {} if img is None else {"image": img}
+    frames = pipe(prompt=prompt, **extra, **COG_SIZE, num_inference_steps=steps, guidance_scale=guidance,
+                  generator=torch.Generator().manual_seed(seed), callback_on_step_end=grab, output_type="np").frames
+    video = np.round(np.asarray(frames) * 255).clip(0, 255).astype(np.uint8)
+    return video, got["latents"].permute(0, 2, 1, 3, 4)  # the pipeline's (B, F, C, H, W) -> (B, C, F, H, W)
+
+
+@pytest.mark.parametrize("guidance", [1.0, 4.0], ids=["no-cfg", "cfg"])
+@pytest.mark.parametrize("kind", COG_KINDS)
+def test_cogvideox_capture_equals_pipeline_call(cog_pipes, tmp_path, kind, guidance):
+    """CogVideoXPipeline / CogVideoXImageToVideoPipeline with CogVideoXDDIMScheduler and CogVideoXDPMScheduler
+    (v-prediction; DPM's stochastic step draws from the pipeline's generator): without CFG the final latent and the
+    uint8 video are bit-exact. With CFG the pipeline runs [uncond, cond] as one batch-2 forward and interp as two
+    batch-1 forwards (branches are separate sites): float32 rounding differs (measured: <= 2.8e-6 on latents of
+    magnitude ~2.7 after 3 steps, video within one uint8 level)."""
+    out = tmp_path / "run.h5"
+    args = ["capture", str(cog_pipes[kind]), "--prompt", "a red ball moves left", "--steps", "3", "--guidance",
+            str(guidance), "--seed", "7", "--frames", "9", "--height", "32", "--width", "32", "--out", str(out),
+            "--sites", "blocks.1.hook_resid_post"]  # fmt: skip
+    img = None
+    if "i2v" in kind:
+        args += ["--image", str(cog_pipes["img"])]
+        from PIL import Image
+
+        img = Image.open(cog_pipes["img"]).convert("RGB")
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    ref_video, ref_latents = cog_reference(cog_pipes[kind], "a red ball moves left", 7, guidance, 3, img)
+    with load_cache(out) as c:
+        assert c.video.shape == (1, 9, 32, 32, 3)
+        assert c.sampler["scheduler"] == ("CogVideoXDPMScheduler" if kind.endswith("dpm") else "CogVideoXDDIMScheduler")
+        if guidance == 1.0:
+            assert torch.equal(c.final, ref_latents)
+            assert np.array_equal(c.video, ref_video)
+        else:
+            torch.testing.assert_close(c.final, ref_latents, atol=1e-5, rtol=0)
+            assert np.abs(c.video.astype(int) - ref_video).max() <= 1
+        assert len(c.branches) == (2 if guidance > 1 else 1)
+
+
+def test_cogvideox_x0_is_v_prediction(cog_pipes):
+    """The loop's x0 is the scheduler's own pred_original_sample (v-prediction), not flow matching's x - sigma v."""
+    from diffusers import CogVideoXDPMScheduler
+
+    from interp.trajectory import SamplerConfig, run_trajectory
+
+    pm = load_pipeline(cog_pipes["cog-t2v-dpm"])
+    pi = encode_inputs(pm, ["a ball"], guidance_scale=1.0, seed=0, **COG_SIZE)
+    traj = run_trajectory(pm, pi.trajectory, SamplerConfig(steps=3))
+    sched = CogVideoXDPMScheduler.from_config(pm.scheduler.config)
+    sched.set_timesteps(3)
+    r = traj.records[1]
+    perm = (0, 2, 1, 3, 4)
+    _, x0 = sched.step(r.v.permute(perm), traj.records[0].x0.permute(perm), sched.timesteps[1], sched.timesteps[0],
+                       r.x.permute(perm), generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert torch.equal(r.x0, x0.permute(perm))
+
+
+LTX_KINDS = ("ltx-t2v", "ltx-i2v")
+
+
+@pytest.fixture(scope="module")
+def ltx_pipes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ltx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dirs = {k: build(k, root) for k in LTX_KINDS}
+    image(root / "img.png", (32, 32), seed=1)
+    dirs["img"] = root / "img.png"
+    return dirs
+
+
+@pytest.mark.parametrize("guidance", [1.0, 4.0], ids=["no-cfg", "cfg"])
+@pytest.mark.parametrize("kind", LTX_KINDS)
+def test_ltx_capture_equals_pipeline_call(ltx_pipes, tmp_path, kind, guidance):
+    """LTXPipeline / LTXImageToVideoPipeline: dynamic shift mu and sigmas as __call__ computes them, packed latents,
+    I2V first-frame latents with per-token timesteps (t * (1 - conditioning_mask)), the timestep-conditioned VAE
+    decode with non-trivial latents_mean / latents_std. Without CFG bit-exact; with CFG (one batch-2 forward in the
+    pipeline, two batch-1 forwards here) measured <= 1.1e-6 on latents of magnitude ~4.5, video within one level."""
+    out = tmp_path / "run.h5"
+    args = ["capture", str(ltx_pipes[kind]), "--prompt", "a red ball moves left", "--steps", "3", "--guidance",
+            str(guidance), "--seed", "7", "--frames", "9", "--height", "32", "--width", "32", "--out", str(out),
+            "--sites", "blocks.1.hook_resid_post", "--x0-steps", "all"]  # fmt: skip
+    extra = {}
+    if kind == "ltx-i2v":
+        args += ["--image", str(ltx_pipes["img"])]
+        from PIL import Image
+
+        extra["image"] = Image.open(ltx_pipes["img"]).convert("RGB")
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    pipe = DiffusionPipeline.from_pretrained(ltx_pipes[kind])
+    got = {}
+
+    def grab(p, i, t, kw):
+        got.setdefault("t", []).append(float(t))
+        got["latents"] = kw["latents"]
+        return {}
+
+    frames = pipe(prompt="a red ball moves left", **extra, **LTX_SIZE, num_inference_steps=3, guidance_scale=guidance,
+                  generator=torch.Generator().manual_seed(7), callback_on_step_end=grab, output_type="np").frames
+    ref_video = np.round(np.asarray(frames) * 255).clip(0, 255).astype(np.uint8)
+    ref_latents = pipe._unpack_latents(got["latents"], 3, 8, 8, 1, 1)
+    with load_cache(out) as c:
+        assert c.timesteps.tolist() == got["t"]  # mu and the pipeline's sigmas
+        assert c.video.shape == (1, 9, 32, 32, 3) and c.x0_video.shape == (3, 1, 9, 32, 32, 3)
+        if guidance == 1.0:
+            assert torch.equal(c.final, ref_latents)
+            assert np.array_equal(c.video, ref_video)
+        else:
+            torch.testing.assert_close(c.final, ref_latents, atol=1e-5, rtol=0)
+            assert np.abs(c.video.astype(int) - ref_video).max() <= 1
+        if kind == "ltx-i2v":  # the first latent frame stays the image latent
+            assert torch.equal(c.final[:, :, :1], ref_latents[:, :, :1])
+
+
+def test_ltx_i2v_first_frame_tokens_at_timestep_zero(ltx_pipes):
+    from interp.trajectory import SamplerConfig, run_trajectory
+
+    pm = load_pipeline(ltx_pipes["ltx-i2v"])
+    pi = encode_inputs(pm, ["a ball"], images=[str(ltx_pipes["img"])], guidance_scale=1.0, seed=0, **LTX_SIZE)
+    seen = []
+    h = pm.transformer.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["timestep"].clone()), with_kwargs=True)
+    try:
+        run_trajectory(pm, pi.trajectory, SamplerConfig(steps=2))
+    finally:
+        h.remove()
+    assert seen[0].shape == (1, 3 * 8 * 8)
+    assert (seen[0][:, :64] == 0).all() and (seen[0][:, 64:] == 1000.0).all()
+
+
+def test_ltx_shift_is_mu(ltx_pipes, tmp_path):
+    """Dynamic shifting: --shift is refused (the pipeline computes mu), with one clear error and nothing written."""
+    msg = _capture_fails([str(ltx_pipes["ltx-t2v"]), "--prompt", "a ball", "--shift", "3"], tmp_path / "s.h5")
+    assert "use_dynamic_shifting=True" in msg and "leave --shift unset" in msg
+
+
+@pytest.fixture(scope="module")
+def hunyuan_pipe(tmp_path_factory):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return build("hunyuan", tmp_path_factory.mktemp("hunyuan"))
+
+
+@pytest.mark.parametrize("cfg", [False, True], ids=["no-cfg", "true-cfg"])
+def test_hunyuan_capture_equals_pipeline_call(hunyuan_pipe, tmp_path, cfg):
+    """HunyuanVideoPipeline: a Llama text encoder through __call__'s default prompt template (hidden state -3, cropped,
+    with its mask) and CLIP's pooled output, the embedded guidance (--guidance is its guidance_scale: guidance * 1000
+    to every forward), the pipeline's sigmas; true classifier-free guidance (--set true_cfg_scale with a negative
+    prompt) runs two forwards, as the pipeline does. Bit-exact both ways."""
+    out = tmp_path / "run.h5"
+    args = ["capture", str(hunyuan_pipe), "--prompt", "a red ball moves left", "--steps", "3", "--guidance", "6",
+            "--seed", "7", "--frames", "9", "--height", "16", "--width", "16", "--out", str(out),
+            "--sites", "blocks.0.hook_resid_post"]  # fmt: skip
+    kw = {}
+    if cfg:
+        args += ["--negative-prompt", "a blue square", "--set", "true_cfg_scale=4"]
+        kw = {"negative_prompt": "a blue square", "true_cfg_scale": 4.0}
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    pipe = DiffusionPipeline.from_pretrained(hunyuan_pipe)
+    got = {}
+
+    def grab(p, i, t, k):
+        got["latents"] = k["latents"]
+        return {}
+
+    frames = pipe(prompt="a red ball moves left", **HUNYUAN_SIZE, num_inference_steps=3, guidance_scale=6.0,
+                  generator=torch.Generator().manual_seed(7), callback_on_step_end=grab, output_type="np", **kw).frames
+    ref_video = np.round(np.asarray(frames) * 255).clip(0, 255).astype(np.uint8)
+    with load_cache(out) as c:
+        assert torch.equal(c.final, got["latents"])
+        assert np.array_equal(c.video, ref_video)
+        assert len(c.branches) == (2 if cfg else 1)
+        assert c.sampler["guidance_scale"] == 6.0 and c.sampler["guidance"] == (4.0 if cfg else 1.0)
+
+
+def test_hunyuan_needs_both_text_encoders_and_true_cfg_is_its_own(hunyuan_pipe, pipes, tmp_path):
+    d = tmp_path / "no-clip"
+    shutil.copytree(hunyuan_pipe, d)
+    index = json.loads((d / "model_index.json").read_text())
+    index["text_encoder_2"] = [None, None]
+    (d / "model_index.json").write_text(json.dumps(index))
+    msg = _capture_fails([str(d), "--prompt", "a ball"], tmp_path / "a.h5")
+    assert "lacks 'text_encoder_2'" in msg
+    msg = _capture_fails([str(pipes["t2v"]), "--prompt", "a ball", "--set", "true_cfg_scale=4"], tmp_path / "b.h5")
+    assert "true_cfg_scale is HunyuanVideoPipeline's" in msg
