@@ -88,7 +88,8 @@ def capture_cmd(
     batch: int = typer.Option(None, help="samples per run (default: 1)"),
     dtype: str = typer.Option(None, help="stored activation dtype: float32 | float16 (default: float32)"),
     pool: str = typer.Option(None, help="token pooling: none | mean | frame (default: none)"),
-    guidance: float = typer.Option(None, help="classifier-free guidance scale (>1 adds an uncond branch)"),
+    guidance: float = typer.Option(None, help="classifier-free guidance scale (>1 adds an uncond branch; HunyuanVideo: "
+                                   "the embedded guidance; default with --prompt: the pipeline's own)"),
     shift: float = typer.Option(None, help="flow-matching timestep shift (default: the scheduler's)"),
     frames: int = typer.Option(None, help="with --prompt: the pipeline's num_frames (pixels' frames, default 81); "
                                "random inputs: latent frames"),
@@ -101,7 +102,8 @@ def capture_cmd(
     x0_steps: str = typer.Option(None, "--x0-steps", help="the step lens: decode x0 through the VAE at 'all', "
                                  "'every:K' or '0,5,9' steps (stored as x0_video)"),
     x0_downscale: int = typer.Option(None, "--x0-downscale", help="integer downscale of the decoded x0 frames (default 1)"),
-    max_sequence_length: int = typer.Option(None, help="text tokens (the pipeline's max_sequence_length, default 512)"),
+    max_sequence_length: int = typer.Option(None, help="text tokens (the pipeline's max_sequence_length; default: the pipeline's own)"),
+    true_cfg_scale: float = typer.Option(None, "--true-cfg-scale", help="HunyuanVideo: true classifier-free guidance with --negative-prompt"),
     model_dtype: str = typer.Option(None, help="transformer dtype (float32 | bfloat16 | float16)"),
     text_encoder_offload: str = typer.Option(None, help="after encoding: none (default) | cpu | release the text/image encoders"),
     device: str = typer.Option(None, help="torch device (default: cpu)"),
@@ -128,7 +130,7 @@ def capture_cmd(
         pool=pool, guidance=guidance, shift=shift, frames=frames, height=height, width=width, device=device,
         model_dtype=model_dtype, prompts=prompt or None, negative_prompt=negative_prompt, images=image or None,
         x0_steps=x0_steps, x0_downscale=x0_downscale, max_sequence_length=max_sequence_length,
-        text_encoder_offload=text_encoder_offload,
+        text_encoder_offload=text_encoder_offload, true_cfg_scale=true_cfg_scale,
     )  # fmt: skip
     cfg = _config(CaptureConfig, given, set_)
     try:
