@@ -1,0 +1,86 @@
+"""``interp capture --scorer``: scores of each decoded step and of the final video in the capture file, for the
+organism (a whole pipeline, x0 decoded by its VAE) given a VBVR-Bench sample and for a pixel-space maze model; a
+bad scorer is one error and nothing is written."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from interp.cli import app
+from interp.models import data_path
+from interp.store import load_cache
+from interp.tasks import suite
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    task = suite.get_task("mirror")
+    inst = suite.heldout(task, task.levels[0], 1)[0]
+    return suite.write_vbvr_sample(tmp_path_factory.mktemp("vbvr"), task, inst, "mirror_0")
+
+
+def _organism(sample, out, scorer, x0="all", steps="3"):
+    return CliRunner().invoke(app, [
+        "capture", str(data_path("organism")), "--prompt", (sample / "prompt.txt").read_text().strip(),
+        "--image", str(sample / "first_frame.png"), "--steps", steps, "--frames", "9", "--height", "96",
+        "--width", "96", "--x0-steps", x0, "--sites", "blocks.0.hook_resid_post", "--scorer", scorer,
+        "--out", str(out),
+    ])  # fmt: skip
+
+
+@pytest.mark.parametrize("scorer, names", [("suite", {"success"}), ("interp.scorers:final_frame", {"ssim", "psnr"})])
+def test_organism_capture_scores_every_decoded_step(sample, tmp_path, scorer, names):
+    from interp.scorers import final_frame, spec_name
+
+    res = _organism(sample, tmp_path / "run.h5", scorer)
+    assert res.exit_code == 0, res.output
+    with load_cache(tmp_path / "run.h5") as c:
+        sc = c.scores
+        assert sc["scorer"] == spec_name(scorer) and sc["scorer"].startswith("interp.scorers:")
+        assert sc["steps"] == c.x0_video_steps == [0, 1, 2]
+        assert names <= set(sc["x0"]) and set(sc["x0"]) == set(sc["video"])
+        for name in names:
+            assert sc["x0"][name].shape == (3, 1) and sc["video"][name].shape == (1,)
+            assert np.isfinite(sc["x0"][name]).all() or name == "psnr"
+        if scorer.endswith("final_frame"):  # the stored scores are the scorer on the stored videos
+            meta = {"sample_dir": str(sample)}
+            assert sc["x0"]["ssim"][1, 0] == pytest.approx(final_frame(c.x0_video[1, 0], meta)["ssim"])
+            assert sc["video"]["psnr"][0] == pytest.approx(final_frame(c.video[0], meta)["psnr"])
+
+
+def test_maze_model_scores_every_steps_x0(tmp_path):
+    res = CliRunner().invoke(app, ["capture", "maze-wan", "--steps", "3", "--sites", "blocks.0.hook_resid_post",
+                                   "--scorer", "maze", "--batch", "2", "--out", str(tmp_path / "m.h5")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    with load_cache(tmp_path / "m.h5") as c:
+        sc = c.scores
+        assert sc["scorer"] == "interp.scorers:maze" and sc["steps"] == [0, 1, 2]
+        assert sc["x0"]["success"].shape == (3, 2) and sc["video"]["path_recall"].shape == (2,)
+        assert set(np.unique(sc["x0"]["success"])) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize(
+    "model, scorer, says",
+    [
+        ("organism", "interp.scorers:nope", "has no attribute 'nope'"),
+        ("organism", "final_frame", None),  # no final_frame.png beside the image: checked before writing
+        ("tiny-wan", "final_frame", "no decoded video to score"),
+    ],
+)
+def test_bad_scorer_is_one_error_and_writes_nothing(sample, tmp_path, model, scorer, says):
+    out = tmp_path / "bad.h5"
+    if model == "organism":
+        if says is None:
+            lone = tmp_path / "lone"
+            lone.mkdir()
+            (lone / "first_frame.png").write_bytes((sample / "first_frame.png").read_bytes())
+            (lone / "prompt.txt").write_text((sample / "prompt.txt").read_text())
+            sample, says = lone, "needs final_frame or sample_dir"
+        res = _organism(sample, out, scorer)
+    else:
+        res = CliRunner().invoke(app, ["capture", model, "--steps", "2", "--scorer", scorer, "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    assert says in res.output and "Traceback" not in res.output
+    assert not out.exists() and not list(tmp_path.glob("bad.h5*"))
