@@ -114,6 +114,10 @@ def execute(
     after batch ``i`` is on disk (tests simulate a crash with it). ``shard=(rank, world)``: run only this rank's
     batches into ``DIR/shards/`` (no summary; :func:`interp.apps.launch.finalize` merges the shards).
     """
+    if exp.inputs.task == "prompts":  # validated by the schema; not yet run (refused before anything is written)
+        raise ExperimentError("inputs.prompts / images / samples (task: prompts) are checked, but the experiment "
+                              "runner does not yet encode them through a whole pipeline; capture them with "
+                              "`interp capture MODEL --prompt P [--image IMG]` meanwhile")  # fmt: skip
     console = console or Console(stderr=True)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
