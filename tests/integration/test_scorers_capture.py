@@ -84,3 +84,41 @@ def test_bad_scorer_is_one_error_and_writes_nothing(sample, tmp_path, model, sco
     assert res.exit_code == 2, res.output
     assert says in res.output and "Traceback" not in res.output
     assert not out.exists() and not list(tmp_path.glob("bad.h5*"))
+
+
+def test_filmstrip_of_a_pipeline_capture_shows_the_decoded_x0_video(sample, tmp_path):
+    """A latent model's filmstrip rows are the VAE-decoded x0_video steps plus the final video, labelled with the
+    stored success score; a pixel-space model's are x0 itself."""
+    import imageio.v3 as iio
+
+    from interp.report.filmstrip import capture_filmstrip, capture_videos
+
+    res = _organism(sample, tmp_path / "run.h5", "suite", x0="0,2", steps="3")
+    assert res.exit_code == 0, res.output
+    with load_cache(tmp_path / "run.h5") as c:
+        videos, labels, verdicts, note = capture_videos(c)
+        assert labels == ["step 0", "step 2", "final"] and "x0_video" in note
+        assert np.array_equal(videos[1], c.x0_video[1, 0]) and np.array_equal(videos[2], c.video[0])
+        assert verdicts == [bool(c.scores["x0"]["success"][0, 0]), bool(c.scores["x0"]["success"][1, 0]),
+                            bool(c.scores["video"]["success"][0])]  # fmt: skip
+    png, gif = capture_filmstrip(tmp_path / "run.h5", tmp_path / "strip")
+    assert iio.imread(png).ndim == 3 and iio.imread(gif, index=None).shape[0] == 3
+
+    res = CliRunner().invoke(app, ["capture", "maze-wan", "--steps", "3", "--sites", "blocks.0.hook_resid_post",
+                                   "--scorer", "maze", "--out", str(tmp_path / "m.h5")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    with load_cache(tmp_path / "m.h5") as c:
+        videos, labels, verdicts, note = capture_videos(c)
+        assert labels == ["step 0", "step 1", "step 2"] and "pixel space" in note and videos.shape[-1] == 3
+        assert verdicts == [bool(v) for v in c.scores["x0"]["success"][:, 0]]
+
+
+def test_filmstrip_of_a_latent_capture_without_x0_video_shows_latent_channels(tmp_path):
+    from interp.report.filmstrip import capture_videos
+
+    res = CliRunner().invoke(app, ["capture", "tiny-wan", "--steps", "2", "--out", str(tmp_path / "t.h5")])
+    assert res.exit_code == 0, res.output
+    with load_cache(tmp_path / "t.h5") as c:
+        videos, labels, verdicts, note = capture_videos(c)
+        assert labels == ["step 0", "step 1"] and "latent" in note and verdicts == [None, None]
+        assert videos.dtype == np.uint8 and videos.shape[-1] == 3
