@@ -77,6 +77,8 @@ def capture_cmd(
     device: str = typer.Option(None, help="torch device (default: cpu)"),
     scorer: str = typer.Option(None, help="score each decoded step and the final video: 'module:function' or a "
                                "built-in (final_frame, maze, suite, ...; interp.scorers), stored under scores/"),
+    samples: str = typer.Option(None, help="a folder of VBVR-Bench samples (<sample>/first_frame.png, prompt.txt, "
+                                "optional final_frame.png): their prompts and images, instead of --prompt/--image"),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP + " (any CaptureConfig field, e.g. text_len, component_dtypes)"),
     overwrite: bool = typer.Option(False, help="replace an existing complete file"),
 ) -> None:
@@ -100,7 +102,7 @@ def capture_cmd(
         pool=pool, guidance=guidance, shift=shift, frames=frames, height=height, width=width, device=device,
         model_dtype=model_dtype, prompts=prompt or None, negative_prompt=negative_prompt, images=image or None,
         x0_steps=x0_steps, x0_downscale=x0_downscale, max_sequence_length=max_sequence_length,
-        text_encoder_offload=text_encoder_offload, scorer=scorer,
+        text_encoder_offload=text_encoder_offload, scorer=scorer, samples=samples,
     )  # fmt: skip
     cfg = _config(CaptureConfig, given, set_)
     from interp.scorers import ScorerError

@@ -15,6 +15,10 @@ generator (sample i: ``torch.Generator().manual_seed(seed + i)``, so one sample 
 ``pipe(..., generator=torch.Generator().manual_seed(seed))``), and the capture stores the final video decoded by
 the pipeline's VAE as ``video`` and, for the steps ``x0_steps`` names, x0 decoded the same way as ``x0_video``.
 
+Samples (``samples``): a folder of VBVR-Bench samples (:func:`interp.pipelines.samples.load_samples`) gives the
+prompts and images (each sample's ``prompt.txt`` and ``first_frame.png``), and the scorers their ``final_frame.png``
+and ``instance.json``.
+
 Scorers (``scorer``, :mod:`interp.scorers`): a ``module:function`` called on every decoded video with its sample's
 metadata; its named scores are stored per decoded step (``scores/x0/<name>``) and for the final video
 (``scores/video/<name>``). A pipeline capture scores the step lens' steps and the final video; a pixel-space task
@@ -65,7 +69,7 @@ class CaptureConfig(BaseModel):
     # fields added with the pipeline level; omitted from the hash while unset, so older captures keep their hash
     HASH_OMIT_IF_DEFAULT: ClassVar[tuple[str, ...]] = (
         "prompts", "negative_prompt", "images", "max_sequence_length", "x0_steps", "x0_downscale",
-        "component_dtypes", "text_encoder_offload", "scorer",
+        "component_dtypes", "text_encoder_offload", "scorer", "samples",
     )
     prompts: list[str] | None = None
     negative_prompt: str | None = None
@@ -76,10 +80,11 @@ class CaptureConfig(BaseModel):
     component_dtypes: dict[str, str] | None = None  # e.g. {"text_encoder": "bfloat16", "vae": "float32"}
     text_encoder_offload: Literal["none", "cpu", "release"] = "none"
     scorer: str | None = None  # 'module:function' (interp.scorers): scores of each decoded step and the final video
+    samples: str | None = None  # a folder of VBVR-Bench samples: their prompts and first frames (interp.pipelines.samples)
 
     @property
     def pipeline_inputs(self) -> bool:
-        return self.prompts is not None or self.images is not None
+        return self.prompts is not None or self.images is not None or self.samples is not None
 
     def resolved(self, loaded: LoadedModel) -> CaptureConfig:
         """Fill defaults from the model's task sampler settings (then steps=20, guidance=1.0):
@@ -272,6 +277,17 @@ def capture_pipeline(
     if config.noise_seed != 0:
         raise PipelineError("with prompts, --seed is the generator of the initial noise (sample i: seed + i); "
                             "--noise-seed is for random inputs only")  # fmt: skip
+    if config.samples is not None:  # the folder's prompts and first frames, checked before anything is loaded
+        from interp.pipelines.samples import SampleError, load_samples
+
+        if config.prompts is not None or config.images is not None:
+            raise PipelineError("--samples gives each sample's prompt and first frame: give --samples, or --prompt "
+                                "(and --image), not both")  # fmt: skip
+        try:
+            ss = load_samples(config.samples)
+        except SampleError as e:
+            raise PipelineError(str(e)) from None
+        config = config.model_copy(update=dict(prompts=[s.prompt for s in ss], images=[str(s.first_frame) for s in ss]))
     n = len(config.prompts or config.images or [])
     if config.scorer:  # a bad scorer fails before any model is loaded
         from interp.scorers import resolve

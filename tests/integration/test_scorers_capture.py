@@ -122,3 +122,26 @@ def test_filmstrip_of_a_latent_capture_without_x0_video_shows_latent_channels(tm
         videos, labels, verdicts, note = capture_videos(c)
         assert labels == ["step 0", "step 1"] and "latent" in note and verdicts == [None, None]
         assert videos.dtype == np.uint8 and videos.shape[-1] == 3
+
+
+def test_capture_from_a_samples_folder(tmp_path):
+    """--samples DIR: each VBVR-Bench sample's prompt and first frame, scored against its final_frame.png; a broken
+    folder is one error naming each problem, and nothing is written."""
+    from interp.pipelines.samples import load_samples
+
+    task = suite.get_task("mirror")
+    suite.write_vbvr(tmp_path / "vbvr", task, task.levels[0], 2)
+    common = ["capture", str(data_path("organism")), "--samples", str(tmp_path / "vbvr"), "--steps", "2", "--frames",
+              "9", "--height", "96", "--width", "96", "--x0-steps", "1", "--sites", "blocks.0.hook_resid_post",
+              "--scorer", "final_frame"]  # fmt: skip
+    res = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "s.h5")])
+    assert res.exit_code == 0, res.output
+    ss = load_samples(tmp_path / "vbvr")
+    with load_cache(tmp_path / "s.h5") as c:
+        assert c.prompts == [s.prompt for s in ss] and c.images.shape == (2, 96, 96, 3)
+        assert c.scores["x0"]["ssim"].shape == (1, 2) and c.scores["video"]["psnr"].shape == (2,)
+        assert c.config["samples"] == str(tmp_path / "vbvr")
+    (ss[1].dir / "prompt.txt").unlink()
+    res = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "bad.h5")])
+    assert res.exit_code == 2 and "missing prompt.txt" in res.output and ss[1].name in res.output
+    assert not list(tmp_path.glob("bad.h5*"))
