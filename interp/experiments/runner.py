@@ -45,18 +45,72 @@ class RunResult:
 
 @dataclass
 class GroupInputs:
-    """The inputs of one input group (one maze size): all its samples, indexed by local sample number."""
+    """The inputs of one input group (one maze size): all its samples, indexed by local sample number.
+
+    Prompt inputs (``pipeline``) carry the pipeline's own negative text, first-frame latents, per-token timestep
+    mask and initial noise: sample i of seed s is ``prepare_latents`` with ``Generator().manual_seed(s + i)``, as
+    ``interp capture`` and ``__call__`` draw it (another seed than ``sampler.seed`` is drawn by encoding again)."""
 
     text: TextConditioning
     condition: torch.Tensor | None
     latent_shape: tuple[int, ...]  # (n, C, F, H, W)
     frames_uint8: torch.Tensor | None  # (n, H, W, 3) maze condition frames for the scorer
     init_sigma: float = 1.0
+    negative: TextConditioning | None = None
+    first_frame: torch.Tensor | None = None
+    timestep_mask: torch.Tensor | None = None
+    pipeline_noise: Callable[[int], torch.Tensor] | None = None
 
     def noise(self, seed: int, cache: dict) -> torch.Tensor:
         if seed not in cache:
-            cache[seed] = initial_latents(self.latent_shape, seed, self.init_sigma)
+            if self.pipeline_noise is not None:
+                cache[seed] = self.pipeline_noise(seed)
+            else:
+                cache[seed] = initial_latents(self.latent_shape, seed, self.init_sigma)
         return cache[seed]
+
+
+def _is_pipeline(loaded) -> bool:
+    from interp.pipelines.components import PipelineModel
+
+    return isinstance(loaded, PipelineModel)
+
+
+def load_pipeline_of(exp: Experiment, device=None):
+    """The whole pipeline prompt inputs need (:func:`interp.pipelines.components.load_pipeline`), on ``device``
+    (default: the experiment's)."""
+    from interp.pipelines.components import SUPPORTED_PIPELINES, PipelineError, load_pipeline
+
+    try:
+        return load_pipeline(exp.model, device=device or exp.device, pipeline_classes=SUPPORTED_PIPELINES)
+    except PipelineError as e:
+        raise ExperimentError(f"inputs.prompts: {e}") from None
+
+
+def pipeline_group_inputs(exp: Experiment, loaded) -> GroupInputs:
+    """Prompt / image / sample-folder inputs encoded once through the pipeline's own methods."""
+    from interp.pipelines.components import PipelineError
+    from interp.pipelines.inputs import encode_inputs
+
+    prompts, images, _ = exp.inputs.prompt_inputs()
+    sampler = sampler_of(exp, loaded)
+    kw = dict(images=images, negative_prompt=exp.inputs.negative_prompt, num_frames=exp.inputs.frames or 81,
+              height=exp.inputs.height or 480, width=exp.inputs.width or 832, guidance_scale=sampler.guidance_scale)
+    try:
+        pi = encode_inputs(loaded, prompts, seed=exp.sampler.seed, **kw)
+    except PipelineError as e:
+        raise ExperimentError(f"inputs: {e}") from None
+    ti = pi.trajectory
+    base = {exp.sampler.seed: ti.latents}
+
+    def noise(seed: int) -> torch.Tensor:
+        if seed not in base:
+            base[seed] = encode_inputs(loaded, prompts, seed=seed, **kw).trajectory.latents
+        return base[seed]
+
+    frames = torch.from_numpy(pi.images) if pi.images is not None else None
+    return GroupInputs(ti.text, ti.condition, ti.latent_shape, frames, 1.0, negative=ti.negative,
+                       first_frame=ti.first_frame, timestep_mask=ti.timestep_mask, pipeline_noise=noise)  # fmt: skip
 
 
 def sampler_of(exp: Experiment, loaded: LoadedModel) -> SamplerConfig:
@@ -66,6 +120,8 @@ def sampler_of(exp: Experiment, loaded: LoadedModel) -> SamplerConfig:
 
 
 def group_inputs(exp: Experiment, loaded: LoadedModel, size: int | None) -> GroupInputs:
+    if exp.inputs.task == "prompts":
+        return pipeline_group_inputs(exp, loaded)
     n = exp.inputs.count
     sigma = float(getattr(loaded.scheduler, "init_noise_sigma", 1.0))
     if exp.inputs.task == "maze":
@@ -114,14 +170,12 @@ def execute(
     after batch ``i`` is on disk (tests simulate a crash with it). ``shard=(rank, world)``: run only this rank's
     batches into ``DIR/shards/`` (no summary; :func:`interp.apps.launch.finalize` merges the shards).
     """
-    if exp.inputs.task == "prompts":  # validated by the schema; not yet run (refused before anything is written)
-        raise ExperimentError("inputs.prompts / images / samples (task: prompts) are checked, but the experiment "
-                              "runner does not yet encode them through a whole pipeline; capture them with "
-                              "`interp capture MODEL --prompt P [--image IMG]` meanwhile")  # fmt: skip
     console = console or Console(stderr=True)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    if exp.inputs.task == "prompts":  # a whole pipeline encodes the prompts / images (loaded before out is made)
+        loaded = loaded if _is_pipeline(loaded) else load_pipeline_of(exp)
+    out.mkdir(parents=True, exist_ok=True)
     loaded = loaded or load_model(exp.model, exp.device)
     key = exp.key(loaded.weight_hash)
     results = out / "results.h5"
@@ -201,7 +255,10 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
     noise = torch.stack([gi.noise(r.seed, cache)[r.slot] for r in batch.rows])
     shape = (len(batch.rows), *gi.latent_shape[1:])
     inputs = TrajectoryInputs(_index_text(gi.text, idx, n), shape,
-                              condition=None if gi.condition is None else gi.condition[idx], latents=noise)  # fmt: skip
+                              negative=None if gi.negative is None else _index_text(gi.negative, idx, n),
+                              condition=None if gi.condition is None else gi.condition[idx], latents=noise,
+                              first_frame=None if gi.first_frame is None else gi.first_frame[idx],
+                              timestep_mask=gi.timestep_mask)  # fmt: skip
     bound = [b for u in batch.units for b in bind_unit(pl.experiments[u[0]], batch, u, local[u[1]], directions)]
     plan_fn, edit_latent = compile_batch(bound, traced, shape, sampler.steps, sites)
     want_x0 = exp.capture.x0 or "x0_distance" in exp.metrics

@@ -42,10 +42,12 @@ class Inputs(Strict):
     (set by giving ``prompts``, ``images`` or ``samples``): a whole diffusers pipeline's own inputs, ``prompts``
     with an optional ``negative_prompt`` and ``images`` (image files, one per prompt: image-to-video), or
     ``samples``: a folder of VBVR-Bench-style samples (``<sample>/first_frame.png``, ``prompt.txt``, optional
-    ``final_frame.png``, ``ground_truth.mp4``; :func:`interp.pipelines.samples.load_samples`, a path relative to the
-    working directory). With prompts, ``frames`` / ``height`` / ``width`` are the pipeline's ``num_frames`` /
+    ``final_frame.png``, ``ground_truth.mp4``; :func:`interp.pipelines.samples.load_samples`). Relative image and
+    samples paths of a YAML file are relative to its folder. With prompts, ``frames`` / ``height`` / ``width`` are the pipeline's ``num_frames`` /
     ``height`` / ``width`` in pixels and ``count`` is the number of prompts. Files are checked when the experiment
-    is validated: one error lists each problem."""
+    is validated: one error lists each problem. The runner loads the whole pipeline
+    (:func:`interp.experiments.runner.pipeline_group_inputs`): the prompts are encoded once, sample i's noise of
+    seed s is the pipeline's own (``Generator().manual_seed(s + i)``), as ``interp capture``."""
 
     task: Literal["maze", "random", "prompts"] = "maze"
     sizes: list[int] | None = None  # maze sizes; None: the model's default_size
@@ -198,6 +200,7 @@ class Experiment(Strict):
             if not sep or not key.strip():
                 raise ExperimentError(f"--set {item!r}: expected key=value (e.g. sampler.steps=4)")
             set_path(data, key.strip(), yaml.safe_load(value))
+        _resolve_input_paths(data, path.parent)
         return cls.validate_data(data, str(path))
 
     @classmethod
@@ -228,6 +231,19 @@ class Experiment(Strict):
         """The cache key: sha256 of (canonical experiment, model weights hash, package version)."""
         blob = json.dumps([self.canonical(), model_hash, interp.__version__])
         return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _resolve_input_paths(data: dict, base: Path) -> None:
+    """Relative ``inputs.samples`` / ``inputs.images`` of a YAML file name files beside it (as steer direction
+    files do)."""
+    inputs = data.get("inputs")
+    if not isinstance(inputs, dict):
+        return
+    fix = lambda p: str(base / p) if isinstance(p, str) and not Path(p).is_absolute() else p  # noqa: E731
+    if "samples" in inputs:
+        inputs["samples"] = fix(inputs["samples"])
+    if isinstance(inputs.get("images"), list):
+        inputs["images"] = [fix(p) for p in inputs["images"]]
 
 
 def format_errors(err: ValidationError, where: str) -> str:

@@ -1,5 +1,5 @@
 """Prompts, images and VBVR-Bench sample folders as experiment inputs: the schema, up-front validation (one clear
-error), load_samples, and the runner refusing them before anything is written (not wired yet)."""
+error), load_samples, and the runner's error for a model that is not a whole pipeline (nothing written)."""
 
 from __future__ import annotations
 
@@ -114,15 +114,26 @@ def test_load_samples_optional_files_and_every_problem_listed(tmp_path):
         load_samples(empty)
 
 
-def test_runner_refuses_prompt_inputs_before_writing(tmp_path):
+def test_prompt_inputs_need_a_whole_pipeline_and_nothing_is_written(tmp_path):
     from interp.experiments.runner import execute
 
     e = _exp({"prompts": ["a"]})
-    with pytest.raises(ExperimentError, match="does not yet encode them"):
+    with pytest.raises(ExperimentError, match="inputs.prompts: ") as err:
         execute(e, tmp_path / "out", progress=False)
+    assert "tiny-wan" in str(err.value)
     assert not (tmp_path / "out").exists()
 
 
 def test_unset_prompt_fields_keep_older_experiment_keys():
     e = _exp({"task": "random"})
     assert "prompts" not in e.canonical() and "samples" not in e.canonical()
+
+
+def test_yaml_paths_are_relative_to_the_file(tmp_path, monkeypatch):
+    d = tmp_path / "exp"
+    d.mkdir()
+    _sample(d / "samples", "s0")
+    (d / "e.yaml").write_text("model: tiny-wan\ninputs: {samples: samples}\n")
+    monkeypatch.chdir(tmp_path)
+    e = Experiment.load(d / "e.yaml")
+    assert e.inputs.samples == str(d / "samples") and e.inputs.count == 1
