@@ -157,7 +157,9 @@ class Capture(Strict):
 
 class Experiment(Strict):
     """model, inputs, sampler, capture, interventions (applied together), sweep (dotted path -> values; several
-    axes make a grid, first axis slowest), metrics, max_batch (rows per forward)."""
+    axes make a grid, first axis slowest), metrics, max_batch (rows per forward), scorer (``module:function``: the
+    scores of each final video, decoded by the pipeline's VAE or a pixel-space model's own, stored as metrics
+    ``score_<name>`` beside the clean run's)."""
 
     name: str = "experiment"
     model: str
@@ -169,6 +171,19 @@ class Experiment(Strict):
     metrics: list[Metric] = ["mse", "cosine"]
     max_batch: int = Field(16, ge=1)
     device: str = "cpu"
+    scorer: str | None = None  # 'module:function' (interp.scorers): each final video's scores, as metrics score_<name>
+
+    @field_validator("scorer")
+    @classmethod
+    def _scorer(cls, v: str | None) -> str | None:
+        if v is not None:
+            from interp.scorers import ScorerError, resolve
+
+            try:
+                resolve(v)
+            except ScorerError as e:
+                raise ValueError(str(e)) from None
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> Experiment:
@@ -225,6 +240,8 @@ class Experiment(Strict):
         for k in (*PROMPT_FIELDS, "negative_prompt"):  # added later: left out while unset, so older keys still hold
             if data["inputs"].get(k) is None:
                 data["inputs"].pop(k, None)
+        if data.get("scorer") is None:
+            data.pop("scorer", None)
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def key(self, model_hash: str) -> str:

@@ -167,16 +167,45 @@ def test_experiment_with_a_samples_folder_runs_through_the_pipeline(tmp_path):
         "model": model, "inputs": {"samples": str(tmp_path / "vbvr"), "frames": 9, "height": 96, "width": 96},
         "sampler": {"steps": 2, "guidance": 3.0, "seed": 5},
         "interventions": [{"kind": "skip", "layers": 3, "steps": "0:2"}], "metrics": ["mse"],
+        "scorer": "final_frame",
     })  # fmt: skip
     res = run_experiment(exp, tmp_path / "exp", wandb="disabled", progress=False)  # with its figures
     assert res.summary["points"] and not res.cache_hit
     cfg = CaptureConfig(model=model, samples=str(tmp_path / "vbvr"), steps=2, guidance=3.0, seed=5, frames=9,
                         height=96, width=96, sites=["blocks.0.hook_resid_post"])  # fmt: skip
     with load_cache(capture(cfg, tmp_path / "c.h5")) as c:
-        ref, noise0 = c.final, torch.from_numpy(c.file["latents"][0])
+        ref, noise0, video = c.final, torch.from_numpy(c.file["latents"][0]), c.video
     gi = pipeline_group_inputs(exp, load_pipeline_of(exp))
     assert torch.equal(gi.noise(5, {}), noise0) and gi.negative is not None and gi.condition.shape[0] == 2
     assert not torch.equal(gi.noise(6, {}), noise0)  # another seed: the generator convention, seed + i
     g = read_group(res.results, "group_0")
     assert torch.allclose(torch.from_numpy(np.asarray(g["clean_final"])), ref, atol=1e-4)
     assert np.abs(np.asarray(g["final"])[0] - np.asarray(g["clean_final"])).max() > 1e-2
+    # the scorer's scores of each final video, as metrics beside the clean run's
+    from interp.scorers import final_frame
+    from interp.store.results import read_metrics
+
+    m = read_metrics(res.results)
+    assert m["metrics"]["score_ssim"].shape == (1, 2) and m["clean"]["score_psnr"].shape == (2,)
+    ss = sorted((tmp_path / "vbvr").iterdir())
+    want = [final_frame(video[i], {"sample_dir": str(ss[i])})["ssim"] for i in range(2)]
+    assert np.allclose(m["clean"]["score_ssim"], want, atol=1e-3)
+    assert "score_ssim" in res.summary["clean"] and "score_psnr" in res.summary["points"][0]["metrics"]
+
+
+def test_experiment_scorer_on_a_maze_model_and_bad_scorers(tmp_path):
+    from interp.experiments.runner import execute
+    from interp.experiments.schema import Experiment, ExperimentError
+    from interp.store.results import read_metrics
+
+    base = {"model": "maze-wan", "inputs": {"task": "maze", "sizes": [5], "count": 2}, "sampler": {"steps": 2},
+            "interventions": [{"kind": "skip", "layers": 0, "steps": "0:2"}], "metrics": ["solve_rate"]}
+    res = execute(Experiment.validate_data({**base, "scorer": "maze"}), tmp_path / "m", progress=False)
+    m = read_metrics(res.results)
+    assert np.array_equal(m["metrics"]["score_success"], m["metrics"]["solve_rate"])  # the same maze scorer
+    with pytest.raises(ExperimentError, match="has no attribute 'nope'"):
+        Experiment.validate_data({**base, "scorer": "interp.scorers:nope"})
+    rnd = {**base, "inputs": {"task": "random", "count": 1}, "metrics": ["mse"], "model": "tiny-wan",
+           "scorer": "final_frame"}  # fmt: skip
+    with pytest.raises(ExperimentError, match="no decoded video to score"):
+        execute(Experiment.validate_data(rnd), tmp_path / "r", progress=False)
