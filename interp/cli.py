@@ -107,6 +107,10 @@ def capture_cmd(
     model_dtype: str = typer.Option(None, help="transformer dtype (float32 | bfloat16 | float16)"),
     text_encoder_offload: str = typer.Option(None, help="after encoding: none (default) | cpu | release the text/image encoders"),
     device: str = typer.Option(None, help="torch device (default: cpu)"),
+    scorer: str = typer.Option(None, help="score each decoded step and the final video: 'module:function' or a "
+                               "built-in (final_frame, maze, suite, ...; interp.scorers), stored under scores/"),
+    samples: str = typer.Option(None, help="a folder of VBVR-Bench samples (<sample>/first_frame.png, prompt.txt, "
+                                "optional final_frame.png): their prompts and images, instead of --prompt/--image"),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP + " (any CaptureConfig field, e.g. text_len, component_dtypes)"),
     overwrite: bool = typer.Option(False, help="replace an existing complete file"),
 ) -> None:
@@ -130,12 +134,14 @@ def capture_cmd(
         pool=pool, guidance=guidance, shift=shift, frames=frames, height=height, width=width, device=device,
         model_dtype=model_dtype, prompts=prompt or None, negative_prompt=negative_prompt, images=image or None,
         x0_steps=x0_steps, x0_downscale=x0_downscale, max_sequence_length=max_sequence_length,
-        text_encoder_offload=text_encoder_offload, true_cfg_scale=true_cfg_scale,
+        text_encoder_offload=text_encoder_offload, true_cfg_scale=true_cfg_scale, scorer=scorer, samples=samples,
     )  # fmt: skip
     cfg = _config(CaptureConfig, given, set_)
+    from interp.scorers import ScorerError
+
     try:
         path = capture(cfg, out, overwrite=overwrite, progress=True)
-    except (PipelineError, FileExistsError) as e:
+    except (PipelineError, ScorerError, FileExistsError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"wrote {path}")

@@ -15,6 +15,15 @@ generator (sample i: ``torch.Generator().manual_seed(seed + i)``, so one sample 
 ``pipe(..., generator=torch.Generator().manual_seed(seed))``), and the capture stores the final video decoded by
 the pipeline's VAE as ``video`` and, for the steps ``x0_steps`` names, x0 decoded the same way as ``x0_video``.
 
+Samples (``samples``): a folder of VBVR-Bench samples (:func:`interp.pipelines.samples.load_samples`) gives the
+prompts and images (each sample's ``prompt.txt`` and ``first_frame.png``), and the scorers their ``final_frame.png``
+and ``instance.json``.
+
+Scorers (``scorer``, :mod:`interp.scorers`): a ``module:function`` called on every decoded video with its sample's
+metadata; its named scores are stored per decoded step (``scores/x0/<name>``) and for the final video
+(``scores/video/<name>``). A pipeline capture scores the step lens' steps and the final video; a pixel-space task
+model (the maze models: x0 is the video) scores every step's x0. The scorer is resolved before anything is written.
+
 The file describes itself (:mod:`interp.store.capture`): the resolved sampler, for a task model its task
 metadata, instances and condition frames, and for a pipeline capture its prompts, image digests and images.
 """
@@ -26,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar, Literal
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -59,7 +69,7 @@ class CaptureConfig(BaseModel):
     # fields added with the pipeline level; omitted from the hash while unset, so older captures keep their hash
     HASH_OMIT_IF_DEFAULT: ClassVar[tuple[str, ...]] = (
         "prompts", "negative_prompt", "images", "max_sequence_length", "x0_steps", "x0_downscale",
-        "component_dtypes", "text_encoder_offload", "true_cfg_scale",
+        "component_dtypes", "text_encoder_offload", "true_cfg_scale", "scorer", "samples",
     )
     prompts: list[str] | None = None
     negative_prompt: str | None = None
@@ -70,12 +80,14 @@ class CaptureConfig(BaseModel):
     component_dtypes: dict[str, str] | None = None  # e.g. {"text_encoder": "bfloat16", "vae": "float32"}
     text_encoder_offload: Literal["none", "cpu", "release"] = "none"
     # HunyuanVideoPipeline's classifier-free guidance (with a negative prompt; its guidance_scale is embedded):
-    # ``--set true_cfg_scale=4``
+    # ``--true-cfg-scale 4``
     true_cfg_scale: float | None = None
+    scorer: str | None = None  # 'module:function' (interp.scorers): scores of each decoded step and the final video
+    samples: str | None = None  # a folder of VBVR-Bench samples: their prompts and first frames (interp.pipelines.samples)
 
     @property
     def pipeline_inputs(self) -> bool:
-        return self.prompts is not None or self.images is not None
+        return self.prompts is not None or self.images is not None or self.samples is not None
 
     def resolved(self, loaded: LoadedModel) -> CaptureConfig:
         """Fill defaults from the model's task sampler settings (then steps=20, guidance=1.0):
@@ -135,25 +147,102 @@ def capture(
     timesteps, sigmas, branches = schedule(loaded, sampler)
     sites = next(iter(traced_experts(loaded).values())).resolve(config.sites)
     grid = loaded.adapter.token_grid(loaded.transformer, inputs.latent_shape)
+    scoring = pixel_scoring(loaded, mi, config) if config.scorer else None
     writer = RunWriter(
         out, config=config, model_hash=loaded.weight_hash, family=loaded.family, timesteps=timesteps, sigmas=sigmas,
         branch_steps=branches, sites=sites, grid=grid, dtype=config.dtype, pool=config.pool, overwrite=overwrite,
         description=describe_capture(loaded, mi, sampler),
     )  # fmt: skip
     try:
+        final = None
         if writer.start_step < sampler.steps:
             start = (writer.start_step, writer.start_latents()) if writer.start_step else None
 
             def step_hook(rec: StepRecord) -> None:
-                writer.on_step(rec)
+                arrays = []
+                if scoring is not None:
+                    arrays = scoring.step_arrays(rec.step, sampler.steps, list(range(sampler.steps)), _pixels(rec.x0))
+                writer.on_step(rec, arrays)
                 if on_step is not None:
                     on_step(rec)
 
-            run_trajectory(loaded, inputs, sampler, read=sites, on_step=step_hook, start=start, keep=False,
-                           progress=progress)  # fmt: skip
+            traj = run_trajectory(loaded, inputs, sampler, read=sites, on_step=step_hook, start=start, keep=False,
+                                  progress=progress)  # fmt: skip
+            final = traj.final
+        if scoring is not None:
+            if final is None:
+                final = torch.from_numpy(writer.file["latents"][-1])
+            scoring.put_video(writer, _pixels(final))
         return writer.finish()
     finally:
         writer.close()
+
+
+class Scoring:
+    """A resolved scorer with each sample's metadata (:mod:`interp.scorers`)."""
+
+    def __init__(self, spec: str, metas: list[dict]):
+        from interp.scorers import check_metas, resolve, spec_name
+
+        self.fn, self.name, self.metas = resolve(spec), spec_name(spec), metas
+        check_metas(self.fn, metas, name=f"scorer {self.name}")
+
+    def score(self, videos) -> list[dict]:
+        from interp.scorers import score_videos
+
+        return score_videos(self.fn, videos, self.metas, name=f"scorer {self.name}")
+
+    def step_arrays(self, index: int, rows: int, steps: list[int], videos) -> list[tuple]:
+        from interp.store import score_step_arrays
+
+        return score_step_arrays(index, rows, self.score(videos), self.name, steps)
+
+    def put_video(self, writer: RunWriter, videos) -> None:
+        from interp.store import put_video_scores
+
+        put_video_scores(writer, self.score(videos), self.name)
+
+
+def _pixels(x: torch.Tensor):
+    """A pixel-space model's x0 / final latent (B, 3, F, H, W) in [-1, 1] -> uint8 (B, F, H, W, 3)."""
+    from interp.tasks.maze import from_model_space
+
+    return from_model_space(x.detach().cpu()).numpy()
+
+
+def pixel_scoring(loaded: LoadedModel, mi: ModelInputs, config: CaptureConfig) -> Scoring:
+    """Scoring of a transformer-level capture: only a pixel-space task model's x0 is a video to score."""
+    from interp.scorers import ScorerError
+
+    if mi.task is None or mi.latent_shape[1] != 3:
+        raise ScorerError(f"--scorer {config.scorer}: {config.model} has no decoded video to score (a latent model "
+                          "with random inputs); give --prompt / --image (a whole pipeline decodes x0 with "
+                          "--x0-steps), or a pixel-space task model")  # fmt: skip
+    metas = [{"index": i, "instance": m.to_dict(), "task_meta": mi.task} for i, m in enumerate(mi.instances)]
+    if mi.condition_frames is not None:
+        for m, f in zip(metas, mi.condition_frames.numpy()):
+            m["first_frame"] = f
+    return Scoring(config.scorer, metas)
+
+
+def pipeline_metas(prompts: list[str], image_files: list[str] | None, images, negative_prompt, task_meta) -> list[dict]:
+    """Each pipeline sample's scorer metadata: prompt, image file and pixels, and what its VBVR-Bench sample folder
+    holds (:func:`interp.scorers.sample_meta`)."""
+    from interp.scorers import sample_meta
+
+    n = max(len(prompts), len(image_files or []))
+    metas = []
+    for i in range(n):
+        m: dict = {"index": i, "prompt": prompts[i] if i < len(prompts) else None, "negative_prompt": negative_prompt}
+        if task_meta is not None:
+            m["task_meta"] = task_meta
+        if image_files:
+            m["image"] = str(image_files[i])
+            m.update(sample_meta(image_files[i]))
+        if images is not None:
+            m["first_frame"] = np.asarray(images[i])
+        metas.append(m)
+    return metas
 
 
 def load_for_inputs(config: CaptureConfig):
@@ -191,7 +280,22 @@ def capture_pipeline(
     if config.noise_seed != 0:
         raise PipelineError("with prompts, --seed is the generator of the initial noise (sample i: seed + i); "
                             "--noise-seed is for random inputs only")  # fmt: skip
+    if config.samples is not None:  # the folder's prompts and first frames, checked before anything is loaded
+        from interp.pipelines.samples import SampleError, load_samples
+
+        if config.prompts is not None or config.images is not None:
+            raise PipelineError("--samples gives each sample's prompt and first frame: give --samples, or --prompt "
+                                "(and --image), not both")  # fmt: skip
+        try:
+            ss = load_samples(config.samples)
+        except SampleError as e:
+            raise PipelineError(str(e)) from None
+        config = config.model_copy(update=dict(prompts=[s.prompt for s in ss], images=[str(s.first_frame) for s in ss]))
     n = len(config.prompts or config.images or [])
+    if config.scorer:  # a bad scorer fails before any model is loaded
+        from interp.scorers import resolve
+
+        resolve(config.scorer)
     if config.batch not in (1, n):
         raise PipelineError(f"batch {config.batch} with {n} prompt(s): the batch is one sample per prompt")
     loaded = loaded or load_for_inputs(config)
@@ -236,6 +340,10 @@ def capture_pipeline(
     }  # fmt: skip
     if loaded.task is not None:
         description["task_meta"] = loaded.task
+    scoring = None
+    if config.scorer:
+        scoring = Scoring(config.scorer, pipeline_metas(pi.prompts, config.images, pi.images, pi.negative_prompt,
+                                                        loaded.task))  # fmt: skip
     writer = RunWriter(
         out, config=config, model_hash=loaded.weight_hash, family=loaded.family, timesteps=timesteps, sigmas=sigmas,
         branch_steps=branches, sites=sites, grid=grid, dtype=config.dtype, pool=config.pool, overwrite=overwrite,
@@ -254,6 +362,8 @@ def capture_pipeline(
                 if rec.step in lens:
                     frames = decode_video(loaded, rec.x0, downscale=config.x0_downscale, first_frame=inputs.first_frame)
                     arrays.append(("x0_video", lens[rec.step], frames, len(sel), lens_attrs))
+                    if scoring is not None:
+                        arrays += scoring.step_arrays(lens[rec.step], len(sel), sel, frames)
                 writer.on_step(rec, arrays)
                 if on_step is not None:
                     on_step(rec)
@@ -265,6 +375,8 @@ def capture_pipeline(
             final = torch.from_numpy(writer.file["latents"][-1])
         video = decode_video(loaded, final, first_frame=inputs.first_frame)
         writer.put_array("video", video, {"axes": "batch,frame,height,width,rgb"})
+        if scoring is not None:
+            scoring.put_video(writer, video)
         return writer.finish()
     finally:
         writer.close()

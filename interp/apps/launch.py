@@ -94,6 +94,10 @@ def run_distributed(exp: Experiment, out: str | Path, *, wandb: str = "offline",
         dist.barrier(device_ids=[device.index]) if device.type == "cuda" else dist.barrier()
 
     try:
+        if loaded is None and exp.inputs.task == "prompts":  # prompts need the whole pipeline, on this rank's device
+            from interp.experiments.runner import load_pipeline_of
+
+            loaded = load_pipeline_of(exp, device)
         loaded = loaded or load_model(exp.model, device)
         res = run_experiment(exp, out, loaded=loaded, wandb="disabled", progress=progress and rank == 0,
                              base_dir=base_dir, console=console, shard=(rank, world))  # fmt: skip

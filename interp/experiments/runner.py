@@ -45,18 +45,72 @@ class RunResult:
 
 @dataclass
 class GroupInputs:
-    """The inputs of one input group (one maze size): all its samples, indexed by local sample number."""
+    """The inputs of one input group (one maze size): all its samples, indexed by local sample number.
+
+    Prompt inputs (``pipeline``) carry the pipeline's own negative text, first-frame latents, per-token timestep
+    mask and initial noise: sample i of seed s is ``prepare_latents`` with ``Generator().manual_seed(s + i)``, as
+    ``interp capture`` and ``__call__`` draw it (another seed than ``sampler.seed`` is drawn by encoding again)."""
 
     text: TextConditioning
     condition: torch.Tensor | None
     latent_shape: tuple[int, ...]  # (n, C, F, H, W)
     frames_uint8: torch.Tensor | None  # (n, H, W, 3) maze condition frames for the scorer
     init_sigma: float = 1.0
+    negative: TextConditioning | None = None
+    first_frame: torch.Tensor | None = None
+    timestep_mask: torch.Tensor | None = None
+    pipeline_noise: Callable[[int], torch.Tensor] | None = None
 
     def noise(self, seed: int, cache: dict) -> torch.Tensor:
         if seed not in cache:
-            cache[seed] = initial_latents(self.latent_shape, seed, self.init_sigma)
+            if self.pipeline_noise is not None:
+                cache[seed] = self.pipeline_noise(seed)
+            else:
+                cache[seed] = initial_latents(self.latent_shape, seed, self.init_sigma)
         return cache[seed]
+
+
+def _is_pipeline(loaded) -> bool:
+    from interp.pipelines.components import PipelineModel
+
+    return isinstance(loaded, PipelineModel)
+
+
+def load_pipeline_of(exp: Experiment, device=None):
+    """The whole pipeline prompt inputs need (:func:`interp.pipelines.components.load_pipeline`), on ``device``
+    (default: the experiment's)."""
+    from interp.pipelines.components import SUPPORTED_PIPELINES, PipelineError, load_pipeline
+
+    try:
+        return load_pipeline(exp.model, device=device or exp.device, pipeline_classes=SUPPORTED_PIPELINES)
+    except PipelineError as e:
+        raise ExperimentError(f"inputs.prompts: {e}") from None
+
+
+def pipeline_group_inputs(exp: Experiment, loaded) -> GroupInputs:
+    """Prompt / image / sample-folder inputs encoded once through the pipeline's own methods."""
+    from interp.pipelines.components import PipelineError
+    from interp.pipelines.inputs import encode_inputs
+
+    prompts, images, _ = exp.inputs.prompt_inputs()
+    sampler = sampler_of(exp, loaded)
+    kw = dict(images=images, negative_prompt=exp.inputs.negative_prompt, num_frames=exp.inputs.frames or 81,
+              height=exp.inputs.height or 480, width=exp.inputs.width or 832, guidance_scale=sampler.guidance_scale)
+    try:
+        pi = encode_inputs(loaded, prompts, seed=exp.sampler.seed, **kw)
+    except PipelineError as e:
+        raise ExperimentError(f"inputs: {e}") from None
+    ti = pi.trajectory
+    base = {exp.sampler.seed: ti.latents}
+
+    def noise(seed: int) -> torch.Tensor:
+        if seed not in base:
+            base[seed] = encode_inputs(loaded, prompts, seed=seed, **kw).trajectory.latents
+        return base[seed]
+
+    frames = torch.from_numpy(pi.images) if pi.images is not None else None
+    return GroupInputs(ti.text, ti.condition, ti.latent_shape, frames, 1.0, negative=ti.negative,
+                       first_frame=ti.first_frame, timestep_mask=ti.timestep_mask, pipeline_noise=noise)  # fmt: skip
 
 
 def sampler_of(exp: Experiment, loaded: LoadedModel) -> SamplerConfig:
@@ -66,6 +120,8 @@ def sampler_of(exp: Experiment, loaded: LoadedModel) -> SamplerConfig:
 
 
 def group_inputs(exp: Experiment, loaded: LoadedModel, size: int | None) -> GroupInputs:
+    if exp.inputs.task == "prompts":
+        return pipeline_group_inputs(exp, loaded)
     n = exp.inputs.count
     sigma = float(getattr(loaded.scheduler, "init_noise_sigma", 1.0))
     if exp.inputs.task == "maze":
@@ -116,8 +172,10 @@ def execute(
     """
     console = console or Console(stderr=True)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    if exp.inputs.task == "prompts":  # a whole pipeline encodes the prompts / images (loaded before out is made)
+        loaded = loaded if _is_pipeline(loaded) else load_pipeline_of(exp)
+    out.mkdir(parents=True, exist_ok=True)
     loaded = loaded or load_model(exp.model, exp.device)
     key = exp.key(loaded.weight_hash)
     results = out / "results.h5"
@@ -135,6 +193,7 @@ def execute(
     sites = traced.resolve(exp.capture.sites) if exp.capture.sites else []
     groups = {g: group_inputs(exp, loaded, size) for g, size in sorted({(s.group, s.size) for s in pl.samples})}
     check_against_model(pl, traced, groups[0].latent_shape, sampler.steps)
+    scoring = experiment_scoring(exp, loaded, pl, groups) if exp.scorer else None
     axes = {k: v if isinstance(v, list) else list(range(*map(int, v.split(":")))) for k, v in exp.sweep.items()}
     mine = set(range(len(pl.batches)) if shard is None else rank_batches(len(pl.batches), *shard))
     target = results if shard is None else shard_path(out, *shard)
@@ -164,7 +223,8 @@ def execute(
             for batch in pl.batches:
                 if writer.done(batch.index) or batch.index not in mine:
                     continue
-                _run_batch(exp, pl, batch, groups[batch.group], loaded, traced, sampler, sites, directions, writer)
+                _run_batch(exp, pl, batch, groups[batch.group], loaded, traced, sampler, sites, directions, writer,
+                           scoring)  # fmt: skip
                 writer.mark(batch.index)
                 bar.advance(task)
                 if on_batch is not None:
@@ -188,8 +248,66 @@ def check_against_model(pl: Plan, traced, latent_shape: tuple[int, ...], steps: 
             raise ExperimentError(f"{where}: {e.args[0] if e.args else e}") from None
 
 
+@dataclass
+class ExperimentScoring:
+    """A resolved scorer with each sample's metadata (by global sample index) and how final latents become video."""
+
+    fn: Callable
+    name: str
+    metas: dict[int, dict]
+    decode: Callable  # (final latents (B, C, F, H, W), local indices) -> uint8 (B, F, H, W, 3)
+
+    def scores(self, final: torch.Tensor, gi_local: list[int], samples: list[int]) -> dict[str, np.ndarray]:
+        from interp.scorers import score_videos
+
+        videos = self.decode(final, gi_local)
+        rows = score_videos(self.fn, videos, [self.metas[s] for s in samples], name=f"scorer {self.name}")
+        return {f"score_{k}": np.array([r[k] for r in rows], np.float64) for k in sorted(rows[0])}
+
+
+def experiment_scoring(exp: Experiment, loaded: LoadedModel, pl: Plan, groups: dict) -> ExperimentScoring:
+    """``exp.scorer`` on decoded videos: the pipeline's VAE for prompt inputs, the pixels of a pixel-space maze
+    model; the metadata each sample's scorer needs is checked here, before any forward."""
+    from interp.scorers import ScorerError, check_metas, resolve, spec_name
+
+    fn, name = resolve(exp.scorer), spec_name(exp.scorer)
+    metas: dict[int, dict] = {}
+    if exp.inputs.task == "prompts":
+        from interp.pipelines.decode import decode_video
+
+        _, _, base = exp.inputs.prompt_inputs()
+        gi = groups[0]
+        for s in pl.samples:
+            metas[s.index] = {**base[s.local], "task_meta": loaded.task}
+            if gi.frames_uint8 is not None:
+                metas[s.index]["first_frame"] = gi.frames_uint8[s.local].numpy()
+
+        def decode(final, local):
+            ff = None if gi.first_frame is None else gi.first_frame[local]
+            return decode_video(loaded, final, first_frame=ff)
+    elif exp.inputs.task == "maze" and (loaded.task or {}).get("pixel_space"):
+        from interp.tasks.maze import from_model_space
+
+        for s in pl.samples:
+            metas[s.index] = {"index": s.index, "first_frame": groups[s.group].frames_uint8[s.local].numpy(),
+                              "task_meta": loaded.task}  # fmt: skip
+
+        def decode(final, local):
+            return from_model_space(final.float().cpu()).numpy()
+    else:
+        raise ExperimentError(f"scorer {exp.scorer}: no decoded video to score with inputs.task: {exp.inputs.task} "
+                              f"on {loaded.name}; scorers need prompt inputs (a whole pipeline) or a pixel-space "
+                              "maze model")  # fmt: skip
+    try:
+        check_metas(fn, list(metas.values()), name=f"scorer {name}")
+    except ScorerError as e:
+        raise ExperimentError(str(e)) from None
+    return ExperimentScoring(fn, name, metas, decode)
+
+
 def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded: LoadedModel, traced, sampler,
-               sites: list[str], directions: dict, writer: ResultsWriter) -> None:  # fmt: skip
+               sites: list[str], directions: dict, writer: ResultsWriter,
+               scoring: ExperimentScoring | None = None) -> None:  # fmt: skip
     n = gi.latent_shape[0]
     local = {s.index: s for s in pl.samples}
     idx = torch.tensor([local[r.sample].local for r in batch.rows])
@@ -197,7 +315,10 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
     noise = torch.stack([gi.noise(r.seed, cache)[r.slot] for r in batch.rows])
     shape = (len(batch.rows), *gi.latent_shape[1:])
     inputs = TrajectoryInputs(_index_text(gi.text, idx, n), shape,
-                              condition=None if gi.condition is None else gi.condition[idx], latents=noise)  # fmt: skip
+                              negative=None if gi.negative is None else _index_text(gi.negative, idx, n),
+                              condition=None if gi.condition is None else gi.condition[idx], latents=noise,
+                              first_frame=None if gi.first_frame is None else gi.first_frame[idx],
+                              timestep_mask=gi.timestep_mask)  # fmt: skip
     bound = [b for u in batch.units for b in bind_unit(pl.experiments[u[0]], batch, u, local[u[1]], directions)]
     plan_fn, edit_latent = compile_batch(bound, traced, shape, sampler.steps, sites)
     want_x0 = exp.capture.x0 or "x0_distance" in exp.metrics
@@ -231,6 +352,11 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
         for name, vals in M.maze_scores(final[base_rows], conds, maze).items():
             for r, v in zip(base_rows, vals):
                 writer.write(f"clean/metrics/{name}", batch.rows[r].sample, v, (n_samples,))
+    if scoring is not None:
+        bs = [batch.rows[r].sample for r in base_rows]
+        for name, vals in scoring.scores(final[base_rows], [local[s].local for s in bs], bs).items():
+            for s, v in zip(bs, vals):
+                writer.write(f"clean/metrics/{name}", s, v, (n_samples,))
 
     # every unit: its first edited row against its baseline
     units = list(batch.units)
@@ -250,6 +376,8 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
     if maze:
         conds = gi.frames_uint8[[local[s].local for _, s in units]]
         scalars.update(M.maze_scores(final[rows], conds, maze))
+    if scoring is not None:
+        scalars.update(scoring.scores(final[rows], [local[s].local for _, s in units], [s for _, s in units]))
     per_step = M.x0_distance(x0[rows], x0[base]).numpy() if "x0_distance" in exp.metrics else None
     for k, (p, s) in enumerate(units):
         li = local[s].local

@@ -38,21 +38,95 @@ class Strict(BaseModel):
 
 class Inputs(Strict):
     """``maze``: ``count`` mazes per size chosen by ``seed`` (the model needs maze task metadata); ``random``: the
-    documented random inputs (N(0,1) text from ``seed``; latent ``frames`` x ``height`` x ``width``)."""
+    documented random inputs (N(0,1) text from ``seed``; latent ``frames`` x ``height`` x ``width``); ``prompts``
+    (set by giving ``prompts``, ``images`` or ``samples``): a whole diffusers pipeline's own inputs, ``prompts``
+    with an optional ``negative_prompt`` and ``images`` (image files, one per prompt: image-to-video), or
+    ``samples``: a folder of VBVR-Bench-style samples (``<sample>/first_frame.png``, ``prompt.txt``, optional
+    ``final_frame.png``, ``ground_truth.mp4``; :func:`interp.pipelines.samples.load_samples`). Relative image and
+    samples paths of a YAML file are relative to its folder. With prompts, ``frames`` / ``height`` / ``width`` are the pipeline's ``num_frames`` /
+    ``height`` / ``width`` in pixels and ``count`` is the number of prompts. Files are checked when the experiment
+    is validated: one error lists each problem. The runner loads the whole pipeline
+    (:func:`interp.experiments.runner.pipeline_group_inputs`): the prompts are encoded once, sample i's noise of
+    seed s is the pipeline's own (``Generator().manual_seed(s + i)``), as ``interp capture``."""
 
-    task: Literal["maze", "random"] = "maze"
+    task: Literal["maze", "random", "prompts"] = "maze"
     sizes: list[int] | None = None  # maze sizes; None: the model's default_size
     count: int = Field(4, ge=1)
     seed: int = 0
     frames: int | None = None
     height: int | None = None
     width: int | None = None
+    prompts: list[str] | None = None
+    negative_prompt: str | None = None
+    images: list[str] | None = None
+    samples: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_task(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "task" not in data and any(data.get(k) is not None for k in PROMPT_FIELDS):
+            data = {**data, "task": "prompts"}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> Inputs:
         if self.task == "random" and self.sizes is not None:
             raise ValueError("sizes is for task: maze; random inputs take frames / height / width")
+        given = [k for k in (*PROMPT_FIELDS, "negative_prompt") if getattr(self, k) is not None]
+        if self.task != "prompts":
+            if given:
+                raise ValueError(f"{', '.join(given)} are inputs of task: prompts (a whole pipeline), not task: "
+                                 f"{self.task}")  # fmt: skip
+            return self
+        if self.sizes is not None:
+            raise ValueError("sizes is for task: maze; prompts take frames / height / width (pixels)")
+        if self.samples is not None:
+            if self.prompts is not None or self.images is not None:
+                raise ValueError("samples gives each sample's prompt and first frame: give samples, or prompts "
+                                 "(and images), not both")  # fmt: skip
+            from interp.pipelines.samples import SampleError, load_samples
+
+            try:
+                n = len(load_samples(self.samples))
+            except SampleError as e:
+                raise ValueError(str(e)) from None
+        else:
+            if not self.prompts:
+                raise ValueError("task: prompts needs prompts (a non-empty list) or samples (a folder of VBVR-Bench "
+                                 "samples)")  # fmt: skip
+            if blank := [i for i, p in enumerate(self.prompts) if not str(p).strip()]:
+                raise ValueError(f"prompts {blank} are empty")
+            n = len(self.prompts)
+            if self.images is not None:
+                if len(self.images) != n:
+                    raise ValueError(f"{n} prompt(s) and {len(self.images)} image(s): give one image per prompt")
+                if missing := [str(p) for p in self.images if not Path(p).is_file()]:
+                    raise ValueError(f"image file(s) not found: {', '.join(missing)}")
+        if "count" in self.model_fields_set and self.count != n:
+            raise ValueError(f"count {self.count} but {n} prompt(s): with prompts, count is the number of prompts "
+                             "(leave it out)")  # fmt: skip
+        self.count = n
         return self
+
+    def prompt_inputs(self) -> tuple[list[str], list[str] | None, list[dict]]:
+        """Prompts, image files (None for text-to-video) and each sample's scorer metadata (:mod:`interp.scorers`)
+        of task: prompts."""
+        if self.task != "prompts":
+            raise ValueError(f"task: {self.task} has no prompts")
+        if self.samples is not None:
+            from interp.pipelines.samples import load_samples
+
+            ss = load_samples(self.samples)
+            return [s.prompt for s in ss], [str(s.first_frame) for s in ss], [s.meta(i) for i, s in enumerate(ss)]
+        from interp.scorers import sample_meta
+
+        metas = [{"index": i, "prompt": p, "negative_prompt": self.negative_prompt,
+                  **({"image": self.images[i], **sample_meta(self.images[i])} if self.images else {})}
+                 for i, p in enumerate(self.prompts)]  # fmt: skip
+        return list(self.prompts), list(self.images) if self.images else None, metas
+
+
+PROMPT_FIELDS = ("prompts", "images", "samples")
 
 
 class Sampler(Strict):
@@ -83,7 +157,9 @@ class Capture(Strict):
 
 class Experiment(Strict):
     """model, inputs, sampler, capture, interventions (applied together), sweep (dotted path -> values; several
-    axes make a grid, first axis slowest), metrics, max_batch (rows per forward)."""
+    axes make a grid, first axis slowest), metrics, max_batch (rows per forward), scorer (``module:function``: the
+    scores of each final video, decoded by the pipeline's VAE or a pixel-space model's own, stored as metrics
+    ``score_<name>`` beside the clean run's)."""
 
     name: str = "experiment"
     model: str
@@ -95,6 +171,19 @@ class Experiment(Strict):
     metrics: list[Metric] = ["mse", "cosine"]
     max_batch: int = Field(16, ge=1)
     device: str = "cpu"
+    scorer: str | None = None  # 'module:function' (interp.scorers): each final video's scores, as metrics score_<name>
+
+    @field_validator("scorer")
+    @classmethod
+    def _scorer(cls, v: str | None) -> str | None:
+        if v is not None:
+            from interp.scorers import ScorerError, resolve
+
+            try:
+                resolve(v)
+            except ScorerError as e:
+                raise ValueError(str(e)) from None
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> Experiment:
@@ -126,6 +215,7 @@ class Experiment(Strict):
             if not sep or not key.strip():
                 raise ExperimentError(f"--set {item!r}: expected key=value (e.g. sampler.steps=4)")
             set_path(data, key.strip(), yaml.safe_load(value))
+        _resolve_input_paths(data, path.parent)
         return cls.validate_data(data, str(path))
 
     @classmethod
@@ -146,12 +236,31 @@ class Experiment(Strict):
 
     # ---- identity ----------------------------------------------------------------------------------------------
     def canonical(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        for k in (*PROMPT_FIELDS, "negative_prompt"):  # added later: left out while unset, so older keys still hold
+            if data["inputs"].get(k) is None:
+                data["inputs"].pop(k, None)
+        if data.get("scorer") is None:
+            data.pop("scorer", None)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def key(self, model_hash: str) -> str:
         """The cache key: sha256 of (canonical experiment, model weights hash, package version)."""
         blob = json.dumps([self.canonical(), model_hash, interp.__version__])
         return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _resolve_input_paths(data: dict, base: Path) -> None:
+    """Relative ``inputs.samples`` / ``inputs.images`` of a YAML file name files beside it (as steer direction
+    files do)."""
+    inputs = data.get("inputs")
+    if not isinstance(inputs, dict):
+        return
+    fix = lambda p: str(base / p) if isinstance(p, str) and not Path(p).is_absolute() else p  # noqa: E731
+    if "samples" in inputs:
+        inputs["samples"] = fix(inputs["samples"])
+    if isinstance(inputs.get("images"), list):
+        inputs["images"] = [fix(p) for p in inputs["images"]]
 
 
 def format_errors(err: ValidationError, where: str) -> str:

@@ -1,4 +1,10 @@
-"""Per-step x0 filmstrips: rows are denoising steps, columns are video frames (PNG), and a GIF over steps."""
+"""Per-step x0 filmstrips: rows are denoising steps, columns are video frames (PNG), and a GIF over steps.
+
+:func:`capture_filmstrip` draws them from a capture file: the VAE-decoded ``x0_video`` (the step lens) when the
+capture has it, with the final decoded ``video`` as the last row; else x0 itself for pixel-space models; else x0's
+first three latent channels (each scaled to its 1st-99th percentile). A stored scorer's ``success`` score (or, without
+one, nothing) labels each row.
+"""
 
 from __future__ import annotations
 
@@ -93,3 +99,50 @@ def filmstrip_gif(
     path.parent.mkdir(parents=True, exist_ok=True)
     images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
     return path
+
+
+def capture_videos(cache, *, rows: int = 8, sample: int = 0) -> tuple[np.ndarray, list[str], list, str]:
+    """(steps, frames, H, W, 3) uint8 of one sample of a capture (an :class:`~interp.store.ActivationCache`), the
+    row labels, each row's verdict (the stored ``success`` score, else None) and a note saying what is drawn."""
+    from interp.report.viewer import _pixel_video, latent_rgb
+
+    scores = cache.scores or {}
+    ok = (scores.get("x0") or {}).get("success")
+    b = int(cache.file["x0"].shape[1]) if "x0" in cache.file else None
+    if cache.x0_video is not None:
+        lens = cache.x0_video_steps
+        pos = pick_steps(len(lens), rows)
+        videos = cache.file["x0_video"][pos, sample]
+        labels = [f"step {lens[p]}" for p in pos]
+        verdicts = [None if ok is None else bool(ok[p, sample]) for p in pos]
+        if cache.video is not None:
+            final = cache.file["video"][sample]
+            if final.shape == videos.shape[1:]:  # not when the lens was downscaled
+                videos = np.concatenate([videos, final[None]])
+                labels.append("final")
+                vf = (scores.get("video") or {}).get("success")
+                verdicts.append(None if vf is None else bool(vf[sample]))
+        return videos, labels, verdicts, "x0 decoded by the pipeline's VAE (x0_video)"
+    if b is None:
+        raise ValueError(f"{cache.path}: no x0 and no x0_video to draw")
+    n = int(cache.file["x0"].shape[0])
+    pos = pick_steps(n, rows)
+    x0 = cache.file["x0"][pos, sample]  # (S, C, F, H, W)
+    meta = cache.task_meta or {}
+    pixel = bool(meta.get("pixel_space"))
+    videos = _pixel_video(x0) if pixel else latent_rgb(x0)
+    steps_ok = ok is not None and (scores.get("steps") or []) == list(range(n))
+    verdicts = [bool(ok[p, sample]) if steps_ok else None for p in pos]
+    note = "x0 (pixel space: the predicted video)" if pixel else "x0 latent: channels 0-2 as RGB (no x0_video stored)"
+    return videos, [f"step {p}" for p in pos], verdicts, note
+
+
+def capture_filmstrip(capture: str | Path, out: str | Path, *, rows: int = 8, sample: int = 0) -> list[Path]:
+    """PNG and GIF filmstrips (``out.png``, ``out.gif``) of one sample of a capture file (see the module doc)."""
+    from interp.store import load_cache
+
+    with load_cache(capture) as cache:
+        videos, labels, verdicts, note = capture_videos(cache, rows=rows, sample=sample)
+    out = Path(out)
+    return [filmstrip_png(videos, out.with_suffix(".png"), labels, verdicts, title=f"{note}, sample {sample}"),
+            filmstrip_gif(videos, out.with_suffix(".gif"), labels, verdicts)]  # fmt: skip

@@ -23,6 +23,9 @@ from interp.store.capture import (
     describe,
     load_cache,
     pool_tokens,
+    put_video_scores,
+    read_scores,
+    score_step_arrays,
     token_coords,
 )
 from interp.store.lock import IncompleteFileError, OutputBusy, OutputLock
@@ -33,5 +36,5 @@ __all__ = [
     "ActivationCache", "AtomicH5", "IncompleteFileError", "OutputBusy", "OutputLock", "Pool", "RunWriter", "Schema",
     "SchemaError", "atomic_h5", "atomic_path",
     "canonical_json", "config_hash", "describe", "file_schema", "load_cache", "open_h5", "partial_path",
-    "pool_tokens", "publish_dir", "staging_dir", "token_coords",
+    "pool_tokens", "publish_dir", "put_video_scores", "read_scores", "score_step_arrays", "staging_dir", "token_coords",
 ]  # fmt: skip

@@ -25,6 +25,9 @@ model directory nor the task generators::
     /video                 (B, F, H, W, 3) uint8: the final video decoded by the pipeline's VAE (pipeline captures)
     /x0_video              (n, B, F, H, W, 3) uint8: the step lens, x0 of the steps in its attrs ``steps`` (JSON)
                            decoded by the VAE (one chunk per decoded step, written with that step)
+    /scores/x0/<name>      (n, B) float64: a scorer's score ``name`` of each decoded step (attrs scorer, steps JSON:
+                           the step lens' steps, or every step of a pixel-space model); NaN where not yet written
+    /scores/video/<name>   (B,) float64: the same score of the final video (attrs scorer)
 
 Writes go to ``FILE.h5.partial`` and are moved to ``FILE.h5`` by ``os.replace`` after ``complete`` is set, so a
 file under the final name is always whole. An interrupted run resumes from the first step not marked done.
@@ -164,6 +167,39 @@ def write_description(file: h5py.File, d: dict) -> None:
             ds.attrs["negative_prompt"] = str(d["negative_prompt"])
     if d.get("images") is not None:
         file.create_dataset("images", data=np.asarray(d["images"], np.uint8))
+
+
+SCORE_GROUP = "scores"
+
+
+def score_step_arrays(index: int, rows: int, scores: Sequence[dict], scorer: str, steps: Sequence[int]) -> list[tuple]:
+    """The rows one decoded step's scores add to :meth:`RunWriter.on_step` (its ``arrays``): row ``index`` of
+    ``scores/x0/<name>`` ((rows, B) float64) for every score name, ``scores[i]`` being sample i's dict."""
+    attrs = {"scorer": scorer, "steps": json.dumps([int(s) for s in steps]), "axes": "step,batch"}
+    return [(f"{SCORE_GROUP}/x0/{name}", index, np.array([sc[name] for sc in scores], np.float64), rows, attrs)
+            for name in sorted(scores[0])]  # fmt: skip
+
+
+def put_video_scores(writer: RunWriter, scores: Sequence[dict], scorer: str) -> None:
+    """The final video's scores: ``scores/video/<name>`` (B,) float64, one dataset per score name."""
+    for name in sorted(scores[0]):
+        writer.put_array(f"{SCORE_GROUP}/video/{name}", np.array([sc[name] for sc in scores], np.float64),
+                         {"scorer": scorer, "axes": "batch"})  # fmt: skip
+
+
+def read_scores(file: h5py.File) -> dict | None:
+    """``{"scorer", "steps", "x0": {name: (n, B)}, "video": {name: (B,)}}`` of a capture, None without scores."""
+    if SCORE_GROUP not in file:
+        return None
+    g = file[SCORE_GROUP]
+    out: dict = {"scorer": None, "steps": [], "x0": {}, "video": {}}
+    for part in ("x0", "video"):
+        for name, ds in (g[part].items() if part in g else ()):
+            out[part][name] = ds[()]
+            out["scorer"] = out["scorer"] or str(ds.attrs.get("scorer"))
+            if part == "x0":
+                out["steps"] = _json_attr(ds, "steps")
+    return out
 
 
 def _json_attr(obj, name: str):
@@ -351,7 +387,9 @@ class RunWriter:
                     n = self.steps + 1 if name == "latents" else self.steps
                 else:  # site: its branch's step count; rows: the rows asked for
                     n = item[6] if kind == "site" else item[4]
-                ds = f.create_dataset(name, shape=(n, *arr.shape), dtype=arr.dtype, chunks=(1, *arr.shape))
+                fill = np.nan if kind == "rows" and arr.dtype.kind == "f" else None  # unwritten score rows: NaN
+                ds = f.create_dataset(name, shape=(n, *arr.shape), dtype=arr.dtype, chunks=(1, *arr.shape),
+                                      fillvalue=fill)  # fmt: skip
                 ds.attrs["source_dtype"] = str(host.tensor.dtype).removeprefix("torch.")
                 if kind == "site":
                     ds.attrs.update(axes=item[4], pool=item[5])
@@ -617,6 +655,12 @@ class ActivationCache:
     def x0_video_steps(self) -> list[int] | None:
         got = self._x0_rows()
         return None if got is None else (_json_attr(self.file["x0_video"], "steps") if self._done() is None else got[1])
+
+    @property
+    def scores(self) -> dict | None:
+        """A scorer's scores (``interp capture --scorer``): ``{"scorer": "module:function", "steps": [...],
+        "x0": {name: (n, B) per decoded step}, "video": {name: (B,) of the final video}}``; None without."""
+        return read_scores(self.file)
 
     def _run(self, name: str) -> Tensor:
         return torch.from_numpy(self.file[name][self.steps.tolist()])
