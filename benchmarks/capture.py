@@ -196,7 +196,11 @@ def filesystem(path: str | Path) -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/mounts").read_text().splitlines():
             parts = line.split()
-            if len(parts) > 2 and (path == parts[1] or path.startswith(parts[1].rstrip("/") + "/")) and len(parts[1]) >= len(best):
+            if (
+                len(parts) > 2
+                and (path == parts[1] or path.startswith(parts[1].rstrip("/") + "/"))
+                and len(parts[1]) >= len(best)
+            ):
                 best, kind = parts[1], parts[2]
     return kind
 
@@ -476,7 +480,9 @@ def bench_tracing(loaded, opts: BenchOptions) -> dict:
         if edit:
             handles = [modules[mid].register_forward_hook(lambda m, i, o: o * 0.5)]
         else:
-            handles = [m.register_forward_hook(lambda m, i, o, k=k: kept.__setitem__(k, o)) for k, m in enumerate(modules)]
+            handles = [
+                m.register_forward_hook(lambda m, i, o, k=k: kept.__setitem__(k, o)) for k, m in enumerate(modules)
+            ]
         try:
             with torch.no_grad():
                 return traced.dit(x, t, text)
@@ -527,8 +533,15 @@ def bench_tracing(loaded, opts: BenchOptions) -> dict:
         err[k] = float((o - r).norm() / r.norm().clamp_min(1e-30))
     cpu: dict | None = {} if device.type == "cpu" else None
     times = interleaved(fns, opts.repeats * 2, opts.warmup, device, cpu)
-    pairs = [("nnsight_empty", "bare"), ("toolkit_empty", "bare"), ("hooks_read", "bare"), ("nnsight_read", "hooks_read"),
-             ("toolkit_read", "nnsight_read"), ("nnsight_edit", "hooks_edit"), ("toolkit_edit", "nnsight_edit")]
+    pairs = [
+        ("nnsight_empty", "bare"),
+        ("toolkit_empty", "bare"),
+        ("hooks_read", "bare"),
+        ("nnsight_read", "hooks_read"),
+        ("toolkit_read", "nnsight_read"),
+        ("nnsight_edit", "hooks_edit"),
+        ("toolkit_edit", "nnsight_edit"),
+    ]
     return {
         "latent": list(x.shape), "median_s": {k: med(v) for k, v in times.items()},
         "spread": {k: spread(v) for k, v in times.items()},
@@ -571,7 +584,9 @@ def bench_store(loaded, opts: BenchOptions, scratch: Path) -> dict:
             ds = {k: f.create_dataset(k, shape=(steps + (k == "latents"), *lat.shape), dtype=lat.dtype,
                                       chunks=(1, *lat.shape)) for k in ("latents", "v", "x0")}  # fmt: skip
             for n, arr in zip(names, site_arrays):
-                ds[n] = f.create_dataset(f"cond/{n}", shape=(steps, *arr.shape), dtype=arr.dtype, chunks=(1, *arr.shape))
+                ds[n] = f.create_dataset(
+                    f"cond/{n}", shape=(steps, *arr.shape), dtype=arr.dtype, chunks=(1, *arr.shape)
+                )
             put = (lambda d, i, v: d.id.write_direct_chunk((i,) + (0,) * v.ndim, v)) if direct else (
                 lambda d, i, v: d.__setitem__(i, v))  # fmt: skip
             for s in range(steps):

@@ -33,8 +33,10 @@ def main() -> None:
     rate, lo, hi = res.solve_rate
     print(f"cpu: {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}")
     print(f"maze-wan load: {t_load:.1f} s")
-    print(f"{args.n} mazes of {args.size}x{args.size} x {args.steps} steps: {t_sample:.1f} s "
-          f"({t_sample / args.steps:.2f} s per step); solve rate {rate:.2f} [{lo:.2f}, {hi:.2f}]")
+    print(
+        f"{args.n} mazes of {args.size}x{args.size} x {args.steps} steps: {t_sample:.1f} s "
+        f"({t_sample / args.steps:.2f} s per step); solve rate {rate:.2f} [{lo:.2f}, {hi:.2f}]"
+    )
     print(f"goal <= 60 s: {'met' if t_sample <= 60 else 'NOT met'}")
 
 

@@ -41,9 +41,7 @@ from probes.linear import LinearFit, Standardizer, fast_matmul_dtype, fit_logist
 LAMBDAS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 
-def make_site(
-    seed: int, site: int, y: np.ndarray, d: int, classes: int, strength: float
-) -> np.ndarray:
+def make_site(seed: int, site: int, y: np.ndarray, d: int, classes: int, strength: float) -> np.ndarray:
     """(n, d) activations of one site: anisotropic noise plus the label planted with ``strength``."""
     rng = np.random.default_rng([seed, site])
     n = len(y)
@@ -82,9 +80,13 @@ def ours(
         if classes == 2:
             loss = (torch.nn.functional.softplus(z[..., 0]) - yt[va] * z[..., 0]).mean(-1)
         else:
-            loss = torch.nn.functional.cross_entropy(
-                z.permute(0, 1, 3, 2).flatten(0, 1), yt[va].repeat(z.shape[0] * z.shape[1], 1), reduction="none"
-            ).mean(-1).reshape(z.shape[:2])
+            loss = (
+                torch.nn.functional.cross_entropy(
+                    z.permute(0, 1, 3, 2).flatten(0, 1), yt[va].repeat(z.shape[0] * z.shape[1], 1), reduction="none"
+                )
+                .mean(-1)
+                .reshape(z.shape[:2])
+            )
         best = loss.argmin(1)
         s_idx = torch.arange(x.shape[0])
         w_raw, b_raw = to_raw(fit.weight[s_idx, best], fit.bias[s_idx, best], std)

@@ -73,7 +73,9 @@ def models_cmd() -> None:
         built.add_row(b.name, b.family, status, b.description)
     for name, path in SHIPPED_LMS.items():
         status = "ready" if path.is_dir() else f"not trained yet ({path} missing)"
-        built.add_row(name, "lm", status, "TransformerLens language model reading mazes as tokens (interp.lm.model.load_lm)")
+        built.add_row(
+            name, "lm", status, "TransformerLens language model reading mazes as tokens (interp.lm.model.load_lm)"
+        )
     Console().print(fams, built)
 
 
@@ -88,30 +90,57 @@ def capture_cmd(
     batch: int = typer.Option(None, help="samples per run (default: 1)"),
     dtype: str = typer.Option(None, help="stored activation dtype: float32 | float16 (default: float32)"),
     pool: str = typer.Option(None, help="token pooling: none | mean | frame (default: none)"),
-    guidance: float = typer.Option(None, help="classifier-free guidance scale (>1 adds an uncond branch; HunyuanVideo: "
-                                   "the embedded guidance; default with --prompt: the pipeline's own)"),
+    guidance: float = typer.Option(
+        None,
+        help="classifier-free guidance scale (>1 adds an uncond branch; HunyuanVideo: "
+        "the embedded guidance; default with --prompt: the pipeline's own)",
+    ),
     shift: float = typer.Option(None, help="flow-matching timestep shift (default: the scheduler's)"),
-    frames: int = typer.Option(None, help="with --prompt: the pipeline's num_frames (pixels' frames, default 81); "
-                               "random inputs: latent frames"),
+    frames: int = typer.Option(
+        None, help="with --prompt: the pipeline's num_frames (pixels' frames, default 81); random inputs: latent frames"
+    ),
     height: int = typer.Option(None, help="with --prompt: video height in pixels (default 480); else latent height"),
     width: int = typer.Option(None, help="with --prompt: video width in pixels (default 832); else latent width"),
-    prompt: list[str] = typer.Option(None, "--prompt", help="a prompt (repeat for a batch): encodes it through the "
-                                     "pipeline's own text encoder; needs a whole pipeline directory or hub id"),
+    prompt: list[str] = typer.Option(
+        None,
+        "--prompt",
+        help="a prompt (repeat for a batch): encodes it through the "
+        "pipeline's own text encoder; needs a whole pipeline directory or hub id",
+    ),
     negative_prompt: str = typer.Option(None, "--negative-prompt", help="the unconditional branch's prompt (CFG)"),
     image: list[str] = typer.Option(None, "--image", help="image file for image-to-video, one per --prompt"),
-    x0_steps: str = typer.Option(None, "--x0-steps", help="the step lens: decode x0 through the VAE at 'all', "
-                                 "'every:K' or '0,5,9' steps (stored as x0_video)"),
-    x0_downscale: int = typer.Option(None, "--x0-downscale", help="integer downscale of the decoded x0 frames (default 1)"),
-    max_sequence_length: int = typer.Option(None, help="text tokens (the pipeline's max_sequence_length; default: the pipeline's own)"),
-    true_cfg_scale: float = typer.Option(None, "--true-cfg-scale", help="HunyuanVideo: true classifier-free guidance with --negative-prompt"),
+    x0_steps: str = typer.Option(
+        None,
+        "--x0-steps",
+        help="the step lens: decode x0 through the VAE at 'all', 'every:K' or '0,5,9' steps (stored as x0_video)",
+    ),
+    x0_downscale: int = typer.Option(
+        None, "--x0-downscale", help="integer downscale of the decoded x0 frames (default 1)"
+    ),
+    max_sequence_length: int = typer.Option(
+        None, help="text tokens (the pipeline's max_sequence_length; default: the pipeline's own)"
+    ),
+    true_cfg_scale: float = typer.Option(
+        None, "--true-cfg-scale", help="HunyuanVideo: true classifier-free guidance with --negative-prompt"
+    ),
     model_dtype: str = typer.Option(None, help="transformer dtype (float32 | bfloat16 | float16)"),
-    text_encoder_offload: str = typer.Option(None, help="after encoding: none (default) | cpu | release the text/image encoders"),
+    text_encoder_offload: str = typer.Option(
+        None, help="after encoding: none (default) | cpu | release the text/image encoders"
+    ),
     device: str = typer.Option(None, help="torch device (default: cpu)"),
-    scorer: str = typer.Option(None, help="score each decoded step and the final video: 'module:function' or a "
-                               "built-in (final_frame, maze, suite, ...; interp.scorers), stored under scores/"),
-    samples: str = typer.Option(None, help="a folder of VBVR-Bench samples (<sample>/first_frame.png, prompt.txt, "
-                                "optional final_frame.png): their prompts and images, instead of --prompt/--image"),
-    set_: list[str] = typer.Option([], "--set", help=SET_HELP + " (any CaptureConfig field, e.g. text_len, component_dtypes)"),
+    scorer: str = typer.Option(
+        None,
+        help="score each decoded step and the final video: 'module:function' or a "
+        "built-in (final_frame, maze, suite, ...; interp.scorers), stored under scores/",
+    ),
+    samples: str = typer.Option(
+        None,
+        help="a folder of VBVR-Bench samples (<sample>/first_frame.png, prompt.txt, "
+        "optional final_frame.png): their prompts and images, instead of --prompt/--image",
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", help=SET_HELP + " (any CaptureConfig field, e.g. text_len, component_dtypes)"
+    ),
     overwrite: bool = typer.Option(False, help="replace an existing complete file"),
 ) -> None:
     """Run a denoising trajectory and store the chosen sites at every step in one HDF5 file.
@@ -193,7 +222,9 @@ def inspect_cmd(file: Path = typer.Argument(..., exists=True, help="a capture .h
 def probe_cmd(
     cache: Path = typer.Argument(..., exists=True, dir_okay=False, help="a capture .h5 file"),
     label: list[str] = typer.Option(
-        ..., "--label", "-l",
+        ...,
+        "--label",
+        "-l",
         help="maze label (wall open path agent start goal trail block size path_length first_move) "
         "or a user array FILE.npy / FILE.npz[:KEY]; repeat for several",
     ),
@@ -210,8 +241,9 @@ def probe_cmd(
     bootstrap: int = typer.Option(None, help="bootstrap replicates over test samples for the CIs (default: 200)"),
     seed: int = typer.Option(None, help="seed of the split, token draw and control task (default: 0)"),
     device: str = typer.Option(None, help="torch device for the solves (default: cpu)"),
-    set_: list[str] = typer.Option([], "--set", help=SET_HELP + " (ProbeConfig: e.g. memory_gb, split, max_iter, "
-                                   "precision)"),  # fmt: skip
+    set_: list[str] = typer.Option(
+        [], "--set", help=SET_HELP + " (ProbeConfig: e.g. memory_gb, split, max_iter, precision)"
+    ),  # fmt: skip
 ) -> None:
     """Train linear probes for every (step, site) of a capture: metrics, control tasks, heatmaps, directions.
 
@@ -243,6 +275,7 @@ def probe_cmd(
         raise typer.BadParameter(str(e)) from e
     Console(width=160).print(summary_table(results))
     typer.echo(f"wrote {out / 'probes.h5'}, {out / 'weights'}, {out / 'heatmaps'}")
+
 
 # ---- train, eval, demo (issue 4) ----------------------------------------------------------------------------------
 @app.command("train")
@@ -464,7 +497,9 @@ def view_cmd(
     channels: int = typer.Option(3, help="top-variance channel maps per layer"),
     point: int = typer.Option(None, help="results: the sweep point whose x0 and token maps are shown (default 0)"),
     group: int = typer.Option(None, help="results: the input group (maze size) shown (default 0)"),
-    pngs: bool = typer.Option(False, "--pngs", help="captures: also write token-map PNG grids (layer x frame, step x frame)"),
+    pngs: bool = typer.Option(
+        False, "--pngs", help="captures: also write token-map PNG grids (layer x frame, step x frame)"
+    ),
 ) -> None:
     """Write one self-contained HTML page (no network needed) to look inside a run: step and layer sliders, x0
     frames beside token maps, the task scorer's verdict per step, metric heatmaps of experiment results.
@@ -508,12 +543,19 @@ def run_cmd(
     experiment: Path = typer.Argument(None, help="experiment YAML (see experiments/examples/)"),
     set_: list[str] = typer.Option([], "--set", help="override a field: dotted.key=value (YAML value); repeatable"),
     out: Path = typer.Option(None, "--out", help="output directory (default: runs/<experiment name>)"),
-    wandb: str = typer.Option(None, "--wandb", help="W&B mode: offline | online | disabled (default: WANDB_MODE, else offline)"),
+    wandb: str = typer.Option(
+        None, "--wandb", help="W&B mode: offline | online | disabled (default: WANDB_MODE, else offline)"
+    ),
     launcher: str = typer.Option("none", "--launcher", help="shard the batches over ranks: none | torchrun | ray"),
-    nproc: int = typer.Option(None, "--nproc", help="ranks (default: visible GPUs for a CUDA experiment, else 2; "
-                              "ray: the cluster's GPUs or CPUs)"),  # fmt: skip
+    nproc: int = typer.Option(
+        None,
+        "--nproc",
+        help="ranks (default: visible GPUs for a CUDA experiment, else 2; ray: the cluster's GPUs or CPUs)",
+    ),  # fmt: skip
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: start a local cluster)"),
-    merge: Path = typer.Option(None, "--merge", help="merge DIR/shards into DIR/results.h5 (+ summary, figures) and exit"),
+    merge: Path = typer.Option(
+        None, "--merge", help="merge DIR/shards into DIR/results.h5 (+ summary, figures) and exit"
+    ),
 ) -> None:
     """Run an experiment: interventions x sweep, batched; writes results.h5, summary.json and figures/.
 
@@ -591,8 +633,9 @@ def compare_cmd(
     steps: int = typer.Option(None, help="denoising steps of the DiTs (default: 20)"),
     measures: str = typer.Option(None, help="profiles to compute, comma-separated (default: skip,swap,probe,cka)"),
     device: str = typer.Option(None, help="torch device (default: cpu)"),
-    set_: list[str] = typer.Option([], "--set", help=SET_HELP + " (CompareConfig: e.g. probe_step, cka_frame, "
-                                   "swap_site, swap_steps, noise_seed)"),  # fmt: skip
+    set_: list[str] = typer.Option(
+        [], "--set", help=SET_HELP + " (CompareConfig: e.g. probe_step, cka_frame, swap_site, swap_steps, noise_seed)"
+    ),  # fmt: skip
 ) -> None:
     """Layer-specialization profiles on a normalized depth axis (0 = first block, 1 = last): skip damage, swap flip
     rate and swap damage, wall- and path-probe accuracy, CKA between layers and across models; one figure and a table.
@@ -673,6 +716,7 @@ def bench_cmd(
         )  # fmt: skip
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
+
     def done(name: str, result: dict) -> None:  # figures as each measurement ends (a lease may end first)
         typer.echo(bench.report({k: v for k, v in result.items() if k in ("env", "options", name)}).split("\n", 1)[1])
         if out is not None:
@@ -687,7 +731,9 @@ def bench_cmd(
 # ---- reproduce (issue 10) -----------------------------------------------------------------------------------------
 @app.command("reproduce")
 def reproduce_cmd(
-    out: Path = typer.Option(Path("paper-report"), "--out", help="output directory (DIR/REPORT.md, one folder per analysis)"),
+    out: Path = typer.Option(
+        Path("paper-report"), "--out", help="output directory (DIR/REPORT.md, one folder per analysis)"
+    ),
     quick: bool = typer.Option(False, "--quick", help="small counts, 8 steps, small mazes: ~10 min on 2 CPU cores"),
     device: str = typer.Option("cpu", "--device", help="torch device: cpu | cuda"),
     model: str = typer.Option(None, "--model", help="run every analysis on this model instead of the files' model"),
@@ -713,8 +759,9 @@ def reproduce_cmd(
         if plan:
             typer.echo(plan_table(plan_sizes(quick=quick, model=model, only=chosen, overrides=list(set_))))
             return
-        report = reproduce(out, quick=quick, device=device, model=model, overrides=list(set_), threads=threads or None,
-                           only=chosen)
+        report = reproduce(
+            out, quick=quick, device=device, model=model, overrides=list(set_), threads=threads or None, only=chosen
+        )
     except (ExperimentError, ValueError, FileExistsError) as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(2) from None

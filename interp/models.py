@@ -193,7 +193,11 @@ def resolve_path(
             local_files_only = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
         return Path(
             snapshot_download(
-                s, cache_dir=cache_dir, local_files_only=local_files_only, revision=revision, allow_patterns=HUB_PATTERNS
+                s,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                revision=revision,
+                allow_patterns=HUB_PATTERNS,
             )
         )
     near = difflib.get_close_matches(s, [*BUILTINS, *SHIPPED_LMS], n=1)
@@ -260,7 +264,9 @@ def load_model(
         sub = path / expert
         if sub.is_dir() and (index.get(expert, [None])[0] is not None or not index):
             transformers[expert], adapter = _transformer_from_dir(sub, device, dtype, device_map)
-    scheduler = _scheduler_from_dir(path / "scheduler") if (path / "scheduler").is_dir() else default_scheduler(adapter.family)
+    scheduler = (
+        _scheduler_from_dir(path / "scheduler") if (path / "scheduler").is_dir() else default_scheduler(adapter.family)
+    )
     task = json.loads((path / "interp.json").read_text()) if (path / "interp.json").exists() else None
     boundary = index.get("boundary_ratio")
     if len(transformers) == 2 and boundary is None:

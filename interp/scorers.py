@@ -69,7 +69,9 @@ def resolve(spec: str | Callable) -> Scorer:
             raise ScorerError(f"scorer {spec!r}: module {module_name!r} has no attribute {attr!r}; {SPEC_HELP}")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise ScorerError(f"scorer {spec!r}: {attr!r} in {module_name!r} is a {type(obj).__name__}, not a callable; {SPEC_HELP}")
+        raise ScorerError(
+            f"scorer {spec!r}: {attr!r} in {module_name!r} is a {type(obj).__name__}, not a callable; {SPEC_HELP}"
+        )
     return obj
 
 

@@ -35,7 +35,6 @@ Edit = Callable[[str, int, Tensor], Tensor]
 """An edit at a site: ``(site, step, value) -> new value`` (same shape)."""
 
 
-
 class DiT(nn.Module):
     """A transformer plus its adapter's call convention, with ``hook_out`` on the prediction."""
 
@@ -176,14 +175,21 @@ class Traced:
         passthrough_reads = {
             s
             for s in read
-            if self._block_of.get(s) in skipped_blocks and s.endswith(("hook_embed", "hook_resid_pre", "hook_resid_post"))
+            if self._block_of.get(s) in skipped_blocks
+            and s.endswith(("hook_embed", "hook_resid_pre", "hook_resid_post"))
         }
-        inside = [s for s in list(read) + list(edits) if self._block_of.get(s) in skipped_blocks and s not in passthrough_reads]
+        inside = [
+            s
+            for s in list(read) + list(edits)
+            if self._block_of.get(s) in skipped_blocks and s not in passthrough_reads
+        ]
         if inside:
             raise ValueError(f"cannot read or edit {inside}: their block is skipped")
         bad = [s for s in skips if s not in skipped_blocks and s.split(".")[-1] not in SUBLAYER_HOOKS]
         if bad:
-            raise ValueError(f"cannot skip {bad}: skip a block (blocks.{{i}}) or a sublayer ({', '.join(SUBLAYER_HOOKS)})")
+            raise ValueError(
+                f"cannot skip {bad}: skip a block (blocks.{{i}}) or a sublayer ({', '.join(SUBLAYER_HOOKS)})"
+            )
         copy = bool(edits or skips)  # an in-place edit downstream must not change what we read
         # one operation per module, in execution order (hook_embed shares its module with blocks.0.hook_resid_pre)
         ops: dict[str, list[str]] = {}

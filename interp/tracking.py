@@ -26,7 +26,9 @@ def resolve_mode(flag: str | None) -> str:
 class Tracker:
     """A thin W&B run: ``log`` metrics, ``log_image`` figures, ``finish``. Falls back to a no-op."""
 
-    def __init__(self, project: str, config: dict, mode: str = "offline", dir: str | Path | None = None, name: str | None = None):
+    def __init__(
+        self, project: str, config: dict, mode: str = "offline", dir: str | Path | None = None, name: str | None = None
+    ):
         if mode not in MODES:
             raise ValueError(f"wandb mode must be one of {MODES}, got {mode!r}")
         self.run = None
@@ -40,7 +42,9 @@ class Tracker:
         try:
             import wandb  # optional at run time: only when W&B logging is on (a slow import)
 
-            kwargs: dict[str, Any] = dict(project=project, config=config, mode=mode, name=name, reinit="finish_previous")
+            kwargs: dict[str, Any] = dict(
+                project=project, config=config, mode=mode, name=name, reinit="finish_previous"
+            )
             if dir is not None:
                 Path(dir).mkdir(parents=True, exist_ok=True)
                 kwargs["dir"] = str(dir)

@@ -248,7 +248,6 @@ def model_meta(cfg: TrainConfig) -> dict:
 def predict(model, x_t, condition, sigma, text):
     """Velocity prediction (noise - x0) of the maze model."""
     if type(model).__name__ != "WanTransformer3DModel":  # other families: through their adapter (same convention)
-
         return get_adapter(model).forward(model, x_t, sigma * 1000.0, TextConditioning(text), condition)
     inp = torch.cat([x_t, condition], dim=1)
     return model(inp, timestep=sigma * 1000.0, encoder_hidden_states=text, return_dict=False)[0]
@@ -274,7 +273,9 @@ def evaluate(model, spec: EvalSpec, meta: dict, device, dtype=None, size: int | 
     mazes = [mz.generate(size, mz.maze_rng(mz.TRAIN_STREAM ^ 0xFFFF, size, 12345, i)) for i in range(spec.n)]
     inputs = maze_inputs(meta, mazes)
     g = torch.Generator().manual_seed(0)
-    x = sample(model, inputs.condition.to(device), inputs.encoder_hidden_states.to(device), spec.steps, spec.shift, g, dtype)
+    x = sample(
+        model, inputs.condition.to(device), inputs.encoder_hidden_states.to(device), spec.steps, spec.shift, g, dtype
+    )
     videos = mz.from_model_space(x.cpu())
     scores = score_batch(videos, inputs.condition_frames)
     rate, lo, hi = solve_rate(scores)
@@ -349,14 +350,19 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         (no_decay if p.ndim < 2 or "norm" in n or "scale_shift" in n else decay).append(p)
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=o.lr, betas=o.betas, fused=device.type == "cuda",
+        lr=o.lr,
+        betas=o.betas,
+        fused=device.type == "cuda",
     )
     # warm up again on resume: the optimizer state is not shipped
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / o.warmup_steps))
 
     loader = torch.utils.data.DataLoader(
-        MazeBatches(cfg.data, state["step"]), batch_size=None, num_workers=cfg.data.workers,
-        pin_memory=device.type == "cuda", prefetch_factor=4 if cfg.data.workers else None,
+        MazeBatches(cfg.data, state["step"]),
+        batch_size=None,
+        num_workers=cfg.data.workers,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4 if cfg.data.workers else None,
         persistent_workers=cfg.data.workers > 0,
     )
     tracker = Tracker("interp-maze-train", cfg.model_dump(mode="json"), mode=cfg.wandb, dir=out)
@@ -365,7 +371,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     start_time = time.time()
     step0, seconds0 = state["step"], state["train_seconds"]
     local = 0
-    bar = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed} steps"), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), disable=not progress)
+    bar = Progress(
+        TextColumn("[bold]train"),
+        BarColumn(),
+        TextColumn("{task.completed} steps"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        disable=not progress,
+    )
     with bar:
         task = bar.add_task("train", total=None, info="")
         for classes, agents in loader:
@@ -404,14 +417,24 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 bar.update(task, completed=state["step"], info=info)
                 if not progress:
                     print(f"[train] step {state['step']} {info} samples {state['samples']}", flush=True)
-                tracker.log({"train/loss": loss.item(), "train/grad_norm": gnorm.item(), "train/it_per_s": rate,
-                             "train/lr": sched.get_last_lr()[0], "train/samples": state["samples"]}, step=state["step"])
+                tracker.log(
+                    {
+                        "train/loss": loss.item(),
+                        "train/grad_norm": gnorm.item(),
+                        "train/it_per_s": rate,
+                        "train/lr": sched.get_last_lr()[0],
+                        "train/samples": state["samples"],
+                    },
+                    step=state["step"],
+                )
             done = state["step"] >= cfg.max_steps or elapsed > cfg.max_minutes * 60
             if local % cfg.eval.every == 0 or done:
                 ema.eval()
                 metrics = evaluate(ema, cfg.eval, meta, device, amp)
                 state["history"].append({"step": state["step"], **metrics})
-                print(f"[eval] step {state['step']} " + " ".join(f"{k}={v:.3f}" for k, v in metrics.items()), flush=True)
+                print(
+                    f"[eval] step {state['step']} " + " ".join(f"{k}={v:.3f}" for k, v in metrics.items()), flush=True
+                )
                 tracker.log(metrics, step=state["step"])
             if local % cfg.save_every == 0 or done:
                 state["train_seconds"] = seconds0 + time.time() - start_time

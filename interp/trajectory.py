@@ -42,8 +42,16 @@ class SamplerConfig(BaseModel):
         return self.guidance_scale > 1.0 or (self.guidance_scale_2 or 0.0) > 1.0
 
     @classmethod
-    def from_task(cls, task: dict | None, *, steps: int | None = None, shift: float | None = None,
-                  guidance: float | None = None, seed: int = 0, fallback: dict | None = None) -> SamplerConfig:
+    def from_task(
+        cls,
+        task: dict | None,
+        *,
+        steps: int | None = None,
+        shift: float | None = None,
+        guidance: float | None = None,
+        seed: int = 0,
+        fallback: dict | None = None,
+    ) -> SamplerConfig:
         """The one rule for sampler defaults: an explicit value, else the model's task metadata (``interp.json``
         ``sampler``: steps, shift, guidance), else ``fallback`` (default :data:`SAMPLER_FALLBACK`: 20 steps, the
         scheduler's own shift, guidance 1)."""
@@ -206,7 +214,11 @@ def schedule(loaded: LoadedModel, config: SamplerConfig,
     two = len(loaded.transformers) > 1
     for i, t in enumerate(ts):
         expert = loaded.expert_for(float(t))
-        g = config.guidance_scale_2 if expert == "transformer_2" and config.guidance_scale_2 is not None else config.guidance_scale
+        g = (
+            config.guidance_scale_2
+            if expert == "transformer_2" and config.guidance_scale_2 is not None
+            else config.guidance_scale
+        )
         for kind in ("cond", "uncond") if g > 1.0 else ("cond",):
             branches.setdefault(f"{expert}/{kind}" if two else kind, []).append(i)
     return ts, sigmas, branches
@@ -340,7 +352,11 @@ def run_trajectory(
                 guidance = config.guidance_scale_2
             x_in = sched.scale_model_input(x, t) if hasattr(sched, "scale_model_input") else x
             x_in = x_in.to(dtype)
-            ts = t.expand(x.shape[0]) if token_mask is None else (token_mask * t).flatten().unsqueeze(0).expand(x.shape[0], -1)
+            ts = (
+                t.expand(x.shape[0])
+                if token_mask is None
+                else (token_mask * t).flatten().unsqueeze(0).expand(x.shape[0], -1)
+            )
             branches: dict[str, dict[str, Tensor]] = {}
             preds = {}
             for kind, txt in (("cond", text), ("uncond", negative)):

@@ -36,7 +36,9 @@ class StoreReader(CacheReader):
         self.sites = [k for k in self.cache.keys() if self.cache.axes(k) == "step,batch,token,d_model"]
         self.sites.sort(key=site_order)
         if not self.sites:
-            raise ValueError(f"{self.path} (branch {self.branch!r}) stores no per-token site; stored: {self.cache.keys()}")
+            raise ValueError(
+                f"{self.path} (branch {self.branch!r}) stores no per-token site; stored: {self.cache.keys()}"
+            )
         self.n_steps = len(self.cache.steps)
         self._shape = {s: tuple(self.cache.select(int(self.cache.steps[0]))[s].shape[1:]) for s in self.sites}
         self.batch, self.tokens = next(iter(self._shape.values()))[:2]

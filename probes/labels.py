@@ -84,7 +84,9 @@ def _encode(name: str, values: np.ndarray, mask: np.ndarray, kind: Kind | None, 
         raise ValueError(f"label {name!r} is binary but takes {len(uniq)} values: {uniq[:8].tolist()}")
     index = np.zeros(values.shape, dtype=np.int64)
     index[mask] = np.searchsorted(uniq, v)
-    classes = tuple(str(names[int(u)]) if names is not None else str(u.item() if hasattr(u, "item") else u) for u in uniq)
+    classes = tuple(
+        str(names[int(u)]) if names is not None else str(u.item() if hasattr(u, "item") else u) for u in uniq
+    )
     return kind, index, classes
 
 
@@ -172,9 +174,7 @@ def mazes_from_json(items: list[str]) -> list[maze_task.Maze]:
 # user arrays
 
 
-def user_label(
-    name: str, array: np.ndarray, batch: int, grid: tuple[int, int, int], kind: Kind | None = None
-) -> Label:
+def user_label(name: str, array: np.ndarray, batch: int, grid: tuple[int, int, int], kind: Kind | None = None) -> Label:
     """A label from a user array: (batch,) per sample; (batch, tokens) or (batch, frames, rows, cols) per token.
 
     NaN (float arrays) or -1 (integer arrays) marks entries without a label.

@@ -47,9 +47,10 @@ def fast_matmul_dtype(device: torch.device | str = "cpu") -> torch.dtype:
         return torch.bfloat16
     if dev.type == "cpu":
         cpu = torch.cpu
-        if getattr(cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(
-            cpu, "_is_amx_tile_supported", lambda: False
-        )():
+        if (
+            getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+            or getattr(cpu, "_is_amx_tile_supported", lambda: False)()
+        ):
             return torch.bfloat16
     return torch.float32
 
@@ -101,7 +102,6 @@ class Standardizer:
                 torch.sub(src, mean, out=buf)
                 torch.mul(buf, scale, out=out[g, i : i + block])
         return out
-
 
     def select(self, sites: slice) -> Standardizer:
         return Standardizer(self.mean[sites], self.std[sites])

@@ -66,7 +66,9 @@ def auroc(
     return torch.stack([_binary_auroc(probs[..., c], (y == c).long(), w) for c in present]).mean(0)
 
 
-def r2(pred: Float[Tensor, "sites n 1"], y: Float[Tensor, " n"], w: Float[Tensor, "boot n"]) -> Float[Tensor, "sites boot"]:
+def r2(
+    pred: Float[Tensor, "sites n 1"], y: Float[Tensor, " n"], w: Float[Tensor, "boot n"]
+) -> Float[Tensor, "sites boot"]:
     """Coefficient of determination, weighted per bootstrap row."""
     wsum = w.sum(1)
     mean = (w @ y) / wsum

@@ -29,14 +29,19 @@ def heatmaps(results, out_dir: str | Path) -> list[Path]:
             panels.append(("minus_baseline", "minus random-weights baseline"))
         n_steps, n_sites = r.metrics[main].shape[1:]
         fig, axes = plt.subplots(
-            1, len(panels), figsize=(1.2 + 0.35 * n_steps * len(panels) + 2 * len(panels), 1.5 + 0.28 * n_sites),
+            1,
+            len(panels),
+            figsize=(1.2 + 0.35 * n_steps * len(panels) + 2 * len(panels), 1.5 + 0.28 * n_sites),
             squeeze=False,
         )
         for ax, (key, title) in zip(axes[0], panels):
             grid = r.metrics[key][0].T  # (sites, steps): layers on the vertical axis
-            lo, hi = (0.0, 1.0) if key == main else (-max(1e-3, np.nanmax(np.abs(grid))), max(1e-3, np.nanmax(np.abs(grid))))
-            im = ax.imshow(grid, aspect="auto", origin="lower", cmap="viridis" if key == main else "RdBu_r",
-                           vmin=lo, vmax=hi)
+            lo, hi = (
+                (0.0, 1.0) if key == main else (-max(1e-3, np.nanmax(np.abs(grid))), max(1e-3, np.nanmax(np.abs(grid))))
+            )
+            im = ax.imshow(
+                grid, aspect="auto", origin="lower", cmap="viridis" if key == main else "RdBu_r", vmin=lo, vmax=hi
+            )
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("denoising step")
             ax.set_xticks(range(n_steps), [str(s) for s in results.steps], fontsize=7)

@@ -148,7 +148,9 @@ def resolve_labels(
             out.append(L.user_label(key, arr, reader.batch, grid))
         elif name in L.MAZE_LABELS:
             if mazes is None:
-                raise ValueError(f"label {name!r} needs maze instances; {reader.path.name} stores none (task/instances)")
+                raise ValueError(
+                    f"label {name!r} needs maze instances; {reader.path.name} stores none (task/instances)"
+                )
             out.append(L.maze_label(name, mazes, grid[0]))
         else:
             raise ValueError(

@@ -131,9 +131,7 @@ class Adapter(ABC):
     def blocks(self, transformer: nn.Module) -> list[tuple[str, nn.Module]]:
         """All blocks on one axis, in execution order, as (module path, block)."""
         return [
-            (f"{attr}.{j}", block)
-            for attr in self.block_lists
-            for j, block in enumerate(getattr(transformer, attr))
+            (f"{attr}.{j}", block) for attr in self.block_lists for j, block in enumerate(getattr(transformer, attr))
         ]
 
     @abstractmethod

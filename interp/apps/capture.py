@@ -10,7 +10,7 @@ unconditional branch. Initial noise comes from ``noise_seed``.
 Prompts and images (``prompts``, ``images``, ``negative_prompt``): a whole diffusers pipeline
 (:func:`interp.pipelines.components.load_pipeline`) encodes them with its own methods
 (:func:`interp.pipelines.inputs.encode_inputs`); ``frames`` / ``height`` / ``width`` are then the pipeline's
-``num_frames`` / ``height`` / ``width`` in pixels (default: the pipeline's own 81 / 480 / 832), ``seed`` is the
+``num_frames`` / ``height`` / ``width`` in pixels (default: the model's interp.json, else the pipeline's own 81 / 480 / 832), ``seed`` is the
 generator (sample i: ``torch.Generator().manual_seed(seed + i)``, so one sample equals
 ``pipe(..., generator=torch.Generator().manual_seed(seed))``), and the capture stores the final video decoded by
 the pipeline's VAE as ``video`` and, for the steps ``x0_steps`` names, x0 decoded the same way as ``x0_video``.
@@ -68,8 +68,17 @@ class CaptureConfig(BaseModel):
     # pipeline inputs (a whole diffusers pipeline; frames / height / width are then pixels)
     # fields added with the pipeline level; omitted from the hash while unset, so older captures keep their hash
     HASH_OMIT_IF_DEFAULT: ClassVar[tuple[str, ...]] = (
-        "prompts", "negative_prompt", "images", "max_sequence_length", "x0_steps", "x0_downscale",
-        "component_dtypes", "text_encoder_offload", "true_cfg_scale", "scorer", "samples",
+        "prompts",
+        "negative_prompt",
+        "images",
+        "max_sequence_length",
+        "x0_steps",
+        "x0_downscale",
+        "component_dtypes",
+        "text_encoder_offload",
+        "true_cfg_scale",
+        "scorer",
+        "samples",
     )
     prompts: list[str] | None = None
     negative_prompt: str | None = None
@@ -83,7 +92,9 @@ class CaptureConfig(BaseModel):
     # ``--true-cfg-scale 4``
     true_cfg_scale: float | None = None
     scorer: str | None = None  # 'module:function' (interp.scorers): scores of each decoded step and the final video
-    samples: str | None = None  # a folder of VBVR-Bench samples: their prompts and first frames (interp.pipelines.samples)
+    samples: str | None = (
+        None  # a folder of VBVR-Bench samples: their prompts and first frames (interp.pipelines.samples)
+    )
 
     @property
     def pipeline_inputs(self) -> bool:
@@ -311,9 +322,12 @@ def capture_pipeline(
                                 fallback={"steps": 50, "guidance": 5.0 if fb is None else fb})  # fmt: skip
     config = config.model_copy(update=dict(steps=s.steps, guidance=s.guidance_scale, shift=s.shift, batch=n))
     sel = x0_steps(config.x0_steps, config.steps)
+    # unset video size: the model's task metadata (the organism's 9 x 96 x 96), else the pipeline's own defaults
+    meta = loaded.task or {}
     pi = encode_inputs(
         loaded, list(config.prompts or []), images=config.images, negative_prompt=config.negative_prompt,
-        num_frames=config.frames or 81, height=config.height or 480, width=config.width or 832,
+        num_frames=config.frames or meta.get("frames", 81), height=config.height or meta.get("height", 480),
+        width=config.width or meta.get("width", 832),
         guidance_scale=config.guidance, seed=config.seed, max_sequence_length=config.max_sequence_length,
         true_cfg_scale=config.true_cfg_scale,
     )  # fmt: skip

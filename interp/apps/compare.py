@@ -224,8 +224,12 @@ def _probe(acts: dict[int, torch.Tensor], mazes, frames: int, cfg: CompareConfig
     """wall / path probe test accuracy per layer, through probes.run_probes on a plain-layout capture."""
     s = mazes[0].side
     path = tmp / "acts.h5"
-    write_plain(path, {f"blocks.{i}.hook_resid_post": v.numpy()[None] for i, v in acts.items()},
-                instances=[json.dumps(m.to_dict()) for m in mazes], grid=(frames, s, s))
+    write_plain(
+        path,
+        {f"blocks.{i}.hook_resid_post": v.numpy()[None] for i, v in acts.items()},
+        instances=[json.dumps(m.to_dict()) for m in mazes],
+        grid=(frames, s, s),
+    )
     pc = ProbeConfig(labels=["wall", "path"], sites=["blocks.*.hook_resid_post"], control="none",
                      bootstrap=cfg.probe_bootstrap, tokens_per_sample=cfg.tokens_per_sample, seed=cfg.seed)  # fmt: skip
     res = run_probes(path, pc, progress=False)
@@ -386,7 +390,7 @@ def write(res: CompareResult, cfg: CompareConfig, out: Path) -> Path:
         ax.set_title(titles[c], fontsize=9)
         ax.set_xlabel("normalized depth (0 = first block, 1 = last)", fontsize=7)
         ax.set_xlim(-0.03, 1.03)
-    for ax in axes[0][len(panels):]:
+    for ax in axes[0][len(panels) :]:
         ax.axis("off")
     if panels:
         axes[0][0].legend(fontsize=6)
@@ -401,7 +405,7 @@ def write(res: CompareResult, cfg: CompareConfig, out: Path) -> Path:
         ax.set_ylabel(f"{a} depth", fontsize=7)
         ax.set_xlabel(f"{b} depth", fontsize=7)
         fig.colorbar(im, ax=ax, fraction=0.046)
-    for ax in flat[len(heat):]:
+    for ax in flat[len(heat) :]:
         ax.axis("off")
     fig.suptitle(f"layer specialization: {cfg.n} mazes {cfg.size}x{cfg.size}", fontsize=10)
     fig.tight_layout()

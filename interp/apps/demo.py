@@ -12,7 +12,9 @@ from interp.report.filmstrip import filmstrip_gif, filmstrip_png, pick_steps
 from interp.tasks.maze_score import score_video
 
 
-def run_demo(out: str | Path, model: str = "maze-wan", n: int = 4, size: int = 5, steps: int = 30, seed: int = 0) -> dict:
+def run_demo(
+    out: str | Path, model: str = "maze-wan", n: int = 4, size: int = 5, steps: int = 30, seed: int = 0
+) -> dict:
     console = Console()
     out = Path(out)
     builtin = BUILTINS.get(model)
@@ -26,7 +28,9 @@ def run_demo(out: str | Path, model: str = "maze-wan", n: int = 4, size: int = 5
         x0 = res.x0_steps[i]
         verdicts = [score_video(x0[s], res.conditions[i]).success for s in rows]
         labels = [f"step {s} σ={res.sigmas[s]:.2f}" for s in rows]
-        title = f"maze {i} ({size}x{size}): per-step x0 prediction — final {'solved' if res.scores[i].success else 'wrong'}"
+        title = (
+            f"maze {i} ({size}x{size}): per-step x0 prediction — final {'solved' if res.scores[i].success else 'wrong'}"
+        )
         filmstrip_png(x0[rows], out / f"filmstrip_{i}.png", labels, verdicts, title)
         all_labels = [f"step {s} σ={res.sigmas[s]:.2f}" for s in range(res.steps)]
         all_verdicts = [score_video(x0[s], res.conditions[i]).success for s in range(res.steps)]

@@ -277,7 +277,7 @@ def analyze_chain(results: Path, exp, loaded, out: Path):
         while c > 0 and same[c - 1]:
             c -= 1
         commit[i] = c if same[-1] else steps
-        explore[i] = bool((alt[i, :max(commit[i], 1)] >= 2).any())
+        explore[i] = bool((alt[i, : max(commit[i], 1)] >= 2).any())
     mean_alt, mean_cand = alt.mean(0), cand.mean(0)
     late = slice(int(np.floor(0.8 * steps)), steps)
     before = slice(0, max(int(np.floor(0.8 * steps)), 1))
@@ -306,10 +306,12 @@ def analyze_chain(results: Path, exp, loaded, out: Path):
                                          title=f"x0 per step, {tag} run (maze {i})") if p.suffix == ".png"]  # fmt: skip
     for p in figs[1:]:
         _shrink(p)
-    setup = (f"{n} mazes of {d['size']}x{d['size']}, {steps} steps; x0's last frame read as blocks at every step; "
-             f"a candidate is a sharp connected route (interp.tasks.candidates: contrast >= {CONTRAST}, >= {MIN_LEN} "
-             "blocks); the older 'candidate paths' and 'off-path lit blocks' count any block nearest the trail "
-             "colour, blur included.")
+    setup = (
+        f"{n} mazes of {d['size']}x{d['size']}, {steps} steps; x0's last frame read as blocks at every step; "
+        f"a candidate is a sharp connected route (interp.tasks.candidates: contrast >= {CONTRAST}, >= {MIN_LEN} "
+        "blocks); the older 'candidate paths' and 'off-path lit blocks' count any block nearest the trail "
+        "colour, blur included."
+    )
     return {"chain": chain, "setup": setup}, figs
 
 
@@ -356,7 +358,10 @@ def analyze_noise(results: Path, exp, loaded, out: Path):
     plt = _plt()
     fig, ax = plt.subplots(1, 3 if change is not None else 2, figsize=(11 if change is not None else 8, 3),
                            gridspec_kw={"width_ratios": [2, 1.4, 1][: 3 if change is not None else 2]})  # fmt: skip
-    labels = {"replace": "replace: latent := N(0, 1) (paper)", "renoise": "renoise: noise resampled at the step's level"}
+    labels = {
+        "replace": "replace: latent := N(0, 1) (paper)",
+        "renoise": "renoise: noise resampled at the step's level",
+    }
     for mode, part in ((m, numbers[NOISE_PARTS[m]]) for m in step_pts):
         ax[0].plot(part["step_at"], part["step_curve"], marker="o", ms=3, label=labels[mode])
         if change is not None:
@@ -379,15 +384,17 @@ def analyze_noise(results: Path, exp, loaded, out: Path):
         ax[1].legend(fontsize=7)
     figs = [_save(fig, out / "noise_step_vs_frame.png")]
     swept = ", ".join(f"{m}: {len(p)}" for m, p in step_pts.items())
-    setup = (f"{n} mazes of {d['size']}x{d['size']}, {n_steps} denoising steps; swept steps per mode ({swept}); frames "
-             f"noised at every step ({', '.join(frame_pts) or 'none'}). `replace` (the paper's protocol): the latent "
-             "entering the step := fresh N(0, 1), whatever the step's noise level, so at a late step (sigma small) it "
-             "is a far larger perturbation than at an early one and leaves fewer steps to redraw the video. `renoise` "
-             "(level-matched): the latent entering step s, (1 - sigma_s) x0 + sigma_s eps_hat with x0 the model's "
-             "prediction at step s-1, gets fresh noise at the same level: (1 - sigma_s) x0 + sigma_s eps (the model's "
-             "belief kept, its noise resampled; at the first step, where a flow-matching sigma is 1, the two coincide). "
-             "Right panel: how far each intervention moves the final video from the unintervened one (mean MSE), "
-             "which shows where a perturbation changes the sample even when the solve rate does not move.")
+    setup = (
+        f"{n} mazes of {d['size']}x{d['size']}, {n_steps} denoising steps; swept steps per mode ({swept}); frames "
+        f"noised at every step ({', '.join(frame_pts) or 'none'}). `replace` (the paper's protocol): the latent "
+        "entering the step := fresh N(0, 1), whatever the step's noise level, so at a late step (sigma small) it "
+        "is a far larger perturbation than at an early one and leaves fewer steps to redraw the video. `renoise` "
+        "(level-matched): the latent entering step s, (1 - sigma_s) x0 + sigma_s eps_hat with x0 the model's "
+        "prediction at step s-1, gets fresh noise at the same level: (1 - sigma_s) x0 + sigma_s eps (the model's "
+        "belief kept, its noise resampled; at the first step, where a flow-matching sigma is 1, the two coincide). "
+        "Right panel: how far each intervention moves the final video from the unintervened one (mean MSE), "
+        "which shows where a perturbation changes the sample even when the solve rate does not move."
+    )
     numbers["setup"] = setup
     return numbers, figs
 
@@ -445,9 +452,11 @@ def analyze_swap(results: Path, exp, loaded, out: Path):
     figs = [curves(xs, series, out / "swap_per_layer.png", xlabel="block swapped", ylabel="share of runs",
                    title=f"swap B's block output into A's run ({d['size']}x{d['size']}, n={n})")]  # fmt: skip
     site = exp.interventions[0].site
-    setup = (f"{n} mazes of {d['size']}x{d['size']}; B = the next maze (same noise); `{site}` of one block swapped at "
-             f"steps {list(per)}; answer = trail closer (Jaccard) to B's solution than to A's; the verdicts read the "
-             f"step range whose best layer flips most ({first}).")
+    setup = (
+        f"{n} mazes of {d['size']}x{d['size']}; B = the next maze (same noise); `{site}` of one block swapped at "
+        f"steps {list(per)}; answer = trail closer (Jaccard) to B's solution than to A's; the verdicts read the "
+        f"step range whose best layer flips most ({first})."
+    )
     return {"swap": swap, "setup": setup}, figs
 
 
@@ -530,8 +539,10 @@ def analyze_memory(results: Path, exp, loaded, out: Path):
     probes, pfigs = _probe_steps(d, exp, loaded, out)
     if probes is not None:
         numbers["probes"] = probes
-    setup = (f"{n} mazes of {d['size']}x{d['size']}, {steps} steps; x0 decoded at every step; probes: logistic, "
-             "last-frame tokens, 60/20/20 split by maze, no control task.")
+    setup = (
+        f"{n} mazes of {d['size']}x{d['size']}, {steps} steps; x0 decoded at every step; probes: logistic, "
+        "last-frame tokens, 60/20/20 split by maze, no control task."
+    )
     numbers["setup"] = setup
     return numbers, figs + pfigs
 
@@ -553,8 +564,11 @@ def _probe_steps(d: dict, exp, loaded, out: Path):
     grids = {lab: r.metrics["accuracy"][0] for lab, r in res.labels.items()}  # (steps, sites), sites in depth order
     acc = {lab: g.max(1) for lab, g in grids.items()}  # best site per step
     best = {lab: g.argmax(1) for lab, g in grids.items()}
-    bounds = {f"{lab}_{side}": res.labels[lab].metrics["accuracy"][k][np.arange(len(best[lab])), best[lab]].tolist()
-              for lab in grids for k, side in ((1, "lo"), (2, "hi"))}  # the best site's bootstrap interval per step
+    bounds = {
+        f"{lab}_{side}": res.labels[lab].metrics["accuracy"][k][np.arange(len(best[lab])), best[lab]].tolist()
+        for lab in grids
+        for k, side in ((1, "lo"), (2, "hi"))
+    }  # the best site's bootstrap interval per step
     steps = len(acc["wall"])
 
     def first(a):
@@ -615,9 +629,11 @@ def analyze_ensemble(results: Path, exp, loaded, out: Path):
     ax.invert_yaxis()
     ax.set(xlabel="solve rate", xlim=(0, 1), title=f"seed ensemble, {d['size']}x{d['size']} (n={n})")
     figs = [_save(fig, out / "ensemble_rates.png")]
-    setup = (f"{n} mazes of {d['size']}x{d['size']}; seeds 0, 1, 2; ensemble = block outputs averaged over the band "
-             "at the steps given (its output is seed 0's member); best-of-3 picks the sample with the smallest summed "
-             "squared distance to the other two (no scorer). The best swept configuration is chosen on the same mazes.")
+    setup = (
+        f"{n} mazes of {d['size']}x{d['size']}; seeds 0, 1, 2; ensemble = block outputs averaged over the band "
+        "at the steps given (its output is seed 0's member); best-of-3 picks the sample with the smallest summed "
+        "squared distance to the other two (no scorer). The best swept configuration is chosen on the same mazes."
+    )
     return {"ensemble": ensemble, "setup": setup}, figs
 
 

@@ -31,7 +31,14 @@ from interp.experiments.schema import MAZE_METRICS, Experiment, ExperimentError
 from interp.inputs import model_inputs
 from interp.interventions.bind import Bound, compile_batch, rows as make_rows
 from interp.models import LoadedModel, load_model
-from interp.trajectory import SamplerConfig, StepRecord, TrajectoryInputs, initial_latents, run_trajectory, traced_experts
+from interp.trajectory import (
+    SamplerConfig,
+    StepRecord,
+    TrajectoryInputs,
+    initial_latents,
+    run_trajectory,
+    traced_experts,
+)
 
 
 @dataclass
@@ -94,8 +101,14 @@ def pipeline_group_inputs(exp: Experiment, loaded) -> GroupInputs:
 
     prompts, images, _ = exp.inputs.prompt_inputs()
     sampler = sampler_of(exp, loaded)
-    kw = dict(images=images, negative_prompt=exp.inputs.negative_prompt, num_frames=exp.inputs.frames or 81,
-              height=exp.inputs.height or 480, width=exp.inputs.width or 832, guidance_scale=sampler.guidance_scale)
+    kw = dict(
+        images=images,
+        negative_prompt=exp.inputs.negative_prompt,
+        num_frames=exp.inputs.frames or 81,
+        height=exp.inputs.height or 480,
+        width=exp.inputs.width or 832,
+        guidance_scale=sampler.guidance_scale,
+    )
     try:
         pi = encode_inputs(loaded, prompts, seed=exp.sampler.seed, **kw)
     except PipelineError as e:
@@ -242,7 +255,9 @@ def check_against_model(pl: Plan, traced, latent_shape: tuple[int, ...], steps: 
     """Sites, layers, steps, frames and tokens of every sweep point checked against the model, before any forward."""
     for coords, pexp in zip(pl.points, pl.experiments):
         try:
-            compile_batch([Bound(iv, make_rows([0])) for iv in pexp.interventions], traced, (1, *latent_shape[1:]), steps)
+            compile_batch(
+                [Bound(iv, make_rows([0])) for iv in pexp.interventions], traced, (1, *latent_shape[1:]), steps
+            )
         except (ValueError, KeyError, IndexError) as e:
             where = f"sweep point {coords}" if coords else "experiment"
             raise ExperimentError(f"{where}: {e.args[0] if e.args else e}") from None

@@ -151,7 +151,9 @@ class Capture(Strict):
     def _sites(cls, v: list[str]) -> list[str]:
         bad = [s for s in v if "{layer}" in s or not SITE_RE.match(s)]
         if bad:
-            raise ValueError(f"unknown site pattern(s) {bad}; valid: {SITE_HELP.replace(' or the placeholder {layer}', '')}")
+            raise ValueError(
+                f"unknown site pattern(s) {bad}; valid: {SITE_HELP.replace(' or the placeholder {layer}', '')}"
+            )
         return v
 
 
@@ -188,7 +190,9 @@ class Experiment(Strict):
     @model_validator(mode="after")
     def _check(self) -> Experiment:
         if self.inputs.task != "maze" and (bad := [m for m in self.metrics if m in MAZE_METRICS]):
-            raise ValueError(f"metrics {bad} score mazes: they need inputs.task: maze (generic: {list(GENERIC_METRICS)})")
+            raise ValueError(
+                f"metrics {bad} score mazes: they need inputs.task: maze (generic: {list(GENERIC_METRICS)})"
+            )
         if "mse_to_source" in self.metrics and not any(i.source_metric for i in self.interventions):
             raise ValueError("metric mse_to_source needs a patch or swap intervention")
         if sum(i.member_seeds(0) is not None for i in self.interventions) > 1:

@@ -34,6 +34,7 @@ SLICE_RE = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*(?::\s*(-?\d+)\s*)?$")
 # depth fractions, so one file fits models of any depth: "50%" (one position) or "25%:75%" (a band)
 PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)%\s*(?::\s*(\d+(?:\.\d+)?)%\s*)?$")
 
+
 def _check_index(v):
     if v is None or isinstance(v, bool):
         if isinstance(v, bool):
@@ -52,8 +53,10 @@ def _check_index(v):
         if lo > 100 or (hi is not None and not lo < float(hi) <= 100):
             raise ValueError(f"a fraction index is 'p%' (0 <= p <= 100) or 'a%:b%' (0 <= a < b <= 100), got {v!r}")
         return v
-    raise ValueError(f"an index is an int, a list of ints, a slice string like '2:5' or '-3:', or a fraction of the "
-                     f"axis like '50%' or '25%:75%', got {v!r}")
+    raise ValueError(
+        f"an index is an int, a list of ints, a slice string like '2:5' or '-3:', or a fraction of the "
+        f"axis like '50%' or '25%:75%', got {v!r}"
+    )
 
 
 Index = Annotated[Union[int, list[int], str, None], BeforeValidator(_check_index)]
@@ -236,7 +239,9 @@ def as_positions(value: Tensor) -> tuple[Float[Tensor, "batch pos feat"], callab
         return value, lambda v: v
     if value.ndim == 5:  # latent layout (B, C, F, H, W): positions are frames
         b, c, f, h, w = value.shape
-        return rearrange(value, "b c f h w -> b f (c h w)"), lambda v: rearrange(v, "b f (c h w) -> b c f h w", c=c, h=h, w=w)
+        return rearrange(value, "b c f h w -> b f (c h w)"), lambda v: rearrange(
+            v, "b f (c h w) -> b c f h w", c=c, h=h, w=w
+        )
     raise ValueError(f"cannot intervene on a value of shape {tuple(value.shape)}")
 
 

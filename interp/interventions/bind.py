@@ -93,7 +93,9 @@ def compile_batch(
                 latent_site = site == "hook_out"
                 pos = positions(s.frames, s.tokens, lat_grid if latent_site else grid, patch_t, latent=latent_site)
                 run = _site_op(b, pos)
-                site_ops.setdefault(site, []).append(_Op(steps, lambda v, st, sh, run=run, site=site: run(v, st, sh, site)))
+                site_ops.setdefault(site, []).append(
+                    _Op(steps, lambda v, st, sh, run=run, site=site: run(v, st, sh, site))
+                )
 
     stash: dict[str, Tensor] = {}
 

@@ -70,7 +70,9 @@ def apply_noise(
     reads ``x0`` (None: the latent is all noise) and the step's ``x = signal * x0 + noise * eps`` coefficients."""
     e = (eps if pos is None else eps[:, pos]).to(x)
     if spec.mode == "replace":
-        return put(x, rows.target, pos, e if spec.mix == 1.0 else (1 - spec.mix) * take(x, rows.target, pos) + spec.mix * e)
+        return put(
+            x, rows.target, pos, e if spec.mix == 1.0 else (1 - spec.mix) * take(x, rows.target, pos) + spec.mix * e
+        )
     if noise <= 0:
         raise ValueError(f"renoise at a step without noise (noise level {noise}): there is no noise to resample")
     clean = torch.zeros_like(e) if x0 is None else take(x0, rows.target, pos).to(x)

@@ -51,7 +51,9 @@ def load_direction(spec: Steer, base_dir: str | Path | None = None) -> Float[Ten
             raise FileNotFoundError(f"steer direction file {path} does not exist")
         tensors = load_file(str(path))
         if d.key not in tensors:
-            raise KeyError(f"no key {d.key!r} in {path}; keys: {sorted(tensors)[:10]}{' ...' if len(tensors) > 10 else ''}")
+            raise KeyError(
+                f"no key {d.key!r} in {path}; keys: {sorted(tensors)[:10]}{' ...' if len(tensors) > 10 else ''}"
+            )
         v = tensors[d.key]
         v = v[d.index] if v.ndim == 2 else v
     else:

@@ -54,7 +54,9 @@ def forward(model, toks: torch.Tensor, hooks: Hooks = ()) -> torch.Tensor:
 
 
 @torch.no_grad()
-def generate(model, mazes: list[mz.Maze], hooks: Callable[[int], Hooks] | None = None) -> tuple[torch.Tensor, list[list[int]]]:
+def generate(
+    model, mazes: list[mz.Maze], hooks: Callable[[int], Hooks] | None = None
+) -> tuple[torch.Tensor, list[list[int]]]:
     """Greedy answers for mazes of one size; ``hooks(seq_len)`` gives the forward hooks of each decoding step.
 
     Returns the full sequences (B, T) and each maze's answer tokens (up to and including ``<eos>``)."""
@@ -133,7 +135,9 @@ def resid_sites(model) -> list[str]:
     return [f"blocks.{i}.hook_resid_post" for i in range(n_layers(model))]
 
 
-def capture_lm(model, mazes: list[mz.Maze], path: str | Path, sites: list[str] | None = None, config: dict | None = None) -> Path:
+def capture_lm(
+    model, mazes: list[mz.Maze], path: str | Path, sites: list[str] | None = None, config: dict | None = None
+) -> Path:
     """A capture in the store's plain layout, readable by ``probes`` (``interp probe``): per site a dataset shaped
     (1, batch, (2n+1)^2, d_model) of the grid tokens (one "step": the prompt), ``grid`` = (1, 2n+1, 2n+1),
     ``task/instances``. Written atomically."""
@@ -191,7 +195,9 @@ class LMEdits:
         for spec in interventions:
             kind = spec.kind
             if kind not in ("patch", "skip", "ablate", "swap"):
-                raise ValueError(f"intervention kind {kind!r} does not run on a language model (patch, skip, ablate, swap do)")
+                raise ValueError(
+                    f"intervention kind {kind!r} does not run on a language model (patch, skip, ablate, swap do)"
+                )
             pos = lm_positions(spec, size)
             src = None
             if kind == "patch":
@@ -247,7 +253,7 @@ class LMEdits:
                     v[i, pp] = mean
                 return v
             s = torch.as_tensor(src, device=v.device)
-            ok = (pp[None, :] < lens.to(v.device)[s][:, None])  # (B, P): source positions that exist
+            ok = pp[None, :] < lens.to(v.device)[s][:, None]  # (B, P): source positions that exist
             new = vals[s][:, pp]
             v[:, pp] = torch.where(ok[..., None], new, v[:, pp])
             return v
@@ -299,7 +305,9 @@ def run_interventions(model, mazes: list[mz.Maze], interventions: list, clean_to
     srcs = [src for kind, _, _, src, _ in edits.items if kind in ("patch", "swap") and src is not None]
     if srcs:
         src = srcs[-1]
-        out["flip"] = np.array([a == T.answer(mazes[j]) and j != i for i, (a, j) in enumerate(zip(answers, src))], float)
+        out["flip"] = np.array(
+            [a == T.answer(mazes[j]) and j != i for i, (a, j) in enumerate(zip(answers, src))], float
+        )
     out["answers"] = answers
     return out
 

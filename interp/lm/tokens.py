@@ -98,7 +98,9 @@ def walk(maze: mz.Maze, move_tokens: list[int]) -> dict:
             break
         dr, dc = _STEP[tok - MOVE0]
         nxt = (pos[0] + dr, pos[1] + dc)
-        if not (0 <= nxt[0] < maze.size and 0 <= nxt[1] < maze.size) or not mz._connected(maze.right, maze.down, pos, nxt):
+        if not (0 <= nxt[0] < maze.size and 0 <= nxt[1] < maze.size) or not mz._connected(
+            maze.right, maze.down, pos, nxt
+        ):
             hits += 1
             break
         pos = nxt

@@ -43,8 +43,15 @@ from interp.models import EXPERTS, LoadedModel, _is_hub_id
 Offload = Literal["none", "cpu", "release"]
 LIBRARIES = {"diffusers": diffusers, "transformers": transformers}
 # pipeline classes whose prompts / images interp encodes (interp.pipelines.inputs); others load but take no inputs
-SUPPORTED_PIPELINES = ("WanPipeline", "WanImageToVideoPipeline", "CogVideoXPipeline", "CogVideoXImageToVideoPipeline",
-                       "LTXPipeline", "LTXImageToVideoPipeline", "HunyuanVideoPipeline")
+SUPPORTED_PIPELINES = (
+    "WanPipeline",
+    "WanImageToVideoPipeline",
+    "CogVideoXPipeline",
+    "CogVideoXImageToVideoPipeline",
+    "LTXPipeline",
+    "LTXImageToVideoPipeline",
+    "HunyuanVideoPipeline",
+)
 OPTIONAL = ("transformer_2", "image_encoder", "image_processor")  # loaded when the pipeline has them
 ENCODERS = ("text_encoder", "text_encoder_2", "image_encoder")
 # components a pipeline class needs beyond tokenizer, text_encoder, vae, scheduler and transformer(s)

@@ -40,7 +40,14 @@ def summarize(task_name: str, level, scores: list[dict]) -> dict:
     keys = sorted({k for s in scores for k in s})
     means = {k: float(np.mean([s.get(k, np.nan) for s in scores])) for k in keys}
     k = sum(s["success"] for s in scores)
-    out = {"task": task_name, "level": level, "n": n, "success": k / max(n, 1), "ci95": list(wilson(k, n)), "means": means}
+    out = {
+        "task": task_name,
+        "level": level,
+        "n": n,
+        "success": k / max(n, 1),
+        "ci95": list(wilson(k, n)),
+        "means": means,
+    }
     for key in ("reached_target", "reached_other"):
         if key in means:
             kk = sum(s[key] for s in scores)
@@ -81,8 +88,17 @@ def evaluate(
         images = [suite.get_task(name).render(inst)[0] for name, _, inst in chunk]
         prompts = [suite.get_task(name).prompt(inst) for name, _, inst in chunk]
         videos = sample_i2v(
-            pipe, images, prompts, num_inference_steps=steps, guidance_scale=guidance, seed=seed + start,
-            num_frames=suite.FRAMES, height=suite.SIZE, width=suite.SIZE, device=device, batch_cfg=batch_cfg,
+            pipe,
+            images,
+            prompts,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            seed=seed + start,
+            num_frames=suite.FRAMES,
+            height=suite.SIZE,
+            width=suite.SIZE,
+            device=device,
+            batch_cfg=batch_cfg,
         )
         batch_scores = [suite.get_task(name).score(video, inst) for (name, _, inst), video in zip(chunk, videos)]
         for (name, level, _), sc in zip(chunk, batch_scores):

@@ -243,8 +243,9 @@ def _check_sizes(pil: list, width: int, height: int) -> None:
                           "pipeline resizes it (video_processor.preprocess)", stacklevel=4)  # fmt: skip
 
 
-def _cogvideox_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed,
-                      max_sequence_length) -> PipelineInputs:
+def _cogvideox_inputs(
+    pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed, max_sequence_length
+) -> PipelineInputs:
     """``CogVideoXPipeline`` / ``CogVideoXImageToVideoPipeline``: T5 prompts by ``encode_prompt``; latents (and the
     I2V image latents, padded with zero frames) by ``prepare_latents`` in the pipeline's (B, F, C, H, W) layout, moved
     to (B, C, F, H, W); the I2V image latents are the channel condition (``cat([x, image_latents], dim=2)`` in the
@@ -300,8 +301,9 @@ def ltx_sigmas(steps: int) -> np.ndarray:
     return np.linspace(1.0, 1 / steps, steps)
 
 
-def _ltx_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed,
-                max_sequence_length) -> PipelineInputs:
+def _ltx_inputs(
+    pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed, max_sequence_length
+) -> PipelineInputs:
     """``LTXPipeline`` / ``LTXImageToVideoPipeline``: T5 prompts and their attention masks by ``encode_prompt``; the
     packed latents of ``prepare_latents`` unpacked to (B, C, F, H, W) (``_unpack_latents``); ``set_timesteps`` gets the
     pipeline's ``sigmas = linspace(1, 1/N, N)`` and ``mu = calculate_shift(F * H * W latent tokens, base_image_seq_len,
@@ -370,8 +372,9 @@ def hunyuan_sigmas(steps: int) -> np.ndarray:
     return np.linspace(1.0, 0.0, steps + 1)[:-1]
 
 
-def _hunyuan_inputs(pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed,
-                    max_sequence_length, true_cfg_scale) -> PipelineInputs:
+def _hunyuan_inputs(
+    pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed, max_sequence_length, true_cfg_scale
+) -> PipelineInputs:
     """``HunyuanVideoPipeline``: ``encode_prompt`` with ``__call__``'s default ``prompt_template`` (Llama hidden
     states, cropped, and their mask; CLIP's pooled output as ``pooled_projections``); ``guidance_scale`` is the
     *embedded* guidance (``guidance = guidance_scale * 1000`` to every forward; no unconditional forward);

@@ -48,7 +48,9 @@ class I2VStep:
     x0: torch.Tensor  # latents - sigma * velocity: the clean latents the model predicts now
 
 
-def encode_prompts(pipe: WanImageToVideoPipeline, prompts: list[str], device, max_sequence_length: int = 512) -> torch.Tensor:
+def encode_prompts(
+    pipe: WanImageToVideoPipeline, prompts: list[str], device, max_sequence_length: int = 512
+) -> torch.Tensor:
     """(B, L, D) prompt embeddings, each distinct prompt encoded once by the pipeline's ``encode_prompt``."""
     cache: dict[str, torch.Tensor] = {}
     for p in dict.fromkeys(prompts):
@@ -94,7 +96,11 @@ def prepare(
         raise ValueError(f"got {len(images)} images and {len(prompts)} prompts: give one prompt per image")
     t0 = time.perf_counter()
     emb = encode_prompts(pipe, prompts, device, max_sequence_length)
-    neg = encode_prompts(pipe, [negative_prompt] * len(prompts), device, max_sequence_length) if guidance_scale > 1.0 else None
+    neg = (
+        encode_prompts(pipe, [negative_prompt] * len(prompts), device, max_sequence_length)
+        if guidance_scale > 1.0
+        else None
+    )
     t1 = time.perf_counter()
     cond, shape = condition_images(pipe, images, num_frames, height, width, device)
     if timings is not None:
@@ -114,7 +120,9 @@ def decode(pipe: WanImageToVideoPipeline, latents: torch.Tensor) -> np.ndarray:
     vae = pipe.vae
     latents = latents.to(device=next(vae.parameters()).device, dtype=vae.dtype)
     mean = torch.tensor(vae.config.latents_mean).view(1, vae.config.z_dim, 1, 1, 1).to(latents.device, latents.dtype)
-    std = 1.0 / torch.tensor(vae.config.latents_std).view(1, vae.config.z_dim, 1, 1, 1).to(latents.device, latents.dtype)
+    std = 1.0 / torch.tensor(vae.config.latents_std).view(1, vae.config.z_dim, 1, 1, 1).to(
+        latents.device, latents.dtype
+    )
     video = vae.decode(latents / std + mean, return_dict=False)[0]
     video = pipe.video_processor.postprocess_video(video, output_type="np")  # (B, F, H, W, 3) float in [0, 1]
     return np.round(np.asarray(video) * 255).clip(0, 255).astype(np.uint8)
@@ -149,8 +157,9 @@ def sample_i2v(
     ``x0_videos`` is uint8 (B, len(keep_x0_steps), F, H, W, 3) in the order given; ``return_latents`` appends the
     final latents to either.
     """
-    c = prepare(pipe, images, prompts, num_frames, height, width, guidance_scale, negative_prompt, device,
-                timings=timings)
+    c = prepare(
+        pipe, images, prompts, num_frames, height, width, guidance_scale, negative_prompt, device, timings=timings
+    )
     t_loop = time.perf_counter()
     model = pipe.transformer
     dtype = model.dtype
@@ -175,10 +184,15 @@ def sample_i2v(
             cond, uncond = both.chunk(2)
             pred = uncond + guidance_scale * (cond - uncond)
         else:
-            pred = model(hidden_states=x_in, timestep=ts, encoder_hidden_states=c.prompt_embeds.to(dtype), return_dict=False)[0]
+            pred = model(
+                hidden_states=x_in, timestep=ts, encoder_hidden_states=c.prompt_embeds.to(dtype), return_dict=False
+            )[0]
             if c.negative_embeds is not None:
                 uncond = model(
-                    hidden_states=x_in, timestep=ts, encoder_hidden_states=c.negative_embeds.to(dtype), return_dict=False
+                    hidden_states=x_in,
+                    timestep=ts,
+                    encoder_hidden_states=c.negative_embeds.to(dtype),
+                    return_dict=False,
                 )[0]
                 pred = uncond + guidance_scale * (pred - uncond)
         if on_step is not None or i in keep:

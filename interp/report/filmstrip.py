@@ -43,7 +43,9 @@ def filmstrip_png(
     videos = np.asarray(videos)
     s, f, h, w, _ = videos.shape
     verdicts = list(verdicts) if verdicts is not None else [None] * s
-    fig, axes = plt.subplots(s, f, figsize=(1.1 * f * max(w, 24) / 24 + 1.2, 1.1 * s * max(h, 24) / 24 + 0.4), squeeze=False)
+    fig, axes = plt.subplots(
+        s, f, figsize=(1.1 * f * max(w, 24) / 24 + 1.2, 1.1 * s * max(h, 24) / 24 + 0.4), squeeze=False
+    )
     for r in range(s):
         for c in range(f):
             ax = axes[r, c]
@@ -56,7 +58,9 @@ def filmstrip_png(
                 ax.set_ylabel(row_labels[r], fontsize=7, rotation=0, ha="right", va="center")
             if c == f - 1 and verdicts[r] is not None:
                 colour = "tab:green" if verdicts[r] else "tab:red"
-                ax.text(1.05, 0.5, _verdict_text(verdicts[r]), transform=ax.transAxes, color=colour, fontsize=8, va="center")
+                ax.text(
+                    1.05, 0.5, _verdict_text(verdicts[r]), transform=ax.transAxes, color=colour, fontsize=8, va="center"
+                )
                 for spine in ax.spines.values():
                     spine.set_edgecolor(colour)
                     spine.set_linewidth(1.5)
@@ -92,7 +96,9 @@ def filmstrip_gif(
             canvas.paste(tile, (pad + c * (w * scale + pad), pad + band))
         draw = ImageDraw.Draw(canvas)
         text = f"{row_labels[r]}  {_verdict_text(verdicts[r])}".strip()
-        draw.text((pad, 1), text, fill=(0, 120, 0) if verdicts[r] else (0, 0, 0) if verdicts[r] is None else (180, 0, 0))
+        draw.text(
+            (pad, 1), text, fill=(0, 120, 0) if verdicts[r] else (0, 0, 0) if verdicts[r] is None else (180, 0, 0)
+        )
         images.append(canvas)
     durations = [ms_per_step] * (s - 1) + [ms_per_step * 6]
     path = Path(path)

@@ -63,10 +63,15 @@ def level_noise_drop(d: dict) -> tuple[str, str]:
     clean, worst = d["clean"], d["step_min"]
     ratio = worst / clean if clean > 0 else float("nan")
     v = NA if clean <= 0 else HOLDS if ratio <= 0.5 else PARTLY if ratio <= 0.8 else NOT
-    return v, f"clean {_f(clean)} -> {_f(worst)} at the most sensitive step ({d['step_argmin']} of {d['steps']}); ratio {_f(ratio)}"
+    return (
+        v,
+        f"clean {_f(clean)} -> {_f(worst)} at the most sensitive step ({d['step_argmin']} of {d['steps']}); ratio {_f(ratio)}",
+    )
 
 
-_POINT_NOISE_DROP = "ratio = (worst single-step solve rate) / clean; holds <= 0.5 (paper: 0.3/0.685 = 0.44); partly <= 0.8"
+_POINT_NOISE_DROP = (
+    "ratio = (worst single-step solve rate) / clean; holds <= 0.5 (paper: 0.3/0.685 = 0.44); partly <= 0.8"
+)
 
 
 def level_noise_peak(d: dict) -> tuple[str, str]:
@@ -76,19 +81,39 @@ def level_noise_peak(d: dict) -> tuple[str, str]:
     pos = float(at[where].mean() / max(d["steps"] - 1, 1))
     interior = 0.25 <= pos <= 0.75
     peak = curve[0] >= lo + 0.1 and curve[-1] >= lo + 0.1
-    v = NA if d["clean"] <= 0 else NOT if d["clean"] - lo < 0.1 else HOLDS if interior and peak else PARTLY if interior else NOT
-    where_text = "no swept step costs >= 0.1" if d["clean"] - lo < 0.1 else f"most damaging step at {_f(pos)} of the trajectory"
-    return v, (f"{d.get('mode', 'replace')}: {where_text}; solve rate at the first "
-               f"/ worst / last swept step ({int(at[0])} / {d['step_argmin']} / {int(at[-1])} of {d['steps']}) "
-               f"{_f(curve[0])} / {_f(lo)} / {_f(curve[-1])} (clean {_f(d['clean'])}); curve "
-               + " ".join(_f(c) for c in curve)
-               + ("" if d.get("change_curve") is None else "; output MSE to the unintervened video per swept step "
-                  + " ".join(f"{c:.1e}" for c in d["change_curve"])))
+    v = (
+        NA
+        if d["clean"] <= 0
+        else NOT
+        if d["clean"] - lo < 0.1
+        else HOLDS
+        if interior and peak
+        else PARTLY
+        if interior
+        else NOT
+    )
+    where_text = (
+        "no swept step costs >= 0.1" if d["clean"] - lo < 0.1 else f"most damaging step at {_f(pos)} of the trajectory"
+    )
+    return v, (
+        f"{d.get('mode', 'replace')}: {where_text}; solve rate at the first "
+        f"/ worst / last swept step ({int(at[0])} / {d['step_argmin']} / {int(at[-1])} of {d['steps']}) "
+        f"{_f(curve[0])} / {_f(lo)} / {_f(curve[-1])} (clean {_f(d['clean'])}); curve "
+        + " ".join(_f(c) for c in curve)
+        + (
+            ""
+            if d.get("change_curve") is None
+            else "; output MSE to the unintervened video per swept step "
+            + " ".join(f"{c:.1e}" for c in d["change_curve"])
+        )
+    )
 
 
-_POINT_NOISE_PEAK = ("pos = mean step index of the worst swept steps / (steps - 1); holds: 0.25 <= pos <= 0.75 and the "
-                   "first and last swept steps both >= 0.1 above the minimum (an interior peak); partly: interior "
-                   "minimum without that margin; does not hold: the minimum elsewhere, or no step costs >= 0.1")
+_POINT_NOISE_PEAK = (
+    "pos = mean step index of the worst swept steps / (steps - 1); holds: 0.25 <= pos <= 0.75 and the "
+    "first and last swept steps both >= 0.1 above the minimum (an interior peak); partly: interior "
+    "minimum without that margin; does not hold: the minimum elsewhere, or no step costs >= 0.1"
+)
 
 
 def level_noise_frame(d: dict) -> tuple[str, str]:
@@ -102,12 +127,16 @@ def level_noise_frame(d: dict) -> tuple[str, str]:
         r = frame_drop / step_drop
         v = HOLDS if r <= 0.5 else PARTLY if r <= 0.8 else NOT
     fr = ", ".join(f"{k}: {_f(x)}" for k, x in d["frame_rates"].items())
-    return v, (f"drop from noising an intermediate frame at every step {_f(frame_drop)} vs worst single step "
-               f"{_f(step_drop)}; solve rate per noised frame ({fr}; the last frame is the answer itself)")
+    return v, (
+        f"drop from noising an intermediate frame at every step {_f(frame_drop)} vs worst single step "
+        f"{_f(step_drop)}; solve rate per noised frame ({fr}; the last frame is the answer itself)"
+    )
 
 
-_POINT_NOISE_FRAME = ("r = mean drop over intermediate frames (neither the first nor the last, which is the answer) / "
-                    "drop at the worst step; holds r <= 0.5; partly r <= 0.8; else not")
+_POINT_NOISE_FRAME = (
+    "r = mean drop over intermediate frames (neither the first nor the last, which is the answer) / "
+    "drop at the worst step; holds r <= 0.5; partly r <= 0.8; else not"
+)
 
 
 def level_swap_answer(d: dict) -> tuple[str, str]:
@@ -118,24 +147,33 @@ def level_swap_answer(d: dict) -> tuple[str, str]:
     top = flips[best]
     middle = 0.25 <= best < 0.75
     v = HOLDS if middle and top >= 0.5 else PARTLY if middle and top >= 0.1 else NOT
-    return v, (f"output follows B's path at most {_f(top)} (layer at depth {_f(best)}, block {d['best_layer']}, "
-               f"swapped at steps {d.get('steps')}); "
-               f"mean early / middle / late {_f(d['band_answer'][0])} / {_f(d['band_answer'][1])} / {_f(d['band_answer'][2])}")
+    return v, (
+        f"output follows B's path at most {_f(top)} (layer at depth {_f(best)}, block {d['best_layer']}, "
+        f"swapped at steps {d.get('steps')}); "
+        f"mean early / middle / late {_f(d['band_answer'][0])} / {_f(d['band_answer'][1])} / {_f(d['band_answer'][2])}"
+    )
 
 
-_POINT_SWAP_ANSWER = ("flip = share of A-runs whose trail is closer (Jaccard) to B's solution than to A's, in the swept "
-                    "step range where it is largest; holds: the most-flipping layer lies in the middle band (25-75% "
-                    "depth) with flip >= 0.5; partly: there with >= 0.1")
+_POINT_SWAP_ANSWER = (
+    "flip = share of A-runs whose trail is closer (Jaccard) to B's solution than to A's, in the swept "
+    "step range where it is largest; holds: the most-flipping layer lies in the middle band (25-75% "
+    "depth) with flip >= 0.5; partly: there with >= 0.1"
+)
 
 
 def level_swap_structure(d: dict) -> tuple[str, str]:
     early, mid, late = d["band_structure"]
     v = HOLDS if early >= 0.5 and early > late else PARTLY if early >= 0.1 and early > late else NOT
-    return v, f"share of outputs whose walls follow B: early / middle / late layers {_f(early)} / {_f(mid)} / {_f(late)}"
+    return (
+        v,
+        f"share of outputs whose walls follow B: early / middle / late layers {_f(early)} / {_f(mid)} / {_f(late)}",
+    )
 
 
-_POINT_SWAP_STRUCTURE = ("early (< 25% depth) mean wall-follow rate; holds >= 0.5 and above the late layers' (>= 75%); "
-                       "partly >= 0.1 and above the late layers'")
+_POINT_SWAP_STRUCTURE = (
+    "early (< 25% depth) mean wall-follow rate; holds >= 0.5 and above the late layers' (>= 75%); "
+    "partly >= 0.1 and above the late layers'"
+)
 
 
 def level_skip(d: dict) -> tuple[str, str]:
@@ -147,15 +185,19 @@ def level_skip(d: dict) -> tuple[str, str]:
                f"(drop {_f(d['worst'][2])})")  # fmt: skip
 
 
-_POINT_SKIP = ("band drops over depth fractions < 25% / 25-75% / >= 75%; holds: middle >= 0.1 and >= 1.5x late; partly: "
-             "middle above late")
+_POINT_SKIP = (
+    "band drops over depth fractions < 25% / 25-75% / >= 75%; holds: middle >= 0.1 and >= 1.5x late; partly: "
+    "middle above late"
+)
 
 
 def level_memory(d: dict) -> tuple[str, str]:
     fin, later = d["layout_final"], d["layout_min_late"]
     v = HOLDS if fin >= 0.98 and later >= 0.95 else PARTLY if fin >= 0.9 else NOT
-    return v, (f"layout (walls, start, goal) kept in the last frame: {_f(fin, 3)} of blocks at the end, >= {_f(later, 3)} "
-               f"at every step of the second half; first step with >= 0.95: {d['layout_first_step']}")
+    return v, (
+        f"layout (walls, start, goal) kept in the last frame: {_f(fin, 3)} of blocks at the end, >= {_f(later, 3)} "
+        f"at every step of the second half; first step with >= 0.95: {d['layout_first_step']}"
+    )
 
 
 _POINT_MEMORY = "holds: last-frame layout fidelity >= 0.98 at the end and >= 0.95 at every step of the second half; partly >= 0.9 at the end"
@@ -164,12 +206,16 @@ _POINT_MEMORY = "holds: last-frame layout fidelity >= 0.98 at the end and >= 0.9
 def level_selfcorrect(d: dict) -> tuple[str, str]:
     fix, brk = d["wrong_then_right"], d["right_then_wrong"]
     v = HOLDS if fix > 0 and fix >= brk else PARTLY if fix > 0 else NOT
-    return v, (f"wrong complete path mid-way, right at the end: {_f(fix)} of runs ({d['n_fix']}/{d['n']}); right mid-way, "
-               f"wrong at the end: {_f(brk)} ({d['n_break']}/{d['n']}); final solve rate {_f(d['final'])}")
+    return v, (
+        f"wrong complete path mid-way, right at the end: {_f(fix)} of runs ({d['n_fix']}/{d['n']}); right mid-way, "
+        f"wrong at the end: {_f(brk)} ({d['n_break']}/{d['n']}); final solve rate {_f(d['final'])}"
+    )
 
 
-_POINT_SELFCORRECT = ("wrong = x0 at an intermediate step draws a start-to-goal trail that is not the solution; holds: "
-                    "such runs end right at least as often as right runs end wrong (and some do); partly: some do")
+_POINT_SELFCORRECT = (
+    "wrong = x0 at an intermediate step draws a start-to-goal trail that is not the solution; holds: "
+    "such runs end right at least as often as right runs end wrong (and some do); partly: some do"
+)
 
 
 def level_perception(d: dict) -> tuple[str, str]:
@@ -183,27 +229,34 @@ def level_perception(d: dict) -> tuple[str, str]:
         v = PARTLY
     else:
         v = NOT
-    return v, (f"first step with probe accuracy >= {d['threshold']}: layout (wall) {tw}, path {tp} of {d['steps']} "
-               f"(first decoded at {d.get('site_layout')} / {d.get('site_path')}); accuracy at step 0: wall "
-               f"{_f(d['acc0_wall'])}, path {_f(d['acc0_path'])}")
+    return v, (
+        f"first step with probe accuracy >= {d['threshold']}: layout (wall) {tw}, path {tp} of {d['steps']} "
+        f"(first decoded at {d.get('site_layout')} / {d.get('site_path')}); accuracy at step 0: wall "
+        f"{_f(d['acc0_wall'])}, path {_f(d['acc0_path'])}"
+    )
 
 
-_POINT_PERCEPTION = ("t = first step where the best probed site reaches the threshold; holds: layout at an earlier step "
-                   "than the path; partly: same step, but at a shallower block; else does not hold")
+_POINT_PERCEPTION = (
+    "t = first step where the best probed site reaches the threshold; holds: layout at an earlier step "
+    "than the path; partly: same step, but at a shallower block; else does not hold"
+)
 
 
 def level_ensemble(d: dict) -> tuple[str, str]:
     single, ens, best3 = d["single"], d["paper_config"], d["best_of_3"]
     gain = ens - single
     v = HOLDS if gain >= 0.02 and ens >= best3 else PARTLY if gain > 0 else NOT
-    return v, (f"one seed {_f(single)}; K=3 ensemble, {d['paper_config_name']}: {_f(ens)} (gain {gain:+.3f}); "
-               f"best-of-3 (scorer-free: medoid) {_f(best3)}; oracle best-of-3 {_f(d['oracle'])}; best swept config "
-               f"{d['best_config_name']}: {_f(d['best_config'])} (chosen on the same mazes); n = {d['n']}")
+    return v, (
+        f"one seed {_f(single)}; K=3 ensemble, {d['paper_config_name']}: {_f(ens)} (gain {gain:+.3f}); "
+        f"best-of-3 (scorer-free: medoid) {_f(best3)}; oracle best-of-3 {_f(d['oracle'])}; best swept config "
+        f"{d['best_config_name']}: {_f(d['best_config'])} (chosen on the same mazes); n = {d['n']}"
+    )
 
 
-_POINT_ENSEMBLE = ("gain = ensemble (middle band 25-50% depth, first step) - one seed; holds: gain >= +0.02 and not below "
-                 "best-of-3 at matched compute; partly: gain > 0; else does not hold")
-
+_POINT_ENSEMBLE = (
+    "gain = ensemble (middle band 25-50% depth, first step) - one seed; holds: gain >= +0.02 and not below "
+    "best-of-3 at matched compute; partly: gain > 0; else does not hold"
+)
 
 
 # ---- verdict rules ---------------------------------------------------------------------------------------------------
@@ -265,7 +318,9 @@ def rule_chain(d: dict) -> tuple[str, str]:
     share = st.proportion(explore)
     drop = st.paired_diff(peak, late)
     converge = drop.est > 0 and late.mean() <= 0.25 * max(peak.mean(), 1e-9) + 1.0  # one route left on average
-    lvl = HOLDS if share.est >= 0.5 and converge else PARTLY if share.est >= 0.2 and converge or share.est >= 0.5 else NOT
+    lvl = (
+        HOLDS if share.est >= 0.5 and converge else PARTLY if share.est >= 0.2 and converge or share.est >= 0.5 else NOT
+    )
     # holds needs both parts to beat their nulls (no run explores: share 0; no convergence: drop 0)
     v = _gate(lvl, n, _both(share, drop) if lvl == HOLDS else share, 0.0, partly=share if share.est >= 0.5 else None)
     ours = (f"runs with >= 2 sharp candidate routes before the last fifth: {share} (Wilson); sharp candidates per "
@@ -298,16 +353,22 @@ def rule_noise_drop(d: dict) -> tuple[str, str]:
     n = len(clean)
     w = int(np.argmin(step.mean(1)))
     drop = st.paired_diff(clean, step[w])
-    ratio = st.bootstrap(_stack(clean, step[w]), lambda m: m[:, 1].mean() / m[:, 0].mean() if m[:, 0].mean() > 0 else np.nan)
+    ratio = st.bootstrap(
+        _stack(clean, step[w]), lambda m: m[:, 1].mean() / m[:, 0].mean() if m[:, 0].mean() > 0 else np.nan
+    )
     lvl = level_noise_drop(d)[0]
     v = _gate(lvl, n, drop, 0.0, target=None)
-    return v, (f"clean {_f(clean.mean())} -> {_f(step[w].mean())} at the most sensitive step ({d['step_argmin']} of "
-               f"{d['steps']}); drop {drop.text(2, True)}; ratio {ratio}; n = {n}")
+    return v, (
+        f"clean {_f(clean.mean())} -> {_f(step[w].mean())} at the most sensitive step ({d['step_argmin']} of "
+        f"{d['steps']}); drop {drop.text(2, True)}; ratio {ratio}; n = {n}"
+    )
 
 
-RULE_NOISE_DROP = ("ratio = (worst single-step solve rate) / clean, drop = clean - worst (paired bootstrap over mazes; "
-                   "the worst step is chosen on the same mazes, which favours the claim); null: no drop; holds: "
-                   "ratio <= 0.5 (paper: 0.3/0.685 = 0.44), partly <= 0.8, the drop's interval above 0")
+RULE_NOISE_DROP = (
+    "ratio = (worst single-step solve rate) / clean, drop = clean - worst (paired bootstrap over mazes; "
+    "the worst step is chosen on the same mazes, which favours the claim); null: no drop; holds: "
+    "ratio <= 0.5 (paper: 0.3/0.685 = 0.44), partly <= 0.8, the drop's interval above 0"
+)
 
 
 def _peak_stats(m: np.ndarray, at: np.ndarray, steps: int):
@@ -364,10 +425,12 @@ def rule_noise_frame(d: dict) -> tuple[str, str]:
     return v, f"{text}; r {ratio}; solve rate frame-noised - step-noised {gap.text(2, True)}; n = {n}"
 
 
-RULE_NOISE_FRAME = ("r = mean drop over intermediate frames (neither the first nor the last, which is the answer) / "
-                    "drop at the worst step; gap = per-maze solve rate with a frame noised - with the worst step "
-                    "noised (paired bootstrap); null: frame noise costs as much as step noise (gap 0); holds r <= "
-                    "0.5, partly r <= 0.8, the gap's interval above 0")
+RULE_NOISE_FRAME = (
+    "r = mean drop over intermediate frames (neither the first nor the last, which is the answer) / "
+    "drop at the worst step; gap = per-maze solve rate with a frame noised - with the worst step "
+    "noised (paired bootstrap); null: frame noise costs as much as step noise (gap 0); holds r <= "
+    "0.5, partly r <= 0.8, the gap's interval above 0"
+)
 
 
 def _by_frac(x: dict) -> dict[float, np.ndarray]:
@@ -400,11 +463,13 @@ def rule_swap_answer(d: dict) -> tuple[str, str]:
     return v, f"{text}; best layer's flip {top} (Wilson); middle band - other bands {sep.text(2, True)}; n = {n}"
 
 
-RULE_SWAP_ANSWER = ("flip = share of A-runs whose trail is closer (Jaccard) to B's solution than to A's, in the swept "
-                    "step range where it is largest (chosen on the same mazes); null: no flip (the best layer's "
-                    "Wilson interval at 0) and no middle-band specificity (per-maze middle-band flip - mean of the "
-                    "other bands, paired bootstrap, at 0); holds: the most-flipping layer lies in the middle band "
-                    "(25-75% depth) with flip >= 0.5, partly: there with >= 0.1; both intervals above 0")
+RULE_SWAP_ANSWER = (
+    "flip = share of A-runs whose trail is closer (Jaccard) to B's solution than to A's, in the swept "
+    "step range where it is largest (chosen on the same mazes); null: no flip (the best layer's "
+    "Wilson interval at 0) and no middle-band specificity (per-maze middle-band flip - mean of the "
+    "other bands, paired bootstrap, at 0); holds: the most-flipping layer lies in the middle band "
+    "(25-75% depth) with flip >= 0.5, partly: there with >= 0.1; both intervals above 0"
+)
 
 
 def rule_swap_structure(d: dict) -> tuple[str, str]:
@@ -421,9 +486,11 @@ def rule_swap_structure(d: dict) -> tuple[str, str]:
     return v, f"{text}; early {st.mean(early)} - late {st.mean(late)} = {diff.text(2, True)} (paired); n = {n}"
 
 
-RULE_SWAP_STRUCTURE = ("early (< 25% depth) mean wall-follow rate; null: early = late (>= 75%) layers (per-maze "
-                       "paired difference, bootstrap); holds >= 0.5 and partly >= 0.1, with the difference's "
-                       "interval above 0")
+RULE_SWAP_STRUCTURE = (
+    "early (< 25% depth) mean wall-follow rate; null: early = late (>= 75%) layers (per-maze "
+    "paired difference, bootstrap); holds >= 0.5 and partly >= 0.1, with the difference's "
+    "interval above 0"
+)
 
 
 def rule_skip(d: dict) -> tuple[str, str]:
@@ -445,15 +512,19 @@ def rule_skip(d: dict) -> tuple[str, str]:
     v = _gate(lvl, n, ml, 0.0)
     if v == HOLDS and me.below(0.0):  # the early band costs clearly more: the middle is not where it concentrates
         v = PARTLY
-    return v, (f"{text}; per band (bootstrap) early {st.mean(e)}, middle {st.mean(m)}, late {st.mean(l)}; "
-               f"pairwise (paired): middle - early {me.text(2, True)}, middle - late {ml.text(2, True)}, "
-               f"early - late {el.text(2, True)}; n = {n}")
+    return v, (
+        f"{text}; per band (bootstrap) early {st.mean(e)}, middle {st.mean(m)}, late {st.mean(l)}; "
+        f"pairwise (paired): middle - early {me.text(2, True)}, middle - late {ml.text(2, True)}, "
+        f"early - late {el.text(2, True)}; n = {n}"
+    )
 
 
-RULE_SKIP = ("band drop = per-maze solve-rate drop averaged over the band's swept blocks and step ranges (depth < "
-             "25% / 25-75% / >= 75%), each pair's paired difference with a bootstrap interval; null: equal bands; "
-             "holds: middle >= 0.1 and >= 1.5x late, middle - late above 0, and early - middle not above 0 (if "
-             "early costs clearly more: partly); partly: middle above late with middle - late above 0")
+RULE_SKIP = (
+    "band drop = per-maze solve-rate drop averaged over the band's swept blocks and step ranges (depth < "
+    "25% / 25-75% / >= 75%), each pair's paired difference with a bootstrap interval; null: equal bands; "
+    "holds: middle >= 0.1 and >= 1.5x late, middle - late above 0, and early - middle not above 0 (if "
+    "early costs clearly more: partly); partly: middle above late with middle - late above 0"
+)
 
 
 def rule_memory(d: dict) -> tuple[str, str]:
@@ -471,10 +542,12 @@ def rule_memory(d: dict) -> tuple[str, str]:
     return v, f"{text}; per-run final fidelity {f_iv.text(3)}, min over the second half {l_iv.text(3)}; n = {n}"
 
 
-RULE_MEMORY = ("fidelity = share of layout blocks (walls, start, goal) kept in x0's last frame, per run; null: the "
-               "layout not kept (mean fidelity <= 0.9); holds: >= 0.98 at the end and >= 0.95 at every step of the "
-               "second half (means), the end's interval above 0.9 and the second half's too; partly >= 0.9 at the "
-               "end with its interval above 0.9")
+RULE_MEMORY = (
+    "fidelity = share of layout blocks (walls, start, goal) kept in x0's last frame, per run; null: the "
+    "layout not kept (mean fidelity <= 0.9); holds: >= 0.98 at the end and >= 0.95 at every step of the "
+    "second half (means), the end's interval above 0.9 and the second half's too; partly >= 0.9 at the "
+    "end with its interval above 0.9"
+)
 
 
 def rule_selfcorrect(d: dict) -> tuple[str, str]:
@@ -488,18 +561,22 @@ def rule_selfcorrect(d: dict) -> tuple[str, str]:
     net = st.paired_diff(fix, brk)
     lvl = HOLDS if fix.mean() > 0 and fix.mean() >= brk.mean() else PARTLY if fix.mean() > 0 else NOT
     v = _gate(lvl, n, net if lvl == HOLDS else p_fix, 0.0, partly=p_fix)
-    return v, (f"sharp complete wrong route mid-way, right at the end: {p_fix} ({int(fix.sum())}/{n}, Wilson "
-               f"{st.proportion(fix)}); right mid-way, wrong at the end: {_f(brk.mean())} ({int(brk.sum())}/{n}); "
-               f"fix - break {net.text(2, True)} (paired); final solve rate {_f(d['final'])}")
+    return v, (
+        f"sharp complete wrong route mid-way, right at the end: {p_fix} ({int(fix.sum())}/{n}, Wilson "
+        f"{st.proportion(fix)}); right mid-way, wrong at the end: {_f(brk.mean())} ({int(brk.sum())}/{n}); "
+        f"fix - break {net.text(2, True)} (paired); final solve rate {_f(d['final'])}"
+    )
 
 
-RULE_SELFCORRECT = ("wrong mid-way = x0 at a step before the last draws a sharp complete start-to-goal route "
-                    "(:mod:`interp.tasks.candidates`) that is not the solution (blur and partial trails are not "
-                    "wrong answers); right mid-way = its only sharp complete route is the solution; fix = wrong "
-                    "mid-way and solved at the end, break = right mid-way and failed at the end. Null: no self-"
-                    "correction (fix share 0; fix = break). holds: fix - break's paired bootstrap interval above 0; "
-                    "partly: the fix share's bootstrap interval above 0 (a percentile bootstrap: one run out of "
-                    "many is not enough)")
+RULE_SELFCORRECT = (
+    "wrong mid-way = x0 at a step before the last draws a sharp complete start-to-goal route "
+    "(:mod:`interp.tasks.candidates`) that is not the solution (blur and partial trails are not "
+    "wrong answers); right mid-way = its only sharp complete route is the solution; fix = wrong "
+    "mid-way and solved at the end, break = right mid-way and failed at the end. Null: no self-"
+    "correction (fix share 0; fix = break). holds: fix - break's paired bootstrap interval above 0; "
+    "partly: the fix share's bootstrap interval above 0 (a percentile bootstrap: one run out of "
+    "many is not enough)"
+)
 
 
 def rule_perception(d: dict) -> tuple[str, str]:
@@ -523,16 +600,20 @@ def rule_perception(d: dict) -> tuple[str, str]:
         v = PARTLY  # layout first, but the path never surely decodable
     else:
         v = NOT
-    return v, (f"{text}; with the probes' cluster-bootstrap intervals (over mazes): layout's lower bound first >= "
-               f"{thr} at step {t_wall}, path's upper bound first >= {thr} at step {t_path}; path surely decodable "
-               f"at some step: {ever}; n = {n} mazes")
+    return v, (
+        f"{text}; with the probes' cluster-bootstrap intervals (over mazes): layout's lower bound first >= "
+        f"{thr} at step {t_wall}, path's upper bound first >= {thr} at step {t_path}; path surely decodable "
+        f"at some step: {ever}; n = {n} mazes"
+    )
 
 
-RULE_PERCEPTION = ("probe accuracy per step at the best probed site, with the probes' cluster-bootstrap 95% intervals "
-                   "over mazes; null: layout and path decodable from the same step; holds: the layout's lower bound "
-                   "reaches the threshold at a step where the path's upper bound has not, and the path's lower bound "
-                   "reaches it at some step; partly: the same, the path never surely decodable; does not hold: the "
-                   "path never even possibly decodable (no ordering measured), or the layout not first")
+RULE_PERCEPTION = (
+    "probe accuracy per step at the best probed site, with the probes' cluster-bootstrap 95% intervals "
+    "over mazes; null: layout and path decodable from the same step; holds: the layout's lower bound "
+    "reaches the threshold at a step where the path's upper bound has not, and the path's lower bound "
+    "reaches it at some step; partly: the same, the path never surely decodable; does not hold: the "
+    "path never even possibly decodable (no ordering measured), or the layout not first"
+)
 
 
 ENSEMBLE_TARGET = 0.02  # the paper's gain: +2-3 points on VBVR-Bench
@@ -556,10 +637,12 @@ def rule_ensemble(d: dict) -> tuple[str, str]:
                f"same mazes); n = {n}")  # fmt: skip
 
 
-RULE_ENSEMBLE = ("gain = ensemble (middle band 25-50% depth, first step) - one seed, per maze (paired bootstrap); null: "
-                 "zero gain; holds: gain >= +0.02 (the paper's) with its interval above 0, and ensemble - best-of-3 "
-                 "at matched compute not below 0; partly: gain > 0 with its interval above 0; not enough samples: "
-                 "the interval holds both 0 and +0.02; else does not hold")
+RULE_ENSEMBLE = (
+    "gain = ensemble (middle band 25-50% depth, first step) - one seed, per maze (paired bootstrap); null: "
+    "zero gain; holds: gain >= +0.02 (the paper's) with its interval above 0, and ensemble - best-of-3 "
+    "at matched compute not below 0; partly: gain > 0 with its interval above 0; not enough samples: "
+    "the interval holds both 0 and +0.02; else does not hold"
+)
 
 
 @dataclass
@@ -637,12 +720,16 @@ def write_report(out: str | Path, numbers: dict[str, dict], figures: dict[str, l
     for c in rows:
         fig = f"[{Path(c.figures[0]).name}]({c.figures[0]})" if c.figures else "-"
         lines.append(f"| {_cell(c.claim)} | {_cell(c.paper)} | {fig} | **{c.verdict}** | {_cell(c.ours)} |")
-    lines += ["", "Verdict rules (applied to the numbers above, never set by hand). Every rate carries a 95% "
-              f"interval over samples (percentile bootstrap, {st.N_BOOT} resamples, seed {st.SEED}; paired over "
-              "mazes for differences; Wilson for plain proportions where stated); 'holds' and 'partly' need the "
-              "interval of the claim's test to exclude the claim's null; fewer than "
-              f"{MIN_N} samples, or an interval holding both the null and the paper's effect, gives '{NES}'; "
-              f"numbers without per-sample values give '{NO_SAMPLES}'. Each rule and its null:", ""]
+    lines += [
+        "",
+        "Verdict rules (applied to the numbers above, never set by hand). Every rate carries a 95% "
+        f"interval over samples (percentile bootstrap, {st.N_BOOT} resamples, seed {st.SEED}; paired over "
+        "mazes for differences; Wilson for plain proportions where stated); 'holds' and 'partly' need the "
+        "interval of the claim's test to exclude the claim's null; fewer than "
+        f"{MIN_N} samples, or an interval holding both the null and the paper's effect, gives '{NES}'; "
+        f"numbers without per-sample values give '{NO_SAMPLES}'. Each rule and its null:",
+        "",
+    ]
     for c in rows:
         lines.append(f"- *{c.key}*: {c.rule}")
     for analysis in dict.fromkeys(s.analysis for s in SPECS):

@@ -273,7 +273,9 @@ def map_rgb(maps: LayerMaps, kind: str, step: int, sample: int = 0) -> np.ndarra
         c = int(m.group(1))
         v = 0.5 + 0.5 * maps.channel_maps[step, sample, c] / maps.fit.channel_absmax[c]
         return matplotlib.colormaps["RdBu_r"](np.clip(v, 0, 1))[..., :3]
-    raise ValueError(f"unknown map kind {kind!r}; kinds: {KINDS_HELP} (this layer has {len(maps.fit.channels)} channels)")
+    raise ValueError(
+        f"unknown map kind {kind!r}; kinds: {KINDS_HELP} (this layer has {len(maps.fit.channels)} channels)"
+    )
 
 
 def kind_label(maps: LayerMaps, kind: str) -> str:
@@ -320,7 +322,9 @@ def plot_layer_frame_grid(layers: Sequence[LayerMaps], step: int, kind: str = "n
     return fig
 
 
-def plot_step_frame_grid(maps: LayerMaps, kind: str = "norm", sample: int = 0, path: str | Path | None = None) -> Figure:
+def plot_step_frame_grid(
+    maps: LayerMaps, kind: str = "norm", sample: int = 0, path: str | Path | None = None
+) -> Figure:
     """Rows: steps; columns: frames; one layer, one colour scale."""
     images = [list(map_rgb(maps, kind, s, sample)) for s in range(len(maps.steps))]
     labels = [f"step {int(s)}" for s in maps.steps]

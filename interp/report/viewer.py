@@ -212,19 +212,30 @@ def plan_budget(
         ("samples thinned", lambda: len(plan.samples) > 4, lambda: setattr(plan, "samples", plan.samples[:4])),
         ("x0 downsampled", lambda: x0_side() > 128, lambda: setattr(plan, "x0_factor", plan.x0_factor * 2)),
         ("channel maps reduced to one", lambda: len(channel_kinds()) > 1, lambda: drop_channels(1)),
-        ("steps thinned", lambda: len(plan.steps) > 10,
-         lambda: setattr(plan, "steps", _thin(plan.steps, max(10, len(plan.steps) // 2)))),
-        ("layers thinned", lambda: len(plan.layers) > 8,
-         lambda: setattr(plan, "layers", _thin(plan.layers, max(8, len(plan.layers) // 2)))),
+        (
+            "steps thinned",
+            lambda: len(plan.steps) > 10,
+            lambda: setattr(plan, "steps", _thin(plan.steps, max(10, len(plan.steps) // 2))),
+        ),
+        (
+            "layers thinned",
+            lambda: len(plan.layers) > 8,
+            lambda: setattr(plan, "layers", _thin(plan.layers, max(8, len(plan.layers) // 2))),
+        ),
         ("x0 downsampled", lambda: x0_side() > 48, lambda: setattr(plan, "x0_factor", plan.x0_factor * 2)),
         ("token maps downsampled", lambda: map_side() > 32, lambda: setattr(plan, "map_factor", plan.map_factor * 2)),
-        ("steps thinned", lambda: len(plan.steps) > 2,
-         lambda: setattr(plan, "steps", _thin(plan.steps, max(2, len(plan.steps) // 2)))),
-        ("layers thinned", lambda: len(plan.layers) > 1,
-         lambda: setattr(plan, "layers", _thin(plan.layers, max(1, len(plan.layers) // 2)))),
+        (
+            "steps thinned",
+            lambda: len(plan.steps) > 2,
+            lambda: setattr(plan, "steps", _thin(plan.steps, max(2, len(plan.steps) // 2))),
+        ),
+        (
+            "layers thinned",
+            lambda: len(plan.layers) > 1,
+            lambda: setattr(plan, "layers", _thin(plan.layers, max(1, len(plan.layers) // 2))),
+        ),
         ("channel maps dropped", lambda: bool(channel_kinds()), lambda: drop_channels(0)),
-        ("PCA maps dropped", lambda: "pca" in plan.kinds and len(plan.kinds) > 1,
-         lambda: plan.kinds.remove("pca")),
+        ("PCA maps dropped", lambda: "pca" in plan.kinds and len(plan.kinds) > 1, lambda: plan.kinds.remove("pca")),
         ("token maps downsampled", lambda: map_side() > 8, lambda: setattr(plan, "map_factor", plan.map_factor * 2)),
         ("x0 downsampled", lambda: x0_side() > 16, lambda: setattr(plan, "x0_factor", plan.x0_factor * 2)),
         ("samples thinned", lambda: len(plan.samples) > 1, lambda: setattr(plan, "samples", plan.samples[:1])),
@@ -431,7 +442,10 @@ def _fill_run(
                     img = downsample(tm.map_rgb(lm, kd, si, bi), plan.map_factor)
                     data.maps[kd][si][li][bi] = png_data_uri(frames_strip(img))
     data.energy = [[[[_finite(e) for e in fr] for fr in b] for b in l] for l in energy] if names else None
-    labels = {"norm": "token L2 norm (viridis, scale fixed per layer)", "pca": "PCA of tokens as RGB (fit once per layer)"}
+    labels = {
+        "norm": "token L2 norm (viridis, scale fixed per layer)",
+        "pca": "PCA of tokens as RGB (fit once per layer)",
+    }
     data.kinds = [{"id": kd, "label": labels.get(kd, f"top-variance channel #{kd[7:]} (blue - / red +)")}
                   for kd in plan.kinds] if names else []  # fmt: skip
     data.budget = {"budget_mb": round(budget_bytes / MB, 3), "reductions": plan.reductions,
@@ -506,7 +520,9 @@ class ResultsPointSource:
         x0 = self.g.get("x0")
         self.x0_shape = tuple(x0.shape[4:]) if x0 is not None else None
         self.n_batch = int(self.g["final"].shape[1]) if "final" in self.g else 0
-        n_steps = x0.shape[2] if x0 is not None else (self.g[self.branch][self._sites[0]].shape[2] if self._sites else 0)
+        n_steps = (
+            x0.shape[2] if x0 is not None else (self.g[self.branch][self._sites[0]].shape[2] if self._sites else 0)
+        )
         self.steps = np.arange(n_steps)
         latent = tuple(self.g["final"].shape[-3:]) if "final" in self.g else self.x0_shape
         grid = self.g.attrs.get("grid", file.attrs.get("grid"))

@@ -143,7 +143,11 @@ class _HostCopy:
 def token_coords(grid: Sequence[int]) -> np.ndarray:
     """(tokens, 3) int32: the (frame, row, col) of every token of a (f, h, w) grid, in token order."""
     f, h, w = (int(g) for g in grid)
-    return np.stack(np.meshgrid(np.arange(f), np.arange(h), np.arange(w), indexing="ij"), -1).reshape(-1, 3).astype(np.int32)
+    return (
+        np.stack(np.meshgrid(np.arange(f), np.arange(h), np.arange(w), indexing="ij"), -1)
+        .reshape(-1, 3)
+        .astype(np.int32)
+    )
 
 
 def write_description(file: h5py.File, d: dict) -> None:
@@ -194,7 +198,7 @@ def read_scores(file: h5py.File) -> dict | None:
     g = file[SCORE_GROUP]
     out: dict = {"scorer": None, "steps": [], "x0": {}, "video": {}}
     for part in ("x0", "video"):
-        for name, ds in (g[part].items() if part in g else ()):
+        for name, ds in g[part].items() if part in g else ():
             out[part][name] = ds[()]
             out["scorer"] = out["scorer"] or str(ds.attrs.get("scorer"))
             if part == "x0":
@@ -717,7 +721,10 @@ def load_cache(path: str | os.PathLike, branch: str | None = None, *,
 def describe(path: str | os.PathLike, *, allow_partial: bool = False) -> dict:
     """What a capture holds: run attributes and, per branch, each dataset's shape, dtype and axes."""
     with open_h5(path, CAPTURE, allow_partial=allow_partial) as f:
-        out = {"attrs": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()}, "datasets": []}
+        out = {
+            "attrs": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()},
+            "datasets": [],
+        }
 
         def visit(name, obj):
             if isinstance(obj, h5py.Dataset):
@@ -727,4 +734,3 @@ def describe(path: str | os.PathLike, *, allow_partial: bool = False) -> dict:
 
         f.visititems(visit)
     return out
-

@@ -152,5 +152,3 @@ class PlainReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-

@@ -72,8 +72,14 @@ class ResultsWriter:
         """``name[index] = value``, creating ``name`` with ``shape`` (and the value's dtype) on first use."""
         value = np.asarray(value)
         if name not in self.file:
-            kind = value.dtype if value.dtype != np.float64 or name.startswith(("metrics", "clean/metrics")) else np.float32
-            self.file.create_dataset(name, shape=shape, dtype=kind, fillvalue=fill if np.issubdtype(kind, np.floating) else 0)
+            kind = (
+                value.dtype
+                if value.dtype != np.float64 or name.startswith(("metrics", "clean/metrics"))
+                else np.float32
+            )
+            self.file.create_dataset(
+                name, shape=shape, dtype=kind, fillvalue=fill if np.issubdtype(kind, np.floating) else 0
+            )
         self.file[name][index] = value
         if self.shard is not None:
             self._pending.append((name, index, shape[: len(index) if isinstance(index, tuple) else 1]))
@@ -172,8 +178,9 @@ def read_group(path: str | os.PathLike, group: str = "group_0", *, allow_partial
     return out
 
 
-def read_group_arrays(path: str | os.PathLike, group: str, names: dict[str, tuple], *,
-                      allow_partial: bool = False) -> dict | None:
+def read_group_arrays(
+    path: str | os.PathLike, group: str, names: dict[str, tuple], *, allow_partial: bool = False
+) -> dict | None:
     """The datasets ``names`` (name -> index to read, ``()`` for all) of input group ``group`` that it holds; None
     when the file has no such group."""
     with open_h5(path, RESULTS, allow_partial=allow_partial) as f:
@@ -188,7 +195,11 @@ def merge_results(shards: list[Path], target: Path, n_batches: int) -> Path:
     it (:func:`interp.experiments.shard.merge_shards` checks that every batch finished somewhere)."""
     files = [h5py.File(p, "r") for p in shards]
     done = [f["batch_done"][:].astype(bool) for f in files]
-    keep = {k: v for k, v in files[0].attrs.items() if k not in SHARD_ATTRS and k not in ("complete", "schema", "schema_version")}
+    keep = {
+        k: v
+        for k, v in files[0].attrs.items()
+        if k not in SHARD_ATTRS and k not in ("complete", "schema", "schema_version")
+    }
     try:
         with atomic_h5(target, RESULTS, **keep) as dst:
             dst.create_dataset("batch_done", data=np.ones(n_batches, np.uint8))

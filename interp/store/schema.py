@@ -56,7 +56,13 @@ class Schema:
         if name is None:
             if self.optional and version in (None, 1) and self.version == 1:
                 return True
-            return version is not None and int(version) == 1 and self.version == 1 and all(k in attrs for k in self.legacy) and bool(self.legacy)
+            return (
+                version is not None
+                and int(version) == 1
+                and self.version == 1
+                and all(k in attrs for k in self.legacy)
+                and bool(self.legacy)
+            )
         return str(name) == self.name and version is not None and int(version) == self.version
 
     def check(self, attrs, path: str | os.PathLike) -> None:

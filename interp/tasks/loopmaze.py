@@ -256,7 +256,14 @@ def eval_record(task, n: int, seed: int, description: str, stats) -> dict:
         for k, v in stats(insts).items():
             rec[k] = round(float(v), 4)
         sets.append(rec)
-    return {"task": task.name, "description": description, "stream": suite.EVAL_STREAM, "seed": seed, "count": n, "sets": sets}
+    return {
+        "task": task.name,
+        "description": description,
+        "stream": suite.EVAL_STREAM,
+        "seed": seed,
+        "count": n,
+        "sets": sets,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------

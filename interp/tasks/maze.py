@@ -80,9 +80,10 @@ class Maze:
 
     def key(self) -> bytes:
         """A canonical byte string identifying the task (layout, start, goal)."""
-        return bytes([self.size, *self.start, *self.goal]) + np.packbits(
-            np.concatenate([self.right.ravel(), self.down.ravel()])
-        ).tobytes()
+        return (
+            bytes([self.size, *self.start, *self.goal])
+            + np.packbits(np.concatenate([self.right.ravel(), self.down.ravel()])).tobytes()
+        )
 
 
 def _neighbours(size: int, r: int, c: int):
@@ -208,7 +209,9 @@ def layout_blocks(maze: Maze) -> Int[np.ndarray, "side side"]:
     return grid
 
 
-def frame_blocks(maze: Maze, frames: int) -> tuple[Int[np.ndarray, "frames side side"], Bool[np.ndarray, "frames side side"]]:
+def frame_blocks(
+    maze: Maze, frames: int
+) -> tuple[Int[np.ndarray, "frames side side"], Bool[np.ndarray, "frames side side"]]:
     """Per frame, the block classes and where the agent is."""
     base = layout_blocks(maze)
     path = block_path(maze)
@@ -216,7 +219,7 @@ def frame_blocks(maze: Maze, frames: int) -> tuple[Int[np.ndarray, "frames side 
     agent = np.zeros_like(classes, dtype=bool)
     for k in range(frames):
         walked = int(round(k / max(frames - 1, 1) * (len(path) - 1))) + 1
-        for br, bc in path[1 : walked]:
+        for br, bc in path[1:walked]:
             if base[br, bc] == OPEN:
                 classes[k, br, bc] = TRAIL
         agent[k][path[walked - 1]] = True

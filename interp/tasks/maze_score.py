@@ -57,6 +57,7 @@ def read_blocks(frame: UInt8[np.ndarray, "h w 3"]) -> tuple[np.ndarray, np.ndarr
 
 def _simple_path(members: set, start, goal) -> bool:
     """True when ``members`` (blocks, start and goal included) form one simple path from start to goal."""
+
     def nbs(b):
         r, c = b
         return [n for n in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)) if n in members]

@@ -91,7 +91,9 @@ class Mirror:
     def score(self, video: UInt8[np.ndarray, "frames h w 3"], instance: dict) -> dict[str, float]:
         video = np.asarray(video)
         if video.shape[0] != FRAMES or video.shape[1:3] != (GRID * BLOCK, GRID * BLOCK):
-            raise ValueError(f"expected a video of shape ({FRAMES}, {GRID * BLOCK}, {GRID * BLOCK}, 3), got {video.shape}")
+            raise ValueError(
+                f"expected a video of shape ({FRAMES}, {GRID * BLOCK}, {GRID * BLOCK}, 3), got {video.shape}"
+            )
         k, a, r0, c0 = instance["level"], instance["axis"], instance["row"], instance["col"]
         truth = self.classes(instance)
         last, mid = FRAMES - 1, (FRAMES - 1) // 2
@@ -101,7 +103,9 @@ class Mirror:
         right = (slice(r0, r0 + k), slice(m0, m0 + k))
         left = (slice(r0, r0 + k), slice(c0, c0 + k))
         return {
-            "success": float(np.array_equal(got, want)),  # mirror right, rest of the right side empty, left and axis kept
+            "success": float(
+                np.array_equal(got, want)
+            ),  # mirror right, rest of the right side empty, left and axis kept
             "cell_accuracy": float((got[right] == want[right]).mean()),
             "left_fidelity": float((got[left] == want[left]).mean()),
             "axis_fidelity": float((got[:, a] == AXIS).mean()),

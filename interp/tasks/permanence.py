@@ -117,7 +117,9 @@ class Permanence:
     def score(self, video: UInt8[np.ndarray, "frames h w 3"], instance: dict) -> dict[str, float]:
         video = np.asarray(video)
         if video.shape[0] != FRAMES or video.shape[1:3] != (GRID * BLOCK, GRID * BLOCK):
-            raise ValueError(f"expected a video of shape ({FRAMES}, {GRID * BLOCK}, {GRID * BLOCK}, 3), got {video.shape}")
+            raise ValueError(
+                f"expected a video of shape ({FRAMES}, {GRID * BLOCK}, {GRID * BLOCK}, 3), got {video.shape}"
+            )
         cls = classify(video)
         occ = occluder_mask(instance)
         pos, vis = positions(instance), visible(instance)

@@ -100,7 +100,9 @@ def level_index(task: Task, level) -> int:
 
 
 def instance_rng(stream: int, task: Task, level, seed: int, index: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([stream, task_id(task.name), level_index(task, level), seed, index]))
+    return np.random.default_rng(
+        np.random.SeedSequence([stream, task_id(task.name), level_index(task, level), seed, index])
+    )
 
 
 def heldout(task: Task, level, n: int, seed: int = 0) -> list[dict]:
@@ -158,4 +160,7 @@ def write_vbvr_sample(out: Path, task: Task, instance: dict, name: str) -> Path:
 
 def write_vbvr(out: Path, task: Task, level, n: int, seed: int = 0) -> list[Path]:
     """The held-out samples of (task, level) in the VBVR-Bench layout, ``<out>/<task>_<level>_<i>/``."""
-    return [write_vbvr_sample(out, task, inst, f"{task.name}_{level}_{i:04d}") for i, inst in enumerate(heldout(task, level, n, seed))]
+    return [
+        write_vbvr_sample(out, task, inst, f"{task.name}_{level}_{i:04d}")
+        for i, inst in enumerate(heldout(task, level, n, seed))
+    ]

@@ -138,7 +138,9 @@ class SuiteBatches(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        rng = np.random.default_rng(np.random.SeedSequence([suite.TRAIN_STREAM, self.spec.seed, self.start_step, worker, workers]))
+        rng = np.random.default_rng(
+            np.random.SeedSequence([suite.TRAIN_STREAM, self.spec.seed, self.start_step, worker, workers])
+        )
         names = list(self.spec.tasks)
         tasks = [suite.get_task(n) for n in names]
         p_task = np.array([self.spec.tasks[n] for n in names], dtype=float)
@@ -281,7 +283,10 @@ def train_vae(pipe, cfg: OrganismTrainConfig, device, state: dict, logf: Path) -
         if step % cfg.log_every == 0:
             with torch.no_grad():
                 psnr = -10 * math.log10(float(((rec.clamp(-1, 1) - x) / 2).pow(2).mean()) + 1e-12)
-            log(f"vae step {step} loss {loss.item():.4f} rec {rec_loss.item():.4f} psnr {psnr:.2f} dB {time.time() - t0:.0f}s", logf)
+            log(
+                f"vae step {step} loss {loss.item():.4f} rec {rec_loss.item():.4f} psnr {psnr:.2f} dB {time.time() - t0:.0f}s",
+                logf,
+            )
     state["vae_steps"] = state.get("vae_steps", 0) + step
     state["vae_minutes"] = state.get("vae_minutes", 0.0) + (time.time() - t0) / 60
     # latent statistics, measured on fresh batches, written into the config as Wan's VAE carries them
@@ -320,7 +325,9 @@ def save_vae(vae, path: Path) -> None:
 
 def cfg_spec_of(vae) -> org.OrganismSpec:
     c = vae.config
-    return org.OrganismSpec(vae_base_dim=c.base_dim, vae_dim_mult=list(c.dim_mult), vae_res_blocks=c.num_res_blocks, z_dim=c.z_dim)
+    return org.OrganismSpec(
+        vae_base_dim=c.base_dim, vae_dim_mult=list(c.dim_mult), vae_res_blocks=c.num_res_blocks, z_dim=c.z_dim
+    )
 
 
 def train_decoder(pipe, cfg: OrganismTrainConfig, device, state: dict, logf: Path) -> None:
@@ -386,7 +393,8 @@ def train_dit(pipe, cfg: OrganismTrainConfig, device, state: dict, logf: Path, o
     other = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW(
         [{"params": decay_params, "weight_decay": s.weight_decay}, {"params": other, "weight_decay": 0.0}],
-        lr=s.lr, betas=s.betas,
+        lr=s.lr,
+        betas=s.betas,
     )
     fwd = model
     if s.compile and device.type == "cuda":
@@ -415,10 +423,13 @@ def train_dit(pipe, cfg: OrganismTrainConfig, device, state: dict, logf: Path, o
         text = table[torch.where(drop, torch.full_like(pidx, null), pidx)]
         for g in opt.param_groups:
             g["lr"] = lr_at(step, s.lr, s.warmup_steps)
+
         def loss_of(f):
             with torch.autocast(**amp):
                 pred = f(
-                    hidden_states=torch.cat([x_t, cond], dim=1), timestep=sigma * 1000, encoder_hidden_states=text,
+                    hidden_states=torch.cat([x_t, cond], dim=1),
+                    timestep=sigma * 1000,
+                    encoder_hidden_states=text,
                     return_dict=False,
                 )[0].float()
             err = (pred - (eps - z0)).pow(2).mean(1)  # (B, F', H', W')
@@ -450,8 +461,11 @@ def train_dit(pipe, cfg: OrganismTrainConfig, device, state: dict, logf: Path, o
         if step % cfg.log_every == 0:
             mean_loss = torch.stack(losses).mean().item()
             losses = []
-            log(f"dit step {start + step} loss {mean_loss:.4f} lr {opt.param_groups[0]['lr']:.2e} "
-                f"{step / (time.time() - t0):.2f} it/s {time.time() - t0:.0f}s", logf)
+            log(
+                f"dit step {start + step} loss {mean_loss:.4f} lr {opt.param_groups[0]['lr']:.2e} "
+                f"{step / (time.time() - t0):.2f} it/s {time.time() - t0:.0f}s",
+                logf,
+            )
     state["dit_steps"] = start + step
     state["dit_minutes"] = state.get("dit_minutes", 0.0) + (time.time() - t0) / 60
     model.load_state_dict(ema)
@@ -468,12 +482,21 @@ def evaluate_stage(pipe, cfg: OrganismTrainConfig, device, out: Path, logf: Path
     results = {}
     for g in e.guidance:
         rows = ev.evaluate(
-            pipe, list(cfg.data.tasks), n=e.n, steps=e.steps, guidance=g, batch=e.batch, seed=e.seed, device=device,
+            pipe,
+            list(cfg.data.tasks),
+            n=e.n,
+            steps=e.steps,
+            guidance=g,
+            batch=e.batch,
+            seed=e.seed,
+            device=device,
             log=lambda m: log(m, logf),
         )
         results[str(g)] = rows
         log(f"held-out, {e.steps} steps, guidance {g}:\n" + ev.table(rows), logf)
-        (out / "eval.json").write_text(json.dumps({"steps": e.steps, "n": e.n, "seed": e.seed, "results": results}, indent=1))
+        (out / "eval.json").write_text(
+            json.dumps({"steps": e.steps, "n": e.n, "seed": e.seed, "results": results}, indent=1)
+        )
 
 
 def save(pipe, out: Path, cfg: OrganismTrainConfig, state: dict) -> Path:
@@ -508,8 +531,11 @@ def train(cfg: OrganismTrainConfig) -> dict:
         pipe = org.build_pipeline(cfg.spec)
         state = {}
     state.setdefault("stages", [])
-    log(f"organism: te {org.n_params(pipe.text_encoder) / 1e6:.2f}M vae {org.n_params(pipe.vae) / 1e6:.2f}M "
-        f"dit {org.n_params(pipe.transformer) / 1e6:.2f}M on {device}", logf)
+    log(
+        f"organism: te {org.n_params(pipe.text_encoder) / 1e6:.2f}M vae {org.n_params(pipe.vae) / 1e6:.2f}M "
+        f"dit {org.n_params(pipe.transformer) / 1e6:.2f}M on {device}",
+        logf,
+    )
     for stage in cfg.stages:
         if stage == "vae":
             train_vae(pipe, cfg, device, state, logf)

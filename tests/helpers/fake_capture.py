@@ -31,6 +31,8 @@ def write_capture(
     for s in range(steps):
         x = torch.from_numpy(np.ascontiguousarray(x0[s], dtype=np.float32))
         nxt = torch.from_numpy(np.ascontiguousarray(final if s == steps - 1 else x0[s + 1], dtype=np.float32))
-        branches = {"cond": {k: torch.from_numpy(np.ascontiguousarray(v[s], dtype=np.float32)) for k, v in acts.items()}}
+        branches = {
+            "cond": {k: torch.from_numpy(np.ascontiguousarray(v[s], dtype=np.float32)) for k, v in acts.items()}
+        }
         w.on_step(StepRecord(s, 0.0, 0.0, "transformer", x, x, x, nxt, branches))
     return w.finish()

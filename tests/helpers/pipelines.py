@@ -113,9 +113,17 @@ def image(path: Path | None = None, size: tuple[int, int] = (32, 32), seed: int 
 
 # --- CogVideoX (T2V, I2V): T5 text encoder, CogVideoX VAE, v-prediction DDIM / DPM schedulers -------------------
 
-COG_SCHEDULER = dict(prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing",
-                     beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
-                     set_alpha_to_one=True, snr_shift_scale=3.0)  # as CogVideoX-5b's scheduler_config.json
+COG_SCHEDULER = dict(
+    prediction_type="v_prediction",
+    rescale_betas_zero_snr=True,
+    timestep_spacing="trailing",
+    beta_schedule="scaled_linear",
+    beta_start=0.00085,
+    beta_end=0.012,
+    clip_sample=False,
+    set_alpha_to_one=True,
+    snr_shift_scale=3.0,
+)  # as CogVideoX-5b's scheduler_config.json
 COG_SIZE = dict(num_frames=9, height=32, width=32)  # latent 3 x 4 x 4, 2 x 2 tokens per frame (patch 2)
 
 
@@ -160,8 +168,16 @@ FAMILY_BUILDERS = {k: cog_pipeline for k in ("cog-t2v", "cog-i2v", "cog-t2v-dpm"
 
 # --- LTX-Video (T2V, I2V): T5 text encoder, LTX VAE (timestep-conditioned decoder), dynamic-shift flow matching ------
 
-LTX_SCHEDULER = dict(use_dynamic_shifting=True, base_image_seq_len=1024, max_image_seq_len=4096, base_shift=0.95,
-                     max_shift=2.05, shift=1.0, shift_terminal=0.1, time_shift_type="exponential")  # LTX-Video 0.9.x
+LTX_SCHEDULER = dict(
+    use_dynamic_shifting=True,
+    base_image_seq_len=1024,
+    max_image_seq_len=4096,
+    base_shift=0.95,
+    max_shift=2.05,
+    shift=1.0,
+    shift_terminal=0.1,
+    time_shift_type="exponential",
+)  # LTX-Video 0.9.x
 LTX_SIZE = dict(num_frames=9, height=32, width=32)  # latent 3 x 8 x 8 (spatial and temporal ratio 4)
 
 
@@ -234,8 +250,15 @@ def hunyuan_pipeline(kind: str):
                                        num_layers=1, num_single_layers=1, num_refiner_layers=1, patch_size=1,
                                        patch_size_t=1, guidance_embeds=True, text_embed_dim=16,
                                        pooled_projection_dim=8, rope_axes_dim=(2, 4, 4))  # fmt: skip
-    return HunyuanVideoPipeline(tokenizer=tok, text_encoder=llama, tokenizer_2=tok2, text_encoder_2=clip,
-                                transformer=t, vae=vae_, scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0))
+    return HunyuanVideoPipeline(
+        tokenizer=tok,
+        text_encoder=llama,
+        tokenizer_2=tok2,
+        text_encoder_2=clip,
+        transformer=t,
+        vae=vae_,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+    )
 
 
 FAMILY_BUILDERS["hunyuan"] = hunyuan_pipeline

@@ -32,16 +32,24 @@ def test_capture_and_inspect_builtin(tmp_path):
         assert c["blocks.2.hook_resid_post"].shape == (3, 1, 3, 16)
         assert c["blocks.2.hook_resid_post"].dtype == torch.float16
     res = runner.invoke(app, ["inspect", str(out)], terminal_width=200)
-    assert res.exit_code == 0 and "uncond/blocks.2.hook_resid_post" in res.output and "step,batch,frame,d_model" in res.output
+    assert (
+        res.exit_code == 0
+        and "uncond/blocks.2.hook_resid_post" in res.output
+        and "step,batch,frame,d_model" in res.output
+    )
 
 
 def test_capture_local_dir_and_bad_site(tmp_path):
     ADAPTERS["cogvideox"].tiny(0).save_pretrained(tmp_path / "cog")
     out = tmp_path / "c.h5"
-    res = runner.invoke(app, ["capture", str(tmp_path / "cog"), "--steps", "2", "--out", str(out), "--sites", "blocks.0.*"])
+    res = runner.invoke(
+        app, ["capture", str(tmp_path / "cog"), "--steps", "2", "--out", str(out), "--sites", "blocks.0.*"]
+    )
     assert res.exit_code == 0, res.output
     assert load_cache(out).keys()[0] == "blocks.0.hook_resid_pre"
-    res = runner.invoke(app, ["capture", "tiny-wan", "--steps", "2", "--out", str(tmp_path / "x.h5"), "--sites", "blocks.0.nope"])
+    res = runner.invoke(
+        app, ["capture", "tiny-wan", "--steps", "2", "--out", str(tmp_path / "x.h5"), "--sites", "blocks.0.nope"]
+    )
     assert res.exit_code != 0 and "valid: hook_embed" in str(res.exception)
 
 
@@ -54,7 +62,13 @@ def test_capture_task_model_uses_task_inputs(tmp_path):
     ti = build_inputs(meta, 1, 0)
     c_lat, c_cond = ti.latent_shape[1], ti.condition.shape[1]
     a = ADAPTERS["wan"]
-    cfg = {**a.tiny_config(), "in_channels": c_lat + c_cond, "out_channels": c_lat, "text_dim": 8, "patch_size": (1, 4, 4)}
+    cfg = {
+        **a.tiny_config(),
+        "in_channels": c_lat + c_cond,
+        "out_channels": c_lat,
+        "text_dim": 8,
+        "patch_size": (1, 4, 4),
+    }
     a.model_class(**cfg).save_pretrained(tmp_path / "maze" / "transformer")
     (tmp_path / "maze" / "interp.json").write_text(json.dumps(meta))
     out = tmp_path / "m.h5"

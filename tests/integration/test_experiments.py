@@ -16,6 +16,8 @@ from interp.models import load_model
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "experiments" / "examples"
 runner = CliRunner()
+
+
 def _exp(model, **kw) -> Experiment:
     base = {"model": str(model), "inputs": {"count": 3}, "metrics": ["solve_rate", "path_recall", "mse", "cosine"]}
     return Experiment.validate_data({**base, **kw})
@@ -57,7 +59,9 @@ def test_invalid_files_fail_before_loading(tmp_path, patch, message):
 
 
 def test_yaml_round_trip_overrides_and_hash(tmp_path):
-    e = Experiment.load(EXAMPLES / "noise.yaml", ["sampler.steps=4", "inputs.sizes=[3]", "sweep.interventions.0.steps=[1, 2]"])
+    e = Experiment.load(
+        EXAMPLES / "noise.yaml", ["sampler.steps=4", "inputs.sizes=[3]", "sweep.interventions.0.steps=[1, 2]"]
+    )
     assert e.sampler.steps == 4 and e.inputs.sizes == [3] and e.sweep == {"interventions.0.steps": [1, 2]}
     again = Experiment.load(e.dump(tmp_path / "e.yaml"))
     assert again == e and again.key("w") == e.key("w") != e.key("w2")
@@ -80,7 +84,11 @@ def test_plan_is_deterministic_and_shares_clean_rows():
     assert [len(batch.rows) for batch in a.batches] == [8, 6] * 3
     assert a.batches[0].units == ((0, 0), (1, 0), (2, 0), (3, 0))
     assert [(r.sample, r.seed, r.slot) for r in a.batches[0].rows if r.unit is None] == [
-        (0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 0)]  # the sources run with the target's noise (slot 0)
+        (0, 0, 0),
+        (1, 0, 0),
+        (0, 1, 0),
+        (1, 1, 0),
+    ]  # the sources run with the target's noise (slot 0)
     with pytest.raises(ExperimentError, match="max_batch=2 is too small"):
         plan(e.model_copy(update={"max_batch": 2}))
 

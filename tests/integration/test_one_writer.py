@@ -159,7 +159,7 @@ def test_completed_file_is_fsynced_before_its_rename(tmp_path, monkeypatch):
     with atomic_h5(tmp_path / "s.h5", SAMPLES) as f:
         f.attrs["n"] = 0
     i = events.index(("replace", "s.h5"))
-    assert "fsync" in events[:i] and "fsync" in events[i + 1:]  # the file, then its directory
+    assert "fsync" in events[:i] and "fsync" in events[i + 1 :]  # the file, then its directory
     events.clear()
     with atomic_path(tmp_path / "w.bin") as p:
         p.write_bytes(b"abc")
@@ -167,6 +167,7 @@ def test_completed_file_is_fsynced_before_its_rename(tmp_path, monkeypatch):
 
 
 # ---- real concurrent captures on the tiny model ------------------------------------------------------------------
+@pytest.mark.slow
 def test_two_identical_captures_at_once(tmp_path, refs):
     out, flag = tmp_path / "run.h5", tmp_path / "started"
     first = _slow_capture(CFG, out, flag)
@@ -183,6 +184,7 @@ def test_two_identical_captures_at_once(tmp_path, refs):
     _assert_same_file(out, refs[0])  # the first run's result is its own, complete and correct
 
 
+@pytest.mark.slow
 def test_different_seeds_at_once_are_never_mixed(tmp_path, refs):
     out, flag = tmp_path / "run.h5", tmp_path / "started"
     first = _slow_capture(CFG, out, flag)

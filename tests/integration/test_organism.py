@@ -70,6 +70,7 @@ def test_diffusers_loads_the_organism_with_every_named_component():
     assert sum(f.stat().st_size for f in files) <= 60 * 2**20
 
 
+@pytest.mark.slow
 def test_sample_i2v_equals_the_pipelines_own_call(pipe):
     """Sample i of a batch of 2 (3 steps, guidance 3) = ``pipe(image, prompt, generator=manual_seed(seed + i))``.
 

@@ -252,8 +252,16 @@ def cog_reference(path, prompt, seed, guidance, steps, img=None):
         return {}
 
     extra = {} if img is None else {"image": img}
-    frames = pipe(prompt=prompt, **extra, **COG_SIZE, num_inference_steps=steps, guidance_scale=guidance,
-                  generator=torch.Generator().manual_seed(seed), callback_on_step_end=grab, output_type="np").frames
+    frames = pipe(
+        prompt=prompt,
+        **extra,
+        **COG_SIZE,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        generator=torch.Generator().manual_seed(seed),
+        callback_on_step_end=grab,
+        output_type="np",
+    ).frames
     video = np.round(np.asarray(frames) * 255).clip(0, 255).astype(np.uint8)
     return video, got["latents"].permute(0, 2, 1, 3, 4)  # the pipeline's (B, F, C, H, W) -> (B, C, F, H, W)
 
@@ -350,8 +358,16 @@ def test_ltx_capture_equals_pipeline_call(ltx_pipes, tmp_path, kind, guidance):
         got["latents"] = kw["latents"]
         return {}
 
-    frames = pipe(prompt="a red ball moves left", **extra, **LTX_SIZE, num_inference_steps=3, guidance_scale=guidance,
-                  generator=torch.Generator().manual_seed(7), callback_on_step_end=grab, output_type="np").frames
+    frames = pipe(
+        prompt="a red ball moves left",
+        **extra,
+        **LTX_SIZE,
+        num_inference_steps=3,
+        guidance_scale=guidance,
+        generator=torch.Generator().manual_seed(7),
+        callback_on_step_end=grab,
+        output_type="np",
+    ).frames
     ref_video = np.round(np.asarray(frames) * 255).clip(0, 255).astype(np.uint8)
     ref_latents = pipe._unpack_latents(got["latents"], 3, 8, 8, 1, 1)
     with load_cache(out) as c:
@@ -418,8 +434,16 @@ def test_hunyuan_capture_equals_pipeline_call(hunyuan_pipe, tmp_path, cfg):
         got["latents"] = k["latents"]
         return {}
 
-    frames = pipe(prompt="a red ball moves left", **HUNYUAN_SIZE, num_inference_steps=3, guidance_scale=6.0,
-                  generator=torch.Generator().manual_seed(7), callback_on_step_end=grab, output_type="np", **kw).frames
+    frames = pipe(
+        prompt="a red ball moves left",
+        **HUNYUAN_SIZE,
+        num_inference_steps=3,
+        guidance_scale=6.0,
+        generator=torch.Generator().manual_seed(7),
+        callback_on_step_end=grab,
+        output_type="np",
+        **kw,
+    ).frames
     ref_video = np.round(np.asarray(frames) * 255).clip(0, 255).astype(np.uint8)
     with load_cache(out) as c:
         assert torch.equal(c.final, got["latents"])

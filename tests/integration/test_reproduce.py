@@ -121,8 +121,13 @@ def test_fraction_indices_fit_any_depth():
 
 
 def test_sweep_over_whole_interventions():
-    e = Experiment.validate_data({"model": "m", "interventions": [{"kind": "noise", "steps": 0}], "sweep": {
-        "interventions.0": [{"kind": "noise", "steps": 3}, {"kind": "noise", "frames": "50%"}]}})
+    e = Experiment.validate_data(
+        {
+            "model": "m",
+            "interventions": [{"kind": "noise", "steps": 0}],
+            "sweep": {"interventions.0": [{"kind": "noise", "steps": 3}, {"kind": "noise", "frames": "50%"}]},
+        }
+    )
     pts = sweep_points(e)
     assert [p["interventions.0"] for p in pts] == [{"kind": "noise", "steps": 3}, {"kind": "noise", "frames": "50%"}]
     with pytest.raises(ExperimentError, match="interventions.0.mix"):

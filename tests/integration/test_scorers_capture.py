@@ -30,6 +30,7 @@ def _organism(sample, out, scorer, x0="all", steps="3"):
     ])  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scorer, names", [("suite", {"success"}), ("interp.scorers:final_frame", {"ssim", "psnr"})])
 def test_organism_capture_scores_every_decoded_step(sample, tmp_path, scorer, names):
     from interp.scorers import final_frame, spec_name
@@ -86,6 +87,7 @@ def test_bad_scorer_is_one_error_and_writes_nothing(sample, tmp_path, model, sco
     assert not out.exists() and not list(tmp_path.glob("bad.h5*"))
 
 
+@pytest.mark.slow
 def test_filmstrip_of_a_pipeline_capture_shows_the_decoded_x0_video(sample, tmp_path):
     """A latent model's filmstrip rows are the VAE-decoded x0_video steps plus the final video, labelled with the
     stored success score; a pixel-space model's are x0 itself."""
@@ -147,6 +149,7 @@ def test_capture_from_a_samples_folder(tmp_path):
     assert not list(tmp_path.glob("bad.h5*"))
 
 
+@pytest.mark.slow
 def test_experiment_with_a_samples_folder_runs_through_the_pipeline(tmp_path):
     """inputs.samples through the experiment runner: the inputs are exactly `interp capture --samples`'s (same
     initial noise, seed convention, text); each sample's clean run ends on the capture's final latent up to the float
@@ -198,8 +201,13 @@ def test_experiment_scorer_on_a_maze_model_and_bad_scorers(tmp_path):
     from interp.experiments.schema import Experiment, ExperimentError
     from interp.store.results import read_metrics
 
-    base = {"model": "maze-wan", "inputs": {"task": "maze", "sizes": [5], "count": 2}, "sampler": {"steps": 2},
-            "interventions": [{"kind": "skip", "layers": 0, "steps": "0:2"}], "metrics": ["solve_rate"]}
+    base = {
+        "model": "maze-wan",
+        "inputs": {"task": "maze", "sizes": [5], "count": 2},
+        "sampler": {"steps": 2},
+        "interventions": [{"kind": "skip", "layers": 0, "steps": "0:2"}],
+        "metrics": ["solve_rate"],
+    }
     res = execute(Experiment.validate_data({**base, "scorer": "maze"}), tmp_path / "m", progress=False)
     m = read_metrics(res.results)
     assert np.array_equal(m["metrics"]["score_success"], m["metrics"]["solve_rate"])  # the same maze scorer

@@ -22,6 +22,8 @@ from interp.experiments.shard import ShardError, diff_results, merge_shards, ran
 from interp.models import load_model
 
 runner = CliRunner()
+
+
 @pytest.fixture(scope="module")
 def exp_file(maze_dir, tmp_path_factory) -> Path:
     """3 mazes x 3 sweep points, 3 rows a batch: 6 batches (a baseline row in two batches of each maze)."""

@@ -50,7 +50,12 @@ def full(tmp_path_factory):
 def test_contents_equal_the_trajectory(full):
     loaded = load_model("tiny-wan")
     cfg = CFG.resolved(loaded)
-    traj = run_trajectory(loaded, build_inputs(loaded, cfg), cfg.sampler(), read=["blocks.*.hook_resid_post", "blocks.1.hook_attn_out", "hook_out"])
+    traj = run_trajectory(
+        loaded,
+        build_inputs(loaded, cfg),
+        cfg.sampler(),
+        read=["blocks.*.hook_resid_post", "blocks.1.hook_attn_out", "hook_out"],
+    )
     with load_cache(full) as c:
         assert c.complete and c.branches == ["cond", "uncond"]
         assert c.keys() == ["blocks.0.hook_resid_post", "blocks.1.hook_attn_out", "blocks.1.hook_resid_post",
@@ -58,7 +63,10 @@ def test_contents_equal_the_trajectory(full):
         for branch in ("cond", "uncond"):
             b = c.branch(branch)
             for site in b.keys():
-                assert torch.equal(b[site], torch.stack([r.branches[branch][site] for r in traj.records])), (branch, site)
+                assert torch.equal(b[site], torch.stack([r.branches[branch][site] for r in traj.records])), (
+                    branch,
+                    site,
+                )
         assert not torch.equal(c["blocks.2.hook_resid_post"], c.branch("uncond")["blocks.2.hook_resid_post"])
         assert torch.equal(c.latents, traj.stack("x")) and torch.equal(c.final, traj.final)
         assert torch.equal(c.v, traj.stack("v")) and torch.equal(c.x0, traj.stack("x0"))
@@ -73,7 +81,11 @@ def test_layout_and_attributes(full):
         assert a["model_hash"] == loaded.weight_hash
         assert a["config_hash"] == config_hash(CFG.resolved(loaded))
         ds = f["cond/blocks.0.hook_resid_post"]
-        assert ds.shape == (5, 2, 48, 16) and ds.chunks == (1, 2, 48, 16) and ds.attrs["axes"] == "step,batch,token,d_model"
+        assert (
+            ds.shape == (5, 2, 48, 16)
+            and ds.chunks == (1, 2, 48, 16)
+            and ds.attrs["axes"] == "step,batch,token,d_model"
+        )
         assert f["latents"].shape == (6, 2, 4, 3, 8, 8) and f["v"].shape == (5, 2, 4, 3, 8, 8)
         assert f["cond/hook_out"].shape == (5, 2, 4, 3, 8, 8)
         assert f["step_done"][:].all() and list(f["uncond/steps"][:]) == [0, 1, 2, 3, 4]
@@ -81,7 +93,9 @@ def test_layout_and_attributes(full):
 
 def test_two_experts_are_separate_groups(tmp_path):
     a = ADAPTERS["wan"]
-    m = LoadedModel("two", a, {"transformer": a.tiny(0), "transformer_2": a.tiny(1)}, FlowMatchEulerDiscreteScheduler(), 0.5)
+    m = LoadedModel(
+        "two", a, {"transformer": a.tiny(0), "transformer_2": a.tiny(1)}, FlowMatchEulerDiscreteScheduler(), 0.5
+    )
     p = capture(CaptureConfig(model="two", steps=4, sites=["blocks.0.hook_resid_post"]), tmp_path / "e.h5", loaded=m)
     with load_cache(p) as c:
         assert c.branches == ["transformer/cond", "transformer_2/cond"]

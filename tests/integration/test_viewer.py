@@ -87,13 +87,19 @@ def test_budget(maze_h5, tmp_path):
 def test_cli_and_real_capture(tmp_path):
     from interp.apps.capture import CaptureConfig, capture
 
-    run = capture(CaptureConfig(model="tiny-wan", steps=2, sites=["blocks.*.hook_resid_post", "hook_out"]), tmp_path / "run.h5")
-    r = CliRunner().invoke(app, ["view", str(run), "--out", str(tmp_path / "view"), "--budget-mb", "2", "--channels", "1"])
+    run = capture(
+        CaptureConfig(model="tiny-wan", steps=2, sites=["blocks.*.hook_resid_post", "hook_out"]), tmp_path / "run.h5"
+    )
+    r = CliRunner().invoke(
+        app, ["view", str(run), "--out", str(tmp_path / "view"), "--budget-mb", "2", "--channels", "1"]
+    )
     assert r.exit_code == 0, r.output
     d = _payload(tmp_path / "view" / "index.html")
     assert d["verdicts"] is None and "latent" in d["x0_note"]  # tiny-wan: no task; x0 is a latent
     assert [k["id"] for k in d["kinds"]] == ["norm", "pca", "channel0"] and len(d["layers"]) == 3  # hook_out: no map
-    r = CliRunner().invoke(app, ["view", str(tmp_path / "run.h5"), "--out", str(tmp_path / "v2"), "--budget-mb", "0.001"])
+    r = CliRunner().invoke(
+        app, ["view", str(tmp_path / "run.h5"), "--out", str(tmp_path / "v2"), "--budget-mb", "0.001"]
+    )
     assert r.exit_code != 0 and "budget-mb" in r.output
 
 
@@ -107,8 +113,12 @@ def _results_file(path: Path, steps: int = 3, n: int = 2) -> Path:
     ti = build_inputs(MAZE_META, n, seed=0)
     truth = to_model_space(torch.from_numpy(np.asarray(ti.targets))).numpy()  # (n, 3, F, H, W)
     rng = np.random.default_rng(0)
-    x0 = np.stack([np.stack([truth if s >= p % 3 else rng.uniform(-1, 1, truth.shape) for s in range(steps)], 1)
-                   for p in range(len(points))]).astype(np.float32)  # (P, n, steps, 3, F, H, W)
+    x0 = np.stack(
+        [
+            np.stack([truth if s >= p % 3 else rng.uniform(-1, 1, truth.shape) for s in range(steps)], 1)
+            for p in range(len(points))
+        ]
+    ).astype(np.float32)  # (P, n, steps, 3, F, H, W)
     solve = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [np.nan, np.nan]])
     exp = {"name": "fake", "model": "maze-wan", "inputs": {"task": "maze", "count": n, "seed": 0}}
     with h5py.File(path, "w") as f:

@@ -69,7 +69,7 @@ def test_blur_is_not_a_candidate():
     cs = pad.cumsum(0).cumsum(1)
     cs = np.pad(cs, ((1, 0), (1, 0), (0, 0)))
     h, w = sharp.shape[:2]
-    box = (cs[k:k + h, k:k + w] - cs[:h, k:k + w] - cs[k:k + h, :w] + cs[:h, :w]) / (k * k)
+    box = (cs[k : k + h, k : k + w] - cs[:h, k : k + w] - cs[k : k + h, :w] + cs[:h, :w]) / (k * k)
     assert candidate_routes(box.astype(np.uint8), COND).n == 0
     # one sharp route over a faint second one: one candidate
     mixed = _blend(_with_trail(UPPER), sharp, 0.3)

@@ -40,7 +40,9 @@ def run(m, text, noise, bound=(), read=(), steps=3):
 def test_parse_and_errors():
     assert parse({"kind": "skip", "layers": "1:"}).sites(3) == ["blocks.1", "blocks.2"]
     assert Patch(layers=[0, 2]).sites(3) == ["blocks.0.hook_resid_post", "blocks.2.hook_resid_post"]
-    with pytest.raises(ValueError, match="expected tags: 'patch', 'skip', 'ablate', 'noise', 'swap', 'ensemble', 'steer'"):
+    with pytest.raises(
+        ValueError, match="expected tags: 'patch', 'skip', 'ablate', 'noise', 'swap', 'ensemble', 'steer'"
+    ):
         parse({"kind": "zap"})
     with pytest.raises(ValueError, match="for a sublayer use ablate"):
         Skip(site="blocks.1.hook_mlp_out")
@@ -106,7 +108,11 @@ def test_patch_positions_and_swap_read_back(m):
     site = "blocks.1.hook_resid_post"
     clean = run(m, text, noise, read=[site], steps=1).records[0].branches["cond"][site]
     for spec in (Patch(layers=1, frames=1), Swap(layers=1, frames=[1])):
-        got = run(m, text, noise, [Bound(spec, rows([0], source=[1]))], read=[site], steps=1).records[0].branches["cond"][site]
+        got = (
+            run(m, text, noise, [Bound(spec, rows([0], source=[1]))], read=[site], steps=1)
+            .records[0]
+            .branches["cond"][site]
+        )
         assert torch.equal(got[0, 16:32], clean[1, 16:32])
         assert torch.equal(got[0, :16], clean[0, :16]) and torch.equal(got[0, 32:], clean[0, 32:])
         assert torch.equal(got[1], clean[1])
@@ -172,7 +178,9 @@ def test_renoise_statistics_and_errors():
     x = signal * x0 + level * torch.randn(1, 2, 8).expand(n, -1, -1)
     eps = torch.randn(n, 2, 8, generator=torch.Generator().manual_seed(0))
     for mix in (1.0, 0.5):
-        out = apply_noise(Noise(mode="renoise", mix=mix), x, rows(list(range(n))), None, eps, x0=x0, signal=signal, noise=level)
+        out = apply_noise(
+            Noise(mode="renoise", mix=mix), x, rows(list(range(n))), None, eps, x0=x0, signal=signal, noise=level
+        )
         assert torch.allclose(out.mean(0), signal * x0[0] + level * (1 - mix**2) ** 0.5 * (x[0] - signal * x0[0]) / level,
                               atol=0.05)  # fmt: skip
         assert abs(float(((out - out.mean(0)) / level).std()) - mix) < 0.05

@@ -93,7 +93,9 @@ def test_scorer_rejects_path_through_a_wall():
     cleared = video.copy()
     cleared[-1] = video[0]
     (sr, sc), (gr, gc) = [(2 * r + 1, 2 * c + 1) for r, c in (m.start, m.goal)]
-    route = [(sr, c) for c in range(min(sc, gc), max(sc, gc) + 1)] + [(r, gc) for r in range(min(sr, gr), max(sr, gr) + 1)]
+    route = [(sr, c) for c in range(min(sc, gc), max(sc, gc) + 1)] + [
+        (r, gc) for r in range(min(sr, gr), max(sr, gr) + 1)
+    ]
     route = [b for b in dict.fromkeys(route) if b not in ((sr, sc), (gr, gc))]
     assert any(layout[b] == mz.WALL for b in route)
     s = score_video(_paint(cleared, route))

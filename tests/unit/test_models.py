@@ -37,7 +37,9 @@ def test_transformer_dir_round_trip(tmp_path, family):
     assert back.family == family and back.weight_hash == m.weight_hash
     x, t, text = tiny_inputs(family, m.transformer)
     with torch.no_grad():
-        assert torch.equal(m.adapter.forward(m.transformer, x, t, text), back.adapter.forward(back.transformer, x, t, text))
+        assert torch.equal(
+            m.adapter.forward(m.transformer, x, t, text), back.adapter.forward(back.transformer, x, t, text)
+        )
 
 
 def _pipeline_dir(root, two=True):

@@ -125,8 +125,14 @@ def test_shuffled_label_is_not_found(caches):
     wall = maze_label("wall", mazes, FRAMES).values
     shuffled = np.random.default_rng(5).permutation(wall.ravel()).reshape(wall.shape)
     res = run_probes(
-        real, labels=["shuffled"], arrays={"shuffled": shuffled}, sites=[PLANT[1]], steps=[PLANT[0]],
-        control="none", bootstrap=20, progress=False,
+        real,
+        labels=["shuffled"],
+        arrays={"shuffled": shuffled},
+        sites=[PLANT[1]],
+        steps=[PLANT[0]],
+        control="none",
+        bootstrap=20,
+        progress=False,
     )
     r = res.labels["shuffled"]
     assert r.label.kind == "binary" and r.label.level == "token"
@@ -210,7 +216,11 @@ def test_ridge_and_sample_labels(caches, tmp_path):
     with pytest.raises(ValueError, match="branch"):
         run_probes(path, labels=["wall"], progress=False)
     res = run_probes(
-        path, labels=[str(tmp_path / "target.npy"), "path_length"], sites=[], branch="cond", bootstrap=20,
+        path,
+        labels=[str(tmp_path / "target.npy"), "path_length"],
+        sites=[],
+        branch="cond",
+        bootstrap=20,
         progress=False,
     )
     r2 = res.labels["target"].metrics["r2"][0, 0]

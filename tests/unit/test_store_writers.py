@@ -97,7 +97,9 @@ def test_values_land_as_they_were(single):
         assert torch.equal(c.latents, torch.stack([r.x for r in RECORDS])) and torch.equal(c.final, RECORDS[-1].x_next)
         assert torch.equal(c.x0, torch.stack([r.x0.float() for r in RECORDS]))
     with h5py.File(path) as f:
-        assert f["cond/blocks.1.hook_resid_post"].attrs["source_dtype"] == ("float16" if dtype == "float16" else "bfloat16")
+        assert f["cond/blocks.1.hook_resid_post"].attrs["source_dtype"] == (
+            "float16" if dtype == "float16" else "bfloat16"
+        )
         assert f["x0"].attrs["source_dtype"] == "bfloat16" and f["x0"].dtype == np.float32
 
 
@@ -155,6 +157,7 @@ def test_failed_write_never_publishes(single, tmp_path, monkeypatch):
     """A write of step 2 fails: the error surfaces, nothing is published, steps 0-1 stay resumable."""
     dtype, ref = single
     out = tmp_path / "run.h5"
+
     def fail(self, item, f=RunWriter._write):
         if item[1:3] == ("uncond/blocks.0.hook_resid_post", 2):
             raise OSError(28, "No space left on device")

@@ -230,7 +230,9 @@ def test_goalmaze_failures(level):
             assert s["success"] == 0 and s["reached_other"] == 1 and s["reached_target"] == 0 and s["valid_path"] == 0
             # one block missing
             interior = _interior(inst["path"])
-            s = GM.score(_with_trail(GM, inst, interior[: len(interior) // 2] + interior[len(interior) // 2 + 1 :]), inst)
+            s = GM.score(
+                _with_trail(GM, inst, interior[: len(interior) // 2] + interior[len(interior) // 2 + 1 :]), inst
+            )
             assert s["success"] == 0 and s["valid_path"] == 0 and s["reached_target"] == 0 and s["path_recall"] < 1
             # a wall block next to the path
             open_ = lm.open_mask(inst["grid"])

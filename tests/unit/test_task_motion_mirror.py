@@ -14,6 +14,7 @@ from interp.tasks import permanence as pe
 from interp.tasks import suite
 
 from interp.models import EVAL_SETS  # noqa: E402
+
 TASKS = (pe.TASK, mi.TASK)
 B = suite.BLOCK
 
@@ -116,7 +117,9 @@ def test_permanence_instances_are_valid(level):
 
 
 def test_permanence_levels_differ_in_hidden_frames():
-    means = [np.mean([i["hidden"][1] - i["hidden"][0] + 1 for i in suite.heldout(pe.TASK, lv, 100)]) for lv in pe.LEVELS]
+    means = [
+        np.mean([i["hidden"][1] - i["hidden"][0] + 1 for i in suite.heldout(pe.TASK, lv, 100)]) for lv in pe.LEVELS
+    ]
     assert means == sorted(means) and means[0] < 2.1 and means[-1] > 4.9
 
 
@@ -135,7 +138,9 @@ def test_permanence_wrong_reappearance_position():
     r = inst["hidden"][1] + 1
     occ = pe.occluder_mask(inst)
     bad = v.copy()
-    for k in range(r, suite.FRAMES):  # from the reappearance on, the object is one block off (never behind the occluder)
+    for k in range(
+        r, suite.FRAMES
+    ):  # from the reappearance on, the object is one block off (never behind the occluder)
         off = next(
             (pos[k][0] + dr, pos[k][1] + dc)
             for dr in (-1, 0, 1)
@@ -156,7 +161,12 @@ def test_permanence_visible_while_hidden():
     inst, v = _perm_case()
     h0, h1 = inst["hidden"]
     occ = pe.occluder_mask(inst)
-    free = next((a, b) for a in range(suite.GRID) for b in range(suite.GRID) if not occ[a, b] and (a, b) not in pe.positions(inst))
+    free = next(
+        (a, b)
+        for a in range(suite.GRID)
+        for b in range(suite.GRID)
+        if not occ[a, b] and (a, b) not in pe.positions(inst)
+    )
     bad = _paint(v, h0, free, "red")  # a red block outside the occluder in a hidden frame
     s = pe.TASK.score(bad, inst)
     assert s["success"] == 0 and s["final_position"] == 1 and s["occluder_fidelity"] == 1

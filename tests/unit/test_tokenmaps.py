@@ -45,7 +45,10 @@ def capture_path(tmp_path_factory):
     a = rng.normal(size=(12, 4)) * [3.0, 1.0, 0.5, 2.0]
     b = a.copy()
     b[6:] = 3 * a[6:] + 1
-    acts = {"blocks.0.hook_resid_post": np.stack([a, b])[:, None], "blocks.1.hook_resid_post": 2 * np.stack([b, a])[:, None]}
+    acts = {
+        "blocks.0.hook_resid_post": np.stack([a, b])[:, None],
+        "blocks.1.hook_resid_post": 2 * np.stack([b, a])[:, None],
+    }
     x0 = rng.normal(size=(2, 1, 4, 2, 4, 6))
     return write_capture(tmp_path_factory.mktemp("tm") / "run.h5", acts, x0, GRID)
 

@@ -64,7 +64,9 @@ def test_skip_block_equals_plain_torch(family, k):
     getattr(edited, attr)[int(j)] = _Identity(a)
     with torch.no_grad():
         ref, unedited = a.forward(edited, x, t, text), a.forward(plain, x, t, text)
-    res = Traced(plain).run(x, t, text, plan=ForwardPlan(skip=[f"blocks.{k}"], read=["blocks.*.hook_resid_post", "hook_embed"]))
+    res = Traced(plain).run(
+        x, t, text, plan=ForwardPlan(skip=[f"blocks.{k}"], read=["blocks.*.hook_resid_post", "hook_embed"])
+    )
     assert torch.equal(res.output, ref) and not torch.equal(res.output, unedited)
     # the skipped block's stream passes through: its resid_post is what entered it
     before = res.acts[f"blocks.{k - 1}.hook_resid_post"] if k else res.acts["hook_embed"]

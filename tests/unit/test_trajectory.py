@@ -137,7 +137,9 @@ def test_plan_per_branch_and_step():
         seen.append((branch, step))
         return ForwardPlan(read=["hook_out"] if branch == "uncond" else [])
 
-    tr = run_trajectory(m, TrajectoryInputs(text, SHAPE, negative=neg), SamplerConfig(steps=2, guidance_scale=2.0), plan=plan)
+    tr = run_trajectory(
+        m, TrajectoryInputs(text, SHAPE, negative=neg), SamplerConfig(steps=2, guidance_scale=2.0), plan=plan
+    )
     assert seen == [("cond", 0), ("uncond", 0), ("cond", 1), ("uncond", 1)]
     assert tr.records[1].branches == {"cond": {}, "uncond": {"hook_out": tr.records[1].branches["uncond"]["hook_out"]}}
 
@@ -172,7 +174,9 @@ def test_cogvideox_equals_its_pipeline(rope, guidance):
     lat = torch.randn(1, 4, 3, 8, 8, generator=g)
     cfg = SamplerConfig(steps=3, guidance_scale=guidance)
     ours = run_trajectory(m, TrajectoryInputs(text, (1, 4, 3, 8, 8), negative=neg, latents=lat), cfg)
-    pipe = CogVideoXPipeline(tokenizer=None, text_encoder=None, vae=None, transformer=model(), scheduler=CogVideoXDDIMScheduler())
+    pipe = CogVideoXPipeline(
+        tokenizer=None, text_encoder=None, vae=None, transformer=model(), scheduler=CogVideoXDDIMScheduler()
+    )
     pipe.set_progress_bar_config(disable=True)
     ref = pipe(prompt_embeds=text.encoder_hidden_states, negative_prompt_embeds=neg.encoder_hidden_states,
                height=64, width=64, num_frames=9, num_inference_steps=3, guidance_scale=guidance,

@@ -19,9 +19,17 @@ def _ones(n, k):
 def _ens(single, ens, best3=None):
     n = len(single)
     best3 = single if best3 is None else best3
-    return {"single": float(np.mean(single)), "paper_config": float(np.mean(ens)), "best_of_3": float(np.mean(best3)),
-            "oracle": 0.9, "paper_config_name": "layers 25%:50%, steps 0", "best_config": float(np.mean(ens)),
-            "best_config_name": "mid", "n": n, "samples": {"single": single, "paper_config": ens, "best_of_3": best3}}
+    return {
+        "single": float(np.mean(single)),
+        "paper_config": float(np.mean(ens)),
+        "best_of_3": float(np.mean(best3)),
+        "oracle": 0.9,
+        "paper_config_name": "layers 25%:50%, steps 0",
+        "best_config": float(np.mean(ens)),
+        "best_config_name": "mid",
+        "n": n,
+        "samples": {"single": single, "paper_config": ens, "best_of_3": best3},
+    }
 
 
 def test_stats_intervals():
@@ -76,8 +84,14 @@ def _skip(early, mid, late, n=100):
     """clean solves every maze; skipping a layer of a band fails that band's share of mazes."""
     clean = [1.0] * n
     solved = [[[1.0 - x for x in _ones(n, int(r * n))] for r in (early, mid, late)]]
-    return {"clean": 1.0, "band_drop": [early, mid, late], "step_drop": [0.3], "worst": ["0%:50%", 1, max(early, mid)],
-            "n": n, "samples": {"clean": clean, "solved": solved, "fracs": [0.0, 0.5, 0.9]}}
+    return {
+        "clean": 1.0,
+        "band_drop": [early, mid, late],
+        "step_drop": [0.3],
+        "worst": ["0%:50%", 1, max(early, mid)],
+        "n": n,
+        "samples": {"clean": clean, "solved": solved, "fracs": [0.0, 0.5, 0.9]},
+    }
 
 
 def test_skip_compares_the_three_bands_pairwise():
@@ -92,8 +106,15 @@ def test_skip_compares_the_three_bands_pairwise():
 
 def test_selfcorrect_one_run_is_not_enough():
     n = 48
-    one = {"wrong_then_right": 1 / n, "right_then_wrong": 0.0, "n_fix": 1, "n_break": 0, "n": n, "final": 0.5,
-           "samples": {"fix": _ones(n, 1), "break": [0.0] * n}}
+    one = {
+        "wrong_then_right": 1 / n,
+        "right_then_wrong": 0.0,
+        "n_fix": 1,
+        "n_break": 0,
+        "n": n,
+        "final": 0.5,
+        "samples": {"fix": _ones(n, 1), "break": [0.0] * n},
+    }
     assert P.level_selfcorrect(one)[0] == P.HOLDS  # the old rule: one wrong-then-right run held
     assert P.rule_selfcorrect(one)[0] not in (P.HOLDS, P.PARTLY)
     many = dict(one, samples={"fix": _ones(n, 10), "break": _ones(n, 1)}, wrong_then_right=10 / n, n_fix=10)
