@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from interp.pipelines import evaluate as ev
 from interp.pipelines import organism as org
 from interp.tasks import suite
+from interp.train import RunSpec
 
 
 class _Strict(BaseModel):
@@ -111,17 +112,8 @@ class OrganismTrainConfig(_Strict):
     device: str = "auto"
     log_every: int = 50
 
-    @classmethod
-    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> "OrganismTrainConfig":
-        d = yaml.safe_load(Path(path).read_text()) or {}
-        for o in overrides or []:
-            key, _, value = o.partition("=")
-            node = d
-            *parents, leaf = key.split(".")
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = yaml.safe_load(value)
-        return cls.model_validate(d)
+    # the trainers' one YAML loader: a file plus ``key.sub=value`` overrides (values parsed as YAML)
+    from_yaml = classmethod(RunSpec.from_yaml.__func__)
 
 
 # ---------------------------------------------------------------------------------------------------------------
