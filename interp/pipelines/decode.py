@@ -60,6 +60,24 @@ def denormalize(vae, latents: Tensor) -> Tensor:
     return latents / std + mean
 
 
+def normalize(vae, latents: Tensor) -> Tensor:
+    """``(latents - latents_mean) * (1 / latents_std)``, as ``prepare_latents`` normalises an encoded image: the
+    inverse of :func:`denormalize`."""
+    cfg = vae.config
+    if getattr(cfg, "latents_mean", None) is None:  # VAEs with one scaling factor (CogVideoX, HunyuanVideo)
+        return latents * cfg.scaling_factor
+    mean = torch.tensor(cfg.latents_mean).view(1, cfg.z_dim, 1, 1, 1).to(latents.device, latents.dtype)
+    inv_std = 1.0 / torch.tensor(cfg.latents_std).view(1, cfg.z_dim, 1, 1, 1).to(latents.device, latents.dtype)
+    return (latents - mean) * inv_std
+
+
+@torch.no_grad()
+def encode_latents(vae, x: Tensor) -> Tensor:
+    """Normalised float32 latents of videos (B, 3, F, H, W) in [-1, 1]: the posterior's mode, as ``prepare_latents``
+    takes it."""
+    return normalize(vae, vae.encode(x.to(vae.dtype)).latent_dist.mode().float())
+
+
 @torch.no_grad()
 def decode_video(pm, latents: Tensor, *, downscale: int = 1, first_frame: Tensor | None = None) -> np.ndarray:
     """(B, C, F, H, W) latents -> uint8 (B, F', H', W', 3), as ``__call__`` with ``output_type="np"`` then

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import torch
 
+from interp.pipelines.decode import encode_latents
 from interp.pipelines.sampling import decode, sample_i2v
 from interp.tasks import goalmaze, suite
 
@@ -123,9 +124,6 @@ def table(rows: list[dict]) -> str:
 def vae_ceiling(pipe, tasks: list[str], n: int = 50, seed: int = 0, batch: int = 25, device="cpu") -> list[dict]:
     """Held-out ground-truth videos encoded and decoded by the pipeline's VAE (latents normalised and de-normalised
     as the pipeline does), scored by each task's scorer: the success no denoiser can exceed through this VAE."""
-    vae = pipe.vae
-    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
-    inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
     rows = []
     for name in tasks:
         task = suite.get_task(name)
@@ -136,8 +134,7 @@ def vae_ceiling(pipe, tasks: list[str], n: int = 50, seed: int = 0, batch: int =
                 chunk = insts[start : start + batch]
                 v = torch.from_numpy(np.stack([task.render(i) for i in chunk])).to(device)
                 x = v.permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
-                z = vae.encode(x.to(vae.dtype)).latent_dist.mode().float()
-                z = (z - mean.to(z.device)) * inv_std.to(z.device)
+                z = encode_latents(pipe.vae, x)
                 scores += [task.score(r, i) for r, i in zip(decode(pipe, z), chunk)]
             rows.append(summarize(name, level, scores))
     return rows

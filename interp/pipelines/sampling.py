@@ -27,6 +27,8 @@ import torch
 from diffusers import WanImageToVideoPipeline
 from PIL import Image
 
+from interp.pipelines.decode import denormalize
+
 
 @dataclass
 class I2VConditioning:
@@ -117,13 +119,7 @@ def initial_noise(shape: tuple[int, ...], seed: int, device) -> torch.Tensor:
 
 def decode(pipe: WanImageToVideoPipeline, latents: torch.Tensor) -> np.ndarray:
     """Final latents -> uint8 video (B, F, H, W, 3), de-normalised as ``__call__`` does."""
-    vae = pipe.vae
-    latents = latents.to(device=next(vae.parameters()).device, dtype=vae.dtype)
-    mean = torch.tensor(vae.config.latents_mean).view(1, vae.config.z_dim, 1, 1, 1).to(latents.device, latents.dtype)
-    std = 1.0 / torch.tensor(vae.config.latents_std).view(1, vae.config.z_dim, 1, 1, 1).to(
-        latents.device, latents.dtype
-    )
-    video = vae.decode(latents / std + mean, return_dict=False)[0]
+    video = pipe.vae.decode(denormalize(pipe.vae, latents), return_dict=False)[0]
     video = pipe.video_processor.postprocess_video(video, output_type="np")  # (B, F, H, W, 3) float in [0, 1]
     return np.round(np.asarray(video) * 255).clip(0, 255).astype(np.uint8)
 

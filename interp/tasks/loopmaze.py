@@ -211,9 +211,7 @@ def paint(classes: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     return np.repeat(np.repeat(rgb, suite.BLOCK, axis=-3), suite.BLOCK, axis=-2)
 
 
-def classify(frame: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
-    """(GRID, GRID) class indices into ``names`` of one frame's blocks (mean colour of each block's centre)."""
-    return suite.nearest_color(suite.block_means(frame), list(names))
+classify = suite.classify_blocks  # (GRID, GRID) class indices into ``names`` of one frame's blocks
 
 
 def _nb4(r, c):

@@ -20,7 +20,7 @@ import json
 import numpy as np
 from jaxtyping import UInt8
 
-from interp.tasks.suite import BLOCK, COLORS, FRAMES, GRID, block_means, nearest_color, register
+from interp.tasks.suite import BLOCK, COLORS, FRAMES, GRID, classify_blocks, register
 
 NAMES = list(COLORS)  # the scorer classifies every block against the whole palette
 _IDX = {n: i for i, n in enumerate(NAMES)}
@@ -40,11 +40,6 @@ PROMPT = "mirror the pattern across the gray line"
 def revealed(k: int, frame: int) -> int:
     """How many pattern columns (nearest the axis first) are mirrored in ``frame``."""
     return -(-frame * k // (FRAMES - 1))
-
-
-def classify(video: np.ndarray) -> np.ndarray:
-    """(frames, GRID, GRID) palette index (into ``NAMES``) of each block of each frame."""
-    return np.stack([nearest_color(block_means(f), NAMES) for f in video])
 
 
 class Mirror:
@@ -97,7 +92,7 @@ class Mirror:
         k, a, r0, c0 = instance["level"], instance["axis"], instance["row"], instance["col"]
         truth = self.classes(instance)
         last, mid = FRAMES - 1, (FRAMES - 1) // 2
-        cls = classify(video[[mid, last]])
+        cls = classify_blocks(video[[mid, last]], NAMES)
         got, want = cls[1], truth[last]
         m0 = 2 * a - c0 - k + 1
         right = (slice(r0, r0 + k), slice(m0, m0 + k))
@@ -120,4 +115,4 @@ class Mirror:
 
 TASK = register(Mirror())
 
-__all__ = ["TASK", "Mirror", "classify", "revealed"]
+__all__ = ["TASK", "Mirror", "revealed"]

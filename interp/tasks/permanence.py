@@ -23,7 +23,7 @@ import json
 import numpy as np
 from jaxtyping import UInt8
 
-from interp.tasks.suite import BLOCK, COLORS, FRAMES, GRID, block_means, nearest_color, register
+from interp.tasks.suite import BLOCK, COLORS, FRAMES, GRID, classify_blocks, register
 
 NAMES = list(COLORS)  # the scorer classifies every block against the whole palette
 _IDX = {n: i for i, n in enumerate(NAMES)}
@@ -60,11 +60,6 @@ def visible(instance: dict) -> list[bool]:
     """Whether the object is visible (not behind the occluder) in frames 0..FRAMES-1."""
     m = occluder_mask(instance)
     return [not m[p] for p in positions(instance)]
-
-
-def classify(video: np.ndarray) -> np.ndarray:
-    """(FRAMES, GRID, GRID) palette index (into ``NAMES``) of each block of each frame."""
-    return np.stack([nearest_color(block_means(f), NAMES) for f in video])
 
 
 class Permanence:
@@ -120,7 +115,7 @@ class Permanence:
             raise ValueError(
                 f"expected a video of shape ({FRAMES}, {GRID * BLOCK}, {GRID * BLOCK}, 3), got {video.shape}"
             )
-        cls = classify(video)
+        cls = classify_blocks(video, NAMES)
         occ = occluder_mask(instance)
         pos, vis = positions(instance), visible(instance)
         red_out = (cls == OBJECT) & ~occ  # red blocks outside the occluder, per frame
@@ -150,4 +145,4 @@ class Permanence:
 
 TASK = register(Permanence())
 
-__all__ = ["TASK", "Permanence", "classify", "occluder_mask", "positions", "visible"]
+__all__ = ["TASK", "Permanence", "occluder_mask", "positions", "visible"]

@@ -139,6 +139,15 @@ def block_means(frame: UInt8[np.ndarray, "h w 3"], margin: int = 2) -> np.ndarra
     return g.astype(np.float32).mean(axis=(1, 3))
 
 
+def classify_blocks(frames: np.ndarray, names) -> np.ndarray:
+    """Index into ``names`` of each block's nearest palette colour (its centre's mean): (GRID, GRID) for one frame
+    (H, W, 3), (F, GRID, GRID) for a video (F, H, W, 3)."""
+    frames, names = np.asarray(frames), list(names)
+    if frames.ndim == 3:
+        return nearest_color(block_means(frames), names)
+    return np.stack([nearest_color(block_means(f), names) for f in frames])
+
+
 def paint_blocks(blocks: np.ndarray) -> UInt8[np.ndarray, "h w 3"]:
     """(GRID, GRID, 3) uint8 block colours -> (SIZE, SIZE, 3) uint8 frame."""
     return np.repeat(np.repeat(blocks, BLOCK, axis=0), BLOCK, axis=1)

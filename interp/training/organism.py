@@ -30,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from interp.pipelines import evaluate as ev
+from interp.pipelines.decode import encode_latents
 from interp.pipelines import organism as org
 from interp.tasks import suite
 from interp.train import RunSpec
@@ -191,19 +192,7 @@ def changed_tokens(x: torch.Tensor, temporal: int = 4, block: int = suite.BLOCK)
 # latents and conditions, as the pipeline makes them
 
 
-def latent_stats(vae) -> tuple[torch.Tensor, torch.Tensor]:
-    z = vae.config.z_dim
-    mean = torch.tensor(vae.config.latents_mean).view(1, z, 1, 1, 1)
-    inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(1, z, 1, 1, 1)
-    return mean, inv_std
-
-
-@torch.no_grad()
-def encode_videos(vae, x: torch.Tensor) -> torch.Tensor:
-    """Normalised latents of videos in [-1, 1] (the mode, as ``prepare_latents`` takes it)."""
-    mean, inv_std = latent_stats(vae)
-    z = vae.encode(x.to(vae.dtype)).latent_dist.mode().float()
-    return (z - mean.to(z.device)) * inv_std.to(z.device)
+encode_videos = encode_latents  # normalised latents of videos in [-1, 1], as prepare_latents takes them
 
 
 @torch.no_grad()
