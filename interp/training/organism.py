@@ -85,6 +85,7 @@ class DitStage(_Strict):
     betas: tuple[float, float] = (0.9, 0.99)
     grad_clip: float = 1.0
     ema_decay: float = 0.999
+    final_lr_frac: float = 1.0  # cosine-decay the rate to this share of lr over the stage's minutes
     time_shift: float = 3.0
     prompt_dropout: float = 0.1
     changed_weight: float = 3.0  # loss weight of tokens whose block changes from the first frame
@@ -224,8 +225,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def lr_at(step: int, base: float, warmup: int) -> float:
-    return base * min(1.0, (step + 1) / max(1, warmup))
+def lr_at(step: int, base: float, warmup: int, progress: float = 0.0, final_frac: float = 1.0) -> float:
+    """Linear warmup over `warmup` steps, then a cosine from `base` to `final_frac * base` over the stage's
+    time budget (`progress` is the elapsed share of it, 0..1); final_frac 1.0 keeps the rate constant."""
+    cos = final_frac + (1.0 - final_frac) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+    return base * min(1.0, (step + 1) / max(1, warmup)) * cos
 
 
 def log(msg: str, path: Path | None = None) -> None:
@@ -403,7 +407,7 @@ def train_dit(pipe, cfg: OrganismTrainConfig, device, state: dict, logf: Path, o
         drop = torch.rand(b, device=device, generator=gen) < s.prompt_dropout
         text = table[torch.where(drop, torch.full_like(pidx, null), pidx)]
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, s.lr, s.warmup_steps)
+            g["lr"] = lr_at(step, s.lr, s.warmup_steps, (time.time() - t0) / (s.minutes * 60), s.final_lr_frac)
 
         def loss_of(f):
             with torch.autocast(**amp):
@@ -478,6 +482,27 @@ def evaluate_stage(pipe, cfg: OrganismTrainConfig, device, out: Path, logf: Path
         (out / "eval.json").write_text(
             json.dumps({"steps": e.steps, "n": e.n, "seed": e.seed, "results": results}, indent=1)
         )
+    ceiling = ev.vae_ceiling(pipe, list(cfg.data.tasks), n=50, seed=e.seed, device=device)
+    log("VAE ceiling (held-out ground truth through the VAE, scored):\n" + ev.table(ceiling), logf)
+    (out / "vae_ceiling.json").write_text(
+        json.dumps({"what": "VAE round trip of held-out ground truth, scored", "n": 50, "results": ceiling}, indent=1)
+    )
+
+
+def pin_tokenizer_class(path: Path) -> None:
+    """Name the tokenizer ``PreTrainedTokenizerFast`` in the saved pipeline, whatever transformers wrote.
+
+    transformers 5 saves a ``tokenizers``-backed tokenizer as ``TokenizersBackend``, a class transformers 4 lacks;
+    ``PreTrainedTokenizerFast`` loads the same ``tokenizer.json`` in both, so the shipped directory names it.
+    """
+    index = json.loads((path / "model_index.json").read_text())
+    index["tokenizer"] = ["transformers", "PreTrainedTokenizerFast"]
+    index.pop("_name_or_path", None)
+    (path / "model_index.json").write_text(json.dumps(index, indent=2))
+    tc = path / "tokenizer" / "tokenizer_config.json"
+    conf = json.loads(tc.read_text())
+    conf["tokenizer_class"] = "PreTrainedTokenizerFast"
+    tc.write_text(json.dumps(conf, indent=2))
 
 
 def save(pipe, out: Path, cfg: OrganismTrainConfig, state: dict) -> Path:
@@ -488,6 +513,7 @@ def save(pipe, out: Path, cfg: OrganismTrainConfig, state: dict) -> Path:
     for n in dtypes:
         getattr(pipe, n).to(torch.bfloat16)
     pipe.save_pretrained(tmp, max_shard_size="15MB")
+    pin_tokenizer_class(tmp)
     for n, dt in dtypes.items():
         getattr(pipe, n).to(dt)
     (tmp / "train_state.json").write_text(json.dumps(state, indent=1))
