@@ -30,8 +30,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from interp.pipelines import evaluate as ev
-from interp.pipelines.decode import encode_latents
 from interp.pipelines import organism as org
+from interp.pipelines.decode import encode_latents
 from interp.tasks import suite
 from interp.train import RunSpec
 
@@ -269,7 +269,8 @@ def train_vae(pipe, cfg: OrganismTrainConfig, device, state: dict, logf: Path) -
             with torch.no_grad():
                 psnr = -10 * math.log10(float(((rec.clamp(-1, 1) - x) / 2).pow(2).mean()) + 1e-12)
             log(
-                f"vae step {step} loss {loss.item():.4f} rec {rec_loss.item():.4f} psnr {psnr:.2f} dB {time.time() - t0:.0f}s",
+                f"vae step {step} loss {loss.item():.4f} rec {rec_loss.item():.4f} psnr {psnr:.2f} dB "
+                f"{time.time() - t0:.0f}s",
                 logf,
             )
     state["vae_steps"] = state.get("vae_steps", 0) + step
