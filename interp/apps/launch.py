@@ -94,7 +94,7 @@ def run_distributed(exp: Experiment, out: str | Path, *, wandb: str = "offline",
         dist.barrier(device_ids=[device.index]) if device.type == "cuda" else dist.barrier()
 
     try:
-        if loaded is None and exp.inputs.task == "prompts":  # prompts need the whole pipeline, on this rank's device
+        if loaded is None and exp.inputs.uses_pipeline:  # prompts need the whole pipeline, on this rank's device
             from interp.experiments.runner import load_pipeline_of
 
             loaded = load_pipeline_of(exp, device)

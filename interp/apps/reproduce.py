@@ -28,7 +28,7 @@ from interp.experiments import Experiment, read_metrics, run_experiment
 from interp.experiments.plan import plan
 from interp.experiments.runner import sampler_of
 from interp.interventions import resolve_index
-from interp.models import PAPER_DIR, load_model
+from interp.models import BUILTINS, PAPER_DIR, load_model
 from interp.report.figures import _plt, _save, curves, heatmap, x0_filmstrip
 from interp.report.paper import write_report
 from interp.tasks import build_inputs
@@ -38,7 +38,10 @@ from interp.tasks.candidates import CONTRAST, MIN_LEN, candidate_routes, sharp_a
 from interp.tasks.maze_score import read_blocks, score_video
 from probes import run_probes
 
-ANALYSES = ("chain_of_steps", "noise_step_vs_frame", "layer_swap", "layer_skip", "working_memory", "seed_ensemble")
+ANALYSES = ("chain_of_steps", "noise_step_vs_frame", "layer_swap", "layer_skip", "working_memory", "seed_ensemble",
+            "prompt_swap")
+MAZE_ANALYSES = ANALYSES[:6]  # the maze model's (maze-wan, maze-cogvideox): maze inputs
+SUITE_ANALYSES = ("prompt_swap",)  # a suite model's (the organism): the suite's tasks through the whole pipeline
 
 _Q = 8  # quick: denoising steps
 _QUARTERS = ["0%", "25%", "50%", "75%"]
@@ -55,6 +58,7 @@ QUICK: dict[str, list[str]] = {
     "seed_ensemble": ["inputs.sizes=[8]", "inputs.count=3", f"sampler.steps={_Q}", "sweep.interventions.0=" + json.dumps(
         [{"kind": "ensemble", "seeds": [1], "steps": 0}, {"kind": "ensemble", "seeds": [2], "steps": 0},
          {"kind": "ensemble", "k": 3, "layers": "25%:50%", "steps": 0}])],  # the paper's configuration only
+    "prompt_swap": ["inputs.count=4", f"sampler.steps={_Q}", "sweep.interventions.0.steps=[0]"],
 }  # fmt: skip
 PROBE_THRESHOLD = 0.9
 
@@ -70,13 +74,25 @@ def experiments(
     """The analyses' experiments (``only``, else all), validated: ``model`` replaces every file's model;
     ``overrides`` (``key=value``) apply after the quick profile: a list to every file, a dict {analysis: [...]} per
     file."""
-    names = list(only or ANALYSES)
+    names = list(only or default_analyses(model))
     bad = [n for n in names if n not in ANALYSES]
     if bad:
         raise ValueError(f"unknown analyses {bad}; known: {list(ANALYSES)}")
     extra = [f"device={device}"] + ([f"model={model}"] if model else [])
     per = overrides if isinstance(overrides, dict) else {n: list(overrides or []) for n in names}
     return {n: experiment(n, quick, extra + per.get(n, []), Path(paper_dir)) for n in names}
+
+
+def default_analyses(model: str | None) -> tuple[str, ...]:
+    """What ``interp reproduce`` runs when not told: a suite model's analyses for a model whose ``interp.json``
+    says ``task: suite`` (the organism), else the maze model's (maze-wan when no model is given)."""
+    if model is None:
+        return MAZE_ANALYSES
+    builtin = BUILTINS.get(str(model))
+    path = builtin.path if builtin is not None else Path(model)
+    meta = path / "interp.json" if path is not None else None
+    task = json.loads(meta.read_text()).get("task") if meta is not None and meta.is_file() else None
+    return SUITE_ANALYSES if task == "suite" else MAZE_ANALYSES
 
 
 def planned_forwards(exp, loaded) -> dict[str, int]:
@@ -637,5 +653,59 @@ def analyze_ensemble(results: Path, exp, loaded, out: Path):
     return {"ensemble": ensemble, "setup": setup}, figs
 
 
+def _band_frac(spec, n: int) -> tuple[list[int], float]:
+    """The blocks of a layer band and its middle as a depth fraction (a quarter band 25%:50% -> 0.375)."""
+    idx = resolve_index(spec, n, "layers")
+    return idx, (idx[0] + idx[-1] + 1) / 2 / n
+
+
+def analyze_prompt_swap(results: Path, exp, loaded, out: Path):
+    """Prompt swap (goalmaze pairs): a flip is an A-run that reaches B's goal (the other prompt's) and not its own,
+    read by the task's pixel scorer; the clean runs' rate of the same is the null's baseline."""
+    d = read_metrics(results)
+    n_blocks = sum(1 for _ in loaded.adapter.blocks(loaded.transformer))
+    other = np.asarray(d["metrics"]["score_reached_other"])  # (points, samples)
+    target = np.asarray(d["metrics"]["score_reached_target"])
+    flips = (other > 0.5) & (target < 0.5)
+    c = {k: np.asarray(v) for k, v in d["clean"].items()}
+    clean_flip = (c["score_reached_other"] > 0.5) & (c["score_reached_target"] < 0.5)
+    clean_ok = c["score_success"] > 0.5
+    n = flips.shape[1]
+    iv = exp.interventions[0]
+    per: dict = {}
+    for p, coords in enumerate(d["points"]):
+        layers = coords.get("interventions.0.layers", iv.layers)
+        steps = str(coords.get("interventions.0.steps", iv.steps))
+        blocks, frac = _band_frac(layers, n_blocks)
+        per.setdefault(steps, {})[frac] = (f"{blocks[0]}-{blocks[-1]}", flips[p].astype(float))
+    first = max(per, key=lambda k: max(v[1].mean() for v in per[k].values()))  # the most-flipping step range
+    rows = per[first]
+    fr = sorted(rows)
+    best = max(fr, key=lambda f: rows[f][1].mean())
+
+    def bands(k):
+        return [float(np.mean([rows[f][1].mean() for f in fr if _band(f) == b] or [np.nan])) for b in range(3)]
+
+    swap = {"answer_flip": {f: float(rows[f][1].mean()) for f in fr}, "best_layer": rows[best][0], "n": n,
+            "band_answer": bands(1), "steps": first, "clean_flip": float(clean_flip.mean()),
+            "clean_success": float(clean_ok.mean()),
+            "per_steps": {s: {r[f][0]: float(r[f][1].mean()) for f in sorted(r)} for s, r in per.items()},
+            "samples": {"flip": {str(f): rows[f][1].tolist() for f in fr}}}  # fmt: skip
+    series = {f"steps {s}": [r[f][1].mean() for f in sorted(r)] for s, r in per.items()}
+    xs = list(range(len(fr)))
+    figs = [curves(xs, series, out / "prompt_swap_per_band.png", xlabel="band swapped (" + ", ".join(
+        f"{i}: blocks {rows[f][0]}" for i, f in enumerate(fr)) + ")", ylabel="share of runs reaching B's goal",
+        title=f"B's prompt's residual stream put into A's run (goalmaze {exp.inputs.levels}, n={n})")]  # fmt: skip
+    setup = (
+        f"{exp.inputs.count} goalmaze mazes of level {exp.inputs.levels}, each run with both prompts ({n} runs; "
+        f"B = the same first frame with the other prompt, same noise); `{iv.site}` of a band of blocks swapped "
+        f"at steps {list(per)}; flip = A's run reaches B's goal and not its own (the task's pixel scorer); clean "
+        f"runs: success {clean_ok.mean():.2f}, other goal {clean_flip.mean():.2f}; the verdict reads the step "
+        f"range whose best band flips most ({first})."
+    )
+    return {"prompt_swap": swap, "setup": setup}, figs
+
+
 ANALYZE = {"chain_of_steps": analyze_chain, "noise_step_vs_frame": analyze_noise, "layer_swap": analyze_swap,
-           "layer_skip": analyze_skip, "working_memory": analyze_memory, "seed_ensemble": analyze_ensemble}  # fmt: skip
+           "layer_skip": analyze_skip, "working_memory": analyze_memory, "seed_ensemble": analyze_ensemble,
+           "prompt_swap": analyze_prompt_swap}  # fmt: skip

@@ -55,14 +55,18 @@ class Plan:
 
 
 def samples_of(exp: Experiment, default_size: int | None = None) -> list[Sample]:
-    sizes = exp.inputs.sizes or [default_size] if exp.inputs.task == "maze" else [None]
-    return [Sample(g * exp.inputs.count + i, g, i, s) for g, s in enumerate(sizes) for i in range(exp.inputs.count)]
+    if exp.inputs.is_suite:
+        sizes = list(exp.inputs.levels)  # one group per level
+    else:
+        sizes = exp.inputs.sizes or [default_size] if exp.inputs.task == "maze" else [None]
+    n = exp.inputs.group_size
+    return [Sample(g * n + i, g, i, s) for g, s in enumerate(sizes) for i in range(n)]
 
 
 def source_rows(exp: Experiment, iv, sample: Sample, seed: int) -> list[Row]:
     """Clean rows intervention ``iv`` reads for an edited row of ``sample`` with noise ``seed``: the runs its
     :meth:`~interp.interventions.Spec.reads` names (patch, swap, resample: one; mean ablation: the whole group)."""
-    n = exp.inputs.count
+    n = exp.inputs.group_size
     base = sample.index - sample.local
     rows = []
     for r in iv.reads(sample.local, n, seed):

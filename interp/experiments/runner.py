@@ -94,12 +94,13 @@ def load_pipeline_of(exp: Experiment, device=None):
         raise ExperimentError(f"inputs.prompts: {e}") from None
 
 
-def pipeline_group_inputs(exp: Experiment, loaded) -> GroupInputs:
-    """Prompt / image / sample-folder inputs encoded once through the pipeline's own methods."""
+def pipeline_group_inputs(exp: Experiment, loaded, level: int | None = None) -> GroupInputs:
+    """Prompt / image / sample-folder inputs (or one ``level`` of a suite task) encoded once through the pipeline's
+    own methods."""
     from interp.pipelines.components import PipelineError
     from interp.pipelines.inputs import encode_inputs
 
-    prompts, images, _ = exp.inputs.prompt_inputs()
+    prompts, images, _ = exp.inputs.prompt_inputs(level)
     sampler = sampler_of(exp, loaded)
     kw = dict(
         images=images,
@@ -133,8 +134,8 @@ def sampler_of(exp: Experiment, loaded: LoadedModel) -> SamplerConfig:
 
 
 def group_inputs(exp: Experiment, loaded: LoadedModel, size: int | None) -> GroupInputs:
-    if exp.inputs.task == "prompts":
-        return pipeline_group_inputs(exp, loaded)
+    if exp.inputs.uses_pipeline:
+        return pipeline_group_inputs(exp, loaded, size if exp.inputs.is_suite else None)
     n = exp.inputs.count
     sigma = float(getattr(loaded.scheduler, "init_noise_sigma", 1.0))
     if exp.inputs.task == "maze":
@@ -186,7 +187,7 @@ def execute(
     console = console or Console(stderr=True)
     out = Path(out)
     t0 = time.perf_counter()
-    if exp.inputs.task == "prompts":  # a whole pipeline encodes the prompts / images (loaded before out is made)
+    if exp.inputs.uses_pipeline:  # a whole pipeline encodes the prompts / images (loaded before out is made)
         loaded = loaded if _is_pipeline(loaded) else load_pipeline_of(exp)
     out.mkdir(parents=True, exist_ok=True)
     loaded = loaded or load_model(exp.model, exp.device)
@@ -270,12 +271,12 @@ class ExperimentScoring:
     fn: Callable
     name: str
     metas: dict[int, dict]
-    decode: Callable  # (final latents (B, C, F, H, W), local indices) -> uint8 (B, F, H, W, 3)
+    decode: Callable  # (final latents (B, C, F, H, W), global sample indices) -> uint8 (B, F, H, W, 3)
 
-    def scores(self, final: torch.Tensor, gi_local: list[int], samples: list[int]) -> dict[str, np.ndarray]:
+    def scores(self, final: torch.Tensor, samples: list[int]) -> dict[str, np.ndarray]:
         from interp.scorers import score_videos
 
-        videos = self.decode(final, gi_local)
+        videos = self.decode(final, samples)
         rows = score_videos(self.fn, videos, [self.metas[s] for s in samples], name=f"scorer {self.name}")
         return {f"score_{k}": np.array([r[k] for r in rows], np.float64) for k in sorted(rows[0])}
 
@@ -287,17 +288,20 @@ def experiment_scoring(exp: Experiment, loaded: LoadedModel, pl: Plan, groups: d
 
     fn, name = resolve(exp.scorer), spec_name(exp.scorer)
     metas: dict[int, dict] = {}
-    if exp.inputs.task == "prompts":
+    where = {s.index: s for s in pl.samples}
+    if exp.inputs.uses_pipeline:
         from interp.pipelines.decode import decode_video
 
-        _, _, base = exp.inputs.prompt_inputs()
-        gi = groups[0]
+        base = {s.group: exp.inputs.prompt_inputs(s.size if exp.inputs.is_suite else None)[2] for s in pl.samples}
         for s in pl.samples:
-            metas[s.index] = {**base[s.local], "task_meta": loaded.task}
+            gi = groups[s.group]
+            metas[s.index] = {**base[s.group][s.local], "task_meta": loaded.task}
             if gi.frames_uint8 is not None:
                 metas[s.index]["first_frame"] = gi.frames_uint8[s.local].numpy()
 
-        def decode(final, local):
+        def decode(final, samples):
+            gi = groups[where[samples[0]].group]  # a batch never mixes groups
+            local = [where[i].local for i in samples]
             ff = None if gi.first_frame is None else gi.first_frame[local]
             return decode_video(loaded, final, first_frame=ff)
     elif exp.inputs.task == "maze" and (loaded.task or {}).get("pixel_space"):
@@ -307,7 +311,7 @@ def experiment_scoring(exp: Experiment, loaded: LoadedModel, pl: Plan, groups: d
             metas[s.index] = {"index": s.index, "first_frame": groups[s.group].frames_uint8[s.local].numpy(),
                               "task_meta": loaded.task}  # fmt: skip
 
-        def decode(final, local):
+        def decode(final, samples):
             return from_model_space(final.float().cpu()).numpy()
     else:
         raise ExperimentError(f"scorer {exp.scorer}: no decoded video to score with inputs.task: {exp.inputs.task} "
@@ -369,7 +373,7 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
                 writer.write(f"clean/metrics/{name}", batch.rows[r].sample, v, (n_samples,))
     if scoring is not None:
         bs = [batch.rows[r].sample for r in base_rows]
-        for name, vals in scoring.scores(final[base_rows], [local[s].local for s in bs], bs).items():
+        for name, vals in scoring.scores(final[base_rows], bs).items():
             for s, v in zip(bs, vals):
                 writer.write(f"clean/metrics/{name}", s, v, (n_samples,))
 
@@ -392,7 +396,7 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
         conds = gi.frames_uint8[[local[s].local for _, s in units]]
         scalars.update(M.maze_scores(final[rows], conds, maze))
     if scoring is not None:
-        scalars.update(scoring.scores(final[rows], [local[s].local for _, s in units], [s for _, s in units]))
+        scalars.update(scoring.scores(final[rows], [s for _, s in units]))
     per_step = M.x0_distance(x0[rows], x0[base]).numpy() if "x0_distance" in exp.metrics else None
     for k, (p, s) in enumerate(units):
         li = local[s].local

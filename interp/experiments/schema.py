@@ -7,6 +7,7 @@ problem, naming the field and what is allowed.
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import itertools
 import json
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 import interp
 from interp.interventions import Intervention, kinds
 from interp.interventions.base import SITE_HELP, SITE_RE
+from interp.tasks import suite
 
 MAZE_METRICS = ("solve_rate", "path_recall", "extra_cells", "wall_crossings", "goal_reached")
 GENERIC_METRICS = ("mse", "cosine", "x0_distance", "mse_to_source")
@@ -47,9 +49,15 @@ class Inputs(Strict):
     ``height`` / ``width`` in pixels and ``count`` is the number of prompts. Files are checked when the experiment
     is validated: one error lists each problem. The runner loads the whole pipeline
     (:func:`interp.experiments.runner.pipeline_group_inputs`): the prompts are encoded once, sample i's noise of
-    seed s is the pipeline's own (``Generator().manual_seed(s + i)``), as ``interp capture``."""
+    seed s is the pipeline's own (``Generator().manual_seed(s + i)``), as ``interp capture``.
 
-    task: Literal["maze", "random", "prompts"] = "maze"
+    A task of the organism's suite (``loopmaze``, ``goalmaze``, ``permanence``, ``mirror``; :mod:`interp.tasks`):
+    ``count`` held-out instances per level of ``levels`` (default: the task's easiest), each its prompt and first
+    frame through the whole pipeline, at the suite's video size, scored by the task's own scorer; ``pairs``
+    (goalmaze) adds the same images with the other prompt after them, so ``swap: {other: count}`` swaps the
+    prompt."""
+
+    task: str = "maze"  # maze, random, prompts, or a suite task (interp.tasks.suite.TASKS)
     sizes: list[int] | None = None  # maze sizes; None: the model's default_size
     count: int = Field(4, ge=1)
     seed: int = 0
@@ -60,6 +68,23 @@ class Inputs(Strict):
     negative_prompt: str | None = None
     images: list[str] | None = None
     samples: str | None = None
+    levels: list[int] | None = None  # suite tasks: the levels (one input group each); None: the easiest
+    pairs: bool = False  # suite tasks whose prompt picks the answer: each image again with the other prompt
+
+    @property
+    def is_suite(self) -> bool:
+        """A task of the organism's suite (inputs from its held-out sets, through the whole pipeline)."""
+        return self.task not in BUILTIN_INPUTS
+
+    @property
+    def uses_pipeline(self) -> bool:
+        """The inputs are prompts and images, encoded by the whole pipeline's own methods."""
+        return self.task == "prompts" or self.is_suite
+
+    @property
+    def group_size(self) -> int:
+        """Inputs per group (per maze size, per suite level): ``count``, twice that with ``pairs``."""
+        return self.count * (2 if self.pairs else 1)
 
     @model_validator(mode="before")
     @classmethod
@@ -70,6 +95,11 @@ class Inputs(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Inputs:
+        if self.task not in BUILTIN_INPUTS:
+            return self._check_suite()
+        if self.levels is not None or self.pairs:
+            raise ValueError(f"levels and pairs are inputs of a suite task ({', '.join(suite_tasks())}), not task: "
+                             f"{self.task}")  # fmt: skip
         if self.task == "random" and self.sizes is not None:
             raise ValueError("sizes is for task: maze; random inputs take frames / height / width")
         given = [k for k in (*PROMPT_FIELDS, "negative_prompt") if getattr(self, k) is not None]
@@ -108,9 +138,42 @@ class Inputs(Strict):
         self.count = n
         return self
 
-    def prompt_inputs(self) -> tuple[list[str], list[str] | None, list[dict]]:
-        """Prompts, image files (None for text-to-video) and each sample's scorer metadata (:mod:`interp.scorers`)
-        of task: prompts."""
+    def _check_suite(self) -> Inputs:
+        if self.task not in suite_tasks():
+            near = difflib.get_close_matches(self.task, [*BUILTIN_INPUTS, *suite_tasks()], n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ValueError(f"unknown inputs.task {self.task!r}{hint}; valid: "
+                             f"{', '.join([*BUILTIN_INPUTS, *suite_tasks()])}")  # fmt: skip
+        given = [k for k in (*PROMPT_FIELDS, "negative_prompt", "sizes") if getattr(self, k) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: a suite task ({self.task}) gives its own prompts, images and "
+                             "levels (use levels)")  # fmt: skip
+        task = suite.get_task(self.task)
+        self.levels = list(self.levels or [task.levels[0]])
+        if bad := [lv for lv in self.levels if lv not in task.levels]:
+            raise ValueError(f"{self.task} has no level {bad}; levels: {list(task.levels)}")
+        if self.pairs and self.task not in suite.pair_tasks():
+            raise ValueError(f"pairs: {self.task} has one prompt per image; pairs is for {suite.pair_tasks()}")
+        for k, v in (("frames", suite.FRAMES), ("height", suite.SIZE), ("width", suite.SIZE)):
+            if getattr(self, k) not in (None, v):
+                raise ValueError(f"{k}: the suite's videos are {suite.FRAMES} x {suite.SIZE} x {suite.SIZE}")
+            setattr(self, k, v)
+        return self
+
+    def suite_instances(self, level: int) -> list[dict]:
+        """The instances of one level's group, in input order (:func:`interp.tasks.suite.experiment_instances`)."""
+        return suite.experiment_instances(suite.get_task(self.task), level, self.count, self.seed, self.pairs)
+
+    def prompt_inputs(self, level: int | None = None) -> tuple[list[str], list | None, list[dict]]:
+        """Prompts, images (files, or uint8 first frames of a suite task; None for text-to-video) and each
+        sample's scorer metadata (:mod:`interp.scorers`) of task: prompts, or of one level of a suite task."""
+        if self.is_suite:
+            task = suite.get_task(self.task)
+            insts = self.suite_instances(self.levels[0] if level is None else level)
+            frames = [task.render(i)[0] for i in insts]
+            metas = [{"index": i, "prompt": task.prompt(x), "instance": x, "level": x["level"]}
+                     for i, x in enumerate(insts)]  # fmt: skip
+            return [task.prompt(x) for x in insts], frames, metas
         if self.task != "prompts":
             raise ValueError(f"task: {self.task} has no prompts")
         if self.samples is not None:
@@ -127,6 +190,13 @@ class Inputs(Strict):
 
 
 PROMPT_FIELDS = ("prompts", "images", "samples")
+BUILTIN_INPUTS = ("maze", "random", "prompts")
+
+
+def suite_tasks() -> list[str]:
+    """The organism's suite tasks an experiment can run (:data:`interp.tasks.suite.TASKS`)."""
+    suite._load_all()
+    return sorted(suite.TASKS)
 
 
 class Sampler(Strict):
@@ -189,6 +259,8 @@ class Experiment(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Experiment:
+        if self.inputs.is_suite and self.scorer is None:
+            self.scorer = "interp.scorers:suite"  # a suite task is scored by its own pixel scorer
         if self.inputs.task != "maze" and (bad := [m for m in self.metrics if m in MAZE_METRICS]):
             raise ValueError(
                 f"metrics {bad} score mazes: they need inputs.task: maze (generic: {list(GENERIC_METRICS)})"
@@ -241,9 +313,11 @@ class Experiment(Strict):
     # ---- identity ----------------------------------------------------------------------------------------------
     def canonical(self) -> str:
         data = self.model_dump(mode="json")
-        for k in (*PROMPT_FIELDS, "negative_prompt"):  # added later: left out while unset, so older keys still hold
+        for k in (*PROMPT_FIELDS, "negative_prompt", "levels"):  # added later: left out while unset (older keys hold)
             if data["inputs"].get(k) is None:
                 data["inputs"].pop(k, None)
+        if not data["inputs"].get("pairs"):
+            data["inputs"].pop("pairs", None)
         if data.get("scorer") is None:
             data.pop("scorer", None)
         return json.dumps(data, sort_keys=True, separators=(",", ":"))

@@ -472,6 +472,25 @@ RULE_SWAP_ANSWER = (
 )
 
 
+def rule_prompt_swap(d: dict) -> tuple[str, str]:
+    """The prompt swap (goalmaze pairs) read by :func:`rule_swap_answer`'s rule: a flip is a run reaching the other
+    prompt's goal and not its own (scored from pixels), the clean runs' rate of that reported beside it."""
+    v, text = rule_swap_answer(d)
+    text = text.replace("output follows B's path", "runs reach B's goal").replace("layer at depth", "band centred at")
+    text = text.replace(f"block {d['best_layer']}", f"blocks {d['best_layer']}")
+    return v, f"{text}; clean runs reach the other goal {_f(d.get('clean_flip'))}"
+
+
+RULE_PROMPT_SWAP = (
+    "A = a goalmaze run with one prompt, B = the same first frame with the other prompt (same noise); B's "
+    "hook_resid_post over a quarter band of blocks put into A's run; flip = A's run reaches B's goal and not "
+    "its own (pixel scorer), in the swept step range where it is largest (chosen on the same runs); null: no "
+    "flip (the best band's Wilson interval at 0) and no middle-band specificity (per-run flip of the middle "
+    "bands - mean of the first and last band, paired bootstrap, at 0); holds: the most-flipping band is a "
+    "middle one (centre at 25-75% depth) with flip >= 0.5, partly: >= 0.1; both intervals above 0"
+)
+
+
 def rule_swap_structure(d: dict) -> tuple[str, str]:
     lvl, text = level_swap_structure(d)
     if "samples" not in d:
@@ -673,6 +692,8 @@ SPECS = [
          "frame noise costs far less than step noise", rule_noise_frame, RULE_NOISE_FRAME, "noise"),
     Spec("swap_answer", "layer_swap", "A middle band of layers decides the answer (first-step swap)",
          "swapping layers ~10-21 of 40 flips the answer", rule_swap_answer, RULE_SWAP_ANSWER, "swap"),
+    Spec("prompt_swap", "prompt_swap", "A middle band of layers decides the answer (prompt swap, same image)",
+         "swapping layers ~10-21 of 40 flips the answer", rule_prompt_swap, RULE_PROMPT_SWAP, "prompt_swap"),
     Spec("swap_structure", "layer_swap", "Early layers carry global structure",
          "layers ~0-9 of 40 carry global structure", rule_swap_structure, RULE_SWAP_STRUCTURE, "swap"),
     Spec("skip", "layer_skip", "Middle layers carry the reasoning: skipping one costs more than a late one",

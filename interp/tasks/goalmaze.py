@@ -116,6 +116,10 @@ class GoalMaze:
                     return inst
         raise RuntimeError(f"goalmaze: no maze with two balanced goals in {self.max_tries} tries (level {n})")
 
+    def flip(self, instance: dict) -> dict:
+        """The same maze with the other target: the same first frame, the other prompt (:func:`flip`)."""
+        return flip(instance)
+
     def prompt(self, instance: dict) -> str:
         return f"go to the {instance['target']} goal"
 

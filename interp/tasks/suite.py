@@ -110,6 +110,26 @@ def heldout(task: Task, level, n: int, seed: int = 0) -> list[dict]:
     return [task.generate(level, instance_rng(EVAL_STREAM, task, level, seed, i)) for i in range(n)]
 
 
+def experiment_instances(task: Task, level, n: int, seed: int = 0, pairs: bool = False) -> list[dict]:
+    """The instances an experiment on (task, level) runs: held-out instances 0..n-1; with ``pairs`` (a task whose
+    prompt chooses among answers of one image, goalmaze), then the same n images with the other prompt, so input
+    ``i + n`` is input ``i`` with the other instruction and ``swap: {other: n}`` is the paper's prompt swap."""
+    insts = heldout(task, level, n, seed)
+    if pairs:
+        flip = getattr(task, "flip", None)
+        if flip is None:
+            raise ValueError(f"task {task.name!r} has one prompt per image: pairs is for a task whose prompt chooses "
+                             f"the answer ({', '.join(pair_tasks())})")  # fmt: skip
+        insts = insts + [flip(i) for i in insts]
+    return insts
+
+
+def pair_tasks() -> list[str]:
+    """Tasks whose instances have a :meth:`flip` (the same image, the other prompt)."""
+    _load_all()
+    return sorted(n for n, t in TASKS.items() if hasattr(t, "flip"))
+
+
 def heldout_keys(task: Task, n: int, seed: int = 0) -> frozenset[bytes]:
     return frozenset(task.key(inst) for level in task.levels for inst in heldout(task, level, n, seed))
 

@@ -5,12 +5,24 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from interp.apps.reproduce import ANALYSES, PAPER_DIR, QUICK, experiment, plan_sizes, plan_table, reproduce
+from interp.apps.reproduce import (
+    ANALYSES,
+    MAZE_ANALYSES,
+    PAPER_DIR,
+    QUICK,
+    default_analyses,
+    experiment,
+    plan_sizes,
+    plan_table,
+    reproduce,
+)
 from interp.experiments import Experiment, ExperimentError, sweep_points
 from interp.interventions import parse, resolve_index
 from interp.report import paper as P
+from interp.store.results import read_metrics
 
 
 # ---- verdict rules on synthetic numbers ------------------------------------------------------------------------------
@@ -140,7 +152,7 @@ def test_sweep_over_whole_interventions():
 def test_paper_yaml_validates_full_and_quick(name):
     assert (PAPER_DIR / f"{name}.yaml").exists()
     full, quick = experiment(name), experiment(name, quick=True)
-    assert full.model == quick.model == "maze-wan"
+    assert full.model == quick.model == ("maze-wan" if name in MAZE_ANALYSES else "organism")
     assert len(sweep_points(quick)) <= len(sweep_points(full))
     assert quick.inputs.count < full.inputs.count
 
@@ -157,15 +169,15 @@ TINY = {  # the full files, shrunk to the tiny model: 3x3 mazes, 2 mazes (5 for 
 
 def test_every_paper_yaml_runs_on_a_tiny_model_and_the_report_is_written(maze_dir, tmp_path):
     base = ["inputs.sizes=[3]", "inputs.count=2", "sampler.steps=2"]
-    overrides = {n: base + TINY.get(n, []) for n in ANALYSES}
+    overrides = {n: base + TINY.get(n, []) for n in MAZE_ANALYSES}
     report = reproduce(tmp_path / "paper", model=str(maze_dir), overrides=overrides, progress=False)
     text = report.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| ") and "claim |" not in line]
-    assert len(rows) == len(P.SPECS)
+    assert len(rows) == len([s for s in P.SPECS if s.analysis in MAZE_ANALYSES])
     assert all(any(f"**{v}" in r for v in (P.HOLDS, P.PARTLY, P.NOT, P.NA, P.NES)) for r in rows)
     assert "not enough samples (n=2)" in text  # 2 mazes: no measured verdict is decided
     numbers = json.loads((tmp_path / "paper" / "numbers.json").read_text())
-    assert set(numbers) == set(ANALYSES)
+    assert set(numbers) == set(MAZE_ANALYSES)
     assert numbers["noise_step_vs_frame"]["noise"]["steps"] == 2
     assert numbers["noise_step_vs_frame"]["noise_renoise"]["step_at"] == [0, 1]
     assert len(numbers["chain_of_steps"]["chain"]["candidates_curve"]) == 2
@@ -177,7 +189,7 @@ def test_every_paper_yaml_runs_on_a_tiny_model_and_the_report_is_written(maze_di
     timings = json.loads((tmp_path / "paper" / "timings.json").read_text())
     reproduce(tmp_path / "paper", model=str(maze_dir), overrides=overrides, only=["layer_skip"], progress=False)
     again = json.loads((tmp_path / "paper" / "timings.json").read_text())
-    assert set(again) == set(ANALYSES) and again == timings
+    assert set(again) == set(MAZE_ANALYSES) and again == timings
 
 
 @pytest.mark.slow
@@ -185,7 +197,7 @@ def test_every_paper_yaml_runs_unchanged_on_the_cogvideox_maze_model(tmp_path):
     """The same files on a second DiT family (the shipped CogVideoX maze model), only the sizes shrunk: every
     analysis runs and every claim gets a verdict."""
     base = ["inputs.sizes=[3]", "inputs.count=2", "sampler.steps=2"]
-    overrides = {n: base + TINY.get(n, []) for n in ANALYSES}
+    overrides = {n: base + TINY.get(n, []) for n in MAZE_ANALYSES}
     overrides["working_memory"] = base + ["inputs.count=5"]  # its own sites (blocks 4, 8, 12) exist in 16 blocks
     for n in ("layer_swap", "layer_skip"):  # an early, a middle and a late layer: every band's rule is measured
         overrides[n] = base + ["sweep.interventions.0.layers=['0%', '50%', '90%']"]
@@ -193,7 +205,7 @@ def test_every_paper_yaml_runs_unchanged_on_the_cogvideox_maze_model(tmp_path):
     text = report.read_text()
     assert "reproduced on maze-cogvideox" in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and "claim |" not in line]
-    assert len(rows) == len(P.SPECS)
+    assert len(rows) == len([s for s in P.SPECS if s.analysis in MAZE_ANALYSES])
     assert all(any(f"**{v}" in r for v in (P.HOLDS, P.PARTLY, P.NOT, P.NES)) for r in rows)  # every claim measured
     numbers = json.loads((tmp_path / "paper" / "numbers.json").read_text())
     assert numbers["working_memory"]["probes"]["sites"] == [f"blocks.{i}.hook_resid_post" for i in (4, 8, 12)]
@@ -213,3 +225,24 @@ def test_plan_counts_the_engines_batch_rows(maze_dir):
 
 def test_quick_profile_covers_every_analysis():
     assert set(QUICK) == set(ANALYSES)
+
+
+def test_default_analyses_follow_the_models_task():
+    assert default_analyses(None) == MAZE_ANALYSES == default_analyses("maze-wan")
+    assert default_analyses("organism") == ("prompt_swap",)
+
+
+@pytest.mark.slow
+def test_prompt_swap_runs_on_the_organism_and_a_flip_is_the_other_goal(tmp_path):
+    """The organism's prompt swap, shrunk (2 mazes x both prompts, 3 steps, two bands): every run is scored by the
+    goalmaze pixel scorer, and the flip counted is exactly 'reached the other goal and not its own'."""
+    over = ["inputs.count=2", "sampler.steps=3", "sweep.interventions.0.layers=['0%:25%', '50%:75%']",
+            "sweep.interventions.0.steps=[0]"]  # fmt: skip
+    report = reproduce(tmp_path / "o", model="organism", overrides={"prompt_swap": over}, progress=False)
+    text = report.read_text()
+    assert "prompt swap, same image" in text and "not enough samples (n=4)" in text
+    d = json.loads((tmp_path / "o" / "numbers.json").read_text())["prompt_swap"]["prompt_swap"]
+    m = read_metrics(tmp_path / "o" / "prompt_swap" / "results.h5")
+    want = ((m["metrics"]["score_reached_other"] > 0.5) & (m["metrics"]["score_reached_target"] < 0.5)).mean(1)
+    got = [d["answer_flip"][k] for k in sorted(d["answer_flip"], key=float)]
+    assert np.allclose(got, want) and d["n"] == 4
