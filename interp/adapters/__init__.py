@@ -8,9 +8,18 @@ from interp.adapters.base import BLOCK_HOOKS, Adapter, HookPoint, TextConditioni
 from interp.adapters.cogvideox import CogVideoXAdapter
 from interp.adapters.hunyuan import HunyuanAdapter
 from interp.adapters.ltx import LTXAdapter
+from interp.adapters.mochi import MochiAdapter
+from interp.adapters.skyreels import SkyReelsV2Adapter
 from interp.adapters.wan import WanAdapter
+from interp.adapters.wanvace import WanVACEAdapter
 
-ADAPTERS: dict[str, Adapter] = {a.family: a for a in (WanAdapter(), CogVideoXAdapter(), LTXAdapter(), HunyuanAdapter())}
+ADAPTERS: dict[str, Adapter] = {
+    a.family: a
+    for a in (
+        WanAdapter(), CogVideoXAdapter(), LTXAdapter(), HunyuanAdapter(),
+        WanVACEAdapter(), SkyReelsV2Adapter(), MochiAdapter(),
+    )
+}  # fmt: skip
 """Family name -> adapter."""
 
 _BY_CLASS = {a.class_name: a for a in ADAPTERS.values()}

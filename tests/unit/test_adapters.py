@@ -11,8 +11,9 @@ from interp.adapters.ltx import LTXAdapter
 
 
 def test_registry_and_errors():
-    assert set(ADAPTERS) == {"wan", "cogvideox", "ltx", "hunyuan"}
+    assert {"wan", "cogvideox", "ltx", "hunyuan", "wanvace", "skyreels", "mochi"} <= set(ADAPTERS)
     assert get_adapter("WanTransformer3DModel").family == "wan"
+    assert get_adapter("WanVACETransformer3DModel").family == "wanvace"
     with pytest.raises(ValueError, match="supported families: wan"):
         get_adapter("UNet2DConditionModel")
 
@@ -110,3 +111,71 @@ def test_ltx_forward_is_the_pipelines_call():
                    width=w, rope_interpolation_scale=(8 / 25, 32, 32), return_dict=False)[0]  # fmt: skip
         ours = a.forward(m, x, t, text)
     assert torch.equal(ours, LTXPipeline._unpack_latents(tokens, f, h, w, 1, 1))
+
+
+def test_copied_forwards_match_installed_diffusers(family):
+    """Every hooked block's COPIED_FROM_SHA is the hash of the installed diffusers forward it copies: a diffusers
+    upgrade that changes one fails here, naming the class."""
+    from interp.adapters.base import source_sha
+
+    a = ADAPTERS[family]
+    hooked = {type(m) for m in a.install_hooks(a.tiny(0)).modules() if hasattr(type(m), "COPIED_FROM_SHA")}
+    assert hooked
+    for cls in hooked:
+        base = cls.__mro__[1]
+        assert source_sha(base.forward) == cls.COPIED_FROM_SHA, (
+            f"diffusers' {base.__module__}.{base.__name__}.forward changed: re-copy it into {cls.__module__}."
+            f"{cls.__name__} and update COPIED_FROM_SHA"
+        )
+
+
+def _vace_inputs(a, m, batch=2):
+    x, t, text = tiny_inputs("wanvace", m, batch=batch)
+    g = torch.Generator().manual_seed(3)
+    control = torch.randn(*a.control_shape(m, x), generator=g)
+    scale = torch.tensor([0.5, 2.0])  # one per vace layer; not 1, so a hint added unscaled would show
+    return x, t, type(text)(text.encoder_hidden_states, {"control_hidden_states": control,
+                                                         "control_hidden_states_scale": scale})  # fmt: skip
+
+
+def test_wanvace_control_branch_is_exact_and_hints_join_the_stream():
+    """With real control latents and per-layer scales: the hooked model equals diffusers'; the control branch's sites
+    compose its own stream; after block vace_layers[j] the next block's input is resid_post + hint_j * scale_j, with
+    hint_j what diffusers' own WanVACETransformerBlock returns."""
+    from interp.trace import ForwardPlan, Traced
+
+    a = ADAPTERS["wanvace"]
+    plain = a.tiny(0)
+    x, t, text = _vace_inputs(a, plain)
+    ref_hints = {}
+    with torch.no_grad():
+        zero_control = a.forward(plain, x, t, type(text)(text.encoder_hidden_states))
+        for j, blk in enumerate(plain.vace_blocks):
+            blk.register_forward_hook(lambda mod, i, o, j=j: ref_hints.__setitem__(j, o[0]))
+        ref = a.forward(plain, x, t, text)
+    assert not torch.equal(ref, zero_control)  # the control latents matter
+    tr = Traced(a.tiny(0))
+    m = tr.dit.transformer
+    vace_sites = {}
+    for j, blk in enumerate(m.vace_blocks):
+        for h in blk.HOOKS:
+            getattr(blk, h).register_forward_hook(lambda mod, i, o, k=(j, h): vace_sites.__setitem__(k, o))
+    res = tr.run(x, t, text, plan=ForwardPlan(read="*"))
+    assert torch.equal(res.output, ref)
+    scale = text.extras["control_hidden_states_scale"]
+    for j, layer in enumerate(m.config.vace_layers):
+        s = {h: vace_sites[(j, h)] for h in m.vace_blocks[j].HOOKS}
+        total = s["hook_resid_pre"] + s["hook_attn_out"] + s["hook_cross_attn_out"] + s["hook_mlp_out"]
+        assert torch.equal(total, s["hook_resid_post"])
+        assert torch.equal(s["hook_hint"], ref_hints[j])
+        after = res.acts[f"blocks.{layer}.hook_resid_post"] + ref_hints[j] * scale[j]
+        assert torch.equal(after, res.acts[f"blocks.{layer + 1}.hook_resid_pre"])
+    assert a.stream_injections(m) == (0, 1)
+    # block 0 of the control branch starts from the embedded stream plus the projected control latents
+    pre0 = (
+        m.vace_blocks[0].proj_in(
+            m.vace_patch_embedding(text.extras["control_hidden_states"]).flatten(2).transpose(1, 2)
+        )
+        + res.acts["hook_embed"]
+    )
+    assert torch.equal(vace_sites[(0, "hook_resid_pre")], pre0)
