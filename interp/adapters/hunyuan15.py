@@ -79,7 +79,8 @@ class HunyuanVideo15Adapter(Adapter):
             condition = latents.new_zeros(b, cc, f, h, w)
         self.check_channels(transformer, latents, condition)
         extras = dict(text.extras)
-        missing = [k for k in ("encoder_hidden_states_2", "encoder_attention_mask_2", "image_embeds") if k not in extras]
+        needed = ("encoder_hidden_states_2", "encoder_attention_mask_2", "image_embeds")
+        missing = [k for k in needed if k not in extras]
         if missing:
             raise ValueError(f"hunyuan15: text conditioning lacks extras {missing} (has {sorted(extras)})")
         mask = extras.pop("encoder_attention_mask", None)

@@ -179,3 +179,51 @@ def test_wanvace_control_branch_is_exact_and_hints_join_the_stream():
         + res.acts["hook_embed"]
     )
     assert torch.equal(vace_sites[(0, "hook_resid_pre")], pre0)
+
+
+def test_ltx2_forward_is_the_pipelines_call_and_audio_matters():
+    """One forward as LTX2Pipeline makes it (packed video tokens, grid size, audio latents and their text, one mask
+    for both, sigma = timestep); the adapter returns the video prediction, which depends on the audio latents (the
+    a2v cross-attention), and the audio stream's sites chain from block to block."""
+    from diffusers import LTX2Pipeline
+
+    from interp.trace import ForwardPlan, Traced
+
+    a = ADAPTERS["ltx2"]
+    m = a.tiny(0)
+    x, t, text = tiny_inputs("ltx2", m)
+    f, h, w = x.shape[2:]
+    e = text.extras
+    with torch.no_grad():
+        video, audio = m(hidden_states=LTX2Pipeline._pack_latents(x, 1, 1),
+                         audio_hidden_states=e["audio_hidden_states"], encoder_hidden_states=text.encoder_hidden_states,
+                         audio_encoder_hidden_states=e["audio_encoder_hidden_states"], timestep=t, sigma=t,
+                         encoder_attention_mask=e["encoder_attention_mask"],
+                         audio_encoder_attention_mask=e["encoder_attention_mask"], num_frames=f, height=h, width=w,
+                         audio_num_frames=a.audio_len, return_dict=False)  # fmt: skip
+        ours = a.forward(m, x, t, text)
+        other_audio = {**e, "audio_hidden_states": torch.randn_like(e["audio_hidden_states"])}
+        changed = a.forward(m, x, t, type(text)(text.encoder_hidden_states, other_audio))
+    assert torch.equal(ours, LTX2Pipeline._unpack_latents(video, f, h, w, 1, 1))
+    assert not torch.equal(ours, changed)
+    acts = Traced(m).run(x, t, text, plan=ForwardPlan(read="blocks.*.hook_audio_resid_*")).acts
+    assert torch.equal(acts["blocks.0.hook_audio_resid_pre"], m.audio_proj_in(e["audio_hidden_states"]))
+    for i in range(2):
+        assert torch.equal(acts[f"blocks.{i}.hook_audio_resid_post"], acts[f"blocks.{i + 1}.hook_audio_resid_pre"])
+
+
+def test_hunyuan15_text_to_video_is_zero_condition():
+    """condition=None is HunyuanVideo15Pipeline's text-to-video input: cat([x, zero condition latents, zero mask])."""
+    a = ADAPTERS["hunyuan15"]
+    m = a.tiny(0)
+    x, t, text = tiny_inputs("hunyuan15", m)
+    assert a.condition_channels(m) == 5  # 4 condition latent channels + 1 mask
+    e = dict(text.extras)
+    with torch.no_grad():
+        ref = m(hidden_states=torch.cat([x, torch.zeros(2, 5, *x.shape[2:])], dim=1), timestep=t,
+                encoder_hidden_states=text.encoder_hidden_states, return_dict=False, **e)[0]  # fmt: skip
+        cond = torch.randn(2, 5, *x.shape[2:], generator=torch.Generator().manual_seed(1))
+        assert torch.equal(a.forward(m, x, t, text), ref)
+        assert not torch.equal(a.forward(m, x, t, text, condition=cond), ref)
+    with pytest.raises(ValueError, match="lacks extras"):
+        a.forward(m, x, t, type(text)(text.encoder_hidden_states))
