@@ -51,6 +51,9 @@ SUPPORTED_PIPELINES = (
     "LTXPipeline",
     "LTXImageToVideoPipeline",
     "HunyuanVideoPipeline",
+    "SkyReelsV2Pipeline",
+    "WanVACEPipeline",
+    "MochiPipeline",
 )
 OPTIONAL = ("transformer_2", "image_encoder", "image_processor")  # loaded when the pipeline has them
 ENCODERS = ("text_encoder", "text_encoder_2", "image_encoder")

@@ -125,9 +125,11 @@ LTX_PIPELINES = ("LTXPipeline", "LTXImageToVideoPipeline")
 
 def vae_ratios(pipe) -> tuple[int, int]:
     """(temporal, spatial) VAE compression as the pipeline names it (Wan / CogVideoX: ``vae_scale_factor_*``; LTX:
-    ``vae_*_compression_ratio``)."""
+    ``vae_*_compression_ratio``; Mochi: ``vae_*_scale_factor``)."""
     if hasattr(pipe, "vae_temporal_compression_ratio"):
         return pipe.vae_temporal_compression_ratio, pipe.vae_spatial_compression_ratio
+    if hasattr(pipe, "vae_temporal_scale_factor"):  # Mochi
+        return pipe.vae_temporal_scale_factor, pipe.vae_spatial_scale_factor
     return pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial
 
 
@@ -175,6 +177,12 @@ def encode_inputs(
     if true_cfg_scale is not None:
         raise PipelineError(f"true_cfg_scale is HunyuanVideoPipeline's; {pm.pipeline_class}'s classifier-free guidance "
                             "is guidance_scale (--guidance)")  # fmt: skip
+    if pm.pipeline_class == "WanVACEPipeline":
+        return _wan_vace_inputs(pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed,
+                                max_sequence_length)  # fmt: skip
+    if pm.pipeline_class == "MochiPipeline":
+        return _mochi_inputs(pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed,
+                             max_sequence_length)  # fmt: skip
     if pm.pipeline_class in LTX_PIPELINES:
         return _ltx_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed,
                            max_sequence_length)  # fmt: skip
@@ -214,7 +222,7 @@ def encode_inputs(
             out = pipe.prepare_latents(x, 1, z, height, width, num_frames, torch.float32, device,
                                        torch.Generator().manual_seed(seed + i), None, None)  # fmt: skip
             noise.append(out[0])
-            if pipe.config.expand_timesteps:
+            if pipe.config.get("expand_timesteps", False):
                 first_frames.append(out[1])
                 mask = out[2]
             else:
@@ -224,7 +232,8 @@ def encode_inputs(
         for i in range(b):
             noise.append(pipe.prepare_latents(1, c, height, width, num_frames, torch.float32, device,
                                               torch.Generator().manual_seed(seed + i), None))  # fmt: skip
-        if pipe.config.expand_timesteps:  # TI2V-5B text-to-video: every token at t (per-token timesteps all equal)
+        # TI2V-5B text-to-video: every token at t (per-token timesteps all equal)
+        if pipe.config.get("expand_timesteps", False):
             mask = torch.ones((1, 1, *noise[0].shape[2:]), dtype=torch.float32, device=device)
     latents = torch.cat(noise)
     ti = TrajectoryInputs(
@@ -418,3 +427,81 @@ def _hunyuan_inputs(
     pm.release_encoders()
     return PipelineInputs(ti, list(prompts), negative_prompt, [], num_frames, height, width, None,
                           loop_guidance=true_cfg if do_true_cfg else 1.0)  # fmt: skip
+
+
+def _wan_vace_inputs(
+    pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed, max_sequence_length
+) -> PipelineInputs:
+    """``WanVACEPipeline`` without a control video, mask or reference images (what ``__call__`` does given none):
+    per sample, with that sample's generator and in ``__call__``'s order, ``preprocess_conditions`` (a zero video, an
+    all-ones mask), ``prepare_video_latents`` and ``prepare_masks``, concatenated to the control latents
+    (``control_hidden_states``, the same in both CFG branches) with ``conditioning_scale`` 1.0 per VACE layer
+    (``control_hidden_states_scale``), then ``prepare_latents``. Prompts as Wan's."""
+    pipe = pm.pipeline
+    t = pm.transformer
+    num_frames, height, width = pipeline_sizes(pipe, num_frames, height, width)
+    device = next(t.parameters()).device
+    dtype = t.dtype
+    b = len(prompts)
+    emb = encode_prompts(pipe, prompts, device, max_sequence_length)
+    neg = encode_prompts(pipe, [negative_prompt or ""] * b, device, max_sequence_length) if guidance_scale > 1 else None
+    scale = torch.ones(len(t.config.vace_layers), device=device, dtype=dtype)
+    noise, controls = [], []
+    for i in range(b):
+        gen = torch.Generator().manual_seed(seed + i)
+        video, mask, refs = pipe.preprocess_conditions(None, None, None, 1, height, width, num_frames, torch.float32,
+                                                       device)  # fmt: skip
+        cond = pipe.prepare_video_latents(video, mask, refs, gen, device)
+        controls.append(torch.cat([cond, pipe.prepare_masks(mask, refs, gen)], dim=1).to(dtype))
+        noise.append(pipe.prepare_latents(1, t.config.in_channels, height, width, num_frames, torch.float32, device,
+                                          gen, None))  # fmt: skip
+    extras = {"control_hidden_states": torch.cat(controls), "control_hidden_states_scale": scale}
+    latents = torch.cat(noise)
+    ti = TrajectoryInputs(TextConditioning(emb, dict(extras)), tuple(latents.shape),
+                          negative=TextConditioning(neg, dict(extras)) if neg is not None else None,
+                          latents=latents)  # fmt: skip
+    pm.release_encoders()
+    return PipelineInputs(ti, list(prompts), negative_prompt, [], num_frames, height, width, None)
+
+
+def _mochi_inputs(
+    pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed, max_sequence_length
+) -> PipelineInputs:
+    """``MochiPipeline``: T5 prompts and their attention masks by ``encode_prompt`` (the mask is the transformer's
+    ``encoder_attention_mask``); latents by ``prepare_latents`` in the prompt embeddings' dtype; ``set_timesteps``
+    gets ``__call__``'s ``sigmas = linear_quadratic_schedule(N, 0.025)``. ``__call__`` runs CFG as one batch of
+    [uncond, cond]; the loop runs two forwards (the same arithmetic up to the batch's reduction order)."""
+    pipe = pm.pipeline
+    t = pm.transformer
+    num_frames, height, width = pipeline_sizes(pipe, num_frames, height, width)
+    device = next(t.parameters()).device
+    b = len(prompts)
+
+    def encode(texts):
+        cache = {}
+        for p in dict.fromkeys(texts):
+            emb, mask, _, _ = pipe.encode_prompt(p, do_classifier_free_guidance=False,
+                                                 max_sequence_length=max_sequence_length, device=device)  # fmt: skip
+            cache[p] = (emb, mask)
+        return torch.cat([cache[p][0] for p in texts]), torch.cat([cache[p][1] for p in texts])
+
+    emb, mask = encode(prompts)
+    text = TextConditioning(emb, {"encoder_attention_mask": mask})
+    negative = None
+    if guidance_scale > 1.0:
+        nemb, nmask = encode([negative_prompt or ""] * b)
+        negative = TextConditioning(nemb, {"encoder_attention_mask": nmask})
+    noise = [pipe.prepare_latents(1, t.config.in_channels, height, width, num_frames, emb.dtype, device,
+                                  torch.Generator().manual_seed(seed + i), None) for i in range(b)]  # fmt: skip
+    latents = torch.cat(noise)
+    ti = TrajectoryInputs(text, tuple(latents.shape), negative=negative, latents=latents,
+                          timestep_kwargs={"sigmas": mochi_sigmas})  # fmt: skip
+    pm.release_encoders()
+    return PipelineInputs(ti, list(prompts), negative_prompt, [], num_frames, height, width, None)
+
+
+def mochi_sigmas(steps: int) -> np.ndarray:
+    """The sigmas ``MochiPipeline.__call__`` passes to ``set_timesteps``: ``linear_quadratic_schedule(N, 0.025)``."""
+    from diffusers.pipelines.mochi.pipeline_mochi import linear_quadratic_schedule
+
+    return np.array(linear_quadratic_schedule(steps, 0.025))

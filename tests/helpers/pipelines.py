@@ -1,6 +1,6 @@
 """Tiny random diffusers pipelines from the real component classes, saved with ``save_pretrained`` (nothing
 downloaded): Wan2.1 T2V, Wan2.1 I2V (CLIP image encoder), Wan2.2 A14B I2V (two experts, ``boundary_ratio``) and
-Wan2.2 TI2V-5B (``expand_timesteps``). Sizes as diffusers' own Wan pipeline tests build them.
+Wan2.2 TI2V-5B (``expand_timesteps``); CogVideoX, LTX-Video, HunyuanVideo, SkyReels-V2, Wan VACE and Mochi below. Sizes as diffusers' own Wan pipeline tests build them.
 
 Each builder returns the directory; a 5-frame 32x32 video in 3 steps runs in seconds on a CPU.
 """
@@ -262,3 +262,50 @@ def hunyuan_pipeline(kind: str):
 
 
 FAMILY_BUILDERS["hunyuan"] = hunyuan_pipeline
+
+
+# --- SkyReels-V2 (T2V), Wan VACE (T2V through the control branch), Mochi (T2V) -------------------------------------
+
+NEW_SIZE = dict(num_frames=5, height=32, width=32)  # Wan VAE: latent 2 x 4 x 4
+MOCHI_SIZE = dict(num_frames=7, height=32, width=32)  # Mochi VAE (6x temporal, 8x spatial): latent 2 x 4 x 4
+
+
+def skyreels_pipeline(kind: str):
+    from diffusers import SkyReelsV2Pipeline, SkyReelsV2Transformer3DModel
+
+    tok = tokenizer()
+    t = SkyReelsV2Transformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16,
+                                     out_channels=16, text_dim=TEXT_DIM, freq_dim=256, ffn_dim=32, num_layers=2,
+                                     cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+                                     rope_max_seq_len=32)  # fmt: skip
+    return SkyReelsV2Pipeline(tokenizer=tok, text_encoder=text_encoder(len(tok)), vae=vae(), scheduler=unipc(),
+                              transformer=t)  # fmt: skip
+
+
+def wan_vace_pipeline(kind: str):
+    from diffusers import WanVACEPipeline, WanVACETransformer3DModel
+
+    tok = tokenizer()
+    # control latents: 2 x 16 (inactive, reactive video latents) + 8 x 8 (the mask, folded from pixels) = 96
+    t = WanVACETransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16,
+                                  out_channels=16, text_dim=TEXT_DIM, freq_dim=256, ffn_dim=32, num_layers=3,
+                                  cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
+                                  vace_layers=[0, 2], vace_in_channels=96)  # fmt: skip
+    return WanVACEPipeline(tokenizer=tok, text_encoder=text_encoder(len(tok)), vae=vae(), scheduler=unipc(),
+                           transformer=t)  # fmt: skip
+
+
+def mochi_pipeline(kind: str):
+    from diffusers import AutoencoderKLMochi, FlowMatchEulerDiscreteScheduler, MochiPipeline, MochiTransformer3DModel
+
+    tok = tokenizer()
+    vae_ = AutoencoderKLMochi(latent_channels=12, out_channels=3, encoder_block_out_channels=(32,) * 4,
+                              decoder_block_out_channels=(32,) * 4, layers_per_block=(1, 1, 1, 1, 1))  # fmt: skip
+    t = MochiTransformer3DModel(patch_size=2, num_attention_heads=2, attention_head_dim=8, num_layers=2,
+                                pooled_projection_dim=16, in_channels=12, text_embed_dim=TEXT_DIM, time_embed_dim=4,
+                                max_sequence_length=16)  # fmt: skip
+    return MochiPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae_, text_encoder=t5_encoder(len(tok)),
+                         tokenizer=tok, transformer=t)  # fmt: skip
+
+
+FAMILY_BUILDERS.update({"skyreels": skyreels_pipeline, "wanvace": wan_vace_pipeline, "mochi": mochi_pipeline})
