@@ -1,6 +1,7 @@
 """Tiny random diffusers pipelines from the real component classes, saved with ``save_pretrained`` (nothing
 downloaded): Wan2.1 T2V, Wan2.1 I2V (CLIP image encoder), Wan2.2 A14B I2V (two experts, ``boundary_ratio``) and
-Wan2.2 TI2V-5B (``expand_timesteps``); CogVideoX, LTX-Video, HunyuanVideo, SkyReels-V2, Wan VACE and Mochi below. Sizes as diffusers' own Wan pipeline tests build them.
+Wan2.2 TI2V-5B (``expand_timesteps``), sized as diffusers' own Wan pipeline tests build them; CogVideoX, LTX-Video,
+HunyuanVideo, SkyReels-V2, Wan VACE and Mochi below.
 
 Each builder returns the directory; a 5-frame 32x32 video in 3 steps runs in seconds on a CPU.
 """
