@@ -54,11 +54,15 @@ SUPPORTED_PIPELINES = (
     "SkyReelsV2Pipeline",
     "WanVACEPipeline",
     "MochiPipeline",
+    "HunyuanVideo15Pipeline",
 )
 OPTIONAL = ("transformer_2", "image_encoder", "image_processor")  # loaded when the pipeline has them
 ENCODERS = ("text_encoder", "text_encoder_2", "image_encoder")
 # components a pipeline class needs beyond tokenizer, text_encoder, vae, scheduler and transformer(s)
-REQUIRED_BY_CLASS = {"HunyuanVideoPipeline": ("tokenizer_2", "text_encoder_2")}  # Llama + CLIP (pooled)
+REQUIRED_BY_CLASS = {
+    "HunyuanVideoPipeline": ("tokenizer_2", "text_encoder_2"),  # Llama + CLIP (pooled)
+    "HunyuanVideo15Pipeline": ("tokenizer_2", "text_encoder_2", "guider"),  # Qwen2.5-VL + ByT5, its CFG guider
+}
 
 
 class PipelineError(ValueError):

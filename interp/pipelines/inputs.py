@@ -135,10 +135,16 @@ def vae_ratios(pipe) -> tuple[int, int]:
 
 def call_default(pipe, name: str):
     """The default of ``name`` in the pipeline's own ``__call__`` (e.g. ``max_sequence_length``: Wan 512, CogVideoX
-    226)."""
+    226); ``guidance_scale`` of a pipeline whose guidance is a guider component (HunyuanVideo 1.5) is the guider's;
+    None for a knob ``__call__`` does not have."""
     import inspect
 
-    return inspect.signature(type(pipe).__call__).parameters[name].default
+    params = inspect.signature(type(pipe).__call__).parameters
+    if name in params:
+        return params[name].default
+    if name == "guidance_scale" and getattr(pipe, "guider", None) is not None:
+        return pipe.guider.guidance_scale
+    return None
 
 
 def encode_prompts(pipe, prompts: list[str], device, max_sequence_length: int) -> torch.Tensor:
@@ -177,6 +183,9 @@ def encode_inputs(
     if true_cfg_scale is not None:
         raise PipelineError(f"true_cfg_scale is HunyuanVideoPipeline's; {pm.pipeline_class}'s classifier-free guidance "
                             "is guidance_scale (--guidance)")  # fmt: skip
+    if pm.pipeline_class == "HunyuanVideo15Pipeline":
+        return _hunyuan15_inputs(pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed,
+                                 max_sequence_length)  # fmt: skip
     if pm.pipeline_class == "WanVACEPipeline":
         return _wan_vace_inputs(pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed,
                                 max_sequence_length)  # fmt: skip
@@ -505,3 +514,53 @@ def mochi_sigmas(steps: int) -> np.ndarray:
     from diffusers.pipelines.mochi.pipeline_mochi import linear_quadratic_schedule
 
     return np.array(linear_quadratic_schedule(steps, 0.025))
+
+
+def _hunyuan15_inputs(
+    pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed, max_sequence_length
+) -> PipelineInputs:
+    """``HunyuanVideo15Pipeline`` (text-to-video): ``encode_prompt`` (Qwen2.5-VL hidden states through the chat
+    template, cropped, and their mask; ByT5 embeddings of the prompt's quoted glyph text, zeros without one) in the
+    transformer's dtype; ``image_embeds`` all zeros (``vision_num_semantic_tokens`` x ``vision_states_dim``), the
+    zero condition latents and mask (the adapter's ``condition=None``); ``prepare_latents``; ``set_timesteps`` gets
+    ``sigmas = linspace(1, 0, N + 1)[:-1]``. Guidance: ``__call__`` takes it from its ``guider`` component (a
+    ``ClassifierFreeGuidance``, cond and uncond as separate forwards); ``guidance_scale`` here is that guider's
+    ``guidance_scale`` (the pipeline's equivalent is ``pipe.guider = ClassifierFreeGuidance(guidance_scale=g)``)."""
+    pipe = pm.pipeline
+    t = pm.transformer
+    guider = pipe.guider
+    if max_sequence_length is not None:
+        raise PipelineError("HunyuanVideo15Pipeline has no max_sequence_length (its prompt length is the pipeline's "
+                            "tokenizer_max_length); leave it unset")  # fmt: skip
+    if (
+        type(guider).__name__ != "ClassifierFreeGuidance"
+        or guider.guidance_rescale != 0.0
+        or (guider.use_original_formulation or guider._start != 0.0 or guider._stop != 1.0)
+    ):
+        raise PipelineError(f"HunyuanVideo15Pipeline's guider is {type(guider).__name__}({dict(guider.config)}); "
+                            "supported: ClassifierFreeGuidance with guidance_rescale 0, use_original_formulation "
+                            "false, start 0, stop 1 (plain classifier-free guidance)")  # fmt: skip
+    num_frames, height, width = pipeline_sizes(pipe, num_frames, height, width)
+    device = next(t.parameters()).device
+    dtype = t.dtype
+    b = len(prompts)
+
+    def conditioning(texts) -> TextConditioning:
+        cache = {}
+        for p in dict.fromkeys(texts):
+            cache[p] = pipe.encode_prompt(prompt=p, device=device, dtype=dtype, batch_size=1)
+        emb, mask, emb2, mask2 = (torch.cat([cache[p][k] for p in texts]) for k in range(4))
+        image = torch.zeros(len(texts), pipe.vision_num_semantic_tokens, pipe.vision_states_dim, dtype=dtype,
+                            device=device)  # fmt: skip
+        return TextConditioning(emb, {"encoder_attention_mask": mask, "encoder_hidden_states_2": emb2,
+                                      "encoder_attention_mask_2": mask2, "image_embeds": image})  # fmt: skip
+
+    text = conditioning(prompts)
+    negative = conditioning([negative_prompt or ""] * b) if guidance_scale > 1.0 else None
+    noise = [pipe.prepare_latents(1, pipe.num_channels_latents, height, width, num_frames, dtype, device,
+                                  torch.Generator().manual_seed(seed + i), None) for i in range(b)]  # fmt: skip
+    latents = torch.cat(noise)
+    ti = TrajectoryInputs(text, tuple(latents.shape), negative=negative, latents=latents,
+                          timestep_kwargs={"sigmas": hunyuan_sigmas})  # fmt: skip
+    pm.release_encoders()
+    return PipelineInputs(ti, list(prompts), negative_prompt, [], num_frames, height, width, None)

@@ -310,3 +310,42 @@ def mochi_pipeline(kind: str):
 
 
 FAMILY_BUILDERS.update({"skyreels": skyreels_pipeline, "wanvace": wan_vace_pipeline, "mochi": mochi_pipeline})
+
+
+# --- HunyuanVideo 1.5 (T2V): Qwen2.5-VL text model through a chat template, ByT5 glyph encoder, a CFG guider --------
+
+HUNYUAN15_SIZE = dict(num_frames=5, height=32, width=32)  # latent 2 x 4 x 4 (8x spatial VAE here)
+
+
+def hunyuan15_pipeline(kind: str):
+    from diffusers import (
+        AutoencoderKLHunyuanVideo15,
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanVideo15Pipeline,
+        HunyuanVideo15Transformer3DModel,
+    )
+    from diffusers.guiders import ClassifierFreeGuidance
+    from transformers import ByT5Tokenizer, Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel
+
+    tok = tokenizer()
+    tok.chat_template = ("{% for m in messages %}{{ m['role'] }} {{ m['content'] }} {% endfor %}"
+                         "{% if add_generation_prompt %}assistant {% endif %}")  # fmt: skip
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 1, 2]}
+    qwen = Qwen2_5_VLTextModel(Qwen2_5_VLTextConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32,
+                                                    num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=2,
+                                                    max_position_embeddings=2048, pad_token_id=0, bos_token_id=1,
+                                                    eos_token_id=1, rope_parameters=rope)).eval()  # fmt: skip
+    vae_ = AutoencoderKLHunyuanVideo15(latent_channels=4, block_out_channels=(16, 16, 16, 16), layers_per_block=1,
+                                       spatial_compression_ratio=8, temporal_compression_ratio=4)  # fmt: skip
+    t = HunyuanVideo15Transformer3DModel(in_channels=9, out_channels=4, num_attention_heads=2, attention_head_dim=8,
+                                         num_layers=2, num_refiner_layers=1, mlp_ratio=2.0, patch_size=1,
+                                         patch_size_t=1, text_embed_dim=16, text_embed_2_dim=TEXT_DIM,
+                                         image_embed_dim=8, rope_axes_dim=(2, 2, 4), target_size=32)  # fmt: skip
+    byt5 = ByT5Tokenizer()
+    return HunyuanVideo15Pipeline(text_encoder=qwen, tokenizer=tok, transformer=t, vae=vae_,
+                                  scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+                                  text_encoder_2=t5_encoder(len(byt5)), tokenizer_2=byt5,
+                                  guider=ClassifierFreeGuidance(guidance_scale=6.0))  # fmt: skip
+
+
+FAMILY_BUILDERS["hunyuan15"] = hunyuan15_pipeline

@@ -1,5 +1,6 @@
-"""SkyReelsV2Pipeline, WanVACEPipeline and MochiPipeline: prompts through the pipeline's own encoders, the traced
-trajectory ends on exactly the latents of the pipeline's own ``__call__(output_type="latent")``.
+"""SkyReelsV2Pipeline, WanVACEPipeline, MochiPipeline and HunyuanVideo15Pipeline: prompts through the pipeline's own
+encoders, the traced trajectory ends on exactly the latents of the pipeline's own ``__call__(output_type="latent")``,
+and ``interp capture`` decodes them to the pipeline's own video.
 
 Tiny random pipelines from the real component classes (tests/helpers/pipelines.py, nothing downloaded).
 """
@@ -11,14 +12,14 @@ import warnings
 import pytest
 import torch
 from diffusers import DiffusionPipeline
-from helpers.pipelines import MOCHI_SIZE, NEW_SIZE, build
+from helpers.pipelines import HUNYUAN15_SIZE, MOCHI_SIZE, NEW_SIZE, build
 
 from interp.pipelines.components import load_pipeline
 from interp.pipelines.inputs import encode_inputs
 from interp.trajectory import SamplerConfig, run_trajectory
 
 KINDS = ("skyreels", "wanvace", "mochi")
-SIZES = {"skyreels": NEW_SIZE, "wanvace": NEW_SIZE, "mochi": MOCHI_SIZE}
+SIZES = {"skyreels": NEW_SIZE, "wanvace": NEW_SIZE, "mochi": MOCHI_SIZE, "hunyuan15": HUNYUAN15_SIZE}
 PROMPT = "a red ball moves left"
 EXTRA = {"mochi": {"max_sequence_length": 16}}
 
@@ -59,16 +60,19 @@ def test_trajectory_equals_pipeline_call(pipes, kind, guidance):
     assert traj.records[0].branches["cond"]["blocks.1.hook_resid_post"].shape[1] == 2 * 2 * 2
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_capture_video_equals_pipeline_call(pipes, tmp_path, kind):
+@pytest.mark.parametrize("kind", (*KINDS, "hunyuan15"))
+def test_capture_video_equals_pipeline_call(request, tmp_path, kind):
     """``interp capture PIPE --prompt P`` ends on the pipeline's own final latents and decodes them to its own uint8
-    video (the family's de-normalisation: Wan's latents_mean / latents_std, Mochi's own arithmetic)."""
+    video (the family's de-normalisation: Wan's latents_mean / latents_std, Mochi's own arithmetic, HunyuanVideo
+    1.5's scaling factor)."""
     import numpy as np
+    from diffusers.guiders import ClassifierFreeGuidance
     from typer.testing import CliRunner
 
     from interp.cli import app
     from interp.store import load_cache
 
+    pipes = {"hunyuan15": request.getfixturevalue("hv15")} if kind == "hunyuan15" else request.getfixturevalue("pipes")
     size = SIZES[kind]
     out = tmp_path / "run.h5"
     args = ["capture", str(pipes[kind]), "--prompt", PROMPT, "--steps", "2", "--guidance", "1", "--seed", "3",
@@ -79,17 +83,45 @@ def test_capture_video_equals_pipeline_call(pipes, tmp_path, kind):
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output + repr(res.exception)
     pipe = DiffusionPipeline.from_pretrained(pipes[kind])
-    got = {}
-
-    def grab(p, i, t, kw):
-        got["latents"] = kw["latents"]
-        return {}
-
-    frames = pipe(prompt=PROMPT, **size, num_inference_steps=2, guidance_scale=1.0,
-                  generator=torch.Generator().manual_seed(3), callback_on_step_end=grab, output_type="np",
-                  **EXTRA.get(kind, {})).frames  # fmt: skip
+    kw = {"guidance_scale": 1.0, **EXTRA.get(kind, {})}
+    if kind == "hunyuan15":  # no callback_on_step_end; guidance is its guider's
+        pipe.guider = ClassifierFreeGuidance(guidance_scale=1.0)
+        kw = {}
+    gen = torch.Generator().manual_seed(3)
+    ref_latents = pipe(prompt=PROMPT, **size, num_inference_steps=2, generator=gen, output_type="latent", **kw).frames
+    gen = torch.Generator().manual_seed(3)
+    frames = pipe(prompt=PROMPT, **size, num_inference_steps=2, generator=gen, output_type="np", **kw).frames
     ref_video = np.round(np.asarray(frames) * 255).clip(0, 255).astype(np.uint8)
     with load_cache(out) as c:
-        assert torch.equal(c.final, got["latents"])
+        assert torch.equal(c.final, ref_latents)
         assert c.video.shape == ref_video.shape
         assert np.array_equal(c.video, ref_video)
+
+
+@pytest.fixture(scope="module")
+def hv15(tmp_path_factory):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return build("hunyuan15", tmp_path_factory.mktemp("hv15"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("guidance", [1.0, 4.0], ids=["no-cfg", "cfg"])
+def test_hunyuan15_trajectory_equals_pipeline_call(hv15, guidance):
+    """HunyuanVideo15Pipeline: Qwen2.5-VL prompts through the chat template (cropped) and ByT5 glyph embeddings of the
+    quoted text, zero image embeddings and zero condition (text-to-video), the pipeline's sigmas; guidance is its
+    guider's (cond and uncond as two forwards), so bit-exact both ways."""
+    from diffusers.guiders import ClassifierFreeGuidance
+
+    prompt = 'a red ball draws "maze"'  # quoted: a glyph text, so ByT5 runs
+    pm = load_pipeline(hv15)
+    assert pm.adapter.family == "hunyuan15"
+    pi = encode_inputs(pm, [prompt], guidance_scale=guidance, seed=7, **SIZES["hunyuan15"])
+    assert pi.trajectory.text.extras["encoder_attention_mask_2"].sum() > 0  # the glyph text was encoded
+    traj = run_trajectory(pm, pi.trajectory, SamplerConfig(steps=2, guidance_scale=guidance))
+    pipe = DiffusionPipeline.from_pretrained(hv15)
+    pipe.guider = ClassifierFreeGuidance(guidance_scale=guidance)
+    ref = pipe(prompt=prompt, **HUNYUAN15_SIZE, num_inference_steps=2, generator=torch.Generator().manual_seed(7),
+               output_type="latent").frames  # fmt: skip
+    assert len(traj.branch_steps) == (2 if guidance > 1 else 1)
+    assert torch.equal(traj.final, ref)
