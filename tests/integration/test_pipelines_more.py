@@ -105,7 +105,6 @@ def hv15(tmp_path_factory):
         return build("hunyuan15", tmp_path_factory.mktemp("hv15"))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("guidance", [1.0, 4.0], ids=["no-cfg", "cfg"])
 def test_hunyuan15_trajectory_equals_pipeline_call(hv15, guidance):
     """HunyuanVideo15Pipeline: Qwen2.5-VL prompts through the chat template (cropped) and ByT5 glyph embeddings of the
