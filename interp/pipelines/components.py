@@ -52,6 +52,7 @@ SUPPORTED_PIPELINES = (
     "LTXImageToVideoPipeline",
     "HunyuanVideoPipeline",
     "SkyReelsV2Pipeline",
+    "SkyReelsV2ImageToVideoPipeline",
     "WanVACEPipeline",
     "MochiPipeline",
     "HunyuanVideo15Pipeline",

@@ -1,7 +1,9 @@
 """Prompts and images -> :class:`~interp.trajectory.TrajectoryInputs`, through the pipeline's own methods.
 
 For the Wan family (``WanPipeline``: text-to-video; ``WanImageToVideoPipeline``: Wan2.1 I2V with CLIP image
-embeddings, Wan2.2 A14B's two experts, Wan2.2 TI2V-5B's ``expand_timesteps``), CogVideoX (``CogVideoXPipeline``,
+embeddings, Wan2.2 A14B's two experts, Wan2.2 TI2V-5B's ``expand_timesteps``; ``SkyReelsV2Pipeline`` and
+``SkyReelsV2ImageToVideoPipeline`` the same way; ``WanVACEPipeline``: :func:`_wan_vace_inputs`), ``MochiPipeline``
+(:func:`_mochi_inputs`), ``HunyuanVideo15Pipeline`` (:func:`_hunyuan15_inputs`), CogVideoX (``CogVideoXPipeline``,
 ``CogVideoXImageToVideoPipeline``: :func:`_cogvideox_inputs`), LTX-Video (``LTXPipeline``,
 ``LTXImageToVideoPipeline``: :func:`_ltx_inputs`) and ``HunyuanVideoPipeline`` (:func:`_hunyuan_inputs`),
 :func:`encode_inputs` does what the pipeline's ``__call__`` does before its loop, with the same knobs and
@@ -113,12 +115,16 @@ def check_inputs(pm: PipelineModel, prompts: list[str] | None, images: list | No
     if images and len(images) != len(prompts):
         raise PipelineError(f"got {len(prompts)} prompt(s) and {len(images)} image(s): give one prompt per image")
     t = pm.transformers.get("transformer")
+    if pm.pipeline_class == "SkyReelsV2ImageToVideoPipeline" and (t is None or t.config.get("image_dim") is None):
+        raise PipelineError("SkyReelsV2ImageToVideoPipeline always passes CLIP image embeddings: its transformer "
+                            "needs image_dim set")  # fmt: skip
     if i2v and t is not None and t.config.get("image_dim") is not None and pm.components.get("image_encoder") is None:
         raise PipelineError("the transformer takes CLIP image embeddings (image_dim set) but the pipeline has no "
                             "image_encoder / image_processor")  # fmt: skip
 
 
-I2V_PIPELINES = ("WanImageToVideoPipeline", "CogVideoXImageToVideoPipeline", "LTXImageToVideoPipeline")
+I2V_PIPELINES = ("WanImageToVideoPipeline", "CogVideoXImageToVideoPipeline", "LTXImageToVideoPipeline",
+                 "SkyReelsV2ImageToVideoPipeline")  # fmt: skip
 COGVIDEOX_PIPELINES = ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline")
 LTX_PIPELINES = ("LTXPipeline", "LTXImageToVideoPipeline")
 

@@ -82,11 +82,8 @@ def build(kind: str, root: Path, seed: int = 0) -> Path:
     if kind == "t2v":
         pipe = WanPipeline(**common, vae=vae(), scheduler=unipc(), transformer=transformer(16, 16))
     elif kind == "i2v":
-        enc = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=4, projection_dim=4, num_hidden_layers=2,
-                                                             num_attention_heads=2, image_size=32,
-                                                             intermediate_size=16, patch_size=1)).eval()  # fmt: skip
         pipe = WanImageToVideoPipeline(**common, vae=vae(), scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
-                                       transformer=transformer(36, 16, image_dim=4), image_encoder=enc,
+                                       transformer=transformer(36, 16, image_dim=4), image_encoder=clip_image_encoder(),
                                        image_processor=CLIPImageProcessor(crop_size=32, size=32))  # fmt: skip
     elif kind == "a14b":
         pipe = WanImageToVideoPipeline(**common, vae=vae(), scheduler=unipc(), transformer=transformer(36, 16),
@@ -271,16 +268,29 @@ NEW_SIZE = dict(num_frames=5, height=32, width=32)  # Wan VAE: latent 2 x 4 x 4
 MOCHI_SIZE = dict(num_frames=7, height=32, width=32)  # Mochi VAE (6x temporal, 8x spatial): latent 2 x 4 x 4
 
 
+def clip_image_encoder():
+    return CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=4, projection_dim=4, num_hidden_layers=2,
+                                                          num_attention_heads=2, image_size=32, intermediate_size=16,
+                                                          patch_size=1)).eval()  # fmt: skip
+
+
 def skyreels_pipeline(kind: str):
-    from diffusers import SkyReelsV2Pipeline, SkyReelsV2Transformer3DModel
+    """kind: ``skyreels`` (SkyReelsV2Pipeline) or ``skyreels-i2v`` (SkyReelsV2ImageToVideoPipeline: CLIP image
+    embeddings and the image latent condition, as Wan2.1 I2V)."""
+    from diffusers import SkyReelsV2ImageToVideoPipeline, SkyReelsV2Pipeline, SkyReelsV2Transformer3DModel
 
     tok = tokenizer()
-    t = SkyReelsV2Transformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16,
-                                     out_channels=16, text_dim=TEXT_DIM, freq_dim=256, ffn_dim=32, num_layers=2,
-                                     cross_attn_norm=True, qk_norm="rms_norm_across_heads",
-                                     rope_max_seq_len=32)  # fmt: skip
-    return SkyReelsV2Pipeline(tokenizer=tok, text_encoder=text_encoder(len(tok)), vae=vae(), scheduler=unipc(),
-                              transformer=t)  # fmt: skip
+    i2v = kind == "skyreels-i2v"
+    extra = {"image_dim": 4, "added_kv_proj_dim": 24} if i2v else {}
+    t = SkyReelsV2Transformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
+                                     in_channels=36 if i2v else 16, out_channels=16, text_dim=TEXT_DIM, freq_dim=256,
+                                     ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+                                     rope_max_seq_len=32, **extra)  # fmt: skip
+    common = dict(tokenizer=tok, text_encoder=text_encoder(len(tok)), vae=vae(), scheduler=unipc(), transformer=t)
+    if i2v:
+        return SkyReelsV2ImageToVideoPipeline(**common, image_encoder=clip_image_encoder(),
+                                              image_processor=CLIPImageProcessor(crop_size=32, size=32))  # fmt: skip
+    return SkyReelsV2Pipeline(**common)
 
 
 def wan_vace_pipeline(kind: str):
@@ -309,7 +319,8 @@ def mochi_pipeline(kind: str):
                          tokenizer=tok, transformer=t)  # fmt: skip
 
 
-FAMILY_BUILDERS.update({"skyreels": skyreels_pipeline, "wanvace": wan_vace_pipeline, "mochi": mochi_pipeline})
+FAMILY_BUILDERS.update({"skyreels": skyreels_pipeline, "skyreels-i2v": skyreels_pipeline, "wanvace": wan_vace_pipeline,
+                        "mochi": mochi_pipeline})  # fmt: skip
 
 
 # --- HunyuanVideo 1.5 (T2V): Qwen2.5-VL text model through a chat template, ByT5 glyph encoder, a CFG guider --------

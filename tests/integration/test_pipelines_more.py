@@ -12,14 +12,15 @@ import warnings
 import pytest
 import torch
 from diffusers import DiffusionPipeline
-from helpers.pipelines import HUNYUAN15_SIZE, MOCHI_SIZE, NEW_SIZE, build
+from helpers.pipelines import HUNYUAN15_SIZE, MOCHI_SIZE, NEW_SIZE, build, image
 
 from interp.pipelines.components import load_pipeline
 from interp.pipelines.inputs import encode_inputs
 from interp.trajectory import SamplerConfig, run_trajectory
 
-KINDS = ("skyreels", "wanvace", "mochi")
-SIZES = {"skyreels": NEW_SIZE, "wanvace": NEW_SIZE, "mochi": MOCHI_SIZE, "hunyuan15": HUNYUAN15_SIZE}
+KINDS = ("skyreels", "skyreels-i2v", "wanvace", "mochi")
+SIZES = {"skyreels": NEW_SIZE, "skyreels-i2v": NEW_SIZE, "wanvace": NEW_SIZE, "mochi": MOCHI_SIZE,
+         "hunyuan15": HUNYUAN15_SIZE}  # fmt: skip
 PROMPT = "a red ball moves left"
 EXTRA = {"mochi": {"max_sequence_length": 16}}
 
@@ -29,14 +30,26 @@ def pipes(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipes")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return {k: build(k, root) for k in KINDS}
+        dirs = {k: build(k, root) for k in KINDS}
+    image(root / "img.png", (32, 32), seed=1)
+    dirs["img"] = root / "img.png"
+    return dirs
 
 
-def pipeline_latents(path, kind, guidance, steps, seed):
-    pipe = DiffusionPipeline.from_pretrained(path)
+def call_extra(pipes, kind) -> dict:
+    """What the pipeline's __call__ gets besides the prompt: the image of an I2V pipeline, Mochi's text length."""
+    if kind == "skyreels-i2v":
+        from PIL import Image
+
+        return {"image": Image.open(pipes["img"]).convert("RGB")}
+    return dict(EXTRA.get(kind, {}))
+
+
+def pipeline_latents(pipes, kind, guidance, steps, seed):
+    pipe = DiffusionPipeline.from_pretrained(pipes[kind])
     gen = torch.Generator().manual_seed(seed)
     return pipe(prompt=PROMPT, **SIZES[kind], num_inference_steps=steps, guidance_scale=guidance, generator=gen,
-                output_type="latent", **EXTRA.get(kind, {})).frames  # fmt: skip
+                output_type="latent", **call_extra(pipes, kind)).frames  # fmt: skip
 
 
 @pytest.mark.parametrize("guidance", [1.0, 4.0], ids=["no-cfg", "cfg"])
@@ -46,11 +59,13 @@ def test_trajectory_equals_pipeline_call(pipes, kind, guidance):
     Wan VACE), within float tolerance where it batches them (Mochi: one batch of [uncond, cond]; measured 1.7e-6 on
     latents of magnitude ~4.4)."""
     pm = load_pipeline(pipes[kind])
-    assert pm.adapter.family == kind
-    pi = encode_inputs(pm, [PROMPT], guidance_scale=guidance, seed=7, **SIZES[kind], **EXTRA.get(kind, {}))
+    assert pm.adapter.family == kind.split("-")[0]
+    images = [str(pipes["img"])] if kind == "skyreels-i2v" else None
+    pi = encode_inputs(pm, [PROMPT], images=images, guidance_scale=guidance, seed=7, **SIZES[kind],
+                       **EXTRA.get(kind, {}))  # fmt: skip
     traj = run_trajectory(pm, pi.trajectory, SamplerConfig(steps=3, guidance_scale=guidance),
                           read=["blocks.1.hook_resid_post"])  # fmt: skip
-    ref = pipeline_latents(pipes[kind], kind, guidance, 3, 7)
+    ref = pipeline_latents(pipes, kind, guidance, 3, 7)
     assert traj.final.shape == ref.shape
     assert not torch.equal(traj.final, pi.trajectory.latents)  # it denoised
     if kind == "mochi" and guidance > 1.0:
@@ -80,10 +95,12 @@ def test_capture_video_equals_pipeline_call(request, tmp_path, kind):
             "--sites", "blocks.0.hook_resid_post"]  # fmt: skip
     if kind == "mochi":
         args += ["--set", "max_sequence_length=16"]
+    if kind == "skyreels-i2v":
+        args += ["--image", str(pipes["img"])]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output + repr(res.exception)
     pipe = DiffusionPipeline.from_pretrained(pipes[kind])
-    kw = {"guidance_scale": 1.0, **EXTRA.get(kind, {})}
+    kw = {"guidance_scale": 1.0, **call_extra(pipes, kind)}
     if kind == "hunyuan15":  # no callback_on_step_end; guidance is its guider's
         pipe.guider = ClassifierFreeGuidance(guidance_scale=1.0)
         kw = {}
