@@ -450,8 +450,9 @@ def _wan_vace_inputs(
     """``WanVACEPipeline`` without a control video, mask or reference images (what ``__call__`` does given none):
     per sample, with that sample's generator and in ``__call__``'s order, ``preprocess_conditions`` (a zero video, an
     all-ones mask), ``prepare_video_latents`` and ``prepare_masks``, concatenated to the control latents
-    (``control_hidden_states``, the same in both CFG branches) with ``conditioning_scale`` 1.0 per VACE layer
-    (``control_hidden_states_scale``), then ``prepare_latents``. Prompts as Wan's."""
+    (``control_hidden_states``, the same in both CFG branches), then ``prepare_latents``. ``__call__``'s default
+    ``conditioning_scale`` 1.0 per VACE layer is the transformer's own default (``control_hidden_states_scale=None``:
+    ones), so it is not passed. Prompts as Wan's."""
     pipe = pm.pipeline
     t = pm.transformer
     num_frames, height, width = pipeline_sizes(pipe, num_frames, height, width)
@@ -460,7 +461,6 @@ def _wan_vace_inputs(
     b = len(prompts)
     emb = encode_prompts(pipe, prompts, device, max_sequence_length)
     neg = encode_prompts(pipe, [negative_prompt or ""] * b, device, max_sequence_length) if guidance_scale > 1 else None
-    scale = torch.ones(len(t.config.vace_layers), device=device, dtype=dtype)
     noise, controls = [], []
     for i in range(b):
         gen = torch.Generator().manual_seed(seed + i)
@@ -470,7 +470,7 @@ def _wan_vace_inputs(
         controls.append(torch.cat([cond, pipe.prepare_masks(mask, refs, gen)], dim=1).to(dtype))
         noise.append(pipe.prepare_latents(1, t.config.in_channels, height, width, num_frames, torch.float32, device,
                                           gen, None))  # fmt: skip
-    extras = {"control_hidden_states": torch.cat(controls), "control_hidden_states_scale": scale}
+    extras = {"control_hidden_states": torch.cat(controls)}
     latents = torch.cat(noise)
     ti = TrajectoryInputs(TextConditioning(emb, dict(extras)), tuple(latents.shape),
                           negative=TextConditioning(neg, dict(extras)) if neg is not None else None,

@@ -141,3 +141,30 @@ def test_hunyuan15_trajectory_equals_pipeline_call(hv15, guidance):
                output_type="latent").frames  # fmt: skip
     assert len(traj.branch_steps) == (2 if guidance > 1 else 1)
     assert torch.equal(traj.final, ref)
+
+
+def test_experiment_on_a_pipeline_keeps_its_schedule(pipes, tmp_path):
+    """An experiment with prompt inputs steps the pipeline's own schedule (Mochi's linear-quadratic sigmas passed to
+    set_timesteps, as capture does): its clean run ends on the pipeline's own latents (up to the float rounding of the
+    runner's larger batch of clean and edited rows); a skip changes the edited run."""
+    import numpy as np
+
+    from interp.experiments.schema import Experiment
+    from interp.experiments.verb import run_experiment
+    from interp.store.results import read_group
+
+    exp = Experiment.validate_data({
+        "model": str(pipes["mochi"]), "inputs": {"prompts": [PROMPT], "frames": 7, "height": 32, "width": 32},
+        "sampler": {"steps": 3, "guidance": 1.0, "seed": 7},
+        "interventions": [{"kind": "skip", "layers": 1, "steps": "0:3"}], "metrics": ["mse"],
+    })  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = run_experiment(exp, tmp_path / "exp", wandb="disabled", progress=False)
+    g = read_group(res.results, "group_0")
+    clean = torch.from_numpy(np.asarray(g["clean_final"]))
+    pipe = DiffusionPipeline.from_pretrained(pipes["mochi"])
+    ref = pipe(prompt=PROMPT, **MOCHI_SIZE, num_inference_steps=3, guidance_scale=1.0,
+               generator=torch.Generator().manual_seed(7), output_type="latent").frames  # fmt: skip
+    torch.testing.assert_close(clean, ref, atol=1e-5, rtol=0)
+    assert np.abs(np.asarray(g["final"])[0] - np.asarray(g["clean_final"])).max() > 1e-2
