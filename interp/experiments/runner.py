@@ -68,6 +68,7 @@ class GroupInputs:
     timestep_mask: torch.Tensor | None = None
     pipeline_noise: Callable[[int], torch.Tensor] | None = None
     timestep_kwargs: dict | None = None  # the pipeline's set_timesteps keywords (LTX's mu, Mochi's sigmas, ...)
+    reference_frames: int = 0  # leading latent frames dropped before decoding (WanVACE's reference images)
 
     def noise(self, seed: int, cache: dict) -> torch.Tensor:
         if seed not in cache:
@@ -125,7 +126,7 @@ def pipeline_group_inputs(exp: Experiment, loaded) -> GroupInputs:
     frames = torch.from_numpy(pi.images) if pi.images is not None else None
     return GroupInputs(ti.text, ti.condition, ti.latent_shape, frames, 1.0, negative=ti.negative,
                        first_frame=ti.first_frame, timestep_mask=ti.timestep_mask, pipeline_noise=noise,
-                       timestep_kwargs=ti.timestep_kwargs)  # fmt: skip
+                       timestep_kwargs=ti.timestep_kwargs, reference_frames=ti.reference_frames)  # fmt: skip
 
 
 def sampler_of(exp: Experiment, loaded: LoadedModel) -> SamplerConfig:
@@ -301,7 +302,7 @@ def experiment_scoring(exp: Experiment, loaded: LoadedModel, pl: Plan, groups: d
 
         def decode(final, local):
             ff = None if gi.first_frame is None else gi.first_frame[local]
-            return decode_video(loaded, final, first_frame=ff)
+            return decode_video(loaded, final, first_frame=ff, reference_frames=gi.reference_frames)
     elif exp.inputs.task == "maze" and (loaded.task or {}).get("pixel_space"):
         from interp.tasks.maze import from_model_space
 

@@ -79,13 +79,16 @@ def encode_latents(vae, x: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def decode_video(pm, latents: Tensor, *, downscale: int = 1, first_frame: Tensor | None = None) -> np.ndarray:
+def decode_video(pm, latents: Tensor, *, downscale: int = 1, first_frame: Tensor | None = None,
+                 reference_frames: int = 0) -> np.ndarray:  # fmt: skip
     """(B, C, F, H, W) latents -> uint8 (B, F', H', W', 3), as ``__call__`` with ``output_type="np"`` then
-    ``round(255 * v)``. ``first_frame`` (TI2V) replaces the leading latent frames first, as the pipeline does."""
+    ``round(255 * v)``. ``first_frame`` (TI2V) replaces the leading latent frames first, as the pipeline does;
+    ``reference_frames`` leading latent frames (WanVACE's reference images) are dropped first, as it does."""
     pipe = pm.pipeline
     vae = getattr(pipe, "vae", None)
     if vae is None:
         raise PipelineError(f"{pm.name}: no VAE loaded; decoding needs the pipeline's vae component")
+    latents = latents[:, :, reference_frames:]
     if first_frame is not None:
         latents = latents.clone()
         latents[:, :, : first_frame.shape[2]] = first_frame.to(latents)

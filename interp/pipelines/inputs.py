@@ -109,9 +109,10 @@ def check_inputs(pm: PipelineModel, prompts: list[str] | None, images: list | No
     if i2v and not images:
         raise PipelineError(f"{pm.pipeline_class} is image-to-video: give one image per prompt (--image IMG); "
                             f"got {len(prompts)} prompt(s) and no image")  # fmt: skip
-    if not i2v and images:
+    if not i2v and images and pm.pipeline_class not in REFERENCE_PIPELINES:
         raise PipelineError(f"{pm.pipeline_class} is text-to-video and takes no image; image-to-video pipelines: "
-                            f"{', '.join(I2V_PIPELINES)}")  # fmt: skip
+                            f"{', '.join(I2V_PIPELINES)}; reference images: "
+                            f"{', '.join(REFERENCE_PIPELINES)}")  # fmt: skip
     if images and len(images) != len(prompts):
         raise PipelineError(f"got {len(prompts)} prompt(s) and {len(images)} image(s): give one prompt per image")
     t = pm.transformers.get("transformer")
@@ -123,6 +124,7 @@ def check_inputs(pm: PipelineModel, prompts: list[str] | None, images: list | No
                             "image_encoder / image_processor")  # fmt: skip
 
 
+REFERENCE_PIPELINES = ("WanVACEPipeline",)  # an image per prompt is optional: a reference image (R2V)
 I2V_PIPELINES = ("WanImageToVideoPipeline", "CogVideoXImageToVideoPipeline", "LTXImageToVideoPipeline",
                  "SkyReelsV2ImageToVideoPipeline")  # fmt: skip
 COGVIDEOX_PIPELINES = ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline")
@@ -193,7 +195,7 @@ def encode_inputs(
         return _hunyuan15_inputs(pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed,
                                  max_sequence_length)  # fmt: skip
     if pm.pipeline_class == "WanVACEPipeline":
-        return _wan_vace_inputs(pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed,
+        return _wan_vace_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed,
                                 max_sequence_length)  # fmt: skip
     if pm.pipeline_class == "MochiPipeline":
         return _mochi_inputs(pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed,
@@ -445,14 +447,16 @@ def _hunyuan_inputs(
 
 
 def _wan_vace_inputs(
-    pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed, max_sequence_length
+    pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed, max_sequence_length
 ) -> PipelineInputs:
-    """``WanVACEPipeline`` without a control video, mask or reference images (what ``__call__`` does given none):
-    per sample, with that sample's generator and in ``__call__``'s order, ``preprocess_conditions`` (a zero video, an
-    all-ones mask), ``prepare_video_latents`` and ``prepare_masks``, concatenated to the control latents
-    (``control_hidden_states``, the same in both CFG branches), then ``prepare_latents``. ``__call__``'s default
-    ``conditioning_scale`` 1.0 per VACE layer is the transformer's own default (``control_hidden_states_scale=None``:
-    ones), so it is not passed. Prompts as Wan's."""
+    """``WanVACEPipeline`` without a control video or mask (what ``__call__`` does given none: a zero video, an
+    all-ones mask), with an optional reference image per prompt (``reference_images``, R2V): per sample, with that
+    sample's generator and in ``__call__``'s order, ``preprocess_conditions``, ``prepare_video_latents`` and
+    ``prepare_masks``, concatenated to the control latents (``control_hidden_states``, the same in both CFG
+    branches), then ``prepare_latents`` for ``num_frames`` plus the reference frames. The reference image's latent
+    frame leads the latents (``reference_frames``) and is dropped before decoding, as ``__call__`` drops it.
+    ``__call__``'s default ``conditioning_scale`` 1.0 per VACE layer is the transformer's own default
+    (``control_hidden_states_scale=None``: ones), so it is not passed. Prompts as Wan's."""
     pipe = pm.pipeline
     t = pm.transformer
     num_frames, height, width = pipeline_sizes(pipe, num_frames, height, width)
@@ -461,22 +465,26 @@ def _wan_vace_inputs(
     b = len(prompts)
     emb = encode_prompts(pipe, prompts, device, max_sequence_length)
     neg = encode_prompts(pipe, [negative_prompt or ""] * b, device, max_sequence_length) if guidance_scale > 1 else None
+    pil = [load_image(i) for i in images] if images else []
+    digests = [image_digest(i) for i in pil]
+    refs_n = 1 if pil else 0
+    tf, _ = vae_ratios(pipe)
     noise, controls = [], []
     for i in range(b):
         gen = torch.Generator().manual_seed(seed + i)
-        video, mask, refs = pipe.preprocess_conditions(None, None, None, 1, height, width, num_frames, torch.float32,
-                                                       device)  # fmt: skip
+        video, mask, refs = pipe.preprocess_conditions(None, None, pil[i] if pil else None, 1, height, width,
+                                                       num_frames, torch.float32, device)  # fmt: skip
         cond = pipe.prepare_video_latents(video, mask, refs, gen, device)
         controls.append(torch.cat([cond, pipe.prepare_masks(mask, refs, gen)], dim=1).to(dtype))
-        noise.append(pipe.prepare_latents(1, t.config.in_channels, height, width, num_frames, torch.float32, device,
-                                          gen, None))  # fmt: skip
+        noise.append(pipe.prepare_latents(1, t.config.in_channels, height, width, num_frames + refs_n * tf,
+                                          torch.float32, device, gen, None))  # fmt: skip
     extras = {"control_hidden_states": torch.cat(controls)}
     latents = torch.cat(noise)
     ti = TrajectoryInputs(TextConditioning(emb, dict(extras)), tuple(latents.shape),
                           negative=TextConditioning(neg, dict(extras)) if neg is not None else None,
-                          latents=latents)  # fmt: skip
+                          latents=latents, reference_frames=refs_n)  # fmt: skip
     pm.release_encoders()
-    return PipelineInputs(ti, list(prompts), negative_prompt, [], num_frames, height, width, None)
+    return PipelineInputs(ti, list(prompts), negative_prompt, digests, num_frames, height, width, None)
 
 
 def _mochi_inputs(

@@ -320,7 +320,7 @@ def mochi_pipeline(kind: str):
 
 
 FAMILY_BUILDERS.update({"skyreels": skyreels_pipeline, "skyreels-i2v": skyreels_pipeline, "wanvace": wan_vace_pipeline,
-                        "mochi": mochi_pipeline})  # fmt: skip
+                        "wanvace-r2v": wan_vace_pipeline, "mochi": mochi_pipeline})  # fmt: skip
 
 
 # --- HunyuanVideo 1.5 (T2V): Qwen2.5-VL text model through a chat template, ByT5 glyph encoder, a CFG guider --------

@@ -18,9 +18,10 @@ from interp.pipelines.components import load_pipeline
 from interp.pipelines.inputs import encode_inputs
 from interp.trajectory import SamplerConfig, run_trajectory
 
-KINDS = ("skyreels", "skyreels-i2v", "wanvace", "mochi")
-SIZES = {"skyreels": NEW_SIZE, "skyreels-i2v": NEW_SIZE, "wanvace": NEW_SIZE, "mochi": MOCHI_SIZE,
-         "hunyuan15": HUNYUAN15_SIZE}  # fmt: skip
+KINDS = ("skyreels", "skyreels-i2v", "wanvace", "wanvace-r2v", "mochi")
+SIZES = {"skyreels": NEW_SIZE, "skyreels-i2v": NEW_SIZE, "wanvace": NEW_SIZE, "wanvace-r2v": NEW_SIZE,
+         "mochi": MOCHI_SIZE, "hunyuan15": HUNYUAN15_SIZE}  # fmt: skip
+IMAGE_KINDS = ("skyreels-i2v", "wanvace-r2v")  # --image: the I2V first frame; VACE's reference image
 PROMPT = "a red ball moves left"
 EXTRA = {"mochi": {"max_sequence_length": 16}}
 
@@ -37,11 +38,13 @@ def pipes(tmp_path_factory):
 
 
 def call_extra(pipes, kind) -> dict:
-    """What the pipeline's __call__ gets besides the prompt: the image of an I2V pipeline, Mochi's text length."""
-    if kind == "skyreels-i2v":
+    """What the pipeline's __call__ gets besides the prompt: the image of an I2V pipeline, VACE's reference image,
+    Mochi's text length."""
+    if kind in IMAGE_KINDS:
         from PIL import Image
 
-        return {"image": Image.open(pipes["img"]).convert("RGB")}
+        img = Image.open(pipes["img"]).convert("RGB")
+        return {"reference_images": img} if kind == "wanvace-r2v" else {"image": img}
     return dict(EXTRA.get(kind, {}))
 
 
@@ -60,7 +63,7 @@ def test_trajectory_equals_pipeline_call(pipes, kind, guidance):
     latents of magnitude ~4.4)."""
     pm = load_pipeline(pipes[kind])
     assert pm.adapter.family == kind.split("-")[0]
-    images = [str(pipes["img"])] if kind == "skyreels-i2v" else None
+    images = [str(pipes["img"])] if kind in IMAGE_KINDS else None
     pi = encode_inputs(pm, [PROMPT], images=images, guidance_scale=guidance, seed=7, **SIZES[kind],
                        **EXTRA.get(kind, {}))  # fmt: skip
     traj = run_trajectory(pm, pi.trajectory, SamplerConfig(steps=3, guidance_scale=guidance),
@@ -72,7 +75,9 @@ def test_trajectory_equals_pipeline_call(pipes, kind, guidance):
         torch.testing.assert_close(traj.final, ref, atol=1e-5, rtol=0)
     else:
         assert torch.equal(traj.final, ref)
-    assert traj.records[0].branches["cond"]["blocks.1.hook_resid_post"].shape[1] == 2 * 2 * 2
+    frames = 3 if kind == "wanvace-r2v" else 2  # the reference image's latent frame leads the video's two
+    assert traj.final.shape[2] == frames == pi.trajectory.reference_frames + 2
+    assert traj.records[0].branches["cond"]["blocks.1.hook_resid_post"].shape[1] == frames * 2 * 2
 
 
 @pytest.mark.parametrize("kind", (*KINDS, "hunyuan15"))
@@ -95,7 +100,7 @@ def test_capture_video_equals_pipeline_call(request, tmp_path, kind):
             "--sites", "blocks.0.hook_resid_post"]  # fmt: skip
     if kind == "mochi":
         args += ["--set", "max_sequence_length=16"]
-    if kind == "skyreels-i2v":
+    if kind in IMAGE_KINDS:
         args += ["--image", str(pipes["img"])]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output + repr(res.exception)
