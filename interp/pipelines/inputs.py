@@ -126,7 +126,8 @@ def check_inputs(pm: PipelineModel, prompts: list[str] | None, images: list | No
 
 REFERENCE_PIPELINES = ("WanVACEPipeline",)  # an image per prompt is optional: a reference image (R2V)
 I2V_PIPELINES = ("WanImageToVideoPipeline", "CogVideoXImageToVideoPipeline", "LTXImageToVideoPipeline",
-                 "SkyReelsV2ImageToVideoPipeline")  # fmt: skip
+                 "SkyReelsV2ImageToVideoPipeline", "HunyuanVideo15ImageToVideoPipeline")  # fmt: skip
+HUNYUAN15_PIPELINES = ("HunyuanVideo15Pipeline", "HunyuanVideo15ImageToVideoPipeline")
 COGVIDEOX_PIPELINES = ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline")
 LTX_PIPELINES = ("LTXPipeline", "LTXImageToVideoPipeline")
 
@@ -191,9 +192,9 @@ def encode_inputs(
     if true_cfg_scale is not None:
         raise PipelineError(f"true_cfg_scale is HunyuanVideoPipeline's; {pm.pipeline_class}'s classifier-free guidance "
                             "is guidance_scale (--guidance)")  # fmt: skip
-    if pm.pipeline_class == "HunyuanVideo15Pipeline":
-        return _hunyuan15_inputs(pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed,
-                                 max_sequence_length)  # fmt: skip
+    if pm.pipeline_class in HUNYUAN15_PIPELINES:
+        return _hunyuan15_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale,
+                                 seed, max_sequence_length)  # fmt: skip
     if pm.pipeline_class == "WanVACEPipeline":
         return _wan_vace_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed,
                                 max_sequence_length)  # fmt: skip
@@ -531,50 +532,80 @@ def mochi_sigmas(steps: int) -> np.ndarray:
 
 
 def _hunyuan15_inputs(
-    pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed, max_sequence_length
+    pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed, max_sequence_length
 ) -> PipelineInputs:
-    """``HunyuanVideo15Pipeline`` (text-to-video): ``encode_prompt`` (Qwen2.5-VL hidden states through the chat
-    template, cropped, and their mask; ByT5 embeddings of the prompt's quoted glyph text, zeros without one) in the
-    transformer's dtype; ``image_embeds`` all zeros (``vision_num_semantic_tokens`` x ``vision_states_dim``), the
-    zero condition latents and mask (the adapter's ``condition=None``); ``prepare_latents``; ``set_timesteps`` gets
-    ``sigmas = linspace(1, 0, N + 1)[:-1]``. Guidance: ``__call__`` takes it from its ``guider`` component (a
-    ``ClassifierFreeGuidance``, cond and uncond as separate forwards); ``guidance_scale`` here is that guider's
-    ``guidance_scale`` (the pipeline's equivalent is ``pipe.guider = ClassifierFreeGuidance(guidance_scale=g)``)."""
+    """``HunyuanVideo15Pipeline`` / ``HunyuanVideo15ImageToVideoPipeline``: ``encode_prompt`` (Qwen2.5-VL hidden
+    states through the chat template, cropped, and their mask; ByT5 embeddings of the prompt's quoted glyph text,
+    zeros without one) in the transformer's dtype; ``set_timesteps`` gets ``sigmas = linspace(1, 0, N + 1)[:-1]``;
+    ``prepare_latents``. Text-to-video: ``image_embeds`` all zeros (``vision_num_semantic_tokens`` x
+    ``vision_states_dim``) and the zero condition (the adapter's ``condition=None``). Image-to-video: the video size
+    is the pipeline's own from the image and ``target_size`` (``calculate_default_height_width``; the image is
+    resized with ``resize_mode="crop"``), ``image_embeds`` by ``encode_image`` (SigLIP), the condition by
+    ``prepare_cond_latents_and_mask`` (the image latent in frame 0 and its mask). Guidance: ``__call__`` takes it from
+    its ``guider`` component (a ``ClassifierFreeGuidance``, cond and uncond as separate forwards);
+    ``guidance_scale`` here is that guider's ``guidance_scale`` (the pipeline's equivalent is
+    ``pipe.guider = ClassifierFreeGuidance(guidance_scale=g)``)."""
     pipe = pm.pipeline
     t = pm.transformer
     guider = pipe.guider
     if max_sequence_length is not None:
-        raise PipelineError("HunyuanVideo15Pipeline has no max_sequence_length (its prompt length is the pipeline's "
+        raise PipelineError(f"{pm.pipeline_class} has no max_sequence_length (its prompt length is the pipeline's "
                             "tokenizer_max_length); leave it unset")  # fmt: skip
     if (
         type(guider).__name__ != "ClassifierFreeGuidance"
         or guider.guidance_rescale != 0.0
         or (guider.use_original_formulation or guider._start != 0.0 or guider._stop != 1.0)
     ):
-        raise PipelineError(f"HunyuanVideo15Pipeline's guider is {type(guider).__name__}({dict(guider.config)}); "
+        raise PipelineError(f"{pm.pipeline_class}'s guider is {type(guider).__name__}({dict(guider.config)}); "
                             "supported: ClassifierFreeGuidance with guidance_rescale 0, use_original_formulation "
                             "false, start 0, stop 1 (plain classifier-free guidance)")  # fmt: skip
+    pil = [load_image(i) for i in images] if images else []
+    digests = [image_digest(i) for i in pil]
+    if pil:  # __call__ sizes the video from the image (it takes no height / width)
+        fit = pipe.video_processor.calculate_default_height_width
+        sizes = {fit(height=i.size[1], width=i.size[0], target_size=pipe.target_size) for i in pil}
+        if len(sizes) > 1:
+            raise PipelineError(f"{pm.pipeline_class} sizes each video from its image: these images give "
+                                f"{sorted(sizes)}; give images of one aspect ratio per batch")  # fmt: skip
+        (h, w), *_ = sizes
+        if (h, w) != (height, width):
+            warnings.warn(f"{pm.pipeline_class} sizes the video from the image and target_size "
+                          f"{pipe.target_size}: {h}x{w}, not {height}x{width}", stacklevel=3)  # fmt: skip
+        height, width = h, w
+        pil = [pipe.video_processor.resize(i, height=height, width=width, resize_mode="crop") for i in pil]
     num_frames, height, width = pipeline_sizes(pipe, num_frames, height, width)
     device = next(t.parameters()).device
     dtype = t.dtype
     b = len(prompts)
+    if pil:
+        image_embeds = torch.cat([pipe.encode_image(image=i, batch_size=1, device=device, dtype=dtype) for i in pil])
+    else:
+        image_embeds = torch.zeros(b, pipe.vision_num_semantic_tokens, pipe.vision_states_dim, dtype=dtype,
+                                   device=device)  # fmt: skip
 
     def conditioning(texts) -> TextConditioning:
         cache = {}
         for p in dict.fromkeys(texts):
             cache[p] = pipe.encode_prompt(prompt=p, device=device, dtype=dtype, batch_size=1)
         emb, mask, emb2, mask2 = (torch.cat([cache[p][k] for p in texts]) for k in range(4))
-        image = torch.zeros(len(texts), pipe.vision_num_semantic_tokens, pipe.vision_states_dim, dtype=dtype,
-                            device=device)  # fmt: skip
         return TextConditioning(emb, {"encoder_attention_mask": mask, "encoder_hidden_states_2": emb2,
-                                      "encoder_attention_mask_2": mask2, "image_embeds": image})  # fmt: skip
+                                      "encoder_attention_mask_2": mask2, "image_embeds": image_embeds})  # fmt: skip
 
     text = conditioning(prompts)
     negative = conditioning([negative_prompt or ""] * b) if guidance_scale > 1.0 else None
-    noise = [pipe.prepare_latents(1, pipe.num_channels_latents, height, width, num_frames, dtype, device,
-                                  torch.Generator().manual_seed(seed + i), None) for i in range(b)]  # fmt: skip
+    noise, conds = [], []
+    for i in range(b):
+        lat = pipe.prepare_latents(1, pipe.num_channels_latents, height, width, num_frames, dtype, device,
+                                   torch.Generator().manual_seed(seed + i), None)  # fmt: skip
+        noise.append(lat)
+        if pil:
+            cond, mask = pipe.prepare_cond_latents_and_mask(latents=lat, image=pil[i], batch_size=1, height=height,
+                                                            width=width, dtype=dtype, device=device)  # fmt: skip
+            conds.append(torch.cat([cond, mask], dim=1))
     latents = torch.cat(noise)
     ti = TrajectoryInputs(text, tuple(latents.shape), negative=negative, latents=latents,
+                          condition=torch.cat(conds) if conds else None,
                           timestep_kwargs={"sigmas": hunyuan_sigmas})  # fmt: skip
     pm.release_encoders()
-    return PipelineInputs(ti, list(prompts), negative_prompt, [], num_frames, height, width, None)
+    shown = np.stack([np.asarray(i.convert("RGB"), dtype=np.uint8) for i in pil]) if pil else None
+    return PipelineInputs(ti, list(prompts), negative_prompt, digests, num_frames, height, width, shown)

@@ -329,9 +329,12 @@ HUNYUAN15_SIZE = dict(num_frames=5, height=32, width=32)  # latent 2 x 4 x 4 (8x
 
 
 def hunyuan15_pipeline(kind: str):
+    """kind: ``hunyuan15`` (HunyuanVideo15Pipeline) or ``hunyuan15-i2v`` (HunyuanVideo15ImageToVideoPipeline: SigLIP
+    image embeddings, the image latent as condition)."""
     from diffusers import (
         AutoencoderKLHunyuanVideo15,
         FlowMatchEulerDiscreteScheduler,
+        HunyuanVideo15ImageToVideoPipeline,
         HunyuanVideo15Pipeline,
         HunyuanVideo15Transformer3DModel,
     )
@@ -353,10 +356,19 @@ def hunyuan15_pipeline(kind: str):
                                          patch_size_t=1, text_embed_dim=16, text_embed_2_dim=TEXT_DIM,
                                          image_embed_dim=8, rope_axes_dim=(2, 2, 4), target_size=32)  # fmt: skip
     byt5 = ByT5Tokenizer()
-    return HunyuanVideo15Pipeline(text_encoder=qwen, tokenizer=tok, transformer=t, vae=vae_,
-                                  scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
-                                  text_encoder_2=t5_encoder(len(byt5)), tokenizer_2=byt5,
-                                  guider=ClassifierFreeGuidance(guidance_scale=6.0))  # fmt: skip
+    common = dict(text_encoder=qwen, tokenizer=tok, transformer=t, vae=vae_,
+                  scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), text_encoder_2=t5_encoder(len(byt5)),
+                  tokenizer_2=byt5, guider=ClassifierFreeGuidance(guidance_scale=6.0))  # fmt: skip
+    if kind == "hunyuan15-i2v":
+        from transformers import SiglipImageProcessor, SiglipVisionConfig, SiglipVisionModel
+
+        cfg = SiglipVisionConfig(
+            hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8
+        )  # 16 image tokens of width 8 (image_embed_dim)
+        proc = SiglipImageProcessor(size={"height": 32, "width": 32})
+        return HunyuanVideo15ImageToVideoPipeline(**common, image_encoder=SiglipVisionModel(cfg).eval(),
+                                                  feature_extractor=proc)  # fmt: skip
+    return HunyuanVideo15Pipeline(**common)
 
 
-FAMILY_BUILDERS["hunyuan15"] = hunyuan15_pipeline
+FAMILY_BUILDERS.update({"hunyuan15": hunyuan15_pipeline, "hunyuan15-i2v": hunyuan15_pipeline})

@@ -20,8 +20,8 @@ from interp.trajectory import SamplerConfig, run_trajectory
 
 KINDS = ("skyreels", "skyreels-i2v", "wanvace", "wanvace-r2v", "mochi")
 SIZES = {"skyreels": NEW_SIZE, "skyreels-i2v": NEW_SIZE, "wanvace": NEW_SIZE, "wanvace-r2v": NEW_SIZE,
-         "mochi": MOCHI_SIZE, "hunyuan15": HUNYUAN15_SIZE}  # fmt: skip
-IMAGE_KINDS = ("skyreels-i2v", "wanvace-r2v")  # --image: the I2V first frame; VACE's reference image
+         "mochi": MOCHI_SIZE, "hunyuan15": HUNYUAN15_SIZE, "hunyuan15-i2v": HUNYUAN15_SIZE}  # fmt: skip
+IMAGE_KINDS = ("skyreels-i2v", "wanvace-r2v", "hunyuan15-i2v")  # --image: the I2V first frame; VACE's reference image
 PROMPT = "a red ball moves left"
 EXTRA = {"mochi": {"max_sequence_length": 16}}
 
@@ -80,7 +80,7 @@ def test_trajectory_equals_pipeline_call(pipes, kind, guidance):
     assert traj.records[0].branches["cond"]["blocks.1.hook_resid_post"].shape[1] == frames * 2 * 2
 
 
-@pytest.mark.parametrize("kind", (*KINDS, "hunyuan15"))
+@pytest.mark.parametrize("kind", (*KINDS, "hunyuan15", "hunyuan15-i2v"))
 def test_capture_video_equals_pipeline_call(request, tmp_path, kind):
     """``interp capture PIPE --prompt P`` ends on the pipeline's own final latents and decodes them to its own uint8
     video (the family's de-normalisation: Wan's latents_mean / latents_std, Mochi's own arithmetic, HunyuanVideo
@@ -92,7 +92,7 @@ def test_capture_video_equals_pipeline_call(request, tmp_path, kind):
     from interp.cli import app
     from interp.store import load_cache
 
-    pipes = {"hunyuan15": request.getfixturevalue("hv15")} if kind == "hunyuan15" else request.getfixturevalue("pipes")
+    pipes = request.getfixturevalue("hv15" if kind.startswith("hunyuan15") else "pipes")
     size = SIZES[kind]
     out = tmp_path / "run.h5"
     args = ["capture", str(pipes[kind]), "--prompt", PROMPT, "--steps", "2", "--guidance", "1", "--seed", "3",
@@ -105,14 +105,14 @@ def test_capture_video_equals_pipeline_call(request, tmp_path, kind):
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output + repr(res.exception)
     pipe = DiffusionPipeline.from_pretrained(pipes[kind])
-    kw = {"guidance_scale": 1.0, **call_extra(pipes, kind)}
-    if kind == "hunyuan15":  # no callback_on_step_end; guidance is its guider's
+    kw = {**size, "guidance_scale": 1.0, **call_extra(pipes, kind)}
+    if kind.startswith("hunyuan15"):  # guidance is its guider's; the I2V pipeline sizes the video from the image
         pipe.guider = ClassifierFreeGuidance(guidance_scale=1.0)
-        kw = {}
+        kw = {"num_frames": size["num_frames"], **call_extra(pipes, kind)} if kind.endswith("i2v") else size
     gen = torch.Generator().manual_seed(3)
-    ref_latents = pipe(prompt=PROMPT, **size, num_inference_steps=2, generator=gen, output_type="latent", **kw).frames
+    ref_latents = pipe(prompt=PROMPT, num_inference_steps=2, generator=gen, output_type="latent", **kw).frames
     gen = torch.Generator().manual_seed(3)
-    frames = pipe(prompt=PROMPT, **size, num_inference_steps=2, generator=gen, output_type="np", **kw).frames
+    frames = pipe(prompt=PROMPT, num_inference_steps=2, generator=gen, output_type="np", **kw).frames
     ref_video = np.round(np.asarray(frames) * 255).clip(0, 255).astype(np.uint8)
     with load_cache(out) as c:
         assert torch.equal(c.final, ref_latents)
@@ -122,27 +122,40 @@ def test_capture_video_equals_pipeline_call(request, tmp_path, kind):
 
 @pytest.fixture(scope="module")
 def hv15(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hv15")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return build("hunyuan15", tmp_path_factory.mktemp("hv15"))
+        dirs = {k: build(k, root) for k in ("hunyuan15", "hunyuan15-i2v")}
+    image(root / "img.png", (32, 32), seed=1)
+    dirs["img"] = root / "img.png"
+    return dirs
 
 
 @pytest.mark.parametrize("guidance", [1.0, 4.0], ids=["no-cfg", "cfg"])
-def test_hunyuan15_trajectory_equals_pipeline_call(hv15, guidance):
-    """HunyuanVideo15Pipeline: Qwen2.5-VL prompts through the chat template (cropped) and ByT5 glyph embeddings of the
-    quoted text, zero image embeddings and zero condition (text-to-video), the pipeline's sigmas; guidance is its
-    guider's (cond and uncond as two forwards), so bit-exact both ways."""
+@pytest.mark.parametrize("kind", ["hunyuan15", "hunyuan15-i2v"])
+def test_hunyuan15_trajectory_equals_pipeline_call(hv15, kind, guidance):
+    """HunyuanVideo15Pipeline / HunyuanVideo15ImageToVideoPipeline: Qwen2.5-VL prompts through the chat template
+    (cropped) and ByT5 glyph embeddings of the quoted text, the pipeline's sigmas; text-to-video with zero image
+    embeddings and zero condition, image-to-video with SigLIP embeddings and the image latent as condition, sized by
+    the pipeline from the image; guidance is its guider's (cond and uncond as two forwards), so bit-exact both ways."""
     from diffusers.guiders import ClassifierFreeGuidance
+    from PIL import Image
 
     prompt = 'a red ball draws "maze"'  # quoted: a glyph text, so ByT5 runs
-    pm = load_pipeline(hv15)
+    i2v = kind == "hunyuan15-i2v"
+    pm = load_pipeline(hv15[kind])
     assert pm.adapter.family == "hunyuan15"
-    pi = encode_inputs(pm, [prompt], guidance_scale=guidance, seed=7, **SIZES["hunyuan15"])
-    assert pi.trajectory.text.extras["encoder_attention_mask_2"].sum() > 0  # the glyph text was encoded
+    pi = encode_inputs(pm, [prompt], images=[str(hv15["img"])] if i2v else None, guidance_scale=guidance, seed=7,
+                       **SIZES["hunyuan15"])  # fmt: skip
+    e = pi.trajectory.text.extras
+    assert e["encoder_attention_mask_2"].sum() > 0  # the glyph text was encoded
+    assert bool(e["image_embeds"].abs().sum() > 0) == i2v and (pi.trajectory.condition is not None) == i2v
     traj = run_trajectory(pm, pi.trajectory, SamplerConfig(steps=2, guidance_scale=guidance))
-    pipe = DiffusionPipeline.from_pretrained(hv15)
+    pipe = DiffusionPipeline.from_pretrained(hv15[kind])
     pipe.guider = ClassifierFreeGuidance(guidance_scale=guidance)
-    ref = pipe(prompt=prompt, **HUNYUAN15_SIZE, num_inference_steps=2, generator=torch.Generator().manual_seed(7),
+    size = SIZES["hunyuan15"]
+    kw = {"image": Image.open(hv15["img"]).convert("RGB"), "num_frames": size["num_frames"]} if i2v else size
+    ref = pipe(prompt=prompt, **kw, num_inference_steps=2, generator=torch.Generator().manual_seed(7),
                output_type="latent").frames  # fmt: skip
     assert len(traj.branch_steps) == (2 if guidance > 1 else 1)
     assert torch.equal(traj.final, ref)
