@@ -4,9 +4,9 @@ control branch, ``vace_blocks``, that runs first on the VACE control latents and
 ``hint_j * control_hidden_states_scale[j]`` to the stream, outside any block. So at those layers
 ``blocks.{i}.hook_resid_post + hint * scale == blocks.{i+1}.hook_resid_pre`` (tested), not the same tensor.
 
-The control branch's blocks are hooked too (``vace_blocks.{j}.hook_*``: the control stream's residual sites and
-``hook_hint``, the projected hint); they are modules nnsight reads by path, not named sites of
-:class:`~interp.trace.Traced`, whose block axis is the denoising stream.
+The control branch's blocks are hooked too and are named sites of :class:`~interp.trace.Traced` off the block axis
+(``vace_blocks.{j}.hook_resid_pre`` ... ``hook_resid_post``: the control stream; ``vace_blocks.{j}.hook_hint``: the
+projected hint), read, edited and (sublayers) skipped like block sites; they run before ``hook_embed``'s block 0.
 """
 
 from __future__ import annotations
@@ -106,6 +106,10 @@ class WanVACEAdapter(Adapter):
 
     def stream_injections(self, transformer: nn.Module) -> tuple[int, ...]:
         return tuple(transformer.config.vace_layers)
+
+    def branch_sites(self, transformer: nn.Module) -> list[tuple[str, str]]:
+        names = [f"vace_blocks.{j}.{h}" for j in range(len(transformer.vace_blocks)) for h in HookedWanVACEBlock.HOOKS]
+        return [(n, n) for n in names]
 
     def passthrough(self, args: tuple, kwargs: dict) -> Any:
         return args[0] if args else kwargs["hidden_states"]

@@ -140,8 +140,9 @@ def _vace_inputs(a, m, batch=2):
 
 def test_wanvace_control_branch_is_exact_and_hints_join_the_stream():
     """With real control latents and per-layer scales: the hooked model equals diffusers'; the control branch's sites
-    compose its own stream; after block vace_layers[j] the next block's input is resid_post + hint_j * scale_j, with
-    hint_j what diffusers' own WanVACETransformerBlock returns."""
+    (named vace_blocks.{j}.hook_*, read in the same trace as the blocks') compose its own stream; after block
+    vace_layers[j] the next block's input is resid_post + hint_j * scale_j, with hint_j what diffusers' own
+    WanVACETransformerBlock returns."""
     from interp.trace import ForwardPlan, Traced
 
     a = ADAPTERS["wanvace"]
@@ -156,15 +157,13 @@ def test_wanvace_control_branch_is_exact_and_hints_join_the_stream():
     assert not torch.equal(ref, zero_control)  # the control latents matter
     tr = Traced(a.tiny(0))
     m = tr.dit.transformer
-    vace_sites = {}
-    for j, blk in enumerate(m.vace_blocks):
-        for h in blk.HOOKS:
-            getattr(blk, h).register_forward_hook(lambda mod, i, o, k=(j, h): vace_sites.__setitem__(k, o))
+    assert tr.sites[:7] == [f"vace_blocks.0.{h}" for h in m.vace_blocks[0].HOOKS] + ["vace_blocks.1.hook_resid_pre"]
+    assert tr.resolve("vace_blocks.*.hook_hint") == ["vace_blocks.0.hook_hint", "vace_blocks.1.hook_hint"]
     res = tr.run(x, t, text, plan=ForwardPlan(read="*"))
     assert torch.equal(res.output, ref)
     scale = text.extras["control_hidden_states_scale"]
     for j, layer in enumerate(m.config.vace_layers):
-        s = {h: vace_sites[(j, h)] for h in m.vace_blocks[j].HOOKS}
+        s = {h: res.acts[f"vace_blocks.{j}.{h}"] for h in m.vace_blocks[j].HOOKS}
         total = s["hook_resid_pre"] + s["hook_attn_out"] + s["hook_cross_attn_out"] + s["hook_mlp_out"]
         assert torch.equal(total, s["hook_resid_post"])
         assert torch.equal(s["hook_hint"], ref_hints[j])
@@ -178,7 +177,30 @@ def test_wanvace_control_branch_is_exact_and_hints_join_the_stream():
         )
         + res.acts["hook_embed"]
     )
-    assert torch.equal(vace_sites[(0, "hook_resid_pre")], pre0)
+    assert torch.equal(res.acts["vace_blocks.0.hook_resid_pre"], pre0)
+
+
+def test_wanvace_branch_edits_and_skips_equal_plain_torch():
+    """Zeroing vace_blocks.0.hook_hint equals diffusers' model whose block-0 hint projection returns zeros; skipping
+    vace_blocks.1.hook_attn_out equals its self-attention returning zeros; both change the prediction."""
+    import copy
+
+    from interp.trace import ForwardPlan, Traced
+
+    a = ADAPTERS["wanvace"]
+    plain = a.tiny(0)
+    x, t, text = _vace_inputs(a, plain)
+    ref_model = copy.deepcopy(plain)
+    ref_model.vace_blocks[0].proj_out.register_forward_hook(lambda mod, i, o: torch.zeros_like(o))
+    ref_model.vace_blocks[1].attn1.register_forward_hook(lambda mod, i, o: torch.zeros_like(o))
+    with torch.no_grad():
+        ref, clean = a.forward(ref_model, x, t, text), a.forward(plain, x, t, text)
+    zero = lambda site, step, v: torch.zeros_like(v)  # noqa: E731
+    plan = ForwardPlan(edit={"vace_blocks.0.hook_hint": zero}, skip=["vace_blocks.1.hook_attn_out"],
+                       read=["vace_blocks.0.hook_hint"])  # fmt: skip
+    res = Traced(plain).run(x, t, text, plan=plan)
+    assert torch.equal(res.output, ref) and not torch.equal(res.output, clean)
+    assert not res.acts["vace_blocks.0.hook_hint"].any()
 
 
 def test_ltx2_forward_is_the_pipelines_call_and_audio_matters():
