@@ -12,6 +12,14 @@ import re
 from collections.abc import Iterable
 
 SUBLAYER_HOOKS = ("hook_attn_out", "hook_cross_attn_out", "hook_mlp_out")
+
+
+def is_sublayer(hook: str) -> bool:
+    """A sublayer's contribution to a stream (skippable: set to zero): :data:`SUBLAYER_HOOKS` and a family's other
+    ``*_attn_out`` / ``*_mlp_out`` sites (LTX-2's ``hook_a2v_attn_out``, its audio stream's ``hook_audio_*_out``)."""
+    return hook.endswith(("_attn_out", "_mlp_out"))
+
+
 HOOK_ORDER = ("hook_resid_pre", "hook_attn_out", "hook_cross_attn_out", "hook_mlp_out", "hook_resid_post")
 BLOCK_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")
 ALIASES_RE = re.compile(r"^blocks\.(\d+)\.attn\.hook_out$")

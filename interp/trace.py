@@ -29,7 +29,7 @@ from nnsight import NNsight
 from torch import Tensor, nn
 
 from interp.adapters import Adapter, HookPoint, TextConditioning, get_adapter
-from interp.sites import ALIASES_RE, SUBLAYER_HOOKS
+from interp.sites import ALIASES_RE, SUBLAYER_HOOKS, is_sublayer
 from interp.sites import compact as _compact
 
 Edit = Callable[[str, int, Tensor], Tensor]
@@ -190,10 +190,11 @@ class Traced:
         ]
         if inside:
             raise ValueError(f"cannot read or edit {inside}: their block is skipped")
-        bad = [s for s in skips if s not in skipped_blocks and s.split(".")[-1] not in SUBLAYER_HOOKS]
+        bad = [s for s in skips if s not in skipped_blocks and not is_sublayer(s.split(".")[-1])]
         if bad:
             raise ValueError(
-                f"cannot skip {bad}: skip a block (blocks.{{i}}) or a sublayer ({', '.join(SUBLAYER_HOOKS)})"
+                f"cannot skip {bad}: skip a block (blocks.{{i}}) or a sublayer ({', '.join(SUBLAYER_HOOKS)}, or a "
+                "family's other *_attn_out / *_mlp_out site)"
             )
         copy = bool(edits or skips)  # an in-place edit downstream must not change what we read
         # one operation per module, in execution order (hook_embed shares its module with blocks.0.hook_resid_pre)

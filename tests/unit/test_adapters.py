@@ -249,3 +249,25 @@ def test_hunyuan15_text_to_video_is_zero_condition():
         assert not torch.equal(a.forward(m, x, t, text, condition=cond), ref)
     with pytest.raises(ValueError, match="lacks extras"):
         a.forward(m, x, t, type(text)(text.encoder_hidden_states))
+
+
+def test_ltx2_cross_modal_and_audio_sublayers_skip_as_plain_torch():
+    """Skipping blocks.1.hook_a2v_attn_out (audio-to-video) and blocks.0.hook_audio_mlp_out equals diffusers' model
+    whose audio_to_video_attn / audio_ff return zeros; a residual site is not skippable (one clear error)."""
+    import copy
+
+    from interp.trace import ForwardPlan, Traced
+
+    a = ADAPTERS["ltx2"]
+    plain = a.tiny(0)
+    x, t, text = tiny_inputs("ltx2", plain)
+    ref_model = copy.deepcopy(plain)
+    ref_model.transformer_blocks[1].audio_to_video_attn.register_forward_hook(lambda m, i, o: torch.zeros_like(o))
+    ref_model.transformer_blocks[0].audio_ff.register_forward_hook(lambda m, i, o: torch.zeros_like(o))
+    with torch.no_grad():
+        ref, clean = a.forward(ref_model, x, t, text), a.forward(plain, x, t, text)
+    tr = Traced(plain)
+    res = tr.run(x, t, text, plan=ForwardPlan(skip=["blocks.1.hook_a2v_attn_out", "blocks.0.hook_audio_mlp_out"]))
+    assert torch.equal(res.output, ref) and not torch.equal(res.output, clean)
+    with pytest.raises(ValueError, match="cannot skip.*hook_audio_resid_post"):
+        tr.run(x, t, text, plan=ForwardPlan(skip=["blocks.0.hook_audio_resid_post"]))
