@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import textwrap
+
 import pytest
 import torch
 from conftest import tiny_inputs
@@ -127,6 +131,39 @@ def test_copied_forwards_match_installed_diffusers(family):
             f"diffusers' {base.__module__}.{base.__name__}.forward changed: re-copy it into {cls.__module__}."
             f"{cls.__name__} and update COPIED_FROM_SHA"
         )
+
+
+class _StripHookPoints(ast.NodeTransformer):
+    """``self.hook_x(e)`` -> ``e``; then drop the ``x = x`` a hook point on a name leaves."""
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        f = node.func
+        is_hook = isinstance(f, ast.Attribute) and f.attr.startswith("hook_") and getattr(f.value, "id", "") == "self"
+        return node.args[0] if is_hook else node
+
+    def visit_Assign(self, node):
+        self.generic_visit(node)
+        t, v = node.targets[0], node.value
+        return None if isinstance(t, ast.Name) and isinstance(v, ast.Name) and t.id == v.id else node
+
+
+def _forward_ast(fn) -> str:
+    f = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
+    f.decorator_list = []
+    if isinstance(f.body[0], ast.Expr) and isinstance(f.body[0].value, ast.Constant):  # a docstring
+        f.body = f.body[1:]
+    return ast.dump(_StripHookPoints().visit(f))
+
+
+def test_hooked_forwards_are_diffusers_forwards_plus_hook_points(family):
+    """Every hooked block's forward, with its hook points removed, is the installed diffusers forward statement for
+    statement (compared as syntax trees: comments and line breaks aside, nothing else differs)."""
+    a = ADAPTERS[family]
+    hooked = {type(m) for m in a.install_hooks(a.tiny(0)).modules() if hasattr(type(m), "COPIED_FROM_SHA")}
+    for cls in hooked:
+        base = cls.__mro__[1]
+        assert _forward_ast(cls.forward) == _forward_ast(base.forward), f"{cls.__name__} is not {base.__name__}"
 
 
 def _vace_inputs(a, m, batch=2):
