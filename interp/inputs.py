@@ -2,10 +2,12 @@
 any other model the documented random inputs.
 
 Random inputs: text embeddings N(0, 1) of shape (batch, text_len, text_dim) drawn from
-``torch.Generator().manual_seed(seed)`` (plus the family's extras: an all-ones text mask, N(0, 1) pooled
-projections, embedded guidance 6.0 for HunyuanVideo), a latent of (frames, height, width) (default: the adapter's
-small patch-aligned size), and, for a family that concatenates a condition, a N(0, 1) condition from the same
-generator. Capture, experiments and the benchmark all build their inputs here.
+``torch.Generator().manual_seed(seed)`` (plus the family's extras, each adapter's ``default_extras``: an all-ones
+text mask, N(0, 1) pooled projections, embedded guidance 6.0 for HunyuanVideo; N(0, 1) ByT5 embeddings and zero
+image embeddings for HunyuanVideo 1.5; N(0, 1) audio latents and audio text for LTX-2; WanVACE's control latents are
+zeros), a latent of (frames, height, width) (default: the adapter's small patch-aligned size), and, for a family
+that concatenates a condition, a N(0, 1) condition from the same generator. Capture, experiments and the benchmark
+all build their inputs here.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@
   when present (Wan2.2 two experts, switching at ``boundary_ratio`` from ``model_index.json``), ``scheduler/``, and
   ``interp.json`` (task metadata of models we train);
 - hub id (``org/name``): resolved through huggingface_hub's cache (``snapshot_download``), then as above;
-- built-in: ``tiny-wan``, ``tiny-cogvideox``, ``tiny-ltx``, ``tiny-hunyuan`` (seeded random tiny configs) and
-  the shipped models ``maze-wan``, ``maze-cogvideox`` (package data: ``interp/data/<name>``).
+- built-in: ``tiny-{family}`` for every adapter family (``tiny-wan``, ``tiny-cogvideox``, ``tiny-ltx``,
+  ``tiny-hunyuan``, ``tiny-wanvace``, ``tiny-skyreels``, ``tiny-mochi``, ``tiny-hunyuan15``, ``tiny-ltx2``: seeded
+  random tiny configs) and the shipped models ``maze-wan``, ``maze-cogvideox`` (package data: ``interp/data/<name>``).
 
 This module is the one registry of what ships with the package: :data:`BUILTINS` (the DiTs, tiny and trained) and
 :data:`SHIPPED_LMS`; every shipped file (weights, eval sets, the paper's experiment files) is found through

@@ -12,11 +12,21 @@ import re
 from collections.abc import Iterable
 
 SUBLAYER_HOOKS = ("hook_attn_out", "hook_cross_attn_out", "hook_mlp_out")
+
+
+def is_sublayer(hook: str) -> bool:
+    """A sublayer's contribution to a stream (skippable: set to zero): :data:`SUBLAYER_HOOKS` and a family's other
+    ``*_attn_out`` / ``*_mlp_out`` sites (LTX-2's ``hook_a2v_attn_out``, its audio stream's ``hook_audio_*_out``)."""
+    return hook.endswith(("_attn_out", "_mlp_out"))
+
+
 HOOK_ORDER = ("hook_resid_pre", "hook_attn_out", "hook_cross_attn_out", "hook_mlp_out", "hook_resid_post")
 BLOCK_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")
 ALIASES_RE = re.compile(r"^blocks\.(\d+)\.attn\.hook_out$")
 # a stored site's name (any hook of a block, or a top-level hook)
-STORED_SITE_RE = re.compile(r"^(hook_[A-Za-z0-9_]+|blocks\.\d+\.[A-Za-z0-9_.]+)$")
+STORED_SITE_RE = re.compile(r"^(hook_[A-Za-z0-9_]+|([a-z0-9]+_)?blocks\.\d+\.[A-Za-z0-9_.]+)$")
+# a block-like site on any block list (``blocks.3.hook_x``, a branch's ``vace_blocks.0.hook_hint``)
+ANY_BLOCK_RE = re.compile(r"^((?:[a-z0-9]+_)?blocks)\.(\d+)\.(.+)$")
 # a site in an intervention's config: a block index, ``*`` or the placeholder ``{layer}``
 SITE_RE = re.compile(
     r"^(hook_embed|hook_out|blocks\.(\d+|\*|\{layer\})(\.(hook_resid_pre|hook_resid_post|hook_attn_out|attn\.hook_out"
@@ -52,21 +62,21 @@ def layer_order(site: str) -> tuple:
 
 def compact(names: Iterable[str]) -> str:
     """``blocks.0.hook_x, blocks.1.hook_x`` -> ``blocks.{0-1}.hook_x`` (for error messages)."""
-    groups: dict[str, list[int]] = {}
+    groups: dict[tuple[str, str], list[int]] = {}
     others: list[str] = []
     for n in names:
-        m = BLOCK_RE.match(n)
+        m = ANY_BLOCK_RE.match(n)
         if m:
-            groups.setdefault(m.group(2), []).append(int(m.group(1)))
+            groups.setdefault((m.group(1), m.group(3)), []).append(int(m.group(2)))
         else:
             others.append(n)
     parts = list(others)
-    for suffix, idx in groups.items():
+    for (prefix, suffix), idx in groups.items():
         idx = sorted(idx)
         runs, start = [], idx[0]
         for a, b in zip(idx, idx[1:] + [None]):
             if b != a + 1:
                 runs.append(f"{start}" if start == a else f"{start}-{a}")
                 start = b
-        parts.append(f"blocks.{{{','.join(runs)}}}.{suffix}")
+        parts.append(f"{prefix}.{{{','.join(runs)}}}.{suffix}")
     return ", ".join(parts)

@@ -9,7 +9,8 @@ Site names (TransformerLens style; block numbers run over all block lists in exe
 ``hook_embed`` (tokens entering block 0; the same tensor as ``blocks.0.hook_resid_pre``),
 ``blocks.{i}.hook_resid_pre``, ``blocks.{i}.hook_attn_out`` (alias ``blocks.{i}.attn.hook_out``),
 ``blocks.{i}.hook_cross_attn_out``, ``blocks.{i}.hook_mlp_out``, ``blocks.{i}.hook_resid_post``, ``hook_out``
-(the model's prediction for this forward in the canonical (B,C,F,H,W) layout, before guidance is combined).
+(the model's prediction for this forward in the canonical (B,C,F,H,W) layout, before guidance is combined);
+a family's sites off the block axis (WanVACE's control branch: ``vace_blocks.{j}.hook_*``, before block 0).
 Skippable: ``blocks.{i}`` (the whole block becomes the identity) and the sublayer sites (their contribution to the
 stream is removed, i.e. set to zero).
 """
@@ -28,7 +29,7 @@ from nnsight import NNsight
 from torch import Tensor, nn
 
 from interp.adapters import Adapter, HookPoint, TextConditioning, get_adapter
-from interp.sites import ALIASES_RE, SUBLAYER_HOOKS
+from interp.sites import ALIASES_RE, SUBLAYER_HOOKS, is_sublayer
 from interp.sites import compact as _compact
 
 Edit = Callable[[str, int, Tensor], Tensor]
@@ -88,6 +89,10 @@ class Traced:
         self._order: dict[str, int] = {}  # site or block -> execution position
         self._block_of: dict[str, str] = {}  # site -> its block name
         pos = 0
+        branch = self.adapter.branch_sites(transformer)  # sites off the block axis that run before block 0
+        for k, (name, path) in enumerate(branch):
+            self._paths[name] = f"transformer.{path}"
+            self._order[name] = k - len(branch)
         self._paths["hook_embed"] = f"transformer.{self.adapter.blocks(transformer)[0][0]}.hook_resid_pre"
         self._order["hook_embed"] = pos
         self._block_of["hook_embed"] = "blocks.0"
@@ -185,10 +190,11 @@ class Traced:
         ]
         if inside:
             raise ValueError(f"cannot read or edit {inside}: their block is skipped")
-        bad = [s for s in skips if s not in skipped_blocks and s.split(".")[-1] not in SUBLAYER_HOOKS]
+        bad = [s for s in skips if s not in skipped_blocks and not is_sublayer(s.split(".")[-1])]
         if bad:
             raise ValueError(
-                f"cannot skip {bad}: skip a block (blocks.{{i}}) or a sublayer ({', '.join(SUBLAYER_HOOKS)})"
+                f"cannot skip {bad}: skip a block (blocks.{{i}}) or a sublayer ({', '.join(SUBLAYER_HOOKS)}, or a "
+                "family's other *_attn_out / *_mlp_out site)"
             )
         copy = bool(edits or skips)  # an in-place edit downstream must not change what we read
         # one operation per module, in execution order (hook_embed shares its module with blocks.0.hook_resid_pre)

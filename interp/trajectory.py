@@ -98,6 +98,9 @@ class TrajectoryInputs:
     # keywords of ``scheduler.set_timesteps`` the pipeline passes besides the step count (LTX: ``sigmas`` =
     # linspace(1, 1/N, N) and the dynamic shift ``mu`` it computes from the token count; see interp.pipelines.inputs)
     timestep_kwargs: dict | None = None
+    # leading latent frames that are not video (WanVACE's reference images): denoised with the rest, dropped before
+    # decoding, as the pipeline drops them
+    reference_frames: int = 0
 
 
 @dataclass

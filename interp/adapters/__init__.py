@@ -7,10 +7,21 @@ from torch import nn
 from interp.adapters.base import BLOCK_HOOKS, Adapter, HookPoint, TextConditioning, tokens_to_grid
 from interp.adapters.cogvideox import CogVideoXAdapter
 from interp.adapters.hunyuan import HunyuanAdapter
+from interp.adapters.hunyuan15 import HunyuanVideo15Adapter
 from interp.adapters.ltx import LTXAdapter
+from interp.adapters.ltx2 import LTX2Adapter
+from interp.adapters.mochi import MochiAdapter
+from interp.adapters.skyreels import SkyReelsV2Adapter
 from interp.adapters.wan import WanAdapter
+from interp.adapters.wanvace import WanVACEAdapter
 
-ADAPTERS: dict[str, Adapter] = {a.family: a for a in (WanAdapter(), CogVideoXAdapter(), LTXAdapter(), HunyuanAdapter())}
+ADAPTERS: dict[str, Adapter] = {
+    a.family: a
+    for a in (
+        WanAdapter(), CogVideoXAdapter(), LTXAdapter(), HunyuanAdapter(),
+        WanVACEAdapter(), SkyReelsV2Adapter(), MochiAdapter(), HunyuanVideo15Adapter(), LTX2Adapter(),
+    )
+}  # fmt: skip
 """Family name -> adapter."""
 
 _BY_CLASS = {a.class_name: a for a in ADAPTERS.values()}

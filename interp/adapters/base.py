@@ -148,6 +148,16 @@ class Adapter(ABC):
         """Site suffixes this block offers (``hook_resid_pre``, ...), in execution order."""
         return self.hooked_class(block).HOOKS  # type: ignore[attr-defined]
 
+    def branch_sites(self, transformer: nn.Module) -> list[tuple[str, str]]:
+        """Named sites off the block axis that run before block 0, in execution order: (site name, module path under
+        the transformer). WanVACE: its control branch's ``vace_blocks.{j}.hook_*``. Empty for most families."""
+        return []
+
+    def stream_injections(self, transformer: nn.Module) -> tuple[int, ...]:
+        """Blocks after which the model adds to the stream outside any block (WanVACE's control hints): there
+        ``blocks.{i}.hook_resid_post`` is not ``blocks.{i+1}.hook_resid_pre``. Empty for most families."""
+        return ()
+
     @abstractmethod
     def passthrough(self, args: tuple, kwargs: dict) -> Any:
         """What a block returns when it is the identity, given the arguments it was called with."""

@@ -374,7 +374,8 @@ def capture_pipeline(
             def step_hook(rec: StepRecord) -> None:
                 arrays = []
                 if rec.step in lens:
-                    frames = decode_video(loaded, rec.x0, downscale=config.x0_downscale, first_frame=inputs.first_frame)
+                    frames = decode_video(loaded, rec.x0, downscale=config.x0_downscale, first_frame=inputs.first_frame,
+                                          reference_frames=inputs.reference_frames)  # fmt: skip
                     arrays.append(("x0_video", lens[rec.step], frames, len(sel), lens_attrs))
                     if scoring is not None:
                         arrays += scoring.step_arrays(lens[rec.step], len(sel), sel, frames)
@@ -387,7 +388,7 @@ def capture_pipeline(
             final = traj.final
         if final is None:  # resumed a file whose steps were all done
             final = torch.from_numpy(writer.file["latents"][-1])
-        video = decode_video(loaded, final, first_frame=inputs.first_frame)
+        video = decode_video(loaded, final, first_frame=inputs.first_frame, reference_frames=inputs.reference_frames)
         writer.put_array("video", video, {"axes": "batch,frame,height,width,rgb"})
         if scoring is not None:
             scoring.put_video(writer, video)

@@ -67,6 +67,8 @@ class GroupInputs:
     first_frame: torch.Tensor | None = None
     timestep_mask: torch.Tensor | None = None
     pipeline_noise: Callable[[int], torch.Tensor] | None = None
+    timestep_kwargs: dict | None = None  # the pipeline's set_timesteps keywords (LTX's mu, Mochi's sigmas, ...)
+    reference_frames: int = 0  # leading latent frames dropped before decoding (WanVACE's reference images)
 
     def noise(self, seed: int, cache: dict) -> torch.Tensor:
         if seed not in cache:
@@ -124,7 +126,8 @@ def pipeline_group_inputs(exp: Experiment, loaded, level: int | None = None) -> 
 
     frames = torch.from_numpy(pi.images) if pi.images is not None else None
     return GroupInputs(ti.text, ti.condition, ti.latent_shape, frames, 1.0, negative=ti.negative,
-                       first_frame=ti.first_frame, timestep_mask=ti.timestep_mask, pipeline_noise=noise)  # fmt: skip
+                       first_frame=ti.first_frame, timestep_mask=ti.timestep_mask, pipeline_noise=noise,
+                       timestep_kwargs=ti.timestep_kwargs, reference_frames=ti.reference_frames)  # fmt: skip
 
 
 def sampler_of(exp: Experiment, loaded: LoadedModel) -> SamplerConfig:
@@ -303,7 +306,7 @@ def experiment_scoring(exp: Experiment, loaded: LoadedModel, pl: Plan, groups: d
             gi = groups[where[samples[0]].group]  # a batch never mixes groups
             local = [where[i].local for i in samples]
             ff = None if gi.first_frame is None else gi.first_frame[local]
-            return decode_video(loaded, final, first_frame=ff)
+            return decode_video(loaded, final, first_frame=ff, reference_frames=gi.reference_frames)
     elif exp.inputs.task == "maze" and (loaded.task or {}).get("pixel_space"):
         from interp.tasks.maze import from_model_space
 
@@ -337,7 +340,7 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
                               negative=None if gi.negative is None else _index_text(gi.negative, idx, n),
                               condition=None if gi.condition is None else gi.condition[idx], latents=noise,
                               first_frame=None if gi.first_frame is None else gi.first_frame[idx],
-                              timestep_mask=gi.timestep_mask)  # fmt: skip
+                              timestep_mask=gi.timestep_mask, timestep_kwargs=gi.timestep_kwargs)  # fmt: skip
     bound = [b for u in batch.units for b in bind_unit(pl.experiments[u[0]], batch, u, local[u[1]], directions)]
     plan_fn, edit_latent = compile_batch(bound, traced, shape, sampler.steps, sites)
     want_x0 = exp.capture.x0 or "x0_distance" in exp.metrics

@@ -51,11 +51,22 @@ SUPPORTED_PIPELINES = (
     "LTXPipeline",
     "LTXImageToVideoPipeline",
     "HunyuanVideoPipeline",
+    "SkyReelsV2Pipeline",
+    "SkyReelsV2ImageToVideoPipeline",
+    "WanVACEPipeline",
+    "MochiPipeline",
+    "HunyuanVideo15Pipeline",
+    "HunyuanVideo15ImageToVideoPipeline",
 )
 OPTIONAL = ("transformer_2", "image_encoder", "image_processor")  # loaded when the pipeline has them
 ENCODERS = ("text_encoder", "text_encoder_2", "image_encoder")
 # components a pipeline class needs beyond tokenizer, text_encoder, vae, scheduler and transformer(s)
-REQUIRED_BY_CLASS = {"HunyuanVideoPipeline": ("tokenizer_2", "text_encoder_2")}  # Llama + CLIP (pooled)
+REQUIRED_BY_CLASS = {
+    "HunyuanVideoPipeline": ("tokenizer_2", "text_encoder_2"),  # Llama + CLIP (pooled)
+    "HunyuanVideo15Pipeline": ("tokenizer_2", "text_encoder_2", "guider"),  # Qwen2.5-VL + ByT5, its CFG guider
+    "HunyuanVideo15ImageToVideoPipeline": ("tokenizer_2", "text_encoder_2", "guider", "image_encoder",
+                                           "feature_extractor"),  # and SigLIP
+}  # fmt: skip
 
 
 class PipelineError(ValueError):

@@ -79,18 +79,23 @@ def encode_latents(vae, x: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def decode_video(pm, latents: Tensor, *, downscale: int = 1, first_frame: Tensor | None = None) -> np.ndarray:
+def decode_video(pm, latents: Tensor, *, downscale: int = 1, first_frame: Tensor | None = None,
+                 reference_frames: int = 0) -> np.ndarray:  # fmt: skip
     """(B, C, F, H, W) latents -> uint8 (B, F', H', W', 3), as ``__call__`` with ``output_type="np"`` then
-    ``round(255 * v)``. ``first_frame`` (TI2V) replaces the leading latent frames first, as the pipeline does."""
+    ``round(255 * v)``. ``first_frame`` (TI2V) replaces the leading latent frames first, as the pipeline does;
+    ``reference_frames`` leading latent frames (WanVACE's reference images) are dropped first, as it does."""
     pipe = pm.pipeline
     vae = getattr(pipe, "vae", None)
     if vae is None:
         raise PipelineError(f"{pm.name}: no VAE loaded; decoding needs the pipeline's vae component")
+    latents = latents[:, :, reference_frames:]
     if first_frame is not None:
         latents = latents.clone()
         latents[:, :, : first_frame.shape[2]] = first_frame.to(latents)
     if type(pipe).__name__ in ("LTXPipeline", "LTXImageToVideoPipeline"):
         video = _ltx_decode(pipe, latents)
+    elif type(pipe).__name__ == "MochiPipeline":
+        video = _mochi_decode(pipe, latents)
     else:
         video = vae.decode(denormalize(vae, latents), return_dict=False)[0]
     video = pipe.video_processor.postprocess_video(video, output_type="np")  # (B, F, H, W, 3) in [0, 1]
@@ -122,6 +127,22 @@ def _ltx_decode(pipe, latents: Tensor) -> Tensor:
                                 "noise from the generator, which interp does not replay; supported: 0.0")  # fmt: skip
         timestep = torch.tensor([dt] * latents.shape[0], device=dev, dtype=latents.dtype)
     return vae.decode(latents.to(vae.dtype), timestep, return_dict=False)[0]
+
+
+def _mochi_decode(pipe, latents: Tensor) -> Tensor:
+    """The end of ``MochiPipeline.__call__``: ``latents * latents_std / scaling_factor + latents_mean`` (the VAE
+    config's statistics, its own arithmetic), else ``latents / scaling_factor``."""
+    vae = pipe.vae
+    cfg = vae.config
+    latents = latents.to(next(vae.parameters()).device)
+    if cfg.get("latents_mean") is not None and cfg.get("latents_std") is not None:
+        n = len(cfg.latents_mean)
+        mean = torch.tensor(cfg.latents_mean).view(1, n, 1, 1, 1).to(latents.device, latents.dtype)
+        std = torch.tensor(cfg.latents_std).view(1, n, 1, 1, 1).to(latents.device, latents.dtype)
+        latents = latents * std / cfg.scaling_factor + mean
+    else:
+        latents = latents / cfg.scaling_factor
+    return vae.decode(latents, return_dict=False)[0]
 
 
 def to_uint8(video: np.ndarray) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Prompts and images -> :class:`~interp.trajectory.TrajectoryInputs`, through the pipeline's own methods.
 
 For the Wan family (``WanPipeline``: text-to-video; ``WanImageToVideoPipeline``: Wan2.1 I2V with CLIP image
-embeddings, Wan2.2 A14B's two experts, Wan2.2 TI2V-5B's ``expand_timesteps``), CogVideoX (``CogVideoXPipeline``,
+embeddings, Wan2.2 A14B's two experts, Wan2.2 TI2V-5B's ``expand_timesteps``; ``SkyReelsV2Pipeline`` and
+``SkyReelsV2ImageToVideoPipeline`` the same way; ``WanVACEPipeline``: :func:`_wan_vace_inputs`), ``MochiPipeline``
+(:func:`_mochi_inputs`), ``HunyuanVideo15Pipeline`` (:func:`_hunyuan15_inputs`), CogVideoX (``CogVideoXPipeline``,
 ``CogVideoXImageToVideoPipeline``: :func:`_cogvideox_inputs`), LTX-Video (``LTXPipeline``,
 ``LTXImageToVideoPipeline``: :func:`_ltx_inputs`) and ``HunyuanVideoPipeline`` (:func:`_hunyuan_inputs`),
 :func:`encode_inputs` does what the pipeline's ``__call__`` does before its loop, with the same knobs and
@@ -107,36 +109,51 @@ def check_inputs(pm: PipelineModel, prompts: list[str] | None, images: list | No
     if i2v and not images:
         raise PipelineError(f"{pm.pipeline_class} is image-to-video: give one image per prompt (--image IMG); "
                             f"got {len(prompts)} prompt(s) and no image")  # fmt: skip
-    if not i2v and images:
+    if not i2v and images and pm.pipeline_class not in REFERENCE_PIPELINES:
         raise PipelineError(f"{pm.pipeline_class} is text-to-video and takes no image; image-to-video pipelines: "
-                            f"{', '.join(I2V_PIPELINES)}")  # fmt: skip
+                            f"{', '.join(I2V_PIPELINES)}; reference images: "
+                            f"{', '.join(REFERENCE_PIPELINES)}")  # fmt: skip
     if images and len(images) != len(prompts):
         raise PipelineError(f"got {len(prompts)} prompt(s) and {len(images)} image(s): give one prompt per image")
     t = pm.transformers.get("transformer")
+    if pm.pipeline_class == "SkyReelsV2ImageToVideoPipeline" and (t is None or t.config.get("image_dim") is None):
+        raise PipelineError("SkyReelsV2ImageToVideoPipeline always passes CLIP image embeddings: its transformer "
+                            "needs image_dim set")  # fmt: skip
     if i2v and t is not None and t.config.get("image_dim") is not None and pm.components.get("image_encoder") is None:
         raise PipelineError("the transformer takes CLIP image embeddings (image_dim set) but the pipeline has no "
                             "image_encoder / image_processor")  # fmt: skip
 
 
-I2V_PIPELINES = ("WanImageToVideoPipeline", "CogVideoXImageToVideoPipeline", "LTXImageToVideoPipeline")
+REFERENCE_PIPELINES = ("WanVACEPipeline",)  # an image per prompt is optional: a reference image (R2V)
+I2V_PIPELINES = ("WanImageToVideoPipeline", "CogVideoXImageToVideoPipeline", "LTXImageToVideoPipeline",
+                 "SkyReelsV2ImageToVideoPipeline", "HunyuanVideo15ImageToVideoPipeline")  # fmt: skip
+HUNYUAN15_PIPELINES = ("HunyuanVideo15Pipeline", "HunyuanVideo15ImageToVideoPipeline")
 COGVIDEOX_PIPELINES = ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline")
 LTX_PIPELINES = ("LTXPipeline", "LTXImageToVideoPipeline")
 
 
 def vae_ratios(pipe) -> tuple[int, int]:
     """(temporal, spatial) VAE compression as the pipeline names it (Wan / CogVideoX: ``vae_scale_factor_*``; LTX:
-    ``vae_*_compression_ratio``)."""
+    ``vae_*_compression_ratio``; Mochi: ``vae_*_scale_factor``)."""
     if hasattr(pipe, "vae_temporal_compression_ratio"):
         return pipe.vae_temporal_compression_ratio, pipe.vae_spatial_compression_ratio
+    if hasattr(pipe, "vae_temporal_scale_factor"):  # Mochi
+        return pipe.vae_temporal_scale_factor, pipe.vae_spatial_scale_factor
     return pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial
 
 
 def call_default(pipe, name: str):
     """The default of ``name`` in the pipeline's own ``__call__`` (e.g. ``max_sequence_length``: Wan 512, CogVideoX
-    226)."""
+    226); ``guidance_scale`` of a pipeline whose guidance is a guider component (HunyuanVideo 1.5) is the guider's;
+    None for a knob ``__call__`` does not have."""
     import inspect
 
-    return inspect.signature(type(pipe).__call__).parameters[name].default
+    params = inspect.signature(type(pipe).__call__).parameters
+    if name in params:
+        return params[name].default
+    if name == "guidance_scale" and getattr(pipe, "guider", None) is not None:
+        return pipe.guider.guidance_scale
+    return None
 
 
 def encode_prompts(pipe, prompts: list[str], device, max_sequence_length: int) -> torch.Tensor:
@@ -175,6 +192,15 @@ def encode_inputs(
     if true_cfg_scale is not None:
         raise PipelineError(f"true_cfg_scale is HunyuanVideoPipeline's; {pm.pipeline_class}'s classifier-free guidance "
                             "is guidance_scale (--guidance)")  # fmt: skip
+    if pm.pipeline_class in HUNYUAN15_PIPELINES:
+        return _hunyuan15_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale,
+                                 seed, max_sequence_length)  # fmt: skip
+    if pm.pipeline_class == "WanVACEPipeline":
+        return _wan_vace_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed,
+                                max_sequence_length)  # fmt: skip
+    if pm.pipeline_class == "MochiPipeline":
+        return _mochi_inputs(pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed,
+                             max_sequence_length)  # fmt: skip
     if pm.pipeline_class in LTX_PIPELINES:
         return _ltx_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed,
                            max_sequence_length)  # fmt: skip
@@ -214,7 +240,7 @@ def encode_inputs(
             out = pipe.prepare_latents(x, 1, z, height, width, num_frames, torch.float32, device,
                                        torch.Generator().manual_seed(seed + i), None, None)  # fmt: skip
             noise.append(out[0])
-            if pipe.config.expand_timesteps:
+            if pipe.config.get("expand_timesteps", False):
                 first_frames.append(out[1])
                 mask = out[2]
             else:
@@ -224,7 +250,8 @@ def encode_inputs(
         for i in range(b):
             noise.append(pipe.prepare_latents(1, c, height, width, num_frames, torch.float32, device,
                                               torch.Generator().manual_seed(seed + i), None))  # fmt: skip
-        if pipe.config.expand_timesteps:  # TI2V-5B text-to-video: every token at t (per-token timesteps all equal)
+        # TI2V-5B text-to-video: every token at t (per-token timesteps all equal)
+        if pipe.config.get("expand_timesteps", False):
             mask = torch.ones((1, 1, *noise[0].shape[2:]), dtype=torch.float32, device=device)
     latents = torch.cat(noise)
     ti = TrajectoryInputs(
@@ -418,3 +445,167 @@ def _hunyuan_inputs(
     pm.release_encoders()
     return PipelineInputs(ti, list(prompts), negative_prompt, [], num_frames, height, width, None,
                           loop_guidance=true_cfg if do_true_cfg else 1.0)  # fmt: skip
+
+
+def _wan_vace_inputs(
+    pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed, max_sequence_length
+) -> PipelineInputs:
+    """``WanVACEPipeline`` without a control video or mask (what ``__call__`` does given none: a zero video, an
+    all-ones mask), with an optional reference image per prompt (``reference_images``, R2V): per sample, with that
+    sample's generator and in ``__call__``'s order, ``preprocess_conditions``, ``prepare_video_latents`` and
+    ``prepare_masks``, concatenated to the control latents (``control_hidden_states``, the same in both CFG
+    branches), then ``prepare_latents`` for ``num_frames`` plus the reference frames. The reference image's latent
+    frame leads the latents (``reference_frames``) and is dropped before decoding, as ``__call__`` drops it.
+    ``__call__``'s default ``conditioning_scale`` 1.0 per VACE layer is the transformer's own default
+    (``control_hidden_states_scale=None``: ones), so it is not passed. Prompts as Wan's."""
+    pipe = pm.pipeline
+    t = pm.transformer
+    num_frames, height, width = pipeline_sizes(pipe, num_frames, height, width)
+    device = next(t.parameters()).device
+    dtype = t.dtype
+    b = len(prompts)
+    emb = encode_prompts(pipe, prompts, device, max_sequence_length)
+    neg = encode_prompts(pipe, [negative_prompt or ""] * b, device, max_sequence_length) if guidance_scale > 1 else None
+    pil = [load_image(i) for i in images] if images else []
+    digests = [image_digest(i) for i in pil]
+    refs_n = 1 if pil else 0
+    tf, _ = vae_ratios(pipe)
+    noise, controls = [], []
+    for i in range(b):
+        gen = torch.Generator().manual_seed(seed + i)
+        video, mask, refs = pipe.preprocess_conditions(None, None, pil[i] if pil else None, 1, height, width,
+                                                       num_frames, torch.float32, device)  # fmt: skip
+        cond = pipe.prepare_video_latents(video, mask, refs, gen, device)
+        controls.append(torch.cat([cond, pipe.prepare_masks(mask, refs, gen)], dim=1).to(dtype))
+        noise.append(pipe.prepare_latents(1, t.config.in_channels, height, width, num_frames + refs_n * tf,
+                                          torch.float32, device, gen, None))  # fmt: skip
+    extras = {"control_hidden_states": torch.cat(controls)}
+    latents = torch.cat(noise)
+    ti = TrajectoryInputs(TextConditioning(emb, dict(extras)), tuple(latents.shape),
+                          negative=TextConditioning(neg, dict(extras)) if neg is not None else None,
+                          latents=latents, reference_frames=refs_n)  # fmt: skip
+    pm.release_encoders()
+    return PipelineInputs(ti, list(prompts), negative_prompt, digests, num_frames, height, width, None)
+
+
+def _mochi_inputs(
+    pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed, max_sequence_length
+) -> PipelineInputs:
+    """``MochiPipeline``: T5 prompts and their attention masks by ``encode_prompt`` (the mask is the transformer's
+    ``encoder_attention_mask``); latents by ``prepare_latents`` in the prompt embeddings' dtype; ``set_timesteps``
+    gets ``__call__``'s ``sigmas = linear_quadratic_schedule(N, 0.025)``. ``__call__`` runs CFG as one batch of
+    [uncond, cond]; the loop runs two forwards (the same arithmetic up to the batch's reduction order)."""
+    pipe = pm.pipeline
+    t = pm.transformer
+    num_frames, height, width = pipeline_sizes(pipe, num_frames, height, width)
+    device = next(t.parameters()).device
+    b = len(prompts)
+
+    def encode(texts):
+        cache = {}
+        for p in dict.fromkeys(texts):
+            emb, mask, _, _ = pipe.encode_prompt(p, do_classifier_free_guidance=False,
+                                                 max_sequence_length=max_sequence_length, device=device)  # fmt: skip
+            cache[p] = (emb, mask)
+        return torch.cat([cache[p][0] for p in texts]), torch.cat([cache[p][1] for p in texts])
+
+    emb, mask = encode(prompts)
+    text = TextConditioning(emb, {"encoder_attention_mask": mask})
+    negative = None
+    if guidance_scale > 1.0:
+        nemb, nmask = encode([negative_prompt or ""] * b)
+        negative = TextConditioning(nemb, {"encoder_attention_mask": nmask})
+    noise = [pipe.prepare_latents(1, t.config.in_channels, height, width, num_frames, emb.dtype, device,
+                                  torch.Generator().manual_seed(seed + i), None) for i in range(b)]  # fmt: skip
+    latents = torch.cat(noise)
+    ti = TrajectoryInputs(text, tuple(latents.shape), negative=negative, latents=latents,
+                          timestep_kwargs={"sigmas": mochi_sigmas})  # fmt: skip
+    pm.release_encoders()
+    return PipelineInputs(ti, list(prompts), negative_prompt, [], num_frames, height, width, None)
+
+
+def mochi_sigmas(steps: int) -> np.ndarray:
+    """The sigmas ``MochiPipeline.__call__`` passes to ``set_timesteps``: ``linear_quadratic_schedule(N, 0.025)``."""
+    from diffusers.pipelines.mochi.pipeline_mochi import linear_quadratic_schedule
+
+    return np.array(linear_quadratic_schedule(steps, 0.025))
+
+
+def _hunyuan15_inputs(
+    pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed, max_sequence_length
+) -> PipelineInputs:
+    """``HunyuanVideo15Pipeline`` / ``HunyuanVideo15ImageToVideoPipeline``: ``encode_prompt`` (Qwen2.5-VL hidden
+    states through the chat template, cropped, and their mask; ByT5 embeddings of the prompt's quoted glyph text,
+    zeros without one) in the transformer's dtype; ``set_timesteps`` gets ``sigmas = linspace(1, 0, N + 1)[:-1]``;
+    ``prepare_latents``. Text-to-video: ``image_embeds`` all zeros (``vision_num_semantic_tokens`` x
+    ``vision_states_dim``) and the zero condition (the adapter's ``condition=None``). Image-to-video: the video size
+    is the pipeline's own from the image and ``target_size`` (``calculate_default_height_width``; the image is
+    resized with ``resize_mode="crop"``), ``image_embeds`` by ``encode_image`` (SigLIP), the condition by
+    ``prepare_cond_latents_and_mask`` (the image latent in frame 0 and its mask). Guidance: ``__call__`` takes it from
+    its ``guider`` component (a ``ClassifierFreeGuidance``, cond and uncond as separate forwards);
+    ``guidance_scale`` here is that guider's ``guidance_scale`` (the pipeline's equivalent is
+    ``pipe.guider = ClassifierFreeGuidance(guidance_scale=g)``)."""
+    pipe = pm.pipeline
+    t = pm.transformer
+    guider = pipe.guider
+    if max_sequence_length is not None:
+        raise PipelineError(f"{pm.pipeline_class} has no max_sequence_length (its prompt length is the pipeline's "
+                            "tokenizer_max_length); leave it unset")  # fmt: skip
+    if (
+        type(guider).__name__ != "ClassifierFreeGuidance"
+        or guider.guidance_rescale != 0.0
+        or (guider.use_original_formulation or guider._start != 0.0 or guider._stop != 1.0)
+    ):
+        raise PipelineError(f"{pm.pipeline_class}'s guider is {type(guider).__name__}({dict(guider.config)}); "
+                            "supported: ClassifierFreeGuidance with guidance_rescale 0, use_original_formulation "
+                            "false, start 0, stop 1 (plain classifier-free guidance)")  # fmt: skip
+    pil = [load_image(i) for i in images] if images else []
+    digests = [image_digest(i) for i in pil]
+    if pil:  # __call__ sizes the video from the image (it takes no height / width)
+        fit = pipe.video_processor.calculate_default_height_width
+        sizes = {fit(height=i.size[1], width=i.size[0], target_size=pipe.target_size) for i in pil}
+        if len(sizes) > 1:
+            raise PipelineError(f"{pm.pipeline_class} sizes each video from its image: these images give "
+                                f"{sorted(sizes)}; give images of one aspect ratio per batch")  # fmt: skip
+        (h, w), *_ = sizes
+        if (h, w) != (height, width):
+            warnings.warn(f"{pm.pipeline_class} sizes the video from the image and target_size "
+                          f"{pipe.target_size}: {h}x{w}, not {height}x{width}", stacklevel=3)  # fmt: skip
+        height, width = h, w
+        pil = [pipe.video_processor.resize(i, height=height, width=width, resize_mode="crop") for i in pil]
+    num_frames, height, width = pipeline_sizes(pipe, num_frames, height, width)
+    device = next(t.parameters()).device
+    dtype = t.dtype
+    b = len(prompts)
+    if pil:
+        image_embeds = torch.cat([pipe.encode_image(image=i, batch_size=1, device=device, dtype=dtype) for i in pil])
+    else:
+        image_embeds = torch.zeros(b, pipe.vision_num_semantic_tokens, pipe.vision_states_dim, dtype=dtype,
+                                   device=device)  # fmt: skip
+
+    def conditioning(texts) -> TextConditioning:
+        cache = {}
+        for p in dict.fromkeys(texts):
+            cache[p] = pipe.encode_prompt(prompt=p, device=device, dtype=dtype, batch_size=1)
+        emb, mask, emb2, mask2 = (torch.cat([cache[p][k] for p in texts]) for k in range(4))
+        return TextConditioning(emb, {"encoder_attention_mask": mask, "encoder_hidden_states_2": emb2,
+                                      "encoder_attention_mask_2": mask2, "image_embeds": image_embeds})  # fmt: skip
+
+    text = conditioning(prompts)
+    negative = conditioning([negative_prompt or ""] * b) if guidance_scale > 1.0 else None
+    noise, conds = [], []
+    for i in range(b):
+        lat = pipe.prepare_latents(1, pipe.num_channels_latents, height, width, num_frames, dtype, device,
+                                   torch.Generator().manual_seed(seed + i), None)  # fmt: skip
+        noise.append(lat)
+        if pil:
+            cond, mask = pipe.prepare_cond_latents_and_mask(latents=lat, image=pil[i], batch_size=1, height=height,
+                                                            width=width, dtype=dtype, device=device)  # fmt: skip
+            conds.append(torch.cat([cond, mask], dim=1))
+    latents = torch.cat(noise)
+    ti = TrajectoryInputs(text, tuple(latents.shape), negative=negative, latents=latents,
+                          condition=torch.cat(conds) if conds else None,
+                          timestep_kwargs={"sigmas": hunyuan_sigmas})  # fmt: skip
+    pm.release_encoders()
+    shown = np.stack([np.asarray(i.convert("RGB"), dtype=np.uint8) for i in pil]) if pil else None
+    return PipelineInputs(ti, list(prompts), negative_prompt, digests, num_frames, height, width, shown)

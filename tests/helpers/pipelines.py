@@ -1,6 +1,7 @@
 """Tiny random diffusers pipelines from the real component classes, saved with ``save_pretrained`` (nothing
 downloaded): Wan2.1 T2V, Wan2.1 I2V (CLIP image encoder), Wan2.2 A14B I2V (two experts, ``boundary_ratio``) and
-Wan2.2 TI2V-5B (``expand_timesteps``). Sizes as diffusers' own Wan pipeline tests build them.
+Wan2.2 TI2V-5B (``expand_timesteps``), sized as diffusers' own Wan pipeline tests build them; CogVideoX, LTX-Video,
+HunyuanVideo, SkyReels-V2, Wan VACE and Mochi below.
 
 Each builder returns the directory; a 5-frame 32x32 video in 3 steps runs in seconds on a CPU.
 """
@@ -81,11 +82,8 @@ def build(kind: str, root: Path, seed: int = 0) -> Path:
     if kind == "t2v":
         pipe = WanPipeline(**common, vae=vae(), scheduler=unipc(), transformer=transformer(16, 16))
     elif kind == "i2v":
-        enc = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=4, projection_dim=4, num_hidden_layers=2,
-                                                             num_attention_heads=2, image_size=32,
-                                                             intermediate_size=16, patch_size=1)).eval()  # fmt: skip
         pipe = WanImageToVideoPipeline(**common, vae=vae(), scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
-                                       transformer=transformer(36, 16, image_dim=4), image_encoder=enc,
+                                       transformer=transformer(36, 16, image_dim=4), image_encoder=clip_image_encoder(),
                                        image_processor=CLIPImageProcessor(crop_size=32, size=32))  # fmt: skip
     elif kind == "a14b":
         pipe = WanImageToVideoPipeline(**common, vae=vae(), scheduler=unipc(), transformer=transformer(36, 16),
@@ -262,3 +260,115 @@ def hunyuan_pipeline(kind: str):
 
 
 FAMILY_BUILDERS["hunyuan"] = hunyuan_pipeline
+
+
+# --- SkyReels-V2 (T2V), Wan VACE (T2V through the control branch), Mochi (T2V) -------------------------------------
+
+NEW_SIZE = dict(num_frames=5, height=32, width=32)  # Wan VAE: latent 2 x 4 x 4
+MOCHI_SIZE = dict(num_frames=7, height=32, width=32)  # Mochi VAE (6x temporal, 8x spatial): latent 2 x 4 x 4
+
+
+def clip_image_encoder():
+    return CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=4, projection_dim=4, num_hidden_layers=2,
+                                                          num_attention_heads=2, image_size=32, intermediate_size=16,
+                                                          patch_size=1)).eval()  # fmt: skip
+
+
+def skyreels_pipeline(kind: str):
+    """kind: ``skyreels`` (SkyReelsV2Pipeline) or ``skyreels-i2v`` (SkyReelsV2ImageToVideoPipeline: CLIP image
+    embeddings and the image latent condition, as Wan2.1 I2V)."""
+    from diffusers import SkyReelsV2ImageToVideoPipeline, SkyReelsV2Pipeline, SkyReelsV2Transformer3DModel
+
+    tok = tokenizer()
+    i2v = kind == "skyreels-i2v"
+    extra = {"image_dim": 4, "added_kv_proj_dim": 24} if i2v else {}
+    t = SkyReelsV2Transformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
+                                     in_channels=36 if i2v else 16, out_channels=16, text_dim=TEXT_DIM, freq_dim=256,
+                                     ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+                                     rope_max_seq_len=32, **extra)  # fmt: skip
+    common = dict(tokenizer=tok, text_encoder=text_encoder(len(tok)), vae=vae(), scheduler=unipc(), transformer=t)
+    if i2v:
+        return SkyReelsV2ImageToVideoPipeline(**common, image_encoder=clip_image_encoder(),
+                                              image_processor=CLIPImageProcessor(crop_size=32, size=32))  # fmt: skip
+    return SkyReelsV2Pipeline(**common)
+
+
+def wan_vace_pipeline(kind: str):
+    from diffusers import WanVACEPipeline, WanVACETransformer3DModel
+
+    tok = tokenizer()
+    # control latents: 2 x 16 (inactive, reactive video latents) + 8 x 8 (the mask, folded from pixels) = 96
+    t = WanVACETransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16,
+                                  out_channels=16, text_dim=TEXT_DIM, freq_dim=256, ffn_dim=32, num_layers=3,
+                                  cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
+                                  vace_layers=[0, 2], vace_in_channels=96)  # fmt: skip
+    return WanVACEPipeline(tokenizer=tok, text_encoder=text_encoder(len(tok)), vae=vae(), scheduler=unipc(),
+                           transformer=t)  # fmt: skip
+
+
+def mochi_pipeline(kind: str):
+    from diffusers import AutoencoderKLMochi, FlowMatchEulerDiscreteScheduler, MochiPipeline, MochiTransformer3DModel
+
+    tok = tokenizer()
+    vae_ = AutoencoderKLMochi(latent_channels=12, out_channels=3, encoder_block_out_channels=(32,) * 4,
+                              decoder_block_out_channels=(32,) * 4, layers_per_block=(1, 1, 1, 1, 1))  # fmt: skip
+    t = MochiTransformer3DModel(patch_size=2, num_attention_heads=2, attention_head_dim=8, num_layers=2,
+                                pooled_projection_dim=16, in_channels=12, text_embed_dim=TEXT_DIM, time_embed_dim=4,
+                                max_sequence_length=16)  # fmt: skip
+    return MochiPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae_, text_encoder=t5_encoder(len(tok)),
+                         tokenizer=tok, transformer=t)  # fmt: skip
+
+
+FAMILY_BUILDERS.update({"skyreels": skyreels_pipeline, "skyreels-i2v": skyreels_pipeline, "wanvace": wan_vace_pipeline,
+                        "wanvace-r2v": wan_vace_pipeline, "mochi": mochi_pipeline})  # fmt: skip
+
+
+# --- HunyuanVideo 1.5 (T2V): Qwen2.5-VL text model through a chat template, ByT5 glyph encoder, a CFG guider --------
+
+HUNYUAN15_SIZE = dict(num_frames=5, height=32, width=32)  # latent 2 x 4 x 4 (8x spatial VAE here)
+
+
+def hunyuan15_pipeline(kind: str):
+    """kind: ``hunyuan15`` (HunyuanVideo15Pipeline) or ``hunyuan15-i2v`` (HunyuanVideo15ImageToVideoPipeline: SigLIP
+    image embeddings, the image latent as condition)."""
+    from diffusers import (
+        AutoencoderKLHunyuanVideo15,
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanVideo15ImageToVideoPipeline,
+        HunyuanVideo15Pipeline,
+        HunyuanVideo15Transformer3DModel,
+    )
+    from diffusers.guiders import ClassifierFreeGuidance
+    from transformers import ByT5Tokenizer, Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel
+
+    tok = tokenizer()
+    tok.chat_template = ("{% for m in messages %}{{ m['role'] }} {{ m['content'] }} {% endfor %}"
+                         "{% if add_generation_prompt %}assistant {% endif %}")  # fmt: skip
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 1, 2]}
+    qwen = Qwen2_5_VLTextModel(Qwen2_5_VLTextConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32,
+                                                    num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=2,
+                                                    max_position_embeddings=2048, pad_token_id=0, bos_token_id=1,
+                                                    eos_token_id=1, rope_parameters=rope)).eval()  # fmt: skip
+    vae_ = AutoencoderKLHunyuanVideo15(latent_channels=4, block_out_channels=(16, 16, 16, 16), layers_per_block=1,
+                                       spatial_compression_ratio=8, temporal_compression_ratio=4)  # fmt: skip
+    t = HunyuanVideo15Transformer3DModel(in_channels=9, out_channels=4, num_attention_heads=2, attention_head_dim=8,
+                                         num_layers=2, num_refiner_layers=1, mlp_ratio=2.0, patch_size=1,
+                                         patch_size_t=1, text_embed_dim=16, text_embed_2_dim=TEXT_DIM,
+                                         image_embed_dim=8, rope_axes_dim=(2, 2, 4), target_size=32)  # fmt: skip
+    byt5 = ByT5Tokenizer()
+    common = dict(text_encoder=qwen, tokenizer=tok, transformer=t, vae=vae_,
+                  scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), text_encoder_2=t5_encoder(len(byt5)),
+                  tokenizer_2=byt5, guider=ClassifierFreeGuidance(guidance_scale=6.0))  # fmt: skip
+    if kind == "hunyuan15-i2v":
+        from transformers import SiglipImageProcessor, SiglipVisionConfig, SiglipVisionModel
+
+        cfg = SiglipVisionConfig(
+            hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8
+        )  # 16 image tokens of width 8 (image_embed_dim)
+        proc = SiglipImageProcessor(size={"height": 32, "width": 32})
+        return HunyuanVideo15ImageToVideoPipeline(**common, image_encoder=SiglipVisionModel(cfg).eval(),
+                                                  feature_extractor=proc)  # fmt: skip
+    return HunyuanVideo15Pipeline(**common)
+
+
+FAMILY_BUILDERS.update({"hunyuan15": hunyuan15_pipeline, "hunyuan15-i2v": hunyuan15_pipeline})

@@ -175,8 +175,8 @@ def test_bad_inputs_one_clear_error_nothing_written(pipes, tmp_path):
     assert "image-to-video" in msg and "--image" in msg
     msg = _capture_fails([str(pipes["t2v"]), "--prompt", "a ball", "--image", img], out)
     assert "text-to-video" in msg
-    msg = _capture_fails([str(_broken(pipes, tmp_path, "t2v", _class_name="MochiPipeline")), "--prompt", "a"], out)
-    assert "MochiPipeline is not supported" in msg and "WanPipeline, WanImageToVideoPipeline" in msg
+    msg = _capture_fails([str(_broken(pipes, tmp_path, "t2v", _class_name="AllegroPipeline")), "--prompt", "a"], out)
+    assert "AllegroPipeline is not supported" in msg and "WanPipeline, WanImageToVideoPipeline" in msg
     msg = _capture_fails([str(_broken(pipes, tmp_path, "i2v", _class_name="MyCustomPipeline")), "--prompt", "a"], out)
     assert "not a diffusers pipeline class" in msg
     remote = _broken(pipes, tmp_path, "i2v", image_encoder=["my_package", "Encoder"])

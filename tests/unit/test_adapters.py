@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import textwrap
+
 import pytest
 import torch
 from conftest import tiny_inputs
@@ -11,8 +15,9 @@ from interp.adapters.ltx import LTXAdapter
 
 
 def test_registry_and_errors():
-    assert set(ADAPTERS) == {"wan", "cogvideox", "ltx", "hunyuan"}
+    assert {"wan", "cogvideox", "ltx", "hunyuan", "wanvace", "skyreels", "mochi"} <= set(ADAPTERS)
     assert get_adapter("WanTransformer3DModel").family == "wan"
+    assert get_adapter("WanVACETransformer3DModel").family == "wanvace"
     with pytest.raises(ValueError, match="supported families: wan"):
         get_adapter("UNet2DConditionModel")
 
@@ -110,3 +115,196 @@ def test_ltx_forward_is_the_pipelines_call():
                    width=w, rope_interpolation_scale=(8 / 25, 32, 32), return_dict=False)[0]  # fmt: skip
         ours = a.forward(m, x, t, text)
     assert torch.equal(ours, LTXPipeline._unpack_latents(tokens, f, h, w, 1, 1))
+
+
+def test_copied_forwards_match_installed_diffusers(family):
+    """Every hooked block's COPIED_FROM_SHA is the hash of the installed diffusers forward it copies: a diffusers
+    upgrade that changes one fails here, naming the class."""
+    from interp.adapters.base import source_sha
+
+    a = ADAPTERS[family]
+    hooked = {type(m) for m in a.install_hooks(a.tiny(0)).modules() if hasattr(type(m), "COPIED_FROM_SHA")}
+    assert hooked
+    for cls in hooked:
+        base = cls.__mro__[1]
+        assert source_sha(base.forward) == cls.COPIED_FROM_SHA, (
+            f"diffusers' {base.__module__}.{base.__name__}.forward changed: re-copy it into {cls.__module__}."
+            f"{cls.__name__} and update COPIED_FROM_SHA"
+        )
+
+
+class _StripHookPoints(ast.NodeTransformer):
+    """``self.hook_x(e)`` -> ``e``; then drop the ``x = x`` a hook point on a name leaves."""
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        f = node.func
+        is_hook = isinstance(f, ast.Attribute) and f.attr.startswith("hook_") and getattr(f.value, "id", "") == "self"
+        return node.args[0] if is_hook else node
+
+    def visit_Assign(self, node):
+        self.generic_visit(node)
+        t, v = node.targets[0], node.value
+        return None if isinstance(t, ast.Name) and isinstance(v, ast.Name) and t.id == v.id else node
+
+
+def _forward_ast(fn) -> str:
+    f = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
+    f.decorator_list = []
+    if isinstance(f.body[0], ast.Expr) and isinstance(f.body[0].value, ast.Constant):  # a docstring
+        f.body = f.body[1:]
+    return ast.dump(_StripHookPoints().visit(f))
+
+
+def test_hooked_forwards_are_diffusers_forwards_plus_hook_points(family):
+    """Every hooked block's forward, with its hook points removed, is the installed diffusers forward statement for
+    statement (compared as syntax trees: comments and line breaks aside, nothing else differs)."""
+    a = ADAPTERS[family]
+    hooked = {type(m) for m in a.install_hooks(a.tiny(0)).modules() if hasattr(type(m), "COPIED_FROM_SHA")}
+    for cls in hooked:
+        base = cls.__mro__[1]
+        assert _forward_ast(cls.forward) == _forward_ast(base.forward), f"{cls.__name__} is not {base.__name__}"
+
+
+def _vace_inputs(a, m, batch=2):
+    x, t, text = tiny_inputs("wanvace", m, batch=batch)
+    g = torch.Generator().manual_seed(3)
+    control = torch.randn(*a.control_shape(m, x), generator=g)
+    scale = torch.tensor([0.5, 2.0])  # one per vace layer; not 1, so a hint added unscaled would show
+    return x, t, type(text)(text.encoder_hidden_states, {"control_hidden_states": control,
+                                                         "control_hidden_states_scale": scale})  # fmt: skip
+
+
+def test_wanvace_control_branch_is_exact_and_hints_join_the_stream():
+    """With real control latents and per-layer scales: the hooked model equals diffusers'; the control branch's sites
+    (named vace_blocks.{j}.hook_*, read in the same trace as the blocks') compose its own stream; after block
+    vace_layers[j] the next block's input is resid_post + hint_j * scale_j, with hint_j what diffusers' own
+    WanVACETransformerBlock returns."""
+    from interp.trace import ForwardPlan, Traced
+
+    a = ADAPTERS["wanvace"]
+    plain = a.tiny(0)
+    x, t, text = _vace_inputs(a, plain)
+    ref_hints = {}
+    with torch.no_grad():
+        zero_control = a.forward(plain, x, t, type(text)(text.encoder_hidden_states))
+        for j, blk in enumerate(plain.vace_blocks):
+            blk.register_forward_hook(lambda mod, i, o, j=j: ref_hints.__setitem__(j, o[0]))
+        ref = a.forward(plain, x, t, text)
+    assert not torch.equal(ref, zero_control)  # the control latents matter
+    tr = Traced(a.tiny(0))
+    m = tr.dit.transformer
+    assert tr.sites[:7] == [f"vace_blocks.0.{h}" for h in m.vace_blocks[0].HOOKS] + ["vace_blocks.1.hook_resid_pre"]
+    assert tr.resolve("vace_blocks.*.hook_hint") == ["vace_blocks.0.hook_hint", "vace_blocks.1.hook_hint"]
+    res = tr.run(x, t, text, plan=ForwardPlan(read="*"))
+    assert torch.equal(res.output, ref)
+    scale = text.extras["control_hidden_states_scale"]
+    for j, layer in enumerate(m.config.vace_layers):
+        s = {h: res.acts[f"vace_blocks.{j}.{h}"] for h in m.vace_blocks[j].HOOKS}
+        total = s["hook_resid_pre"] + s["hook_attn_out"] + s["hook_cross_attn_out"] + s["hook_mlp_out"]
+        assert torch.equal(total, s["hook_resid_post"])
+        assert torch.equal(s["hook_hint"], ref_hints[j])
+        after = res.acts[f"blocks.{layer}.hook_resid_post"] + ref_hints[j] * scale[j]
+        assert torch.equal(after, res.acts[f"blocks.{layer + 1}.hook_resid_pre"])
+    assert a.stream_injections(m) == (0, 1)
+    # block 0 of the control branch starts from the embedded stream plus the projected control latents
+    pre0 = (
+        m.vace_blocks[0].proj_in(
+            m.vace_patch_embedding(text.extras["control_hidden_states"]).flatten(2).transpose(1, 2)
+        )
+        + res.acts["hook_embed"]
+    )
+    assert torch.equal(res.acts["vace_blocks.0.hook_resid_pre"], pre0)
+
+
+def test_wanvace_branch_edits_and_skips_equal_plain_torch():
+    """Zeroing vace_blocks.0.hook_hint equals diffusers' model whose block-0 hint projection returns zeros; skipping
+    vace_blocks.1.hook_attn_out equals its self-attention returning zeros; both change the prediction."""
+    import copy
+
+    from interp.trace import ForwardPlan, Traced
+
+    a = ADAPTERS["wanvace"]
+    plain = a.tiny(0)
+    x, t, text = _vace_inputs(a, plain)
+    ref_model = copy.deepcopy(plain)
+    ref_model.vace_blocks[0].proj_out.register_forward_hook(lambda mod, i, o: torch.zeros_like(o))
+    ref_model.vace_blocks[1].attn1.register_forward_hook(lambda mod, i, o: torch.zeros_like(o))
+    with torch.no_grad():
+        ref, clean = a.forward(ref_model, x, t, text), a.forward(plain, x, t, text)
+    zero = lambda site, step, v: torch.zeros_like(v)  # noqa: E731
+    plan = ForwardPlan(edit={"vace_blocks.0.hook_hint": zero}, skip=["vace_blocks.1.hook_attn_out"],
+                       read=["vace_blocks.0.hook_hint"])  # fmt: skip
+    res = Traced(plain).run(x, t, text, plan=plan)
+    assert torch.equal(res.output, ref) and not torch.equal(res.output, clean)
+    assert not res.acts["vace_blocks.0.hook_hint"].any()
+
+
+def test_ltx2_forward_is_the_pipelines_call_and_audio_matters():
+    """One forward as LTX2Pipeline makes it (packed video tokens, grid size, audio latents and their text, one mask
+    for both, sigma = timestep); the adapter returns the video prediction, which depends on the audio latents (the
+    a2v cross-attention), and the audio stream's sites chain from block to block."""
+    from diffusers import LTX2Pipeline
+
+    from interp.trace import ForwardPlan, Traced
+
+    a = ADAPTERS["ltx2"]
+    m = a.tiny(0)
+    x, t, text = tiny_inputs("ltx2", m)
+    f, h, w = x.shape[2:]
+    e = text.extras
+    with torch.no_grad():
+        video, audio = m(hidden_states=LTX2Pipeline._pack_latents(x, 1, 1),
+                         audio_hidden_states=e["audio_hidden_states"], encoder_hidden_states=text.encoder_hidden_states,
+                         audio_encoder_hidden_states=e["audio_encoder_hidden_states"], timestep=t, sigma=t,
+                         encoder_attention_mask=e["encoder_attention_mask"],
+                         audio_encoder_attention_mask=e["encoder_attention_mask"], num_frames=f, height=h, width=w,
+                         audio_num_frames=a.audio_len, return_dict=False)  # fmt: skip
+        ours = a.forward(m, x, t, text)
+        other_audio = {**e, "audio_hidden_states": torch.randn_like(e["audio_hidden_states"])}
+        changed = a.forward(m, x, t, type(text)(text.encoder_hidden_states, other_audio))
+    assert torch.equal(ours, LTX2Pipeline._unpack_latents(video, f, h, w, 1, 1))
+    assert not torch.equal(ours, changed)
+    acts = Traced(m).run(x, t, text, plan=ForwardPlan(read="blocks.*.hook_audio_resid_*")).acts
+    assert torch.equal(acts["blocks.0.hook_audio_resid_pre"], m.audio_proj_in(e["audio_hidden_states"]))
+    for i in range(2):
+        assert torch.equal(acts[f"blocks.{i}.hook_audio_resid_post"], acts[f"blocks.{i + 1}.hook_audio_resid_pre"])
+
+
+def test_hunyuan15_text_to_video_is_zero_condition():
+    """condition=None is HunyuanVideo15Pipeline's text-to-video input: cat([x, zero condition latents, zero mask])."""
+    a = ADAPTERS["hunyuan15"]
+    m = a.tiny(0)
+    x, t, text = tiny_inputs("hunyuan15", m)
+    assert a.condition_channels(m) == 5  # 4 condition latent channels + 1 mask
+    e = dict(text.extras)
+    with torch.no_grad():
+        ref = m(hidden_states=torch.cat([x, torch.zeros(2, 5, *x.shape[2:])], dim=1), timestep=t,
+                encoder_hidden_states=text.encoder_hidden_states, return_dict=False, **e)[0]  # fmt: skip
+        cond = torch.randn(2, 5, *x.shape[2:], generator=torch.Generator().manual_seed(1))
+        assert torch.equal(a.forward(m, x, t, text), ref)
+        assert not torch.equal(a.forward(m, x, t, text, condition=cond), ref)
+    with pytest.raises(ValueError, match="lacks extras"):
+        a.forward(m, x, t, type(text)(text.encoder_hidden_states))
+
+
+def test_ltx2_cross_modal_and_audio_sublayers_skip_as_plain_torch():
+    """Skipping blocks.1.hook_a2v_attn_out (audio-to-video) and blocks.0.hook_audio_mlp_out equals diffusers' model
+    whose audio_to_video_attn / audio_ff return zeros; a residual site is not skippable (one clear error)."""
+    import copy
+
+    from interp.trace import ForwardPlan, Traced
+
+    a = ADAPTERS["ltx2"]
+    plain = a.tiny(0)
+    x, t, text = tiny_inputs("ltx2", plain)
+    ref_model = copy.deepcopy(plain)
+    ref_model.transformer_blocks[1].audio_to_video_attn.register_forward_hook(lambda m, i, o: torch.zeros_like(o))
+    ref_model.transformer_blocks[0].audio_ff.register_forward_hook(lambda m, i, o: torch.zeros_like(o))
+    with torch.no_grad():
+        ref, clean = a.forward(ref_model, x, t, text), a.forward(plain, x, t, text)
+    tr = Traced(plain)
+    res = tr.run(x, t, text, plan=ForwardPlan(skip=["blocks.1.hook_a2v_attn_out", "blocks.0.hook_audio_mlp_out"]))
+    assert torch.equal(res.output, ref) and not torch.equal(res.output, clean)
+    with pytest.raises(ValueError, match="cannot skip.*hook_audio_resid_post"):
+        tr.run(x, t, text, plan=ForwardPlan(skip=["blocks.0.hook_audio_resid_post"]))

@@ -27,21 +27,32 @@ def test_untouched_trace_equals_bare_forward(family):
 
 
 def test_sites_compose_the_residual_stream(family):
-    """resid_post = resid_pre + attn + (cross) + mlp, in that order, bit for bit; block i+1 starts where i ends."""
-    tr = Traced(ADAPTERS[family].tiny(0))
+    """resid_post = resid_pre + each sublayer output (attn, cross, LTX-2's a2v, mlp), in execution order, bit for bit,
+    per stream (LTX-2's audio stream too); block i+1 starts where i ends (except after a block where the model adds
+    to the stream itself: WanVACE's hints, tested in test_adapters)."""
+    a = ADAPTERS[family]
+    tr = Traced(a.tiny(0))
     x, t, text = tiny_inputs(family, tr.dit.transformer)
     acts = tr.run(x, t, text, plan=ForwardPlan(read="*")).acts
+    injected = a.stream_injections(tr.dit.transformer)
     assert torch.equal(acts["hook_embed"], acts["blocks.0.hook_resid_pre"])
-    for i in range(tr.n_blocks):
+    for i, (_, block) in enumerate(a.blocks(tr.dit.transformer)):
         b = f"blocks.{i}."
-        if b + "hook_attn_out" in acts:
-            total = acts[b + "hook_resid_pre"] + acts[b + "hook_attn_out"]
-            if b + "hook_cross_attn_out" in acts:
-                total = total + acts[b + "hook_cross_attn_out"]
-            total = total + acts[b + "hook_mlp_out"]
-            assert torch.equal(total, acts[b + "hook_resid_post"])
+        hooks = a.block_hooks(block)
+        for stream in ("hook_", "hook_audio_"):
+            own = [
+                h for h in hooks if h.startswith(stream) and (stream == "hook_audio_") == h.startswith("hook_audio_")
+            ]
+            subs = [h for h in own if h.endswith("_out")]
+            if not subs:
+                continue
+            total = acts[b + stream + "resid_pre"]
+            for h in subs:
+                total = total + acts[b + h]
+            assert torch.equal(total, acts[b + stream + "resid_post"]), (stream, subs)
         if i + 1 < tr.n_blocks:
-            assert torch.equal(acts[b + "hook_resid_post"], acts[f"blocks.{i + 1}.hook_resid_pre"])
+            same = torch.equal(acts[b + "hook_resid_post"], acts[f"blocks.{i + 1}.hook_resid_pre"])
+            assert same != (i in injected)
         assert not torch.equal(acts[b + "hook_resid_pre"], acts[b + "hook_resid_post"])
 
 
@@ -64,13 +75,12 @@ def test_skip_block_equals_plain_torch(family, k):
     getattr(edited, attr)[int(j)] = _Identity(a)
     with torch.no_grad():
         ref, unedited = a.forward(edited, x, t, text), a.forward(plain, x, t, text)
-    res = Traced(plain).run(
-        x, t, text, plan=ForwardPlan(skip=[f"blocks.{k}"], read=["blocks.*.hook_resid_post", "hook_embed"])
-    )
+    tr = Traced(plain)
+    res = tr.run(x, t, text, plan=ForwardPlan(skip=[f"blocks.{k}"], read=["blocks.*.hook_resid_post", "hook_embed"]))
     assert torch.equal(res.output, ref) and not torch.equal(res.output, unedited)
-    # the skipped block's stream passes through: its resid_post is what entered it
-    before = res.acts[f"blocks.{k - 1}.hook_resid_post"] if k else res.acts["hook_embed"]
-    assert torch.equal(res.acts[f"blocks.{k}.hook_resid_post"], before)
+    # the skipped block's stream passes through: its resid_post is what entered it in the unedited model
+    before = tr.run(x, t, text, plan=ForwardPlan(read=[f"blocks.{k}.hook_resid_pre"])).acts
+    assert torch.equal(res.acts[f"blocks.{k}.hook_resid_post"], before[f"blocks.{k}.hook_resid_pre"])
 
 
 def test_skip_sublayer_and_write_equal_plain_torch():
