@@ -202,7 +202,7 @@ class Traced:
                 env = self._envoy(path)
                 if any(n in skipped_blocks for n in names):
                     args, kwargs = env.inputs
-                    through = self.adapter.passthrough(args, kwargs)
+                    through = self.adapter.block_passthrough(self.dit.get_submodule(path), args, kwargs)
                     env.skip(through)
                     stream = through[0] if isinstance(through, tuple) else through
                     for n in names:
