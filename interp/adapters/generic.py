@@ -202,7 +202,7 @@ def _takes_hidden_states(block: nn.Module) -> bool:
         params = tuple(inspect.signature(type(block).forward).parameters)[1:]
     except (TypeError, ValueError):
         return False
-    return any(n in params for n in HIDDEN_NAMES)
+    return bool(params) and params[0] not in ("args", "kwargs")
 
 
 @functools.cache
@@ -230,6 +230,8 @@ def find_block_lists(transformer: nn.Module) -> tuple[str, ...]:
     ]
     named = [n for n in lists if any(w in n for w in BLOCK_WORDS)]
     lists = named or lists  # side modules in a list (a face adapter, a perceiver) are not blocks of the stream
+    video = [n for n in lists if "text" not in n]
+    lists = video or lists  # text blocks refine the prompt embeddings (Kandinsky): not the video stream
     src = _forward_source(type(transformer))
     pos = {n: m.start() for n in lists if (m := re.search(rf"self\.{re.escape(n)}\b", src))}
     if pos:
@@ -332,10 +334,8 @@ class GenericAdapter(Adapter):
 
     def forward(self, transformer, latents, timestep, text: TextConditioning, condition=None) -> Tensor:
         x = self.concat_condition(latents, condition)
-        return transformer(
-            hidden_states=x,
-            timestep=timestep,
-            encoder_hidden_states=text.encoder_hidden_states,
-            return_dict=False,
-            **text.extras,
-        )[0]
+        kwargs = dict(text.extras)
+        if text.encoder_hidden_states is not None:  # a model without text (a super-resolution stage) takes none
+            kwargs["encoder_hidden_states"] = text.encoder_hidden_states
+        out = transformer(hidden_states=x, timestep=timestep, return_dict=False, **kwargs)
+        return out[0] if isinstance(out, (tuple, list)) else out  # a few models return the tensor itself
