@@ -74,13 +74,23 @@ class TraceResult:
 
 
 class Traced:
-    """A transformer wrapped for nnsight with named sites. Hook points are installed in place (idempotent)."""
+    """A transformer wrapped for nnsight with named sites.
+
+    What it changes on the caller's model, in place:
+
+    - hook points: each block's class becomes the adapter's hooked subclass with identity :class:`HookPoint`
+      children (idempotent; outputs bit-identical, ``state_dict`` unchanged; diffusers' block registry and
+      class-name lookups see the base class, so caching, layer skip, regional compilation and device maps work);
+    - eval mode: ``Traced`` switches the model to ``eval()`` (dropout off), as inference needs. The mode it found is
+      ``was_training``; :meth:`restore_mode` puts it back, and so does leaving ``with Traced(model) as tr: ...``.
+    """
 
     def __init__(self, transformer: nn.Module, adapter: Adapter | None = None, *, reads_via_hooks: bool = False):
         """``reads_via_hooks=True`` runs read-only plans with plain PyTorch forward hooks on the hook points instead
         of an nnsight trace (the same tensors; measured by ``interp bench``); the default keeps every capture in
         nnsight."""
         self.reads_via_hooks = reads_via_hooks
+        self.was_training = transformer.training
         self.dit = DiT(transformer, adapter).eval()
         self.adapter = self.dit.adapter
         self.model = NNsight(self.dit)
@@ -104,6 +114,16 @@ class Traced:
         self.n_blocks = len(self.adapter.blocks(transformer))
         self._sites: list[str] | None = None
         self._resolved: dict[tuple, list[str]] = {}  # (patterns, blocks) -> names: plans repeat every forward
+
+    def restore_mode(self) -> None:
+        """Put the transformer back in the train / eval mode it had before ``Traced`` switched it to eval."""
+        self.dit.transformer.train(self.was_training)
+
+    def __enter__(self) -> Traced:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.restore_mode()
 
     # ---- names -------------------------------------------------------------------------------------------------
     @property

@@ -1,0 +1,140 @@
+"""A hooked (traced) model keeps diffusers' own features, with the same outputs as the bare model: FirstBlockCache,
+LayerSkip (skip-layer guidance), regional compilation (``compile_repeated_blocks``) and ``_no_split_modules``
+(device maps); and ``Traced`` changes the caller's model only as it documents (hook points, eval mode)."""
+
+from __future__ import annotations
+
+import re
+
+import accelerate
+import pytest
+import torch
+from conftest import tiny_inputs
+from diffusers.hooks import FirstBlockCacheConfig, LayerSkipConfig, apply_layer_skip
+
+from interp.adapters import ADAPTERS
+from interp.trace import ForwardPlan, Traced
+
+
+def _pair(family):
+    """(bare model, hooked model): the same weights, the second with the adapter's hook points installed."""
+    a = ADAPTERS[family]
+    return a.tiny(0), a.install_hooks(a.tiny(0))
+
+
+def test_first_block_cache_on_a_hooked_model(family):
+    a = ADAPTERS[family]
+    x, t, text = tiny_inputs(family, a.tiny(0))
+    near = x * 1.01  # the second step is close to the first: the cache reuses the tail blocks' residual
+    outs = []
+    for m in _pair(family):
+        m.enable_cache(FirstBlockCacheConfig(threshold=10.0))
+        with torch.no_grad(), m.cache_context("cond"):
+            outs.append((a.forward(m, x, t, text), a.forward(m, near, t, text)))
+    (b1, b2), (h1, h2) = outs
+    assert torch.equal(b1, h1) and torch.equal(b2, h2)
+    with torch.no_grad():
+        assert not torch.equal(b2, a.forward(a.tiny(0), near, t, text))  # the cache did act
+
+    # through nnsight: a trace reading the head block and the output sees the cached forward's result
+    hooked = a.install_hooks(a.tiny(0))
+    hooked.enable_cache(FirstBlockCacheConfig(threshold=10.0))
+    tr = Traced(hooked)
+    with hooked.cache_context("cond"):
+        tr.run(x, t, text, plan=ForwardPlan(read=["blocks.0.hook_resid_post"]))
+        res = tr.run(near, t, text, plan=ForwardPlan(read=["blocks.0.hook_resid_post", "hook_out"]))
+    assert torch.equal(res.output, b2) and torch.equal(res.acts["hook_out"], b2)
+
+
+@pytest.mark.parametrize("whole_block", [True, False])
+def test_layer_skip_on_a_hooked_model(family, whole_block):
+    a = ADAPTERS[family]
+    x, t, text = tiny_inputs(family, a.tiny(0))
+    # whole_block: diffusers' block-skip hook (reads the block registry); else attention only, through diffusers'
+    # attention-processor registry, which does not know these families' processors: the bare model refuses too
+    cfg = dict(indices=[1], fqn=a.block_lists[0], skip_ff=whole_block)
+    bare, hooked = _pair(family)
+    try:
+        apply_layer_skip(bare, LayerSkipConfig(**cfg))
+        with torch.no_grad():
+            ref = a.forward(bare, x, t, text)
+    except (ValueError, AttributeError) as e:  # the same refusal on the hooked model, nothing more
+        with pytest.raises(type(e), match=re.escape(str(e))):
+            apply_layer_skip(hooked, LayerSkipConfig(**cfg))
+            a.forward(hooked, x, t, text)
+        assert not whole_block, e
+        return
+    apply_layer_skip(hooked, LayerSkipConfig(**cfg))
+    with torch.no_grad():
+        out, unskipped = a.forward(hooked, x, t, text), a.forward(a.tiny(0), x, t, text)
+    assert torch.equal(out, ref) and not torch.equal(ref, unskipped)
+    res = Traced(hooked).run(x, t, text, plan=ForwardPlan(read=["hook_out"]))
+    assert torch.equal(res.output, ref)
+
+
+def test_no_split_modules_name_the_hooked_blocks(family):
+    bare, hooked = _pair(family)
+    a = ADAPTERS[family]
+    names = type(bare)._no_split_modules
+    if names is None:  # LTX-Video: diffusers itself has no device-map support
+        with pytest.raises(ValueError, match="does not support `device_map"):
+            hooked._get_no_split_modules("auto")
+        return
+    assert set(hooked._get_no_split_modules("auto")) == set(bare._get_no_split_modules("auto"))
+    assert all(type(b).__name__ in names for _, b in a.blocks(hooked))
+    # accelerate keeps every hooked block whole, as on the bare model (a tight budget forces a split)
+    size = sum(p.numel() * p.element_size() for p in bare.parameters())
+    budget = {"cpu": int(0.9 * size), "disk": 10 * size}  # the split falls inside the block lists
+
+    def device_map(m, keep_whole):
+        return accelerate.infer_auto_device_map(m, max_memory=budget, no_split_module_classes=keep_whole)
+
+    maps = [device_map(m, m._get_no_split_modules("auto")) for m in (bare, hooked)]
+    assert maps[0] == maps[1] and set(maps[0].values()) == {"cpu", "disk"}
+
+    def split(device_map):
+        return [p for p, _ in a.blocks(hooked) if any(k.startswith(p + ".") for k in device_map)]
+
+    assert not split(maps[1])
+    assert split(device_map(hooked, []))  # without the names accelerate would cut a block: the names matter
+
+
+@pytest.mark.slow
+def test_compile_repeated_blocks_on_a_hooked_model(family):
+    a = ADAPTERS[family]
+    x, t, text = tiny_inputs(family, a.tiny(0))
+    bare, hooked = _pair(family)
+    if not type(bare)._repeated_blocks:  # CogVideoX: diffusers names no repeated blocks; the same error either way
+        for m in (bare, hooked):
+            with pytest.raises(ValueError, match="`_repeated_blocks` attribute is empty"):
+                m.compile_repeated_blocks(backend="eager")
+        return
+    with torch.no_grad():
+        ref = a.forward(a.tiny(0), x, t, text)
+    outs = []
+    for m in (bare, hooked):
+        m.compile_repeated_blocks(backend="eager")
+        assert all(b._compiled_call_impl is not None for _, b in a.blocks(m))  # every block (both lists) compiled
+        with torch.no_grad():
+            outs.append(a.forward(m, x, t, text))
+    assert torch.equal(outs[0], ref) and torch.equal(outs[1], ref)
+    res = Traced(hooked).run(x, t, text, plan=ForwardPlan(read=["blocks.*.hook_resid_post", "hook_out"]))
+    assert torch.equal(res.output, ref)
+
+
+def test_traced_switches_to_eval_in_place_and_restores_on_exit():
+    a = ADAPTERS["wan"]
+    model = a.tiny(0).train()
+    tr = Traced(model)
+    assert not model.training and tr.was_training  # documented: eval in place (dropout off)
+    tr.restore_mode()
+    assert model.training
+    with Traced(model) as tr2:
+        assert not model.training
+        x, t, text = tiny_inputs("wan", model)
+        tr2.run(x, t, text, plan=ForwardPlan(read=["hook_out"]))
+    assert model.training  # the caller's mode is back
+    frozen = a.tiny(0).eval()
+    with Traced(frozen):
+        pass
+    assert not frozen.training
