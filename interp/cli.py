@@ -167,6 +167,7 @@ def capture_cmd(
     --seed 0 --frames 81 --height 480 --width 832 --x0-steps every:5 --out run.h5
     """
     from interp.apps.capture import CaptureConfig, capture
+    from interp.adapters.generic import GenericCallError
     from interp.pipelines.components import PipelineError
 
     given = dict(
@@ -181,7 +182,7 @@ def capture_cmd(
 
     try:
         path = capture(cfg, out, overwrite=overwrite, progress=True)
-    except (PipelineError, ScorerError, FileExistsError) as e:
+    except (PipelineError, ScorerError, FileExistsError, GenericCallError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"wrote {path}")

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import diffusers
+import torch
 from diffusers.hooks._helpers import TransformerBlockRegistry
 from torch import Tensor, nn
 
@@ -249,6 +250,21 @@ def _interleaved(transformer: nn.Module, lists: tuple[str, ...]) -> list[tuple[s
     return groups
 
 
+class GenericCallError(ValueError):
+    """The generic call lacks an input the model's forward requires (user error: say which)."""
+
+
+@functools.cache
+def _required_params(cls: type) -> frozenset[str]:
+    """Arguments of a model's forward that have no default."""
+    params = list(inspect.signature(cls.forward).parameters.values())[1:]
+    return frozenset(
+        p.name
+        for p in params
+        if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    )
+
+
 class GenericAdapter(Adapter):
     """Block-level sites for one diffusers video transformer class, with diffusers' own block forwards."""
 
@@ -332,10 +348,30 @@ class GenericAdapter(Adapter):
                 return c[k]
         raise ValueError(f"{self.class_name}: cannot tell the text embedding width from its config")
 
+    def default_extras(self, transformer, batch, text_len, generator) -> dict[str, Tensor]:
+        """Random inputs for the usual extra arguments the model's forward requires: a text mask of ones
+        (``encoder_attention_mask``) and N(0,1) ``pooled_projections``; anything else must come as extras."""
+        required = _required_params(type(transformer))
+        extras: dict[str, Tensor] = {}
+        if "encoder_attention_mask" in required:
+            extras["encoder_attention_mask"] = torch.ones(batch, text_len)
+        if "pooled_projections" in required and transformer.config.get("pooled_projection_dim"):
+            extras["pooled_projections"] = torch.randn(
+                batch, transformer.config.pooled_projection_dim, generator=generator
+            )
+        return extras
+
     def forward(self, transformer, latents, timestep, text: TextConditioning, condition=None) -> Tensor:
         x = self.concat_condition(latents, condition)
         kwargs = dict(text.extras)
         if text.encoder_hidden_states is not None:  # a model without text (a super-resolution stage) takes none
             kwargs["encoder_hidden_states"] = text.encoder_hidden_states
+        missing = sorted(_required_params(type(transformer)) - {"hidden_states", "timestep", *kwargs})
+        if missing:
+            raise GenericCallError(
+                f"{type(transformer).__name__}.forward also needs {', '.join(missing)}, which the generic adapter "
+                "does not make up: pass them as extras (TextConditioning.extras), or capture through its diffusers "
+                "pipeline (interp capture --prompt ...)"
+            )
         out = transformer(hidden_states=x, timestep=timestep, return_dict=False, **kwargs)
         return out[0] if isinstance(out, (tuple, list)) else out  # a few models return the tensor itself
