@@ -195,3 +195,27 @@ def test_get_adapter_falls_back_to_generic_once_warned(monkeypatch):
     assert get_adapter("WanTransformer3DModel") is ADAPTERS["wan"]  # exact adapters win
     with pytest.raises(ValueError, match=r"supported families: wan .*generic adapter.*MochiTransformer3DModel"):
         get_adapter("UNet2DConditionModel")
+
+
+@pytest.mark.parametrize("name", ["MochiTransformer3DModel", "MotifVideoTransformer3DModel"])
+def test_generic_hooked_model_keeps_first_block_cache_and_layer_skip(name):
+    """diffusers registers these blocks; their generic hooked classes are registered alike (same outputs)."""
+    from diffusers.hooks import FirstBlockCacheConfig, LayerSkipConfig, apply_layer_skip
+
+    a = generic_adapter(getattr(diffusers, name))
+    x, t, text = _call(name)
+    fqn = a.block_lists_of(_build(name))[0]
+    outs = []
+    for hooked in (False, True):
+        m = _build(name)
+        if hooked:
+            a.install_hooks(m)
+        m.enable_cache(FirstBlockCacheConfig(threshold=10.0))
+        with m.cache_context("cond"):
+            first, second = _bare(m, x, t, text), _bare(m, 1.01 * x, t, text)
+        m.disable_cache()
+        apply_layer_skip(m, LayerSkipConfig(indices=[0], fqn=fqn))
+        outs.append((first, second, _bare(m, x, t, text)))
+    assert all(torch.equal(p, q) for p, q in zip(*outs))
+    assert not torch.equal(outs[0][1], _bare(_build(name), 1.01 * x, t, text))  # the cache acted
+    assert not torch.equal(outs[0][2], _bare(_build(name), x, t, text))  # the layer was skipped
