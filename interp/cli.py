@@ -166,8 +166,8 @@ def capture_cmd(
     Example: interp capture ./Wan2.2-I2V --prompt "the ball rolls left" --image first.png --steps 30 --guidance 5
     --seed 0 --frames 81 --height 480 --width 832 --x0-steps every:5 --out run.h5
     """
-    from interp.apps.capture import CaptureConfig, capture
     from interp.adapters.generic import GenericCallError
+    from interp.apps.capture import CaptureConfig, capture
     from interp.pipelines.components import PipelineError
 
     given = dict(
