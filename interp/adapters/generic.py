@@ -1,7 +1,8 @@
 """Block-level sites for any diffusers video transformer, without a copied forward.
 
-:class:`GenericAdapter` finds a model's block lists (``nn.ModuleList`` children whose blocks take the hidden states,
-in the order the model's ``forward`` uses them) and hooks each block's class with a subclass whose ``forward`` is
+:class:`GenericAdapter` finds a model's block lists (:func:`find_block_lists`: ``nn.ModuleList`` children of one
+block class, in the order the model's ``forward`` uses them) and hooks each block's class with a subclass whose
+``forward`` is
 diffusers' own, called between two :class:`~interp.adapters.base.HookPoint` modules: ``hook_resid_pre`` on the
 hidden-states argument and ``hook_resid_post`` on the hidden states the block returns (for a block returning a
 tuple, the element that holds them). So every model gets ``hook_embed``, ``blocks.{i}.hook_resid_pre`` /
@@ -14,7 +15,7 @@ the argument named ``hidden_states`` (else the first one) and the names in its `
 
 The generic call passes the latents as the model takes them (its own layout, e.g. (B, F, C, H, W) for CogVideoX-like
 models) as ``hidden_states``, with ``timestep``, ``encoder_hidden_states`` and ``TextConditioning.extras`` as
-keyword arguments, and returns the first output.
+keyword arguments, and returns the first output (the video prediction).
 """
 
 from __future__ import annotations
@@ -217,9 +218,12 @@ def _forward_source(cls: type) -> str:
 def find_block_lists(transformer: nn.Module) -> tuple[str, ...]:
     """Names of the block lists of a diffusers transformer, in the order its ``forward`` runs them.
 
-    A block list is a non-empty ``nn.ModuleList`` child whose blocks are of one class taking the hidden states;
-    lists are ordered by where ``forward`` first names them (``self.<name>``); a list the forward never names is
-    left out (when it names any).
+    A block list is a non-empty ``nn.ModuleList`` child whose blocks are of one class with a ``forward`` taking an
+    argument. Of those, lists named like blocks (``*block*``, ``*layers*``) win over side modules kept in lists (Wan
+    Animate's face adapter, ConsisID's perceiver), and lists not named ``*text*`` over text-refiner stacks
+    (Kandinsky); lists are ordered by where ``forward`` first names them (``self.<name>``), and a list the forward
+    never names is left out. ``BLOCK_LISTS`` names them by hand where this would be wrong. Lists run in step
+    (``zip(self.a, self.b)``, Latte) are interleaved by :meth:`GenericAdapter.blocks`.
     """
     cls_name = type(transformer).__name__
     if cls_name in BLOCK_LISTS:
