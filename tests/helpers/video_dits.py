@@ -644,16 +644,34 @@ TINY: dict[str, Tiny] = {
             **_minimax_layout(4, 6, 8),
         },
     ),
+    "SanaWMTransformer3DModel": Tiny(
+        dict(
+            in_channels=4,
+            num_layers=2,
+            hidden_size=32,
+            num_attention_heads=2,
+            linear_head_dim=16,
+            caption_channels=16,
+            chunk_plucker_post_attn_blocks=2,
+            use_chunk_plucker_post_attn=False,
+            image_size=64,
+            mixed_precision="fp32",
+            fp32_attention=False,
+        ),
+        # one timestep per latent frame, (B, 1, F); no camera conditioning
+        lambda g: {
+            "hidden_states": _r(g, 1, 4, 2, 8, 8),
+            "timestep": torch.tensor([[[500.0, 400.0]]]),
+            "encoder_hidden_states": _r(g, 1, 6, 16),
+            "mask": torch.ones(1, 6),
+        },
+    ),
 }
 
 NOT_BUILT: dict[str, str] = {
     "WanAnimate2Transformer3DModel": "takes per-sample lists of latents and text plus a KV cache that a reference "
     "pass fills (kv_cache_mode 'extract', then 'cached') and returns a list per sample: not the one-tensor forward "
     "these equality tests compare (a small config builds; the blocks are a plain ModuleList)",
-    "SanaWMTransformer3DModel": "a small config builds, but a forward with hidden_states, timestep, "
-    "encoder_hidden_states and the text mask fails inside the model (IndexError); the inputs its pipeline packs "
-    "(data_info, camera conditions, chunked Plucker embeddings) were not reproduced small, and diffusers has no model "
-    "test for it to copy them from",
     "SanaWMLTX2RefinerTransformer3DModel": "needs precomputed video_rotary_emb and the refiner KV cache that the "
     "SANA-WM pipeline builds; not reproduced small (no diffusers model test for it)",
 }

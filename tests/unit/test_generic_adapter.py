@@ -50,8 +50,10 @@ RETURNS: dict[str, tuple[str, ...] | None] = {
     "Kandinsky5TransformerDecoderBlock": None,
     "Kandinsky6FusedTransformerDecoderBlock": ("vis", "aud"),
     "Kandinsky6SRTransformerBlock": None,
+    "SanaVideoMSCamCtrlBlock": None,
 }
-HIDDEN_ARG = {"Kandinsky5TransformerDecoderBlock": "visual_embed", "Kandinsky6FusedTransformerDecoderBlock": "vis"}
+HIDDEN_ARG = {"Kandinsky5TransformerDecoderBlock": "visual_embed", "Kandinsky6FusedTransformerDecoderBlock": "vis",
+              "SanaVideoMSCamCtrlBlock": "x"}  # fmt: skip
 
 CLASSES = sorted(TINY)
 
