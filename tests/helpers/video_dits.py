@@ -23,6 +23,7 @@ class Tiny:
     config: dict[str, Any]
     inputs: Inputs  # keyword arguments of one forward (hidden_states, timestep, encoder_hidden_states, extras)
     skip_block: int = 0  # a block whose skip changes the output
+    from_model: Callable[[Any], dict[str, Any]] | None = None  # inputs the model itself builds (its RoPE)
 
 
 def _r(g, *shape):
@@ -666,13 +667,65 @@ TINY: dict[str, Tiny] = {
             "mask": torch.ones(1, 6),
         },
     ),
+    "SanaWMLTX2RefinerTransformer3DModel": Tiny(
+        dict(
+            in_channels=4,
+            out_channels=4,
+            num_attention_heads=2,
+            attention_head_dim=8,
+            cross_attention_dim=16,
+            audio_in_channels=4,
+            audio_out_channels=4,
+            audio_num_attention_heads=2,
+            audio_attention_head_dim=4,
+            audio_cross_attention_dim=8,
+            num_layers=2,
+            caption_channels=16,
+            rope_double_precision=False,
+        ),
+        # packed tokens of a 2 x 4 x 4 latent, one timestep per token, no KV cache (a bidirectional pass)
+        lambda g: {
+            "hidden_states": _r(g, 1, 32, 4),
+            "encoder_hidden_states": _r(g, 1, 6, 16),
+            "timestep": torch.full((1, 32), 500.0),
+            "encoder_attention_mask": torch.ones(1, 6),
+        },
+        from_model=lambda m: {
+            "video_rotary_emb": m.build_rotary_emb_for_absolute_positions(
+                batch_size=1, frame_positions=[0, 1], height=4, width=4, device="cpu", fps=25.0
+            )
+        },
+    ),
+    "WanAnimate2Transformer3DModel": Tiny(
+        dict(
+            patch_size=(1, 2, 2),
+            text_len=16,
+            in_dim=36,
+            dim=32,
+            ffn_dim=64,
+            freq_dim=16,
+            text_dim=32,
+            out_dim=16,
+            num_heads=2,
+            num_layers=2,
+            cross_attn_norm=True,
+            use_img_emb=True,
+        ),
+        # the reference pass (kv_cache_mode "extract"): per-sample lists in, a list per sample out; it fills the cache
+        # and its output depends on the inputs only, so repeated calls agree
+        lambda g: {
+            "hidden_states": [_r(g, 16, 2, 4, 4)],
+            "timestep": torch.tensor([1.0]),
+            "encoder_hidden_states": [_r(g, 8, 32)],
+            "condition_latents": [_r(g, 20, 2, 4, 4)],
+            "encoder_hidden_states_image": _r(g, 1, 4, 1280),
+            "kv_cache": _wan_animate2_cache(2),
+            "kv_cache_mode": "extract",
+            "seq_len": 8,
+            "offset_grid_sizes": torch.tensor([[2, 2, 2]]),
+        },
+    ),
 }
 
-NOT_BUILT: dict[str, str] = {
-    "WanAnimate2Transformer3DModel": "takes per-sample lists of latents and text plus a KV cache that a reference "
-    "pass fills (kv_cache_mode 'extract', then 'cached') and returns a list per sample: not the one-tensor forward "
-    "these equality tests compare (a small config builds; the blocks are a plain ModuleList)",
-    "SanaWMLTX2RefinerTransformer3DModel": "needs precomputed video_rotary_emb and the refiner KV cache that the "
-    "SANA-WM pipeline builds; not reproduced small (no diffusers model test for it)",
-}
+NOT_BUILT: dict[str, str] = {}
 """Class name -> why the test zoo does not build it small."""
