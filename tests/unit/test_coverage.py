@@ -25,10 +25,10 @@ def test_one_row_per_video_transformer_exact_first():
     )  # fmt: skip
     assert by["CogVideoXTransformer3DModel"].hooks == ("hook_resid_pre", "hook_attn_out", "hook_mlp_out",
                                                        "hook_resid_post")  # fmt: skip
-    assert by["MochiTransformer3DModel"].kind == "generic"
-    assert by["MochiTransformer3DModel"].hooks == ("hook_resid_pre", "hook_resid_post")
+    assert by["AllegroTransformer3DModel"].kind == "generic"
+    assert by["AllegroTransformer3DModel"].hooks == ("hook_resid_pre", "hook_resid_post")
     assert "skip blocks.{i} and sublayers" in by["WanTransformer3DModel"].sites
-    assert by["MochiTransformer3DModel"].sites.endswith("skip blocks.{i}")
+    assert by["AllegroTransformer3DModel"].sites.endswith("skip blocks.{i}")
 
 
 def test_pipelines_match_diffusers_own_annotations():

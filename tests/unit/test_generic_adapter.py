@@ -18,7 +18,7 @@ import torch
 from helpers.video_dits import NOT_BUILT, TINY
 
 import interp.adapters as adapters
-from interp.adapters import ADAPTERS, GenericAdapter, TextConditioning, generic_adapter, get_adapter
+from interp.adapters import ADAPTERS, EXACT, GenericAdapter, TextConditioning, generic_adapter, get_adapter
 from interp.adapters.generic import GENERIC_HOOKS, find_block_lists, video_transformer_classes
 from interp.trace import ForwardPlan, Traced
 
@@ -180,10 +180,9 @@ def test_generic_edit_and_skip_equal_plain_torch(name):
     assert _eq(res.output, ref_edit) and not _eq(ref_edit, unedited)
 
 
-def test_generic_finds_the_exact_adapters_block_lists():
-    for fam in ("wan", "cogvideox", "ltx", "hunyuan"):
-        exact = ADAPTERS[fam]
-        assert find_block_lists(exact.tiny(0)) == exact.block_lists
+@pytest.mark.parametrize("exact", EXACT, ids=lambda a: a.family)
+def test_generic_finds_the_exact_adapters_block_lists(exact):
+    assert find_block_lists(exact.tiny(0)) == exact.block_lists
 
 
 def test_generic_blocks_keep_diffusers_names_and_state():
@@ -199,15 +198,16 @@ def test_generic_blocks_keep_diffusers_names_and_state():
 
 
 def test_get_adapter_falls_back_to_generic_once_warned(monkeypatch):
+    name = "AllegroTransformer3DModel"  # no exact adapter
     monkeypatch.setattr(adapters, "_WARNED", set())
-    with pytest.warns(UserWarning, match="MochiTransformer3DModel has no exact adapter: using the generic one"):
-        a = get_adapter("MochiTransformer3DModel")
-    assert isinstance(a, GenericAdapter) and a.model_class is diffusers.MochiTransformer3DModel
+    with pytest.warns(UserWarning, match=f"{name} has no exact adapter: using the generic one"):
+        a = get_adapter(name)
+    assert isinstance(a, GenericAdapter) and a.model_class is diffusers.AllegroTransformer3DModel
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # said once per class
-        assert get_adapter(_build("MochiTransformer3DModel")) is a
+        assert get_adapter(_build(name)) is a
     assert get_adapter("WanTransformer3DModel") is ADAPTERS["wan"]  # exact adapters win
-    with pytest.raises(ValueError, match=r"supported families: wan .*generic adapter.*MochiTransformer3DModel"):
+    with pytest.raises(ValueError, match=rf"supported families: wan .*generic adapter.*{name}"):
         get_adapter("UNet2DConditionModel")
 
 
