@@ -72,7 +72,7 @@ def test_layer_skip_on_a_hooked_model(family, whole_block):
     assert torch.equal(res.output, ref)
 
 
-def test_no_split_modules_name_the_hooked_blocks(family):
+def test_no_split_modules_name_the_hooked_blocks(family, tmp_path):
     bare, hooked = _pair(family)
     a = ADAPTERS[family]
     names = type(bare)._no_split_modules
@@ -97,6 +97,16 @@ def test_no_split_modules_name_the_hooked_blocks(family):
 
     assert not split(maps[1])
     assert split(device_map(hooked, []))  # without the names accelerate would cut a block: the names matter
+
+    # the hooked model placed by that map (part offloaded to disk) computes the bare model's output, traced too
+    x, t, text = tiny_inputs(family, bare)
+    with torch.no_grad():
+        ref = a.forward(bare, x, t, text)
+    placed = accelerate.dispatch_model(hooked, device_map=maps[1], offload_dir=str(tmp_path))
+    with torch.no_grad():
+        assert torch.equal(a.forward(placed, x, t, text), ref)
+    res = Traced(placed).run(x, t, text, plan=ForwardPlan(read=["blocks.*.hook_resid_post"]))
+    assert torch.equal(res.output, ref) and len(res.acts) == len(a.blocks(placed))
 
 
 @pytest.mark.slow
