@@ -82,7 +82,10 @@ class Traced:
       children (idempotent; outputs bit-identical, ``state_dict`` unchanged; diffusers' block registry and
       class-name lookups see the base class, so caching, layer skip, regional compilation and device maps work);
     - eval mode: ``Traced`` switches the model to ``eval()`` (dropout off), as inference needs. The mode it found is
-      ``was_training``; :meth:`restore_mode` puts it back, and so does leaving ``with Traced(model) as tr: ...``.
+      ``was_training``; :meth:`restore_mode` puts it back, and so does leaving ``with Traced(model) as tr: ...``;
+    - nnsight's wrappers: the first trace gives each module an instance ``forward`` and a ``__nnsight__`` state
+      (nnsight's own machinery, not undone); outside a trace they run the module's forward, so the caller's model
+      computes what it computed before (tested after reads, edits and skips).
 
     On a regionally compiled model (``compile_repeated_blocks()``) results are exact either way, but an nnsight
     trace makes dynamo recompile the blocks on every call (tiny Wan on CPU: 9-28 s a forward until dynamo's

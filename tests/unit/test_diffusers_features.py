@@ -137,11 +137,14 @@ def test_traced_switches_to_eval_in_place_and_restores_on_exit():
     assert not model.training and tr.was_training  # documented: eval in place (dropout off)
     tr.restore_mode()
     assert model.training
+    x, t, text = tiny_inputs("wan", model)
     with Traced(model) as tr2:
         assert not model.training
-        x, t, text = tiny_inputs("wan", model)
-        tr2.run(x, t, text, plan=ForwardPlan(read=["hook_out"]))
+        plan = ForwardPlan(read=["hook_out"], edit={"blocks.0.hook_mlp_out": lambda s, i, v: 0 * v}, skip=["blocks.1"])
+        tr2.run(x, t, text, plan=plan)
     assert model.training  # the caller's mode is back
+    with torch.no_grad():  # and, called bare after the traces, it computes what an untouched model does
+        assert torch.equal(a.forward(model.eval(), x, t, text), a.forward(a.tiny(0), x, t, text))
     frozen = a.tiny(0).eval()
     with Traced(frozen):
         pass
