@@ -84,12 +84,14 @@ def _exact_hooks(adapter) -> tuple[str, ...]:
 def coverage_rows() -> tuple[CoverageRow, ...]:
     """One row per diffusers video transformer class (exact adapters first, in registry order, then the rest)."""
     pipes = pipelines_by_transformer()
-    rows = [CoverageRow(a.family, a.class_name, "exact", _exact_hooks(a), pipes.get(a.class_name, ())) for a in EXACT]
+    rows = [CoverageRow(a.family, a.class_name, _kind(a), _exact_hooks(a), pipes.get(a.class_name, ())) for a in EXACT]
     exact = {a.class_name for a in EXACT}
     for cls in video_transformer_classes():
         if cls.__name__ not in exact:
             g = generic_adapter(cls)
-            rows.append(
-                CoverageRow(family_of(cls), g.class_name, "generic", GENERIC_HOOKS, pipes.get(cls.__name__, ()))
-            )
+            rows.append(CoverageRow(family_of(cls), g.class_name, _kind(g), GENERIC_HOOKS, pipes.get(cls.__name__, ())))
     return tuple(rows)
+
+
+def _kind(adapter) -> str:
+    return "exact" if adapter.exact else "generic"
