@@ -54,19 +54,30 @@ def _root(
 # ---- models, capture, inspect (issue 3) ---------------------------------------------------------------------------
 @app.command("models")
 def models_cmd() -> None:
-    """List the supported DiT families and the built-in models.
+    """List the diffusers video transformers interp traces (exact or generic adapter, sites, pipelines) and the
+    built-in models.
 
     Example: interp models
     """
     from rich.console import Console
     from rich.table import Table
 
-    from interp.adapters import ADAPTERS
+    from interp.adapters.coverage import coverage_rows
     from interp.models import SHIPPED_LMS, list_models
 
-    fams = Table("family", "diffusers class", "block lists", title="families")
-    for a in ADAPTERS.values():
-        fams.add_row(a.family, a.class_name, " + ".join(a.block_lists))
+    fams = Table(title="video transformers", show_lines=True)
+    fams.add_column("family", overflow="fold")
+    fams.add_column("diffusers class", overflow="fold")
+    fams.add_column("adapter", no_wrap=True)
+    fams.add_column("block sites", overflow="fold", max_width=26)
+    fams.add_column("pipelines", overflow="fold")
+    for r in coverage_rows():
+        hooks = ", ".join(h.removeprefix("hook_") for h in r.hooks)
+        fams.add_row(r.family, r.class_name, r.kind, hooks, ", ".join(r.pipelines) or "-")
+    fams.caption = (
+        "sites: hook_embed, blocks.{i}.hook_<block site>, hook_out; skip: blocks.{i} (exact: sublayers too). "
+        "exact = copied block forwards with every sublayer site; generic = diffusers' own forwards, block level"
+    )
     built = Table("name", "family", "status", "description", title="built-in models")
     for b in list_models():
         status = "ready" if b.available else f"not trained yet ({b.path} missing)"
@@ -155,6 +166,7 @@ def capture_cmd(
     Example: interp capture ./Wan2.2-I2V --prompt "the ball rolls left" --image first.png --steps 30 --guidance 5
     --seed 0 --frames 81 --height 480 --width 832 --x0-steps every:5 --out run.h5
     """
+    from interp.adapters.generic import GenericCallError
     from interp.apps.capture import CaptureConfig, capture
     from interp.pipelines.components import PipelineError
 
@@ -170,7 +182,7 @@ def capture_cmd(
 
     try:
         path = capture(cfg, out, overwrite=overwrite, progress=True)
-    except (PipelineError, ScorerError, FileExistsError) as e:
+    except (PipelineError, ScorerError, FileExistsError, GenericCallError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"wrote {path}")

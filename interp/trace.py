@@ -75,13 +75,30 @@ class TraceResult:
 
 
 class Traced:
-    """A transformer wrapped for nnsight with named sites. Hook points are installed in place (idempotent)."""
+    """A transformer wrapped for nnsight with named sites.
+
+    What it changes on the caller's model, in place:
+
+    - hook points: each block's class becomes the adapter's hooked subclass with identity :class:`HookPoint`
+      children (idempotent; outputs bit-identical, ``state_dict`` unchanged; diffusers' block registry and
+      class-name lookups see the base class, so caching, layer skip, regional compilation and device maps work);
+    - eval mode: ``Traced`` switches the model to ``eval()`` (dropout off), as inference needs. The mode it found is
+      ``was_training``; :meth:`restore_mode` puts it back, and so does leaving ``with Traced(model) as tr: ...``;
+    - nnsight's wrappers: the first trace gives each module an instance ``forward`` and a ``__nnsight__`` state
+      (nnsight's own machinery, not undone); outside a trace they run the module's forward, so the caller's model
+      computes what it computed before (tested after reads, edits and skips).
+
+    On a regionally compiled model (``compile_repeated_blocks()``) results are exact either way, but an nnsight
+    trace makes dynamo recompile the blocks on every call (tiny Wan on CPU: 9-28 s a forward until dynamo's
+    recompile limit, then eager); read-only plans with ``reads_via_hooks=True`` compile once (then 0.01 s).
+    """
 
     def __init__(self, transformer: nn.Module, adapter: Adapter | None = None, *, reads_via_hooks: bool = False):
         """``reads_via_hooks=True`` runs read-only plans with plain PyTorch forward hooks on the hook points instead
         of an nnsight trace (the same tensors; measured by ``interp bench``); the default keeps every capture in
         nnsight."""
         self.reads_via_hooks = reads_via_hooks
+        self.was_training = transformer.training
         self.dit = DiT(transformer, adapter).eval()
         self.adapter = self.dit.adapter
         self.model = NNsight(self.dit)
@@ -109,6 +126,16 @@ class Traced:
         self.n_blocks = len(self.adapter.blocks(transformer))
         self._sites: list[str] | None = None
         self._resolved: dict[tuple, list[str]] = {}  # (patterns, blocks) -> names: plans repeat every forward
+
+    def restore_mode(self) -> None:
+        """Put the transformer back in the train / eval mode it had before ``Traced`` switched it to eval."""
+        self.dit.transformer.train(self.was_training)
+
+    def __enter__(self) -> Traced:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.restore_mode()
 
     # ---- names -------------------------------------------------------------------------------------------------
     @property
@@ -208,7 +235,7 @@ class Traced:
                 env = self._envoy(path)
                 if any(n in skipped_blocks for n in names):
                     args, kwargs = env.inputs
-                    through = self.adapter.passthrough(args, kwargs)
+                    through = self.adapter.block_passthrough(self.dit.get_submodule(path), args, kwargs)
                     env.skip(through)
                     stream = through[0] if isinstance(through, tuple) else through
                     for n in names:

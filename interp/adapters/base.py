@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import torch
+from diffusers.hooks._helpers import TransformerBlockRegistry
 from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor, nn
@@ -43,24 +44,58 @@ def source_sha(fn: Any) -> str:
     return hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:16]
 
 
+def stale_copy(hooked: type[nn.Module]) -> str | None:
+    """Why a hooked class's copied forward no longer matches the installed diffusers (None while it matches, or
+    when nothing was copied): names the diffusers class and the file holding the copy."""
+    expected = getattr(hooked, "COPIED_FROM_SHA", None)
+    base = hooked.__mro__[1]
+    if expected is None or source_sha(base.forward) == expected:
+        return None
+    return (
+        f"diffusers' {base.__module__}.{base.__qualname__}.forward (source hash {source_sha(base.forward)}) differs "
+        f"from the copy in {inspect.getsourcefile(hooked)} (COPIED_FROM_SHA {expected}); re-copy the forward, keep "
+        "the hook points and update COPIED_FROM_SHA"
+    )
+
+
+def adopt_base_identity(hooked: type[nn.Module]) -> None:
+    """Make diffusers' lookups find a hooked block as its base class (idempotent).
+
+    diffusers finds blocks by class name (``_repeated_blocks`` for ``compile_repeated_blocks``,
+    ``_no_split_modules`` for device maps; accelerate's ``no_split_module_classes``) and by class in its
+    ``TransformerBlockRegistry`` (FirstBlockCache, LayerSkip / skip-layer guidance). The hooked class takes its
+    base's ``__name__`` / ``__qualname__`` (``__module__`` stays ours, so ``type(block)`` still tells them apart) and
+    is registered with a copy of the base's block metadata.
+    """
+    base = hooked.__mro__[1]
+    hooked.__name__, hooked.__qualname__ = base.__name__, base.__qualname__
+    if hooked in TransformerBlockRegistry._registry:
+        return
+    try:
+        meta = TransformerBlockRegistry.get(base)
+    except ValueError:  # diffusers does not register this block: nothing to keep
+        return
+    # a copy: register() sets its _cls (whose forward signature it reads); the hooked forward has the same one
+    TransformerBlockRegistry.register(hooked, replace(meta, _cls=None, _cached_parameter_indices=None))
+
+
 def install_hooked_class(block: nn.Module, hooked: type[nn.Module]) -> None:
     """Turn ``block`` into an instance of ``hooked`` (a subclass of its class) and add its hook points.
 
     Idempotent. Parameters and buffers are untouched; hook points have no state, so ``state_dict`` and
-    ``save_pretrained`` are unchanged.
+    ``save_pretrained`` are unchanged. diffusers' class-name and registry lookups see the base class
+    (:func:`adopt_base_identity`). A copied forward that no longer matches the installed diffusers
+    (:func:`stale_copy`) warns and installs anyway: the exactness tests tell whether its sites are still right.
     """
     if type(block) is hooked:
         return
     base = hooked.__mro__[1]
     if type(block) is not base:
         raise TypeError(f"cannot hook {type(block).__name__}: expected {base.__name__}")
-    expected = getattr(hooked, "COPIED_FROM_SHA", None)
-    if expected is not None and source_sha(base.forward) != expected:
-        warnings.warn(
-            f"diffusers' {base.__name__}.forward differs from the copy in {hooked.__module__}; "
-            "sites in this block may be stale (the exactness tests will tell)",
-            stacklevel=3,
-        )
+    stale = stale_copy(hooked)
+    if stale:
+        warnings.warn(f"{stale}; sites in this block may be stale (the exactness tests will tell)", stacklevel=3)
+    adopt_base_identity(hooked)
     block.__class__ = hooked
     for name in hooked.HOOKS:  # type: ignore[attr-defined]
         block.add_module(name, HookPoint())
@@ -103,6 +138,7 @@ class Adapter(ABC):
 
     family: ClassVar[str]
     class_name: ClassVar[str]
+    exact: ClassVar[bool] = True  # every site (sublayers too) from a line-for-line copy of the block forward
     block_lists: ClassVar[tuple[str, ...]]  # attribute names of the block containers, in execution order
     text_len: ClassVar[int] = 8  # default length of random text embeddings
 
@@ -161,6 +197,10 @@ class Adapter(ABC):
     @abstractmethod
     def passthrough(self, args: tuple, kwargs: dict) -> Any:
         """What a block returns when it is the identity, given the arguments it was called with."""
+
+    def block_passthrough(self, block: nn.Module, args: tuple, kwargs: dict) -> Any:
+        """:meth:`passthrough` for one block (the generic adapter's depends on the block's class)."""
+        return self.passthrough(args, kwargs)
 
     # ---- geometry ----------------------------------------------------------------------------------------------
     @abstractmethod

@@ -33,7 +33,10 @@ def test_hooked_forward_is_exact(family):
     a = ADAPTERS[family]
     plain, hooked = a.tiny(0), a.install_hooks(a.tiny(0))
     assert set(plain.state_dict()) == set(hooked.state_dict())  # hook points add no state
-    assert all(type(b).__name__.startswith("Hooked") for _, b in a.blocks(hooked))
+    for (_, p), (_, h) in zip(a.blocks(plain), a.blocks(hooked)):
+        # the hooked class is ours, under the base's name (diffusers' class-name lookups find the block)
+        assert type(h) is a.hooked_class(h) and type(h).__mro__[1] is type(p)
+        assert type(h).__name__ == type(p).__name__ and type(h).__module__.startswith("interp.adapters.")
     x, t, text = tiny_inputs(family, plain)
     with torch.no_grad():
         ref, out = a.forward(plain, x, t, text), a.forward(hooked, x, t, text)
