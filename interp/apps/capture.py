@@ -295,7 +295,8 @@ def capture_pipeline(
     goes to the file once its frames are decoded, so a resumed file never lacks a done step's ``x0_video``.
     ``timings`` (a dict) receives seconds: ``encode`` (the inputs encoded and the file opened), ``loop`` (the
     denoising steps and the step lens, until its last frames are decoded; the device synchronised), ``decode`` (the
-    final video) and ``finish`` (the file written)."""
+    final video), ``finish`` (the file written) and, for an overlapped lens, ``lens_gpu_s`` (its decodes' time on
+    their stream)."""
     from interp.pipelines.components import PipelineError, PipelineModel
     from interp.pipelines.decode import StepLens, decode_video, x0_steps
     from interp.pipelines.inputs import encode_inputs
@@ -419,6 +420,8 @@ def capture_pipeline(
             flush(wait=True)
             final = traj.final
         clock.mark("loop")
+        if timings is not None and decoder is not None and decoder.gpu_seconds:
+            timings["lens_gpu_s"] = timings.get("lens_gpu_s", 0.0) + sum(decoder.gpu_seconds)
         if final is None:  # resumed a file whose steps were all done
             final = torch.from_numpy(writer.file["latents"][-1])
         video = decode_video(loaded, final, first_frame=inputs.first_frame)
