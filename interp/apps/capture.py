@@ -291,8 +291,8 @@ def capture_pipeline(
     """A capture from prompts / images through a whole pipeline (see the module doc). Every input is checked and
     encoded before anything is written: a bad input is one :class:`~interp.pipelines.components.PipelineError`.
 
-    The step lens (:class:`~interp.pipelines.decode.StepLens`) decodes x0 beside the loop on a GPU; a step's record
-    goes to the file once its frames are decoded, so a resumed file never lacks a done step's ``x0_video``.
+    The step lens (:class:`~interp.pipelines.decode.StepLens`) decodes x0 beside the loop on a GPU; a lens step is
+    marked done once its frames are written, so a resumed file never lacks a done step's ``x0_video``.
     ``timings`` (a dict) receives seconds: ``encode`` (the inputs encoded and the file opened), ``loop`` (the
     denoising steps and the step lens, until its last frames are decoded; the device synchronised), ``decode`` (the
     final video), ``finish`` (the file written) and, for an overlapped lens, ``lens_gpu_s`` (its decodes' time on
@@ -385,21 +385,16 @@ def capture_pipeline(
                   "axes": "step,batch,frame,height,width,rgb"}  # fmt: skip
     decoder = StepLens(loaded, downscale=config.x0_downscale, first_frame=inputs.first_frame,
                        overlap=config.x0_overlap) if sel else None  # fmt: skip
-    waiting: list[StepRecord] = []  # records held until their step's frames are decoded (in step order)
+    pending: list[int] = []  # lens steps whose frames are still decoding, in step order
 
     def flush(wait: bool) -> None:
-        while waiting:
-            rec = waiting[0]
-            arrays = []
-            if rec.step in lens:
-                if not (wait or decoder.ready(rec.step)):
-                    return
-                frames = decoder.result(rec.step)
-                arrays.append(("x0_video", lens[rec.step], frames, len(sel), lens_attrs))
-                if scoring is not None:
-                    arrays += scoring.step_arrays(lens[rec.step], len(sel), sel, frames)
-            writer.on_step(rec, arrays)
-            waiting.pop(0)
+        while pending and (wait or decoder.ready(pending[0])):
+            s = pending.pop(0)
+            frames = decoder.result(s)
+            arrays = [("x0_video", lens[s], frames, len(sel), lens_attrs)]
+            if scoring is not None:
+                arrays += scoring.step_arrays(lens[s], len(sel), sel, frames)
+            writer.put_rows(s, arrays)
 
     clock.mark("encode")
     try:
@@ -410,7 +405,9 @@ def capture_pipeline(
             def step_hook(rec: StepRecord) -> None:
                 if rec.step in lens:
                     decoder.submit(rec.step, rec.x0)
-                waiting.append(rec)
+                    pending.append(rec.step)
+                # the step's values go now (its record is not held); a lens step is marked done with its frames
+                writer.on_step(rec, done=rec.step not in lens)
                 flush(wait=False)
                 if on_step is not None:
                     on_step(rec)

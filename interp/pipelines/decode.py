@@ -56,8 +56,10 @@ def denormalize(vae, latents: Tensor) -> Tensor:
     cfg = vae.config
     if getattr(cfg, "latents_mean", None) is None:  # VAEs with one scaling factor (CogVideoX, HunyuanVideo)
         return latents / cfg.scaling_factor
-    mean = torch.tensor(cfg.latents_mean).view(1, cfg.z_dim, 1, 1, 1).to(latents.device, latents.dtype)
-    std = 1.0 / torch.tensor(cfg.latents_std).view(1, cfg.z_dim, 1, 1, 1).to(latents.device, latents.dtype)
+    # non-blocking host->device copies: on a side stream (StepLens) a blocking one would wait for the loop's stream
+    kw = dict(device=latents.device, dtype=latents.dtype, non_blocking=True)
+    mean = torch.tensor(cfg.latents_mean).view(1, cfg.z_dim, 1, 1, 1).to(**kw)
+    std = 1.0 / torch.tensor(cfg.latents_std).view(1, cfg.z_dim, 1, 1, 1).to(**kw)
     return latents / std + mean
 
 

@@ -1,6 +1,6 @@
 """benchmarks.pipeline: the tiny configs run every variant and report (no timing assertions), the CLI writes its
-files and refuses bad options, the real configs have the real shapes (built on the meta device), and the step lens'
-held-back records reach the file in step order with the decoded frames of their own x0."""
+files and refuses bad options, the real configs have the real shapes (built on the meta device), and a lens step
+whose decode is still running is marked done only once its frames are written."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from benchmarks.pipeline import (
 from interp.apps.capture import CaptureConfig, capture
 from interp.pipelines import decode as decode_mod
 from interp.pipelines.decode import StepLens, decode_video
-from interp.store import load_cache
+from interp.store import RunWriter, load_cache
 
 
 @pytest.mark.parametrize("config", ["tiny", "tiny-a14b"])
@@ -94,8 +94,8 @@ def test_bf16_build_is_bf16_and_runs():
 
 
 def test_held_back_lens_records_reach_the_file_in_order(tmp_path, monkeypatch):
-    """A lens decode still running holds its step's record (and the ones after it) back; each step is written once,
-    in order, with x0_video equal to the decode of that step's stored x0."""
+    """A lens decode still running does not hold the loop or the later steps' values: its step is marked done once
+    its frames are written; x0_video equals the decode of that step's stored x0."""
     pm = build_pipeline(Options(config="tiny"))
     asked: list[int] = []
     real_ready = StepLens.ready
@@ -105,12 +105,16 @@ def test_held_back_lens_records_reach_the_file_in_order(tmp_path, monkeypatch):
         return asked.count(step) > 3 and real_ready(self, step)
 
     monkeypatch.setattr(decode_mod.StepLens, "ready", slow_ready)
+    marked: list[int] = []
+    real_mark = RunWriter._mark_done
+    monkeypatch.setattr(RunWriter, "_mark_done", lambda self, step: (marked.append(step), real_mark(self, step)))
     cfg = CaptureConfig(model=pm.name, prompts=["a red ball moves left"], steps=4, guidance=5.0, frames=5, height=32,
                         width=32, x0_steps=[0, 2], sites=["blocks.*.hook_resid_post"], pool="mean")  # fmt: skip
     timings: dict = {}
     out = capture(cfg, tmp_path / "lens.h5", loaded=pm, timings=timings)
     assert set(timings) >= {"encode", "loop", "decode", "finish"} and all(v >= 0 for v in timings.values())
-    assert asked[:4] == [0, 0, 0, 0] and 2 in asked  # step 0 held back while steps 1 and 2 ran
+    assert asked == [0, 0, 0, 0, 2]  # step 0's frames were not ready while steps 1 and 2 ran
+    assert marked == [1, 3, 0, 2]  # a lens step is marked done once its frames are written, after later steps
     with load_cache(out) as c:
         assert c.x0_video_steps == [0, 2] and c.file["step_done"][:].tolist() == [1, 1, 1, 1]
         for row, s in enumerate([0, 2]):
