@@ -120,3 +120,22 @@ def test_held_back_lens_records_reach_the_file_in_order(tmp_path, monkeypatch):
         for row, s in enumerate([0, 2]):
             assert np.array_equal(c.x0_video[row], decode_video(pm, torch.from_numpy(c.file["x0"][s])))
         assert c["blocks.1.hook_resid_post"].shape[:2] == (4, 1)
+
+
+def test_step_lens_on_cpu_decodes_at_submit_and_downscales_as_before():
+    pm = build_pipeline(Options(config="tiny"))
+    lens = StepLens(pm, downscale=2)
+    assert not lens.overlapped  # no GPU: decoded in submit, the same frames
+    x0 = torch.randn(1, 16, 2, 4, 4, generator=torch.Generator().manual_seed(1))
+    lens.submit(3, x0)
+    assert lens.ready(3) and not lens.ready(4)
+    got = lens.result(3)
+    # the reference: the pipeline's own postprocess to float numpy, pooled 2x2, then round(255 v)
+    with torch.no_grad():
+        video = pm.vae.decode(decode_mod.denormalize(pm.vae, x0), return_dict=False)[0]
+    ref = pm.pipeline.video_processor.postprocess_video(video, output_type="np")
+    t = torch.from_numpy(ref).permute(0, 1, 4, 2, 3).flatten(0, 1)
+    ref = torch.nn.functional.avg_pool2d(t, 2).unflatten(0, ref.shape[:2]).permute(0, 1, 3, 4, 2).numpy()
+    assert got.shape == (1, 5, 16, 16, 3) and np.array_equal(got, decode_mod.to_uint8(ref))
+    with pytest.raises(KeyError, match="not submitted"):
+        lens.result(3)  # taken already
