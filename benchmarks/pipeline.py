@@ -108,10 +108,10 @@ class PipelineSpec:
 
 CONFIGS: dict[str, PipelineSpec] = {
     "tiny": PipelineSpec("WanPipeline", TINY_T, TINY_VAE, TINY_TEXT, frames=5, height=32, width=32, dtype="float32",
-                         budget_s=60.0, note="test sizes, as tests/helpers/pipelines.py's t2v"),
+                         budget_s=40.0, note="test sizes, as tests/helpers/pipelines.py's t2v"),
     "tiny-a14b": PipelineSpec("WanImageToVideoPipeline", dict(TINY_T, in_channels=36), TINY_VAE, TINY_TEXT,
                               experts=2, boundary_ratio=0.9, flow_shift=5.0, frames=5, height=32, width=32,
-                              dtype="float32", budget_s=60.0, note="test sizes, two experts"),
+                              dtype="float32", budget_s=40.0, note="test sizes, two experts"),
     "wan1.3b": PipelineSpec("WanPipeline", WAN21_13B, WAN21_VAE, UMT5_XXL_2, flow_shift=3.0, budget_s=210.0,
                             note="Wan2.1-T2V-1.3B; UniPC flow_shift 3.0 (480p)"),
     "a14b": PipelineSpec("WanImageToVideoPipeline", WAN22_A14B, WAN21_VAE, UMT5_XXL_2, experts=2, boundary_ratio=0.9,
@@ -500,7 +500,7 @@ def report(result: dict) -> str:
         each = result["lens_decode_gpu_s"]["lens"]
         lines.append(f"overlapped decode on its stream: {each:.3f} s each (sharing the GPU with the loop)")
     for n, p in result["projected"].items():
-        lines.append(f"{n}: +{p['extra_s_per_decode']:.3f} s per decode in the loop; a 50-step run with every:"
+        lines.append(f"{n}: {p['extra_s_per_decode']:+.3f} s per decode in the loop; a 50-step run with every:"
                      f"{o['x0_every']} ({p['every_k_of_50_decodes']} decodes, the last step's included) would be "
                      f"{p['ratio_50_steps_every_k']:.3f}x bare")  # fmt: skip
     lines.append(f"process wall time {result['process_s']:.0f} s (budget {result['budget_s']:.0f} s)")
