@@ -10,8 +10,8 @@ unconditional branch. Initial noise comes from ``noise_seed``.
 Prompts and images (``prompts``, ``images``, ``negative_prompt``): a whole diffusers pipeline
 (:func:`interp.pipelines.components.load_pipeline`) encodes them with its own methods
 (:func:`interp.pipelines.inputs.encode_inputs`); ``frames`` / ``height`` / ``width`` are then the pipeline's
-``num_frames`` / ``height`` / ``width`` in pixels (default: the model's interp.json, else the pipeline's own 81 / 480 / 832), ``seed`` is the
-generator (sample i: ``torch.Generator().manual_seed(seed + i)``, so one sample equals
+``num_frames`` / ``height`` / ``width`` in pixels (default: the model's interp.json, else the pipeline's own
+81 / 480 / 832), ``seed`` is the generator (sample i: ``torch.Generator().manual_seed(seed + i)``, so one sample equals
 ``pipe(..., generator=torch.Generator().manual_seed(seed))``), and the capture stores the final video decoded by
 the pipeline's VAE as ``video`` and, for the steps ``x0_steps`` names, x0 decoded the same way as ``x0_video``.
 
@@ -31,6 +31,7 @@ metadata, instances and condition frames, and for a pipeline capture its prompts
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -79,6 +80,7 @@ class CaptureConfig(BaseModel):
         "true_cfg_scale",
         "scorer",
         "samples",
+        "x0_overlap",
     )
     prompts: list[str] | None = None
     negative_prompt: str | None = None
@@ -86,6 +88,9 @@ class CaptureConfig(BaseModel):
     max_sequence_length: int | None = Field(None, ge=1)  # None: the pipeline's own default (Wan 512, CogVideoX 226)
     x0_steps: str | list[int] | None = None  # the step lens: "all", "every:K", "0,5,9" or a list
     x0_downscale: int = Field(1, ge=1)
+    # on a GPU, decode the step lens on a side CUDA stream while the next steps run (the same frames; False: decode
+    # in the loop, which then waits for each decode)
+    x0_overlap: bool = True
     component_dtypes: dict[str, str] | None = None  # e.g. {"text_encoder": "bfloat16", "vae": "float32"}
     text_encoder_offload: Literal["none", "cpu", "release"] = "none"
     # HunyuanVideoPipeline's classifier-free guidance (with a negative prompt; its guidance_scale is embedded):
@@ -143,13 +148,16 @@ def capture(
     overwrite: bool = False,
     progress: bool = False,
     on_step: Callable[[StepRecord], None] | None = None,
+    timings: dict | None = None,
 ) -> Path:
     """Run ``config`` and write ``out`` (resuming ``out.partial`` if a matching interrupted run left one).
+    ``timings`` (a dict; pipeline captures) receives the seconds of each part (:func:`capture_pipeline`).
 
     >>> capture(CaptureConfig(model="tiny-wan", steps=4, sites=["blocks.*.hook_resid_post"]), "run.h5")
     """
     if config.pipeline_inputs:
-        return capture_pipeline(config, out, loaded=loaded, overwrite=overwrite, progress=progress, on_step=on_step)
+        return capture_pipeline(config, out, loaded=loaded, overwrite=overwrite, progress=progress, on_step=on_step,
+                                timings=timings)  # fmt: skip
     loaded = loaded or load_model(config.model, config.device, config.model_dtype)
     config = config.resolved(loaded)
     mi = capture_inputs(loaded, config)
@@ -278,11 +286,19 @@ def capture_pipeline(
     overwrite: bool = False,
     progress: bool = False,
     on_step: Callable[[StepRecord], None] | None = None,
+    timings: dict | None = None,
 ) -> Path:
     """A capture from prompts / images through a whole pipeline (see the module doc). Every input is checked and
-    encoded before anything is written: a bad input is one :class:`~interp.pipelines.components.PipelineError`."""
+    encoded before anything is written: a bad input is one :class:`~interp.pipelines.components.PipelineError`.
+
+    The step lens (:class:`~interp.pipelines.decode.StepLens`) decodes x0 beside the loop on a GPU; a lens step is
+    marked done once its frames are written, so a resumed file never lacks a done step's ``x0_video``.
+    ``timings`` (a dict) receives seconds: ``encode`` (the inputs encoded and the file opened), ``loop`` (the
+    denoising steps and the step lens, until its last frames are decoded; the device synchronised), ``decode`` (the
+    final video), ``finish`` (the file written) and, for an overlapped lens, ``lens_gpu_s`` (its decodes' time on
+    their stream)."""
     from interp.pipelines.components import PipelineError, PipelineModel
-    from interp.pipelines.decode import decode_video, x0_steps
+    from interp.pipelines.decode import StepLens, decode_video, x0_steps
     from interp.pipelines.inputs import encode_inputs
 
     out = Path(out)
@@ -324,6 +340,7 @@ def capture_pipeline(
     sel = x0_steps(config.x0_steps, config.steps)
     # unset video size: the model's task metadata (the organism's 9 x 96 x 96), else the pipeline's own defaults
     meta = loaded.task or {}
+    clock = _Clock(loaded, timings)
     pi = encode_inputs(
         loaded, list(config.prompts or []), images=config.images, negative_prompt=config.negative_prompt,
         num_frames=config.frames or meta.get("frames", 81), height=config.height or meta.get("height", 480),
@@ -366,32 +383,73 @@ def capture_pipeline(
     lens = {s: i for i, s in enumerate(sel)}
     lens_attrs = {"steps": json.dumps(sel), "downscale": config.x0_downscale,
                   "axes": "step,batch,frame,height,width,rgb"}  # fmt: skip
+    decoder = StepLens(loaded, downscale=config.x0_downscale, first_frame=inputs.first_frame,
+                       reference_frames=inputs.reference_frames, overlap=config.x0_overlap) if sel else None  # fmt: skip
+    pending: list[int] = []  # lens steps whose frames are still decoding, in step order
+
+    def flush(wait: bool) -> None:
+        while pending and (wait or decoder.ready(pending[0])):
+            s = pending.pop(0)
+            frames = decoder.result(s)
+            arrays = [("x0_video", lens[s], frames, len(sel), lens_attrs)]
+            if scoring is not None:
+                arrays += scoring.step_arrays(lens[s], len(sel), sel, frames)
+            writer.put_rows(s, arrays)
+
+    clock.mark("encode")
     try:
         final = None
         if writer.start_step < sampler.steps:
             start = (writer.start_step, writer.start_latents()) if writer.start_step else None
 
             def step_hook(rec: StepRecord) -> None:
-                arrays = []
                 if rec.step in lens:
-                    frames = decode_video(loaded, rec.x0, downscale=config.x0_downscale, first_frame=inputs.first_frame,
-                                          reference_frames=inputs.reference_frames)  # fmt: skip
-                    arrays.append(("x0_video", lens[rec.step], frames, len(sel), lens_attrs))
-                    if scoring is not None:
-                        arrays += scoring.step_arrays(lens[rec.step], len(sel), sel, frames)
-                writer.on_step(rec, arrays)
+                    decoder.submit(rec.step, rec.x0)
+                    pending.append(rec.step)
+                # the step's values go now (its record is not held); a lens step is marked done with its frames
+                writer.on_step(rec, done=rec.step not in lens)
+                flush(wait=False)
                 if on_step is not None:
                     on_step(rec)
 
             traj = run_trajectory(loaded, inputs, sampler, read=sites, on_step=step_hook, start=start, keep=False,
                                   progress=progress)  # fmt: skip
+            flush(wait=True)
             final = traj.final
+        clock.mark("loop")
+        if timings is not None and decoder is not None and decoder.gpu_seconds:
+            timings["lens_gpu_s"] = timings.get("lens_gpu_s", 0.0) + sum(decoder.gpu_seconds)
         if final is None:  # resumed a file whose steps were all done
             final = torch.from_numpy(writer.file["latents"][-1])
         video = decode_video(loaded, final, first_frame=inputs.first_frame, reference_frames=inputs.reference_frames)
+        clock.mark("decode")
         writer.put_array("video", video, {"axes": "batch,frame,height,width,rgb"})
         if scoring is not None:
             scoring.put_video(writer, video)
-        return writer.finish()
+        path = writer.finish()
+        clock.mark("finish")
+        return path
     finally:
         writer.close()
+
+
+class _Clock:
+    """Seconds between marks, added into ``timings`` (nothing when it is None); the model's device is synchronised
+    at each mark."""
+
+    def __init__(self, loaded: LoadedModel, timings: dict | None):
+        self.timings = timings
+        if timings is not None:
+            self.device = next(loaded.transformer.parameters()).device
+            self.t = self._now()
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        if self.timings is not None:
+            t = self._now()
+            self.timings[name] = self.timings.get(name, 0.0) + t - self.t
+            self.t = t

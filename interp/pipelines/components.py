@@ -277,19 +277,39 @@ def load_pipeline(
             init[k] = v
     accepted = inspect.signature(cls.__init__).parameters
     pipe = cls(**{k: v for k, v in init.items() if k in accepted})
+    task = json.loads((path / "interp.json").read_text()) if (path / "interp.json").exists() else None
+    return pipeline_model(pipe, name=str(name_or_path), source=str(path), components=loaded,
+                          boundary_ratio=index.get("boundary_ratio"), task=task,
+                          text_encoder_offload=text_encoder_offload)  # fmt: skip
+
+
+def pipeline_model(
+    pipe,
+    *,
+    name: str,
+    source: str | None = None,
+    components: dict[str, Any] | None = None,
+    boundary_ratio: float | None = None,
+    task: dict | None = None,
+    text_encoder_offload: Offload = "none",
+) -> PipelineModel:
+    """A :class:`PipelineModel` around a diffusers pipeline object: its transformer(s), the adapter of their family,
+    its scheduler. ``components``: the loaded components (default: the pipeline's own ``components``, those not
+    None); ``boundary_ratio``: default the pipeline config's (two experts need one)."""
+    loaded = components if components is not None else {k: v for k, v in pipe.components.items() if v is not None}
+    where = source or name
     experts = {e: loaded[e] for e in EXPERTS if loaded.get(e) is not None}
     if not experts:
-        raise PipelineError(f"{path}: no transformer loaded (components: {', '.join(comps)})")
+        raise PipelineError(f"{where}: no transformer loaded (components: {', '.join(loaded)})")
     adapter = get_adapter(next(iter(experts.values())))
-    boundary = index.get("boundary_ratio")
+    boundary = boundary_ratio if boundary_ratio is not None else pipe.config.get("boundary_ratio")
     if len(experts) == 2 and boundary is None:
-        raise PipelineError(f"{path}: two transformers but no boundary_ratio in model_index.json")
-    task = json.loads((path / "interp.json").read_text()) if (path / "interp.json").exists() else None
+        raise PipelineError(f"{where}: two transformers but no boundary_ratio in model_index.json")
     scheduler = loaded.get("scheduler")
     if scheduler is None:
-        raise PipelineError(f"{path}: no scheduler loaded (components: {', '.join(comps)})")
+        raise PipelineError(f"{where}: no scheduler loaded (components: {', '.join(loaded)})")
     return PipelineModel(
-        name=str(name_or_path), adapter=adapter, transformers=experts, scheduler=scheduler,
-        boundary_ratio=boundary if len(experts) == 2 else None, task=task, source=str(path), pipeline=pipe,
-        pipeline_class=cls.__name__, components=loaded, offload=text_encoder_offload,
+        name=name, adapter=adapter, transformers=experts, scheduler=scheduler,
+        boundary_ratio=boundary if len(experts) == 2 else None, task=task, source=source, pipeline=pipe,
+        pipeline_class=type(pipe).__name__, components=loaded, offload=text_encoder_offload,
     )  # fmt: skip

@@ -5,6 +5,7 @@
 The step lens decodes x0 of chosen steps the same way (:func:`x0_steps` parses the choice: ``all``, ``every:K``
 (steps 0, K, 2K, ... and the last), or a list ``0,5,9``), stored as ``x0_video`` (steps, B, F, H, W, 3) uint8,
 optionally downscaled by an integer factor. The VAE's tiling / slicing are used when ``tiling`` is set and it has them.
+On a GPU, :class:`StepLens` decodes on a side CUDA stream, so the loop does not wait for the lens.
 """
 
 from __future__ import annotations
@@ -55,8 +56,10 @@ def denormalize(vae, latents: Tensor) -> Tensor:
     cfg = vae.config
     if getattr(cfg, "latents_mean", None) is None:  # VAEs with one scaling factor (CogVideoX, HunyuanVideo)
         return latents / cfg.scaling_factor
-    mean = torch.tensor(cfg.latents_mean).view(1, cfg.z_dim, 1, 1, 1).to(latents.device, latents.dtype)
-    std = 1.0 / torch.tensor(cfg.latents_std).view(1, cfg.z_dim, 1, 1, 1).to(latents.device, latents.dtype)
+    # non-blocking host->device copies: on a side stream (StepLens) a blocking one would wait for the loop's stream
+    kw = dict(device=latents.device, dtype=latents.dtype, non_blocking=True)
+    mean = torch.tensor(cfg.latents_mean).view(1, cfg.z_dim, 1, 1, 1).to(**kw)
+    std = 1.0 / torch.tensor(cfg.latents_std).view(1, cfg.z_dim, 1, 1, 1).to(**kw)
     return latents / std + mean
 
 
@@ -79,11 +82,13 @@ def encode_latents(vae, x: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def decode_video(pm, latents: Tensor, *, downscale: int = 1, first_frame: Tensor | None = None,
-                 reference_frames: int = 0) -> np.ndarray:  # fmt: skip
-    """(B, C, F, H, W) latents -> uint8 (B, F', H', W', 3), as ``__call__`` with ``output_type="np"`` then
-    ``round(255 * v)``. ``first_frame`` (TI2V) replaces the leading latent frames first, as the pipeline does;
-    ``reference_frames`` leading latent frames (WanVACE's reference images) are dropped first, as it does."""
+def decode_frames(pm, latents: Tensor, *, downscale: int = 1, first_frame: Tensor | None = None,
+                  reference_frames: int = 0) -> Tensor:  # fmt: skip
+    """(B, C, F, H, W) latents -> uint8 (B, F', H', W', 3) on the VAE's device: ``__call__``'s decode and
+    ``postprocess_video`` (``output_type="pt"``), then ``round(255 * v)`` there, so a GPU decode leaves the GPU as
+    uint8 (a quarter of the float32 bytes, no host-side rounding). ``first_frame`` (TI2V) replaces the leading latent
+    frames first, as the pipeline does; ``reference_frames`` leading latent frames (WanVACE's reference images) are
+    dropped first, as it does."""
     pipe = pm.pipeline
     vae = getattr(pipe, "vae", None)
     if vae is None:
@@ -98,13 +103,85 @@ def decode_video(pm, latents: Tensor, *, downscale: int = 1, first_frame: Tensor
         video = _mochi_decode(pipe, latents)
     else:
         video = vae.decode(denormalize(vae, latents), return_dict=False)[0]
-    video = pipe.video_processor.postprocess_video(video, output_type="np")  # (B, F, H, W, 3) in [0, 1]
-    video = np.asarray(video, dtype=np.float32)
+    video = pipe.video_processor.postprocess_video(video, output_type="pt")  # (B, F, 3, H, W) in [0, 1]
+    video = video.float()
     if downscale > 1:
-        t = torch.from_numpy(video).permute(0, 1, 4, 2, 3).flatten(0, 1)
-        t = F.avg_pool2d(t, downscale)
-        video = t.unflatten(0, video.shape[:2]).permute(0, 1, 3, 4, 2).numpy()
-    return to_uint8(video)
+        video = F.avg_pool2d(video.flatten(0, 1), downscale).unflatten(0, video.shape[:2])
+    return (video * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 1, 3, 4, 2).contiguous()
+
+
+def decode_video(pm, latents: Tensor, *, downscale: int = 1, first_frame: Tensor | None = None,
+                 reference_frames: int = 0) -> np.ndarray:  # fmt: skip
+    """(B, C, F, H, W) latents -> uint8 (B, F', H', W', 3), as ``__call__`` with ``output_type="np"`` then
+    ``round(255 * v)`` (:func:`decode_frames`, brought to the host)."""
+    return decode_frames(pm, latents, downscale=downscale, first_frame=first_frame,
+                         reference_frames=reference_frames).cpu().numpy()  # fmt: skip
+
+
+class StepLens:
+    """The step lens' decodes, kept off the denoising loop's critical path.
+
+    :meth:`submit` queues the decode of one step's x0; :meth:`result` gives its uint8 frames (B, F, H, W, 3) as a
+    numpy array once done. On a GPU with ``overlap`` (the default) each decode runs on a side CUDA stream that waits
+    only for the x0 it reads, and its frames come back through pinned memory, so the next steps' forwards are queued
+    without waiting for it and the two share the GPU; elsewhere (CPU, ``overlap=False``) :meth:`submit` decodes at
+    once. The frames are the same either way (:func:`decode_frames`). ``gpu_seconds``: each overlapped decode's time
+    on its stream (CUDA events), contention included.
+    """
+
+    def __init__(self, pm, *, downscale: int = 1, first_frame: Tensor | None = None, reference_frames: int = 0,
+                 overlap: bool = True):  # fmt: skip
+        vae = getattr(pm.pipeline, "vae", None)
+        if vae is None:
+            raise PipelineError(f"{pm.name}: no VAE loaded; the step lens needs the pipeline's vae component")
+        self.pm, self.downscale, self.first_frame, self.reference_frames = pm, downscale, first_frame, reference_frames
+        self.device = next(vae.parameters()).device
+        self.stream = torch.cuda.Stream(self.device) if overlap and self.device.type == "cuda" else None
+        self._jobs: dict[int, tuple] = {}  # step -> (done event, pinned host frames, start event)
+        self._done: dict[int, np.ndarray] = {}
+        self.gpu_seconds: list[float] = []
+
+    @property
+    def overlapped(self) -> bool:
+        return self.stream is not None
+
+    def submit(self, step: int, x0: Tensor) -> None:
+        if self.stream is None:
+            self._done[step] = decode_video(self.pm, x0, downscale=self.downscale, first_frame=self.first_frame,
+                                            reference_frames=self.reference_frames)  # fmt: skip
+            return
+        stream = self.stream
+        stream.wait_stream(torch.cuda.current_stream(x0.device if x0.is_cuda else self.device))
+        with torch.cuda.stream(stream):
+            start = torch.cuda.Event(enable_timing=True)
+            start.record(stream)
+            frames = decode_frames(self.pm, x0, downscale=self.downscale, first_frame=self.first_frame,
+                                   reference_frames=self.reference_frames)
+            host = torch.empty(frames.shape, dtype=torch.uint8, pin_memory=True)
+            host.copy_(frames, non_blocking=True)
+            done = torch.cuda.Event(enable_timing=True)
+            done.record(stream)
+        if x0.is_cuda:
+            x0.record_stream(stream)  # x0 came from the loop's stream: not reused before the side stream read it
+        self._jobs[step] = (done, host, start)
+
+    def ready(self, step: int) -> bool:
+        """Whether :meth:`result` of ``step`` would return without waiting."""
+        if step in self._done:
+            return True
+        job = self._jobs.get(step)
+        return job is not None and job[0].query()
+
+    def result(self, step: int) -> np.ndarray:
+        """The decoded frames of ``step`` (waits for its decode)."""
+        if step not in self._done:
+            if step not in self._jobs:
+                raise KeyError(f"step {step} was not submitted to the step lens")
+            done, host, start = self._jobs.pop(step)
+            done.synchronize()
+            self.gpu_seconds.append(start.elapsed_time(done) / 1e3)
+            self._done[step] = host.numpy()
+        return self._done.pop(step)
 
 
 def _ltx_decode(pipe, latents: Tensor) -> Tensor:

@@ -304,12 +304,13 @@ class RunWriter:
                 self._room.wait(0.1)
             self._pending += nbytes
 
-    def on_step(self, rec: Any, arrays: Sequence[tuple] = ()) -> None:
+    def on_step(self, rec: Any, arrays: Sequence[tuple] = (), *, done: bool = True) -> None:
         """Queue everything of one step (one queue item); the writer marks the step done after writing it.
 
         ``arrays``: more per-step rows written with the step, each ``(name, index, value, rows, attrs)``: row
         ``index`` of dataset ``name`` of ``rows`` rows (created on its first write with ``attrs``), e.g. the step
-        lens' decoded ``x0_video``.
+        lens' decoded ``x0_video``. ``done=False``: the step's rows come later (:meth:`put_rows`, which then marks
+        it done), so its values go now and a resumed file never holds the step without its rows.
 
         Values are converted (pooled, float16) where they are; device->host copies start here and overlap the next
         forward. While more than ``max_pending_bytes`` await the disk, this waits (a capture then runs at the
@@ -333,16 +334,26 @@ class RunWriter:
         nbytes = sum(v.numel() * v.element_size() for _, _, v in latents) + sum(
             v[2].numel() * v[2].element_size() for v in sites
         )
+        rows = [(name, index, torch.as_tensor(value), n, attrs) for name, index, value, n, attrs in arrays]
+        nbytes += sum(v.numel() * v.element_size() for _, _, v, _, _ in rows)
         if self._error is not None:
             raise RuntimeError("store writer failed") from self._error
         self._reserve(nbytes)
         writes = [("latent", name, i, _HostCopy(v)) for name, i, v in latents]
         writes += [("site", name, pos, _HostCopy(v), axes, pool, n) for name, pos, v, axes, pool, n in sites]
-        for name, index, value, rows, attrs in arrays:
-            value = torch.as_tensor(value)
-            nbytes += value.numel() * value.element_size()
-            writes.append(("rows", name, index, _HostCopy(value), rows, attrs))
-        self._put(("step", s, writes, nbytes))
+        writes += [("rows", name, index, _HostCopy(v), n, attrs) for name, index, v, n, attrs in rows]
+        self._put(("step", s, writes, nbytes, done))
+
+    def put_rows(self, step: int, arrays: Sequence[tuple]) -> None:
+        """Queue the rows of a step queued with ``on_step(..., done=False)`` (same form as its ``arrays``); the
+        writer marks the step done after writing them."""
+        if self._error is not None:
+            raise RuntimeError("store writer failed") from self._error
+        rows = [(name, index, torch.as_tensor(value), n, attrs) for name, index, value, n, attrs in arrays]
+        nbytes = sum(v.numel() * v.element_size() for _, _, v, _, _ in rows)
+        self._reserve(nbytes)
+        writes = [("rows", name, index, _HostCopy(v), n, attrs) for name, index, v, n, attrs in rows]
+        self._put(("step", step, writes, nbytes, True))
 
     def put_array(self, name: str, value, attrs: dict | None = None) -> None:
         """Queue one whole dataset (e.g. the final decoded ``video``); kept as it is when resuming a file that has
@@ -363,7 +374,8 @@ class RunWriter:
                 elif self._error is None:
                     for write in item[2]:
                         self._write(write)
-                    self._mark_done(item[1])
+                    if item[4]:
+                        self._mark_done(item[1])
             except BaseException as e:  # noqa: BLE001 - surfaced on the next put / finish
                 self._error = e
             finally:
@@ -375,7 +387,8 @@ class RunWriter:
 
     def _mark_done(self, step: int) -> None:
         self._marks[step] = 1
-        if step == self.steps - 1 or time.monotonic() - self._flushed >= self._flush_seconds:
+        # the last step, or the last mark (a step lens marks its steps done after later ones)
+        if step == self.steps - 1 or self._marks.all() or time.monotonic() - self._flushed >= self._flush_seconds:
             self._flush_marks()
 
     def _write(self, item: tuple) -> None:
@@ -708,7 +721,8 @@ class ActivationCache:
         self.close()
 
     def __repr__(self) -> str:
-        return f"ActivationCache({self.path.name}, branch={self.branch_name!r}, steps={len(self.steps)}, sites={len(self)})"
+        return (f"ActivationCache({self.path.name}, branch={self.branch_name!r}, steps={len(self.steps)}, "
+                f"sites={len(self)})")  # fmt: skip
 
 
 def load_cache(path: str | os.PathLike, branch: str | None = None, *,
