@@ -14,6 +14,7 @@ from pathlib import Path
 
 import typer
 
+FORCE_HELP = "run even when the estimated memory, disk or row-forwards exceed what is free (or a cap: interp.budget)"
 SET_HELP = "set any config field: key=value (dotted keys for nested fields, YAML values); repeatable"
 
 app = typer.Typer(
@@ -556,6 +557,7 @@ def run_cmd(
     merge: Path = typer.Option(
         None, "--merge", help="merge DIR/shards into DIR/results.h5 (+ summary, figures) and exit"
     ),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Run an experiment: interventions x sweep, batched; writes results.h5, summary.json and figures/.
 
@@ -609,7 +611,7 @@ def run_cmd(
 
             res = run_distributed(exp, out, wandb=wandb, base_dir=experiment.parent)
         else:
-            res = run_experiment(exp, out, wandb=wandb, base_dir=experiment.parent)
+            res = run_experiment(exp, out, wandb=wandb, base_dir=experiment.parent, force=force)
     except (ExperimentError, FileExistsError, ShardError) as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(2) from None

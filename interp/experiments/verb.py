@@ -32,12 +32,13 @@ def run_experiment(
     on_batch: Callable[[int], None] | None = None,
     console: Console | None = None,
     shard: tuple[int, int] | None = None,
+    force: bool = False,
 ) -> RunResult:
     """Run (or resume, or read from cache) ``exp`` into ``out``: results.h5, summary.json, figures/*.png, and a W&B
     log of a new run (``wandb`` mode). A shard (``shard=(rank, world)``) gets neither figures nor a log."""
     console = console or Console(stderr=True)
     res = execute(exp, out, loaded=loaded, progress=progress, base_dir=base_dir, on_batch=on_batch, console=console,
-                  shard=shard)  # fmt: skip
+                  shard=shard, force=force)  # fmt: skip
     if shard is not None:
         return res
     if res.cache_hit:

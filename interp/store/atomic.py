@@ -24,6 +24,7 @@ from interp.store.lock import OutputBusy, OutputLock, is_locked, partial_path, r
 from interp.store.schema import Schema
 
 COMPLETE = "complete"
+LIBVER = ("v108", "latest")  # the HDF5 1.8 format: its dense attribute storage holds attributes over 64 kB
 __all__ = ["AtomicH5", "OutputBusy", "OutputLock", "atomic_h5", "atomic_path", "fsync_path", "partial_path",
            "publish_dir", "staging_dir"]  # fmt: skip
 
@@ -113,7 +114,7 @@ class AtomicH5:
                                   "pass overwrite to replace it")  # fmt: skip
         if resume is not None and self.partial.exists():
             try:
-                f = h5py.File(self.partial, "a")
+                f = h5py.File(self.partial, "a", libver=LIBVER)
             except OSError as e:
                 if _held_open(self.partial, e):
                     raise OutputBusy(self.path, read_owner(self.path) if is_locked(self.path) else None,
@@ -134,7 +135,7 @@ class AtomicH5:
                     self.partial.unlink()
         if self.file is None:
             self.partial.parent.mkdir(parents=True, exist_ok=True)
-            self.file = h5py.File(self.partial, "w")
+            self.file = h5py.File(self.partial, "w", libver=LIBVER)
             self.file.attrs.update(**schema.stamp(), interp_version=interp.__version__)
             self.file.attrs.update(attrs or {})
             self.file.attrs[COMPLETE] = False
