@@ -15,7 +15,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from interp.adapters import TextConditioning
-from interp.models import LoadedModel, load_model
+from interp.models import LoadedModel, load_model, read_json
 from interp.store.samples import write_samples_file
 from interp.tasks import maze as mz
 from interp.tasks import maze_inputs
@@ -148,7 +148,7 @@ def model_meta(model: str) -> tuple[Path | None, dict | None]:
     else:
         path = resolve_path(model)
     meta = path / "interp.json"
-    return path, (json.loads(meta.read_text()) if meta.is_file() else None)
+    return path, (read_json(meta) if meta.is_file() else None)
 
 
 def is_suite(meta: dict | None) -> bool:
