@@ -31,6 +31,7 @@ metadata, instances and condition frames, and for a pipeline capture its prompts
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -39,6 +40,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from interp.budget import Estimate, forward_bytes, model_bytes
 from interp.inputs import ModelInputs, model_inputs
 from interp.models import LoadedModel, load_model
 from interp.store import Pool, RunWriter
@@ -52,17 +54,17 @@ class CaptureConfig(BaseModel):
     model: str
     steps: int | None = Field(None, ge=1)
     sites: list[str] = ["blocks.*.hook_resid_post"]
-    seed: int = 0  # picks the inputs (task instances, random text)
-    noise_seed: int = 0  # initial noise
+    seed: int = Field(0, ge=0)  # picks the inputs (task instances, random text)
+    noise_seed: int = Field(0, ge=0)  # initial noise
     batch: int = Field(1, ge=1)
     dtype: Literal["float32", "float16"] = "float32"
     pool: Pool = "none"
     guidance: float | None = None
     shift: float | None = None
-    frames: int | None = None  # latent size for random inputs
-    height: int | None = None
-    width: int | None = None
-    text_len: int | None = None
+    frames: int | None = Field(None, ge=1)  # latent size for random inputs (None: the model's default)
+    height: int | None = Field(None, ge=1)
+    width: int | None = Field(None, ge=1)
+    text_len: int | None = Field(None, ge=1)
     device: str = "cpu"
     model_dtype: str | None = None
     # pipeline inputs (a whole diffusers pipeline; frames / height / width are then pixels)
@@ -143,8 +145,10 @@ def capture(
     overwrite: bool = False,
     progress: bool = False,
     on_step: Callable[[StepRecord], None] | None = None,
+    force: bool = False,
 ) -> Path:
-    """Run ``config`` and write ``out`` (resuming ``out.partial`` if a matching interrupted run left one).
+    """Run ``config`` and write ``out`` (resuming ``out.partial`` if a matching interrupted run left one). Its cost
+    (:func:`estimate`) is checked against the free memory and disk first (``force``: run anyway).
 
     >>> capture(CaptureConfig(model="tiny-wan", steps=4, sites=["blocks.*.hook_resid_post"]), "run.h5")
     """
@@ -152,11 +156,13 @@ def capture(
         return capture_pipeline(config, out, loaded=loaded, overwrite=overwrite, progress=progress, on_step=on_step)
     loaded = loaded or load_model(config.model, config.device, config.model_dtype)
     config = config.resolved(loaded)
+    sampler = config.sampler()
+    sites = next(iter(traced_experts(loaded).values())).resolve(config.sites)
+    one = capture_inputs(loaded, config.model_copy(update={"batch": 1})).latent_shape  # sizes, before the batch
+    estimate(loaded, config, (config.batch, *one[1:]), len(sites), out).check(force)
     mi = capture_inputs(loaded, config)
     inputs = TrajectoryInputs(mi.text, mi.latent_shape, condition=mi.condition)
-    sampler = config.sampler()
     timesteps, sigmas, branches = schedule(loaded, sampler)
-    sites = next(iter(traced_experts(loaded).values())).resolve(config.sites)
     grid = loaded.adapter.token_grid(loaded.transformer, inputs.latent_shape)
     scoring = pixel_scoring(loaded, mi, config) if config.scorer else None
     writer = RunWriter(
@@ -187,6 +193,24 @@ def capture(
         return writer.finish()
     finally:
         writer.close()
+
+
+def estimate(loaded: LoadedModel, config: CaptureConfig, latent_shape: tuple[int, ...], n_sites: int,
+             out: str | Path | None = None) -> Estimate:  # fmt: skip
+    """What a resolved capture costs (:mod:`interp.budget`): every step stores each site of every batch row (and
+    branch) pooled as ``pool`` says, plus the latents and x0; one step's values are held at a time."""
+    grid = loaded.adapter.token_grid(loaded.transformer, latent_shape)
+    tokens, d = math.prod(grid), loaded.adapter.d_model(loaded.transformer)
+    stored = {"none": tokens, "mean": 1, "frame": grid[0]}.get(config.pool, tokens)
+    passes = 2 if config.sampler().cfg else 1
+    rows, steps, elem = config.batch * passes, config.steps, 2 if config.dtype == "float16" else 4
+    step_sites = rows * n_sites * stored * d * elem
+    latents = 2 * config.batch * math.prod(latent_shape[1:]) * 4  # latents and x0 per step
+    return Estimate(f"capture of {config.model}", out=Path(out).parent if out is not None else None,
+                    memory=model_bytes(loaded.transformers.values()) + forward_bytes(rows, tokens, d) + 2 * step_sites,
+                    disk=steps * (step_sites + latents), forwards=steps * rows,
+                    detail=f"{steps} steps x {config.batch} samples{' x 2 branches' if passes == 2 else ''}, "
+                    f"{n_sites} sites of {stored} x {d} values")  # fmt: skip
 
 
 class Scoring:

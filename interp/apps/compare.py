@@ -58,18 +58,18 @@ class CompareConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     models: list[str]
     size: int = 5
-    n: int = 32
-    seed: int = 0
-    noise_seed: int = 0
-    steps: int = 20
-    probe_step: int = 0
+    n: int = Field(32, ge=1)
+    seed: int = Field(0, ge=0)
+    noise_seed: int = Field(0, ge=0)
+    steps: int = Field(20, ge=1)
+    probe_step: int = Field(0, ge=0)
     cka_frame: int = -1
     swap_site: str = "hook_attn_out"  # DiT: which hook of block i carries the other maze's value
     swap_steps: float = Field(0.5, gt=0.0, le=1.0)  # DiT: the first fraction of the steps (at least one) it is swapped
     measures: list[str] = list(MEASURES)
     device: str = "cpu"
-    probe_bootstrap: int = 20
-    tokens_per_sample: int = 64
+    probe_bootstrap: int = Field(20, ge=1)
+    tokens_per_sample: int = Field(64, ge=0)
 
     @field_validator("measures")
     @classmethod

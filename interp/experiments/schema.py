@@ -13,7 +13,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -53,12 +53,12 @@ class Inputs(Strict):
     seed s is the pipeline's own (``Generator().manual_seed(s + i)``), as ``interp capture``."""
 
     task: Literal["maze", "random", "prompts"] = "maze"
-    sizes: list[int] | None = None  # maze sizes; None: the model's default_size
+    sizes: list[Annotated[int, Field(ge=1)]] | None = None  # maze sizes; None: the model's default_size
     count: int = Field(4, ge=1)
-    seed: int = 0
-    frames: int | None = None
-    height: int | None = None
-    width: int | None = None
+    seed: int = Field(0, ge=0)
+    frames: int | None = Field(None, ge=1)
+    height: int | None = Field(None, ge=1)
+    width: int | None = Field(None, ge=1)
     prompts: list[str] | None = None
     negative_prompt: str | None = None
     images: list[str] | None = None
@@ -139,7 +139,7 @@ class Sampler(Strict):
     steps: int | None = Field(None, ge=1)
     shift: float | None = None
     guidance: float | None = None
-    seed: int = 0
+    seed: int = Field(0, ge=0)
 
 
 class Capture(Strict):
