@@ -324,6 +324,7 @@ def eval_cmd(
     from rich.table import Table
 
     from interp.apps.evaluate import eval_maze, is_suite, model_meta, parse_sizes, write_samples
+    from interp.store.atomic import write_atomic
 
     try:
         _, meta = model_meta(model)
@@ -355,7 +356,7 @@ def eval_cmd(
         Console().print(table)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "eval.json").write_text(json.dumps(rows, indent=2))
+            write_atomic(out / "eval.json", json.dumps(rows, indent=2))
         return
     from interp.models import load_model
 
@@ -375,7 +376,7 @@ def eval_cmd(
                                       "noise_seed": noise_seed})  # fmt: skip
     Console().print(table)
     if out is not None:
-        (out / "eval.json").write_text(json.dumps(rows, indent=2))
+        write_atomic(out / "eval.json", json.dumps(rows, indent=2))
         typer.echo(f"wrote {out}")
 
 

@@ -33,7 +33,6 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from interp.store.plain import write_plain
 from interp.adapters import TextConditioning
 from interp.apps.evaluate import sample_noise
 from interp.interventions.skip import Skip
@@ -43,6 +42,9 @@ from interp.lm import tokens as T
 from interp.lm.model import load_lm
 from interp.lm.run import generate, grid_acts, resid_sites, run_interventions
 from interp.models import load_model
+from interp.report.save import save_figure
+from interp.store.atomic import write_atomic
+from interp.store.plain import write_plain
 from interp.tasks import maze as mz
 from interp.tasks import maze_inputs
 from interp.tasks.maze_score import score_batch
@@ -371,9 +373,9 @@ def write(res: CompareResult, cfg: CompareConfig, out: Path) -> Path:
         w = csv.DictWriter(f, fieldnames=list(res.rows[0]))
         w.writeheader()
         w.writerows(res.rows)
-    (out / "profiles.json").write_text(json.dumps({"config": cfg.model_dump(), "rows": res.rows}, indent=2))
-    (out / "profiles.md").write_text(res.markdown)
-    (out / "cka.json").write_text(json.dumps({k: np.nan_to_num(v, nan=-1).tolist() for k, v in res.cka.items()}))
+    write_atomic(out / "profiles.json", json.dumps({"config": cfg.model_dump(), "rows": res.rows}, indent=2))
+    write_atomic(out / "profiles.md", res.markdown)
+    write_atomic(out / "cka.json", json.dumps({k: np.nan_to_num(v, nan=-1).tolist() for k, v in res.cka.items()}))
 
     panels = [c for c in COLUMNS if any(c in p.values for p in res.profiles)]
     heat = list(res.cka)
@@ -410,6 +412,6 @@ def write(res: CompareResult, cfg: CompareConfig, out: Path) -> Path:
     fig.suptitle(f"layer specialization: {cfg.n} mazes {cfg.size}x{cfg.size}", fontsize=10)
     fig.tight_layout()
     path = out / "compare.png"
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from interp.adapters import TextConditioning
 from interp.budget import Estimate, forward_bytes, model_bytes
 from interp.models import LoadedModel, load_model, read_json
+from interp.store.atomic import write_atomic
 from interp.store.samples import write_samples_file
 from interp.tasks import maze as mz
 from interp.tasks import maze_inputs
@@ -275,5 +276,5 @@ def write_suite_eval(res: SuiteEval, out: str | Path, model: str, n: int) -> Pat
                             scores=s["scores"], sampler=res.sampler,
                             attrs={"model": model, "n_per_level": n})  # fmt: skip
     path = out / "eval.json"
-    path.write_text(json.dumps({"model": model, "n": n, "sampler": res.sampler, "results": res.rows}, indent=1))
+    write_atomic(path, json.dumps({"model": model, "n": n, "sampler": res.sampler, "results": res.rows}, indent=1))
     return path

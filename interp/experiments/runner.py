@@ -24,15 +24,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from interp.adapters import TextConditioning
-from interp.experiments import metrics as M
 from interp.budget import model_bytes
-from interp.experiments.plan import Batch, Plan, Row, Sample, baseline, estimate, plan as make_plan, source_rows
-from interp.store.results import ResultsWriter, is_complete, read_metrics
-from interp.experiments.shard import rank_batches, shard_path
+from interp.experiments import metrics as M
+from interp.experiments.plan import Batch, Plan, Row, Sample, baseline, estimate, source_rows
+from interp.experiments.plan import plan as make_plan
 from interp.experiments.schema import MAZE_METRICS, Experiment, ExperimentError
+from interp.experiments.shard import rank_batches, shard_path
 from interp.inputs import model_inputs
-from interp.interventions.bind import Bound, compile_batch, rows as make_rows
+from interp.interventions.bind import Bound, compile_batch
+from interp.interventions.bind import rows as make_rows
 from interp.models import LoadedModel, load_model
+from interp.store.atomic import write_atomic
+from interp.store.results import ResultsWriter, is_complete, read_metrics
 from interp.trajectory import (
     SamplerConfig,
     StepRecord,
@@ -462,5 +465,5 @@ def _summary(exp: Experiment, results: Path, key: str, loaded: LoadedModel, wall
     summary = {"name": exp.name, "key": key, "model": exp.model, "model_hash": loaded.weight_hash,
                "cache_hit": cache_hit, "wall_s": round(wall, 3), "axes": data["axes"], "clean": clean,
                "points": points}  # fmt: skip
-    (results.parent / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_atomic(results.parent / "summary.json", json.dumps(summary, indent=2))
     return summary

@@ -41,17 +41,17 @@ def run_experiment(
                   shard=shard, force=force)  # fmt: skip
     if shard is not None:
         return res
-    if res.cache_hit:
-        return replace(res, figures=sorted((res.out / "figures").glob("*.*")) or draw_figures(res.results, res.out))
+    if res.cache_hit:  # a figure a killed run left missing or empty is drawn again
+        return replace(res, figures=draw_figures(res.results, res.out, redraw=False))
     figures = draw_figures(res.results, res.out)
     log_wandb(exp, res.summary, figures, res.out, wandb)
     console.print(f"wrote {res.results}, {res.out / 'summary.json'} and {len(figures)} figures")
     return replace(res, figures=figures)
 
 
-def draw_figures(results: Path, out: Path) -> list[Path]:
-    """The experiment's figures under ``out/figures``."""
-    return experiment_figures(results, out / "figures")
+def draw_figures(results: Path, out: Path, redraw: bool = True) -> list[Path]:
+    """The experiment's figures under ``out/figures`` (``redraw=False``: only those missing or empty)."""
+    return experiment_figures(results, out / "figures", redraw=redraw)
 
 
 def log_wandb(exp: Experiment, summary: dict, figures: list[Path], out: Path, mode: str) -> None:

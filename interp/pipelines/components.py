@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import gc
 import inspect
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path

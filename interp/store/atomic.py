@@ -25,8 +25,8 @@ from interp.store.schema import Schema
 
 COMPLETE = "complete"
 LIBVER = ("v108", "latest")  # the HDF5 1.8 format: its dense attribute storage holds attributes over 64 kB
-__all__ = ["AtomicH5", "OutputBusy", "OutputLock", "atomic_h5", "atomic_path", "fsync_path", "partial_path",
-           "publish_dir", "staging_dir"]  # fmt: skip
+__all__ = ["AtomicH5", "DiskFullError", "OutputBusy", "OutputLock", "atomic_h5", "atomic_path", "fsync_path",
+           "partial_path", "publish_dir", "staging_dir", "write_atomic"]  # fmt: skip
 
 
 def fsync_path(path: str | os.PathLike, *, directory: bool = True) -> None:
@@ -181,19 +181,66 @@ def atomic_h5(path: str | os.PathLike, schema: Schema, **attrs) -> Iterator[h5py
     w.finish()
 
 
+class DiskFullError(OSError):
+    """The disk filled while ``path`` was written: the message names the file, what was written, what is free and
+    (when known) what the whole output needs. Nothing a reader accepts is left under ``path``."""
+
+    def __init__(self, path: str | os.PathLike, written: int | None = None, needed: int | None = None):
+        self.path = Path(path)
+        free = shutil.disk_usage(_existing(self.path.parent)).free
+        parts = [f"{written:,} bytes written" if written is not None else None, f"{free:,} bytes free on its disk",
+                 f"the output needs about {needed:,} bytes" if needed else None]  # fmt: skip
+        msg = (f"{self.path}: no space left on device ({'; '.join(p for p in parts if p)}); free some space (or "
+               "write elsewhere) and run again")  # fmt: skip
+        super().__init__(errno.ENOSPC, msg, str(self.path))
+        self.args = (msg,)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def _existing(p: Path) -> Path:
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def is_disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and (e.errno == errno.ENOSPC or "no space left" in str(e).lower())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A partial path to write any file to; fsynced and moved to ``path`` when the block ends without an error (the
-    output is locked meanwhile: :class:`~interp.store.lock.OutputBusy` while another run writes it)."""
+    output is locked meanwhile: :class:`~interp.store.lock.OutputBusy` while another run writes it). A full disk
+    (ENOSPC) removes the partial file and raises :class:`DiskFullError`."""
     path = Path(path)
     tmp = partial_path(path)
     with OutputLock(path):
         try:
             yield tmp
-        except BaseException:
+            _publish(tmp, path)
+        except BaseException as e:
+            written = tmp.stat().st_size if tmp.exists() else None
             tmp.unlink(missing_ok=True)
+            if is_disk_full(e) and not isinstance(e, DiskFullError):
+                raise DiskFullError(path, written) from None
             raise
-        _publish(tmp, path)
+
+
+def write_atomic(path: str | os.PathLike, content: str | bytes | Callable[[Path], object]) -> Path:
+    """Write a whole file atomically (:func:`atomic_path`): text, bytes, or ``content(tmp_path)`` writing it (a
+    figure: ``lambda p: fig.savefig(p, format="png")``); a reader sees the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        if isinstance(content, str):
+            tmp.write_text(content, encoding="utf-8")
+        elif isinstance(content, bytes):
+            tmp.write_bytes(content)
+        else:
+            content(tmp)
+    return path
 
 
 def staging_dir(out: Path) -> Path:
