@@ -44,6 +44,7 @@ from interp.budget import Estimate, forward_bytes, model_bytes
 from interp.inputs import ModelInputs, model_inputs
 from interp.models import LoadedModel, load_model
 from interp.store import Pool, RunWriter
+from interp.store.atomic import disk_full_names
 from interp.trajectory import SamplerConfig, StepRecord, TrajectoryInputs, run_trajectory, schedule, traced_experts
 
 
@@ -159,7 +160,7 @@ def capture(
     sampler = config.sampler()
     sites = next(iter(traced_experts(loaded).values())).resolve(config.sites)
     one = capture_inputs(loaded, config.model_copy(update={"batch": 1})).latent_shape  # sizes, before the batch
-    estimate(loaded, config, (config.batch, *one[1:]), len(sites), out).check(force)
+    cost = estimate(loaded, config, (config.batch, *one[1:]), len(sites), out).check(force)
     mi = capture_inputs(loaded, config)
     inputs = TrajectoryInputs(mi.text, mi.latent_shape, condition=mi.condition)
     timesteps, sigmas, branches = schedule(loaded, sampler)
@@ -170,29 +171,31 @@ def capture(
         branch_steps=branches, sites=sites, grid=grid, dtype=config.dtype, pool=config.pool, overwrite=overwrite,
         description=describe_capture(loaded, mi, sampler),
     )  # fmt: skip
-    try:
-        final = None
-        if writer.start_step < sampler.steps:
-            start = (writer.start_step, writer.start_latents()) if writer.start_step else None
+    with disk_full_names(out, cost.disk):  # a full disk: one error naming the file, the partial kept (resumable)
+        try:
+            final = None
+            if writer.start_step < sampler.steps:
+                start = (writer.start_step, writer.start_latents()) if writer.start_step else None
 
-            def step_hook(rec: StepRecord) -> None:
-                arrays = []
-                if scoring is not None:
-                    arrays = scoring.step_arrays(rec.step, sampler.steps, list(range(sampler.steps)), _pixels(rec.x0))
-                writer.on_step(rec, arrays)
-                if on_step is not None:
-                    on_step(rec)
+                def step_hook(rec: StepRecord) -> None:
+                    arrays = []
+                    if scoring is not None:
+                        arrays = scoring.step_arrays(rec.step, sampler.steps, list(range(sampler.steps)),
+                                                     _pixels(rec.x0))  # fmt: skip
+                    writer.on_step(rec, arrays)
+                    if on_step is not None:
+                        on_step(rec)
 
-            traj = run_trajectory(loaded, inputs, sampler, read=sites, on_step=step_hook, start=start, keep=False,
-                                  progress=progress)  # fmt: skip
-            final = traj.final
-        if scoring is not None:
-            if final is None:
-                final = torch.from_numpy(writer.file["latents"][-1])
-            scoring.put_video(writer, _pixels(final))
-        return writer.finish()
-    finally:
-        writer.close()
+                traj = run_trajectory(loaded, inputs, sampler, read=sites, on_step=step_hook, start=start, keep=False,
+                                      progress=progress)  # fmt: skip
+                final = traj.final
+            if scoring is not None:
+                if final is None:
+                    final = torch.from_numpy(writer.file["latents"][-1])
+                scoring.put_video(writer, _pixels(final))
+            return writer.finish()
+        finally:
+            writer.close()
 
 
 def estimate(loaded: LoadedModel, config: CaptureConfig, latent_shape: tuple[int, ...], n_sites: int,

@@ -34,7 +34,7 @@ from interp.inputs import model_inputs
 from interp.interventions.bind import Bound, compile_batch
 from interp.interventions.bind import rows as make_rows
 from interp.models import LoadedModel, load_model
-from interp.store.atomic import write_atomic
+from interp.store.atomic import disk_full_names, write_atomic
 from interp.store.results import ResultsWriter, is_complete, read_metrics
 from interp.trajectory import (
     SamplerConfig,
@@ -211,16 +211,17 @@ def execute(
     traced = next(iter(traced_experts(loaded).values()))
     sites = traced.resolve(exp.capture.sites) if exp.capture.sites else []
 
-    def cost(pl: Plan | None, latent_shape: tuple[int, ...]) -> None:  # refused before anything is built or written
+    def cost(pl: Plan | None, latent_shape: tuple[int, ...]) -> int:  # refused before anything is built or written
         tokens = math.prod(loaded.adapter.token_grid(loaded.transformer, latent_shape)) if pl is not None else 1
-        estimate(exp, pl, steps=sampler.steps, cfg=sampler.cfg, latent_shape=latent_shape, tokens=tokens,
-                 d_model=loaded.adapter.d_model(loaded.transformer), n_sites=len(sites),
-                 weights=model_bytes(loaded.transformers.values()), out=out, default_size=default_size).check(force)  # fmt: skip
+        return estimate(exp, pl, steps=sampler.steps, cfg=sampler.cfg, latent_shape=latent_shape, tokens=tokens,
+                        d_model=loaded.adapter.d_model(loaded.transformer), n_sites=len(sites),
+                        weights=model_bytes(loaded.transformers.values()), out=out,
+                        default_size=default_size).check(force).disk  # fmt: skip
 
     cost(None, (1,))  # the counts alone (no sample or batch list is built yet)
     pl = make_plan(exp, default_size)
     groups = {g: group_inputs(exp, loaded, size) for g, size in sorted({(s.group, s.size) for s in pl.samples})}
-    cost(pl, groups[0].latent_shape)
+    needed = cost(pl, groups[0].latent_shape)
     check_against_model(pl, traced, groups[0].latent_shape, sampler.steps)
     scoring = experiment_scoring(exp, loaded, pl, groups) if exp.scorer else None
     try:  # steer directions: loaded and checked before the output is created
@@ -243,6 +244,18 @@ def execute(
                            task_meta=loaded.task, sampler=sampler.describe(loaded.scheduler))  # fmt: skip
     if writer.resumed:
         console.print(f"resuming {writer.partial}: {writer.n_done}/{len(mine)} batches already done")
+    with disk_full_names(target, needed):
+        _run_batches(exp, pl, groups, loaded, traced, sampler, sites, directions, writer, scoring, mine, progress,
+                     console, on_batch)  # fmt: skip
+    if shard is not None:
+        return RunResult(out, target, {"shard": list(shard), "batches": len(mine)}, False, [])
+    summary = _summary(exp, results, key, loaded, time.perf_counter() - t0, cache_hit=False)
+    return RunResult(out, results, summary, False, [])
+
+
+def _run_batches(exp, pl, groups, loaded, traced, sampler, sites, directions, writer, scoring, mine, progress, console,
+                 on_batch) -> None:  # fmt: skip
+    """Every batch of ``mine`` not yet done, written as it ends; the file is finished when all are."""
     try:
         for g, size in sorted({(s.group, s.size) for s in pl.samples}):
             members = [s.index for s in pl.samples if s.group == g]
@@ -266,10 +279,6 @@ def execute(
         writer.finish()
     finally:
         writer.close()
-    if shard is not None:
-        return RunResult(out, target, {"shard": list(shard), "batches": len(mine)}, False, [])
-    summary = _summary(exp, results, key, loaded, time.perf_counter() - t0, cache_hit=False)
-    return RunResult(out, results, summary, False, [])
 
 
 def check_directions(pl: Plan, directions: dict, d_model: int) -> None:

@@ -210,6 +210,19 @@ def is_disk_full(e: BaseException) -> bool:
 
 
 @contextlib.contextmanager
+def disk_full_names(path: str | os.PathLike, needed: int | None = None) -> Iterator[None]:
+    """Around the writes of output ``path``: a full disk (ENOSPC) becomes :class:`DiskFullError` naming ``path``, its
+    partial file's size and ``needed`` (the estimate); the partial stays, refused by readers and resumable."""
+    try:
+        yield
+    except OSError as e:
+        if not is_disk_full(e) or isinstance(e, DiskFullError):
+            raise
+        tmp = partial_path(path)
+        raise DiskFullError(path, tmp.stat().st_size if tmp.exists() else None, needed) from None
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A partial path to write any file to; fsynced and moved to ``path`` when the block ends without an error (the
     output is locked meanwhile: :class:`~interp.store.lock.OutputBusy` while another run writes it). A full disk
