@@ -331,7 +331,8 @@ def eval_cmd(
     except Exception:  # noqa: BLE001 -- a hub id offline, a missing model: load_model below says which
         meta = None
     if is_suite(meta):
-        _eval_suite(model, meta, task, level, size, n, steps, seed, noise_seed, shift, guidance, batch, device, out)
+        _eval_suite(model, meta, task, level, size, n, steps, seed, noise_seed, shift, guidance, batch, device, out,
+                    force)  # fmt: skip
         return
     if level is not None or guidance is not None:
         raise typer.BadParameter(f"--level and --guidance are for task-suite models; {model!r} is a maze model")
@@ -380,7 +381,8 @@ def eval_cmd(
         typer.echo(f"wrote {out}")
 
 
-def _eval_suite(model, meta, task, level, size, n, steps, seed, noise_seed, shift, guidance, batch, device, out):
+def _eval_suite(model, meta, task, level, size, n, steps, seed, noise_seed, shift, guidance, batch, device, out,
+                force=False):  # fmt: skip
     """``interp eval`` of a task-suite model (interp.json ``"task": "suite"``): every input checked before any work."""
     from rich.console import Console
 
@@ -399,7 +401,8 @@ def _eval_suite(model, meta, task, level, size, n, steps, seed, noise_seed, shif
         raise typer.BadParameter(str(e)) from e
     console = Console(stderr=True)
     res = eval_suite(model, selection, n=n, steps=steps, guidance=guidance, shift=shift, seed=seed, batch=batch,
-                     device=device, keep_samples=out is not None, log=lambda m: console.print(m))  # fmt: skip
+                     device=device, keep_samples=out is not None, log=lambda m: console.print(m),
+                     force=force)  # fmt: skip
     s = res.sampler
     title = f"{model}: held-out, {s['steps']} steps, guidance {s['guidance']:g}"
     Console(width=120).print(suite_table(res.rows, title))

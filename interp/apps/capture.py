@@ -154,7 +154,8 @@ def capture(
     >>> capture(CaptureConfig(model="tiny-wan", steps=4, sites=["blocks.*.hook_resid_post"]), "run.h5")
     """
     if config.pipeline_inputs:
-        return capture_pipeline(config, out, loaded=loaded, overwrite=overwrite, progress=progress, on_step=on_step)
+        return capture_pipeline(config, out, loaded=loaded, overwrite=overwrite, progress=progress, on_step=on_step,
+                                force=force)  # fmt: skip
     loaded = loaded or load_model(config.model, config.device, config.model_dtype)
     config = config.resolved(loaded)
     sampler = config.sampler()
@@ -305,6 +306,7 @@ def capture_pipeline(
     overwrite: bool = False,
     progress: bool = False,
     on_step: Callable[[StepRecord], None] | None = None,
+    force: bool = False,
 ) -> Path:
     """A capture from prompts / images through a whole pipeline (see the module doc). Every input is checked and
     encoded before anything is written: a bad input is one :class:`~interp.pipelines.components.PipelineError`."""
@@ -369,6 +371,7 @@ def capture_pipeline(
     except ValueError as e:
         raise PipelineError(f"{loaded.pipeline_class}: {e}") from e
     sites = next(iter(traced_experts(loaded).values())).resolve(config.sites)
+    estimate(loaded, config, inputs.latent_shape, len(sites), out).check(force)  # before the file is created
     grid = loaded.adapter.token_grid(loaded.transformer, inputs.latent_shape)
     description = {
         "sampler": {**sampler.describe(loaded.scheduler), "pipeline": loaded.pipeline_class,

@@ -223,14 +223,22 @@ def eval_suite(
     device: str = "cpu",
     keep_samples: bool = True,
     log=None,
+    force: bool = False,
 ) -> SuiteEval:
-    """Held-out success per (task, level) of a suite model through :func:`interp.pipelines.evaluate.evaluate`."""
+    """Held-out success per (task, level) of a suite model through :func:`interp.pipelines.evaluate.evaluate` (its
+    row-forwards and kept videos checked first, :mod:`interp.budget`; ``force``: run anyway)."""
     from interp.pipelines import evaluate as ev
 
     path, meta = model_meta(model)
     if not is_suite(meta):
         raise ValueError(f"model {model!r} has no task-suite metadata (interp.json with task: suite)")
     sampler = suite_sampler(meta, steps, guidance, shift)
+    jobs = n * sum(len(levels) for levels in selection.values())
+    video = int(meta.get("frames", 9)) * int(meta.get("height", 96)) * int(meta.get("width", 96)) * 3
+    passes = 2 if float(sampler["guidance"]) > 1 else 1
+    Estimate(f"eval of {model}", forwards=jobs * int(sampler["steps"]) * passes,
+             memory=(jobs if keep_samples else min(jobs, batch)) * video * 2, disk=jobs * video * 2 if keep_samples else 0,
+             detail=f"{jobs} samples x {sampler['steps']} steps").check(force)  # fmt: skip
     pipe = load_suite_pipeline(path, device, shift)
     sampler["shift"] = float(pipe.scheduler.config.shift)
     fields = ("videos", "conditions", "tasks", "levels", "instances", "prompts", "scores")
