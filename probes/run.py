@@ -45,7 +45,7 @@ class ProbeConfig(BaseModel):
         None  # token labels: only tokens of these frames; sample labels: pool over them
     )
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
-    lambdas: list[float] | None = None  # None: LOGISTIC_LAMBDAS or RIDGE_LAMBDAS
+    lambdas: list[Annotated[float, Field(gt=0)]] | None = None  # None: LOGISTIC_LAMBDAS or RIDGE_LAMBDAS
     control: Literal["position", "token", "sample", "none"] = "position"
     bootstrap: int = Field(200, ge=1)
     seed: int = Field(0, ge=0)

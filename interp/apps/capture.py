@@ -153,6 +153,11 @@ def capture(
 
     >>> capture(CaptureConfig(model="tiny-wan", steps=4, sites=["blocks.*.hook_resid_post"]), "run.h5")
     """
+    if not config.pipeline_inputs and config.x0_steps not in (None, "none", "", []):
+        from interp.pipelines.components import PipelineError
+
+        raise PipelineError("--x0-steps decodes x0 through a pipeline's VAE: it needs --prompt, --image or --samples "
+                            "(a task model's capture stores its pixel-space x0 at every step already)")  # fmt: skip
     if config.pipeline_inputs:
         return capture_pipeline(config, out, loaded=loaded, overwrite=overwrite, progress=progress, on_step=on_step,
                                 force=force)  # fmt: skip

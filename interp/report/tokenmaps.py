@@ -148,6 +148,8 @@ def per_token_sites(cache: ActivationCache, sites: str | Sequence[str] | None = 
     stored = [s for s in cache.keys() if cache.axes(s) == PER_TOKEN]
     if sites is not None:
         pats = [sites] if isinstance(sites, str) else list(sites)
+        if none := [p for p in pats if not any(fnmatch.fnmatchcase(s, p) for s in stored)]:
+            raise ValueError(f"sites {none} match no per-token site of the file; it has: {', '.join(stored) or 'none'}")
         stored = [s for s in stored if any(fnmatch.fnmatchcase(s, p) for p in pats)]
 
     return sorted(stored, key=layer_order)

@@ -124,6 +124,9 @@ CASES = [
     ("probe {F}/good.h5 --label wall --bootstrap -1 --out {out}", "bootstrap: Input should be greater than or equal"),
     ("view {F}/good.h5 --samples 5 --out {out}", "--samples 5: the file has samples 0..0"),
     ("view {F}/res/results.h5 --point 99 --out {out}", "--point 99: the sweep has points 0..1"),
+    ("view {F}/good.h5 --sites nope --out {out}", "sites ['nope'] match no per-token site"),
+    ("probe {F}/good.h5 --label wall --lambdas -1 --out {out}", "lambdas.0: Input should be greater than 0"),
+    ("capture tiny-wan --x0-steps 0 --out {out}/x.h5", "--x0-steps decodes x0 through a pipeline's VAE"),
     ("run --merge {out}/nowhere", "no shard files to merge"),
     # experiment files
     ("run {F}/dup.yaml --out {out}", "key 'name' given twice (lines 1 and 2)"),
