@@ -645,6 +645,7 @@ def compare_cmd(
     set_: list[str] = typer.Option(
         [], "--set", help=SET_HELP + " (CompareConfig: e.g. probe_step, cka_frame, swap_site, swap_steps, noise_seed)"
     ),  # fmt: skip
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Layer-specialization profiles on a normalized depth axis (0 = first block, 1 = last): skip damage, swap flip
     rate and swap damage, wall- and path-probe accuracy, CKA between layers and across models; one figure and a table.
@@ -662,7 +663,7 @@ def compare_cmd(
     given = dict(models=models, size=size, n=n, seed=seed, steps=steps, measures=_csv(measures), device=device)
     cfg = _config(CompareConfig, given, set_)
     try:
-        res = compare(cfg, out)
+        res = compare(cfg, out, force=force)
     except (ValueError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from e
     typer.echo(res.markdown)

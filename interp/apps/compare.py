@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from interp.adapters import TextConditioning
 from interp.apps.evaluate import sample_noise
+from interp.budget import Estimate
 from interp.interventions.skip import Skip
 from interp.interventions.swap import Swap
 from interp.lm import is_lm_path
@@ -258,13 +259,23 @@ def _cka_tokens(acts: dict[int, torch.Tensor], frames: int, frame: int, side: in
     return out
 
 
-def compare(cfg: CompareConfig, out: str | Path | None = None, progress: bool = True) -> CompareResult:
-    """Profiles and CKA for ``cfg.models``; with ``out``: profiles.csv / .json / .md, cka.json, compare.png."""
+def compare(cfg: CompareConfig, out: str | Path | None = None, progress: bool = True,
+            force: bool = False) -> CompareResult:  # fmt: skip
+    """Profiles and CKA for ``cfg.models``; with ``out``: profiles.csv / .json / .md, cka.json, compare.png. The
+    row-forwards (per model: the clean run, one per layer for skip, two per layer for swap) are checked first
+    (:mod:`interp.budget`; ``force``: run anyway)."""
+    Estimate(f"compare of {len(cfg.models)} models", forwards=cfg.n * cfg.steps * len(cfg.models),
+             detail=f"{cfg.n} mazes x {cfg.steps} steps, the clean runs alone").check(force)  # fmt: skip
     mazes = mz.eval_mazes(cfg.size, cfg.n, cfg.seed)
     side = mazes[0].side
     profiles, tokens = [], {}
     for name in cfg.models:
         m = _open(name, cfg)
+        per_layer = ("skip" in cfg.measures) + 2 * ("swap" in cfg.measures)
+        steps = 1 if m.family == "lm" else cfg.steps
+        Estimate(f"compare of {name}", forwards=cfg.n * steps * (1 + per_layer * m.n_layers),
+                 detail=f"{cfg.n} mazes x {steps} steps x (1 + {per_layer} x {m.n_layers} layers)",
+                 ).check(force)  # fmt: skip
         log = (lambda msg: print(f"[compare] {name}: {msg}", flush=True)) if progress else (lambda msg: None)
         clean, acts = m.clean_and_acts(mazes)
         log(f"clean exact solve rate {clean:.3f} ({m.n_layers} blocks)")
