@@ -87,7 +87,9 @@ def F(tmp_path_factory) -> Path:
     yml("steer_missing", json.dumps(_exp(interventions=[steer])))
     yml("steer_width", json.dumps(_exp(interventions=[{**steer, "direction": [1.0, 2.0, 3.0]}])))
     yml("count_huge", json.dumps(_exp(inputs={"task": "random", "count": 100_000_000})))
-    yml("k_huge", json.dumps(_exp(interventions=[{"kind": "ensemble", "k": 10**9, "site": "blocks.0.hook_resid_post"}])))
+    yml(
+        "k_huge", json.dumps(_exp(interventions=[{"kind": "ensemble", "k": 10**9, "site": "blocks.0.hook_resid_post"}]))
+    )
     yml("sweep_huge", "{" + base + ', "sweep": {"interventions.0.layers": "0:1000000000"}}')
     return d
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from interp.apps.capture import CaptureConfig, capture, capture_inputs, estimate
 from interp.budget import BudgetError, Estimate
+from interp.inputs import model_inputs
 from interp.models import load_model
 from interp.store import partial_path
 
@@ -48,3 +51,27 @@ def test_a_refused_capture_writes_nothing(tmp_path, monkeypatch):
         capture(CaptureConfig(model="tiny-wan", steps=6), out)
     assert not out.exists() and not partial_path(out).exists()
     assert capture(CaptureConfig(model="tiny-wan", steps=6), out, force=True).exists()
+
+
+def test_experiment_estimate_from_its_plan_and_force(tmp_path, monkeypatch):
+    from interp.experiments import Experiment, run_experiment
+    from interp.experiments.plan import estimate as plan_estimate, plan
+
+    exp = Experiment.model_validate({
+        "name": "b", "model": "tiny-wan", "inputs": {"task": "random", "count": 2}, "sampler": {"steps": 3},
+        "capture": {"sites": ["blocks.*.hook_resid_post"]}, "interventions": [{"kind": "skip", "layers": 0}],
+        "sweep": {"interventions.0.layers": [0, 1, 2]}, "metrics": ["mse"], "max_batch": 4})  # fmt: skip
+    monkeypatch.setenv("INTERP_MAX_FORWARDS", "20")
+    with pytest.raises(BudgetError, match=r"3 points x 2 samples, 8 rows"):
+        run_experiment(exp, tmp_path / "a", wandb="disabled", progress=False)
+    assert not (tmp_path / "a").exists()
+    res = run_experiment(exp, tmp_path / "a", wandb="disabled", progress=False, force=True)
+    loaded = load_model("tiny-wan")
+    pl = plan(exp)
+    shape = model_inputs(loaded, 2, 0, task=False).latent_shape
+    tokens = math.prod(loaded.adapter.token_grid(loaded.transformer, shape))
+    est = plan_estimate(exp, pl, steps=3, cfg=False, latent_shape=shape, tokens=tokens,
+                        d_model=loaded.adapter.d_model(loaded.transformer), n_sites=3, weights=0)  # fmt: skip
+    assert est.forwards == sum(len(b.rows) for b in pl.batches) * 3 == 24
+    size = res.results.stat().st_size
+    assert 0.3 * size < est.disk < 3 * size, (est.disk, size)
