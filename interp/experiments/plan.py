@@ -129,7 +129,8 @@ def unit_members(exp: Experiment) -> int:
 
 
 def estimate(exp: Experiment, pl: Plan | None, *, steps: int, cfg: bool, latent_shape: tuple[int, ...], tokens: int,
-             d_model: int, n_sites: int, weights: int, out=None, default_size: int | None = None) -> Estimate:  # fmt: skip
+             d_model: int, n_sites: int, weights: int, out=None,
+             default_size: int | None = None) -> Estimate:  # fmt: skip
     """What running ``exp`` costs (:mod:`interp.budget`): from the batch plan ``pl``, or, before it is built
     (``pl=None``), from the counts alone (points x samples x members edited rows, no lists built)."""
     n_points = math.prod(axis_len(v) for v in exp.sweep.values())
