@@ -607,16 +607,17 @@ def run_cmd(
         if launcher == "torchrun":
             from interp.apps.launch import default_nproc, launch_torchrun
 
-            args = [str(experiment), "--out", str(out), "--wandb", wandb, *[a for s in set_ for a in ("--set", s)]]
+            args = [str(experiment), "--out", str(out), "--wandb", wandb, *[a for s in set_ for a in ("--set", s)],
+                    *(["--force"] if force else [])]
             raise typer.Exit(launch_torchrun(args, nproc or default_nproc(exp.device)))
         if launcher == "ray":
             from interp.apps.launch import run_ray
 
-            res = run_ray(exp, out, nproc=nproc, address=address, wandb=wandb, base_dir=experiment.parent)
+            res = run_ray(exp, out, nproc=nproc, address=address, wandb=wandb, base_dir=experiment.parent, force=force)
         elif _under_torchrun():
             from interp.apps.launch import run_distributed
 
-            res = run_distributed(exp, out, wandb=wandb, base_dir=experiment.parent)
+            res = run_distributed(exp, out, wandb=wandb, base_dir=experiment.parent, force=force)
         else:
             res = run_experiment(exp, out, wandb=wandb, base_dir=experiment.parent, force=force)
     except (ExperimentError, FileExistsError, ShardError) as e:
