@@ -266,12 +266,19 @@ def staging_dir(out: Path) -> Path:
 
 
 def publish_dir(tmp: Path, out: Path) -> Path:
-    """Move a fully written ``tmp`` to ``out``, replacing it, so ``out`` is always a whole checkpoint."""
+    """Move a fully written ``tmp`` to ``out``, replacing it, so ``out`` is always a whole checkpoint (every file of
+    ``tmp`` is fsynced before the rename, the parent directory after it)."""
     tmp, out = Path(tmp), Path(out)
+    for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
+        fsync_path(f, directory=False)
+    for d in sorted((p for p in tmp.rglob("*") if p.is_dir()), reverse=True):
+        _fsync_dir(d)
+    _fsync_dir(tmp)
     old = out.with_name(out.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():
         out.rename(old)
     tmp.rename(out)
+    _fsync_dir(out.parent)
     shutil.rmtree(old, ignore_errors=True)
     return out
