@@ -497,12 +497,16 @@ def tasks_export_cmd(
 def view_cmd(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="a capture .h5 or an experiment's results.h5"),
     out: Path = typer.Option(..., "--out", help="output directory (writes index.html)"),
-    budget_mb: float = typer.Option(20.0, "--budget-mb", min=0.01, help="page size budget in MB (images are downsampled to fit)"),
+    budget_mb: float = typer.Option(
+        20.0, "--budget-mb", min=0.01, help="page size budget in MB (images are downsampled to fit)"
+    ),
     branch: str = typer.Option(None, help="branch of a capture (cond / uncond); default: the first"),
     sites: str = typer.Option("", help="per-token sites to map, names or globs, comma-separated; '' = all"),
     samples: str = typer.Option("", help="batch indices to show, e.g. '0,2'; '' = all (thinned to fit the budget)"),
     channels: int = typer.Option(3, min=1, help="top-variance channel maps per layer"),
-    point: int = typer.Option(None, min=0, help="results: the sweep point whose x0 and token maps are shown (default 0)"),
+    point: int = typer.Option(
+        None, min=0, help="results: the sweep point whose x0 and token maps are shown (default 0)"
+    ),
     group: int = typer.Option(None, min=0, help="results: the input group (maze size) shown (default 0)"),
     pngs: bool = typer.Option(
         False, "--pngs", help="captures: also write token-map PNG grids (layer x frame, step x frame)"
@@ -607,8 +611,15 @@ def run_cmd(
         if launcher == "torchrun":
             from interp.apps.launch import default_nproc, launch_torchrun
 
-            args = [str(experiment), "--out", str(out), "--wandb", wandb, *[a for s in set_ for a in ("--set", s)],
-                    *(["--force"] if force else [])]
+            args = [
+                str(experiment),
+                "--out",
+                str(out),
+                "--wandb",
+                wandb,
+                *[a for s in set_ for a in ("--set", s)],
+                *(["--force"] if force else []),
+            ]
             raise typer.Exit(launch_torchrun(args, nproc or default_nproc(exp.device)))
         if launcher == "ray":
             from interp.apps.launch import run_ray
@@ -750,7 +761,9 @@ def reproduce_cmd(
     model: str = typer.Option(None, "--model", help="run every analysis on this model instead of the files' model"),
     only: str = typer.Option("", "--only", help="comma-separated analyses (default: all)"),
     set_: list[str] = typer.Option([], "--set", help="override a field of every file: dotted.key=value; repeatable"),
-    threads: int = typer.Option(0, "--threads", min=0, help="torch CPU threads (0: torch's default; 1 on a busy machine)"),
+    threads: int = typer.Option(
+        0, "--threads", min=0, help="torch CPU threads (0: torch's default; 1 on a busy machine)"
+    ),
     plan: bool = typer.Option(False, "--plan", help="print the planned size per analysis (row-forwards) and stop"),
 ) -> None:
     """Reproduce the paper's analyses (experiments/paper/*.yaml) and write DIR/REPORT.md: claims, the paper's
