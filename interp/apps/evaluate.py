@@ -237,7 +237,8 @@ def eval_suite(
     video = int(meta.get("frames", 9)) * int(meta.get("height", 96)) * int(meta.get("width", 96)) * 3
     passes = 2 if float(sampler["guidance"]) > 1 else 1
     Estimate(f"eval of {model}", forwards=jobs * int(sampler["steps"]) * passes,
-             memory=(jobs if keep_samples else min(jobs, batch)) * video * 2, disk=jobs * video * 2 if keep_samples else 0,
+             memory=(jobs if keep_samples else min(jobs, batch)) * video * 2,
+             disk=jobs * video * 2 if keep_samples else 0,
              detail=f"{jobs} samples x {sampler['steps']} steps").check(force)  # fmt: skip
     pipe = load_suite_pipeline(path, device, shift)
     sampler["shift"] = float(pipe.scheduler.config.shift)

@@ -42,8 +42,10 @@ from interp.store.schema import CAPTURE, PLAIN, PROBES, RESULTS, SAMPLES, Schema
 
 __all__ = [
     "CAPTURE", "LATENT_KEYS", "PLAIN", "PROBES", "RESULTS", "SAMPLES", "SCHEMA_VERSION", "TOKEN_AXES",
-    "ActivationCache", "AtomicH5", "DiskFullError", "IncompleteFileError", "OutputBusy", "OutputLock", "Pool", "RunWriter", "Schema",
+    "ActivationCache", "AtomicH5", "DiskFullError", "IncompleteFileError", "OutputBusy", "OutputLock", "Pool",
+    "RunWriter", "Schema",
     "SchemaError", "atomic_h5", "atomic_path",
     "canonical_json", "config_hash", "describe", "file_schema", "load_cache", "open_h5", "partial_path",
-    "pool_tokens", "publish_dir", "put_video_scores", "read_scores", "score_step_arrays", "staging_dir", "token_coords", "write_atomic",
+    "pool_tokens", "publish_dir", "put_video_scores", "read_scores", "score_step_arrays", "staging_dir", "token_coords",
+    "write_atomic",
 ]  # fmt: skip

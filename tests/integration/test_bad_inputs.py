@@ -75,8 +75,8 @@ def F(tmp_path_factory) -> Path:
 
     base = json.dumps(_exp())[1:-1]
     yml("dup", "name: a\nname: b\nmodel: tiny-wan\n")
-    yml("bomb", "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
-        f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcde", "bcdef")) + "name: *f\nmodel: tiny-wan\n")  # fmt: skip
+    levels = "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcde", "bcdef"))
+    yml("bomb", "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + levels + "name: *f\nmodel: tiny-wan\n")
     yml("deep", "model: tiny-wan\nsweep: " + "[" * 100 + "]" * 100 + "\n")
     yml("huge", "model: tiny-wan\n# " + "x" * (2 << 20) + "\n")
     yml("empty_sweep", "{" + base + ', "sweep": {"interventions.0.layers": []}}')

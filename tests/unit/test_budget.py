@@ -1,4 +1,5 @@
-"""Requests that cannot fit are refused before they start, with the numbers; the estimate is close to what is written."""
+"""Requests that cannot fit are refused before they start, with the numbers; the estimates are close to what is
+written."""
 
 from __future__ import annotations
 

@@ -109,7 +109,8 @@ def test_hub_patterns_never_fetch_pickled_weights():
     from interp.pipelines.components import hub_patterns
 
     pickled = ["diffusion_pytorch_model.bin", "transformer/diffusion_pytorch_model.bin", "transformer/model.pt",
-               "transformer_2/pytorch_model-00001-of-00002.bin", "text_encoder/pytorch_model.bin", "scheduler/x.pkl"]  # fmt: skip
+               "transformer_2/pytorch_model-00001-of-00002.bin", "text_encoder/pytorch_model.bin",
+               "scheduler/x.pkl"]  # fmt: skip
     wanted = ["transformer/diffusion_pytorch_model-00001-of-00002.safetensors", "transformer/config.json",
               "diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json"]  # fmt: skip
     pats = HUB_PATTERNS + hub_patterns({}, ["transformer", "text_encoder", "scheduler"])
