@@ -14,6 +14,7 @@ from pathlib import Path
 
 import typer
 
+FORCE_HELP = "run even when the estimated memory, disk or row-forwards exceed what is free (or a cap: interp.budget)"
 SET_HELP = "set any config field: key=value (dotted keys for nested fields, YAML values); repeatable"
 
 app = typer.Typer(
@@ -153,6 +154,7 @@ def capture_cmd(
         [], "--set", help=SET_HELP + " (any CaptureConfig field, e.g. text_len, component_dtypes)"
     ),
     overwrite: bool = typer.Option(False, help="replace an existing complete file"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Run a denoising trajectory and store the chosen sites at every step in one HDF5 file.
 
@@ -181,7 +183,7 @@ def capture_cmd(
     from interp.scorers import ScorerError
 
     try:
-        path = capture(cfg, out, overwrite=overwrite, progress=True)
+        path = capture(cfg, out, overwrite=overwrite, progress=True, force=force)
     except (PipelineError, ScorerError, FileExistsError, GenericCallError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
@@ -311,15 +313,16 @@ def eval_cmd(
     task: str = typer.Option(None, help="maze models: 'maze'; suite models: a task, a comma list or 'all' (default)"),
     size: str = typer.Option(None, help="maze size(s): '5' (default), '3-8' or '4,6'"),
     level: str = typer.Option(None, help="suite models: level(s) as a comma list or 'all' (default)"),
-    n: int = typer.Option(16, help="held-out instances per size / (task, level)"),
-    steps: int = typer.Option(None, help="denoising steps (default: the model's interp.json sampler)"),
-    seed: int = typer.Option(0, help="picks the held-out instances (suite models: and the noise, seed + i)"),
-    noise_seed: int = typer.Option(0, help="maze models: seed of the initial noise (per sample)"),
+    n: int = typer.Option(16, min=1, help="held-out instances per size / (task, level)"),
+    steps: int = typer.Option(None, min=1, help="denoising steps (default: the model's interp.json sampler)"),
+    seed: int = typer.Option(0, min=0, help="picks the held-out instances (suite models: and the noise, seed + i)"),
+    noise_seed: int = typer.Option(0, min=0, help="maze models: seed of the initial noise (per sample)"),
     shift: float = typer.Option(None, help="timestep shift (default: the model's, 5)"),
     guidance: float = typer.Option(None, help="suite models: CFG scale (default: the model's interp.json sampler)"),
-    batch: int = typer.Option(32, help="samples per forward"),
+    batch: int = typer.Option(32, min=1, help="samples per forward"),
     device: str = typer.Option("cpu", help="torch device"),
     out: Path = typer.Option(None, "--out", help="output dir: eval.json, samples.h5 (maze, several sizes: size{N}/)"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Sample held-out task instances, score the videos from pixels, print the success rate with its 95% CI.
 
@@ -333,13 +336,15 @@ def eval_cmd(
     from rich.table import Table
 
     from interp.apps.evaluate import eval_maze, is_suite, model_meta, parse_sizes, write_samples
+    from interp.store.atomic import write_atomic
 
     try:
         _, meta = model_meta(model)
     except Exception:  # noqa: BLE001 -- a hub id offline, a missing model: load_model below says which
         meta = None
     if is_suite(meta):
-        _eval_suite(model, meta, task, level, size, n, steps, seed, noise_seed, shift, guidance, batch, device, out)
+        _eval_suite(model, meta, task, level, size, n, steps, seed, noise_seed, shift, guidance, batch, device, out,
+                    force)  # fmt: skip
         return
     if level is not None or guidance is not None:
         raise typer.BadParameter(f"--level and --guidance are for task-suite models; {model!r} is a maze model")
@@ -364,7 +369,7 @@ def eval_cmd(
         Console().print(table)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "eval.json").write_text(json.dumps(rows, indent=2))
+            write_atomic(out / "eval.json", json.dumps(rows, indent=2))
         return
     from interp.models import load_model
 
@@ -372,7 +377,7 @@ def eval_cmd(
     table = Table("size", "n", "steps", "solve rate", "95% CI", "path recall", "extra cells", title=f"{model}: maze")
     rows = []
     for s in sizes:
-        res = eval_maze(loaded, s, n, steps, seed, noise_seed, shift, batch, progress=True)
+        res = eval_maze(loaded, s, n, steps, seed, noise_seed, shift, batch, progress=True, force=force)
         summ = res.summary()
         rows.append(summ)
         lo, hi = summ["ci95"]
@@ -384,11 +389,12 @@ def eval_cmd(
                                       "noise_seed": noise_seed})  # fmt: skip
     Console().print(table)
     if out is not None:
-        (out / "eval.json").write_text(json.dumps(rows, indent=2))
+        write_atomic(out / "eval.json", json.dumps(rows, indent=2))
         typer.echo(f"wrote {out}")
 
 
-def _eval_suite(model, meta, task, level, size, n, steps, seed, noise_seed, shift, guidance, batch, device, out):
+def _eval_suite(model, meta, task, level, size, n, steps, seed, noise_seed, shift, guidance, batch, device, out,
+                force=False):  # fmt: skip
     """``interp eval`` of a task-suite model (interp.json ``"task": "suite"``): every input checked before any work."""
     from rich.console import Console
 
@@ -407,7 +413,8 @@ def _eval_suite(model, meta, task, level, size, n, steps, seed, noise_seed, shif
         raise typer.BadParameter(str(e)) from e
     console = Console(stderr=True)
     res = eval_suite(model, selection, n=n, steps=steps, guidance=guidance, shift=shift, seed=seed, batch=batch,
-                     device=device, keep_samples=out is not None, log=lambda m: console.print(m))  # fmt: skip
+                     device=device, keep_samples=out is not None, log=lambda m: console.print(m),
+                     force=force)  # fmt: skip
     s = res.sampler
     title = f"{model}: held-out, {s['steps']} steps, guidance {s['guidance']:g}"
     Console(width=120).print(suite_table(res.rows, title))
@@ -420,13 +427,13 @@ def _eval_suite(model, meta, task, level, size, n, steps, seed, noise_seed, shif
 def demo_cmd(
     out: Path = typer.Option(Path("demo-out"), "--out", help="output directory"),
     model: str = typer.Option("maze-wan", help="built-in name or model directory (organism: the task suite)"),
-    n: int = typer.Option(None, help="mazes to sample (default 4); suite models: samples per task (default 2)"),
-    size: int = typer.Option(5, help="maze size"),
-    steps: int = typer.Option(None, help="denoising steps (default: maze 30, suite models 20)"),
-    seed: int = typer.Option(0, help="picks the held-out instances"),
+    n: int = typer.Option(None, min=1, help="mazes to sample (default 4); suite models: samples per task (default 2)"),
+    size: int = typer.Option(5, min=1, help="maze size"),
+    steps: int = typer.Option(None, min=1, help="denoising steps (default: maze 30, suite models 20)"),
+    seed: int = typer.Option(0, min=0, help="picks the held-out instances"),
     task: str = typer.Option(None, help="suite models: task(s), comma list or 'all' (default)"),
     level: str = typer.Option(None, help="suite models: level of every task (default: each task's easiest)"),
-    x0_steps: int = typer.Option(6, "--x0-steps", help="suite models: steps whose x0 each filmstrip shows"),
+    x0_steps: int = typer.Option(6, "--x0-steps", min=1, help="suite models: steps whose x0 each filmstrip shows"),
 ) -> None:
     """Sample a few held-out instances on CPU, print the success rate, write per-step x0 filmstrips (PNG and GIF).
 
@@ -480,8 +487,8 @@ def tasks_export_cmd(
     out: Path = typer.Argument(..., help="output directory: one folder <task>_<level>_<i>/ per sample"),
     task: str = typer.Option(..., help="task, comma list or 'all'"),
     level: str = typer.Option("all", help="level(s): comma list or 'all'"),
-    n: int = typer.Option(8, help="held-out samples per (task, level)"),
-    seed: int = typer.Option(0, help="picks the held-out instances (the same as interp eval's)"),
+    n: int = typer.Option(8, min=1, help="held-out samples per (task, level)"),
+    seed: int = typer.Option(0, min=0, help="picks the held-out instances (the same as interp eval's)"),
 ) -> None:
     """Write held-out samples in the VBVR-Bench layout: first_frame.png, prompt.txt, final_frame.png,
     ground_truth.mp4 (and instance.json).
@@ -502,13 +509,17 @@ def tasks_export_cmd(
 def view_cmd(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="a capture .h5 or an experiment's results.h5"),
     out: Path = typer.Option(..., "--out", help="output directory (writes index.html)"),
-    budget_mb: float = typer.Option(20.0, "--budget-mb", help="page size budget in MB (images are downsampled to fit)"),
+    budget_mb: float = typer.Option(
+        20.0, "--budget-mb", min=0.01, help="page size budget in MB (images are downsampled to fit)"
+    ),
     branch: str = typer.Option(None, help="branch of a capture (cond / uncond); default: the first"),
     sites: str = typer.Option("", help="per-token sites to map, names or globs, comma-separated; '' = all"),
     samples: str = typer.Option("", help="batch indices to show, e.g. '0,2'; '' = all (thinned to fit the budget)"),
-    channels: int = typer.Option(3, help="top-variance channel maps per layer"),
-    point: int = typer.Option(None, help="results: the sweep point whose x0 and token maps are shown (default 0)"),
-    group: int = typer.Option(None, help="results: the input group (maze size) shown (default 0)"),
+    channels: int = typer.Option(3, min=1, help="top-variance channel maps per layer"),
+    point: int = typer.Option(
+        None, min=0, help="results: the sweep point whose x0 and token maps are shown (default 0)"
+    ),
+    group: int = typer.Option(None, min=0, help="results: the input group (maze size) shown (default 0)"),
     pngs: bool = typer.Option(
         False, "--pngs", help="captures: also write token-map PNG grids (layer x frame, step x frame)"
     ),
@@ -562,12 +573,14 @@ def run_cmd(
     nproc: int = typer.Option(
         None,
         "--nproc",
+        min=1,
         help="ranks (default: visible GPUs for a CUDA experiment, else 2; ray: the cluster's GPUs or CPUs)",
     ),  # fmt: skip
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: start a local cluster)"),
     merge: Path = typer.Option(
         None, "--merge", help="merge DIR/shards into DIR/results.h5 (+ summary, figures) and exit"
     ),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Run an experiment: interventions x sweep, batched; writes results.h5, summary.json and figures/.
 
@@ -610,18 +623,26 @@ def run_cmd(
         if launcher == "torchrun":
             from interp.apps.launch import default_nproc, launch_torchrun
 
-            args = [str(experiment), "--out", str(out), "--wandb", wandb, *[a for s in set_ for a in ("--set", s)]]
+            args = [
+                str(experiment),
+                "--out",
+                str(out),
+                "--wandb",
+                wandb,
+                *[a for s in set_ for a in ("--set", s)],
+                *(["--force"] if force else []),
+            ]
             raise typer.Exit(launch_torchrun(args, nproc or default_nproc(exp.device)))
         if launcher == "ray":
             from interp.apps.launch import run_ray
 
-            res = run_ray(exp, out, nproc=nproc, address=address, wandb=wandb, base_dir=experiment.parent)
+            res = run_ray(exp, out, nproc=nproc, address=address, wandb=wandb, base_dir=experiment.parent, force=force)
         elif _under_torchrun():
             from interp.apps.launch import run_distributed
 
-            res = run_distributed(exp, out, wandb=wandb, base_dir=experiment.parent)
+            res = run_distributed(exp, out, wandb=wandb, base_dir=experiment.parent, force=force)
         else:
-            res = run_experiment(exp, out, wandb=wandb, base_dir=experiment.parent)
+            res = run_experiment(exp, out, wandb=wandb, base_dir=experiment.parent, force=force)
     except (ExperimentError, FileExistsError, ShardError) as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(2) from None
@@ -648,6 +669,7 @@ def compare_cmd(
     set_: list[str] = typer.Option(
         [], "--set", help=SET_HELP + " (CompareConfig: e.g. probe_step, cka_frame, swap_site, swap_steps, noise_seed)"
     ),  # fmt: skip
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Layer-specialization profiles on a normalized depth axis (0 = first block, 1 = last): skip damage, swap flip
     rate and swap damage, wall- and path-probe accuracy, CKA between layers and across models; one figure and a table.
@@ -665,7 +687,7 @@ def compare_cmd(
     given = dict(models=models, size=size, n=n, seed=seed, steps=steps, measures=_csv(measures), device=device)
     cfg = _config(CompareConfig, given, set_)
     try:
-        res = compare(cfg, out)
+        res = compare(cfg, out, force=force)
     except (ValueError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from e
     typer.echo(res.markdown)
@@ -692,15 +714,15 @@ def _benchmarks_capture():
 def bench_cmd(
     config: str = typer.Option("tiny", help="model config: tiny (CPU figure) | wan1.3b (GPU figure) | micro (tests)"),
     device: str = typer.Option("cpu", help="torch device: cpu | cuda"),
-    steps: int = typer.Option(4, help="denoising steps of the sampling and memory measurements"),
+    steps: int = typer.Option(4, min=1, help="denoising steps of the sampling and memory measurements"),
     frames: int = typer.Option(None, help="latent frames (default: the config's; wan1.3b: 21)"),
     height: int = typer.Option(None, help="latent height (wan1.3b: 60)"),
     width: int = typer.Option(None, help="latent width (wan1.3b: 104)"),
-    batch: int = typer.Option(1, help="samples per forward in sampling, tracing and memory"),
+    batch: int = typer.Option(1, min=1, help="samples per forward in sampling, tracing and memory"),
     sweep_latent: str = typer.Option("", help="latent F,H,W of the sweep (default: the same as sampling)"),
     sweep_rows: int = typer.Option(None, help="rows per batched sweep forward, 1 clean + skips (default: layers + 1)"),
-    repeats: int = typer.Option(5, help="timed rounds (interleaved; medians)"),
-    warmup: int = typer.Option(1, help="untimed rounds first"),
+    repeats: int = typer.Option(5, min=1, help="timed rounds (interleaved; medians)"),
+    warmup: int = typer.Option(1, min=0, help="untimed rounds first"),
     threads: int = typer.Option(None, help="CPU torch threads (default: torch's)"),
     scratch: Path = typer.Option(None, help="directory for the capture files (default: the system temp dir)"),
     store_mb: float = typer.Option(64.0, "--store-mb", help="MiB per run of the store measurement (at most 50 steps)"),
@@ -751,7 +773,9 @@ def reproduce_cmd(
     model: str = typer.Option(None, "--model", help="run every analysis on this model instead of the files' model"),
     only: str = typer.Option("", "--only", help="comma-separated analyses (default: all)"),
     set_: list[str] = typer.Option([], "--set", help="override a field of every file: dotted.key=value; repeatable"),
-    threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: torch's default; 1 on a busy machine)"),
+    threads: int = typer.Option(
+        0, "--threads", min=0, help="torch CPU threads (0: torch's default; 1 on a busy machine)"
+    ),
     plan: bool = typer.Option(False, "--plan", help="print the planned size per analysis (row-forwards) and stop"),
 ) -> None:
     """Reproduce the paper's analyses (experiments/paper/*.yaml) and write DIR/REPORT.md: claims, the paper's

@@ -30,7 +30,9 @@ from typing import Any
 import diffusers
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
+from diffusers.utils import logging as diffusers_logging
 from huggingface_hub import snapshot_download
+from safetensors import SafetensorError
 from torch import nn
 
 from interp.adapters import ADAPTERS, Adapter, get_adapter
@@ -45,9 +47,64 @@ def data_path(*parts: str) -> Path:
 
 
 EXPERTS = ("transformer", "transformer_2")
-# what a hub snapshot needs: never the VAE or text encoder of a pipeline repo
-HUB_PATTERNS = ["model_index.json", "config.json", "interp.json", "diffusion_pytorch_model*", "transformer/*",
-                "transformer_2/*", "scheduler/*"]  # fmt: skip
+# what a hub snapshot needs: never the VAE or text encoder of a pipeline repo, never a pickled (.bin) checkpoint
+HUB_PATTERNS = ["model_index.json", "config.json", "interp.json", "diffusion_pytorch_model*.safetensors",
+                "diffusion_pytorch_model.safetensors.index.json", *[f"{e}/*{x}" for e in EXPERTS
+                for x in (".json", ".safetensors")], "scheduler/*.json"]  # fmt: skip
+PICKLED = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")  # checkpoints that torch.load would unpickle
+
+
+class ModelLoadError(ValueError):
+    """A model directory that cannot be loaded as it is: a broken JSON file, pickled or missing weights, a weight
+    file that is not safetensors, or weights that do not match the config exactly."""
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file of a model directory, with a one-line error naming the file when it is not valid JSON."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelLoadError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def check_weight_files(path: Path) -> None:
+    """Refuse a model folder whose weights are only pickled checkpoints (never unpickled), or that has none."""
+    files = [p.name for p in Path(path).iterdir() if p.is_file()]
+    if any(f.endswith(".safetensors") for f in files):
+        return
+    pickled = [f for f in files if f.endswith(PICKLED)]
+    if pickled:
+        raise ModelLoadError(f"{path}: weights {', '.join(sorted(pickled))} are a pickled checkpoint, which interp "
+                             "never loads (unpickling runs code); convert it to safetensors: "
+                             "model.save_pretrained(dir, safe_serialization=True)")  # fmt: skip
+    raise ModelLoadError(f"{path}: no weights (*.safetensors); it has: {', '.join(sorted(files)) or 'nothing'}")
+
+
+def from_pretrained(cls, path: Path, *, strict: bool = True, **kwargs) -> nn.Module:
+    """``cls.from_pretrained(path)`` (a diffusers model) from safetensors only; with ``strict`` the checkpoint must
+    match the config exactly (no missing, unused or mis-shaped weights), else :class:`ModelLoadError`."""
+    check_weight_files(path)
+    level = diffusers_logging.get_verbosity()
+    if strict:  # diffusers' warning about unused / new weights: the error below says it
+        diffusers_logging.set_verbosity_error()
+    try:
+        model, info = cls.from_pretrained(path, use_safetensors=True, output_loading_info=True, **kwargs)
+    except (OSError, ValueError, RuntimeError, TypeError, SafetensorError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"{path}: cannot load the {cls.__name__} weights (a truncated or corrupt safetensors "
+                             f"file?): {first[:300]}") from None  # fmt: skip
+    finally:
+        diffusers_logging.set_verbosity(level)
+    bad = {k: info.get(k) or [] for k in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")}
+    if strict and any(bad.values()):
+        what = "; ".join(f"{len(v)} {k.replace('_', ' ')} (e.g. {', '.join(map(str, v[:3]))})"
+                         for k, v in bad.items() if v)  # fmt: skip
+        raise ModelLoadError(f"{path}: the weights do not match config.json: {what}; fix config.json, or load "
+                             "with load_model(..., strict=False) to accept it")  # fmt: skip
+    return model
 
 
 @dataclass(frozen=True)
@@ -155,20 +212,25 @@ def default_scheduler(family: str):
 
 
 def _scheduler_from_dir(path: Path):
-    cfg = json.loads((path / "scheduler_config.json").read_text())
+    cfg = read_json(path / "scheduler_config.json")
     cls = getattr(diffusers, cfg.get("_class_name", ""), None)
     if cls is None:
         raise ValueError(f"{path}: unknown scheduler class {cfg.get('_class_name')!r}")
     return cls.from_pretrained(path)
 
 
-def _transformer_from_dir(path: Path, device, dtype, device_map=None) -> tuple[nn.Module, Adapter]:
-    cfg = json.loads((path / "config.json").read_text())
-    adapter = get_adapter(cfg.get("_class_name", "<no _class_name>"))
+def _transformer_from_dir(path: Path, device, dtype, device_map=None, strict=True) -> tuple[nn.Module, Adapter]:
+    cfg = read_json(path / "config.json")
+    try:
+        adapter = get_adapter(cfg.get("_class_name", "<no _class_name>"))
+    except ValueError as e:
+        raise ModelLoadError(f"{path / 'config.json'}: {e}") from None
     kwargs = {"torch_dtype": dtype} if dtype is not None else {}
     if device_map is not None:  # placed by diffusers / accelerate (hooks move activations between devices)
-        return adapter.model_class.from_pretrained(path, device_map=device_map, **kwargs).eval(), adapter
-    model = adapter.model_class.from_pretrained(path, **kwargs)
+        return from_pretrained(
+            adapter.model_class, path, strict=strict, device_map=device_map, **kwargs
+        ).eval(), adapter
+    model = from_pretrained(adapter.model_class, path, strict=strict, **kwargs)
     if dtype is not None:
         model = model.to(dtype)
     return model.to(device).eval(), adapter
@@ -220,12 +282,15 @@ def load_model(
     local_files_only: bool | None = None,
     revision: str | None = None,
     device_map: str | dict | None = None,
+    strict: bool = True,
 ) -> LoadedModel:
     """Load a video DiT by built-in name, local directory or hub id (same call for all).
 
     ``device_map`` (directories and hub ids; needs ``accelerate``): diffusers' placement of a model too large for one
     device, e.g. ``"balanced"`` over the visible GPUs or ``{"blocks.0": 0, ..., "proj_out": 1}``; ``device`` is then
-    ignored. Tracing works across devices (each site's value lives on its block's device).
+    ignored. Tracing works across devices (each site's value lives on its block's device). Weights load from
+    safetensors only (a pickled checkpoint is refused); ``strict``: they must match ``config.json`` exactly
+    (:class:`ModelLoadError` naming the missing or unused weights; ``strict=False`` accepts them, as diffusers does).
 
     >>> m = load_model("tiny-wan")
     >>> m.family, list(m.transformers)
@@ -251,10 +316,10 @@ def load_model(
         path = resolve_path(name_or_path, cache_dir, local_files_only, revision)
 
     if (path / "config.json").exists() and not (path / "transformer").is_dir():
-        t, adapter = _transformer_from_dir(path, device, dtype, device_map)
+        t, adapter = _transformer_from_dir(path, device, dtype, device_map, strict)
         return LoadedModel(name, adapter, {"transformer": t}, default_scheduler(adapter.family), source=str(path))
 
-    index = json.loads((path / "model_index.json").read_text()) if (path / "model_index.json").exists() else {}
+    index = read_json(path / "model_index.json") if (path / "model_index.json").exists() else {}
     if not (path / "transformer").is_dir():
         raise FileNotFoundError(
             f"{path}: neither a transformer directory (config.json) nor a pipeline directory (transformer/)"
@@ -264,11 +329,11 @@ def load_model(
     for expert in EXPERTS:
         sub = path / expert
         if sub.is_dir() and (index.get(expert, [None])[0] is not None or not index):
-            transformers[expert], adapter = _transformer_from_dir(sub, device, dtype, device_map)
+            transformers[expert], adapter = _transformer_from_dir(sub, device, dtype, device_map, strict)
     scheduler = (
         _scheduler_from_dir(path / "scheduler") if (path / "scheduler").is_dir() else default_scheduler(adapter.family)
     )
-    task = json.loads((path / "interp.json").read_text()) if (path / "interp.json").exists() else None
+    task = read_json(path / "interp.json") if (path / "interp.json").exists() else None
     boundary = index.get("boundary_ratio")
     if len(transformers) == 2 and boundary is None:
         raise ValueError(f"{path}: two transformers but no boundary_ratio in model_index.json")

@@ -25,12 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import load_file, save_file
 
-from interp.store.atomic import publish_dir, staging_dir
 from interp.adapters import TextConditioning, get_adapter
+from interp.store.atomic import publish_dir, staging_dir
 from interp.tasks import maze as mz
 from interp.tasks import maze_inputs
 from interp.tasks.maze_score import score_batch, solve_rate
 from interp.tracking import Tracker
+from interp.yamlio import load_yaml, read_yaml
 
 # ---------------------------------------------------------------------------------------------------------------
 # config
@@ -152,14 +153,14 @@ class RunSpec(_Strict):
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None):
         """The config of a YAML file with ``key.sub=value`` overrides (values parsed as YAML)."""
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = read_yaml(path) or {}
         for item in overrides or []:
             key, _, value = item.partition("=")
             node = data
             *parents, leaf = key.split(".")
             for p in parents:
                 node = node.setdefault(p, {})
-            node[leaf] = yaml.safe_load(value)
+            node[leaf] = load_yaml(value, f"--set {key}")
         return cls.model_validate(data)
 
 

@@ -181,6 +181,10 @@ def user_label(name: str, array: np.ndarray, batch: int, grid: tuple[int, int, i
     """
     a = np.asarray(array)
     tokens = int(np.prod(grid))
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        raise ValueError(f"label {name!r} holds {a.dtype} values; labels are numbers: integer classes "
+                         "(-1: unlabelled), floats (NaN: unlabelled) or booleans; map strings to class ids "
+                         "first")  # fmt: skip
     if a.shape[:1] != (batch,):
         raise ValueError(f"label {name!r}: leading axis {a.shape[:1]} must be the batch ({batch})")
     if a.ndim == 4:

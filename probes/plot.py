@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from interp.report.save import save_figure
+
 
 def _short(site: str) -> str:
     return site.replace("blocks.", "").replace(".hook_", " ").replace("hook_", "")
@@ -51,7 +53,7 @@ def heatmaps(results, out_dir: str | Path) -> list[Path]:
         fig.suptitle(f"probe: {name} ({r.label.kind}, {r.label.level})", fontsize=10)
         fig.tight_layout()
         path = out_dir / f"{name.replace('/', '_')}.png"
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path, dpi=110)
         plt.close(fig)
         paths.append(path)
     return paths

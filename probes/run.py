@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rich.progress import Progress
 
 from probes import labels as L
@@ -37,19 +37,21 @@ class ProbeConfig(BaseModel):
 
     labels: list[str]
     sites: list[str] = ["blocks.*.hook_resid_post"]  # glob patterns over site names; [] = every site
-    steps: list[int] | None = None  # positions on the capture's steps axis; None = all
+    steps: list[Annotated[int, Field(ge=0)]] | None = None  # positions on the capture's steps axis; None = all
     branch: str | None = None  # 'cond' / 'uncond' when the capture keeps branches
-    tokens_per_sample: int = 64  # 0 = every token
+    tokens_per_sample: int = Field(64, ge=0)  # 0 = every token
     balance: Balance = "class"
-    frames: list[int] | None = None  # token labels: only tokens of these frames; sample labels: pool over them
+    frames: list[Annotated[int, Field(ge=0)]] | None = (
+        None  # token labels: only tokens of these frames; sample labels: pool over them
+    )
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
-    lambdas: list[float] | None = None  # None: LOGISTIC_LAMBDAS or RIDGE_LAMBDAS
+    lambdas: list[Annotated[float, Field(gt=0)]] | None = None  # None: LOGISTIC_LAMBDAS or RIDGE_LAMBDAS
     control: Literal["position", "token", "sample", "none"] = "position"
-    bootstrap: int = 200
-    seed: int = 0
-    max_iter: int = 100
+    bootstrap: int = Field(200, ge=1)
+    seed: int = Field(0, ge=0)
+    max_iter: int = Field(100, ge=1)
     precision: Literal["auto", "float32", "bfloat16"] = "auto"  # logistic matmuls; auto: bfloat16 where fast
-    memory_gb: float = 1.0
+    memory_gb: float = Field(1.0, gt=0)
     device: str = "cpu"
 
     @field_validator("labels")

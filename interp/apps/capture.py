@@ -31,6 +31,7 @@ metadata, instances and condition frames, and for a pipeline capture its prompts
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,9 +41,11 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from interp.budget import Estimate, forward_bytes, model_bytes
 from interp.inputs import ModelInputs, model_inputs
 from interp.models import LoadedModel, load_model
 from interp.store import Pool, RunWriter
+from interp.store.atomic import disk_full_names
 from interp.trajectory import SamplerConfig, StepRecord, TrajectoryInputs, run_trajectory, schedule, traced_experts
 
 
@@ -53,17 +56,17 @@ class CaptureConfig(BaseModel):
     model: str
     steps: int | None = Field(None, ge=1)
     sites: list[str] = ["blocks.*.hook_resid_post"]
-    seed: int = 0  # picks the inputs (task instances, random text)
-    noise_seed: int = 0  # initial noise
+    seed: int = Field(0, ge=0)  # picks the inputs (task instances, random text)
+    noise_seed: int = Field(0, ge=0)  # initial noise
     batch: int = Field(1, ge=1)
     dtype: Literal["float32", "float16"] = "float32"
     pool: Pool = "none"
     guidance: float | None = None
     shift: float | None = None
-    frames: int | None = None  # latent size for random inputs
-    height: int | None = None
-    width: int | None = None
-    text_len: int | None = None
+    frames: int | None = Field(None, ge=1)  # latent size for random inputs (None: the model's default)
+    height: int | None = Field(None, ge=1)
+    width: int | None = Field(None, ge=1)
+    text_len: int | None = Field(None, ge=1)
     device: str = "cpu"
     model_dtype: str | None = None
     # pipeline inputs (a whole diffusers pipeline; frames / height / width are then pixels)
@@ -149,22 +152,31 @@ def capture(
     progress: bool = False,
     on_step: Callable[[StepRecord], None] | None = None,
     timings: dict | None = None,
+    force: bool = False,
 ) -> Path:
-    """Run ``config`` and write ``out`` (resuming ``out.partial`` if a matching interrupted run left one).
+    """Run ``config`` and write ``out`` (resuming ``out.partial`` if a matching interrupted run left one). Its cost
+    (:func:`estimate`) is checked against the free memory and disk first (``force``: run anyway).
     ``timings`` (a dict; pipeline captures) receives the seconds of each part (:func:`capture_pipeline`).
 
     >>> capture(CaptureConfig(model="tiny-wan", steps=4, sites=["blocks.*.hook_resid_post"]), "run.h5")
     """
+    if not config.pipeline_inputs and config.x0_steps not in (None, "none", "", []):
+        from interp.pipelines.components import PipelineError
+
+        raise PipelineError("--x0-steps decodes x0 through a pipeline's VAE: it needs --prompt, --image or --samples "
+                            "(a task model's capture stores its pixel-space x0 at every step already)")  # fmt: skip
     if config.pipeline_inputs:
         return capture_pipeline(config, out, loaded=loaded, overwrite=overwrite, progress=progress, on_step=on_step,
-                                timings=timings)  # fmt: skip
+                                timings=timings, force=force)  # fmt: skip
     loaded = loaded or load_model(config.model, config.device, config.model_dtype)
     config = config.resolved(loaded)
+    sampler = config.sampler()
+    sites = next(iter(traced_experts(loaded).values())).resolve(config.sites)
+    one = capture_inputs(loaded, config.model_copy(update={"batch": 1})).latent_shape  # sizes, before the batch
+    cost = estimate(loaded, config, (config.batch, *one[1:]), len(sites), out).check(force)
     mi = capture_inputs(loaded, config)
     inputs = TrajectoryInputs(mi.text, mi.latent_shape, condition=mi.condition)
-    sampler = config.sampler()
     timesteps, sigmas, branches = schedule(loaded, sampler)
-    sites = next(iter(traced_experts(loaded).values())).resolve(config.sites)
     grid = loaded.adapter.token_grid(loaded.transformer, inputs.latent_shape)
     scoring = pixel_scoring(loaded, mi, config) if config.scorer else None
     writer = RunWriter(
@@ -172,29 +184,49 @@ def capture(
         branch_steps=branches, sites=sites, grid=grid, dtype=config.dtype, pool=config.pool, overwrite=overwrite,
         description=describe_capture(loaded, mi, sampler),
     )  # fmt: skip
-    try:
-        final = None
-        if writer.start_step < sampler.steps:
-            start = (writer.start_step, writer.start_latents()) if writer.start_step else None
+    with disk_full_names(out, cost.disk):  # a full disk: one error naming the file, the partial kept (resumable)
+        try:
+            final = None
+            if writer.start_step < sampler.steps:
+                start = (writer.start_step, writer.start_latents()) if writer.start_step else None
 
-            def step_hook(rec: StepRecord) -> None:
-                arrays = []
-                if scoring is not None:
-                    arrays = scoring.step_arrays(rec.step, sampler.steps, list(range(sampler.steps)), _pixels(rec.x0))
-                writer.on_step(rec, arrays)
-                if on_step is not None:
-                    on_step(rec)
+                def step_hook(rec: StepRecord) -> None:
+                    arrays = []
+                    if scoring is not None:
+                        arrays = scoring.step_arrays(rec.step, sampler.steps, list(range(sampler.steps)),
+                                                     _pixels(rec.x0))  # fmt: skip
+                    writer.on_step(rec, arrays)
+                    if on_step is not None:
+                        on_step(rec)
 
-            traj = run_trajectory(loaded, inputs, sampler, read=sites, on_step=step_hook, start=start, keep=False,
-                                  progress=progress)  # fmt: skip
-            final = traj.final
-        if scoring is not None:
-            if final is None:
-                final = torch.from_numpy(writer.file["latents"][-1])
-            scoring.put_video(writer, _pixels(final))
-        return writer.finish()
-    finally:
-        writer.close()
+                traj = run_trajectory(loaded, inputs, sampler, read=sites, on_step=step_hook, start=start, keep=False,
+                                      progress=progress)  # fmt: skip
+                final = traj.final
+            if scoring is not None:
+                if final is None:
+                    final = torch.from_numpy(writer.file["latents"][-1])
+                scoring.put_video(writer, _pixels(final))
+            return writer.finish()
+        finally:
+            writer.close()
+
+
+def estimate(loaded: LoadedModel, config: CaptureConfig, latent_shape: tuple[int, ...], n_sites: int,
+             out: str | Path | None = None) -> Estimate:  # fmt: skip
+    """What a resolved capture costs (:mod:`interp.budget`): every step stores each site of every batch row (and
+    branch) pooled as ``pool`` says, plus the latents and x0; one step's values are held at a time."""
+    grid = loaded.adapter.token_grid(loaded.transformer, latent_shape)
+    tokens, d = math.prod(grid), loaded.adapter.d_model(loaded.transformer)
+    stored = {"none": tokens, "mean": 1, "frame": grid[0]}.get(config.pool, tokens)
+    passes = 2 if config.sampler().cfg else 1
+    rows, steps, elem = config.batch * passes, config.steps, 2 if config.dtype == "float16" else 4
+    step_sites = rows * n_sites * stored * d * elem
+    latents = 2 * config.batch * math.prod(latent_shape[1:]) * 4  # latents and x0 per step
+    return Estimate(f"capture of {config.model}", out=Path(out).parent if out is not None else None,
+                    memory=model_bytes(loaded.transformers.values()) + forward_bytes(rows, tokens, d) + 2 * step_sites,
+                    disk=steps * (step_sites + latents), forwards=steps * rows,
+                    detail=f"{steps} steps x {config.batch} samples{' x 2 branches' if passes == 2 else ''}, "
+                    f"{n_sites} sites of {stored} x {d} values")  # fmt: skip
 
 
 class Scoring:
@@ -287,6 +319,7 @@ def capture_pipeline(
     progress: bool = False,
     on_step: Callable[[StepRecord], None] | None = None,
     timings: dict | None = None,
+    force: bool = False,
 ) -> Path:
     """A capture from prompts / images through a whole pipeline (see the module doc). Every input is checked and
     encoded before anything is written: a bad input is one :class:`~interp.pipelines.components.PipelineError`.
@@ -359,6 +392,7 @@ def capture_pipeline(
     except ValueError as e:
         raise PipelineError(f"{loaded.pipeline_class}: {e}") from e
     sites = next(iter(traced_experts(loaded).values())).resolve(config.sites)
+    estimate(loaded, config, inputs.latent_shape, len(sites), out).check(force)  # before the file is created
     grid = loaded.adapter.token_grid(loaded.transformer, inputs.latent_shape)
     description = {
         "sampler": {**sampler.describe(loaded.scheduler), "pipeline": loaded.pipeline_class,

@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from interp.store.plain import write_plain
 from interp.adapters import TextConditioning
 from interp.apps.evaluate import sample_noise
+from interp.budget import Estimate
 from interp.interventions.skip import Skip
 from interp.interventions.swap import Swap
 from interp.lm import is_lm_path
@@ -43,6 +43,9 @@ from interp.lm import tokens as T
 from interp.lm.model import load_lm
 from interp.lm.run import generate, grid_acts, resid_sites, run_interventions
 from interp.models import load_model
+from interp.report.save import save_figure
+from interp.store.atomic import write_atomic
+from interp.store.plain import write_plain
 from interp.tasks import maze as mz
 from interp.tasks import maze_inputs
 from interp.tasks.maze_score import score_batch
@@ -58,18 +61,18 @@ class CompareConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     models: list[str]
     size: int = 5
-    n: int = 32
-    seed: int = 0
-    noise_seed: int = 0
-    steps: int = 20
-    probe_step: int = 0
+    n: int = Field(32, ge=1)
+    seed: int = Field(0, ge=0)
+    noise_seed: int = Field(0, ge=0)
+    steps: int = Field(20, ge=1)
+    probe_step: int = Field(0, ge=0)
     cka_frame: int = -1
     swap_site: str = "hook_attn_out"  # DiT: which hook of block i carries the other maze's value
     swap_steps: float = Field(0.5, gt=0.0, le=1.0)  # DiT: the first fraction of the steps (at least one) it is swapped
     measures: list[str] = list(MEASURES)
     device: str = "cpu"
-    probe_bootstrap: int = 20
-    tokens_per_sample: int = 64
+    probe_bootstrap: int = Field(20, ge=1)
+    tokens_per_sample: int = Field(64, ge=0)
 
     @field_validator("measures")
     @classmethod
@@ -256,13 +259,23 @@ def _cka_tokens(acts: dict[int, torch.Tensor], frames: int, frame: int, side: in
     return out
 
 
-def compare(cfg: CompareConfig, out: str | Path | None = None, progress: bool = True) -> CompareResult:
-    """Profiles and CKA for ``cfg.models``; with ``out``: profiles.csv / .json / .md, cka.json, compare.png."""
+def compare(cfg: CompareConfig, out: str | Path | None = None, progress: bool = True,
+            force: bool = False) -> CompareResult:  # fmt: skip
+    """Profiles and CKA for ``cfg.models``; with ``out``: profiles.csv / .json / .md, cka.json, compare.png. The
+    row-forwards (per model: the clean run, one per layer for skip, two per layer for swap) are checked first
+    (:mod:`interp.budget`; ``force``: run anyway)."""
+    Estimate(f"compare of {len(cfg.models)} models", forwards=cfg.n * cfg.steps * len(cfg.models),
+             detail=f"{cfg.n} mazes x {cfg.steps} steps, the clean runs alone").check(force)  # fmt: skip
     mazes = mz.eval_mazes(cfg.size, cfg.n, cfg.seed)
     side = mazes[0].side
     profiles, tokens = [], {}
     for name in cfg.models:
         m = _open(name, cfg)
+        per_layer = ("skip" in cfg.measures) + 2 * ("swap" in cfg.measures)
+        steps = 1 if m.family == "lm" else cfg.steps
+        Estimate(f"compare of {name}", forwards=cfg.n * steps * (1 + per_layer * m.n_layers),
+                 detail=f"{cfg.n} mazes x {steps} steps x (1 + {per_layer} x {m.n_layers} layers)",
+                 ).check(force)  # fmt: skip
         log = (lambda msg: print(f"[compare] {name}: {msg}", flush=True)) if progress else (lambda msg: None)
         clean, acts = m.clean_and_acts(mazes)
         log(f"clean exact solve rate {clean:.3f} ({m.n_layers} blocks)")
@@ -371,9 +384,9 @@ def write(res: CompareResult, cfg: CompareConfig, out: Path) -> Path:
         w = csv.DictWriter(f, fieldnames=list(res.rows[0]))
         w.writeheader()
         w.writerows(res.rows)
-    (out / "profiles.json").write_text(json.dumps({"config": cfg.model_dump(), "rows": res.rows}, indent=2))
-    (out / "profiles.md").write_text(res.markdown)
-    (out / "cka.json").write_text(json.dumps({k: np.nan_to_num(v, nan=-1).tolist() for k, v in res.cka.items()}))
+    write_atomic(out / "profiles.json", json.dumps({"config": cfg.model_dump(), "rows": res.rows}, indent=2))
+    write_atomic(out / "profiles.md", res.markdown)
+    write_atomic(out / "cka.json", json.dumps({k: np.nan_to_num(v, nan=-1).tolist() for k, v in res.cka.items()}))
 
     panels = [c for c in COLUMNS if any(c in p.values for p in res.profiles)]
     heat = list(res.cka)
@@ -410,6 +423,6 @@ def write(res: CompareResult, cfg: CompareConfig, out: Path) -> Path:
     fig.suptitle(f"layer specialization: {cfg.n} mazes {cfg.size}x{cfg.size}", fontsize=10)
     fig.tight_layout()
     path = out / "compare.png"
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path

@@ -7,6 +7,7 @@ is drawn from (noise_seed, i) alone, so a sample's video does not depend on the 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,9 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from interp.adapters import TextConditioning
-from interp.models import LoadedModel, load_model
+from interp.budget import Estimate, forward_bytes, model_bytes
+from interp.models import LoadedModel, load_model, read_json
+from interp.store.atomic import write_atomic
 from interp.store.samples import write_samples_file
 from interp.tasks import maze as mz
 from interp.tasks import maze_inputs
@@ -71,14 +74,19 @@ def eval_maze(
     device: str | None = None,
     keep_x0: bool = False,
     progress: bool = False,
+    force: bool = False,
 ) -> EvalResult:
-    """Sample ``n`` held-out mazes of ``size`` and score them."""
+    """Sample ``n`` held-out mazes of ``size`` and score them (the cost, :func:`estimate_maze`, is checked first;
+    ``force``: run anyway)."""
+    if n < 1 or batch < 1 or (steps is not None and steps < 1):
+        raise ValueError(f"n, batch and steps must be at least 1 (got n={n}, batch={batch}, steps={steps})")
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
     meta = loaded.task or {}
     if meta.get("task") != "maze":
         raise ValueError(f"model {loaded.name!r} has no maze task metadata (interp.json with task: maze)")
     config = SamplerConfig.from_task(meta, steps=steps, shift=shift, fallback=EVAL_FALLBACK)
     steps, shift = config.steps, config.shift
+    estimate_maze(loaded, config, size, n, batch, seed, keep_x0).check(force)
     mazes = mz.eval_mazes(size, n, seed)
     videos, conds, x0s, sigmas = [], [], [], []
     columns = (TextColumn(f"eval {size}x{size}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -109,6 +117,22 @@ def eval_maze(
     scores = score_batch(video, cond)
     x0_steps = torch.cat(x0s).numpy() if keep_x0 else None
     return EvalResult(size, steps, shift, video, cond, mazes, scores, x0_steps, sigmas)
+
+
+def estimate_maze(loaded: LoadedModel, config: SamplerConfig, size: int, n: int, batch: int, seed: int = 0,
+                  keep_x0: bool = False) -> Estimate:  # fmt: skip
+    """What :func:`eval_maze` costs (:mod:`interp.budget`): ``n`` trajectories in batches, their videos (and every
+    step's x0 with ``keep_x0``) held and written."""
+    shape = maze_inputs(loaded.task, mz.eval_mazes(size, 1, seed)).latent_shape
+    tokens, d = (
+        math.prod(loaded.adapter.token_grid(loaded.transformer, shape)),
+        loaded.adapter.d_model(loaded.transformer),
+    )
+    passes, video = 2 if config.cfg else 1, math.prod(shape[1:])  # uint8 pixels
+    kept = n * video * (2 + (config.steps if keep_x0 else 0))
+    return Estimate(f"eval of {loaded.name} ({size}x{size})", forwards=n * config.steps * passes, disk=kept,
+                    memory=model_bytes(loaded.transformers.values()) + forward_bytes(min(n, batch) * passes, tokens, d)
+                    + kept, detail=f"{n} mazes x {config.steps} steps, batch {min(n, batch)}")  # fmt: skip
 
 
 def write_samples(result: EvalResult, path: str | Path, attrs: dict | None = None) -> Path:
@@ -148,7 +172,7 @@ def model_meta(model: str) -> tuple[Path | None, dict | None]:
     else:
         path = resolve_path(model)
     meta = path / "interp.json"
-    return path, (json.loads(meta.read_text()) if meta.is_file() else None)
+    return path, (read_json(meta) if meta.is_file() else None)
 
 
 def is_suite(meta: dict | None) -> bool:
@@ -199,14 +223,23 @@ def eval_suite(
     device: str = "cpu",
     keep_samples: bool = True,
     log=None,
+    force: bool = False,
 ) -> SuiteEval:
-    """Held-out success per (task, level) of a suite model through :func:`interp.pipelines.evaluate.evaluate`."""
+    """Held-out success per (task, level) of a suite model through :func:`interp.pipelines.evaluate.evaluate` (its
+    row-forwards and kept videos checked first, :mod:`interp.budget`; ``force``: run anyway)."""
     from interp.pipelines import evaluate as ev
 
     path, meta = model_meta(model)
     if not is_suite(meta):
         raise ValueError(f"model {model!r} has no task-suite metadata (interp.json with task: suite)")
     sampler = suite_sampler(meta, steps, guidance, shift)
+    jobs = n * sum(len(levels) for levels in selection.values())
+    video = int(meta.get("frames", 9)) * int(meta.get("height", 96)) * int(meta.get("width", 96)) * 3
+    passes = 2 if float(sampler["guidance"]) > 1 else 1
+    Estimate(f"eval of {model}", forwards=jobs * int(sampler["steps"]) * passes,
+             memory=(jobs if keep_samples else min(jobs, batch)) * video * 2,
+             disk=jobs * video * 2 if keep_samples else 0,
+             detail=f"{jobs} samples x {sampler['steps']} steps").check(force)  # fmt: skip
     pipe = load_suite_pipeline(path, device, shift)
     sampler["shift"] = float(pipe.scheduler.config.shift)
     fields = ("videos", "conditions", "tasks", "levels", "instances", "prompts", "scores")
@@ -252,5 +285,5 @@ def write_suite_eval(res: SuiteEval, out: str | Path, model: str, n: int) -> Pat
                             scores=s["scores"], sampler=res.sampler,
                             attrs={"model": model, "n_per_level": n})  # fmt: skip
     path = out / "eval.json"
-    path.write_text(json.dumps({"model": model, "n": n, "sampler": res.sampler, "results": res.rows}, indent=1))
+    write_atomic(path, json.dumps({"model": model, "n": n, "sampler": res.sampler, "results": res.rows}, indent=1))
     return path

@@ -72,7 +72,7 @@ def finalize(out: str | Path, *, wandb: str = "disabled", console: Console | Non
 
 def run_distributed(exp: Experiment, out: str | Path, *, wandb: str = "offline", base_dir: str | Path | None = None,
                     progress: bool = True, loaded: LoadedModel | None = None,
-                    console: Console | None = None) -> RunResult:  # fmt: skip
+                    console: Console | None = None, force: bool = False) -> RunResult:  # fmt: skip
     """One torchrun rank: its shard of ``exp``, a barrier, rank 0 merges, a barrier. Every rank returns the merged
     result's paths (rank 0 also its summary). ``loaded``: this rank's model (default: ``exp.model`` on the rank's
     device, :func:`rank_device`)."""
@@ -100,7 +100,7 @@ def run_distributed(exp: Experiment, out: str | Path, *, wandb: str = "offline",
             loaded = load_pipeline_of(exp, device)
         loaded = loaded or load_model(exp.model, device)
         res = run_experiment(exp, out, loaded=loaded, wandb="disabled", progress=progress and rank == 0,
-                             base_dir=base_dir, console=console, shard=(rank, world))  # fmt: skip
+                             base_dir=base_dir, console=console, shard=(rank, world), force=force)  # fmt: skip
         if res.cache_hit:  # results.h5 was complete before any rank started: every rank sees it
             return res
         barrier()
@@ -130,17 +130,17 @@ def launch_torchrun(run_args: list[str], nproc: int, env: dict | None = None) ->
 
 
 # ---- Ray ----------------------------------------------------------------------------------------------------------
-def _ray_rank(exp_json: str, out: str, rank: int, world: int, base_dir: str | None) -> dict:
+def _ray_rank(exp_json: str, out: str, rank: int, world: int, base_dir: str | None, force: bool = False) -> dict:
     """One Ray task: rank ``rank``'s shard (on the GPU Ray assigned, if the experiment runs on CUDA)."""
     exp = Experiment.validate_data(json.loads(exp_json))
     res = run_experiment(exp, out, loaded=load_model(exp.model, rank_device(exp.device, 0)), wandb="disabled",
-                         progress=False, base_dir=base_dir, shard=(rank, world))  # fmt: skip
+                         progress=False, base_dir=base_dir, shard=(rank, world), force=force)  # fmt: skip
     return {"cache_hit": res.cache_hit, "summary": res.summary, "figures": [str(p) for p in res.figures]}
 
 
 def run_ray(exp: Experiment, out: str | Path, *, nproc: int | None = None, address: str | None = None,
             wandb: str = "offline", base_dir: str | Path | None = None, max_retries: int = 2,
-            console: Console | None = None) -> RunResult:  # fmt: skip
+            console: Console | None = None, force: bool = False) -> RunResult:  # fmt: skip
     """Shard ``exp`` over ``nproc`` Ray tasks (default: the cluster's GPUs for a CUDA experiment, else its CPUs), then
     merge here. ``address``: an existing cluster (``ray start --head`` / ``auto``); None starts a local one. ``out``
     must be on a filesystem every node sees."""
@@ -161,7 +161,7 @@ def run_ray(exp: Experiment, out: str | Path, *, nproc: int | None = None, addre
         kind = "GPU" if gpu else "CPU"
         console.print(f"ray: {world} ranks; the cluster has {resources.get(kind, 0):g} {kind}s")
         base = None if base_dir is None else str(Path(base_dir).resolve())
-        ranks = ray.get([task.remote(exp.canonical(), str(out), r, world, base) for r in range(world)])
+        ranks = ray.get([task.remote(exp.canonical(), str(out), r, world, base, force) for r in range(world)])
         if all(r["cache_hit"] for r in ranks):
             return RunResult(out, out / "results.h5", ranks[0]["summary"], True, [Path(p) for p in ranks[0]["figures"]])
         return finalize(out, wandb=wandb, console=console, t0=t0)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
+
+from interp.yamlio import load_yaml
 
 
 class OptionError(ValueError):
@@ -42,7 +43,7 @@ def apply_sets(cls: type[BaseModel], data: dict, sets: list[str]) -> dict:
                     f"--set {key}: unknown key {part!r}{f' in {where}' if where else ''}; valid keys: {valid}"
                 )
             if i == len(parts) - 1:
-                node[part] = yaml.safe_load(value)
+                node[part] = load_yaml(value, f"--set {key}")
             else:
                 sub = node.get(part)
                 node[part] = sub = dict(sub.model_dump() if isinstance(sub, BaseModel) else sub or {})

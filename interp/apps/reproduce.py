@@ -21,9 +21,6 @@ from einops import rearrange
 from PIL import Image
 from rich.console import Console
 
-from interp.store.plain import write_plain
-from interp.store.results import read_group
-from interp.tasks.maze_score import reachable
 from interp.experiments import Experiment, read_metrics, run_experiment
 from interp.experiments.plan import plan
 from interp.experiments.runner import sampler_of
@@ -31,11 +28,15 @@ from interp.interventions import resolve_index
 from interp.models import BUILTINS, PAPER_DIR, load_model
 from interp.report.figures import _plt, _save, curves, heatmap, x0_filmstrip
 from interp.report.paper import write_report
+from interp.report.save import save_image
+from interp.store.atomic import write_atomic
+from interp.store.plain import write_plain
+from interp.store.results import read_group
 from interp.tasks import build_inputs
 from interp.tasks import maze as mz
-from interp.tasks.maze import AGENT_PX, BLOCK_PX, OPEN, PALETTE, TRAIL
 from interp.tasks.candidates import CONTRAST, MIN_LEN, candidate_routes, sharp_answer
-from interp.tasks.maze_score import read_blocks, score_video
+from interp.tasks.maze import AGENT_PX, BLOCK_PX, OPEN, PALETTE, TRAIL
+from interp.tasks.maze_score import reachable, read_blocks, score_video
 from probes import run_probes
 
 ANALYSES = ("chain_of_steps", "noise_step_vs_frame", "layer_swap", "layer_skip", "working_memory", "seed_ensemble",
@@ -156,8 +157,8 @@ def reproduce(
         timings[name] = {"wall_s": round(time.perf_counter() - t, 1), "cache_hit": res.cache_hit}
         if res.cache_hit and name in before and not before[name].get("cache_hit"):
             timings[name] = before[name]
-        (out / "numbers.json").write_text(json.dumps(numbers, indent=1, default=_json))
-        tfile.write_text(json.dumps({**before, **timings}, indent=1))  # analyses not run now keep their entries
+        write_atomic(out / "numbers.json", json.dumps(numbers, indent=1, default=_json))
+        write_atomic(tfile, json.dumps({**before, **timings}, indent=1))  # analyses not run now keep their entries
     wall = time.perf_counter() - t0
     first = exps[names[0]]
     header = {
@@ -227,7 +228,7 @@ def _shrink(path: Path, scale: float = 0.6, colors: int = 128) -> None:
     """Filmstrips are large: downscale and store with a small palette (maze pictures have few colours)."""
     im = Image.open(path).convert("RGB")
     im = im.resize((int(im.width * scale), int(im.height * scale)), Image.LANCZOS)
-    im.quantize(colors, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
+    save_image(im.quantize(colors, method=Image.Quantize.FASTOCTREE), path, optimize=True)
 
 
 def _components(cells: set) -> int:

@@ -6,16 +6,13 @@ language model's (:mod:`interp.lm.train`). The dispatch lives here, above both, 
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
-
 from interp import train as dit_train
 from interp.lm import train as lm_train
+from interp.yamlio import read_yaml
 
 
 def main(config: str, overrides: list[str] | None = None) -> dict:
     """Train what ``config`` describes; returns the final train state."""
-    if (yaml.safe_load(Path(config).read_text()) or {}).get("kind") == "lm":  # the maze language model
+    if (read_yaml(config) or {}).get("kind") == "lm":  # the maze language model
         return lm_train.main(config, overrides)
     return dit_train.main(config, overrides)

@@ -8,10 +8,12 @@ maze sizes never share a batch. A resumed run repeats the same batches, so its r
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
-from interp.experiments.schema import Experiment, ExperimentError, point_experiment, sweep_points
+from interp.budget import Estimate, forward_bytes
+from interp.experiments.schema import Experiment, ExperimentError, axis_len, point_experiment, sweep_points
 
 
 @dataclass(frozen=True)
@@ -121,3 +123,38 @@ def plan(exp: Experiment, default_size: int | None = None) -> Plan:
         if units:
             batches.append(Batch(len(batches), group, tuple(units), tuple(rows)))
     return Plan(points, exps, samples, batches)
+
+
+def unit_members(exp: Experiment) -> int:
+    """Edited rows per unit (an ensemble's members, else 1), without building the seed lists."""
+    counts = [len(iv.seeds) if getattr(iv, "seeds", None) is not None else iv.k
+              for iv in exp.interventions if iv.member_seeds(0) is not None]  # fmt: skip
+    return max(counts, default=1)
+
+
+def estimate(exp: Experiment, pl: Plan | None, *, steps: int, cfg: bool, latent_shape: tuple[int, ...], tokens: int,
+             d_model: int, n_sites: int, weights: int, out=None,
+             default_size: int | None = None) -> Estimate:  # fmt: skip
+    """What running ``exp`` costs (:mod:`interp.budget`): from the batch plan ``pl``, or, before it is built
+    (``pl=None``), from the counts alone (points x samples x members edited rows, no lists built)."""
+    n_points = math.prod(axis_len(v) for v in exp.sweep.values())
+    if exp.inputs.is_suite:
+        sizes = list(exp.inputs.levels)
+    else:
+        sizes = (exp.inputs.sizes or [default_size]) if exp.inputs.task == "maze" else [None]
+    n_samples = len(sizes) * exp.inputs.group_size
+    units = n_points * n_samples
+    if pl is None:
+        rows, batch_rows = units * unit_members(exp), min(exp.max_batch, units * unit_members(exp))
+    else:
+        rows, batch_rows = sum(len(b.rows) for b in pl.batches), max((len(b.rows) for b in pl.batches), default=0)
+    passes = 2 if cfg else 1
+    latent = math.prod(latent_shape[1:])
+    site_bytes = steps * tokens * d_model * (2 if exp.capture.dtype == "float16" else 4)
+    x0 = exp.capture.x0 or "x0_distance" in exp.metrics
+    held = batch_rows * (n_sites * steps * tokens * d_model * 4 + (steps * latent * 4 if x0 else 0))
+    disk = units * (latent * 4 + (steps * latent * 4 if exp.capture.x0 else 0) + n_sites * site_bytes)
+    return Estimate(f"experiment {exp.name!r}", memory=weights + forward_bytes(batch_rows * passes, tokens, d_model)
+                    + held, disk=disk, forwards=rows * steps * passes, out=out,
+                    detail=f"{n_points:,} points x {n_samples:,} samples, {rows:,} rows, {steps} steps"
+                    + (", guidance" if cfg else ""))  # fmt: skip

@@ -11,6 +11,7 @@ It returns results and draws nothing: figures and W&B logging belong to the verb
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,14 +24,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from interp.adapters import TextConditioning
+from interp.budget import model_bytes
 from interp.experiments import metrics as M
-from interp.experiments.plan import Batch, Plan, Row, Sample, baseline, plan as make_plan, source_rows
-from interp.store.results import ResultsWriter, is_complete, read_metrics
-from interp.experiments.shard import rank_batches, shard_path
+from interp.experiments.plan import Batch, Plan, Row, Sample, baseline, estimate, source_rows
+from interp.experiments.plan import plan as make_plan
 from interp.experiments.schema import MAZE_METRICS, Experiment, ExperimentError
+from interp.experiments.shard import rank_batches, shard_path
 from interp.inputs import model_inputs
-from interp.interventions.bind import Bound, compile_batch, rows as make_rows
+from interp.interventions.bind import Bound, compile_batch
+from interp.interventions.bind import rows as make_rows
 from interp.models import LoadedModel, load_model
+from interp.store.atomic import disk_full_names, write_atomic
+from interp.store.results import ResultsWriter, is_complete, read_metrics
 from interp.trajectory import (
     SamplerConfig,
     StepRecord,
@@ -180,19 +185,21 @@ def execute(
     on_batch: Callable[[int], None] | None = None,
     console: Console | None = None,
     shard: tuple[int, int] | None = None,
+    force: bool = False,
 ) -> RunResult:
     """Run (or resume, or read from cache) ``exp`` into ``out``: results.h5 and summary.json (``figures`` empty).
 
     ``base_dir``: where relative paths in the experiment (steer direction files) are found. ``on_batch(i)`` is called
     after batch ``i`` is on disk (tests simulate a crash with it). ``shard=(rank, world)``: run only this rank's
-    batches into ``DIR/shards/`` (no summary; :func:`interp.apps.launch.finalize` merges the shards).
+    batches into ``DIR/shards/`` (no summary; :func:`interp.apps.launch.finalize` merges the shards). The run's
+    cost (:func:`interp.experiments.plan.estimate`) is checked against the free memory, disk and caps first
+    (``force``: run anyway); steer directions are loaded and checked before ``out`` is created.
     """
     console = console or Console(stderr=True)
     out = Path(out)
     t0 = time.perf_counter()
     if exp.inputs.uses_pipeline:  # a whole pipeline encodes the prompts / images (loaded before out is made)
         loaded = loaded if _is_pipeline(loaded) else load_pipeline_of(exp)
-    out.mkdir(parents=True, exist_ok=True)
     loaded = loaded or load_model(exp.model, exp.device)
     key = exp.key(loaded.weight_hash)
     results = out / "results.h5"
@@ -204,25 +211,55 @@ def execute(
         raise FileExistsError(f"{results} holds a different experiment (or model); choose another --out or delete it")
 
     default_size = int((loaded.task or {}).get("default_size", 0)) or None
-    pl = make_plan(exp, default_size)
     sampler = sampler_of(exp, loaded)
     traced = next(iter(traced_experts(loaded).values()))
     sites = traced.resolve(exp.capture.sites) if exp.capture.sites else []
+
+    def cost(pl: Plan | None, latent_shape: tuple[int, ...]) -> int:  # refused before anything is built or written
+        tokens = math.prod(loaded.adapter.token_grid(loaded.transformer, latent_shape)) if pl is not None else 1
+        return estimate(exp, pl, steps=sampler.steps, cfg=sampler.cfg, latent_shape=latent_shape, tokens=tokens,
+                        d_model=loaded.adapter.d_model(loaded.transformer), n_sites=len(sites),
+                        weights=model_bytes(loaded.transformers.values()), out=out,
+                        default_size=default_size).check(force).disk  # fmt: skip
+
+    cost(None, (1,))  # the counts alone (no sample or batch list is built yet)
+    pl = make_plan(exp, default_size)
     groups = {g: group_inputs(exp, loaded, size) for g, size in sorted({(s.group, s.size) for s in pl.samples})}
+    needed = cost(pl, groups[0].latent_shape)
     check_against_model(pl, traced, groups[0].latent_shape, sampler.steps)
     scoring = experiment_scoring(exp, loaded, pl, groups) if exp.scorer else None
+    try:  # steer directions: loaded and checked before the output is created
+        loads = {(p, j): iv.load_direction(base_dir) for p, e in enumerate(pl.experiments)
+                 for j, iv in enumerate(e.interventions)}  # fmt: skip
+    except (OSError, ValueError, KeyError) as e:
+        raise ExperimentError(f"steer direction: {e.args[0] if isinstance(e, KeyError) and e.args else e}") from None
+    directions = {k: v for k, v in loads.items() if v is not None}
+    check_directions(pl, directions, loaded.adapter.d_model(loaded.transformer))
     axes = {k: v if isinstance(v, list) else list(range(*map(int, v.split(":")))) for k, v in exp.sweep.items()}
     mine = set(range(len(pl.batches)) if shard is None else rank_batches(len(pl.batches), *shard))
     target = results if shard is None else shard_path(out, *shard)
     if shard is not None and is_complete(target, key):
         console.print(f"{target}: this rank's {len(mine)} batches are already done")
         return RunResult(out, target, {"shard": list(shard), "batches": len(mine)}, False, [])
+    out.mkdir(parents=True, exist_ok=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     writer = ResultsWriter(target, key=key, model_hash=loaded.weight_hash, experiment_json=exp.canonical(),
                            points=pl.points, axes=axes, n_batches=len(pl.batches), shard=shard,
                            task_meta=loaded.task, sampler=sampler.describe(loaded.scheduler))  # fmt: skip
     if writer.resumed:
         console.print(f"resuming {writer.partial}: {writer.n_done}/{len(mine)} batches already done")
+    with disk_full_names(target, needed):
+        _run_batches(exp, pl, groups, loaded, traced, sampler, sites, directions, writer, scoring, mine, progress,
+                     console, on_batch)  # fmt: skip
+    if shard is not None:
+        return RunResult(out, target, {"shard": list(shard), "batches": len(mine)}, False, [])
+    summary = _summary(exp, results, key, loaded, time.perf_counter() - t0, cache_hit=False)
+    return RunResult(out, results, summary, False, [])
+
+
+def _run_batches(exp, pl, groups, loaded, traced, sampler, sites, directions, writer, scoring, mine, progress, console,
+                 on_batch) -> None:  # fmt: skip
+    """Every batch of ``mine`` not yet done, written as it ends; the file is finished when all are."""
     try:
         for g, size in sorted({(s.group, s.size) for s in pl.samples}):
             members = [s.index for s in pl.samples if s.group == g]
@@ -231,9 +268,6 @@ def execute(
             if groups[g].frames_uint8 is not None:
                 frames = groups[g].frames_uint8.numpy()
                 writer.write(f"group_{g}/condition_frames", slice(None), frames, frames.shape)
-        loads = {(p, j): iv.load_direction(base_dir) for p, e in enumerate(pl.experiments)
-                 for j, iv in enumerate(e.interventions)}  # fmt: skip
-        directions = {k: v for k, v in loads.items() if v is not None}
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
             task = bar.add_task(f"{exp.name}: batches", total=len(mine), completed=writer.n_done)
@@ -249,10 +283,17 @@ def execute(
         writer.finish()
     finally:
         writer.close()
-    if shard is not None:
-        return RunResult(out, target, {"shard": list(shard), "batches": len(mine)}, False, [])
-    summary = _summary(exp, results, key, loaded, time.perf_counter() - t0, cache_hit=False)
-    return RunResult(out, results, summary, False, [])
+
+
+def check_directions(pl: Plan, directions: dict, d_model: int) -> None:
+    """Every loaded steer direction is a finite vector of the model's width."""
+    for (p, j), v in directions.items():
+        where = f"interventions.{j}" + (f" at sweep point {pl.points[p]}" if pl.points[p] else "")
+        if v.numel() != d_model:
+            raise ExperimentError(f"{where}: the steer direction has {v.numel()} features; the model's sites have "
+                                  f"{d_model}")  # fmt: skip
+        if not torch.isfinite(v).all():
+            raise ExperimentError(f"{where}: the steer direction holds NaN or infinite values")
 
 
 def check_against_model(pl: Plan, traced, latent_shape: tuple[int, ...], steps: int) -> None:
@@ -440,5 +481,5 @@ def _summary(exp: Experiment, results: Path, key: str, loaded: LoadedModel, wall
     summary = {"name": exp.name, "key": key, "model": exp.model, "model_hash": loaded.weight_hash,
                "cache_hit": cache_hit, "wall_s": round(wall, 3), "axes": data["axes"], "clean": clean,
                "points": points}  # fmt: skip
-    (results.parent / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_atomic(results.parent / "summary.json", json.dumps(summary, indent=2))
     return summary

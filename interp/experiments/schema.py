@@ -11,17 +11,20 @@ import difflib
 import hashlib
 import itertools
 import json
+import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import interp
+from interp.budget import max_points
 from interp.interventions import Intervention, kinds
 from interp.interventions.base import SITE_HELP, SITE_RE
 from interp.tasks import suite
+from interp.yamlio import load_yaml, read_yaml
 
 MAZE_METRICS = ("solve_rate", "path_recall", "extra_cells", "wall_crossings", "goal_reached")
 GENERIC_METRICS = ("mse", "cosine", "x0_distance", "mse_to_source")
@@ -58,12 +61,12 @@ class Inputs(Strict):
     prompt."""
 
     task: str = "maze"  # maze, random, prompts, or a suite task (interp.tasks.suite.TASKS)
-    sizes: list[int] | None = None  # maze sizes; None: the model's default_size
+    sizes: list[Annotated[int, Field(ge=1)]] | None = None  # maze sizes; None: the model's default_size
     count: int = Field(4, ge=1)
-    seed: int = 0
-    frames: int | None = None
-    height: int | None = None
-    width: int | None = None
+    seed: int = Field(0, ge=0)
+    frames: int | None = Field(None, ge=1)
+    height: int | None = Field(None, ge=1)
+    width: int | None = Field(None, ge=1)
     prompts: list[str] | None = None
     negative_prompt: str | None = None
     images: list[str] | None = None
@@ -206,7 +209,7 @@ class Sampler(Strict):
     steps: int | None = Field(None, ge=1)
     shift: float | None = None
     guidance: float | None = None
-    seed: int = 0
+    seed: int = Field(0, ge=0)
 
 
 class Capture(Strict):
@@ -245,6 +248,16 @@ class Experiment(Strict):
     device: str = "cpu"
     scorer: str | None = None  # 'module:function' (interp.scorers): each final video's scores, as metrics score_<name>
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        # the default output is runs/<name>: a name stays a relative path inside runs/
+        parts = Path(v).parts
+        if not v.strip() or Path(v).is_absolute() or ".." in parts or "\\" in v or "\0" in v:
+            raise ValueError(f"name {v!r} is the default output folder runs/<name>: give a relative name without "
+                             "'..' (e.g. skip-layers or maze/skip)")  # fmt: skip
+        return v
+
     @field_validator("scorer")
     @classmethod
     def _scorer(cls, v: str | None) -> str | None:
@@ -274,6 +287,13 @@ class Experiment(Strict):
                 raise ValueError(f"sweep axis {path!r} cannot be swept; sweepable: {', '.join(SWEEPABLE)}")
             if isinstance(values, str) and not re.fullmatch(r"-?\d+:-?\d+", values):
                 raise ValueError(f"sweep axis {path!r}: values are a list or a range 'start:stop', got {values!r}")
+            if not axis_len(values):
+                raise ValueError(f"sweep axis {path!r} has no values ({values!r}); give at least one, or leave the "
+                                 "axis out")  # fmt: skip
+        points = math.prod(axis_len(v) for v in self.sweep.values())
+        if points > max_points():
+            raise ValueError(f"the sweep has {points:,} points > {max_points():,} (INTERP_MAX_POINTS); sweep fewer "
+                             "values, or raise the cap")  # fmt: skip
         return self
 
     # ---- YAML ------------------------------------------------------------------------------------------------
@@ -283,14 +303,14 @@ class Experiment(Strict):
         path = Path(path)
         if not path.exists():
             raise ExperimentError(f"{path}: no such experiment file")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path) or {}
         if not isinstance(data, dict):
             raise ExperimentError(f"{path}: an experiment is a mapping of fields, got {type(data).__name__}")
         for item in overrides or []:
             key, sep, value = item.partition("=")
             if not sep or not key.strip():
                 raise ExperimentError(f"--set {item!r}: expected key=value (e.g. sampler.steps=4)")
-            set_path(data, key.strip(), yaml.safe_load(value))
+            set_path(data, key.strip(), load_yaml(value, f"--set {key.strip()}"))
         _resolve_input_paths(data, path.parent)
         return cls.validate_data(data, str(path))
 
@@ -404,6 +424,14 @@ def set_path(data: dict, path: str, value: Any) -> None:
                 node = node.setdefault(part, {})
         else:
             raise ExperimentError(f"{path}: {'.'.join(parts[:i])} is a value, not a mapping or list")
+
+
+def axis_len(values: list | str) -> int:
+    """The number of values of a sweep axis (a range 'start:stop' is not built)."""
+    if isinstance(values, str):
+        a, b = (int(v) for v in values.split(":"))
+        return max(0, b - a)
+    return len(values)
 
 
 def axis_values(values: list | str) -> list:

@@ -32,25 +32,26 @@ def run_experiment(
     on_batch: Callable[[int], None] | None = None,
     console: Console | None = None,
     shard: tuple[int, int] | None = None,
+    force: bool = False,
 ) -> RunResult:
     """Run (or resume, or read from cache) ``exp`` into ``out``: results.h5, summary.json, figures/*.png, and a W&B
     log of a new run (``wandb`` mode). A shard (``shard=(rank, world)``) gets neither figures nor a log."""
     console = console or Console(stderr=True)
     res = execute(exp, out, loaded=loaded, progress=progress, base_dir=base_dir, on_batch=on_batch, console=console,
-                  shard=shard)  # fmt: skip
+                  shard=shard, force=force)  # fmt: skip
     if shard is not None:
         return res
-    if res.cache_hit:
-        return replace(res, figures=sorted((res.out / "figures").glob("*.*")) or draw_figures(res.results, res.out))
+    if res.cache_hit:  # a figure a killed run left missing or empty is drawn again
+        return replace(res, figures=draw_figures(res.results, res.out, redraw=False))
     figures = draw_figures(res.results, res.out)
     log_wandb(exp, res.summary, figures, res.out, wandb)
     console.print(f"wrote {res.results}, {res.out / 'summary.json'} and {len(figures)} figures")
     return replace(res, figures=figures)
 
 
-def draw_figures(results: Path, out: Path) -> list[Path]:
-    """The experiment's figures under ``out/figures``."""
-    return experiment_figures(results, out / "figures")
+def draw_figures(results: Path, out: Path, redraw: bool = True) -> list[Path]:
+    """The experiment's figures under ``out/figures`` (``redraw=False``: only those missing or empty)."""
+    return experiment_figures(results, out / "figures", redraw=redraw)
 
 
 def log_wandb(exp: Experiment, summary: dict, figures: list[Path], out: Path, mode: str) -> None:

@@ -18,7 +18,7 @@ class Ensemble(SiteSpec):
     """Members' noise seeds: ``seeds`` if given, else the base seed and the ``k - 1`` seeds after it."""
 
     kind: Literal["ensemble"] = "ensemble"
-    k: int = Field(3, ge=1)
+    k: int = Field(3, ge=1, le=10_000)  # members run as rows of one batch: more never fits
     seeds: list[int] | None = None
     target: Literal["hidden", "latent"] = "hidden"
 

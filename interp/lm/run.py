@@ -30,8 +30,9 @@ from interp.experiments.schema import point_experiment, sweep_points
 from interp.interventions.ablate import resample_offset
 from interp.interventions.base import resolve_index
 from interp.lm import tokens as T
-from interp.store.plain import write_plain
 from interp.lm.model import load_lm
+from interp.store.atomic import write_atomic
+from interp.store.plain import write_plain
 from interp.tasks import maze as mz
 
 Hooks = list[tuple[str, Callable]]
@@ -340,5 +341,5 @@ def run_lm_experiment(exp, out: str | Path) -> dict:
                 "mean": {k: float(v.mean()) for k, v in r.items() if k != "answers"},
                 "per_maze": {k: v.tolist() for k, v in r.items() if k != "answers"},
             })  # fmt: skip
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2))
     return summary

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import gc
 import inspect
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ from huggingface_hub import snapshot_download
 from torch import nn
 
 from interp.adapters import get_adapter
-from interp.models import EXPERTS, LoadedModel, _is_hub_id
+from interp.models import EXPERTS, LoadedModel, _is_hub_id, check_weight_files, from_pretrained, read_json
 
 Offload = Literal["none", "cpu", "release"]
 LIBRARIES = {"diffusers": diffusers, "transformers": transformers}
@@ -115,7 +114,7 @@ def read_index(path: Path) -> dict:
             f"{path}: no model_index.json, so not a diffusers pipeline directory; prompts and images need a whole "
             "pipeline (save one with pipe.save_pretrained(dir)); a transformer directory takes random inputs only"
         )
-    return json.loads(f.read_text())
+    return read_json(f)
 
 
 def listed_components(index: dict) -> dict[str, tuple[str | None, str | None]]:
@@ -193,8 +192,10 @@ def load_component(path: Path, name: str, entry: tuple, dtype, device):
         raise PipelineError(f"{path}: model_index.json lists {name!r} ({entry[1]}) but there is no {name}/ folder")
     if isinstance(cls, type) and issubclass(cls, nn.Module):
         kw = {"torch_dtype": dtype} if entry[0] == "diffusers" else {"dtype": dtype}
-        model = cls.from_pretrained(sub, use_safetensors=True, **kw)
-        return model.to(device).eval()
+        if entry[0] == "diffusers":  # safetensors only, weights matching the config exactly
+            return from_pretrained(cls, sub, **kw).to(device).eval()
+        check_weight_files(sub)
+        return cls.from_pretrained(sub, use_safetensors=True, **kw).to(device).eval()
     if entry[0] == "transformers":
         return cls.from_pretrained(sub, trust_remote_code=False)
     return cls.from_pretrained(sub)
@@ -277,7 +278,7 @@ def load_pipeline(
             init[k] = v
     accepted = inspect.signature(cls.__init__).parameters
     pipe = cls(**{k: v for k, v in init.items() if k in accepted})
-    task = json.loads((path / "interp.json").read_text()) if (path / "interp.json").exists() else None
+    task = read_json(path / "interp.json") if (path / "interp.json").exists() else None
     return pipeline_model(pipe, name=str(name_or_path), source=str(path), components=loaded,
                           boundary_ratio=index.get("boundary_ratio"), task=task,
                           text_encoder_offload=text_encoder_offload)  # fmt: skip

@@ -152,7 +152,7 @@ def build_pipeline(spec: OrganismSpec | None = None, seed: int = 0) -> WanImageT
 
 
 def load_pipeline(path: str | Path, device="cpu", dtype=torch.float32) -> WanImageToVideoPipeline:
-    pipe = WanImageToVideoPipeline.from_pretrained(str(path), torch_dtype=dtype)
+    pipe = WanImageToVideoPipeline.from_pretrained(str(path), torch_dtype=dtype, use_safetensors=True)
     return pipe.to(device)
 
 

@@ -11,9 +11,10 @@ import numpy as np
 import torch
 from jaxtyping import Float
 
-from interp.store.results import read_group_arrays, read_metrics
 from interp.experiments.metrics import frame_verdicts
 from interp.report.filmstrip import filmstrip_gif, filmstrip_png, pick_steps
+from interp.report.save import missing, save_figure
+from interp.store.results import read_group_arrays, read_metrics
 from interp.tasks import maze as maze_task
 
 
@@ -91,18 +92,19 @@ def x0_filmstrip(
 
 
 def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _plt().close(fig)
-    return path
+    try:
+        return save_figure(fig, path, dpi=110)
+    finally:
+        _plt().close(fig)
 
 
-def experiment_figures(results: str | Path, out: str | Path, max_lines: int = 12) -> list[Path]:
+def experiment_figures(results: str | Path, out: str | Path, max_lines: int = 12, redraw: bool = True) -> list[Path]:
     """Every figure an experiment's results support: per scalar metric a heatmap (two sweep axes) or a curve (one
-    axis); x0 distance vs step per point; x0 filmstrips of the first sample (intervened and clean) when stored."""
+    axis); x0 distance vs step per point; x0 filmstrips of the first sample (intervened and clean) when stored.
+    ``redraw=False`` (a cache hit): draw only the figures that are missing or empty."""
     data = read_metrics(results)
+    heatmap_, curves_ = (heatmap, curves) if redraw else (_if_missing(heatmap), _if_missing(curves))
     out = Path(out)
     axes = data["axes"]
     names = list(axes)
@@ -113,7 +115,7 @@ def experiment_figures(results: str | Path, out: str | Path, max_lines: int = 12
             mean = np.nanmean(arr, axis=1)
             series = {", ".join(f"{s}={_label(v)}" for s, v in zip(short, p.values())) or "run": mean[i]
                       for i, p in enumerate(data["points"][:max_lines])}  # fmt: skip
-            made.append(curves(range(arr.shape[2]), series, out / f"{metric}_vs_step.png", xlabel="step",
+            made.append(curves_(range(arr.shape[2]), series, out / f"{metric}_vs_step.png", xlabel="step",
                                ylabel=metric, title=f"{metric} per step"))  # fmt: skip
             continue
         mean = np.nanmean(arr, axis=1)
@@ -121,21 +123,34 @@ def experiment_figures(results: str | Path, out: str | Path, max_lines: int = 12
         base = float(np.nanmean(base)) if base is not None else None
         if len(names) == 2:
             grid = mean.reshape(len(axes[names[0]]), len(axes[names[1]]))
-            made.append(heatmap(grid, axes[names[0]], axes[names[1]], out / f"{metric}_{short[0]}_x_{short[1]}.png",
+            made.append(heatmap_(grid, axes[names[0]], axes[names[1]], out / f"{metric}_{short[0]}_x_{short[1]}.png",
                                 row_name=short[0], col_name=short[1], title=metric))  # fmt: skip
         elif len(names) == 1:
-            made.append(curves(axes[names[0]], {metric: mean}, out / f"{metric}_vs_{short[0]}.png", xlabel=short[0],
+            made.append(curves_(axes[names[0]], {metric: mean}, out / f"{metric}_vs_{short[0]}.png", xlabel=short[0],
                                ylabel=metric, title=f"{metric} vs {short[0]}", baseline=base))  # fmt: skip
-    made += _filmstrips(results, data, out)
+    made += _filmstrips(results, data, out, redraw)
     return made
 
 
-def _filmstrips(results, data, out: Path) -> list[Path]:
+def _if_missing(draw):
+    """``draw(..., path)`` only when ``path`` is missing or empty."""
+
+    def wrapped(*args, **kw):
+        path = Path(args[-1])
+        return draw(*args, **kw) if missing(path) else path
+
+    return wrapped
+
+
+def _filmstrips(results, data, out: Path, redraw: bool = True) -> list[Path]:
     made: list[Path] = []
     g = read_group_arrays(results, "group_0", {"x0": (0, 0), "clean_x0": (0,), "condition_frames": (0,)})
     if g is None or "x0" not in g or data["experiment"]["inputs"]["task"] != "maze":
         return made
     cond = torch.from_numpy(g["condition_frames"]) if "condition_frames" in g else None
+    stems = [out / "x0_point0_sample0", out / "x0_clean_sample0"]
+    if not redraw and not missing(*(s.with_suffix(x) for s in stems for x in (".png", ".gif"))):
+        return [s.with_suffix(x) for s in stems for x in (".png", ".gif")]
     made += x0_filmstrip(torch.from_numpy(g["x0"]), cond, out / "x0_point0_sample0",
                          title=f"x0 per step, point {data['points'][0] or 'run'}, sample 0")  # fmt: skip
     made += x0_filmstrip(torch.from_numpy(g["clean_x0"]), cond, out / "x0_clean_sample0",

@@ -16,6 +16,8 @@ import numpy as np
 from jaxtyping import UInt8
 from PIL import Image, ImageDraw
 
+from interp.report.save import save_figure, save_image
+
 
 def pick_steps(n_steps: int, rows: int) -> list[int]:
     """``rows`` step indices spread over ``range(n_steps)``, always including the first and the last."""
@@ -68,11 +70,10 @@ def filmstrip_png(
         fig.suptitle(title, fontsize=9)
     # leave the title its own band (tight_layout alone lets it overlap the column titles)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()) if title else (0, 0, 1, 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    try:
+        return save_figure(fig, path, dpi=100)
+    finally:
+        plt.close(fig)
 
 
 def filmstrip_gif(
@@ -101,10 +102,7 @@ def filmstrip_gif(
         )
         images.append(canvas)
     durations = [ms_per_step] * (s - 1) + [ms_per_step * 6]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
-    return path
+    return save_image(images[0], path, save_all=True, append_images=images[1:], duration=durations, loop=0)
 
 
 def capture_videos(cache, *, rows: int = 8, sample: int = 0) -> tuple[np.ndarray, list[str], list, str]:

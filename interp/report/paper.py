@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from interp.report import stats as st
+from interp.store.atomic import write_atomic
 
 HOLDS, PARTLY, NOT, NA = "holds", "partly", "does not hold", "not measured"
 MIN_N = 20  # fewer samples than this: "not enough samples", whatever the estimates
@@ -766,5 +767,5 @@ def write_report(out: str | Path, numbers: dict[str, dict], figures: dict[str, l
         for fig in figures.get(analysis, []):
             lines.append(f"![{Path(fig).stem}]({fig})")
     path = out / "REPORT.md"
-    path.write_text("\n".join(lines) + "\n")
+    write_atomic(path, "\n".join(lines) + "\n")
     return path

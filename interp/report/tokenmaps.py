@@ -30,6 +30,7 @@ import numpy as np
 from einops import rearrange
 from jaxtyping import Float
 
+from interp.report.save import save_figure
 from interp.sites import layer_order
 from interp.store import load_cache
 
@@ -147,6 +148,8 @@ def per_token_sites(cache: ActivationCache, sites: str | Sequence[str] | None = 
     stored = [s for s in cache.keys() if cache.axes(s) == PER_TOKEN]
     if sites is not None:
         pats = [sites] if isinstance(sites, str) else list(sites)
+        if none := [p for p in pats if not any(fnmatch.fnmatchcase(s, p) for s in stored)]:
+            raise ValueError(f"sites {none} match no per-token site of the file; it has: {', '.join(stored) or 'none'}")
         stored = [s for s in stored if any(fnmatch.fnmatchcase(s, p) for p in pats)]
 
     return sorted(stored, key=layer_order)
@@ -318,7 +321,7 @@ def plot_layer_frame_grid(layers: Sequence[LayerMaps], step: int, kind: str = "n
     title = f"{kind} at step {int(layers[0].steps[step])}, sample {sample} (rows: layers, each its own scale)"
     fig = _grid_figure(images, labels, title)
     if path is not None:
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path, dpi=110)
     return fig
 
 
@@ -331,7 +334,7 @@ def plot_step_frame_grid(
     extra = f" ({kind_label(maps, kind)})" if kind.startswith("channel") else ""
     fig = _grid_figure(images, labels, f"{kind}{extra} of {maps.site}, sample {sample} (rows: steps)")
     if path is not None:
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path, dpi=110)
     return fig
 
 
@@ -354,7 +357,7 @@ def plot_energy(layers: Sequence[LayerMaps], sample: int = 0, path: str | Path |
     fig.colorbar(im, ax=axes[0, -1], label="log10 energy")
     fig.suptitle(f"per-frame energy (mean squared token norm), sample {sample}", fontsize=9)
     if path is not None:
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        save_figure(fig, path, dpi=110, bbox_inches="tight")
     return fig
 
 

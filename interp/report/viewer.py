@@ -30,6 +30,7 @@ import numpy as np
 
 from interp.report import tokenmaps as tm
 from interp.store import CAPTURE, RESULTS, file_schema, load_cache, open_h5
+from interp.store.atomic import write_atomic
 from interp.store.schema import is_dataset, is_group
 
 MB = 1 << 20
@@ -395,6 +396,8 @@ def _fill_run(
         raise ValueError("nothing to show: no per-token sites and no x0")
     pixel = bool(meta and meta.get("pixel_space"))
     sample_ids = list(range(src.n_batch)) if samples is None else [int(s) for s in samples]
+    if bad := [s for s in sample_ids if not 0 <= s < src.n_batch]:
+        raise ValueError(f"--samples {', '.join(map(str, bad))}: the file has samples 0..{src.n_batch - 1}")
     kinds = ["norm", "pca", *[f"channel{i}" for i in range(k)]]
     plan = plan_budget(
         budget_bytes, n_steps=len(src.steps), n_layers=len(names), n_samples=len(sample_ids), grid=(f, h, w),
@@ -672,9 +675,12 @@ def load_results(
         data = ViewData(title=f"interp view: {path.name}", info=info)
         gname = f"group_{group}"
         meta = task_meta({"model": exp.get("model")}, _json_attr(f.attrs.get("task_meta")))
+        if not 0 <= point < len(res["points"]):
+            raise ValueError(f"--point {point}: the sweep has points 0..{len(res['points']) - 1}")
+        groups = sorted(int(k_[6:]) for k_ in f if k_.startswith("group_") and k_[6:].isdigit())
+        if groups and group not in groups:
+            raise ValueError(f"--group {group}: the file has input groups {', '.join(map(str, groups))}")
         if gname in f and ("x0" in f[gname] or any(is_group(f[gname][k_]) for k_ in f[gname])):
-            if not 0 <= point < len(res["points"]):
-                raise ValueError(f"--point {point}: the sweep has points 0..{len(res['points']) - 1}")
             inputs = exp.get("inputs", {})
             config = {"model": exp.get("model"), "seed": inputs.get("seed", 0), "batch": inputs.get("count")}
             src = ResultsPointSource(f, gname, point, branch, config)
@@ -763,7 +769,7 @@ def write_view(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     page = out / name
-    page.write_text(html, encoding="utf-8")
+    write_atomic(page, html)
     return page
 
 

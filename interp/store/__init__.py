@@ -10,7 +10,16 @@ output); every reader refuses an unfinished file unless asked (``allow_partial``
 - :mod:`~interp.store.plain`: the plain layout (one dataset per site) of LM captures, comparisons and other tools.
 """
 
-from interp.store.atomic import AtomicH5, atomic_h5, atomic_path, partial_path, publish_dir, staging_dir
+from interp.store.atomic import (
+    AtomicH5,
+    DiskFullError,
+    atomic_h5,
+    atomic_path,
+    partial_path,
+    publish_dir,
+    staging_dir,
+    write_atomic,
+)
 from interp.store.capture import (
     LATENT_KEYS,
     SCHEMA_VERSION,
@@ -33,8 +42,10 @@ from interp.store.schema import CAPTURE, PLAIN, PROBES, RESULTS, SAMPLES, Schema
 
 __all__ = [
     "CAPTURE", "LATENT_KEYS", "PLAIN", "PROBES", "RESULTS", "SAMPLES", "SCHEMA_VERSION", "TOKEN_AXES",
-    "ActivationCache", "AtomicH5", "IncompleteFileError", "OutputBusy", "OutputLock", "Pool", "RunWriter", "Schema",
+    "ActivationCache", "AtomicH5", "DiskFullError", "IncompleteFileError", "OutputBusy", "OutputLock", "Pool",
+    "RunWriter", "Schema",
     "SchemaError", "atomic_h5", "atomic_path",
     "canonical_json", "config_hash", "describe", "file_schema", "load_cache", "open_h5", "partial_path",
     "pool_tokens", "publish_dir", "put_video_scores", "read_scores", "score_step_arrays", "staging_dir", "token_coords",
+    "write_atomic",
 ]  # fmt: skip

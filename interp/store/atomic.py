@@ -24,8 +24,9 @@ from interp.store.lock import OutputBusy, OutputLock, is_locked, partial_path, r
 from interp.store.schema import Schema
 
 COMPLETE = "complete"
-__all__ = ["AtomicH5", "OutputBusy", "OutputLock", "atomic_h5", "atomic_path", "fsync_path", "partial_path",
-           "publish_dir", "staging_dir"]  # fmt: skip
+LIBVER = ("v108", "latest")  # the HDF5 1.8 format: its dense attribute storage holds attributes over 64 kB
+__all__ = ["AtomicH5", "DiskFullError", "OutputBusy", "OutputLock", "atomic_h5", "atomic_path", "fsync_path",
+           "partial_path", "publish_dir", "staging_dir", "write_atomic"]  # fmt: skip
 
 
 def fsync_path(path: str | os.PathLike, *, directory: bool = True) -> None:
@@ -113,7 +114,7 @@ class AtomicH5:
                                   "pass overwrite to replace it")  # fmt: skip
         if resume is not None and self.partial.exists():
             try:
-                f = h5py.File(self.partial, "a")
+                f = h5py.File(self.partial, "a", libver=LIBVER)
             except OSError as e:
                 if _held_open(self.partial, e):
                     raise OutputBusy(self.path, read_owner(self.path) if is_locked(self.path) else None,
@@ -134,7 +135,7 @@ class AtomicH5:
                     self.partial.unlink()
         if self.file is None:
             self.partial.parent.mkdir(parents=True, exist_ok=True)
-            self.file = h5py.File(self.partial, "w")
+            self.file = h5py.File(self.partial, "w", libver=LIBVER)
             self.file.attrs.update(**schema.stamp(), interp_version=interp.__version__)
             self.file.attrs.update(attrs or {})
             self.file.attrs[COMPLETE] = False
@@ -180,19 +181,79 @@ def atomic_h5(path: str | os.PathLike, schema: Schema, **attrs) -> Iterator[h5py
     w.finish()
 
 
+class DiskFullError(OSError):
+    """The disk filled while ``path`` was written: the message names the file, what was written, what is free and
+    (when known) what the whole output needs. Nothing a reader accepts is left under ``path``."""
+
+    def __init__(self, path: str | os.PathLike, written: int | None = None, needed: int | None = None):
+        self.path = Path(path)
+        free = shutil.disk_usage(_existing(self.path.parent)).free
+        parts = [f"{written:,} bytes written" if written is not None else None, f"{free:,} bytes free on its disk",
+                 f"the output needs about {needed:,} bytes" if needed else None]  # fmt: skip
+        msg = (f"{self.path}: no space left on device ({'; '.join(p for p in parts if p)}); free some space (or "
+               "write elsewhere) and run again")  # fmt: skip
+        super().__init__(errno.ENOSPC, msg, str(self.path))
+        self.args = (msg,)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def _existing(p: Path) -> Path:
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def is_disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and (e.errno == errno.ENOSPC or "no space left" in str(e).lower())
+
+
+@contextlib.contextmanager
+def disk_full_names(path: str | os.PathLike, needed: int | None = None) -> Iterator[None]:
+    """Around the writes of output ``path``: a full disk (ENOSPC) becomes :class:`DiskFullError` naming ``path``, its
+    partial file's size and ``needed`` (the estimate); the partial stays, refused by readers and resumable."""
+    try:
+        yield
+    except OSError as e:
+        if not is_disk_full(e) or isinstance(e, DiskFullError):
+            raise
+        tmp = partial_path(path)
+        raise DiskFullError(path, tmp.stat().st_size if tmp.exists() else None, needed) from None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A partial path to write any file to; fsynced and moved to ``path`` when the block ends without an error (the
-    output is locked meanwhile: :class:`~interp.store.lock.OutputBusy` while another run writes it)."""
+    output is locked meanwhile: :class:`~interp.store.lock.OutputBusy` while another run writes it). A full disk
+    (ENOSPC) removes the partial file and raises :class:`DiskFullError`."""
     path = Path(path)
     tmp = partial_path(path)
     with OutputLock(path):
         try:
             yield tmp
-        except BaseException:
+            _publish(tmp, path)
+        except BaseException as e:
+            written = tmp.stat().st_size if tmp.exists() else None
             tmp.unlink(missing_ok=True)
+            if is_disk_full(e) and not isinstance(e, DiskFullError):
+                raise DiskFullError(path, written) from None
             raise
-        _publish(tmp, path)
+
+
+def write_atomic(path: str | os.PathLike, content: str | bytes | Callable[[Path], object]) -> Path:
+    """Write a whole file atomically (:func:`atomic_path`): text, bytes, or ``content(tmp_path)`` writing it (a
+    figure: ``lambda p: fig.savefig(p, format="png")``); a reader sees the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        if isinstance(content, str):
+            tmp.write_text(content, encoding="utf-8")
+        elif isinstance(content, bytes):
+            tmp.write_bytes(content)
+        else:
+            content(tmp)
+    return path
 
 
 def staging_dir(out: Path) -> Path:
@@ -205,12 +266,19 @@ def staging_dir(out: Path) -> Path:
 
 
 def publish_dir(tmp: Path, out: Path) -> Path:
-    """Move a fully written ``tmp`` to ``out``, replacing it, so ``out`` is always a whole checkpoint."""
+    """Move a fully written ``tmp`` to ``out``, replacing it, so ``out`` is always a whole checkpoint (every file of
+    ``tmp`` is fsynced before the rename, the parent directory after it)."""
     tmp, out = Path(tmp), Path(out)
+    for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
+        fsync_path(f, directory=False)
+    for d in sorted((p for p in tmp.rglob("*") if p.is_dir()), reverse=True):
+        _fsync_dir(d)
+    _fsync_dir(tmp)
     old = out.with_name(out.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():
         out.rename(old)
     tmp.rename(out)
+    _fsync_dir(out.parent)
     shutil.rmtree(old, ignore_errors=True)
     return out

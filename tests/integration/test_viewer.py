@@ -216,3 +216,31 @@ def test_page_in_headless_chromium(maze_h5, tmp_path):
     for s in (shot, shot2):
         assert s.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         shutil.copy(s, ARTIFACTS / s.name)
+
+
+def test_strings_from_files_stay_text(tmp_path):
+    """A ``<script>`` planted in every string a capture file carries (model name, prompts, site names, task metadata,
+    instances, config JSON) reaches the page as data, never as a live script element."""
+    from interp.store import RunWriter
+    from interp.trajectory import StepRecord
+
+    bad = "</script><script>alert({})</script><img src=x onerror=alert({})>"
+    steps, rng = 2, np.random.default_rng(0)
+    sites = ["blocks.0.hook_resid_post", f"blocks.1.hook_resid_post{bad.format(1, 1)}"]
+    cfg = {"model": bad.format(2, 2), "seed": 0, "batch": 1, "prompts": [bad.format(3, 3)],
+           "negative_prompt": bad.format(4, 4)}  # fmt: skip
+    desc = {"task_meta": {"task": bad.format(5, 5), "note": bad.format(6, 6)}, "instances": [json.dumps({"x": bad})]}
+    w = RunWriter(tmp_path / "evil.h5", config=cfg, model_hash=bad.format(7, 7), family="wan",
+                  timesteps=torch.linspace(1000, 0, steps), sigmas=torch.linspace(1, 0, steps),
+                  branch_steps={"cond": [0, 1]}, sites=sites, grid=(1, 2, 2), description=desc)  # fmt: skip
+    for s in range(steps):
+        x = torch.from_numpy(rng.normal(size=(1, 4, 1, 4, 4)).astype(np.float32))
+        acts = {k: torch.from_numpy(rng.normal(size=(1, 4, 8)).astype(np.float32)) for k in sites}
+        w.on_step(StepRecord(s, 0.0, 0.0, "transformer", x, x, x, x, {"cond": acts}))
+    page = vw.write_view(w.finish(), tmp_path / "view")
+    html = page.read_text()
+    assert html.count("<script") == vw._TEMPLATE.count("<script") == 1  # the page's own script only
+    assert html.count("<img") == vw._TEMPLATE.count("<img")  # "<" of every file string is \\u003c in the data
+    assert "</script><script>" not in html and "alert(" not in html.replace("\\u003e", "").split("const D = ")[0]
+    shown = json.dumps(_payload(page))
+    assert "alert(2)" in shown  # the model name is shown, as text

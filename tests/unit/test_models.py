@@ -100,3 +100,19 @@ def test_maze_style_dir_without_model_index(tmp_path):
     shutil.copytree(d, tmp_path / "copy")
     m = load_model(tmp_path / "copy")
     assert list(m.transformers) == ["transformer"] and m.scheduler.config.shift == 5.0
+
+
+def test_hub_patterns_never_fetch_pickled_weights():
+    import fnmatch
+
+    from interp.models import HUB_PATTERNS
+    from interp.pipelines.components import hub_patterns
+
+    pickled = ["diffusion_pytorch_model.bin", "transformer/diffusion_pytorch_model.bin", "transformer/model.pt",
+               "transformer_2/pytorch_model-00001-of-00002.bin", "text_encoder/pytorch_model.bin",
+               "scheduler/x.pkl"]  # fmt: skip
+    wanted = ["transformer/diffusion_pytorch_model-00001-of-00002.safetensors", "transformer/config.json",
+              "diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json"]  # fmt: skip
+    pats = HUB_PATTERNS + hub_patterns({}, ["transformer", "text_encoder", "scheduler"])
+    assert not [f for f in pickled if any(fnmatch.fnmatch(f, p) for p in pats)]
+    assert all(any(fnmatch.fnmatch(f, p) for p in HUB_PATTERNS) for f in wanted)
