@@ -184,6 +184,9 @@ def execute(
     batches into ``DIR/shards/`` (no summary; :func:`interp.apps.launch.finalize` merges the shards).
     """
     console = console or Console(stderr=True)
+    if exp.method != "run":
+        raise ExperimentError(f"method {exp.method}: estimated, not run (interp.experiments.atp.execute_atp; "
+                              "run_experiment and interp run dispatch to it)")  # fmt: skip
     out = Path(out)
     t0 = time.perf_counter()
     if exp.inputs.task == "prompts":  # a whole pipeline encodes the prompts / images (loaded before out is made)
