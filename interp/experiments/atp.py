@@ -158,8 +158,8 @@ def execute_atp(
     for pexp in pl.experiments:
         iv = pexp.interventions[0]
         steps = resolve_index(iv.steps, n_steps, "steps")
-        heads = None if iv.heads is None else torch.tensor(resolve_index(iv.heads, transformer.config.num_attention_heads,
-                                                                          "heads"))  # fmt: skip
+        n_heads = transformer.config.num_attention_heads
+        heads = None if iv.heads is None else torch.tensor(resolve_index(iv.heads, n_heads, "heads"))
         point = []
         for name in iv.sites(traced.n_blocks):
             for site in traced.resolve(name):
@@ -170,8 +170,10 @@ def execute_atp(
     all_sites = traced.resolve(sorted({t[0] for point in terms for t in point}))
     all_steps = {s for point in terms for t in point for s in t[1]}
     src = sources[0]
-    chunks = [(g, idx[i : i + exp.max_batch]) for g, idx in
-              ((g, [s for s in pl.samples if s.group == g]) for g in groups) for i in range(0, len(idx), exp.max_batch)]  # fmt: skip
+    chunks = []  # (group, its samples), at most max_batch rows each
+    for g in groups:
+        idx = [s for s in pl.samples if s.group == g]
+        chunks += [(g, idx[i : i + exp.max_batch]) for i in range(0, len(idx), exp.max_batch)]
     n_points, n_samples = len(pl.points), len(pl.samples)
     writer = ResultsWriter(results, key=key, model_hash=loaded.weight_hash, experiment_json=exp.canonical(),
                            points=pl.points, axes={k: v if isinstance(v, list) else list(range(*map(int, v.split(":"))))
