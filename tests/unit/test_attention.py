@@ -154,3 +154,16 @@ def test_attention_sites_are_in_execution_order_and_editable():
     assert edited.acts["blocks.1.attn.hook_z"].abs().max() == 0
     assert clean.acts["blocks.1.attn.hook_z"].abs().max() > 0
     assert not torch.allclose(edited.output, clean.output)
+
+
+def test_site_grammar_names_and_orders_attention_sites():
+    from interp.sites import HEAD_SITE_RE, SITE_RE, site_order
+
+    for s in ("blocks.{layer}.attn.hook_z", "blocks.*.attn2.hook_q", "blocks.3.attn.hook_k"):
+        assert SITE_RE.match(s) and HEAD_SITE_RE.match(s)
+    assert not SITE_RE.match("blocks.3.attn3.hook_q") and not HEAD_SITE_RE.match("blocks.3.attn.hook_out")
+    names = ["blocks.0.hook_resid_post", "blocks.0.attn2.hook_z", "blocks.0.hook_attn_out", "blocks.0.attn.hook_v",
+             "blocks.0.hook_resid_pre", "blocks.0.attn.hook_q"]  # fmt: skip
+    assert sorted(names, key=site_order) == ["blocks.0.hook_resid_pre", "blocks.0.attn.hook_q", "blocks.0.attn.hook_v",
+                                             "blocks.0.hook_attn_out", "blocks.0.attn2.hook_z",
+                                             "blocks.0.hook_resid_post"]  # fmt: skip

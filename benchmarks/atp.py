@@ -1,0 +1,117 @@
+"""Attribution patching (AtP) against real activation patching on the shipped maze model, on the CPU.
+
+One patch sweep (``blocks.{layer}.hook_resid_post`` of every block x a few sampling steps, source: another maze
+with the same noise, metric ``mse_to_source``: the squared distance of the final video to the source run's) is run
+for real (one trajectory per point and sample, the experiment engine) and estimated by ``method: atp`` (one source
+run and one forward + backward per sample), from the same experiment. Prints the rank correlation of the estimated
+with the real effects (goal >= 0.8), the share of the 10 largest real effects among AtP's 20 largest, and the cost
+ratio (wall time of the real sweep / AtP's); ``--alphas 1,4`` also measures the integrated-gradients variant.
+
+Run: python -m benchmarks.atp [--n 2] [--steps 8] [--patch-steps 0,2,4,6] [--alphas 1] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def ranks(x: np.ndarray) -> np.ndarray:
+    return np.argsort(np.argsort(x)).astype(float)
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(ranks(a), ranks(b))[0, 1])
+
+
+def experiment(args, method: str, alphas: int = 1) -> dict:
+    data = {
+        "name": f"atp-bench-{method}",
+        "model": "maze-wan",
+        "inputs": {"task": "maze", "sizes": [args.size], "count": args.n, "seed": 0},
+        "sampler": {"steps": args.steps},
+        "interventions": [{"kind": "patch", "site": "blocks.{layer}.hook_resid_post", "layers": [0], "steps": [0],
+                           "source": {"input": 1, "seed": None}}],  # fmt: skip
+        "sweep": {"interventions.0.steps": [[s] for s in args.patch_steps],
+                  "interventions.0.layers": [[i] for i in range(16)]},  # fmt: skip
+        "metrics": ["mse_to_source"],
+        "max_batch": args.max_batch,
+    }
+    if method == "atp":
+        data |= {"method": "atp", "atp_alphas": alphas}
+    return data
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--n", type=int, default=2, help="mazes (samples)")
+    p.add_argument("--size", type=int, default=5)
+    p.add_argument("--steps", type=int, default=8, help="sampling steps")
+    p.add_argument("--patch-steps", type=lambda s: [int(v) for v in s.split(",")], default=[0, 2, 4, 6])
+    p.add_argument("--alphas", type=lambda s: [int(v) for v in s.split(",")], default=[1])
+    p.add_argument("--max-batch", type=int, default=16)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=None, help="keep the results files here (default: a temporary folder)")
+    args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from rich.console import Console
+
+    from interp.experiments import Experiment, read_metrics
+    from interp.experiments.atp import execute_atp
+    from interp.experiments.runner import execute
+    from interp.models import load_model
+
+    quiet = Console(stderr=True, quiet=True)
+    loaded = load_model("maze-wan", "cpu")
+    out = args.out or Path(tempfile.mkdtemp(prefix="atp-bench-"))
+    t0 = time.perf_counter()
+    real = execute(Experiment.validate_data(experiment(args, "run")), out / "real", loaded=loaded, progress=False,
+                   console=quiet)  # fmt: skip
+    t_real = time.perf_counter() - t0
+    r = read_metrics(real.results)
+    n_points = len(r["points"])
+    print(f"cpu: {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}")
+    print(f"maze-wan, {args.n} mazes of {args.size}x{args.size}, {args.steps} steps; sites: "
+          f"blocks.{{0-15}}.hook_resid_post x steps {args.patch_steps} = {n_points} points; source: the next maze, "
+          "same noise; metric: mse_to_source of the final video")  # fmt: skip
+    print(f"real patching sweep: {t_real:.1f} s ({n_points * args.n} patched trajectories)")
+    for alphas in args.alphas:
+        t1 = time.perf_counter()
+        res = execute_atp(Experiment.validate_data(experiment(args, "atp", alphas)), out / f"atp-{alphas}",
+                          loaded=loaded, progress=False, console=quiet)  # fmt: skip
+        t_atp = time.perf_counter() - t1
+        a = read_metrics(res.results)
+        assert a["points"] == r["points"]
+        clean = a["clean"]["mse_to_source"]  # (samples,)
+        real_eff = r["metrics"]["mse_to_source"] - clean[None]  # (points, samples)
+        est = a["metrics"]["atp_effect"]
+        rho_all = spearman(real_eff.ravel(), est.ravel())
+        rho_mean = spearman(real_eff.mean(1), est.mean(1))
+        top_real = set(np.argsort(-np.abs(real_eff.mean(1)))[:10])
+        top_atp = set(np.argsort(-np.abs(est.mean(1)))[:20])
+        found = len(top_real & top_atp) / 10
+        pearson = float(np.corrcoef(real_eff.ravel(), est.ravel())[0, 1])
+        name = "AtP" if alphas == 1 else f"AtP, integrated gradients over {alphas} input points"
+        print(f"{name}: {t_atp:.1f} s; cost ratio (real / AtP) {t_real / t_atp:.1f}x")
+        print(f"  Spearman rho, every (point, maze): {rho_all:.3f}; of the per-point mean over mazes: {rho_mean:.3f} "
+              f"(goal >= 0.8: {'met' if rho_mean >= 0.8 else 'NOT met'}); Pearson r {pearson:.3f}")  # fmt: skip
+        print(f"  top 10 real effects found in AtP's top 20: {found:.0%}")
+        by_step = []
+        for s in args.patch_steps:
+            idx = [i for i, pt in enumerate(r["points"]) if pt["interventions.0.steps"] == [s]]
+            by_step.append(f"step {s}: {spearman(real_eff[idx].mean(1), est[idx].mean(1)):.2f}")
+        print(f"  Spearman rho within one step (over the 16 blocks): {', '.join(by_step)}")
+        ratio = est.mean(1).sum() / real_eff.mean(1).sum()
+        print(f"  sum of estimates / sum of real effects: {ratio:.2f}; clean mse_to_source {clean.mean():.4f}, "
+              f"largest real effect {real_eff.mean(1).min():.4f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
