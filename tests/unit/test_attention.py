@@ -167,3 +167,32 @@ def test_site_grammar_names_and_orders_attention_sites():
     assert sorted(names, key=site_order) == ["blocks.0.hook_resid_pre", "blocks.0.attn.hook_q", "blocks.0.attn.hook_v",
                                              "blocks.0.hook_attn_out", "blocks.0.attn2.hook_z",
                                              "blocks.0.hook_resid_post"]  # fmt: skip
+
+
+def test_wan_image_to_video_cross_attention_is_exact():
+    """Wan2.1 I2V cross-attention also attends to image tokens (added_kv_proj_dim): hook_z is the sum of both
+    attentions, still the input of the output projection."""
+    a = ADAPTERS["wan"]
+    over = {"added_kv_proj_dim": 16, "image_dim": 16}
+    plain, tr = _tiny("wan", **over), Traced(_tiny("wan", **over))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 4, *a.default_latent_size(plain), generator=g)
+    text = a.random_text(plain, 1, g, text_len=512)  # the processor takes the last 512 tokens as the text
+    text.extras["encoder_hidden_states_image"] = torch.randn(1, 5, 16, generator=g)
+    t = torch.tensor([600.0])
+    with torch.no_grad():
+        ref = a.forward(plain, x, t, text)
+    res = tr.run(x, t, text, plan=ForwardPlan(read=["blocks.1.attn2.hook_z", "blocks.1.attn2.hook_k"]))
+    assert torch.equal(res.output, ref) and torch.equal(tr(x, t, text), ref)
+    assert res.acts["blocks.1.attn2.hook_k"].shape[1] == 512
+    block = a.blocks(tr.dit.transformer)[1][1]
+    outs = []
+    h = block.attn2.register_forward_hook(lambda m, i, o: outs.append(o))
+    try:
+        tr(x, t, text)
+    finally:
+        h.remove()
+    n_video = math.prod(a.token_grid(tr.dit.transformer, x.shape))
+    with torch.no_grad():
+        got = attn_out(a, block, "blocks.1.attn2", res.acts["blocks.1.attn2.hook_z"], n_video)
+    torch.testing.assert_close(got, outs[0], rtol=1e-5, atol=1e-6)
