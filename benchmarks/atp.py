@@ -5,7 +5,7 @@ noise, metric ``mse_to_source``: the squared distance of the final video to the 
 for real (one trajectory per point and sample, the experiment engine) and estimated by ``method: atp`` (one source
 run and one forward + backward per sample), from the same experiment. Prints the rank correlation of the estimated
 with the real effects (goal >= 0.8), the share of the 10 largest real effects among AtP's 20 largest, and the cost
-ratio (wall time of the real sweep / AtP's); ``--alphas 1,4`` also measures the integrated-gradients variant.
+ratio (wall time of the real sweep / AtP's); ``--alphas 1,3,6`` also measures the integrated-gradients variant.
 
 Run: python -m benchmarks.atp [--n 2] [--size 5] [--steps 4] [--patch-steps 0,1,2] [--alphas 1,3] [--out DIR]
 [--report] (--report: only the comparison, from the results files and wall times a run left under --out)
