@@ -385,9 +385,8 @@ FAMILY_ATTENTION: dict[str, tuple[AttnSite, ...]] = {
 
 
 def attention_of(adapter: Adapter) -> tuple[AttnSite, ...]:
-    if adapter.family not in FAMILY_ATTENTION:
-        raise ValueError(f"no attention sites for family {adapter.family!r}; families: {', '.join(FAMILY_ATTENTION)}")
-    return FAMILY_ATTENTION[adapter.family]
+    """The family's attention modules; none for a family without a table here (its model has no per-head sites)."""
+    return FAMILY_ATTENTION.get(adapter.family, ())
 
 
 def install_attention_hooks(adapter: Adapter, transformer: nn.Module) -> nn.Module:
@@ -438,6 +437,7 @@ def site_spec(adapter: Adapter, site: str) -> AttnSite:
         if spec.name == name:
             return spec
     names = ", ".join(s.name for s in attention_of(adapter))
+    names = names or f"none; per-head sites exist for {', '.join(FAMILY_ATTENTION)}"
     raise ValueError(f"{site!r} is not an attention site of {adapter.family} (attention modules: {names})")
 
 

@@ -196,3 +196,23 @@ def test_wan_image_to_video_cross_attention_is_exact():
     with torch.no_grad():
         got = attn_out(a, block, "blocks.1.attn2", res.acts["blocks.1.attn2.hook_z"], n_video)
     torch.testing.assert_close(got, outs[0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_family_without_attention_table_gets_no_per_head_sites():
+    from dataclasses import dataclass
+
+    from interp.adapters.attention import attention_sites, install_attention_hooks
+
+    @dataclass
+    class Other:
+        family: str = "other"
+
+        def blocks(self, transformer):
+            return []
+
+    assert attention_sites(Other(), ("hook_resid_pre", "hook_resid_post")) == [
+        ("hook_resid_pre", "hook_resid_pre"), ("hook_resid_post", "hook_resid_post")]  # fmt: skip
+    m = torch.nn.Linear(2, 2)
+    assert install_attention_hooks(Other(), m) is m
+    with pytest.raises(ValueError, match="none; per-head sites exist for wan"):
+        site_spec(Other(), "blocks.0.attn.hook_z")
