@@ -4,6 +4,13 @@ interventions' config validation, the store's readers, the probes and the viewer
 Sites: ``hook_embed``, ``blocks.{i}.hook_resid_pre``, ``blocks.{i}.{hook_attn_out,hook_cross_attn_out,
 hook_mlp_out}``, ``blocks.{i}.hook_resid_post`` (alias ``blocks.{i}.attn.hook_out`` of the self-attention output),
 ``hook_out`` (the prediction, in the latent layout).
+
+Per-head attention sites (TransformerLens' names and shapes, (batch, pos, head, d_head)): ``blocks.{i}.attn.hook_q``,
+``hook_k``, ``hook_v``, ``hook_z`` of the block's self-attention (joint text+video attention in CogVideoX and
+HunyuanVideo) and ``blocks.{i}.attn2.hook_q`` ... of its cross-attention to the text (Wan, LTX), as TransformerLens
+names the attention module ``attn`` and diffusers numbers the second one ``attn2``. ``hook_q`` / ``hook_k`` are
+before the rotary embedding; ``hook_z`` is the input of the output projection
+(:mod:`interp.adapters.attention`).
 """
 
 from __future__ import annotations
@@ -20,7 +27,19 @@ def is_sublayer(hook: str) -> bool:
     return hook.endswith(("_attn_out", "_mlp_out"))
 
 
-HOOK_ORDER = ("hook_resid_pre", "hook_attn_out", "hook_cross_attn_out", "hook_mlp_out", "hook_resid_post")
+ATTN_HOOKS = ("hook_q", "hook_k", "hook_v", "hook_z")
+ATTN_MODULES = ("attn", "attn2")  # self (or joint) attention, cross-attention
+HOOK_ORDER = (
+    "hook_resid_pre",
+    *(f"attn.{h}" for h in ATTN_HOOKS),
+    "hook_attn_out",
+    *(f"attn2.{h}" for h in ATTN_HOOKS),
+    "hook_cross_attn_out",
+    "hook_mlp_out",
+    "hook_resid_post",
+)
+HEAD_SITE_RE = re.compile(r"^blocks\.(\d+|\*|\{layer\})\.attn2?\.hook_[qkvz]$")
+"""A per-head site (its value is (batch, pos, head, d_head)): what ``heads`` of an ablate / patch selects in."""
 BLOCK_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")
 ALIASES_RE = re.compile(r"^blocks\.(\d+)\.attn\.hook_out$")
 # a stored site's name (any hook of a block, or a top-level hook)
@@ -30,11 +49,12 @@ ANY_BLOCK_RE = re.compile(r"^((?:[a-z0-9]+_)?blocks)\.(\d+)\.(.+)$")
 # a site in an intervention's config: a block index, ``*`` or the placeholder ``{layer}``
 SITE_RE = re.compile(
     r"^(hook_embed|hook_out|blocks\.(\d+|\*|\{layer\})(\.(hook_resid_pre|hook_resid_post|hook_attn_out|attn\.hook_out"
-    r"|hook_cross_attn_out|hook_mlp_out))?)$"
+    r"|hook_cross_attn_out|hook_mlp_out|attn2?\.hook_[qkvz]))?)$"
 )
 SITE_HELP = (
     "hook_embed, hook_out, blocks.{i}.hook_resid_pre, blocks.{i}.hook_resid_post, blocks.{i}.hook_attn_out, "
-    "blocks.{i}.hook_cross_attn_out, blocks.{i}.hook_mlp_out (i: a number, * or the placeholder {layer})"
+    "blocks.{i}.hook_cross_attn_out, blocks.{i}.hook_mlp_out, per head blocks.{i}.attn.hook_q/k/v/z (self-attention) "
+    "and blocks.{i}.attn2.hook_q/k/v/z (cross-attention) (i: a number, * or the placeholder {layer})"
 )
 
 

@@ -9,7 +9,9 @@ Site names (TransformerLens style; block numbers run over all block lists in exe
 ``hook_embed`` (tokens entering block 0; the same tensor as ``blocks.0.hook_resid_pre``),
 ``blocks.{i}.hook_resid_pre``, ``blocks.{i}.hook_attn_out`` (alias ``blocks.{i}.attn.hook_out``),
 ``blocks.{i}.hook_cross_attn_out``, ``blocks.{i}.hook_mlp_out``, ``blocks.{i}.hook_resid_post``, ``hook_out``
-(the model's prediction for this forward in the canonical (B,C,F,H,W) layout, before guidance is combined);
+(the model's prediction for this forward in the canonical (B,C,F,H,W) layout, before guidance is combined); per
+head ``blocks.{i}.attn.hook_q/k/v/z`` (self-attention) and ``blocks.{i}.attn2.hook_q/k/v/z`` (cross-attention),
+(batch, pos, head, d_head) (:mod:`interp.adapters.attention`; :meth:`Traced.attention_rows` gives pattern rows);
 a family's sites off the block axis (WanVACE's control branch: ``vace_blocks.{j}.hook_*``, before block 0).
 Skippable: ``blocks.{i}`` (the whole block becomes the identity) and the sublayer sites (their contribution to the
 stream is removed, i.e. set to zero).
@@ -29,6 +31,7 @@ from nnsight import NNsight
 from torch import Tensor, nn
 
 from interp.adapters import Adapter, HookPoint, TextConditioning, get_adapter
+from interp.adapters.attention import attention_rows, attention_sites, install_attention_hooks
 from interp.sites import ALIASES_RE, SUBLAYER_HOOKS, is_sublayer
 from interp.sites import compact as _compact
 
@@ -42,7 +45,7 @@ class DiT(nn.Module):
     def __init__(self, transformer: nn.Module, adapter: Adapter | None = None):
         super().__init__()
         self.adapter = adapter or get_adapter(transformer)
-        self.transformer = self.adapter.install_hooks(transformer)
+        self.transformer = install_attention_hooks(self.adapter, self.adapter.install_hooks(transformer))
         self.hook_out = HookPoint()
 
     def forward(
@@ -116,9 +119,9 @@ class Traced:
         for i, (path, block) in enumerate(self.adapter.blocks(transformer)):
             self._paths[f"blocks.{i}"] = f"transformer.{path}"
             self._order[f"blocks.{i}"] = pos = pos + 1
-            for hook in self.adapter.block_hooks(block):
+            for hook, sub in attention_sites(self.adapter, self.adapter.block_hooks(block)):
                 name = f"blocks.{i}.{hook}"
-                self._paths[name] = f"transformer.{path}.{hook}"
+                self._paths[name] = f"transformer.{path}.{sub}"
                 self._order[name] = pos = pos + 1
                 self._block_of[name] = f"blocks.{i}"
         self._paths["hook_out"] = "hook_out"
@@ -187,18 +190,21 @@ class Traced:
         condition: Tensor | None = None,
         plan: ForwardPlan | None = None,
         step: int = 0,
+        grad: bool = False,
     ) -> TraceResult:
         """One forward applying ``plan``; returns the prediction and the read values.
 
         Every read, edit and skip runs inside one nnsight trace; read values are taken after any edit at the same
         site. An empty plan runs the bare forward; with ``reads_via_hooks`` a plan that only reads runs the plain
-        forward with PyTorch forward hooks on the sites (the same tensors).
+        forward with PyTorch forward hooks on the sites (the same tensors). ``grad=True`` runs the trace with
+        autograd on (attribution patching): a read-only plan's values are the very tensors the forward used, so
+        gradients of anything computed from the output reach them (``torch.autograd.grad``); otherwise no_grad.
         """
         plan = plan or ForwardPlan()
-        if plan.empty:  # nothing to trace: the bare forward (bit-identical; no nnsight)
+        if plan.empty and not grad:  # nothing to trace: the bare forward (bit-identical; no nnsight)
             return TraceResult(self(latents, timestep, text, condition), {})
         read = self.resolve(plan.read) if plan.read else []
-        if self.reads_via_hooks and not (plan.edit or plan.skip):  # opt-in: same tensors without nnsight
+        if self.reads_via_hooks and not (plan.edit or plan.skip or grad):  # opt-in: same tensors without nnsight
             return self._read_with_hooks(latents, timestep, text, condition, read)
         edits = {s: fn for k, fn in plan.edit.items() for s in self.resolve(k)}
         skips = self.resolve(plan.skip, blocks=True) if plan.skip else []
@@ -230,7 +236,7 @@ class Traced:
             path = self._paths[self._block_of[s]] if s in passthrough_reads else self._paths[s]
             ops.setdefault(path, []).append(s)
         saved: dict[str, Tensor] = {}
-        with torch.no_grad(), self.model.trace(latents, timestep, text, condition):
+        with torch.set_grad_enabled(grad), self.model.trace(latents, timestep, text, condition):
             for path, names in ops.items():
                 env = self._envoy(path)
                 if any(n in skipped_blocks for n in names):
@@ -257,6 +263,15 @@ class Traced:
                         saved[n] = nnsight.save(value.clone() if copy else value)
             out = nnsight.save(self.model.output)
         return TraceResult(out, {n: saved[n] for n in read})
+
+    def attention_rows(self, site: str, q: Tensor, k: Tensor, queries: Sequence[int], latent_shape: Sequence[int],
+                       text: TextConditioning | None = None, key_mask: Tensor | None = None) -> Tensor:  # fmt: skip
+        """Attention pattern rows (batch, head, query, key) of the ``queries`` positions at ``site``
+        (``blocks.{i}.attn`` / ``blocks.{i}.attn2``) from its ``hook_q`` / ``hook_k`` values at one step, for a
+        latent of ``latent_shape`` (:func:`interp.adapters.attention.attention_rows`; the full pattern is never
+        built)."""
+        return attention_rows(self.adapter, self.dit.transformer, site, q, k, queries, latent_shape, text=text,
+                              key_mask=key_mask)  # fmt: skip
 
     def _read_with_hooks(self, latents, timestep, text, condition, read: list[str]) -> TraceResult:
         """A read-only plan through PyTorch forward hooks on the sites' hook points: the values an untouched nnsight

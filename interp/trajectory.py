@@ -281,6 +281,7 @@ def run_trajectory(
     keep: bool = True,
     progress: bool = False,
     edit_latent: Callable[[StepInput], Latent] | None = None,
+    grad: bool = False,
 ) -> Trajectory:
     """Denoise ``inputs`` with ``loaded``'s scheduler; record every step.
 
@@ -288,6 +289,8 @@ def run_trajectory(
     start: (step, x_step) to resume a run from a recorded step (single-step schedulers only).
     edit_latent: :class:`StepInput` -> the latent entering the step, applied before each step's forward (the record's
     ``x`` and the scheduler step see the edited latent; ``first_frame`` is imposed again after it).
+    grad: run the loop with autograd on (attribution patching): every forward traces with ``grad=True``, so the final
+    latent's graph reaches the values read at every step (``torch.autograd.grad``); otherwise all under no_grad.
     """
     config = config or SamplerConfig()
     sched = make_scheduler(loaded, config.shift, inputs.timestep_kwargs)
@@ -340,7 +343,7 @@ def run_trajectory(
     traj = Trajectory(timesteps.cpu(), sigmas.cpu(), x)
     columns = (TextColumn("denoising"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     x0 = None  # the previous step's clean prediction
-    with Progress(*columns, disable=not progress, transient=True) as bar:
+    with Progress(*columns, disable=not progress, transient=True) as bar, torch.set_grad_enabled(grad):
         task = bar.add_task("steps", total=config.steps - begin)
         for i in range(begin, config.steps):
             t = timesteps[i]
@@ -367,7 +370,7 @@ def run_trajectory(
                     continue
                 label = f"{expert}/{kind}" if two else kind
                 fplan = plan(label, i) if plan is not None else default
-                res = traced.run(x_in, ts, txt, condition, plan=fplan, step=i)
+                res = traced.run(x_in, ts, txt, condition, plan=fplan, step=i, grad=grad)
                 preds[kind] = res.output
                 branches[label] = res.acts
                 traj.branch_steps.setdefault(label, []).append(i)

@@ -196,6 +196,9 @@ def execute(
     (``force``: run anyway); steer directions are loaded and checked before ``out`` is created.
     """
     console = console or Console(stderr=True)
+    if exp.method != "run":
+        raise ExperimentError(f"method {exp.method}: estimated, not run (interp.experiments.atp.execute_atp; "
+                              "run_experiment and interp run dispatch to it)")  # fmt: skip
     out = Path(out)
     t0 = time.perf_counter()
     if exp.inputs.uses_pipeline:  # a whole pipeline encodes the prompts / images (loaded before out is made)

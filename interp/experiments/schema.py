@@ -234,7 +234,9 @@ class Experiment(Strict):
     """model, inputs, sampler, capture, interventions (applied together), sweep (dotted path -> values; several
     axes make a grid, first axis slowest), metrics, max_batch (rows per forward), scorer (``module:function``: the
     scores of each final video, decoded by the pipeline's VAE or a pixel-space model's own, stored as metrics
-    ``score_<name>`` beside the clean run's)."""
+    ``score_<name>`` beside the clean run's), method (``run``: every sweep point is run; ``atp``: a patch sweep's
+    effects on ``mse_to_source`` are estimated by attribution patching, :mod:`interp.experiments.atp`, with
+    ``atp_alphas`` integrated-gradients points)."""
 
     name: str = "experiment"
     model: str
@@ -247,6 +249,8 @@ class Experiment(Strict):
     max_batch: int = Field(16, ge=1)
     device: str = "cpu"
     scorer: str | None = None  # 'module:function' (interp.scorers): each final video's scores, as metrics score_<name>
+    method: Literal["run", "atp"] = "run"
+    atp_alphas: int = Field(1, ge=1)
 
     @field_validator("name")
     @classmethod
@@ -274,6 +278,16 @@ class Experiment(Strict):
     def _check(self) -> Experiment:
         if self.inputs.is_suite and self.scorer is None:
             self.scorer = "interp.scorers:suite"  # a suite task is scored by its own pixel scorer
+        if self.method == "atp":
+            if len(self.interventions) != 1 or self.interventions[0].kind != "patch":
+                raise ValueError("method atp estimates a patch sweep: give exactly one intervention, of kind patch")
+            if self.metrics != ["mse_to_source"]:
+                raise ValueError(f"method atp estimates metric mse_to_source only: metrics: [mse_to_source], got "
+                                 f"{self.metrics}")  # fmt: skip
+            if self.scorer is not None or self.capture.sites or self.capture.x0:
+                raise ValueError("method atp stores estimates only: leave out scorer and capture")
+        elif self.atp_alphas != 1:
+            raise ValueError("atp_alphas is an option of method: atp")
         if self.inputs.task != "maze" and (bad := [m for m in self.metrics if m in MAZE_METRICS]):
             raise ValueError(
                 f"metrics {bad} score mazes: they need inputs.task: maze (generic: {list(GENERIC_METRICS)})"
@@ -340,6 +354,9 @@ class Experiment(Strict):
             data["inputs"].pop("pairs", None)
         if data.get("scorer") is None:
             data.pop("scorer", None)
+        if data.get("method") == "run":  # added later: left out at its default, so older keys still hold
+            data.pop("method", None)
+            data.pop("atp_alphas", None)
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def key(self, model_hash: str) -> str:

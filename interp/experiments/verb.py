@@ -14,8 +14,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from interp.experiments.atp import execute_atp
 from interp.experiments.runner import RunResult, execute
-from interp.experiments.schema import Experiment
+from interp.experiments.schema import Experiment, ExperimentError
 from interp.models import LoadedModel
 from interp.report.figures import experiment_figures
 from interp.tracking import Tracker
@@ -37,6 +38,14 @@ def run_experiment(
     """Run (or resume, or read from cache) ``exp`` into ``out``: results.h5, summary.json, figures/*.png, and a W&B
     log of a new run (``wandb`` mode). A shard (``shard=(rank, world)``) gets neither figures nor a log."""
     console = console or Console(stderr=True)
+    if exp.method == "atp":
+        if shard is not None:
+            raise ExperimentError("method atp runs one forward and backward per sample: it is not sharded")
+        res = execute_atp(exp, out, loaded=loaded, progress=progress, console=console)
+        if res.cache_hit:
+            return res
+        console.print(f"wrote {res.results} and {res.out / 'summary.json'} (attribution patching estimates)")
+        return res
     res = execute(exp, out, loaded=loaded, progress=progress, base_dir=base_dir, on_batch=on_batch, console=console,
                   shard=shard, force=force)  # fmt: skip
     if shard is not None:

@@ -1,7 +1,8 @@
 """``ablate``: a site's value set to zero, to its mean over a reference set, or resampled from another input.
 
 The reference set is the experiment's inputs (of the same size) run clean with the target's noise seed; the mean is
-taken per step and per position. ``resample`` reads one reference input, picked per target by ``seed``.
+taken per step and per position. ``resample`` reads one reference input, picked per target by ``seed``. ``heads``
+(per-head sites, e.g. ``blocks.{i}.attn.hook_z``): only those heads are ablated (head ablation).
 """
 
 from __future__ import annotations
@@ -10,15 +11,22 @@ from typing import Literal
 
 import numpy as np
 from jaxtyping import Float
+from pydantic import model_validator
 from torch import Tensor
 
-from interp.interventions.base import Read, Rows, SiteSpec, put, take
+from interp.interventions.base import Index, Read, Rows, SiteSpec, check_heads, on_heads, put, take
 
 
 class Ablate(SiteSpec):
     kind: Literal["ablate"] = "ablate"
     mode: Literal["zero", "mean", "resample"] = "zero"
     seed: int = 0  # resample: which other input each target reads
+    heads: Index = None  # per-head sites only: the heads ablated (None: the whole value)
+
+    @model_validator(mode="after")
+    def _heads(self) -> Ablate:
+        check_heads(self.site, self.heads)
+        return self
 
     def reads(self, local, n, seed):
         if self.mode == "mean":  # every input of the group, each with its own noise
@@ -31,7 +39,7 @@ class Ablate(SiteSpec):
         return Rows.of(target, group=reads) if self.mode == "mean" else super().bind_rows(target, reads)
 
     def edit(self, value, rows, pos, *, direction=None, block_input=None):
-        return apply_ablate(self, value, rows, pos)
+        return on_heads(value, self.heads, lambda v: apply_ablate(self, v, rows, pos))
 
 
 def resample_offset(seed: int, input_index: int, n_inputs: int) -> int:
@@ -47,7 +55,7 @@ def apply_ablate(
 ) -> Float[Tensor, "batch pos d"]:
     if spec.mode == "zero":
         n = len(rows.target)
-        shape = (n, value.shape[1] if pos is None else len(pos), value.shape[2])
+        shape = (n, value.shape[1] if pos is None else len(pos), *value.shape[2:])
         return put(value, rows.target, pos, value.new_zeros(shape))
     if spec.mode == "mean":
         return put(value, rows.target, pos, take(value, rows.group, pos).mean(dim=1))

@@ -6,14 +6,17 @@ it (:data:`KIND_REGISTRY`), and the engine asks it, through the methods below, w
 (:meth:`Spec.reads`), how its rows bind (:meth:`Spec.bind_rows`), what it loads (:meth:`Spec.load_direction`) and
 how it edits a site (:meth:`SiteSpec.edit`) or the latent (:meth:`Spec.edit_latent`); nothing else names kinds.
 
-The apply functions see a site's value in a uniform layout, (batch, positions, features): tokens for residual-stream sites,
-latent frames for ``hook_out`` and the latent itself. Which batch rows are edited and which rows they read from is
-a :class:`Rows` binding, made by the experiment engine (:mod:`interp.interventions.bind`).
+The apply functions see a site's value in a uniform layout, (batch, positions, features): tokens for residual-stream
+sites, latent frames for ``hook_out`` and the latent itself (per-head attention sites keep their (batch, positions,
+head, d_head); ``heads`` of ablate / patch narrows an edit to some heads, :func:`on_heads`). Which batch rows are
+edited and which rows they read from is a :class:`Rows` binding, made by the experiment engine
+(:mod:`interp.interventions.bind`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, ClassVar, Union
 
@@ -23,7 +26,7 @@ from jaxtyping import Float, Int
 from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
 from torch import Tensor
 
-from interp.sites import SITE_HELP, SITE_RE
+from interp.sites import HEAD_SITE_RE, SITE_HELP, SITE_RE
 
 if TYPE_CHECKING:  # annotations only
     from pathlib import Path
@@ -233,9 +236,10 @@ def positions(
     return torch.nonzero(keep).flatten()
 
 
-def as_positions(value: Tensor) -> tuple[Float[Tensor, "batch pos feat"], callable]:
-    """A site value in (batch, positions, features) layout and the function that restores its layout."""
-    if value.ndim == 3:
+def as_positions(value: Tensor) -> tuple[Float[Tensor, "batch pos ..."], callable]:
+    """A site value in (batch, positions, features) layout and the function that restores its layout (a per-head
+    site's (batch, positions, head, d_head) stays as it is)."""
+    if value.ndim in (3, 4):
         return value, lambda v: v
     if value.ndim == 5:  # latent layout (B, C, F, H, W): positions are frames
         b, c, f, h, w = value.shape
@@ -257,7 +261,29 @@ def put(
     return out
 
 
-def take(value: Float[Tensor, "batch pos feat"], rows: Tensor, pos: Tensor | None) -> Float[Tensor, "n p feat"]:
-    """``value[rows][:, pos]`` (rows may be 1-D or 2-D)."""
+def take(value: Float[Tensor, "batch pos ..."], rows: Tensor, pos: Tensor | None) -> Float[Tensor, "n p ..."]:
+    """``value[rows][:, pos]`` (rows may be 1-D or 2-D; any feature axes after the positions)."""
     v = value[rows]
-    return v if pos is None else v[..., pos, :]
+    return v if pos is None else v.index_select(rows.ndim, pos.to(v.device))
+
+
+def check_heads(site: str, heads: Index) -> None:
+    """``heads`` is for per-head sites only."""
+    if heads is not None and not HEAD_SITE_RE.match(site):
+        raise ValueError(
+            "heads selects heads of a per-head site (blocks.{i}.attn.hook_q/k/v/z, blocks.{i}.attn2.hook_q/k/v/z), "
+            f"not {site!r}"
+        )
+
+
+def on_heads(value: Tensor, heads: Index, fn: Callable[[Tensor], Tensor]) -> Tensor:
+    """``fn`` applied to the ``heads`` of a per-head value (batch, pos, head, d_head) only, the other heads kept;
+    ``heads=None``: ``fn(value)``."""
+    if heads is None:
+        return fn(value)
+    if value.ndim != 4:
+        raise ValueError(f"heads needs a per-head value (batch, pos, head, d_head), got shape {tuple(value.shape)}")
+    idx = torch.tensor(resolve_index(heads, value.shape[2], "heads"), device=value.device)
+    out = value.clone()
+    out[:, :, idx] = fn(value[:, :, idx])
+    return out

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field, replace
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.adapters.attention import site_spec, video_span
 from interp.interventions.base import Rows, SiteSpec, Spec, as_positions, positions, resolve_index
+from interp.sites import HEAD_SITE_RE
 from interp.trace import ForwardPlan, Traced
 from interp.trajectory import StepInput
 
@@ -43,13 +45,16 @@ class _LatentOp:
     fn: Callable[[StepInput], Latent]  # the latent entering a step -> the edited latent
 
 
-def _site_op(b: Bound, pos: Tensor | None) -> Callable[[Tensor, int, dict], Tensor]:
+def _site_op(b: Bound, pos: Tensor | None, shift=None) -> Callable[[Tensor, int, dict], Tensor]:
+    """``shift(seq_len)``: where the video tokens start on a joint-attention site's position axis (text tokens
+    there too), so ``frames`` / ``tokens`` select video tokens."""
     s = b.spec
 
     def run(value: Tensor, step: int, stash: dict, site: str) -> Tensor:
         v, back = as_positions(value)
+        p = pos if pos is None or shift is None else pos + shift(v.shape[1])
         block_input = stash[site.rsplit(".", 1)[0] + ".hook_resid_pre"] if s.reads_block_input else None
-        return back(s.edit(v, b.rows, pos, direction=b.direction, block_input=block_input))
+        return back(s.edit(v, b.rows, p, direction=b.direction, block_input=block_input))
 
     return run
 
@@ -89,10 +94,20 @@ def compile_batch(
                     stash_steps.setdefault(f"{blk}.hook_resid_pre", set()).update(steps)
             else:
                 targets = traced.resolve(name)
+            if getattr(s, "heads", None) is not None:
+                resolve_index(s.heads, transformer.config.num_attention_heads, "heads")
             for site in targets:
                 latent_site = site == "hook_out"
                 pos = positions(s.frames, s.tokens, lat_grid if latent_site else grid, patch_t, latent=latent_site)
-                run = _site_op(b, pos)
+                shift = None
+                if HEAD_SITE_RE.match(site) and pos is not None:
+                    spec = site_spec(adapter, site)
+                    if spec.keys == "text" and not site.endswith(("hook_q", "hook_z")):
+                        raise ValueError(f"{site}: cross-attention keys and values are text tokens; frames / tokens "
+                                         "select video tokens (leave them out here)")  # fmt: skip
+                    n_video = grid[0] * grid[1] * grid[2]
+                    shift = lambda n, site=site, n_video=n_video: video_span(adapter, site, n, n_video).start  # noqa: E731
+                run = _site_op(b, pos, shift)
                 site_ops.setdefault(site, []).append(
                     _Op(steps, lambda v, st, sh, run=run, site=site: run(v, st, sh, site))
                 )

@@ -1,14 +1,15 @@
-"""``patch``: activations of a source run (another input and/or noise seed) written into the target run."""
+"""``patch``: activations of a source run (another input and/or noise seed) written into the target run; ``heads``
+(per-head sites, e.g. ``blocks.{i}.attn.hook_z``): only those heads' values (head patching)."""
 
 from __future__ import annotations
 
 from typing import ClassVar, Literal
 
 from jaxtyping import Float
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from torch import Tensor
 
-from interp.interventions.base import Read, Rows, SiteSpec, put, take
+from interp.interventions.base import Index, Read, Rows, SiteSpec, check_heads, on_heads, put, take
 
 
 class Source(BaseModel):
@@ -25,13 +26,19 @@ class Patch(SiteSpec):
 
     kind: Literal["patch"] = "patch"
     source: Source = Source(seed=1)
+    heads: Index = None  # per-head sites only: the heads patched (None: the whole value)
     source_metric: ClassVar[bool] = True
+
+    @model_validator(mode="after")
+    def _heads(self) -> Patch:
+        check_heads(self.site, self.heads)
+        return self
 
     def reads(self, local, n, seed):
         return [Read(self.source.input, seed if self.source.seed is None else self.source.seed)]
 
     def edit(self, value, rows, pos, *, direction=None, block_input=None):
-        return apply_patch(self, value, rows, pos)
+        return on_heads(value, self.heads, lambda v: apply_patch(self, v, rows, pos))
 
 
 def apply_patch(

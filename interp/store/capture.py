@@ -96,6 +96,7 @@ def pool_tokens(x: Tensor, pool: Pool, grid: tuple[int, int, int]) -> Tensor:
 
 
 TOKEN_AXES = {"none": "step,batch,token,d_model", "mean": "step,batch,d_model", "frame": "step,batch,frame,d_model"}
+HEAD_AXES = "step,batch,pos,head,d_head"  # per-head attention sites (interp.adapters.attention), stored unpooled
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -328,7 +329,8 @@ class RunWriter:
                     value = pool_tokens(value, self.pool, self.grid)
                 if self.dtype == "float16":
                     value = value.to(torch.float16)
-                axes = TOKEN_AXES[self.pool] if per_token else "step,batch,channel,frame,height,width"
+                axes = (TOKEN_AXES[self.pool] if per_token else HEAD_AXES if value.ndim == 4
+                        else "step,batch,channel,frame,height,width")  # fmt: skip
                 pool = self.pool if per_token else "none"
                 sites.append((f"{branch}/{site}", pos, value, axes, pool, len(self.branch_pos[branch])))
         nbytes = sum(v.numel() * v.element_size() for _, _, v in latents) + sum(

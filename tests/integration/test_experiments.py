@@ -178,6 +178,8 @@ TINY = {  # per example: overrides fitting the tiny 3-block, 2-step maze model
     "ensemble": ["interventions.0.layers='1:3'", "sweep.interventions.0.steps=['0:1']", "max_batch=8"],
     "steer": ["interventions.0.site=blocks.1.hook_resid_post", "interventions.0.direction.key=direction_16",
               "sweep.interventions.0.scale=[0.0, 8.0]"],
+    "atp": ["sweep.interventions.0.layers=[[0], [2]]", "sweep.interventions.0.steps=[[0], [1]]"],
+    "head_patch": ["interventions.0.site=blocks.1.attn.hook_z", "sweep.interventions.0.heads=[[0], [1]]"],
 }  # fmt: skip
 
 

@@ -194,3 +194,13 @@ def test_reader_views(full):
         c.branch("transformer_2/cond")
     with pytest.raises(KeyError, match="not in this branch"):
         c.select([7])
+
+
+def test_per_head_sites_are_captured_with_their_axes(tmp_path):
+    """A capture of hook_z keeps (step, batch, pos, head, d_head), pooled or not, equal to the traced values."""
+    cfg = CFG.model_copy(update={"sites": ["blocks.1.attn.hook_z", "blocks.1.attn2.hook_k"], "pool": "mean"})
+    with load_cache(capture(cfg, tmp_path / "z.h5")) as c:
+        assert c.axes("blocks.1.attn.hook_z") == "step,batch,pos,head,d_head"
+        assert c["blocks.1.attn.hook_z"].shape == (5, 2, 48, 2, 8)
+        assert c["blocks.1.attn2.hook_k"].shape[2:] == (8, 2, 8)  # cross-attention keys: the text tokens
+        assert c["blocks.1.attn.hook_z"].abs().max() > 0

@@ -1,0 +1,546 @@
+"""Per-head attention sites (TransformerLens' ``hook_q``, ``hook_k``, ``hook_v``, ``hook_z``) through diffusers'
+attention processors, and attention patterns for chosen query tokens.
+
+Each family's attention processor is swapped, on every block's attention module, for a subclass whose ``__call__``
+is a copy of diffusers' with identity :class:`~interp.adapters.base.HookPoint` modules (registered on the attention
+module, so nnsight sees ``blocks.{i}.attn1.hook_q`` etc. as modules) around the per-head tensors. The block forwards
+are untouched, and the hooked model computes bit-identical outputs (tested per family).
+
+What each hook holds, shape (batch, pos, head, d_head) as in TransformerLens:
+- ``hook_q`` / ``hook_k``: queries / keys after the projection and the family's q/k norm, *before* the rotary
+  embedding (TransformerLens' ``hook_q`` is before rotary too); :func:`attention_rows` applies the rotary embedding
+  as the processor does.
+- ``hook_v``: values; ``hook_z``: the attention-weighted values per head, the input of the output projection
+  (:func:`attn_out` projects it).
+Positions: self- and cross-attention queries are the video tokens (frame, row, col). Joint attention runs text and
+video in one attention: CogVideoX's positions are the text tokens then the video tokens; HunyuanVideo's the video
+tokens then the text tokens (:class:`AttnSite` ``text``). Cross-attention keys and values are the text tokens.
+Wan2.1 image-to-video cross-attention (``added_kv_proj_dim``) attends to the image tokens separately: its ``hook_z``
+is the sum of the text and image attention (what the output projection gets); ``hook_k`` / ``hook_v`` are the text
+ones.
+
+The site names (``attn`` self or joint attention, ``attn2`` cross-attention) are defined in :mod:`interp.sites`;
+:data:`FAMILY_ATTENTION` maps them to each family's module names.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_dispatch import dispatch_attention_fn
+from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
+from diffusers.models.embeddings import apply_rotary_emb as diffusers_apply_rotary_emb
+from diffusers.models.transformers.transformer_hunyuan_video import HunyuanVideoAttnProcessor2_0
+from diffusers.models.transformers.transformer_ltx import LTXVideoAttnProcessor
+from diffusers.models.transformers.transformer_ltx import apply_rotary_emb as ltx_apply_rotary_emb
+from diffusers.models.transformers.transformer_wan import (
+    WanAttnProcessor,
+    _get_added_kv_projections,
+    _get_qkv_projections,
+)
+from einops import einsum
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from interp.adapters.base import Adapter, HookPoint, TextConditioning, source_sha
+from interp.sites import ATTN_HOOKS
+
+
+# ---- the hooked processors (copies of diffusers 0.42.1's __call__ with hook points) ---------------------------------
+class HookedWanAttnProcessor(WanAttnProcessor):
+    """``WanAttnProcessor.__call__`` with hook points on the attention module; numerically identical."""
+
+    COPIED_FROM_SHA = "13c09feedcfe814a"
+
+    def __call__(
+        self,
+        attn,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        encoder_hidden_states_img = None
+        if attn.add_k_proj is not None:
+            # 512 is the context length of the text encoder, hardcoded for now
+            image_context_length = encoder_hidden_states.shape[1] - 512
+            encoder_hidden_states_img = encoder_hidden_states[:, :image_context_length]
+            encoder_hidden_states = encoder_hidden_states[:, image_context_length:]
+
+        query, key, value = _get_qkv_projections(attn, hidden_states, encoder_hidden_states)
+
+        query = attn.norm_q(query)
+        key = attn.norm_k(key)
+
+        query = attn.hook_q(query.unflatten(2, (attn.heads, -1)))
+        key = attn.hook_k(key.unflatten(2, (attn.heads, -1)))
+        value = attn.hook_v(value.unflatten(2, (attn.heads, -1)))
+
+        if rotary_emb is not None:
+            query = wan_rotary(query, *rotary_emb)
+            key = wan_rotary(key, *rotary_emb)
+
+        # I2V task
+        hidden_states_img = None
+        if encoder_hidden_states_img is not None:
+            key_img, value_img = _get_added_kv_projections(attn, encoder_hidden_states_img)
+            key_img = attn.norm_added_k(key_img)
+
+            key_img = key_img.unflatten(2, (attn.heads, -1))
+            value_img = value_img.unflatten(2, (attn.heads, -1))
+
+            hidden_states_img = dispatch_attention_fn(
+                query, key_img, value_img, attn_mask=None, dropout_p=0.0, is_causal=False,
+                backend=self._attention_backend, parallel_config=None,
+            )  # fmt: skip
+            hidden_states_img = hidden_states_img.type_as(query)
+
+        hidden_states = dispatch_attention_fn(
+            query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False,
+            backend=self._attention_backend,
+            parallel_config=(self._parallel_config if encoder_hidden_states is None else None),
+        )  # fmt: skip
+        hidden_states = hidden_states.type_as(query)
+
+        if hidden_states_img is not None:
+            hidden_states = hidden_states + hidden_states_img
+        hidden_states = attn.hook_z(hidden_states).flatten(2, 3)
+
+        hidden_states = attn.to_out[0](hidden_states)
+        hidden_states = attn.to_out[1](hidden_states)
+        return hidden_states
+
+
+def wan_rotary(hidden_states: Tensor, freqs_cos: Tensor, freqs_sin: Tensor) -> Tensor:
+    """Wan's rotary embedding on (batch, pos, head, d_head), as ``WanAttnProcessor`` applies it."""
+    x1, x2 = hidden_states.unflatten(-1, (-1, 2)).unbind(-1)
+    cos = freqs_cos[..., 0::2]
+    sin = freqs_sin[..., 1::2]
+    out = torch.empty_like(hidden_states)
+    out[..., 0::2] = x1 * cos - x2 * sin
+    out[..., 1::2] = x1 * sin + x2 * cos
+    return out.type_as(hidden_states)
+
+
+class HookedCogVideoXAttnProcessor(CogVideoXAttnProcessor2_0):
+    """``CogVideoXAttnProcessor2_0.__call__`` with hook points; numerically identical (the rotary embedding is
+    applied out of place, the same arithmetic, so the values read at ``hook_q`` / ``hook_k`` stay pre-rotary)."""
+
+    COPIED_FROM_SHA = "a1ecc57eaf6a958b"
+
+    def __call__(
+        self,
+        attn,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        image_rotary_emb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        text_seq_length = encoder_hidden_states.size(1)
+
+        hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)
+
+        batch_size, sequence_length, _ = hidden_states.shape
+
+        if attention_mask is not None:
+            attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+            attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
+
+        query = attn.to_q(hidden_states)
+        key = attn.to_k(hidden_states)
+        value = attn.to_v(hidden_states)
+
+        inner_dim = key.shape[-1]
+        head_dim = inner_dim // attn.heads
+
+        query = query.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+        key = key.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+        value = value.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        query = attn.hook_q(query.transpose(1, 2)).transpose(1, 2)
+        key = attn.hook_k(key.transpose(1, 2)).transpose(1, 2)
+        value = attn.hook_v(value.transpose(1, 2)).transpose(1, 2)
+
+        # Apply RoPE if needed
+        if image_rotary_emb is not None:
+            query = cogvideox_rotary(query, image_rotary_emb, text_seq_length, seq_dim=2)
+            if not attn.is_cross_attention:
+                key = cogvideox_rotary(key, image_rotary_emb, text_seq_length, seq_dim=2)
+
+        hidden_states = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False
+        )
+
+        hidden_states = attn.hook_z(hidden_states.transpose(1, 2)).reshape(batch_size, -1, attn.heads * head_dim)
+
+        # linear proj
+        hidden_states = attn.to_out[0](hidden_states)
+        # dropout
+        hidden_states = attn.to_out[1](hidden_states)
+
+        encoder_hidden_states, hidden_states = hidden_states.split(
+            [text_seq_length, hidden_states.size(1) - text_seq_length], dim=1
+        )
+        return hidden_states, encoder_hidden_states
+
+
+def cogvideox_rotary(x: Tensor, emb: tuple[Tensor, Tensor], text_len: int, seq_dim: int = 1) -> Tensor:
+    """CogVideoX's rotary embedding on the video tokens (after ``text_len`` text tokens) of ``x``."""
+    text, video = x.split([text_len, x.shape[seq_dim] - text_len], dim=seq_dim)
+    return torch.cat([text, diffusers_apply_rotary_emb(video, emb, sequence_dim=seq_dim)], dim=seq_dim)
+
+
+class HookedLTXAttnProcessor(LTXVideoAttnProcessor):
+    """``LTXVideoAttnProcessor.__call__`` with hook points; numerically identical."""
+
+    COPIED_FROM_SHA = "cac2aabbea3a63db"
+
+    def __call__(
+        self,
+        attn,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        image_rotary_emb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        batch_size, sequence_length, _ = (
+            hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
+        )
+
+        if attention_mask is not None:
+            attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+            attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
+
+        if encoder_hidden_states is None:
+            encoder_hidden_states = hidden_states
+
+        query = attn.to_q(hidden_states)
+        key = attn.to_k(encoder_hidden_states)
+        value = attn.to_v(encoder_hidden_states)
+
+        query = attn.norm_q(query)
+        key = attn.norm_k(key)
+
+        query = attn.hook_q(query.unflatten(2, (attn.heads, -1)))
+        key = attn.hook_k(key.unflatten(2, (attn.heads, -1)))
+        value = attn.hook_v(value.unflatten(2, (attn.heads, -1)))
+
+        if image_rotary_emb is not None:
+            query = ltx_rotary(query, image_rotary_emb)
+            key = ltx_rotary(key, image_rotary_emb)
+
+        hidden_states = dispatch_attention_fn(
+            query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False,
+            backend=self._attention_backend, parallel_config=self._parallel_config,
+        )  # fmt: skip
+        hidden_states = attn.hook_z(hidden_states.to(query.dtype)).flatten(2, 3)
+
+        hidden_states = attn.to_out[0](hidden_states)
+        hidden_states = attn.to_out[1](hidden_states)
+        return hidden_states
+
+
+def ltx_rotary(x: Tensor, emb: tuple[Tensor, Tensor]) -> Tensor:
+    """LTX's rotary embedding (applied across heads, on the flattened features) on (batch, pos, head, d_head)."""
+    return ltx_apply_rotary_emb(x.flatten(2), emb).unflatten(2, (x.shape[2], -1))
+
+
+class HookedHunyuanAttnProcessor(HunyuanVideoAttnProcessor2_0):
+    """``HunyuanVideoAttnProcessor2_0.__call__`` with hook points; numerically identical. Queries, keys and values
+    are hooked over all tokens (video then text) before the rotary embedding, which then rotates the video tokens
+    exactly as diffusers does (the same arithmetic on the same elements)."""
+
+    COPIED_FROM_SHA = "9d2e9a44e1dc2bf7"
+
+    def __call__(
+        self,
+        attn,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        image_rotary_emb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        video_len = hidden_states.shape[1]
+        if attn.add_q_proj is None and encoder_hidden_states is not None:
+            hidden_states = torch.cat([hidden_states, encoder_hidden_states], dim=1)
+
+        # 1. QKV projections
+        query = attn.to_q(hidden_states)
+        key = attn.to_k(hidden_states)
+        value = attn.to_v(hidden_states)
+
+        query = query.unflatten(2, (attn.heads, -1))
+        key = key.unflatten(2, (attn.heads, -1))
+        value = value.unflatten(2, (attn.heads, -1))
+
+        # 2. QK normalization
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+
+        # 4. Encoder condition QKV projection and normalization (moved before the rotary embedding, which only
+        # touches the video tokens, so that the hooks see all tokens)
+        if attn.add_q_proj is not None and encoder_hidden_states is not None:
+            encoder_query = attn.add_q_proj(encoder_hidden_states)
+            encoder_key = attn.add_k_proj(encoder_hidden_states)
+            encoder_value = attn.add_v_proj(encoder_hidden_states)
+
+            encoder_query = encoder_query.unflatten(2, (attn.heads, -1))
+            encoder_key = encoder_key.unflatten(2, (attn.heads, -1))
+            encoder_value = encoder_value.unflatten(2, (attn.heads, -1))
+
+            if attn.norm_added_q is not None:
+                encoder_query = attn.norm_added_q(encoder_query)
+            if attn.norm_added_k is not None:
+                encoder_key = attn.norm_added_k(encoder_key)
+
+            query = torch.cat([query, encoder_query], dim=1)
+            key = torch.cat([key, encoder_key], dim=1)
+            value = torch.cat([value, encoder_value], dim=1)
+
+        query = attn.hook_q(query)
+        key = attn.hook_k(key)
+        value = attn.hook_v(value)
+
+        # 3. Rotational positional embeddings applied to latent stream
+        if image_rotary_emb is not None:
+            query = hunyuan_rotary(query, image_rotary_emb, video_len)
+            key = hunyuan_rotary(key, image_rotary_emb, video_len)
+
+        # 5. Attention
+        hidden_states = dispatch_attention_fn(
+            query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False,
+            backend=self._attention_backend, parallel_config=self._parallel_config,
+        )  # fmt: skip
+        hidden_states = attn.hook_z(hidden_states.to(query.dtype)).flatten(2, 3)
+
+        # 6. Output projection
+        if encoder_hidden_states is not None:
+            hidden_states, encoder_hidden_states = (
+                hidden_states[:, : -encoder_hidden_states.shape[1]],
+                hidden_states[:, -encoder_hidden_states.shape[1] :],
+            )
+
+            if getattr(attn, "to_out", None) is not None:
+                hidden_states = attn.to_out[0](hidden_states)
+                hidden_states = attn.to_out[1](hidden_states)
+
+            if getattr(attn, "to_add_out", None) is not None:
+                encoder_hidden_states = attn.to_add_out(encoder_hidden_states)
+
+        return hidden_states, encoder_hidden_states
+
+
+def hunyuan_rotary(x: Tensor, emb: tuple[Tensor, Tensor], video_len: int) -> Tensor:
+    """HunyuanVideo's rotary embedding on the first ``video_len`` tokens (the video) of (batch, pos, head, d_head)."""
+    if video_len == x.shape[1]:
+        return diffusers_apply_rotary_emb(x, emb, sequence_dim=1)
+    video, text = x.split([video_len, x.shape[1] - video_len], dim=1)
+    return torch.cat([diffusers_apply_rotary_emb(video, emb, sequence_dim=1), text], dim=1)
+
+
+# ---- which modules, per family ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AttnSite:
+    """One attention module of a block: its site name (``attn`` / ``attn2``), module attribute, hooked processor,
+    the block site it runs before (its output's site), whether it is rotary, where its text tokens sit (joint
+    attention: ``first`` / ``last``; None: queries are video tokens only) and what its keys are (``video`` or
+    ``text`` for cross-attention)."""
+
+    name: Literal["attn", "attn2"]
+    module: str
+    processor: type
+    before: tuple[str, ...]  # insert the sites before the first of these block hooks the block has
+    rotary: bool
+    text: Literal["first", "last"] | None = None
+    keys: Literal["video", "text"] = "video"
+
+
+_SELF_BEFORE = ("hook_attn_out", "hook_cross_attn_out", "hook_mlp_out", "hook_resid_post")
+_CROSS_BEFORE = ("hook_cross_attn_out", "hook_mlp_out", "hook_resid_post")
+FAMILY_ATTENTION: dict[str, tuple[AttnSite, ...]] = {
+    "wan": (
+        AttnSite("attn", "attn1", HookedWanAttnProcessor, _SELF_BEFORE, rotary=True),
+        AttnSite("attn2", "attn2", HookedWanAttnProcessor, _CROSS_BEFORE, rotary=False, keys="text"),
+    ),
+    "cogvideox": (AttnSite("attn", "attn1", HookedCogVideoXAttnProcessor, _SELF_BEFORE, rotary=True, text="first"),),
+    "ltx": (
+        AttnSite("attn", "attn1", HookedLTXAttnProcessor, _SELF_BEFORE, rotary=True),
+        AttnSite("attn2", "attn2", HookedLTXAttnProcessor, _CROSS_BEFORE, rotary=False, keys="text"),
+    ),
+    "hunyuan": (AttnSite("attn", "attn", HookedHunyuanAttnProcessor, _SELF_BEFORE, rotary=True, text="last"),),
+}
+"""Family -> its blocks' attention modules, in execution order."""
+
+
+def attention_of(adapter: Adapter) -> tuple[AttnSite, ...]:
+    """The family's attention modules; none for a family without a table here (its model has no per-head sites)."""
+    return FAMILY_ATTENTION.get(adapter.family, ())
+
+
+def install_attention_hooks(adapter: Adapter, transformer: nn.Module) -> nn.Module:
+    """Set the hooked processor (and its hook points) on every block's attention modules, in place and idempotent;
+    the processor's attention backend settings are kept. Returns the transformer."""
+    for _, block in adapter.blocks(transformer):
+        for spec in attention_of(adapter):
+            attn = getattr(block, spec.module)
+            proc = attn.processor
+            if type(proc) is spec.processor:
+                continue
+            base = spec.processor.__mro__[1]
+            if type(proc) is not base:
+                raise TypeError(
+                    f"cannot hook {spec.module} of {type(block).__name__}: its processor is {type(proc).__name__}, "
+                    f"attention sites need diffusers' {base.__name__} (unfuse projections / reset custom processors)"
+                )
+            if source_sha(base.__call__) != spec.processor.COPIED_FROM_SHA:
+                warnings.warn(
+                    f"diffusers' {base.__name__}.__call__ differs from the copy in {__name__}; attention sites may be "
+                    "stale (the exactness tests will tell)",
+                    stacklevel=2,
+                )
+            new = spec.processor()
+            new.__dict__.update(proc.__dict__)  # attention backend / parallel config set on the instance
+            for hook in ATTN_HOOKS:
+                attn.add_module(hook, HookPoint())
+            attn.processor = new
+    return transformer
+
+
+def attention_sites(adapter: Adapter, block_hooks: Sequence[str]) -> list[tuple[str, str]]:
+    """A block's site suffixes and module paths (``attn.hook_q`` -> ``attn1.hook_q``), merged into its block hooks in
+    execution order: (suffix, path below the block)."""
+    out = [(h, h) for h in block_hooks]
+    for spec in attention_of(adapter):
+        names = [(f"{spec.name}.{h}", f"{spec.module}.{h}") for h in ATTN_HOOKS]
+        at = next((i for i, (h, _) in enumerate(out) if h in spec.before), len(out))
+        out[at:at] = names
+    return out
+
+
+def site_spec(adapter: Adapter, site: str) -> AttnSite:
+    """The :class:`AttnSite` of ``blocks.{i}.attn.hook_z`` (any per-head site or ``blocks.{i}.attn``)."""
+    parts = site.split(".")
+    name = parts[2] if len(parts) > 2 else ""
+    for spec in attention_of(adapter):
+        if spec.name == name:
+            return spec
+    names = ", ".join(s.name for s in attention_of(adapter))
+    names = names or f"none; per-head sites exist for {', '.join(FAMILY_ATTENTION)}"
+    raise ValueError(f"{site!r} is not an attention site of {adapter.family} (attention modules: {names})")
+
+
+def video_span(adapter: Adapter, site: str, seq_len: int, n_video: int) -> slice:
+    """Where the video tokens sit on the position axis of a per-head query site with ``seq_len`` positions."""
+    text = site_spec(adapter, site).text
+    if text == "first":
+        return slice(seq_len - n_video, seq_len)
+    return slice(0, n_video)
+
+
+# ---- rotary embeddings and patterns -------------------------------------------------------------------------------
+def rotary_embedding(adapter: Adapter, transformer: nn.Module, latent_shape: Sequence[int],
+                     text: TextConditioning | None = None, device=None):  # fmt: skip
+    """The rotary embedding the model computes for a latent of ``latent_shape`` (B, C, F, H, W), as its forward does
+    (None when the family's attention has none, e.g. CogVideoX without rotary embeddings)."""
+    b, _, f, h, w = latent_shape
+    c_in = adapter.model_in_channels(transformer)
+    with torch.no_grad():
+        if adapter.family in ("wan", "hunyuan"):
+            return transformer.rope(torch.zeros(b, c_in, f, h, w, device=device))
+        if adapter.family == "cogvideox":
+            if not transformer.config.use_rotary_positional_embeddings:
+                return None
+            given = (text.extras if text is not None else {}).get("image_rotary_emb")
+            return given if given is not None else adapter.rotary_emb(transformer, latent_shape, device)
+        if adapter.family == "ltx":
+            extras = text.extras if text is not None else {}
+            gf, gh, gw = adapter.token_grid(transformer, latent_shape)
+            tokens = torch.zeros(b, gf * gh * gw, transformer.config.in_channels, device=device)
+            scale = extras.get("rope_interpolation_scale", adapter.rope_interpolation_scale)
+            return transformer.rope(tokens, gf, gh, gw, scale, extras.get("video_coords"))
+    raise ValueError(f"no rotary embedding for family {adapter.family!r}")
+
+
+def rotate(adapter: Adapter, site: str, x: Float[Tensor, "batch pos head d_head"], emb,
+           n_video: int) -> Float[Tensor, "batch pos head d_head"]:  # fmt: skip
+    """``x`` (queries or keys of ``site``) with the rotary embedding ``emb`` applied as the family's processor does."""
+    spec = site_spec(adapter, site)
+    if emb is None or not spec.rotary:
+        return x
+    if adapter.family == "wan":
+        return wan_rotary(x, *emb)
+    if adapter.family == "ltx":
+        return ltx_rotary(x, emb)
+    if adapter.family == "cogvideox":
+        return cogvideox_rotary(x, emb, x.shape[1] - n_video)
+    return hunyuan_rotary(x, emb, n_video)
+
+
+def pattern_rows(
+    q: Float[Tensor, "batch pos head d_head"],
+    k: Float[Tensor, "batch key head d_head"],
+    queries: Sequence[int] | Tensor,
+    *,
+    key_mask: Tensor | None = None,
+    scale: float | None = None,
+) -> Float[Tensor, "batch head query key"]:
+    """softmax(q k^T * scale) for the ``queries`` rows only (q, k already rotated), in float32; ``scale`` defaults to
+    1/sqrt(d_head) as scaled dot-product attention; ``key_mask`` (batch, key) bool: False keys get no weight."""
+    idx = torch.as_tensor(queries, dtype=torch.long, device=q.device)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = einsum(q[:, idx].float(), k.float(), "b n h d, b s h d -> b h n s") * scale
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask.bool()[:, None, None, :], float("-inf"))
+    return scores.softmax(-1)
+
+
+def attention_rows(
+    adapter: Adapter,
+    transformer: nn.Module,
+    site: str,
+    q: Float[Tensor, "batch pos head d_head"],
+    k: Float[Tensor, "batch key head d_head"],
+    queries: Sequence[int],
+    latent_shape: Sequence[int],
+    *,
+    text: TextConditioning | None = None,
+    key_mask: Tensor | None = None,
+) -> Float[Tensor, "batch head query key"]:
+    """The attention pattern rows of the ``queries`` positions (indices into ``q``'s position axis) at attention
+    site ``site`` (``blocks.{i}.attn`` or ``blocks.{i}.attn2``), from its ``hook_q`` / ``hook_k`` values at one step:
+    the rotary embedding of a latent of ``latent_shape`` applied as the processor does, then softmax(q k^T /
+    sqrt(d_head)). Memory is O(queries x keys): the full pattern is never built."""
+    n_video = math.prod(adapter.token_grid(transformer, latent_shape))
+    spec = site_spec(adapter, site)
+    emb = rotary_embedding(adapter, transformer, latent_shape, text, q.device) if spec.rotary else None
+    idx = torch.as_tensor(list(queries), dtype=torch.long)
+    if ((idx < 0) | (idx >= q.shape[1])).any():
+        raise IndexError(f"query positions {idx.tolist()} outside 0..{q.shape[1] - 1}")
+    qr = rotate(adapter, site, q, emb, n_video)
+    kr = rotate(adapter, site, k, emb, n_video) if spec.keys == "video" else k
+    return pattern_rows(qr, kr, idx, key_mask=key_mask)
+
+
+def attn_out(adapter: Adapter, block: nn.Module, site: str, z: Float[Tensor, "batch pos head d_head"],
+             n_video: int) -> Float[Tensor, "batch tokens d_model"]:  # fmt: skip
+    """``hook_z`` through the attention module's output projection, for the video tokens: the attention output the
+    block receives (before its gate), as TransformerLens' ``hook_result`` summed over heads."""
+    spec = site_spec(adapter, site)
+    attn = getattr(block, spec.module)
+    span = video_span(adapter, site, z.shape[1], n_video)
+    flat = z[:, span].flatten(2)
+    if getattr(attn, "to_out", None) is None:  # HunyuanVideo single blocks: the block's proj_out follows
+        return flat
+    return attn.to_out[1](attn.to_out[0](flat))

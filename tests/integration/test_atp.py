@@ -1,0 +1,80 @@
+"""Attribution patching: the gradient flows through the traced trajectory (its estimate is the derivative of the
+real patching effect), and a ``method: atp`` experiment writes the real patch sweep's layout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interp.experiments import Experiment, ExperimentError, read_metrics, run_experiment
+from interp.experiments import metrics as M
+from interp.experiments.atp import attributions
+from interp.inputs import model_inputs
+from interp.models import load_model
+from interp.trace import ForwardPlan
+from interp.trajectory import SamplerConfig, TrajectoryInputs, initial_latents, run_trajectory
+
+
+def _pair(loaded):
+    mi = model_inputs(loaded, 2, 0)
+    shape = mi.latent_shape
+    tgt = TrajectoryInputs(mi.text, shape, condition=mi.condition, latents=initial_latents(shape, 0))
+    src = TrajectoryInputs(mi.text, shape, condition=mi.condition, latents=initial_latents(shape, 1))
+    return tgt, src
+
+
+@pytest.mark.parametrize("site", ["blocks.1.hook_resid_post", "blocks.2.attn.hook_z", "hook_out"])
+def test_estimate_is_the_derivative_of_the_patching_effect(maze_dir, site):
+    """Patching a fraction eps of the way to the source changes the metric by eps * estimate (to first order): the
+    gradient reaches the site through every later block and step."""
+    loaded = load_model(str(maze_dir))
+    sampler = SamplerConfig(steps=3, shift=5.0)
+    tgt, src = _pair(loaded)
+    clean, attr = attributions(loaded, tgt, src, sampler, [site], {0, 1})
+    src_run = run_trajectory(loaded, src, sampler, read=[site])
+    src_final = src_run.final
+    assert torch.allclose(clean, M.mse(run_trajectory(loaded, tgt, sampler).final, src_final))
+    est = attr[("cond", site, 1)].reshape(2, -1).sum(1)
+    a_src = src_run.records[1].branches["cond"][site]
+    eps = 1e-2
+
+    def moved(e):
+        def plan(branch, step):
+            return ForwardPlan(edit={site: lambda n, s, v: v + e * (a_src - v)}) if step == 1 else ForwardPlan()
+
+        return M.mse(run_trajectory(loaded, tgt, sampler, plan=plan).final, src_final)
+
+    fd = (moved(eps) - moved(-eps)) / (2 * eps)  # central difference: second-order terms cancel
+    assert est.abs().min() > 1e-6
+    torch.testing.assert_close(fd, est, rtol=0.05, atol=1e-6)
+
+
+def _exp(maze_dir, **kw):
+    data = {"model": str(maze_dir), "inputs": {"count": 2}, "sampler": {"steps": 3},
+            "interventions": [{"kind": "patch", "layers": [0], "steps": [0]}], "metrics": ["mse_to_source"],
+            "sweep": {"interventions.0.layers": [[0], [1], [2]], "interventions.0.steps": [[0], [2]]}}  # fmt: skip
+    return Experiment.validate_data({**data, **kw})
+
+
+def test_atp_experiment_sits_beside_the_real_sweep(maze_dir, tmp_path):
+    real = run_experiment(_exp(maze_dir), tmp_path / "real", wandb="disabled", progress=False)
+    atp = run_experiment(_exp(maze_dir, method="atp"), tmp_path / "atp", wandb="disabled", progress=False)
+    r, a = read_metrics(real.results), read_metrics(atp.results)
+    assert r["points"] == a["points"] and len(a["points"]) == 6
+    assert a["metrics"]["mse_to_source"].shape == r["metrics"]["mse_to_source"].shape == (6, 2)
+    clean = a["clean"]["mse_to_source"]
+    torch.testing.assert_close(torch.tensor(a["metrics"]["mse_to_source"]),
+                               torch.tensor(clean[None] + a["metrics"]["atp_effect"]))  # fmt: skip
+    assert abs(a["metrics"]["atp_effect"]).max() > 0
+    assert _exp(maze_dir).key("h") != _exp(maze_dir, method="atp").key("h")
+    again = run_experiment(_exp(maze_dir, method="atp"), tmp_path / "atp", wandb="disabled", progress=False)
+    assert again.cache_hit
+
+
+def test_atp_experiment_errors(maze_dir):
+    with pytest.raises(ExperimentError, match="method atp estimates metric mse_to_source only"):
+        _exp(maze_dir, method="atp", metrics=["mse"])
+    with pytest.raises(ExperimentError, match="exactly one intervention, of kind patch"):
+        _exp(maze_dir, method="atp", interventions=[{"kind": "skip", "layers": [0]}], sweep={})
+    with pytest.raises(ExperimentError, match="atp_alphas is an option of method: atp"):
+        _exp(maze_dir, atp_alphas=3)
