@@ -258,6 +258,7 @@ def probe_cmd(
     set_: list[str] = typer.Option(
         [], "--set", help=SET_HELP + " (ProbeConfig: e.g. memory_gb, split, max_iter, precision)"
     ),  # fmt: skip
+    force: bool = typer.Option(False, "--force", help="run even if the estimate exceeds the free memory or disk"),
 ) -> None:
     """Train linear probes for every (step, site) of a capture: metrics, control tasks, heatmaps, directions.
 
@@ -284,7 +285,7 @@ def probe_cmd(
                  lambdas=[float(x) for x in lambdas.split(",")] if lambdas.strip() else None)  # fmt: skip
     cfg = _config(ProbeConfig, given, set_)
     try:
-        results = run_probes(cache, cfg, out=out, baseline=baseline)
+        results = run_probes(cache, cfg, out=out, baseline=baseline, force=force)
     except (ValueError, KeyError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from e
     Console(width=160).print(summary_table(results))

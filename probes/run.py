@@ -20,6 +20,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rich.progress import Progress
 
+from interp.budget import Estimate
 from probes import labels as L
 from probes import metrics as M
 from probes.data import CacheReader, open_cache
@@ -249,6 +250,16 @@ def _directions(w_raw, b_raw, x_train) -> dict[str, torch.Tensor]:
     }
 
 
+def estimate(n_pairs: int, d_model: int, per_site: float, chunk: int, labels: list, out) -> Estimate:
+    """What one probe run holds and writes: the features of one chunk of (step, site) slices, plus every label's
+    probe weights (one (d_model + 1) x outputs matrix per (step, site), float32, kept until written)."""
+    outputs = sum(max(1, int(getattr(lab, "n_classes", 1) or 1)) for lab in labels)
+    weights = 4 * n_pairs * (d_model + 1) * outputs
+    return Estimate("probe", memory=int(per_site * min(chunk, n_pairs)) + weights, disk=weights,
+                    out=Path(out) if out is not None else None,
+                    detail=f"{n_pairs} (step, site) slices, d_model {d_model}, {len(labels)} label(s)")  # fmt: skip
+
+
 def run_probes(
     cache: str | Path,
     config: ProbeConfig | None = None,
@@ -258,6 +269,7 @@ def run_probes(
     mazes: list | None = None,
     baseline: str | Path | None = None,
     progress: bool = True,
+    force: bool = False,
     **overrides,
 ) -> ProbeResults:
     """Train and score probes for every (label, step, site); write results to ``out`` when given.
@@ -265,7 +277,9 @@ def run_probes(
     ``config`` fields may also be passed as keywords (``run_probes(path, labels=["wall"], sites=["blocks.*"])``).
     ``arrays`` maps user label names to arrays; ``mazes`` overrides the capture's stored maze instances;
     ``baseline`` is a capture of a randomly initialised copy of the model on the same inputs.
-    Writes ``out/probes.h5``, ``out/weights/<label>.safetensors`` and ``out/heatmaps/<label>.png``.
+    Writes ``out/probes.h5``, ``out/weights/<label>.safetensors`` and ``out/heatmaps/<label>.png``. Its cost
+    (:func:`estimate`: the features held per chunk, the probe weights kept and written) is checked against the free
+    memory and disk first (``force``: run anyway).
     """
     cfg = ProbeConfig(**{**(config.model_dump() if config else {}), **overrides})
     dev = torch.device(cfg.device)
@@ -308,6 +322,7 @@ def run_probes(
         n_total = sum(len(ex.y) for _, ex, *_ in prepared)
         per_site = 4.0 * d * n_total * (4 if base is None else 6)
         chunk = max(1, int(cfg.memory_gb * 2**30 // max(per_site, 1)))
+        estimate(len(pairs), d, per_site, chunk, [lab for lab, *_ in prepared], out).check(force)
         store: dict[str, dict[str, list]] = {lab.name: {} for lab, *_ in prepared}
         with Progress(disable=not progress, transient=True) as bar:
             task = bar.add_task("probing", total=len(pairs))

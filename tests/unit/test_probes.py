@@ -331,3 +331,17 @@ def test_bench_sites_are_float32_like_the_store():
     y = np.array([0, 1, 0, 1])
     x = make_site(0, 0, y, d=8, classes=2, strength=np.float64(1.5))
     assert x.dtype == np.float32 and x.shape == (4, 8)
+
+
+def test_probe_refuses_a_run_over_the_memory_cap_and_writes_nothing(caches, monkeypatch, tmp_path):
+    """The probe run's estimate (features of a chunk + every probe's weights) is checked before any solve; over
+    INTERP_MAX_MEMORY_GB it is refused with the numbers and nothing is written; --force (force=True) runs it."""
+    from interp.budget import BudgetError
+
+    real, _, _, _ = caches
+    monkeypatch.setenv("INTERP_MAX_MEMORY_GB", "1e-6")  # 1 kB
+    with pytest.raises(BudgetError, match=r"probe is too large: memory .* > 1.0 kB \(INTERP_MAX_MEMORY_GB\)"):
+        run_probes(real, labels=["wall"], sites=[], out=tmp_path / "o", bootstrap=5, progress=False)
+    assert not (tmp_path / "o").exists()
+    res = run_probes(real, labels=["wall"], sites=[], out=tmp_path / "o", bootstrap=5, progress=False, force=True)
+    assert (tmp_path / "o" / "probes.h5").exists() and "wall" in res.labels
