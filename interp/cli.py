@@ -258,7 +258,7 @@ def probe_cmd(
     set_: list[str] = typer.Option(
         [], "--set", help=SET_HELP + " (ProbeConfig: e.g. memory_gb, split, max_iter, precision)"
     ),  # fmt: skip
-    force: bool = typer.Option(False, "--force", help="run even if the estimate exceeds the free memory or disk"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Train linear probes for every (step, site) of a capture: metrics, control tasks, heatmaps, directions.
 
@@ -490,6 +490,7 @@ def tasks_export_cmd(
     level: str = typer.Option("all", help="level(s): comma list or 'all'"),
     n: int = typer.Option(8, min=1, help="held-out samples per (task, level)"),
     seed: int = typer.Option(0, min=0, help="picks the held-out instances (the same as interp eval's)"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Write held-out samples in the VBVR-Bench layout: first_frame.png, prompt.txt, final_frame.png,
     ground_truth.mp4 (and instance.json).
@@ -499,7 +500,7 @@ def tasks_export_cmd(
     from interp.apps.tasks import SelectionError, export
 
     try:
-        written = export(out, task, level, n, seed)
+        written = export(out, task, level, n, seed, force=force)
     except SelectionError as e:
         raise typer.BadParameter(str(e)) from e
     typer.echo(f"wrote {len(written)} samples to {out}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from interp.budget import Estimate
 from interp.tasks import suite
 
 
@@ -94,11 +95,19 @@ def print_tasks() -> None:
           "interp tasks export DIR --task T --level L --n N")  # fmt: skip
 
 
-def export(out: str | Path, task: str | None, level: str | None, n: int, seed: int = 0) -> list[Path]:
-    """Held-out samples of the selection in the VBVR-Bench layout, ``<out>/<task>_<level>_<i>/``."""
+SAMPLE_BYTES = 2 * suite.SIZE * suite.SIZE * 3 + suite.FRAMES * suite.SIZE * suite.SIZE * 3  # PNGs + video, raw
+
+
+def export(out: str | Path, task: str | None, level: str | None, n: int, seed: int = 0,
+           force: bool = False) -> list[Path]:  # fmt: skip
+    """Held-out samples of the selection in the VBVR-Bench layout, ``<out>/<task>_<level>_<i>/``. The bytes to
+    write (at most :data:`SAMPLE_BYTES` a sample, uncompressed) are checked against the free disk first."""
     if n < 1:
         raise SelectionError(f"--n must be at least 1, got {n}")
     selection = parse_selection(task, level)
+    total = n * sum(len(levels) for levels in selection.values())
+    Estimate("tasks export", disk=total * SAMPLE_BYTES, out=Path(out),
+             detail=f"{total} samples").check(force)  # fmt: skip
     written = []
     for name, levels in selection.items():
         for lv in levels:

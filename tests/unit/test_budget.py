@@ -76,3 +76,13 @@ def test_experiment_estimate_from_its_plan_and_force(tmp_path, monkeypatch):
     assert est.forwards == sum(len(b.rows) for b in pl.batches) * 3 == 24
     size = res.results.stat().st_size
     assert 0.3 * size < est.disk < 3 * size, (est.disk, size)
+
+
+def test_tasks_export_refuses_more_bytes_than_the_disk_cap_and_writes_nothing(tmp_path, monkeypatch):
+    from interp.apps.tasks import SAMPLE_BYTES, export
+
+    monkeypatch.setenv("INTERP_MAX_DISK_GB", str(3 * SAMPLE_BYTES / 1e9))  # room for 3 samples, not 4
+    with pytest.raises(BudgetError, match=r"tasks export is too large: writes .* \(INTERP_MAX_DISK_GB\) \(4 samples\)"):
+        export(tmp_path / "x", "mirror", "2", 4)
+    assert not (tmp_path / "x").exists()
+    assert len(export(tmp_path / "x", "mirror", "2", 3)) == 3
