@@ -4,6 +4,15 @@ interventions' config validation, the store's readers, the probes and the viewer
 Sites: ``hook_embed``, ``blocks.{i}.hook_resid_pre``, ``blocks.{i}.{hook_attn_out,hook_cross_attn_out,
 hook_mlp_out}``, ``blocks.{i}.hook_resid_post`` (alias ``blocks.{i}.attn.hook_out`` of the self-attention output),
 ``hook_out`` (the prediction, in the latent layout).
+
+Modulation sites (adaLN, as DiT names them): ``blocks.{i}.hook_mod_shift_msa``, ``hook_mod_scale_msa``,
+``hook_mod_gate_msa`` (the self-attention sublayer's ``norm(x) * (1 + scale) + shift`` and its output gate) and
+``hook_mod_shift_mlp``, ``hook_mod_scale_mlp``, ``hook_mod_gate_mlp`` (the same for the feed-forward): what the
+timestep embedding (and, in Wan and LTX, the block's own ``scale_shift_table``) gives each block, shaped
+(batch, 1, d_model), or (batch, tokens, d_model) where timesteps are per token (Wan2.2 TI2V, LTX). Setting a gate
+to zero removes that sublayer's contribution. A HunyuanVideo single-stream block has one shift / scale / gate for
+its parallel attention and MLP (the ``_msa`` sites); CogVideoX's and HunyuanVideo's text-stream modulation is not a
+site. Sites are read and edited like any other (``interp.trace``); they are not skippable.
 """
 
 from __future__ import annotations
@@ -12,7 +21,9 @@ import re
 from collections.abc import Iterable
 
 SUBLAYER_HOOKS = ("hook_attn_out", "hook_cross_attn_out", "hook_mlp_out")
-HOOK_ORDER = ("hook_resid_pre", "hook_attn_out", "hook_cross_attn_out", "hook_mlp_out", "hook_resid_post")
+MOD_HOOKS = ("hook_mod_shift_msa", "hook_mod_scale_msa", "hook_mod_gate_msa",
+             "hook_mod_shift_mlp", "hook_mod_scale_mlp", "hook_mod_gate_mlp")  # fmt: skip
+HOOK_ORDER = ("hook_resid_pre", *MOD_HOOKS, "hook_attn_out", "hook_cross_attn_out", "hook_mlp_out", "hook_resid_post")
 BLOCK_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")
 ALIASES_RE = re.compile(r"^blocks\.(\d+)\.attn\.hook_out$")
 # a stored site's name (any hook of a block, or a top-level hook)
@@ -20,11 +31,12 @@ STORED_SITE_RE = re.compile(r"^(hook_[A-Za-z0-9_]+|blocks\.\d+\.[A-Za-z0-9_.]+)$
 # a site in an intervention's config: a block index, ``*`` or the placeholder ``{layer}``
 SITE_RE = re.compile(
     r"^(hook_embed|hook_out|blocks\.(\d+|\*|\{layer\})(\.(hook_resid_pre|hook_resid_post|hook_attn_out|attn\.hook_out"
-    r"|hook_cross_attn_out|hook_mlp_out))?)$"
+    r"|hook_cross_attn_out|hook_mlp_out|" + "|".join(MOD_HOOKS) + r"))?)$"
 )
 SITE_HELP = (
     "hook_embed, hook_out, blocks.{i}.hook_resid_pre, blocks.{i}.hook_resid_post, blocks.{i}.hook_attn_out, "
-    "blocks.{i}.hook_cross_attn_out, blocks.{i}.hook_mlp_out (i: a number, * or the placeholder {layer})"
+    "blocks.{i}.hook_cross_attn_out, blocks.{i}.hook_mlp_out, blocks.{i}.hook_mod_{shift,scale,gate}_{msa,mlp} "
+    "(i: a number, * or the placeholder {layer})"
 )
 
 
