@@ -21,13 +21,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from interp.adapters import TextConditioning
 from interp.models import LoadedModel
+from interp.pipelines.decode import decode_video
 from interp.store import ActivationCache
+from interp.tasks.maze import from_model_space
 from interp.trajectory import (
     SamplerConfig,
     StepRecord,
@@ -185,6 +188,17 @@ class Lens:
         return LensStep(step, float(t), x0, model_x0 if model_x0 is not None else x0[-1], tx0)
 
 
+def lens_frames(loaded: LoadedModel, x0: Float[Tensor, "n channels frames height width"]) -> np.ndarray:
+    """x0 as uint8 video (n, F, H, W, 3): a pixel-space model's x0 is the video (in [-1, 1]); a pipeline's latent
+    goes through its VAE as the pipeline decodes (:func:`interp.pipelines.decode.decode_video`)."""
+    if getattr(loaded, "vae", None) is not None:
+        return decode_video(loaded, x0)
+    if not (loaded.task or {}).get("pixel_space"):
+        raise ValueError(f"{loaded.name}: its x0 is a latent and no VAE is loaded; frames need a pixel-space model "
+                         "or a whole pipeline")  # fmt: skip
+    return from_model_space(x0.detach().float().cpu()).numpy()
+
+
 def _block_values(acts: dict[str, Tensor], blocks: int) -> list[Tensor]:
     missing = [s for s in resid_sites(blocks) if s not in acts]
     if missing:
@@ -235,8 +249,10 @@ def cache_sampler(cache: ActivationCache) -> SamplerConfig:
     steps = int(s.get("steps") or cfg.get("steps") or len(cache.file["timesteps"]))
     shift = s.get("shift", cfg.get("shift"))
     guidance = s.get("guidance", cfg.get("guidance"))
-    return SamplerConfig(steps=steps, shift=shift, guidance_scale=1.0 if guidance is None else float(guidance),
-                         guidance_scale_2=s.get("guidance_2"), seed=int(s.get("seed", cfg.get("noise_seed", 0))))  # fmt: skip
+    guidance = 1.0 if guidance is None else float(guidance)
+    seed = int(s.get("seed", cfg.get("noise_seed", 0)))
+    return SamplerConfig(steps=steps, shift=shift, guidance_scale=guidance, guidance_scale_2=s.get("guidance_2"),
+                         seed=seed)  # fmt: skip
 
 
 def lens_from_cache(loaded: LoadedModel, cache: ActivationCache, *, text: TextConditioning | None = None,
