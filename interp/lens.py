@@ -188,12 +188,18 @@ class Lens:
         return LensStep(step, float(t), x0, model_x0 if model_x0 is not None else x0[-1], tx0)
 
 
+def pixel_space(loaded: LoadedModel) -> bool:
+    """A task model whose x0 is the video: ``pixel_space`` in its interp.json, or 3 latent (RGB) channels."""
+    task = loaded.task or {}
+    return bool(task) and (bool(task.get("pixel_space")) or loaded.adapter.latent_channels(loaded.transformer) == 3)
+
+
 def lens_frames(loaded: LoadedModel, x0: Float[Tensor, "n channels frames height width"]) -> np.ndarray:
     """x0 as uint8 video (n, F, H, W, 3): a pixel-space model's x0 is the video (in [-1, 1]); a pipeline's latent
     goes through its VAE as the pipeline decodes (:func:`interp.pipelines.decode.decode_video`)."""
     if getattr(loaded, "vae", None) is not None:
         return decode_video(loaded, x0)
-    if not (loaded.task or {}).get("pixel_space"):
+    if not pixel_space(loaded):
         raise ValueError(f"{loaded.name}: its x0 is a latent and no VAE is loaded; frames need a pixel-space model "
                          "or a whole pipeline")  # fmt: skip
     return from_model_space(x0.detach().float().cpu()).numpy()

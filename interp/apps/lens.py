@@ -28,6 +28,7 @@ from interp.lens import (
     lens_frames,
     lens_from_cache,
     n_blocks,
+    pixel_space,
     run_lens,
 )
 from interp.models import LoadedModel, load_model
@@ -121,7 +122,7 @@ def lens(cfg: LensConfig, out: str | Path, *, loaded: LoadedModel | None = None)
         condition_frames = None if mi.condition_frames is None else mi.condition_frames.numpy()
         steps = x0_steps(cfg.lens_steps, sampler.steps)
     scoring = _scoring(loaded, cfg, mi, condition_frames)
-    if scoring is not None and not _has_frames(loaded, mi):
+    if scoring is not None and not _has_frames(loaded):
         raise ValueError(f"{cfg.model}: its x0 is a latent; scoring the lens needs a pixel-space task model (or "
                          "leave --scorer unset for the x0 distances only)")  # fmt: skip
     if cfg.tuned:
@@ -196,8 +197,8 @@ def _traj_inputs(mi: ModelInputs) -> TrajectoryInputs:
     return TrajectoryInputs(mi.text, mi.latent_shape, condition=mi.condition)
 
 
-def _has_frames(loaded: LoadedModel, mi: ModelInputs | None) -> bool:
-    return bool((loaded.task or {}).get("pixel_space")) or getattr(loaded, "vae", None) is not None
+def _has_frames(loaded: LoadedModel) -> bool:
+    return pixel_space(loaded) or getattr(loaded, "vae", None) is not None
 
 
 def _rmse(x0: torch.Tensor, ref: torch.Tensor) -> np.ndarray:

@@ -31,13 +31,24 @@ from interp.store.capture import (
 )
 from interp.store.lens import read_lens, write_lens
 from interp.store.lock import IncompleteFileError, OutputBusy, OutputLock
-from interp.store.schema import CAPTURE, LENS, PLAIN, PROBES, RESULTS, SAMPLES, Schema, SchemaError, file_schema, open_h5
+from interp.store.schema import (
+    CAPTURE,
+    LENS,
+    PLAIN,
+    PROBES,
+    RESULTS,
+    SAMPLES,
+    Schema,
+    SchemaError,
+    file_schema,
+    open_h5,
+)
 
 __all__ = [
     "CAPTURE", "LATENT_KEYS", "LENS", "PLAIN", "PROBES", "RESULTS", "SAMPLES", "SCHEMA_VERSION", "TOKEN_AXES",
     "ActivationCache", "AtomicH5", "IncompleteFileError", "OutputBusy", "OutputLock", "Pool", "RunWriter", "Schema",
     "SchemaError", "atomic_h5", "atomic_path",
     "canonical_json", "config_hash", "describe", "file_schema", "load_cache", "open_h5", "partial_path",
-    "pool_tokens", "publish_dir", "put_video_scores", "read_lens", "read_scores", "score_step_arrays", "staging_dir", "token_coords",
-    "write_lens",
+    "pool_tokens", "publish_dir", "put_video_scores", "read_lens", "read_scores", "score_step_arrays", "staging_dir",
+    "token_coords", "write_lens",
 ]  # fmt: skip
