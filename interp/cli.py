@@ -695,7 +695,7 @@ def lens_cmd(
     given = dict(model=model, capture=None if capture is None else str(capture), n=n, size=size, seed=seed,
                  steps=steps, lens_steps=lens_steps, scorer=scorer, tuned=tuned or None, device=device)  # fmt: skip
     cfg = _config(LensConfig, given, set_)
-    res = lens(cfg, out)
+    res = lens(cfg, out, progress=True)
     for variant in ("plain", "tuned"):
         for name, v in (res.get(variant) or {}).items():
             if "first_readable_block" in v:

@@ -9,7 +9,8 @@ Site names (TransformerLens style; block numbers run over all block lists in exe
 ``hook_embed`` (tokens entering block 0; the same tensor as ``blocks.0.hook_resid_pre``),
 ``blocks.{i}.hook_resid_pre``, ``blocks.{i}.hook_attn_out`` (alias ``blocks.{i}.attn.hook_out``),
 ``blocks.{i}.hook_cross_attn_out``, ``blocks.{i}.hook_mlp_out``, ``blocks.{i}.hook_resid_post``, ``hook_out``
-(the model's prediction for this forward in the canonical (B,C,F,H,W) layout, before guidance is combined).
+(the model's prediction for this forward in the canonical (B,C,F,H,W) layout, before guidance is combined), and the
+adaLN modulation ``blocks.{i}.hook_mod_{shift,scale,gate}_{msa,mlp}`` (readable and editable; :mod:`interp.sites`).
 Skippable: ``blocks.{i}`` (the whole block becomes the identity) and the sublayer sites (their contribution to the
 stream is removed, i.e. set to zero).
 """

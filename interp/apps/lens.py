@@ -32,6 +32,9 @@ from interp.lens import (
     run_lens,
 )
 from interp.models import LoadedModel, load_model
+from interp.pipelines.decode import x0_steps
+from interp.report.lens import first_readable, lens_figure
+from interp.scorers import check_metas, resolve, score_videos, spec_name
 from interp.store import load_cache, write_lens
 from interp.trajectory import SamplerConfig, TrajectoryInputs
 
@@ -73,8 +76,6 @@ def _sampler(loaded: LoadedModel, cfg: LensConfig) -> SamplerConfig:
 
 def _scoring(loaded: LoadedModel, cfg: LensConfig, mi: ModelInputs | None, condition_frames):
     """(scorer fn, name, per-sample metas), or None when there is nothing to score with."""
-    from interp.scorers import check_metas, resolve, spec_name
-
     task = (loaded.task or {}).get("task")
     spec = cfg.scorer or TASK_SCORERS.get(task)
     if spec is None:
@@ -91,12 +92,8 @@ def _scoring(loaded: LoadedModel, cfg: LensConfig, mi: ModelInputs | None, condi
     return fn, name, metas
 
 
-def lens(cfg: LensConfig, out: str | Path, *, loaded: LoadedModel | None = None) -> dict:
+def lens(cfg: LensConfig, out: str | Path, *, loaded: LoadedModel | None = None, progress: bool = False) -> dict:
     """Run (or read) the lens of ``cfg`` and write ``out``/lens.h5, lens.png, lens.json; returns lens.json's data."""
-    from interp.pipelines.decode import x0_steps
-    from interp.report.lens import first_readable, lens_figure
-    from interp.scorers import score_videos
-
     out = Path(out)
     if (out / "lens.h5").exists():
         raise FileExistsError(f"{out / 'lens.h5'} exists; choose another --out or delete it")
@@ -141,7 +138,7 @@ def lens(cfg: LensConfig, out: str | Path, *, loaded: LoadedModel | None = None)
         videos = lens_frames(loaded, x0.flatten(0, 1))
         videos = videos.reshape(x0.shape[0], x0.shape[1], *videos.shape[1:])
         for blk in videos:
-            for k, v in _score_rows(score_videos, scoring, blk).items():
+            for k, v in _score_rows(scoring, blk).items():
                 got.setdefault(k, []).append(v)
         return {k: np.stack(v) for k, v in got.items()}
 
@@ -167,7 +164,7 @@ def lens(cfg: LensConfig, out: str | Path, *, loaded: LoadedModel | None = None)
             on_lens(ls)
         cache.close()
     else:
-        run_lens(loaded, _traj_inputs(mi), sampler, on_lens=on_lens, tuned=tuned)
+        run_lens(loaded, _traj_inputs(mi), sampler, on_lens=on_lens, tuned=tuned, progress=progress)
 
     scores = {v: {k: np.stack(a) for k, a in named.items()} for v, named in rows.items()}
     model_scores = {k: np.stack(a) for k, a in model_rows.items()}
@@ -207,7 +204,7 @@ def _rmse(x0: torch.Tensor, ref: torch.Tensor) -> np.ndarray:
     return d.flatten(2).mean(-1).sqrt().cpu().numpy()
 
 
-def _score_rows(score_videos, scoring, videos) -> dict[str, np.ndarray]:
+def _score_rows(scoring, videos) -> dict[str, np.ndarray]:
     fn, name, metas = scoring
     rows = score_videos(fn, videos, metas, name=f"scorer {name}")
     return {k: np.array([r[k] for r in rows], np.float64) for k in sorted(rows[0])}
