@@ -278,7 +278,8 @@ def lens_from_cache(loaded: LoadedModel, cache: ActivationCache, *, text: TextCo
                              f"{len(missing)} of {blocks} (capture with --sites 'blocks.*.{RESID}')")  # fmt: skip
     lens = Lens(loaded, cache_sampler(cache), text=text, negative=negative, tuned=tuned)
     latents, x0 = cache.file["latents"], cache.file["x0"]
-    all_steps = [int(s) for s in cache.file[cache.branches[0]]["steps"][:]] if steps is None else steps
+    done = sorted({int(s) for view in views.values() for s in view.steps})  # the experts' steps together
+    all_steps = done if steps is None else [s for s in steps if s in done]
     for s in all_steps:
         branches = {}
         for label, view in views.items():

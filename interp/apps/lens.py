@@ -41,8 +41,11 @@ from interp.trajectory import SamplerConfig, TrajectoryInputs
 TASK_SCORERS = {"maze": "maze", "goalmaze": "goalmaze", "loopmaze": "loopmaze", "mirror": "mirror",
                 "permanence": "permanence"}  # fmt: skip
 """A task model's default scorer, by its ``interp.json`` task."""
-FIGURE_SCORES = ("success", "path_recall")
-"""Scores the figure shows when the scorer gives them (the maze scorer's solve rate and path recall)."""
+FIGURE_SCORES = ("success", "path_recall", "extra_cells")
+"""Scores the figure shows when the scorer gives them (the maze scorer's solve rate, path recall and extra cells:
+a garbled frame drawn all in trail colour recalls the whole path, and its extra cells say so)."""
+RATES = ("success", "path_recall")
+"""Scores in [0, 1], higher is better: lens.json gives the first block reaching the threshold for these."""
 
 
 class LensConfig(BaseModel):
@@ -175,9 +178,10 @@ def lens(cfg: LensConfig, out: str | Path, *, loaded: LoadedModel | None = None,
     }  # fmt: skip
     shown = [k for k in FIGURE_SCORES if k in scores["plain"]] or [k for k in scores["plain"] if k != "x0_rmse"][:2]
     for v in variants:
-        summary[v] = {k: {"mean": scores[v][k].mean(-1).tolist(),
-                          "first_readable_block": first_readable(scores[v][k].mean(-1), cfg.threshold)}
-                      for k in shown}  # fmt: skip
+        summary[v] = {k: {"mean": scores[v][k].mean(-1).tolist()} for k in shown}
+        for k in shown:
+            if k in RATES:
+                summary[v][k]["first_readable_block"] = first_readable(scores[v][k].mean(-1), cfg.threshold)
         summary[v]["x0_rmse"] = {"mean": scores[v]["x0_rmse"].mean(-1).tolist()}
     summary["model_x0"] = {k: model_scores[k].mean(-1).tolist() for k in shown}
     out.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,9 @@ import interp.experiments  # noqa: F401 - first: report.figures imports experime
 from interp.report.figures import _plt, _save
 from interp.store import read_lens
 
-LABELS = {"success": "solve rate", "path_recall": "path recall", "x0_rmse": "RMS distance to the model's x0"}
+LABELS = {"success": "solve rate", "path_recall": "path recall", "extra_cells": "extra cells",
+          "x0_rmse": "RMS distance to the model's x0"}  # fmt: skip
+RATES = ("success", "path_recall")  # in [0, 1]: one colour scale for every panel
 
 
 def first_readable(mean: Float[np.ndarray, "steps blocks"], threshold: float) -> list[int | None]:
@@ -24,7 +26,7 @@ def first_readable(mean: Float[np.ndarray, "steps blocks"], threshold: float) ->
     return out
 
 
-def lens_figure(lens_file: str | Path, path: str | Path, *, scores: Sequence[str] = ("success", "path_recall")) -> Path:
+def lens_figure(lens_file: str | Path, path: str | Path, *, scores: Sequence[str] = RATES) -> Path:
     """One heatmap per (score, variant): rows the scored steps, columns the blocks, the mean over samples."""
     plt = _plt()
     data = read_lens(lens_file)
@@ -35,7 +37,7 @@ def lens_figure(lens_file: str | Path, path: str | Path, *, scores: Sequence[str
     size = (1.5 + 0.32 * max(blocks, 6) * len(variants), 0.9 + 0.17 * max(len(steps), 8) * len(scores))
     fig, axes = plt.subplots(len(scores), len(variants), squeeze=False, figsize=size)
     for i, name in enumerate(scores):
-        bounded = name != "x0_rmse"
+        bounded = name in RATES
         for j, variant in enumerate(variants):
             ax = axes[i][j]
             mean = data[variant][name].mean(-1)

@@ -4,11 +4,13 @@ block's lens scored as the model's own x0, and experiments asking for lens_solve
 from __future__ import annotations
 
 import json
+import warnings
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from helpers.pipelines import build, image
 from typer.testing import CliRunner
 
 from interp.apps.capture import CaptureConfig, capture
@@ -16,8 +18,11 @@ from interp.apps.lens import LensConfig, lens
 from interp.cli import app
 from interp.experiments import Experiment, run_experiment
 from interp.experiments.metrics import maze_scores
+from interp.lens import lens_frames, lens_from_cache
 from interp.models import load_model
-from interp.store import SchemaError, read_lens
+from interp.pipelines.components import load_pipeline
+from interp.pipelines.decode import decode_video
+from interp.store import SchemaError, load_cache, read_lens
 from interp.tasks.maze import from_model_space
 from interp.tasks.maze_score import score_batch
 
@@ -89,3 +94,26 @@ def test_experiment_lens_metrics(maze_dir, tmp_path):
     assert "lens_path_recall_point0.png" in {p.name for p in res.figures}
     summary = json.loads((tmp_path / "e" / "summary.json").read_text())
     assert summary["points"][0]["metrics"]["lens_path_recall"] == pytest.approx(float(lens_recall.mean()))
+
+
+@pytest.mark.slow
+def test_lens_of_a_two_expert_pipeline_with_guidance(tmp_path):
+    """Wan2.2 A14B (two experts, CFG): each step's lens reads out through its own expert's final layers; the last
+    block is the loop's x0 exactly, and the lens' x0 decodes through the pipeline's VAE."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        root = build("a14b", tmp_path)
+    img = image(tmp_path / "img.png", (32, 32), seed=1) and tmp_path / "img.png"
+    pm = load_pipeline(root)
+    out = tmp_path / "run.h5"
+    cfg = CaptureConfig(model=str(root), prompts=["a red ball moves left"], images=[str(img)], steps=4, guidance=4.0, seed=7, frames=5,
+                        height=32, width=32, sites=["blocks.*.hook_resid_post"])  # fmt: skip
+    capture(cfg, out, loaded=pm)
+    with load_cache(out) as cache:
+        assert sorted(cache.branches) == ["transformer/cond", "transformer/uncond", "transformer_2/cond",
+                                          "transformer_2/uncond"]  # fmt: skip
+        got = list(lens_from_cache(pm, cache))
+    assert len(got) == 4 and all(torch.equal(s.x0[-1], s.model_x0) for s in got)
+    frames = lens_frames(pm, got[-1].x0[:, 0])
+    assert frames.shape == (len(got[-1].x0), 5, 32, 32, 3) and frames.dtype == np.uint8
+    assert np.array_equal(frames[-1], decode_video(pm, got[-1].model_x0)[0])
