@@ -32,6 +32,7 @@ from interp.lens import (
     run_lens,
 )
 from interp.models import LoadedModel, load_model
+from interp.pipelines.components import load_pipeline, read_index
 from interp.pipelines.decode import x0_steps
 from interp.report.lens import first_readable, lens_figure
 from interp.scorers import check_metas, resolve, score_videos, spec_name
@@ -100,21 +101,29 @@ def lens(cfg: LensConfig, out: str | Path, *, loaded: LoadedModel | None = None,
     out = Path(out)
     if (out / "lens.h5").exists():
         raise FileExistsError(f"{out / 'lens.h5'} exists; choose another --out or delete it")
+    cache = load_cache(cfg.capture) if cfg.capture is not None else None
+    c = cache.config if cache is not None else {}
+    from_prompts = any(c.get(k) is not None for k in ("prompts", "images", "samples"))
+    model_dir = Path(cfg.model)
+    index = read_index(model_dir) if (model_dir / "model_index.json").is_file() else {}
+    if from_prompts and index.get("expand_timesteps"):
+        raise ValueError(f"{cfg.capture}: per-token timesteps (Wan2.2 TI2V expand_timesteps); the lens of a capture "
+                         "does not rebuild them")  # fmt: skip
+    if loaded is None and from_prompts and cfg.scorer is not None:  # the lens' frames need the pipeline's VAE
+        loaded = load_pipeline(cfg.model, device=cfg.device)
     loaded = loaded or load_model(cfg.model, cfg.device, cfg.model_dtype)
     blocks = n_blocks(loaded)
     tuned = None
-    if cfg.capture is not None:
-        cache = load_cache(cfg.capture)
+    if cache is not None:
         sampler = cache_sampler(cache)
-        c = cache.config
         mi = None
-        if c.get("prompts") is None and c.get("images") is None and c.get("samples") is None:
+        if not from_prompts:
             mi = model_inputs(loaded, int(c.get("batch", 1)), int(c.get("seed", 0)), frames=c.get("frames"),
                               height=c.get("height"), width=c.get("width"), text_len=c.get("text_len"))  # fmt: skip
         elif loaded.adapter.readout_reads_text:
             raise ValueError(f"{cfg.capture}: a {loaded.family} capture from prompts; the lens needs its text "
                              "conditioning, which a prompt capture does not store")  # fmt: skip
-        condition_frames = cache.condition_frames
+        condition_frames = cache.condition_frames if cache.condition_frames is not None else cache.images
         steps = x0_steps(cfg.lens_steps, sampler.steps)
     else:
         sampler = _sampler(loaded, cfg)
@@ -161,7 +170,7 @@ def lens(cfg: LensConfig, out: str | Path, *, loaded: LoadedModel | None = None,
             for k, v in score(ls.model_x0[None]).items():
                 model_rows.setdefault(k, []).append(v[0])
 
-    if cfg.capture is not None:
+    if cache is not None:
         text = None if mi is None else mi.text
         for ls in lens_from_cache(loaded, cache, text=text, tuned=tuned, steps=steps):
             on_lens(ls)

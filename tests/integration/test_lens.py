@@ -103,11 +103,12 @@ def test_lens_of_a_two_expert_pipeline_with_guidance(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         root = build("a14b", tmp_path)
-    img = image(tmp_path / "img.png", (32, 32), seed=1) and tmp_path / "img.png"
+    img = tmp_path / "img.png"
+    image(img, (32, 32), seed=1)
     pm = load_pipeline(root)
     out = tmp_path / "run.h5"
-    cfg = CaptureConfig(model=str(root), prompts=["a red ball moves left"], images=[str(img)], steps=4, guidance=4.0, seed=7, frames=5,
-                        height=32, width=32, sites=["blocks.*.hook_resid_post"])  # fmt: skip
+    cfg = CaptureConfig(model=str(root), prompts=["a red ball moves left"], images=[str(img)], steps=4, guidance=4.0,
+                        seed=7, frames=5, height=32, width=32, sites=["blocks.*.hook_resid_post"])  # fmt: skip
     capture(cfg, out, loaded=pm)
     with load_cache(out) as cache:
         assert sorted(cache.branches) == ["transformer/cond", "transformer/uncond", "transformer_2/cond",
@@ -117,3 +118,7 @@ def test_lens_of_a_two_expert_pipeline_with_guidance(tmp_path):
     frames = lens_frames(pm, got[-1].x0[:, 0])
     assert frames.shape == (len(got[-1].x0), 5, 32, 32, 3) and frames.dtype == np.uint8
     assert np.array_equal(frames[-1], decode_video(pm, got[-1].model_x0)[0])
+    summary = lens(LensConfig(model=str(root), capture=str(out)), tmp_path / "lens", loaded=pm)
+    assert summary["exact"] and summary["steps"] == [0, 1, 2, 3] and summary["scorer"] is None
+    rmse = read_lens(tmp_path / "lens" / "lens.h5")["plain"]["x0_rmse"]
+    assert rmse.shape == (4, len(got[-1].x0), 1) and (rmse[:, -1] == 0).all() and (rmse[:, 0] > 0).all()
