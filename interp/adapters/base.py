@@ -65,6 +65,11 @@ def install_hooked_class(block: nn.Module, hooked: type[nn.Module]) -> None:
             "sites in this block may be stale (the exactness tests will tell)",
             stacklevel=3,
         )
+    for cls, sha in getattr(hooked, "INLINED_SHAS", {}).items():  # norms whose forward the copy inlines
+        if source_sha(cls.forward) != sha:
+            warnings.warn(f"diffusers' {cls.__name__}.forward differs from its copy inlined in {hooked.__name__}; "
+                          "the modulation sites may be stale (the exactness tests will tell)",
+                          stacklevel=3)  # fmt: skip
     block.__class__ = hooked
     for name in hooked.HOOKS:  # type: ignore[attr-defined]
         block.add_module(name, HookPoint())

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from diffusers import CogVideoXTransformer3DModel
 from diffusers.models.embeddings import get_3d_rotary_pos_embed
+from diffusers.models.normalization import CogVideoXLayerNormZero
 from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXBlock
 from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
 from einops import rearrange
@@ -27,6 +28,7 @@ class HookedCogVideoXBlock(CogVideoXBlock):
 
     HOOKS = ("hook_resid_pre", *MOD_HOOKS[:3], "hook_attn_out", *MOD_HOOKS[3:], "hook_mlp_out", "hook_resid_post")
     COPIED_FROM_SHA = "f27caf0be5d9de2d"
+    INLINED_SHAS = {CogVideoXLayerNormZero: "8e8e6c80a6b8de20"}
 
     def forward(
         self,

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from diffusers import HunyuanVideoTransformer3DModel
+from diffusers.models.normalization import AdaLayerNormZero, AdaLayerNormZeroSingle
 from diffusers.models.transformers.transformer_hunyuan_video import (
     HunyuanVideoSingleTransformerBlock,
     HunyuanVideoTransformerBlock,
@@ -26,6 +27,7 @@ class HookedHunyuanBlock(HunyuanVideoTransformerBlock):
 
     HOOKS = ("hook_resid_pre", *MOD_HOOKS, "hook_attn_out", "hook_mlp_out", "hook_resid_post")
     COPIED_FROM_SHA = "dc6d07e7f1c452e3"
+    INLINED_SHAS = {AdaLayerNormZero: "93374820c014f812"}
 
     def forward(
         self,
@@ -84,6 +86,7 @@ class HookedHunyuanSingleBlock(HunyuanVideoSingleTransformerBlock):
 
     HOOKS = ("hook_resid_pre", "hook_mod_shift_msa", "hook_mod_scale_msa", "hook_mod_gate_msa", "hook_resid_post")
     COPIED_FROM_SHA = "3e921434984e3891"
+    INLINED_SHAS = {AdaLayerNormZeroSingle: "d48dfb2b1e75e64f"}
 
     def forward(
         self,
