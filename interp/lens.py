@@ -113,8 +113,8 @@ class TunedLensFit:
 
 @dataclass
 class LensStep:
-    """The lens of one step: x0 read after every block (``x0[i]``: after block i), the tuned variant's, the
-    model's own x0 and the step's latent."""
+    """The lens of one step: x0 read after every block (``x0[i]``: after block i), the model's own x0 and the
+    tuned lens' x0 (when one is given)."""
 
     step: int
     timestep: float
