@@ -696,6 +696,51 @@ def compare_cmd(
     typer.echo(f"wrote {out}")
 
 
+# ---- lens (issue 21) ----------------------------------------------------------------------------------------------
+@app.command("lens")
+def lens_cmd(
+    model: str = typer.Argument(..., help="built-in name (interp models), local diffusers dir, or hub id"),
+    out: Path = typer.Option(..., "--out", help="output directory: lens.h5, lens.png, lens.json"),
+    capture: Path = typer.Option(
+        None, "--capture", exists=True, help="read this capture (all blocks.*.hook_resid_post) instead of running"
+    ),
+    n: int = typer.Option(None, help="task instances of a live run (default: 8)"),
+    size: int = typer.Option(None, help="maze size (default: the model's)"),
+    seed: int = typer.Option(None, help="picks the instances (default: 0)"),
+    steps: int = typer.Option(None, help="denoising steps (default: the task's, else 20)"),
+    lens_steps: str = typer.Option(None, "--lens-steps", help="steps scored: all (default), every:K or 0,5,9"),
+    scorer: str = typer.Option(None, help="'module:function' or a built-in (default: the task's own, maze for mazes)"),
+    tuned: bool = typer.Option(False, "--tuned", help="also fit and score a tuned lens (one affine map per block)"),
+    device: str = typer.Option(None, help="torch device (default: cpu)"),
+    set_: list[str] = typer.Option(
+        [], "--set", help=SET_HELP + " (LensConfig: e.g. fit_n, fit_seed, ridge, threshold)"
+    ),
+) -> None:
+    """The x0 lens: every block's residual stream at every step read out through the model's own final norm,
+    modulation and output projection, as x0 and frames, scored by the task's scorer; a step x block figure.
+
+    The last block's lens is the model's own x0 exactly (checked and recorded). With --tuned, a tuned lens (a ridge
+    affine map per block to the last block's stream, fitted on fit_n other instances) is scored beside it.
+
+    Example: interp lens maze-wan --n 32 --size 5 --lens-steps every:5 --out lens-out
+
+    Example: interp lens tiny-wan --capture run.h5 --out lens-out
+    """
+    from interp.apps.lens import LensConfig, lens
+
+    given = dict(model=model, capture=None if capture is None else str(capture), n=n, size=size, seed=seed,
+                 steps=steps, lens_steps=lens_steps, scorer=scorer, tuned=tuned or None, device=device)  # fmt: skip
+    cfg = _config(LensConfig, given, set_)
+    res = lens(cfg, out, progress=True)
+    for variant in ("plain", "tuned"):
+        for name, v in (res.get(variant) or {}).items():
+            if "first_readable_block" in v:
+                typer.echo(f"{variant} {name}: first block with mean >= {res['threshold']} per step "
+                           f"{dict(zip(res['steps'], v['first_readable_block']))}")  # fmt: skip
+    typer.echo(f"last block's lens == the model's x0 at every step: {res['exact']}")
+    typer.echo(f"wrote {out}")
+
+
 # ---- bench (issue 8) ----------------------------------------------------------------------------------------------
 def _benchmarks_capture():
     """``benchmarks.capture``: the benchmarks live in the source checkout, outside the package (not in the wheel),

@@ -11,6 +11,15 @@ HunyuanVideo) and ``blocks.{i}.attn2.hook_q`` ... of its cross-attention to the 
 names the attention module ``attn`` and diffusers numbers the second one ``attn2``. ``hook_q`` / ``hook_k`` are
 before the rotary embedding; ``hook_z`` is the input of the output projection
 (:mod:`interp.adapters.attention`).
+
+Modulation sites (adaLN, as DiT names them): ``blocks.{i}.hook_mod_shift_msa``, ``hook_mod_scale_msa``,
+``hook_mod_gate_msa`` (the self-attention sublayer's ``norm(x) * (1 + scale) + shift`` and its output gate) and
+``hook_mod_shift_mlp``, ``hook_mod_scale_mlp``, ``hook_mod_gate_mlp`` (the same for the feed-forward): what the
+timestep embedding (and, in Wan and LTX, the block's own ``scale_shift_table``) gives each block, shaped
+(batch, 1, d_model), or (batch, tokens, d_model) where timesteps are per token (Wan2.2 TI2V, LTX). Setting a gate
+to zero removes that sublayer's contribution. A HunyuanVideo single-stream block has one shift / scale / gate for
+its parallel attention and MLP (the ``_msa`` sites); CogVideoX's and HunyuanVideo's text-stream modulation is not a
+site. Sites are read and edited like any other (``interp.trace``); they are not skippable.
 """
 
 from __future__ import annotations
@@ -29,8 +38,11 @@ def is_sublayer(hook: str) -> bool:
 
 ATTN_HOOKS = ("hook_q", "hook_k", "hook_v", "hook_z")
 ATTN_MODULES = ("attn", "attn2")  # self (or joint) attention, cross-attention
+MOD_HOOKS = ("hook_mod_shift_msa", "hook_mod_scale_msa", "hook_mod_gate_msa",
+             "hook_mod_shift_mlp", "hook_mod_scale_mlp", "hook_mod_gate_mlp")  # fmt: skip
 HOOK_ORDER = (
     "hook_resid_pre",
+    *MOD_HOOKS,
     *(f"attn.{h}" for h in ATTN_HOOKS),
     "hook_attn_out",
     *(f"attn2.{h}" for h in ATTN_HOOKS),
@@ -49,12 +61,13 @@ ANY_BLOCK_RE = re.compile(r"^((?:[a-z0-9]+_)?blocks)\.(\d+)\.(.+)$")
 # a site in an intervention's config: a block index, ``*`` or the placeholder ``{layer}``
 SITE_RE = re.compile(
     r"^(hook_embed|hook_out|blocks\.(\d+|\*|\{layer\})(\.(hook_resid_pre|hook_resid_post|hook_attn_out|attn\.hook_out"
-    r"|hook_cross_attn_out|hook_mlp_out|attn2?\.hook_[qkvz]))?)$"
+    r"|hook_cross_attn_out|hook_mlp_out|attn2?\.hook_[qkvz]|" + "|".join(MOD_HOOKS) + r"))?)$"
 )
 SITE_HELP = (
     "hook_embed, hook_out, blocks.{i}.hook_resid_pre, blocks.{i}.hook_resid_post, blocks.{i}.hook_attn_out, "
-    "blocks.{i}.hook_cross_attn_out, blocks.{i}.hook_mlp_out, per head blocks.{i}.attn.hook_q/k/v/z (self-attention) "
-    "and blocks.{i}.attn2.hook_q/k/v/z (cross-attention) (i: a number, * or the placeholder {layer})"
+    "blocks.{i}.hook_cross_attn_out, blocks.{i}.hook_mlp_out, blocks.{i}.hook_mod_{shift,scale,gate}_{msa,mlp}, "
+    "per head blocks.{i}.attn.hook_q/k/v/z (self-attention) and blocks.{i}.attn2.hook_q/k/v/z (cross-attention) "
+    "(i: a number, * or the placeholder {layer})"
 )
 
 

@@ -12,6 +12,7 @@ Site names (TransformerLens style; block numbers run over all block lists in exe
 (the model's prediction for this forward in the canonical (B,C,F,H,W) layout, before guidance is combined); per
 head ``blocks.{i}.attn.hook_q/k/v/z`` (self-attention) and ``blocks.{i}.attn2.hook_q/k/v/z`` (cross-attention),
 (batch, pos, head, d_head) (:mod:`interp.adapters.attention`; :meth:`Traced.attention_rows` gives pattern rows);
+the adaLN modulation ``blocks.{i}.hook_mod_{shift,scale,gate}_{msa,mlp}`` (readable and editable; :mod:`interp.sites`);
 a family's sites off the block axis (WanVACE's control branch: ``vace_blocks.{j}.hook_*``, before block 0).
 Skippable: ``blocks.{i}`` (the whole block becomes the identity) and the sublayer sites (their contribution to the
 stream is removed, i.e. set to zero).

@@ -217,14 +217,30 @@ def schedule(loaded: LoadedModel, config: SamplerConfig,
     two = len(loaded.transformers) > 1
     for i, t in enumerate(ts):
         expert = loaded.expert_for(float(t))
-        g = (
-            config.guidance_scale_2
-            if expert == "transformer_2" and config.guidance_scale_2 is not None
-            else config.guidance_scale
-        )
+        g = step_guidance(config, expert)
         for kind in ("cond", "uncond") if g > 1.0 else ("cond",):
             branches.setdefault(f"{expert}/{kind}" if two else kind, []).append(i)
     return ts, sigmas, branches
+
+
+def step_guidance(config: SamplerConfig, expert: str) -> float:
+    """The guidance scale of a step run by ``expert`` (Wan2.2's second expert may have its own)."""
+    if expert == "transformer_2" and config.guidance_scale_2 is not None:
+        return config.guidance_scale_2
+    return config.guidance_scale
+
+
+def forward_timestep(t: Tensor, batch: int, token_mask: Tensor | None = None) -> Tensor:
+    """The timestep a step's forward gets: ``t`` for every sample (B,), or per token (B, tokens) = ``token_mask * t``
+    (Wan2.2 TI2V, as diffusers' Wan pipelines)."""
+    if token_mask is None:
+        return t.expand(batch)
+    return (token_mask * t).flatten().unsqueeze(0).expand(batch, -1)
+
+
+def guide(cond: Tensor, uncond: Tensor | None, guidance: float) -> Tensor:
+    """Classifier-free guidance as the loop combines the branches: ``uncond + guidance * (cond - uncond)``."""
+    return cond if uncond is None else uncond + guidance * (cond - uncond)
 
 
 def is_flow(sched) -> bool:
@@ -353,16 +369,10 @@ def run_trajectory(
                     x[:, :, : inputs.first_frame.shape[2]] = inputs.first_frame.to(x)
             expert = loaded.expert_for(timesteps_host[i])
             traced = experts[expert]
-            guidance = config.guidance_scale
-            if expert == "transformer_2" and config.guidance_scale_2 is not None:
-                guidance = config.guidance_scale_2
+            guidance = step_guidance(config, expert)
             x_in = sched.scale_model_input(x, t) if hasattr(sched, "scale_model_input") else x
             x_in = x_in.to(dtype)
-            ts = (
-                t.expand(x.shape[0])
-                if token_mask is None
-                else (token_mask * t).flatten().unsqueeze(0).expand(x.shape[0], -1)
-            )
+            ts = forward_timestep(t, x.shape[0], token_mask)
             branches: dict[str, dict[str, Tensor]] = {}
             preds = {}
             for kind, txt in (("cond", text), ("uncond", negative)):
@@ -374,9 +384,7 @@ def run_trajectory(
                 preds[kind] = res.output
                 branches[label] = res.acts
                 traj.branch_steps.setdefault(label, []).append(i)
-            v = preds["cond"]
-            if "uncond" in preds:
-                v = preds["uncond"] + guidance * (v - preds["uncond"])
+            v = guide(preds["cond"], preds.get("uncond"), guidance)
             sigma = sigmas[i] if len(sigmas) else None
             x0 = predict_x0(sched, x, v, t, sigma)
             if stateful:  # CogVideoXPipeline's DPM step, in the pipeline's layout (where its noise is drawn)

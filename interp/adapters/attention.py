@@ -386,6 +386,8 @@ FAMILY_ATTENTION: dict[str, tuple[AttnSite, ...]] = {
 
 def attention_of(adapter: Adapter) -> tuple[AttnSite, ...]:
     """The family's attention modules; none for a family without a table here (its model has no per-head sites)."""
+    if not getattr(adapter, "exact", True):  # the generic adapter runs diffusers' own processors, unhooked
+        return ()
     return FAMILY_ATTENTION.get(adapter.family, ())
 
 

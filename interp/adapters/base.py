@@ -5,6 +5,10 @@ become module outputs here, TransformerLens-style: each adapter swaps its family
 ``forward`` is a line-for-line copy of diffusers' with identity :class:`HookPoint` modules around the quantities we
 name. A hook point returns its input unchanged, so the hooked model computes bit-identical outputs (tested per
 family), and nnsight sees every site as a module with an ``.output`` it can read, set or skip.
+
+Each adapter also knows its family's final layers (:meth:`Adapter.readout`): the final norm, its timestep
+modulation, the output projection and the unpatchify that turn the last block's residual stream into the model's
+prediction. Applied to any block's stream, they are the x0 lens (:mod:`interp.lens`).
 """
 
 from __future__ import annotations
@@ -96,6 +100,11 @@ def install_hooked_class(block: nn.Module, hooked: type[nn.Module]) -> None:
     if stale:
         warnings.warn(f"{stale}; sites in this block may be stale (the exactness tests will tell)", stacklevel=3)
     adopt_base_identity(hooked)
+    for cls, sha in getattr(hooked, "INLINED_SHAS", {}).items():  # norms whose forward the copy inlines
+        if source_sha(cls.forward) != sha:
+            warnings.warn(f"diffusers' {cls.__name__}.forward differs from its copy inlined in {hooked.__name__}; "
+                          "the modulation sites may be stale (the exactness tests will tell)",
+                          stacklevel=3)  # fmt: skip
     block.__class__ = hooked
     for name in hooked.HOOKS:  # type: ignore[attr-defined]
         block.add_module(name, HookPoint())
@@ -127,6 +136,9 @@ class TextConditioning:
             encoder_hidden_states=move(self.encoder_hidden_states),
             extras={k: move(v) for k, v in self.extras.items()},
         )
+
+
+LENS_FAMILIES_HINT = "wan, cogvideox, ltx, hunyuan, ltx2"  # the adapters with a readout (the x0 lens)
 
 
 class Adapter(ABC):
@@ -201,6 +213,33 @@ class Adapter(ABC):
     def block_passthrough(self, block: nn.Module, args: tuple, kwargs: dict) -> Any:
         """:meth:`passthrough` for one block (the generic adapter's depends on the block's class)."""
         return self.passthrough(args, kwargs)
+
+    # ---- readout: the model's final layers, on any block's stream (the x0 lens) ---------------------------------
+    readout_reads_text: ClassVar[bool] = False  # the final modulation depends on more than the timestep
+
+    def readout_conditioning(
+        self, transformer: nn.Module, timestep: Tensor, text: TextConditioning | None = None
+    ) -> dict[str, Tensor]:
+        """What the final norm's modulation takes at ``timestep`` (as the forward is given it: (B,) or per token),
+        computed as the model's forward computes it, with the transformer's own embedders. ``text`` is needed where
+        :attr:`readout_reads_text` (HunyuanVideo: pooled projections and guidance)."""
+        raise NotImplementedError(f"{self.family}: no x0 lens readout yet (families with one: {LENS_FAMILIES_HINT})")
+
+    def readout(
+        self,
+        transformer: nn.Module,
+        resid: Float[Tensor, "batch tokens d_model"],
+        conditioning: dict[str, Tensor],
+        latent_shape: tuple[int, ...],
+    ) -> Float[Tensor, "batch channels frames height width"]:
+        """A residual stream (B, tokens, d_model) through the model's final norm, modulation, output projection and
+        unpatchify, as the forward applies them to the last block's output: the model's prediction (v, eps or x0,
+        whatever it predicts) in the canonical layout, for a latent of ``latent_shape`` (..., C, F, H, W). On the
+        last block's ``hook_resid_post`` it equals the forward's output exactly."""
+        raise NotImplementedError(f"{self.family}: no x0 lens readout yet (families with one: {LENS_FAMILIES_HINT})")
+
+    def model_dtype(self, transformer: nn.Module) -> torch.dtype:
+        return next(transformer.parameters()).dtype
 
     # ---- geometry ----------------------------------------------------------------------------------------------
     @abstractmethod

@@ -8,22 +8,27 @@ from typing import Any
 import torch
 from diffusers import CogVideoXTransformer3DModel
 from diffusers.models.embeddings import get_3d_rotary_pos_embed
+from diffusers.models.normalization import CogVideoXLayerNormZero
 from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXBlock
 from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
 from einops import rearrange
 from torch import Tensor, nn
 
 from interp.adapters.base import Adapter, TextConditioning
+from interp.sites import MOD_HOOKS
 
 
 class HookedCogVideoXBlock(CogVideoXBlock):
     """``CogVideoXBlock.forward`` (diffusers 0.42.1) with hook points on the video stream; numerically identical.
 
-    Attention is joint (text and video in one attention), so there is no separate cross-attention site.
+    Attention is joint (text and video in one attention), so there is no separate cross-attention site. The two
+    ``CogVideoXLayerNormZero`` calls are inlined (same operations) so the video stream's shift / scale / gate are
+    sites, (B, 1, d); the text stream's modulation is not a site.
     """
 
-    HOOKS = ("hook_resid_pre", "hook_attn_out", "hook_mlp_out", "hook_resid_post")
+    HOOKS = ("hook_resid_pre", *MOD_HOOKS[:3], "hook_attn_out", *MOD_HOOKS[3:], "hook_mlp_out", "hook_resid_post")
     COPIED_FROM_SHA = "f27caf0be5d9de2d"
+    INLINED_SHAS = {CogVideoXLayerNormZero: "8e8e6c80a6b8de20"}
 
     def forward(
         self,
@@ -37,9 +42,16 @@ class HookedCogVideoXBlock(CogVideoXBlock):
         text_seq_length = encoder_hidden_states.size(1)
         attention_kwargs = attention_kwargs or {}
 
-        norm_hidden_states, norm_encoder_hidden_states, gate_msa, enc_gate_msa = self.norm1(
-            hidden_states, encoder_hidden_states, temb
+        # self.norm1 (CogVideoXLayerNormZero.forward) inlined, with the video stream's modulation as sites
+        shift, scale, gate, enc_shift, enc_scale, enc_gate = self.norm1.linear(self.norm1.silu(temb)).chunk(6, dim=1)
+        shift = self.hook_mod_shift_msa(shift[:, None, :])
+        scale = self.hook_mod_scale_msa(scale[:, None, :])
+        gate_msa = self.hook_mod_gate_msa(gate[:, None, :])
+        norm_hidden_states = self.norm1.norm(hidden_states) * (1 + scale) + shift
+        norm_encoder_hidden_states = (
+            self.norm1.norm(encoder_hidden_states) * (1 + enc_scale)[:, None, :] + enc_shift[:, None, :]
         )
+        enc_gate_msa = enc_gate[:, None, :]
         attn_hidden_states, attn_encoder_hidden_states = self.attn1(
             hidden_states=norm_hidden_states,
             encoder_hidden_states=norm_encoder_hidden_states,
@@ -49,9 +61,16 @@ class HookedCogVideoXBlock(CogVideoXBlock):
         hidden_states = hidden_states + self.hook_attn_out(gate_msa * attn_hidden_states)
         encoder_hidden_states = encoder_hidden_states + enc_gate_msa * attn_encoder_hidden_states
 
-        norm_hidden_states, norm_encoder_hidden_states, gate_ff, enc_gate_ff = self.norm2(
-            hidden_states, encoder_hidden_states, temb
+        # self.norm2 inlined likewise
+        shift, scale, gate, enc_shift, enc_scale, enc_gate = self.norm2.linear(self.norm2.silu(temb)).chunk(6, dim=1)
+        shift = self.hook_mod_shift_mlp(shift[:, None, :])
+        scale = self.hook_mod_scale_mlp(scale[:, None, :])
+        gate_ff = self.hook_mod_gate_mlp(gate[:, None, :])
+        norm_hidden_states = self.norm2.norm(hidden_states) * (1 + scale) + shift
+        norm_encoder_hidden_states = (
+            self.norm2.norm(encoder_hidden_states) * (1 + enc_scale)[:, None, :] + enc_shift[:, None, :]
         )
+        enc_gate_ff = enc_gate[:, None, :]
         norm_hidden_states = torch.cat([norm_encoder_hidden_states, norm_hidden_states], dim=1)
         ff_output = self.ff(norm_hidden_states)
 
@@ -111,6 +130,42 @@ class CogVideoXAdapter(Adapter):
             temporal_size=(f + c.patch_size_t - 1) // c.patch_size_t, grid_type="slice", max_size=(base_h, base_w),
             device=device,
         )  # fmt: skip
+
+    def readout_conditioning(self, transformer, timestep, text=None) -> dict[str, Tensor]:
+        """``emb`` as ``CogVideoXTransformer3DModel.forward`` step 1 computes it (``ofs``, CogVideoX1.5 I2V, and
+        ``timestep_cond`` from the text extras)."""
+        extras = {} if text is None else text.extras
+        dtype = self.model_dtype(transformer)
+        t_emb = transformer.time_proj(timestep)
+        t_emb = t_emb.to(dtype=dtype)
+        emb = transformer.time_embedding(t_emb, extras.get("timestep_cond"))
+        if transformer.ofs_embedding is not None:
+            if extras.get("ofs") is None:
+                raise ValueError("cogvideox: this model embeds ofs; the readout needs the text conditioning's ofs")
+            ofs_emb = transformer.ofs_proj(extras["ofs"])
+            ofs_emb = ofs_emb.to(dtype=dtype)
+            ofs_emb = transformer.ofs_embedding(ofs_emb)
+            emb = emb + ofs_emb
+        return {"temb": emb}
+
+    def readout(self, transformer, resid, conditioning, latent_shape) -> Tensor:
+        """``CogVideoXTransformer3DModel.forward`` from ``norm_final`` on: norms, ``proj_out``, unpatchify."""
+        batch_size = resid.shape[0]
+        num_frames, height, width = latent_shape[-3:]
+        hidden_states = transformer.norm_final(resid)
+        hidden_states = transformer.norm_out(hidden_states, temb=conditioning["temb"])
+        hidden_states = transformer.proj_out(hidden_states)
+        p = transformer.config.patch_size
+        p_t = transformer.config.patch_size_t
+        if p_t is None:
+            output = hidden_states.reshape(batch_size, num_frames, height // p, width // p, -1, p, p)
+            output = output.permute(0, 1, 4, 2, 5, 3, 6).flatten(5, 6).flatten(3, 4)
+        else:
+            output = hidden_states.reshape(
+                batch_size, (num_frames + p_t - 1) // p_t, height // p, width // p, -1, p_t, p, p
+            )
+            output = output.permute(0, 1, 5, 4, 2, 6, 3, 7).flatten(6, 7).flatten(4, 5).flatten(1, 2)
+        return rearrange(output, "b f c h w -> b c f h w")
 
     def forward(self, transformer, latents, timestep, text: TextConditioning, condition=None) -> Tensor:
         self.check_channels(transformer, latents, condition)

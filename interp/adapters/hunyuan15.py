@@ -26,6 +26,7 @@ class HookedHunyuan15Block(HunyuanVideo15TransformerBlock):
 
     HOOKS = HookedHunyuanBlock.HOOKS
     COPIED_FROM_SHA = "dc6d07e7f1c452e3"
+    INLINED_SHAS = HookedHunyuanBlock.INLINED_SHAS  # the shared copy writes out the same adaLN norm
     forward = HookedHunyuanBlock.forward
 
 

@@ -12,12 +12,15 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from interp.adapters.base import Adapter, TextConditioning
+from interp.sites import MOD_HOOKS
 
 
 class HookedLTXBlock(LTXVideoTransformerBlock):
-    """``LTXVideoTransformerBlock.forward`` (diffusers 0.42.1) with hook points; numerically identical."""
+    """``LTXVideoTransformerBlock.forward`` (diffusers 0.42.1) with hook points; numerically identical.
 
-    HOOKS = ("hook_resid_pre", "hook_attn_out", "hook_cross_attn_out", "hook_mlp_out", "hook_resid_post")
+    Modulation sites: ``scale_shift_table + temb`` unbound into six, (B, 1, d) (per token with per-token timesteps)."""
+
+    HOOKS = ("hook_resid_pre", *MOD_HOOKS, "hook_attn_out", "hook_cross_attn_out", "hook_mlp_out", "hook_resid_post")
     COPIED_FROM_SHA = "da45ce5e81f3b50e"
 
     def forward(
@@ -37,6 +40,12 @@ class HookedLTXBlock(LTXVideoTransformerBlock):
             batch_size, temb.size(1), num_ada_params, -1
         )
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = ada_values.unbind(dim=2)
+        shift_msa = self.hook_mod_shift_msa(shift_msa)
+        scale_msa = self.hook_mod_scale_msa(scale_msa)
+        gate_msa = self.hook_mod_gate_msa(gate_msa)
+        shift_mlp = self.hook_mod_shift_mlp(shift_mlp)
+        scale_mlp = self.hook_mod_scale_mlp(scale_mlp)
+        gate_mlp = self.hook_mod_gate_mlp(gate_mlp)
         norm_hidden_states = norm_hidden_states * (1 + scale_msa) + shift_msa
 
         attn_hidden_states = self.attn1(
@@ -116,6 +125,24 @@ class LTXAdapter(Adapter):
         return rearrange(
             tokens, "b (f h w) (c pt ph pw) -> b c (f pt) (h ph) (w pw)", f=f, h=h, w=w, pt=pt, ph=p, pw=p
         )
+
+    def readout_conditioning(self, transformer, timestep, text=None) -> dict[str, Tensor]:
+        """``embedded_timestep`` of ``time_embed`` (AdaLayerNormSingle), as ``LTXVideoTransformer3DModel.forward``."""
+        batch_size = timestep.shape[0]
+        _, embedded_timestep = transformer.time_embed(
+            timestep.flatten(), batch_size=batch_size, hidden_dtype=self.model_dtype(transformer)
+        )
+        return {"embedded_timestep": embedded_timestep.view(batch_size, -1, embedded_timestep.size(-1))}
+
+    def readout(self, transformer, resid, conditioning, latent_shape) -> Tensor:
+        """``LTXVideoTransformer3DModel.forward``'s end: ``scale_shift_table``, ``norm_out``, ``proj_out``; unpacked."""
+        embedded_timestep = conditioning["embedded_timestep"]
+        scale_shift_values = transformer.scale_shift_table[None, None] + embedded_timestep[:, :, None]
+        shift, scale = scale_shift_values[:, :, 0], scale_shift_values[:, :, 1]
+        hidden_states = transformer.norm_out(resid)
+        hidden_states = hidden_states * (1 + scale) + shift
+        output = transformer.proj_out(hidden_states)
+        return self.unpack(transformer, output, latent_shape)
 
     def forward(self, transformer, latents, timestep, text: TextConditioning, condition=None) -> Tensor:
         self.check_channels(transformer, latents, condition)

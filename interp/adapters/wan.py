@@ -10,12 +10,16 @@ from diffusers.models.transformers.transformer_wan import WanTransformerBlock
 from torch import Tensor, nn
 
 from interp.adapters.base import Adapter, TextConditioning
+from interp.sites import MOD_HOOKS
 
 
 class HookedWanBlock(WanTransformerBlock):
-    """``WanTransformerBlock.forward`` (diffusers 0.42.1) with hook points; numerically identical."""
+    """``WanTransformerBlock.forward`` (diffusers 0.42.1) with hook points; numerically identical.
 
-    HOOKS = ("hook_resid_pre", "hook_attn_out", "hook_cross_attn_out", "hook_mlp_out", "hook_resid_post")
+    Modulation sites: the six chunks of ``scale_shift_table + temb`` (float32), (B, 1, d) or per token (B, T, d)
+    for Wan2.2 TI2V's per-token timesteps; the cross-attention is not modulated."""
+
+    HOOKS = ("hook_resid_pre", *MOD_HOOKS, "hook_attn_out", "hook_cross_attn_out", "hook_mlp_out", "hook_resid_post")
     COPIED_FROM_SHA = "21c15441b009932c"
 
     def forward(
@@ -40,6 +44,12 @@ class HookedWanBlock(WanTransformerBlock):
             shift_msa, scale_msa, gate_msa, c_shift_msa, c_scale_msa, c_gate_msa = (
                 self.scale_shift_table + temb.float()
             ).chunk(6, dim=1)
+        shift_msa = self.hook_mod_shift_msa(shift_msa)
+        scale_msa = self.hook_mod_scale_msa(scale_msa)
+        gate_msa = self.hook_mod_gate_msa(gate_msa)
+        c_shift_msa = self.hook_mod_shift_mlp(c_shift_msa)
+        c_scale_msa = self.hook_mod_scale_mlp(c_scale_msa)
+        c_gate_msa = self.hook_mod_gate_mlp(c_gate_msa)
 
         # 1. Self-attention
         norm_hidden_states = (self.norm1(hidden_states.float()) * (1 + scale_msa) + shift_msa).type_as(hidden_states)
@@ -89,6 +99,43 @@ class WanAdapter(Adapter):
 
     def text_dim(self, transformer: nn.Module) -> int:
         return transformer.config.text_dim
+
+    def readout_conditioning(self, transformer, timestep, text=None) -> dict[str, Tensor]:
+        """``temb`` as ``WanTimeTextImageEmbedding.forward`` computes it (its time part only)."""
+        ce = transformer.condition_embedder
+        ts_seq_len = None
+        if timestep.ndim == 2:  # per-token timesteps (Wan2.2 TI2V)
+            ts_seq_len = timestep.shape[1]
+            timestep = timestep.flatten()
+        t = ce.timesteps_proj(timestep)
+        if ts_seq_len is not None:
+            t = t.unflatten(0, (-1, ts_seq_len))
+        time_embedder_dtype = next(iter(ce.time_embedder.parameters())).dtype
+        if t.dtype != time_embedder_dtype and time_embedder_dtype != torch.int8:
+            t = t.to(time_embedder_dtype)
+        dtype = self.model_dtype(transformer) if text is None else text.encoder_hidden_states.dtype
+        return {"temb": ce.time_embedder(t).to(dtype)}
+
+    def readout(self, transformer, resid, conditioning, latent_shape) -> Tensor:
+        """``WanTransformer3DModel.forward`` step 5: norm, ``scale_shift_table + temb``, ``proj_out``, unpatchify."""
+        temb, hidden_states = conditioning["temb"], resid
+        batch_size = resid.shape[0]
+        p_t, p_h, p_w = transformer.config.patch_size
+        f, h, w = self.token_grid(transformer, latent_shape)
+        if temb.ndim == 3:
+            table = transformer.scale_shift_table
+            shift, scale = (table.unsqueeze(0).to(temb.device) + temb.unsqueeze(2)).chunk(2, dim=2)
+            shift = shift.squeeze(2)
+            scale = scale.squeeze(2)
+        else:
+            shift, scale = (transformer.scale_shift_table.to(temb.device) + temb.unsqueeze(1)).chunk(2, dim=1)
+        shift = shift.to(hidden_states.device)
+        scale = scale.to(hidden_states.device)
+        hidden_states = (transformer.norm_out(hidden_states.float()) * (1 + scale) + shift).type_as(hidden_states)
+        hidden_states = transformer.proj_out(hidden_states)
+        hidden_states = hidden_states.reshape(batch_size, f, h, w, p_t, p_h, p_w, -1)
+        hidden_states = hidden_states.permute(0, 7, 1, 4, 2, 5, 3, 6)
+        return hidden_states.flatten(6, 7).flatten(4, 5).flatten(2, 3)
 
     def forward(self, transformer, latents, timestep, text: TextConditioning, condition=None) -> Tensor:
         self.check_channels(transformer, latents, condition)

@@ -1,4 +1,5 @@
-"""Metrics of one sweep point's samples: the maze pixel scorer, and latent distances to the unintervened run."""
+"""Metrics of one sweep point's samples: the maze pixel scorer, latent distances to the unintervened run, and the x0
+lens' maze scores after every block (:mod:`interp.lens`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from einops import rearrange
 from jaxtyping import Float, UInt8
 from torch import Tensor
 
-from interp.experiments.schema import MAZE_METRICS
+from interp.experiments.schema import LENS_METRICS, MAZE_METRICS
 from interp.tasks import maze as maze_task
 from interp.tasks.maze_score import score_batch
 
@@ -42,3 +43,12 @@ def frame_verdicts(x0: Float[Tensor, "steps 3 frames h w"], condition: UInt8[Ten
     """The scorer's verdict (solved or not) on each step's x0 video."""
     videos = maze_task.from_model_space(x0)
     return [s.success for s in score_batch(videos, condition.expand(len(videos), *condition.shape))]
+
+
+def lens_scores(
+    x0: Float[Tensor, "blocks n 3 frames h w"], conditions: UInt8[Tensor, "n h w 3"], names: list[str]
+) -> dict[str, np.ndarray]:
+    """The maze scorer on one step's x0 lens (x0 read after every block): each requested lens metric, (n, blocks)."""
+    want = [LENS_METRICS[m] for m in names if m in LENS_METRICS]
+    per_block = [maze_scores(x0[b].float().cpu(), conditions, want) for b in range(x0.shape[0])]
+    return {m: np.stack([p[LENS_METRICS[m]] for p in per_block], 1) for m in names if m in LENS_METRICS}

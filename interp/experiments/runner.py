@@ -28,11 +28,12 @@ from interp.budget import model_bytes
 from interp.experiments import metrics as M
 from interp.experiments.plan import Batch, Plan, Row, Sample, baseline, estimate, source_rows
 from interp.experiments.plan import plan as make_plan
-from interp.experiments.schema import MAZE_METRICS, Experiment, ExperimentError
+from interp.experiments.schema import LENS_METRICS, MAZE_METRICS, Experiment, ExperimentError
 from interp.experiments.shard import rank_batches, shard_path
 from interp.inputs import model_inputs
 from interp.interventions.bind import Bound, compile_batch
 from interp.interventions.bind import rows as make_rows
+from interp.lens import Lens, resid_sites
 from interp.models import LoadedModel, load_model
 from interp.store.atomic import disk_full_names, write_atomic
 from interp.store.results import ResultsWriter, is_complete, read_metrics
@@ -386,17 +387,26 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
                               first_frame=None if gi.first_frame is None else gi.first_frame[idx],
                               timestep_mask=gi.timestep_mask, timestep_kwargs=gi.timestep_kwargs)  # fmt: skip
     bound = [b for u in batch.units for b in bind_unit(pl.experiments[u[0]], batch, u, local[u[1]], directions)]
-    plan_fn, edit_latent = compile_batch(bound, traced, shape, sampler.steps, sites)
+    lens_names = [m for m in exp.metrics if m in LENS_METRICS]
+    lens_reads = resid_sites(traced.n_blocks) if lens_names else []
+    reads = sites + [s for s in lens_reads if s not in sites]
+    plan_fn, edit_latent = compile_batch(bound, traced, shape, sampler.steps, reads)
     want_x0 = exp.capture.x0 or "x0_distance" in exp.metrics
     x0s: list[torch.Tensor] = []
     acts: dict[str, list[torch.Tensor]] = {}
+    lens = Lens(loaded, sampler, text=inputs.text, negative=inputs.negative) if lens_names else None
+    lens_steps: list[dict[str, np.ndarray]] = []  # per step: metric -> (rows, blocks)
 
     def on_step(rec: StepRecord) -> None:
         if want_x0:
             x0s.append(rec.x0.to("cpu", torch.float32, copy=True))  # a copy on the host, whatever the device
         for branch, values in rec.branches.items():
             for site, v in values.items():
-                acts.setdefault(f"{branch}/{site}", []).append(v.clone())
+                if site in sites:
+                    acts.setdefault(f"{branch}/{site}", []).append(v.clone())
+        if lens is not None:  # the lens of every row's (edited) run, scored at this step; the streams are not kept
+            step = lens.step(rec.step, rec.x, {b: [v[s] for s in lens_reads] for b, v in rec.branches.items()}, rec.x0)
+            lens_steps.append(M.lens_scores(step.x0, gi.frames_uint8[idx], lens_names))
 
     traj = run_trajectory(loaded, inputs, sampler, plan=plan_fn, edit_latent=edit_latent, on_step=on_step, keep=False)
     final = traj.final.float().cpu()  # results are written and scored on the host
@@ -445,12 +455,15 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
     if scoring is not None:
         scalars.update(scoring.scores(final[rows], [s for _, s in units]))
     per_step = M.x0_distance(x0[rows], x0[base]).numpy() if "x0_distance" in exp.metrics else None
+    lens_arr = {m: np.stack([st[m] for st in lens_steps], 1) for m in lens_names}  # (rows, steps, blocks)
     for k, (p, s) in enumerate(units):
         li = local[s].local
         for name, vals in scalars.items():
             writer.write(f"metrics/{name}", (p, s), vals[k], (n_points, n_samples))
         if per_step is not None:
             writer.write("metrics/x0_distance", (p, s), per_step[k], (n_points, n_samples, steps))
+        for name, arr in lens_arr.items():
+            writer.write(f"metrics/{name}", (p, s), arr[rows[k]], (n_points, n_samples, *arr.shape[1:]))
         writer.write(f"{grp}/final", (p, li), final[rows[k]].numpy(), (n_points, n, *final.shape[1:]))
         if exp.capture.x0:
             writer.write(f"{grp}/x0", (p, li), x0[rows[k]].numpy(), (n_points, n, *x0.shape[1:]))

@@ -27,9 +27,11 @@ from interp.tasks import suite
 from interp.yamlio import load_yaml, read_yaml
 
 MAZE_METRICS = ("solve_rate", "path_recall", "extra_cells", "wall_crossings", "goal_reached")
+# the x0 lens (interp.lens): the maze score of x0 read after every block at every step, (points, samples, steps, blocks)
+LENS_METRICS = {"lens_solve_rate": "solve_rate", "lens_path_recall": "path_recall"}
 GENERIC_METRICS = ("mse", "cosine", "x0_distance", "mse_to_source")
 Metric = Literal["solve_rate", "path_recall", "extra_cells", "wall_crossings", "goal_reached", "mse", "cosine",
-                 "x0_distance", "mse_to_source"]  # fmt: skip
+                 "x0_distance", "mse_to_source", "lens_solve_rate", "lens_path_recall"]  # fmt: skip
 SWEEPABLE = ("interventions.<i>.<field>", "sampler.seed", "interventions.<i> (values: whole interventions)")
 
 
@@ -288,7 +290,7 @@ class Experiment(Strict):
                 raise ValueError("method atp stores estimates only: leave out scorer and capture")
         elif self.atp_alphas != 1:
             raise ValueError("atp_alphas is an option of method: atp")
-        if self.inputs.task != "maze" and (bad := [m for m in self.metrics if m in MAZE_METRICS]):
+        if self.inputs.task != "maze" and (bad := [m for m in self.metrics if m in MAZE_METRICS or m in LENS_METRICS]):
             raise ValueError(
                 f"metrics {bad} score mazes: they need inputs.task: maze (generic: {list(GENERIC_METRICS)})"
             )

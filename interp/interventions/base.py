@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Union
 import torch
 from einops import rearrange
 from jaxtyping import Float, Int
-from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator, model_validator
 from torch import Tensor
 
-from interp.sites import HEAD_SITE_RE, SITE_HELP, SITE_RE
+from interp.sites import HEAD_SITE_RE, MOD_HOOKS, SITE_HELP, SITE_RE
 
 if TYPE_CHECKING:  # annotations only
     from pathlib import Path
@@ -176,6 +176,13 @@ class SiteSpec(Spec):
         if not SITE_RE.match(v):
             raise ValueError(f"unknown site pattern {v!r}; valid: {SITE_HELP}")
         return v
+
+    @model_validator(mode="after")
+    def _one_value_per_block(self) -> SiteSpec:
+        if self.site.endswith(MOD_HOOKS) and (self.frames is not None or self.tokens is not None):
+            raise ValueError(f"{self.site}: a modulation site holds one value for every token of the block; "
+                             "frames and tokens cannot narrow it (leave them unset)")  # fmt: skip
+        return self
 
     # True: ``site`` names blocks; edit() acts at each block's hook_resid_post and reads its hook_resid_pre (``skip``)
     reads_block_input: ClassVar[bool] = False

@@ -111,6 +111,13 @@ def experiment_figures(results: str | Path, out: str | Path, max_lines: int = 12
     short = [n.split(".")[-1] for n in names]
     made: list[Path] = []
     for metric, arr in data["metrics"].items():
+        if arr.ndim == 4:  # the x0 lens: (points, samples, steps, blocks), one step x block heatmap per point
+            mean = np.nanmean(arr, axis=1)
+            for i, p in enumerate(data["points"][:max_lines]):
+                where = ", ".join(f"{s}={_label(v)}" for s, v in zip(short, p.values()))
+                made.append(heatmap(mean[i], range(arr.shape[2]), range(arr.shape[3]), out / f"{metric}_point{i}.png",
+                                    row_name="step", col_name="block", title=f"{metric} {where}".strip()))  # fmt: skip
+            continue
         if arr.ndim == 3:  # per step: (points, samples, steps)
             mean = np.nanmean(arr, axis=1)
             series = {", ".join(f"{s}={_label(v)}" for s, v in zip(short, p.values())) or "run": mean[i]

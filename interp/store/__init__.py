@@ -7,6 +7,7 @@ output); every reader refuses an unfinished file unless asked (``allow_partial``
 - :mod:`~interp.store.results`: experiment results, their shards and the merge;
 - :mod:`~interp.store.samples`: eval samples (``samples.h5``);
 - :mod:`~interp.store.probes`: probe results (``probes.h5``);
+- :mod:`~interp.store.lens`: the x0 lens' scores (``lens.h5``, ``interp lens``);
 - :mod:`~interp.store.plain`: the plain layout (one dataset per site) of LM captures, comparisons and other tools.
 """
 
@@ -37,15 +38,27 @@ from interp.store.capture import (
     score_step_arrays,
     token_coords,
 )
+from interp.store.lens import read_lens, write_lens
 from interp.store.lock import IncompleteFileError, OutputBusy, OutputLock
-from interp.store.schema import CAPTURE, PLAIN, PROBES, RESULTS, SAMPLES, Schema, SchemaError, file_schema, open_h5
+from interp.store.schema import (
+    CAPTURE,
+    LENS,
+    PLAIN,
+    PROBES,
+    RESULTS,
+    SAMPLES,
+    Schema,
+    SchemaError,
+    file_schema,
+    open_h5,
+)
 
 __all__ = [
-    "CAPTURE", "LATENT_KEYS", "PLAIN", "PROBES", "RESULTS", "SAMPLES", "SCHEMA_VERSION", "TOKEN_AXES",
+    "CAPTURE", "LATENT_KEYS", "LENS", "PLAIN", "PROBES", "RESULTS", "SAMPLES", "SCHEMA_VERSION", "TOKEN_AXES",
     "ActivationCache", "AtomicH5", "DiskFullError", "IncompleteFileError", "OutputBusy", "OutputLock", "Pool",
     "RunWriter", "Schema",
     "SchemaError", "atomic_h5", "atomic_path",
     "canonical_json", "config_hash", "describe", "file_schema", "load_cache", "open_h5", "partial_path",
-    "pool_tokens", "publish_dir", "put_video_scores", "read_scores", "score_step_arrays", "staging_dir", "token_coords",
-    "write_atomic",
+    "pool_tokens", "publish_dir", "put_video_scores", "read_lens", "read_scores", "score_step_arrays", "staging_dir",
+    "token_coords", "write_atomic", "write_lens",
 ]  # fmt: skip

@@ -10,7 +10,8 @@ Layout (schema 1)::
     /step_done             (steps,) uint8: 1 once everything of step s is on disk (written last for that step)
     /<branch>/steps        global step numbers of this branch (``cond``, ``uncond``, ``transformer_2/cond``, ...)
     /<branch>/<site>       (n_branch_steps, B, tokens, d_model), one chunk per step; attrs axes, pool
-                           pool=mean: (n, B, d_model); pool=frame: (n, B, frames, d_model); hook_out: latent layout
+                           pool=mean: (n, B, d_model); pool=frame: (n, B, frames, d_model); hook_out: latent layout;
+                           modulation sites (hook_mod_*): (n, B, 1, d_model), never pooled (one value for all tokens)
 
 The capture describes itself (written at its start, when the capture gives them), so readers need neither the
 model directory nor the task generators::
@@ -243,6 +244,7 @@ class RunWriter:
         self.partial = partial_path(self.path)
         self.steps = len(timesteps)
         self.dtype, self.pool, self.grid = dtype, pool, tuple(grid)
+        self.n_tokens = int(np.prod(self.grid))
         self.branch_pos = {b: {s: i for i, s in enumerate(st)} for b, st in branch_steps.items()}
         if self.path.exists() and not overwrite:
             raise FileExistsError(f"{self.path} exists (a complete capture); pass overwrite to replace it")
@@ -325,13 +327,15 @@ class RunWriter:
             pos = self.branch_pos[branch][s]
             for site, value in acts.items():
                 per_token = site != "hook_out" and value.ndim == 3  # (B, tokens, d_model)
-                if per_token:
+                # a modulation site's token axis is 1 when every token gets the same value: nothing to pool
+                pooled = per_token and value.shape[1] == self.n_tokens
+                if pooled:
                     value = pool_tokens(value, self.pool, self.grid)
                 if self.dtype == "float16":
                     value = value.to(torch.float16)
-                axes = (TOKEN_AXES[self.pool] if per_token else HEAD_AXES if value.ndim == 4
+                axes = (TOKEN_AXES[self.pool if pooled else "none"] if per_token else HEAD_AXES if value.ndim == 4
                         else "step,batch,channel,frame,height,width")  # fmt: skip
-                pool = self.pool if per_token else "none"
+                pool = self.pool if pooled else "none"
                 sites.append((f"{branch}/{site}", pos, value, axes, pool, len(self.branch_pos[branch])))
         nbytes = sum(v.numel() * v.element_size() for _, _, v in latents) + sum(
             v[2].numel() * v[2].element_size() for v in sites

@@ -78,6 +78,7 @@ CAPTURE = Schema("interp.capture", 1, legacy=("branches", "sites", "grid"))
 RESULTS = Schema("interp.results", 1, legacy=("points", "axes", "experiment"))
 SAMPLES = Schema("interp.samples", 1, legacy=("n", "complete"))
 PROBES = Schema("interp.probes", 1, legacy=("cache", "sites", "steps"))
+LENS = Schema("interp.lens", 1)
 PLAIN = Schema("interp.plain", 1, optional=True)
 
 
@@ -155,7 +156,7 @@ def file_schema(path: str | os.PathLike) -> str | None:
     unknown; for dispatching on a file's kind."""
     try:
         with h5py.File(path, "r") as f:
-            for s in (CAPTURE, RESULTS, SAMPLES, PROBES):
+            for s in (CAPTURE, RESULTS, SAMPLES, PROBES, LENS):
                 if s.matches(f.attrs):
                     return s.name
             return PLAIN.name if PLAIN.matches(f.attrs) else None

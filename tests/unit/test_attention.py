@@ -10,6 +10,7 @@ import torch
 from conftest import tiny_inputs
 
 from interp.adapters import ADAPTERS
+from interp.sites import MOD_HOOKS
 from interp.adapters.attention import (
     FAMILY_ATTENTION,
     attn_out,
@@ -142,7 +143,8 @@ def test_attention_sites_are_in_execution_order_and_editable():
     """Sites sit between resid_pre and the attention output; an edit of hook_v changes hook_z and the output."""
     tr = Traced(ADAPTERS["wan"].tiny(0))
     s = [x for x in tr.sites if x.startswith("blocks.1.")]
-    assert s == ["blocks.1.hook_resid_pre", "blocks.1.attn.hook_q", "blocks.1.attn.hook_k", "blocks.1.attn.hook_v",
+    mod = [f"blocks.1.{h}" for h in MOD_HOOKS]  # the block's adaLN modulation comes first (computed at its top)
+    assert s == ["blocks.1.hook_resid_pre", *mod, "blocks.1.attn.hook_q", "blocks.1.attn.hook_k", "blocks.1.attn.hook_v",
                  "blocks.1.attn.hook_z", "blocks.1.hook_attn_out", "blocks.1.attn2.hook_q", "blocks.1.attn2.hook_k",
                  "blocks.1.attn2.hook_v", "blocks.1.attn2.hook_z", "blocks.1.hook_cross_attn_out",
                  "blocks.1.hook_mlp_out", "blocks.1.hook_resid_post"]  # fmt: skip
