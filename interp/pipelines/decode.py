@@ -155,8 +155,13 @@ class StepLens:
         with torch.cuda.stream(stream):
             start = torch.cuda.Event(enable_timing=True)
             start.record(stream)
-            frames = decode_frames(self.pm, x0, downscale=self.downscale, first_frame=self.first_frame,
-                                   reference_frames=self.reference_frames)
+            frames = decode_frames(
+                self.pm,
+                x0,
+                downscale=self.downscale,
+                first_frame=self.first_frame,
+                reference_frames=self.reference_frames,
+            )
             host = torch.empty(frames.shape, dtype=torch.uint8, pin_memory=True)
             host.copy_(frames, non_blocking=True)
             done = torch.cuda.Event(enable_timing=True)
