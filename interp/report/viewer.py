@@ -353,6 +353,10 @@ class CaptureSource:
         names = [k for k in cache.keys() if cache.axes(k) == tm.PER_TOKEN]
         self.n_batch = f["x0"].shape[1] if "x0" in f else (f[cache.branch_name][names[0]].shape[1] if names else 0)
         self.x0_shape = tuple(f["x0"].shape[3:]) if "x0" in f else None  # (F, H, W)
+        # a pipeline capture's step lens: x0 of some steps decoded by the VAE (shown instead of latent channels)
+        self.lens_steps = cache.x0_video_steps if "x0" in f else None
+        if self.lens_steps:
+            self.x0_shape = tuple(f["x0_video"].shape[2:5])  # (F, H, W) of the decoded video
 
     def keys(self) -> list[str]:
         return self.cache.keys()
@@ -368,6 +372,20 @@ class CaptureSource:
         """(S, B, C, F, H, W); x0 is stored per global step number."""
         ds = self.cache.file["x0"]
         return np.stack([ds[int(self.steps[p])][list(samples)] for p in positions])
+
+    def decoded_steps(self, positions: Sequence[int], samples: Sequence[int]) -> tuple[np.ndarray, list[int]]:
+        """(S, B, F, H, W, 3) uint8 of the step lens at the chosen step positions (black where a step was not
+        decoded) and the global steps that were."""
+        ds = self.cache.file["x0_video"]
+        row = {int(s): i for i, s in enumerate(self.lens_steps)}
+        out = np.zeros((len(positions), len(samples), *ds.shape[2:]), np.uint8)
+        shown = []
+        for j, p in enumerate(positions):
+            step = int(self.steps[p])
+            if step in row:
+                out[j] = ds[row[step]][list(samples)]
+                shown.append(step)
+        return out, shown
 
     def final(self, samples: Sequence[int]) -> np.ndarray | None:
         return self.cache.file["latents"][-1][list(samples)] if "latents" in self.cache.file else None
@@ -411,11 +429,15 @@ def _fill_run(
 
     # x0 frames (and the scorer's verdicts on the full-resolution video of every chosen step)
     if src.x0_shape is not None:
-        x0 = src.x0_steps(plan.steps, samples_)  # (S, B, C, F, H, W)
-        if pixel:
-            videos = _pixel_video(x0)
+        if getattr(src, "lens_steps", None):  # a latent model's step lens: the VAE-decoded x0
+            videos, shown = src.decoded_steps(plan.steps, samples_)
+            data.x0_note = (f"x0 decoded by the pipeline's VAE (the step lens) at steps {shown}; other steps were not "
+                            "decoded (black; capture with --x0-steps all to see every step)")  # fmt: skip
+        elif pixel:
+            videos = _pixel_video(src.x0_steps(plan.steps, samples_))
             data.x0_note = "x0 (pixel space: the predicted video)"
         else:
+            x0 = src.x0_steps(plan.steps, samples_)  # (S, B, C, F, H, W)
             videos = latent_rgb(x0)
             data.x0_note = "x0 latent: channels 0-2 as RGB, each scaled to its 1-99th percentile over the run"
         if meta and meta.get("task") == "maze" and pixel:

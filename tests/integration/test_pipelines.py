@@ -462,3 +462,30 @@ def test_hunyuan_needs_both_text_encoders_and_true_cfg_is_its_own(hunyuan_pipe, 
     assert "lacks 'text_encoder_2'" in msg
     msg = _capture_fails([str(pipes["t2v"]), "--prompt", "a ball", "--set", "true_cfg_scale=4"], tmp_path / "b.h5")
     assert "true_cfg_scale is HunyuanVideoPipeline's" in msg
+
+
+def test_viewer_shows_the_step_lens_decoded_frames(pipes, tmp_path):
+    """interp view on a pipeline capture shows x0 decoded by the VAE at the step-lens steps (the stored x0_video,
+    pixel for pixel), black at steps not decoded, and says which steps those are."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from interp.report.viewer import frames_strip, load_capture
+
+    cfg = CaptureConfig(model=str(pipes["t2v"]), prompts=["a red ball moves left"], steps=3, guidance=1.0, seed=0,
+                        frames=5, height=32, width=32, x0_steps="0,2", sites=["blocks.0.hook_resid_post"])  # fmt: skip
+    out = capture(cfg, tmp_path / "v.h5")
+    data = load_capture(out)
+    assert "decoded by the pipeline's VAE" in data.x0_note and "steps [0, 2]" in data.x0_note
+    with load_cache(out) as c:
+        lens = c.x0_video  # (2, 1, 5, 32, 32, 3)
+
+    def strip(uri):
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB"))
+
+    gap = max(1, 32 // 16)
+    assert np.array_equal(strip(data.x0[0][0]), frames_strip(lens[0, 0], gap=gap))
+    assert np.array_equal(strip(data.x0[2][0]), frames_strip(lens[1, 0], gap=gap))
+    assert not strip(data.x0[1][0])[:, :32].any()  # step 1 was not decoded: black frames
