@@ -324,14 +324,25 @@ def eval_cmd(
     device: str = typer.Option("cpu", help="torch device"),
     out: Path = typer.Option(None, "--out", help="output dir: eval.json, samples.h5 (maze, several sizes: size{N}/)"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    samples: Path = typer.Option(None, "--samples", help="any pipeline: a folder of VBVR-Bench samples to run and score"),
+    scorer: str = typer.Option(None, help="with --samples: module:function (default: interp.scorers:final_frame)"),
 ) -> None:
-    """Sample held-out task instances, score the videos from pixels, print the success rate with its 95% CI.
+    """Sample held-out task instances, score the videos from pixels, print the success rate with its 95% CI; or run
+    any pipeline on a folder of VBVR-Bench samples (--samples) and print each score's mean with its 95% CI.
 
     Example: interp eval maze-wan --task maze --size 5 --n 16 --steps 20 --seed 0 --out eval-out
 
     Example: interp eval organism --task loopmaze --level 3 --n 16 --steps 20 --seed 0 --out eval-organism
+
+    Example: interp eval path/to/Wan2.2-I2V --samples vbvr/ --steps 40 --out eval-vbvr
     """
     import json
+
+    if samples is not None:
+        _eval_samples(model, samples, scorer, steps, guidance, seed, device, out, force, task, size, level)
+        return
+    if scorer is not None:
+        raise typer.BadParameter("--scorer scores a --samples folder's videos; task models use their own scorer")
 
     from rich.console import Console
     from rich.table import Table
@@ -392,6 +403,26 @@ def eval_cmd(
     if out is not None:
         write_atomic(out / "eval.json", json.dumps(rows, indent=2))
         typer.echo(f"wrote {out}")
+
+
+def _eval_samples(model, samples, scorer, steps, guidance, seed, device, out, force, task, size, level) -> None:
+    """``interp eval MODEL --samples DIR``: the pipeline on every sample, scored (:func:`interp.apps.evaluate.eval_samples`)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from interp.apps.evaluate import eval_samples
+
+    if task is not None or size is not None or level is not None:
+        raise typer.BadParameter("--samples gives the inputs: leave out --task, --size and --level")
+    if out is None:
+        raise typer.BadParameter("--samples needs --out (the videos go to OUT/samples.h5, the scores to eval.json)")
+    res = eval_samples(model, samples, out, scorer=scorer, steps=steps, guidance=guidance, seed=seed, device=device,
+                       force=force)  # fmt: skip
+    table = Table("score", "n", "mean", "95% CI", title=f"{model}: {res['n']} samples of {samples} ({res['scorer']})")
+    for k, v in res["scores"].items():
+        table.add_row(k, str(v["n"]), f"{v['mean']:.4g}", f"[{v['ci95'][0]:.4g}, {v['ci95'][1]:.4g}]")
+    Console().print(table)
+    typer.echo(f"wrote {out / 'eval.json'} and {out / 'samples.h5'}")
 
 
 def _eval_suite(model, meta, task, level, size, n, steps, seed, noise_seed, shift, guidance, batch, device, out,

@@ -287,3 +287,35 @@ def write_suite_eval(res: SuiteEval, out: str | Path, model: str, n: int) -> Pat
     path = out / "eval.json"
     write_atomic(path, json.dumps({"model": model, "n": n, "sampler": res.sampler, "results": res.rows}, indent=1))
     return path
+
+
+# ---- a pipeline on a folder of VBVR-Bench samples ---------------------------------------------------------------
+DEFAULT_SAMPLE_SCORER = "interp.scorers:final_frame"
+
+
+def eval_samples(model: str, samples: str | Path, out: str | Path, *, scorer: str | None = None,
+                 steps: int | None = None, guidance: float | None = None, seed: int = 0, batch: int = 1,
+                 device: str = "cpu", force: bool = False, progress: bool = True) -> dict:  # fmt: skip
+    """A whole pipeline run on every sample of a VBVR-Bench-style folder (``<sample>/first_frame.png``,
+    ``prompt.txt``, optional ``final_frame.png``, ``ground_truth.mp4``): each sample's prompt and first frame through
+    the pipeline's own methods (an ``interp capture --samples`` with no sites), the final video scored by ``scorer``
+    (default: SSIM / PSNR of the last frame against ``final_frame.png``); returns and writes ``out/eval.json``: the
+    mean of each score with its bootstrap 95% interval over samples, and the per-sample scores. The capture with the
+    videos is ``out/samples.h5``."""
+    from interp.apps.capture import CaptureConfig, capture  # the capture verb (loads diffusers) only when run
+    from interp.report import stats as st
+    from interp.store import load_cache
+
+    out = Path(out)
+    cfg = CaptureConfig(model=model, samples=str(samples), scorer=scorer or DEFAULT_SAMPLE_SCORER, sites=[],
+                        steps=steps, guidance=guidance, seed=seed, batch=batch, device=device)  # fmt: skip
+    path = capture(cfg, out / "samples.h5", progress=progress, force=force)
+    with load_cache(path) as c:
+        video = (c.scores or {}).get("video") or {}
+        names = list(c.prompts or [])
+    scores = {k: np.asarray(v, float) for k, v in video.items()}
+    summary = {k: {"mean": (iv := st.mean(v)).est, "ci95": [iv.lo, iv.hi], "n": int(len(v))} for k, v in scores.items()}
+    res = {"model": model, "samples": str(samples), "scorer": cfg.scorer, "n": len(names), "scores": summary,
+           "per_sample": {k: v.tolist() for k, v in scores.items()}}  # fmt: skip
+    write_atomic(out / "eval.json", json.dumps(res, indent=2))
+    return res
