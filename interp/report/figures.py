@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from jaxtyping import Float
 
-from interp.store.results import read_group_arrays, read_metrics
 from interp.experiments.metrics import frame_verdicts
 from interp.report.filmstrip import filmstrip_gif, filmstrip_png, pick_steps
+from interp.store.results import read_group_arrays, read_metrics
 from interp.tasks import maze as maze_task
 
 
@@ -86,8 +86,8 @@ def x0_filmstrip(
     verdicts = frame_verdicts(sel, condition) if condition is not None else None
     labels = [f"step {s}" for s in steps]
     path = Path(path)
-    return [filmstrip_png(videos, path.with_suffix(".png"), labels, verdicts, title=title),
-            filmstrip_gif(videos, path.with_suffix(".gif"), labels, verdicts)]  # fmt: skip
+    return [filmstrip_png(videos, path.with_suffix(".png"), labels, verdicts, title=title, legend=maze_task.LEGEND),
+            filmstrip_gif(videos, path.with_suffix(".gif"), labels, verdicts, legend=maze_task.LEGEND)]  # fmt: skip
 
 
 def _save(fig, path: str | Path) -> Path:
