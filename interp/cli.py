@@ -82,7 +82,7 @@ def models_cmd() -> None:
 @app.command("capture")
 def capture_cmd(
     model: str = typer.Argument(..., help="built-in name (interp models), local diffusers dir, or hub id"),
-    out: Path = typer.Option(..., "--out", help="output .h5 file"),
+    out: Path = typer.Option(None, "--out", help="output .h5 file (required unless --plan)"),
     steps: int = typer.Option(None, help="denoising steps (default: the task's, else 20)"),
     sites: str = typer.Option(None, help="site names or globs, comma-separated (default: blocks.*.hook_resid_post)"),
     seed: int = typer.Option(None, help="picks the inputs (task instances or random text) (default: 0)"),
@@ -142,6 +142,12 @@ def capture_cmd(
         [], "--set", help=SET_HELP + " (any CaptureConfig field, e.g. text_len, component_dtypes)"
     ),
     overwrite: bool = typer.Option(False, help="replace an existing complete file"),
+    plan: bool = typer.Option(
+        False,
+        "--plan",
+        help="print rows, forwards, bytes to be written and the time estimated from the first "
+        "steps, then exit without writing anything",
+    ),  # fmt: skip
 ) -> None:
     """Run a denoising trajectory and store the chosen sites at every step in one HDF5 file.
 
@@ -151,6 +157,8 @@ def capture_cmd(
     and --x0-steps adds the decoded x0 of those steps as `x0_video`. Every field of the capture's config also has a --set key.
 
     Example: interp capture tiny-wan --steps 10 --sites 'blocks.*.hook_resid_post' --seed 0 --out run.h5
+
+    Example: interp capture maze-wan --batch 8 --plan   (what it would cost; writes nothing)
 
     Example: interp capture ./Wan2.2-I2V --prompt "the ball rolls left" --image first.png --steps 30 --guidance 5
     --seed 0 --frames 81 --height 480 --width 832 --x0-steps every:5 --out run.h5
@@ -168,6 +176,18 @@ def capture_cmd(
     cfg = _config(CaptureConfig, given, set_)
     from interp.scorers import ScorerError
 
+    if plan:
+        from interp.apps.capture import plan_capture
+
+        try:
+            cost = plan_capture(cfg)
+        except (PipelineError, ValueError) as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        typer.echo(f"capture {cfg.model}: plan (nothing written)\n" + "\n".join(cost.lines()))
+        return
+    if out is None:
+        raise typer.BadParameter("give --out FILE.h5 (or --plan to see the cost first)", param_hint="--out")
     try:
         path = capture(cfg, out, overwrite=overwrite, progress=True)
     except (PipelineError, ScorerError, FileExistsError) as e:
@@ -556,6 +576,12 @@ def run_cmd(
     merge: Path = typer.Option(
         None, "--merge", help="merge DIR/shards into DIR/results.h5 (+ summary, figures) and exit"
     ),
+    plan: bool = typer.Option(
+        False,
+        "--plan",
+        help="validate, then print rows, forwards, bytes to be written and the time estimated "
+        "from the first batch's first steps; exit without writing anything",
+    ),  # fmt: skip
 ) -> None:
     """Run an experiment: interventions x sweep, batched; writes results.h5, summary.json and figures/.
 
@@ -563,6 +589,8 @@ def run_cmd(
     sharded over the ranks (one HDF5 shard each) and rank 0 merges them; a rerun finishes what a dead rank left.
 
     Example: interp run experiments/examples/noise.yaml --set inputs.count=4 --out runs/noise
+
+    Example: interp run experiments/examples/skip.yaml --plan   (validate and estimate; writes nothing)
 
     Example: torchrun --nproc-per-node 8 -m interp run EXP.yaml   (or: interp run EXP.yaml --launcher torchrun)
     """
@@ -586,6 +614,9 @@ def run_cmd(
         if experiment is None:
             raise typer.BadParameter("give an experiment YAML (or --merge DIR)")
         exp = Experiment.load(experiment, set_)
+        if plan:
+            _print_run_plan(exp, out, experiment)
+            return
         from interp.lm import is_lm_path
 
         if is_lm_path(exp.model):  # a maze language model: interp.lm's parallel runner (writes summary.json)
@@ -614,6 +645,20 @@ def run_cmd(
         typer.echo(str(e), err=True)
         raise typer.Exit(2) from None
     typer.echo(f"{'cache hit' if res.cache_hit else 'ran'}: {res.results}")
+
+
+def _print_run_plan(exp, out: Path | None, experiment: Path) -> None:
+    """``interp run --plan``: the experiment is valid (it loaded); its cost, from the first batch's first steps."""
+    from interp.lm import is_lm_path
+
+    if is_lm_path(exp.model):
+        typer.echo(f"{experiment}: valid (a language-model experiment; --plan estimates DiT experiments only)")
+        return
+    from interp.experiments.runner import plan_run
+
+    out = out or Path("runs") / exp.name
+    cost = plan_run(exp, out, base_dir=experiment.parent)
+    typer.echo(f"{experiment}: valid; plan of {exp.name} into {out} (nothing written)\n" + "\n".join(cost.lines()))
 
 
 def _under_torchrun() -> bool:

@@ -21,21 +21,19 @@ from einops import rearrange
 from PIL import Image
 from rich.console import Console
 
-from interp.store.plain import write_plain
-from interp.store.results import read_group
-from interp.tasks.maze_score import reachable
 from interp.experiments import Experiment, read_metrics, run_experiment
-from interp.experiments.plan import plan
-from interp.experiments.runner import sampler_of
+from interp.experiments.runner import planned_forwards, sampler_of
 from interp.interventions import resolve_index
 from interp.models import PAPER_DIR, load_model
 from interp.report.figures import _plt, _save, curves, heatmap, x0_filmstrip
 from interp.report.paper import write_report
+from interp.store.plain import write_plain
+from interp.store.results import read_group
 from interp.tasks import build_inputs
 from interp.tasks import maze as mz
-from interp.tasks.maze import AGENT_PX, BLOCK_PX, OPEN, PALETTE, TRAIL
 from interp.tasks.candidates import CONTRAST, MIN_LEN, candidate_routes, sharp_answer
-from interp.tasks.maze_score import read_blocks, score_video
+from interp.tasks.maze import AGENT_PX, BLOCK_PX, OPEN, PALETTE, TRAIL
+from interp.tasks.maze_score import reachable, read_blocks, score_video
 from probes import run_probes
 
 ANALYSES = ("chain_of_steps", "noise_step_vs_frame", "layer_swap", "layer_skip", "working_memory", "seed_ensemble")
@@ -77,16 +75,6 @@ def experiments(
     extra = [f"device={device}"] + ([f"model={model}"] if model else [])
     per = overrides if isinstance(overrides, dict) else {n: list(overrides or []) for n in names}
     return {n: experiment(n, quick, extra + per.get(n, []), Path(paper_dir)) for n in names}
-
-
-def planned_forwards(exp, loaded) -> dict[str, int]:
-    """What ``exp`` runs on ``loaded``, from the engine's batch plan (no forward): mazes, sweep points, batch rows,
-    steps, and row-forwards = rows x steps x forwards per step (2 with classifier-free guidance)."""
-    pl = plan(exp, int((loaded.task or {}).get("default_size", 0)) or None)
-    sampler = sampler_of(exp, loaded)
-    rows = sum(len(b.rows) for b in pl.batches)
-    return {"mazes": len(pl.samples), "points": len(pl.points), "rows": rows, "steps": sampler.steps,
-            "row_forwards": rows * sampler.steps * (2 if sampler.cfg else 1)}  # fmt: skip
 
 
 def plan_table(plans: dict[str, dict[str, int]]) -> str:

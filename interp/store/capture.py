@@ -85,6 +85,32 @@ def config_hash(config: BaseModel | dict) -> str:
     return hashlib.sha256(canonical_json(config).encode()).hexdigest()
 
 
+def step_values(rec: Any, pool: Pool, grid: tuple[int, int, int], dtype: str) -> tuple[list, list]:
+    """What a capture stores of one step record, as stored: ``(latents, sites)``, latents ``(name, row, value)``
+    (x at step 0, x_next, v, x0), sites ``(branch, site, value, axes, pool)`` pooled and cast to ``dtype``."""
+    s = rec.step
+    latents = [("latents", 0, rec.x)] if s == 0 else []
+    latents += [("latents", s + 1, rec.x_next), ("v", s, rec.v), ("x0", s, rec.x0)]
+    sites = []
+    for branch, acts in rec.branches.items():
+        for site, value in acts.items():
+            per_token = site != "hook_out" and value.ndim == 3  # (B, tokens, d_model)
+            if per_token:
+                value = pool_tokens(value, pool, grid)
+            if dtype == "float16":
+                value = value.to(torch.float16)
+            axes = TOKEN_AXES[pool] if per_token else "step,batch,channel,frame,height,width"
+            sites.append((branch, site, value, axes, pool if per_token else "none"))
+    return latents, sites
+
+
+def step_nbytes(latents: list, sites: list) -> int:
+    """Bytes of one step's :func:`step_values`."""
+    return sum(v.numel() * v.element_size() for _, _, v in latents) + sum(
+        v[2].numel() * v[2].element_size() for v in sites
+    )
+
+
 def pool_tokens(x: Tensor, pool: Pool, grid: tuple[int, int, int]) -> Tensor:
     """Pool a (B, tokens, d) site value: ``mean`` over all tokens -> (B, d); ``frame`` per frame -> (B, f, d)."""
     if pool == "none" or x.ndim != 3:
@@ -316,23 +342,12 @@ class RunWriter:
         disk's pace instead of filling the host memory).
         """
         s = rec.step
-        latents = [("latents", 0, rec.x)] if s == 0 else []
-        latents += [("latents", s + 1, rec.x_next), ("v", s, rec.v), ("x0", s, rec.x0)]
+        latents, stored = step_values(rec, self.pool, self.grid, self.dtype)
         sites = []
-        for branch, acts in rec.branches.items():
-            pos = self.branch_pos[branch][s]
-            for site, value in acts.items():
-                per_token = site != "hook_out" and value.ndim == 3  # (B, tokens, d_model)
-                if per_token:
-                    value = pool_tokens(value, self.pool, self.grid)
-                if self.dtype == "float16":
-                    value = value.to(torch.float16)
-                axes = TOKEN_AXES[self.pool] if per_token else "step,batch,channel,frame,height,width"
-                pool = self.pool if per_token else "none"
-                sites.append((f"{branch}/{site}", pos, value, axes, pool, len(self.branch_pos[branch])))
-        nbytes = sum(v.numel() * v.element_size() for _, _, v in latents) + sum(
-            v[2].numel() * v[2].element_size() for v in sites
-        )
+        for branch, site, value, axes, pool in stored:
+            sites.append((f"{branch}/{site}", self.branch_pos[branch][s], value, axes, pool,
+                          len(self.branch_pos[branch])))  # fmt: skip
+        nbytes = step_nbytes(latents, stored)
         if self._error is not None:
             raise RuntimeError("store writer failed") from self._error
         self._reserve(nbytes)
