@@ -61,22 +61,18 @@ def models_cmd() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from interp.adapters import ADAPTERS
-    from interp.models import SHIPPED_LMS, list_models
+    from interp.builtins import FAMILIES, list_models
 
-    fams = Table("family", "diffusers class", "block lists", title="families")
-    for a in ADAPTERS.values():
-        fams.add_row(a.family, a.class_name, " + ".join(a.block_lists))
-    built = Table("name", "family", "status", "description", title="built-in models")
+    built = Table("name", "family", "parameters", "task", "status", "card", "description",
+                  title=f"built-in models (families: {', '.join(FAMILIES)}; any diffusers video DiT directory or "
+                  "hub id loads too)")  # fmt: skip
     for b in list_models():
         status = "ready" if b.available else f"not trained yet ({b.path} missing)"
-        built.add_row(b.name, b.family, status, b.description)
-    for name, path in SHIPPED_LMS.items():
-        status = "ready" if path.is_dir() else f"not trained yet ({path} missing)"
-        built.add_row(
-            name, "lm", status, "TransformerLens language model reading mazes as tokens (interp.lm.model.load_lm)"
-        )
-    Console().print(fams, built)
+        n = b.parameters
+        size = "tiny (random)" if b.path is None else "-" if n is None else f"{n / 1e6:.1f}M"
+        card = "-" if b.card is None else str(b.card)
+        built.add_row(b.name, b.family, size, b.task, status, card, b.description)
+    Console().print(built)
 
 
 @app.command("capture")
@@ -429,8 +425,8 @@ def demo_cmd(
     out: Path = typer.Option(Path("demo-out"), "--out", help="output directory"),
     model: str = typer.Option("maze-wan", help="built-in name or model directory (organism: the task suite)"),
     n: int = typer.Option(None, help="mazes to sample (default 4); suite models: samples per task (default 2)"),
-    size: int = typer.Option(5, help="maze size"),
-    steps: int = typer.Option(None, help="denoising steps (default: maze 30, suite models 20)"),
+    size: int = typer.Option(None, help="maze size (default 8: the x0 goes from wrong to solved within the steps)"),
+    steps: int = typer.Option(None, help="denoising steps (default: maze 12, suite models 20)"),
     seed: int = typer.Option(0, help="picks the held-out instances"),
     task: str = typer.Option(None, help="suite models: task(s), comma list or 'all' (default)"),
     level: str = typer.Option(None, help="suite models: level of every task (default: each task's easiest)"),
@@ -462,7 +458,9 @@ def demo_cmd(
         return
     if task is not None or level is not None:
         raise typer.BadParameter(f"--task and --level are for task-suite models; {model!r} is a maze model (--size)")
-    run_demo(out, model=model, n=n or 4, size=size, steps=steps or 30, seed=seed)
+    from interp.apps.demo import DEMO_N, DEMO_SIZE, DEMO_STEPS
+
+    run_demo(out, model=model, n=n or DEMO_N, size=size or DEMO_SIZE, steps=steps or DEMO_STEPS, seed=seed)
 
 
 # ---- tasks (the organism's task suite) ----------------------------------------------------------------------------

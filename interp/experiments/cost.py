@@ -1,7 +1,7 @@
 """What a run or a capture will cost, known before it starts: rows, forwards, bytes to be written, estimated time.
 
-One owner for the estimate. :func:`interp.experiments.runner.planned_forwards` counts from the engine's batch plan alone (no forward);
-:func:`time_first_steps` runs the first two denoising steps of one real batch (nothing written) and
+One owner for the estimate. :func:`interp.experiments.runner.planned_forwards` counts from the engine's batch plan
+alone (no forward); :func:`time_first_steps` runs the first two denoising steps of one real batch (nothing written) and
 :func:`estimate_seconds` turns them into the time of the whole job: the first step (with its warm-up) once, then
 the warm second step's time per row-step for every remaining row-step. ``interp run --plan`` and ``interp capture
 --plan`` print a :class:`Cost`; ``interp reproduce`` prints the planned forwards of each analysis.
