@@ -75,6 +75,29 @@ def models_cmd() -> None:
     Console().print(built)
 
 
+@app.command("twin")
+def twin_cmd(
+    model: str = typer.Argument(..., help="built-in name (interp models), model or pipeline directory, or hub id"),
+    out: Path = typer.Option(..., "--out", help="output model directory (must not exist)"),
+    seed: int = typer.Option(0, help="seed of the re-initialised weights"),
+) -> None:
+    """Write the random-weights twin of a model: same config, weights re-initialised from --seed (safetensors).
+
+    Capture the twin on the same inputs as the model and give that capture to `interp probe --baseline`: what a
+    probe finds in an untrained network of the same shape.
+
+    Example: interp twin maze-wan --out maze-wan-random && interp capture maze-wan-random --out random.h5
+    """
+    from interp.apps.twin import make_twin
+
+    try:
+        path = make_twin(model, out, seed)
+    except (FileNotFoundError, FileExistsError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {path} (random twin of {model}, seed {seed})")
+
+
 @app.command("capture")
 def capture_cmd(
     model: str = typer.Argument(..., help="built-in name (interp models), local diffusers dir, or hub id"),

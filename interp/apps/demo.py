@@ -34,11 +34,12 @@ def run_demo(
     res = eval_maze(model, size=size, n=n, steps=steps, seed=seed, keep_x0=True, progress=True)
     write_samples(res, out / "samples.h5", {"model": model, "seed": seed})
     rows = pick_steps(res.steps, 8)
-    recall = np.zeros((n, res.steps))
+    solved, off = np.zeros((n, res.steps), bool), np.zeros((n, res.steps))
     for i in range(n):
         x0 = res.x0_steps[i]
         per_step = [score_video(x0[s], res.conditions[i]) for s in range(res.steps)]
-        recall[i] = [sc.path_recall for sc in per_step]
+        solved[i] = [sc.success for sc in per_step]
+        off[i] = [sc.extra_cells for sc in per_step]
         all_labels = [f"step {s} σ={res.sigmas[s]:.2f}" for s in range(res.steps)]
         all_verdicts = [sc.success for sc in per_step]
         title = (
@@ -48,12 +49,14 @@ def run_demo(
                       [all_verdicts[s] for s in rows], title, legend=mz.LEGEND)  # fmt: skip
         filmstrip_gif(x0, out / f"filmstrip_{i}.gif", all_labels, all_verdicts, legend=mz.LEGEND)
     summ = res.summary()
-    summ["x0_path_recall"] = recall.mean(0).round(3).tolist()  # per step, mean over the mazes
+    summ["x0_solved"] = solved.sum(0).tolist()  # per step: mazes whose x0 prediction the scorer calls solved
+    summ["x0_off_path"] = off.mean(0).round(2).tolist()  # per step: mean trail cells of the x0 off the solution
     lo, hi = summ["ci95"]
     console.print(f"solve rate {summ['solve_rate']:.2f} (95% CI {lo:.2f}-{hi:.2f}) on {n} mazes; "
                   f"path recall {summ['path_recall']:.2f}")  # fmt: skip
-    curve = " ".join(f"{recall[:, s].mean():.2f}" for s in rows)
-    console.print(f"path recall of the x0 prediction at steps {rows}: {curve}")
+    console.print(f"x0 prediction at steps {rows}: solves {' '.join(str(int(solved[:, s].sum())) for s in rows)} "
+                  f"of {n} mazes; trail cells off the path {' '.join(f'{off[:, s].mean():.1f}' for s in rows)}",
+                  soft_wrap=True)  # fmt: skip
     console.print(f"samples (videos, per-step x0, scores) in {out / 'samples.h5'}", soft_wrap=True)
     console.print(f"[bold]open {out / 'filmstrip_0.gif'}[/] to watch the solution form step by step "
                   f"({out / 'filmstrip_0.png'}: {len(rows)} steps x {x0.shape[1]} frames)", soft_wrap=True)  # fmt: skip

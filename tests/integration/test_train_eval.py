@@ -97,7 +97,7 @@ def test_parse_sizes():
 
 def test_demo_bar_moves_every_denoising_step_and_ends_on_what_to_open(trained, tmp_path, monkeypatch, capsys):
     """The demo's progress bar ticks once per denoising step (not per maze); the filmstrips have a legend; the
-    last line names the file to open; the summary holds the x0's path recall per step."""
+    last line names the file to open; the summary holds what the x0 prediction of each step solves."""
     import interp.apps.evaluate as ev
     from interp.apps.demo import run_demo
 
@@ -116,7 +116,8 @@ def test_demo_bar_moves_every_denoising_step_and_ends_on_what_to_open(trained, t
     _, ckpt, _ = trained
     summ = run_demo(tmp_path / "demo", model=str(ckpt), n=2, size=3, steps=3)
     assert ticks == [3, -1, -1, -1]  # 2 mazes in one batch: 3 steps, one tick each
-    assert len(summ["x0_path_recall"]) == 3 and all(0 <= r <= 1 for r in summ["x0_path_recall"])
+    assert len(summ["x0_solved"]) == 3 and all(0 <= k <= 2 for k in summ["x0_solved"])
+    assert len(summ["x0_off_path"]) == 3 and all(v >= 0 for v in summ["x0_off_path"])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert "open" in last and "filmstrip_0.gif" in last
     assert (tmp_path / "demo" / "filmstrip_1.png").is_file() and (tmp_path / "demo" / "filmstrip_1.gif").is_file()

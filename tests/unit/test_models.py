@@ -100,3 +100,28 @@ def test_maze_style_dir_without_model_index(tmp_path):
     shutil.copytree(d, tmp_path / "copy")
     m = load_model(tmp_path / "copy")
     assert list(m.transformers) == ["transformer"] and m.scheduler.config.shift == 5.0
+
+
+def test_builtins_list_every_shipped_model_without_model_code():
+    """interp.builtins (what `interp models` prints) names the adapter families in the registry's order and every
+    shipped model, the maze LM included, with its task, parameter count (from the weight headers) and card."""
+    import subprocess
+    import sys
+
+    from interp.adapters import ADAPTERS
+    from interp.builtins import BUILTINS, FAMILIES
+
+    assert FAMILIES == tuple(ADAPTERS)
+    shipped = {n: b for n, b in BUILTINS.items() if b.path is not None and b.available}
+    assert {"maze-wan", "maze-cogvideox", "organism", "maze-lm"} <= set(shipped)
+    assert BUILTINS["maze-lm"].family == "lm" and BUILTINS["maze-lm"].task == "maze"
+    assert BUILTINS["organism"].task == "suite"
+    for b in shipped.values():
+        assert b.card is not None and b.card.name == "MODEL_CARD.md"
+    wan = load_model("maze-wan")
+    assert BUILTINS["maze-wan"].parameters == sum(p.numel() for p in wan.transformer.parameters())
+    code = "import sys, interp.builtins as b; b.BUILTINS['maze-wan'].parameters; print(sorted(m for m in sys.modules if m in ('torch', 'diffusers', 'nnsight')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    with pytest.raises(ValueError, match="load_lm"):
+        load_model("maze-lm")
