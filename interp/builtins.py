@@ -87,7 +87,7 @@ class BuiltinModel:
 
 
 BUILTINS: dict[str, BuiltinModel] = {
-    **{f"tiny-{fam}": BuiltinModel(f"tiny-{fam}", fam, f"random tiny {fam} DiT (seed 0, the adapter's tiny config)")
+    **{f"tiny-{fam}": BuiltinModel(f"tiny-{fam}", fam, "random weights (seed 0)")
        for fam in FAMILIES},
     # shipped models, one line each: the directory interp/data/<name>/ is package data (pyproject.toml ships
     # interp/data/** whole)

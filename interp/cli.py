@@ -61,17 +61,20 @@ def models_cmd() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from interp.builtins import FAMILIES, list_models
+    from interp.builtins import FAMILIES, data_path, list_models
 
-    built = Table("name", "family", "parameters", "task", "status", "card", "description",
-                  title=f"built-in models (families: {', '.join(FAMILIES)}; any diffusers video DiT directory or "
+    built = Table(title=f"built-in models (families: {', '.join(FAMILIES)}; any diffusers video DiT directory or "
                   "hub id loads too)")  # fmt: skip
+    for col in ("name", "family", "parameters", "task"):
+        built.add_column(col, no_wrap=True)
+    built.caption = f"card: the model card under {data_path()}"
+    built.add_column("card", overflow="fold")
+    built.add_column("description", ratio=1)
     for b in list_models():
-        status = "ready" if b.available else f"not trained yet ({b.path} missing)"
         n = b.parameters
-        size = "tiny (random)" if b.path is None else "-" if n is None else f"{n / 1e6:.1f}M"
-        card = "-" if b.card is None else str(b.card)
-        built.add_row(b.name, b.family, size, b.task, status, card, b.description)
+        size = "tiny" if b.path is None else "not trained" if not b.available else f"{n / 1e6:.1f}M"
+        card = "-" if b.card is None else str(b.card.relative_to(data_path()))
+        built.add_row(b.name, b.family, size, b.task, card, b.description)
     Console().print(built)
 
 

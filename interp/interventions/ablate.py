@@ -6,13 +6,15 @@ taken per step and per position. ``resample`` reads one reference input, picked 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from jaxtyping import Float
-from torch import Tensor
 
 from interp.interventions.base import Read, Rows, SiteSpec, put, take
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class Ablate(SiteSpec):

@@ -17,16 +17,16 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, ClassVar, Union
 
-import torch
 from einops import rearrange
 from jaxtyping import Float, Int
 from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
-from torch import Tensor
 
 from interp.sites import SITE_HELP, SITE_RE
 
 if TYPE_CHECKING:  # annotations only
     from pathlib import Path
+
+    from torch import Tensor
 
     from interp.trajectory import StepInput
 
@@ -206,6 +206,8 @@ class Rows:
     @classmethod
     def of(cls, target: list[int], source: list[int] | None = None, group: list[list[int]] | None = None) -> Rows:
         """A :class:`Rows` from plain lists."""
+        import torch  # torch loads on first use: validating an experiment file needs none (benchmarks/startup.py)
+
         t = lambda v: None if v is None else torch.tensor(v, dtype=torch.long)  # noqa: E731
         return cls(t(target), t(source), t(group))
 
@@ -215,6 +217,8 @@ def positions(
 ) -> Int[Tensor, " p"] | None:
     """Positions selected on a site's position axis (None: all). Token sites: tokens of the selected frames (latent
     frame ``f`` is token frame ``f // patch_t``) intersected with ``tokens``; latent sites: the frames."""
+    import torch  # torch loads on first use: validating an experiment file needs none (benchmarks/startup.py)
+
     f, h, w = grid
     if latent:
         if tokens is not None:

@@ -11,25 +11,26 @@ output); every reader refuses an unfinished file unless asked (``allow_partial``
 """
 
 from interp.store.atomic import AtomicH5, atomic_h5, atomic_path, partial_path, publish_dir, staging_dir
-from interp.store.capture import (
-    LATENT_KEYS,
-    SCHEMA_VERSION,
-    TOKEN_AXES,
-    ActivationCache,
-    Pool,
-    RunWriter,
-    canonical_json,
-    config_hash,
-    describe,
-    load_cache,
-    pool_tokens,
-    put_video_scores,
-    read_scores,
-    score_step_arrays,
-    token_coords,
-)
+from interp.store.describe import describe
 from interp.store.lock import IncompleteFileError, OutputBusy, OutputLock
 from interp.store.schema import CAPTURE, PLAIN, PROBES, RESULTS, SAMPLES, Schema, SchemaError, file_schema, open_h5
+
+# the capture layout's reader and writer import torch: they load on first use (PEP 562), so that `interp inspect`
+# and the other readers that need neither start without it
+_CAPTURE = ("LATENT_KEYS", "SCHEMA_VERSION", "TOKEN_AXES", "ActivationCache", "Pool", "RunWriter", "canonical_json",
+            "config_hash", "load_cache", "pool_tokens", "put_video_scores", "read_scores", "score_step_arrays",
+            "token_coords")  # fmt: skip
+
+
+def __getattr__(name: str):
+    if name in _CAPTURE:
+        from interp.store import capture
+
+        value = getattr(capture, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CAPTURE", "LATENT_KEYS", "PLAIN", "PROBES", "RESULTS", "SAMPLES", "SCHEMA_VERSION", "TOKEN_AXES",

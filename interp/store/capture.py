@@ -58,6 +58,7 @@ from torch import Tensor
 
 from interp.adapters import tokens_to_grid
 from interp.store.atomic import AtomicH5, partial_path
+from interp.store.describe import describe  # noqa: F401 -- re-exported: it lives where no torch is imported
 from interp.store.schema import CAPTURE, open_h5
 
 SCHEMA_VERSION = CAPTURE.version
@@ -731,21 +732,3 @@ def load_cache(path: str | os.PathLike, branch: str | None = None, *,
     """Open a finished capture for reading; an unfinished one is refused unless ``allow_partial`` (then only its
     finished steps are read; ``cache.complete`` and ``cache.steps_done`` tell how far it got)."""
     return ActivationCache(path, branch, allow_partial=allow_partial)
-
-
-def describe(path: str | os.PathLike, *, allow_partial: bool = False) -> dict:
-    """What a capture holds: run attributes and, per branch, each dataset's shape, dtype and axes."""
-    with open_h5(path, CAPTURE, allow_partial=allow_partial) as f:
-        out = {
-            "attrs": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()},
-            "datasets": [],
-        }
-
-        def visit(name, obj):
-            if isinstance(obj, h5py.Dataset):
-                out["datasets"].append(
-                    {"name": name, "shape": obj.shape, "dtype": str(obj.dtype), "axes": obj.attrs.get("axes", "")}
-                )
-
-        f.visititems(visit)
-    return out
