@@ -618,7 +618,7 @@ def run_cmd(
 
     Example: torchrun --nproc-per-node 8 -m interp run EXP.yaml   (or: interp run EXP.yaml --launcher torchrun)
     """
-    from interp.experiments import Experiment, ExperimentError, run_experiment
+    from interp.experiments import Experiment, ExperimentError
     from interp.experiments.shard import ShardError
     from interp.tracking import resolve_mode
 
@@ -664,6 +664,8 @@ def run_cmd(
 
             res = run_distributed(exp, out, wandb=wandb, base_dir=experiment.parent)
         else:
+            from interp.experiments import run_experiment  # the engine (model code): after the file is valid
+
             res = run_experiment(exp, out, wandb=wandb, base_dir=experiment.parent)
     except (ExperimentError, FileExistsError, ShardError) as e:
         typer.echo(str(e), err=True)
