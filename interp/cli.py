@@ -64,7 +64,6 @@ def models_cmd() -> None:
     from rich.table import Table
 
     from interp.adapters.coverage import coverage_rows
-    from interp.models import SHIPPED_LMS, list_models
 
     fams = Table(title="video transformers", show_lines=True)
     fams.add_column("family", overflow="fold")
@@ -79,22 +78,51 @@ def models_cmd() -> None:
         "sites: hook_embed, blocks.{i}.hook_<block site>, hook_out; skip: blocks.{i} (exact: sublayers too). "
         "exact = copied block forwards with every sublayer site; generic = diffusers' own forwards, block level"
     )
-    built = Table("name", "family", "status", "description", title="built-in models")
+    Console().print(fams)
+    from interp.builtins import FAMILIES, data_path, list_models
+
+    built = Table(title=f"built-in models (families: {', '.join(FAMILIES)}; any diffusers video DiT directory or "
+                  "hub id loads too)")  # fmt: skip
+    for col in ("name", "family", "parameters", "task"):
+        built.add_column(col, no_wrap=True)
+    built.caption = f"card: the model card under {data_path()}"
+    built.add_column("card", overflow="fold")
+    built.add_column("description", ratio=1)
     for b in list_models():
-        status = "ready" if b.available else f"not trained yet ({b.path} missing)"
-        built.add_row(b.name, b.family, status, b.description)
-    for name, path in SHIPPED_LMS.items():
-        status = "ready" if path.is_dir() else f"not trained yet ({path} missing)"
-        built.add_row(
-            name, "lm", status, "TransformerLens language model reading mazes as tokens (interp.lm.model.load_lm)"
-        )
-    Console().print(fams, built)
+        n = b.parameters
+        size = "tiny" if b.path is None else "not trained" if not b.available else f"{n / 1e6:.1f}M"
+        card = "-" if b.card is None else str(b.card.relative_to(data_path()))
+        built.add_row(b.name, b.family, size, b.task, card, b.description)
+    Console().print(built)
+
+
+@app.command("twin")
+def twin_cmd(
+    model: str = typer.Argument(..., help="built-in name (interp models), model or pipeline directory, or hub id"),
+    out: Path = typer.Option(..., "--out", help="output model directory (must not exist)"),
+    seed: int = typer.Option(0, help="seed of the re-initialised weights"),
+) -> None:
+    """Write the random-weights twin of a model: same config, weights re-initialised from --seed (safetensors).
+
+    Capture the twin on the same inputs as the model and give that capture to `interp probe --baseline`: what a
+    probe finds in an untrained network of the same shape.
+
+    Example: interp twin maze-wan --out maze-wan-random && interp capture maze-wan-random --out random.h5
+    """
+    from interp.apps.twin import make_twin
+
+    try:
+        path = make_twin(model, out, seed)
+    except (FileNotFoundError, FileExistsError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {path} (random twin of {model}, seed {seed})")
 
 
 @app.command("capture")
 def capture_cmd(
     model: str = typer.Argument(..., help="built-in name (interp models), local diffusers dir, or hub id"),
-    out: Path = typer.Option(..., "--out", help="output .h5 file"),
+    out: Path = typer.Option(None, "--out", help="output .h5 file (required unless --plan)"),
     steps: int = typer.Option(None, help="denoising steps (default: the task's, else 20)"),
     sites: str = typer.Option(None, help="site names or globs, comma-separated (default: blocks.*.hook_resid_post)"),
     seed: int = typer.Option(None, help="picks the inputs (task instances or random text) (default: 0)"),
@@ -155,6 +183,12 @@ def capture_cmd(
     ),
     overwrite: bool = typer.Option(False, help="replace an existing complete file"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    plan: bool = typer.Option(
+        False,
+        "--plan",
+        help="print rows, forwards, bytes to be written and the time estimated from the first "
+        "steps, then exit without writing anything",
+    ),  # fmt: skip
 ) -> None:
     """Run a denoising trajectory and store the chosen sites at every step in one HDF5 file.
 
@@ -164,6 +198,8 @@ def capture_cmd(
     and --x0-steps adds the decoded x0 of those steps as `x0_video`. Every field of the capture's config also has a --set key.
 
     Example: interp capture tiny-wan --steps 10 --sites 'blocks.*.hook_resid_post' --seed 0 --out run.h5
+
+    Example: interp capture maze-wan --batch 8 --plan   (what it would cost; writes nothing)
 
     Example: interp capture ./Wan2.2-I2V --prompt "the ball rolls left" --image first.png --steps 30 --guidance 5
     --seed 0 --frames 81 --height 480 --width 832 --x0-steps every:5 --out run.h5
@@ -182,6 +218,18 @@ def capture_cmd(
     cfg = _config(CaptureConfig, given, set_)
     from interp.scorers import ScorerError
 
+    if plan:
+        from interp.apps.capture import plan_capture
+
+        try:
+            cost = plan_capture(cfg)
+        except (PipelineError, ValueError) as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        typer.echo(f"capture {cfg.model}: plan (nothing written)\n" + "\n".join(cost.lines()))
+        return
+    if out is None:
+        raise typer.BadParameter("give --out FILE.h5 (or --plan to see the cost first)", param_hint="--out")
     try:
         path = capture(cfg, out, overwrite=overwrite, progress=True, force=force)
     except (PipelineError, ScorerError, FileExistsError, GenericCallError) as e:
@@ -324,7 +372,9 @@ def eval_cmd(
     device: str = typer.Option("cpu", help="torch device"),
     out: Path = typer.Option(None, "--out", help="output dir: eval.json, samples.h5 (maze, several sizes: size{N}/)"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
-    samples: Path = typer.Option(None, "--samples", help="any pipeline: a folder of VBVR-Bench samples to run and score"),
+    samples: Path = typer.Option(
+        None, "--samples", help="any pipeline: a folder of VBVR-Bench samples to run and score"
+    ),
     scorer: str = typer.Option(None, help="with --samples: module:function (default: interp.scorers:final_frame)"),
 ) -> None:
     """Sample held-out task instances, score the videos from pixels, print the success rate with its 95% CI; or run
@@ -460,8 +510,10 @@ def demo_cmd(
     out: Path = typer.Option(Path("demo-out"), "--out", help="output directory"),
     model: str = typer.Option("maze-wan", help="built-in name or model directory (organism: the task suite)"),
     n: int = typer.Option(None, min=1, help="mazes to sample (default 4); suite models: samples per task (default 2)"),
-    size: int = typer.Option(5, min=1, help="maze size"),
-    steps: int = typer.Option(None, min=1, help="denoising steps (default: maze 30, suite models 20)"),
+    size: int = typer.Option(
+        None, min=1, help="maze size (default 7: the x0 goes from wrong to solved within the steps)"
+    ),
+    steps: int = typer.Option(None, min=1, help="denoising steps (default: maze 16, suite models 20)"),
     seed: int = typer.Option(0, min=0, help="picks the held-out instances"),
     task: str = typer.Option(None, help="suite models: task(s), comma list or 'all' (default)"),
     level: str = typer.Option(None, help="suite models: level of every task (default: each task's easiest)"),
@@ -493,7 +545,9 @@ def demo_cmd(
         return
     if task is not None or level is not None:
         raise typer.BadParameter(f"--task and --level are for task-suite models; {model!r} is a maze model (--size)")
-    run_demo(out, model=model, n=n or 4, size=size, steps=steps or 30, seed=seed)
+    from interp.apps.demo import DEMO_N, DEMO_SIZE, DEMO_STEPS
+
+    run_demo(out, model=model, n=n or DEMO_N, size=size or DEMO_SIZE, steps=steps or DEMO_STEPS, seed=seed)
 
 
 # ---- tasks (the organism's task suite) ----------------------------------------------------------------------------
@@ -614,6 +668,12 @@ def run_cmd(
         None, "--merge", help="merge DIR/shards into DIR/results.h5 (+ summary, figures) and exit"
     ),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    plan: bool = typer.Option(
+        False,
+        "--plan",
+        help="validate, then print rows, forwards, bytes to be written and the time estimated "
+        "from the first batch's first steps; exit without writing anything",
+    ),  # fmt: skip
 ) -> None:
     """Run an experiment: interventions x sweep, batched; writes results.h5, summary.json and figures/.
 
@@ -622,9 +682,11 @@ def run_cmd(
 
     Example: interp run experiments/examples/noise.yaml --set inputs.count=4 --out runs/noise
 
+    Example: interp run experiments/examples/skip.yaml --plan   (validate and estimate; writes nothing)
+
     Example: torchrun --nproc-per-node 8 -m interp run EXP.yaml   (or: interp run EXP.yaml --launcher torchrun)
     """
-    from interp.experiments import Experiment, ExperimentError, run_experiment
+    from interp.experiments import Experiment, ExperimentError
     from interp.experiments.shard import ShardError
     from interp.tracking import resolve_mode
 
@@ -644,6 +706,9 @@ def run_cmd(
         if experiment is None:
             raise typer.BadParameter("give an experiment YAML (or --merge DIR)")
         exp = Experiment.load(experiment, set_)
+        if plan:
+            _print_run_plan(exp, out, experiment)
+            return
         from interp.lm import is_lm_path
 
         if is_lm_path(exp.model):  # a maze language model: interp.lm's parallel runner (writes summary.json)
@@ -675,11 +740,27 @@ def run_cmd(
 
             res = run_distributed(exp, out, wandb=wandb, base_dir=experiment.parent, force=force)
         else:
+            from interp.experiments import run_experiment  # the engine (model code): after the file is valid
+
             res = run_experiment(exp, out, wandb=wandb, base_dir=experiment.parent, force=force)
     except (ExperimentError, FileExistsError, ShardError) as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(2) from None
     typer.echo(f"{'cache hit' if res.cache_hit else 'ran'}: {res.results}")
+
+
+def _print_run_plan(exp, out: Path | None, experiment: Path) -> None:
+    """``interp run --plan``: the experiment is valid (it loaded); its cost, from the first batch's first steps."""
+    from interp.lm import is_lm_path
+
+    if is_lm_path(exp.model):
+        typer.echo(f"{experiment}: valid (a language-model experiment; --plan estimates DiT experiments only)")
+        return
+    from interp.experiments.runner import plan_run
+
+    out = out or Path("runs") / exp.name
+    cost = plan_run(exp, out, base_dir=experiment.parent)
+    typer.echo(f"{experiment}: valid; plan of {exp.name} into {out} (nothing written)\n" + "\n".join(cost.lines()))
 
 
 def _under_torchrun() -> bool:

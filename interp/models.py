@@ -9,9 +9,9 @@
   ``tiny-hunyuan``, ``tiny-wanvace``, ``tiny-skyreels``, ``tiny-mochi``, ``tiny-hunyuan15``, ``tiny-ltx2``: seeded
   random tiny configs) and the shipped models ``maze-wan``, ``maze-cogvideox`` (package data: ``interp/data/<name>``).
 
-This module is the one registry of what ships with the package: :data:`BUILTINS` (the DiTs, tiny and trained) and
-:data:`SHIPPED_LMS`; every shipped file (weights, eval sets, the paper's experiment files) is found through
-:func:`data_path` (``importlib.resources``), so an installed wheel works from any directory.
+What ships with the package (:data:`BUILTINS`, the maze LM included, :func:`data_path`) is listed in
+:mod:`interp.builtins`, which reads without model code; this module re-exports it and loads the DiTs
+(``load_model("maze-lm")`` says to use :func:`interp.lm.model.load_lm`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import os
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +35,10 @@ from safetensors import SafetensorError
 from torch import nn
 
 from interp.adapters import ADAPTERS, Adapter, get_adapter
+from interp.builtins import BUILTINS, EVAL_SETS, PAPER_DIR, SHIPPED_LMS, BuiltinModel, data_path, list_models
 
-
-def data_path(*parts: str) -> Path:
-    """A file or directory of the package data (``interp/data/...``): shipped models, eval sets, paper files."""
-    root = resources.files("interp") / "data"
-    if not isinstance(root, Path):  # a zipped install: the loaders need real directories
-        raise RuntimeError(f"interp's package data is not on the file system ({root!r}); install the package unzipped")
-    return root.joinpath(*parts)
+__all__ = ["BUILTINS", "EVAL_SETS", "PAPER_DIR", "SHIPPED_LMS", "BuiltinModel", "LoadedModel", "data_path",
+           "list_models", "load_model", "resolve_path"]  # fmt: skip
 
 
 EXPERTS = ("transformer", "transformer_2")
@@ -107,41 +102,6 @@ def from_pretrained(cls, path: Path, *, strict: bool = True, **kwargs) -> nn.Mod
     return model
 
 
-@dataclass(frozen=True)
-class BuiltinModel:
-    name: str
-    family: str
-    description: str
-    path: Path | None = None  # None: built from the adapter's tiny config
-
-    @property
-    def available(self) -> bool:
-        return self.path is None or self.path.is_dir()
-
-
-BUILTINS: dict[str, BuiltinModel] = {
-    **{
-        f"tiny-{fam}": BuiltinModel(f"tiny-{fam}", fam, f"random tiny {a.class_name} (seed 0)")
-        for fam, a in ADAPTERS.items()
-    },
-    # shipped DiTs, one line each: the directory interp/data/<name>/ (transformer/, scheduler/, interp.json) is
-    # package data (pyproject.toml ships interp/data/** whole)
-    "maze-wan": BuiltinModel("maze-wan", "wan", "Wan-architecture DiT trained to solve mazes", data_path("maze-wan")),
-    "maze-cogvideox": BuiltinModel(
-        "maze-cogvideox", "cogvideox", "CogVideoX-architecture DiT trained on the same mazes",
-        data_path("maze-cogvideox"),
-    ),
-    "organism": BuiltinModel(
-        "organism", "wan", "complete WanImageToVideoPipeline (UMT5, Wan VAE, 16-block DiT) trained on the task suite",
-        data_path("organism"),
-    ),
-}  # fmt: skip
-# shipped maze language models (interp.lm), name -> directory written by interp.lm.model.save_lm
-SHIPPED_LMS: dict[str, Path] = {"maze-lm": data_path("maze-lm")}
-EVAL_SETS = data_path("eval-sets")  # held-out sets pinned by digest (eval-sets/maze.json)
-PAPER_DIR = data_path("paper")  # the paper's experiment files (interp reproduce)
-
-
 @dataclass
 class LoadedModel:
     """Transformer(s), adapter and scheduler of one model.
@@ -191,10 +151,6 @@ def state_dict_hash(module: nn.Module) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
-
-
-def list_models() -> list[BuiltinModel]:
-    return list(BUILTINS.values())
 
 
 def default_scheduler(family: str):
@@ -263,7 +219,7 @@ def resolve_path(
                 allow_patterns=HUB_PATTERNS,
             )
         )
-    near = difflib.get_close_matches(s, [*BUILTINS, *SHIPPED_LMS], n=1)
+    near = difflib.get_close_matches(s, list(BUILTINS), n=1)
     hint = f"; did you mean {near[0]!r}?" if near else ""
     if s in SHIPPED_LMS:
         hint = f"; {s!r} is a language model: interp.lm.model.load_lm({s!r})"
@@ -301,6 +257,9 @@ def load_model(
         dtype = getattr(torch, dtype)
     name = str(name_or_path)
     builtin = BUILTINS.get(name)
+    if builtin is not None and builtin.is_lm:
+        raise ValueError(f"{name!r} is a language model, not a video DiT: load it with "
+                         f"interp.lm.model.load_lm({name!r}) (interp run, compare and probe take it by name)")  # fmt: skip
     if builtin is not None and builtin.path is None:
         if device_map is not None:
             raise ValueError(f"device_map is for models loaded from a directory or hub id, not the built-in {name!r}")

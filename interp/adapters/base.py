@@ -21,7 +21,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import torch
-from diffusers.hooks._helpers import TransformerBlockRegistry
 from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor, nn
@@ -73,6 +72,8 @@ def adopt_base_identity(hooked: type[nn.Module]) -> None:
     """
     base = hooked.__mro__[1]
     hooked.__name__, hooked.__qualname__ = base.__name__, base.__qualname__
+    from diffusers.hooks._helpers import TransformerBlockRegistry  # diffusers: when a block is hooked, not at import
+
     if hooked in TransformerBlockRegistry._registry:
         return
     try:

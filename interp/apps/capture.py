@@ -42,10 +42,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from interp.budget import Estimate, forward_bytes, model_bytes
+from interp.experiments.cost import Cost, estimate_seconds, time_first_steps
 from interp.inputs import ModelInputs, model_inputs
 from interp.models import LoadedModel, load_model
 from interp.store import Pool, RunWriter
 from interp.store.atomic import disk_full_names
+from interp.store.capture import step_nbytes, step_values
 from interp.trajectory import SamplerConfig, StepRecord, TrajectoryInputs, run_trajectory, schedule, traced_experts
 
 
@@ -227,6 +229,39 @@ def estimate(loaded: LoadedModel, config: CaptureConfig, latent_shape: tuple[int
                     disk=steps * (step_sites + latents), forwards=steps * rows,
                     detail=f"{steps} steps x {config.batch} samples{' x 2 branches' if passes == 2 else ''}, "
                     f"{n_sites} sites of {stored} x {d} values")  # fmt: skip
+
+
+def plan_capture(config: CaptureConfig, *, loaded: LoadedModel | None = None) -> Cost:
+    """What :func:`capture` of ``config`` will cost (:class:`~interp.experiments.cost.Cost`), writing nothing: its
+    rows, forwards, the bytes of the file (latents, v, x0 and the sites of every step, as stored) and the time
+    estimated from its first two steps."""
+    if config.pipeline_inputs:
+        raise ValueError("--plan estimates captures of a transformer (task or random inputs); with --prompt, "
+                         "--image or --samples the pipeline's encoders and VAE run too, which it does not time yet")  # fmt: skip
+    loaded = loaded or load_model(config.model, config.device, config.model_dtype)
+    config = config.resolved(loaded)
+    mi = capture_inputs(loaded, config)
+    inputs = TrajectoryInputs(mi.text, mi.latent_shape, condition=mi.condition)
+    sampler = config.sampler()
+    _, _, branches = schedule(loaded, sampler)
+    sites = next(iter(traced_experts(loaded).values())).resolve(config.sites)
+    grid = loaded.adapter.token_grid(loaded.transformer, inputs.latent_shape)
+
+    def run(on_step):
+        return run_trajectory(loaded, inputs, sampler, read=sites, on_step=on_step, keep=False)
+
+    one, warm, rec = time_first_steps(run, sampler.steps)
+    latents, stored = step_values(rec, config.pool, grid, config.dtype)
+    per_step = step_nbytes(latents[1:], [])  # x_next, v, x0
+    per_kind: dict[str, int] = {}  # cond / uncond: the sites' bytes of one forward (the same for either expert)
+    for br, _, v, _, _ in stored:
+        per_kind[br.split("/")[-1]] = per_kind.get(br.split("/")[-1], 0) + v.numel() * v.element_size()
+    nbytes = step_nbytes(latents[:1], []) + sampler.steps * per_step
+    nbytes += sum(per_kind.get(b.split("/")[-1], 0) * len(steps) for b, steps in branches.items())
+    forwards = config.batch * sum(len(steps) for steps in branches.values())
+    seconds = estimate_seconds(one, warm, config.batch, config.batch * sampler.steps)
+    timed = f"first step {one:.2f} s, then {warm:.2f} s per step of {config.batch} sample(s)"
+    return Cost(config.batch, sampler.steps, forwards, nbytes, seconds, timed)
 
 
 class Scoring:

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from interp.apps.evaluate import eval_maze, write_samples
 from interp.models import BUILTINS
 from interp.report.filmstrip import filmstrip_gif, filmstrip_png, pick_steps
+from interp.tasks import maze as mz
 from interp.tasks.maze_score import score_video
+
+# the maze demo's defaults, chosen by measurement (python -m benchmarks.demo_x0; benchmarks/results/demo_x0.txt): at
+# 7x7 with 16 Euler steps the x0 of the first steps is wrong for every maze (0 of 4 solved at step 0, 6 trail cells
+# off the path) and solves all 4 from step 4 on; sampling them took 114 CPU seconds (on 2 idle cores: 57-114 s).
+# At 5x5 the step-0 x0 already solves every maze; at 8x8 / 12 steps 1 of 4 goes from wrong to solved.
+DEMO_SIZE, DEMO_STEPS, DEMO_N = 7, 16, 4
 
 
 def run_demo(
-    out: str | Path, model: str = "maze-wan", n: int = 4, size: int = 5, steps: int = 30, seed: int = 0
-) -> dict:
+    out: str | Path, model: str = "maze-wan", n: int = DEMO_N, size: int = DEMO_SIZE, steps: int = DEMO_STEPS,
+    seed: int = 0,
+) -> dict:  # fmt: skip
     console = Console()
     out = Path(out)
     builtin = BUILTINS.get(model)
@@ -24,21 +34,32 @@ def run_demo(
     res = eval_maze(model, size=size, n=n, steps=steps, seed=seed, keep_x0=True, progress=True)
     write_samples(res, out / "samples.h5", {"model": model, "seed": seed})
     rows = pick_steps(res.steps, 8)
+    solved, off = np.zeros((n, res.steps), bool), np.zeros((n, res.steps))
     for i in range(n):
         x0 = res.x0_steps[i]
-        verdicts = [score_video(x0[s], res.conditions[i]).success for s in rows]
-        labels = [f"step {s} σ={res.sigmas[s]:.2f}" for s in rows]
+        per_step = [score_video(x0[s], res.conditions[i]) for s in range(res.steps)]
+        solved[i] = [sc.success for sc in per_step]
+        off[i] = [sc.extra_cells for sc in per_step]
+        all_labels = [f"step {s} σ={res.sigmas[s]:.2f}" for s in range(res.steps)]
+        all_verdicts = [sc.success for sc in per_step]
         title = (
             f"maze {i} ({size}x{size}): per-step x0 prediction — final {'solved' if res.scores[i].success else 'wrong'}"
         )
-        filmstrip_png(x0[rows], out / f"filmstrip_{i}.png", labels, verdicts, title)
-        all_labels = [f"step {s} σ={res.sigmas[s]:.2f}" for s in range(res.steps)]
-        all_verdicts = [score_video(x0[s], res.conditions[i]).success for s in range(res.steps)]
-        filmstrip_gif(x0, out / f"filmstrip_{i}.gif", all_labels, all_verdicts)
+        filmstrip_png(x0[rows], out / f"filmstrip_{i}.png", [all_labels[s] for s in rows],
+                      [all_verdicts[s] for s in rows], title, legend=mz.LEGEND)  # fmt: skip
+        filmstrip_gif(x0, out / f"filmstrip_{i}.gif", all_labels, all_verdicts, legend=mz.LEGEND)
     summ = res.summary()
+    summ["x0_solved"] = solved.sum(0).tolist()  # per step: mazes whose x0 prediction the scorer calls solved
+    summ["x0_off_path"] = off.mean(0).round(2).tolist()  # per step: mean trail cells of the x0 off the solution
     lo, hi = summ["ci95"]
     console.print(f"solve rate {summ['solve_rate']:.2f} (95% CI {lo:.2f}-{hi:.2f}) on {n} mazes; "
-                  f"path recall {summ['path_recall']:.2f}; filmstrips in {out}/")  # fmt: skip
+                  f"path recall {summ['path_recall']:.2f}")  # fmt: skip
+    console.print(f"x0 prediction at steps {rows}: solves {' '.join(str(int(solved[:, s].sum())) for s in rows)} "
+                  f"of {n} mazes; trail cells off the path {' '.join(f'{off[:, s].mean():.1f}' for s in rows)}",
+                  soft_wrap=True)  # fmt: skip
+    console.print(f"samples (videos, per-step x0, scores) in {out / 'samples.h5'}", soft_wrap=True)
+    console.print(f"[bold]open {out / 'filmstrip_0.gif'}[/] to watch the solution form step by step "
+                  f"({out / 'filmstrip_0.png'}: {len(rows)} steps x {x0.shape[1]} frames)", soft_wrap=True)  # fmt: skip
     return summ
 
 
@@ -80,11 +101,20 @@ def run_suite_demo(out: str | Path, model: str = "organism", selection: dict | N
     prompts = [t.prompt(inst) for t, (_, _, inst) in zip(tasks, jobs)]
     rows = pick_steps(sampler["steps"], x0_rows)
     sigmas: list[float] = []
-    videos, x0 = sample_i2v(pipe, images, prompts, num_inference_steps=sampler["steps"],
-                            guidance_scale=sampler["guidance"], seed=seed, num_frames=suite.FRAMES,
-                            height=suite.SIZE, width=suite.SIZE,
-                            negative_prompt=sampler["negative_prompt"], device=device, batch_cfg=True,
-                            on_step=lambda rec: sigmas.append(rec.sigma), keep_x0_steps=rows)  # fmt: skip
+    columns = (TextColumn(f"{len(jobs)} samples: denoising step"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=console) as bar:
+        tick = bar.add_task("steps", total=sampler["steps"])
+
+        def on_step(rec) -> None:
+            sigmas.append(rec.sigma)
+            bar.advance(tick)
+
+        videos, x0 = sample_i2v(pipe, images, prompts, num_inference_steps=sampler["steps"],
+                                guidance_scale=sampler["guidance"], seed=seed, num_frames=suite.FRAMES,
+                                height=suite.SIZE, width=suite.SIZE,
+                                negative_prompt=sampler["negative_prompt"], device=device, batch_cfg=True,
+                                on_step=on_step, keep_x0_steps=rows)  # fmt: skip
     scores, per_task = [], {}
     counter: dict = {}
     for i, (task, (name, lv, inst)) in enumerate(zip(tasks, jobs)):
@@ -107,5 +137,8 @@ def run_suite_demo(out: str | Path, model: str = "organism", selection: dict | N
     for (name, lv), s in per_task.items():
         table.add_row(name, str(lv), f"{int(sum(s))}/{len(s)}", f"{np.mean(s):.2f}")
     console.print(table)
-    console.print(f"filmstrips (x0 at steps {rows}) and GIFs in {out}/")
+    first = f"{jobs[0][0]}_{jobs[0][1]}_0"
+    console.print(f"[bold]open {out / (first + '_filmstrip.png')}[/] (the VAE-decoded x0 at steps {rows}, the "
+                  f"scorer's verdict per row) and {out / (first + '.gif')} (the final video); one pair per sample",
+                  soft_wrap=True)  # fmt: skip
     return {f"{name}_{lv}": float(np.mean(s)) for (name, lv), s in per_task.items()}

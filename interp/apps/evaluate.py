@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from interp.adapters import TextConditioning
 from interp.budget import Estimate, forward_bytes, model_bytes
@@ -89,9 +89,10 @@ def eval_maze(
     estimate_maze(loaded, config, size, n, batch, seed, keep_x0).check(force)
     mazes = mz.eval_mazes(size, n, seed)
     videos, conds, x0s, sigmas = [], [], [], []
-    columns = (TextColumn(f"eval {size}x{size}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn(f"{size}x{size} mazes: denoising step"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn())  # fmt: skip
     with Progress(*columns, disable=not progress) as bar:
-        task = bar.add_task("mazes", total=n)
+        task = bar.add_task("steps", total=-(-n // batch) * steps)  # one tick per denoising step of each batch
         for lo in range(0, n, batch):
             chunk = mazes[lo : lo + batch]
             ti = maze_inputs(meta, chunk)
@@ -105,13 +106,13 @@ def eval_maze(
                     per_step.append(mz.from_model_space(rec.x0.cpu()))
                 if lo == 0:
                     sigmas.append(rec.sigma)
+                bar.advance(task)
 
             traj = run_trajectory(loaded, inputs, config, on_step=keep, keep=False)
             videos.append(mz.from_model_space(traj.final.cpu()))
             conds.append(ti.condition_frames)
             if keep_x0:
                 x0s.append(torch.stack(per_step, dim=1))
-            bar.advance(task, len(chunk))
     video = torch.cat(videos).numpy()
     cond = torch.cat(conds).numpy()
     scores = score_batch(video, cond)

@@ -22,8 +22,7 @@ from PIL import Image
 from rich.console import Console
 
 from interp.experiments import Experiment, read_metrics, run_experiment
-from interp.experiments.plan import plan
-from interp.experiments.runner import sampler_of
+from interp.experiments.runner import planned_forwards, sampler_of
 from interp.interventions import resolve_index
 from interp.models import BUILTINS, PAPER_DIR, load_model
 from interp.report.figures import _plt, _save, curves, heatmap, x0_filmstrip
@@ -39,8 +38,15 @@ from interp.tasks.maze import AGENT_PX, BLOCK_PX, OPEN, PALETTE, TRAIL
 from interp.tasks.maze_score import reachable, read_blocks, score_video
 from probes import run_probes
 
-ANALYSES = ("chain_of_steps", "noise_step_vs_frame", "layer_swap", "layer_skip", "working_memory", "seed_ensemble",
-            "prompt_swap")
+ANALYSES = (
+    "chain_of_steps",
+    "noise_step_vs_frame",
+    "layer_swap",
+    "layer_skip",
+    "working_memory",
+    "seed_ensemble",
+    "prompt_swap",
+)
 MAZE_ANALYSES = ANALYSES[:6]  # the maze model's (maze-wan, maze-cogvideox): maze inputs
 SUITE_ANALYSES = ("prompt_swap",)  # a suite model's (the organism): the suite's tasks through the whole pipeline
 
@@ -94,16 +100,6 @@ def default_analyses(model: str | None) -> tuple[str, ...]:
     meta = path / "interp.json" if path is not None else None
     task = json.loads(meta.read_text()).get("task") if meta is not None and meta.is_file() else None
     return SUITE_ANALYSES if task == "suite" else MAZE_ANALYSES
-
-
-def planned_forwards(exp, loaded) -> dict[str, int]:
-    """What ``exp`` runs on ``loaded``, from the engine's batch plan (no forward): mazes, sweep points, batch rows,
-    steps, and row-forwards = rows x steps x forwards per step (2 with classifier-free guidance)."""
-    pl = plan(exp, int((loaded.task or {}).get("default_size", 0)) or None)
-    sampler = sampler_of(exp, loaded)
-    rows = sum(len(b.rows) for b in pl.batches)
-    return {"mazes": len(pl.samples), "points": len(pl.points), "rows": rows, "steps": sampler.steps,
-            "row_forwards": rows * sampler.steps * (2 if sampler.cfg else 1)}  # fmt: skip
 
 
 def plan_table(plans: dict[str, dict[str, int]]) -> str:

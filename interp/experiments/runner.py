@@ -21,11 +21,12 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from interp.adapters import TextConditioning
 from interp.budget import model_bytes
 from interp.experiments import metrics as M
+from interp.experiments.cost import Cost, estimate_seconds, time_first_steps
 from interp.experiments.plan import Batch, Plan, Row, Sample, baseline, estimate, source_rows
 from interp.experiments.plan import plan as make_plan
 from interp.experiments.schema import LENS_METRICS, MAZE_METRICS, Experiment, ExperimentError
@@ -272,16 +273,18 @@ def _run_batches(exp, pl, groups, loaded, traced, sampler, sites, directions, wr
             if groups[g].frames_uint8 is not None:
                 frames = groups[g].frames_uint8.numpy()
                 writer.write(f"group_{g}/condition_frames", slice(None), frames, frames.shape)
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn())  # fmt: skip
         with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
-            task = bar.add_task(f"{exp.name}: batches", total=len(mine), completed=writer.n_done)
+            # one tick per denoising step of a batch (a batch runs all its rows at once)
+            desc = f"{exp.name}: {len(mine)} batches x {sampler.steps} steps"
+            task = bar.add_task(desc, total=len(mine) * sampler.steps, completed=writer.n_done * sampler.steps)
             for batch in pl.batches:
                 if writer.done(batch.index) or batch.index not in mine:
                     continue
                 _run_batch(exp, pl, batch, groups[batch.group], loaded, traced, sampler, sites, directions, writer,
-                           scoring)  # fmt: skip
+                           scoring, tick=lambda: bar.advance(task))  # fmt: skip
                 writer.mark(batch.index)
-                bar.advance(task)
                 if on_batch is not None:
                     on_batch(batch.index)
         writer.finish()
@@ -374,23 +377,14 @@ def experiment_scoring(exp: Experiment, loaded: LoadedModel, pl: Plan, groups: d
 
 def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded: LoadedModel, traced, sampler,
                sites: list[str], directions: dict, writer: ResultsWriter,
-               scoring: ExperimentScoring | None = None) -> None:  # fmt: skip
+               scoring: ExperimentScoring | None = None, tick: Callable[[], None] | None = None) -> None:  # fmt: skip
     n = gi.latent_shape[0]
     local = {s.index: s for s in pl.samples}
     idx = torch.tensor([local[r.sample].local for r in batch.rows])
-    cache: dict = {}
-    noise = torch.stack([gi.noise(r.seed, cache)[r.slot] for r in batch.rows])
-    shape = (len(batch.rows), *gi.latent_shape[1:])
-    inputs = TrajectoryInputs(_index_text(gi.text, idx, n), shape,
-                              negative=None if gi.negative is None else _index_text(gi.negative, idx, n),
-                              condition=None if gi.condition is None else gi.condition[idx], latents=noise,
-                              first_frame=None if gi.first_frame is None else gi.first_frame[idx],
-                              timestep_mask=gi.timestep_mask, timestep_kwargs=gi.timestep_kwargs)  # fmt: skip
-    bound = [b for u in batch.units for b in bind_unit(pl.experiments[u[0]], batch, u, local[u[1]], directions)]
     lens_names = [m for m in exp.metrics if m in LENS_METRICS]
     lens_reads = resid_sites(traced.n_blocks) if lens_names else []
     reads = sites + [s for s in lens_reads if s not in sites]
-    plan_fn, edit_latent = compile_batch(bound, traced, shape, sampler.steps, reads)
+    inputs, plan_fn, edit_latent = _batch_trajectory(pl, batch, gi, traced, sampler, reads, directions)
     want_x0 = exp.capture.x0 or "x0_distance" in exp.metrics
     x0s: list[torch.Tensor] = []
     acts: dict[str, list[torch.Tensor]] = {}
@@ -398,6 +392,8 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
     lens_steps: list[dict[str, np.ndarray]] = []  # per step: metric -> (rows, blocks)
 
     def on_step(rec: StepRecord) -> None:
+        if tick is not None:
+            tick()
         if want_x0:
             x0s.append(rec.x0.to("cpu", torch.float32, copy=True))  # a copy on the host, whatever the device
         for branch, values in rec.branches.items():
@@ -471,6 +467,74 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
             v = vals[:, rows[k]]
             v = v.to(torch.float16) if exp.capture.dtype == "float16" else v.float()
             writer.write(f"{grp}/{name}", (p, li), v.numpy(), (n_points, n, *v.shape))
+
+
+def _batch_trajectory(pl: Plan, batch: Batch, gi: GroupInputs, traced, sampler, sites: list[str], directions: dict):
+    """(trajectory inputs, forward plan, latent edit) of one batch: its rows' text, noise and edits."""
+    n = gi.latent_shape[0]
+    local = {s.index: s for s in pl.samples}
+    idx = torch.tensor([local[r.sample].local for r in batch.rows])
+    cache: dict = {}
+    noise = torch.stack([gi.noise(r.seed, cache)[r.slot] for r in batch.rows])
+    shape = (len(batch.rows), *gi.latent_shape[1:])
+    inputs = TrajectoryInputs(_index_text(gi.text, idx, n), shape,
+                              negative=None if gi.negative is None else _index_text(gi.negative, idx, n),
+                              condition=None if gi.condition is None else gi.condition[idx], latents=noise,
+                              first_frame=None if gi.first_frame is None else gi.first_frame[idx],
+                              timestep_mask=gi.timestep_mask, timestep_kwargs=gi.timestep_kwargs)  # fmt: skip
+    bound = [b for u in batch.units for b in bind_unit(pl.experiments[u[0]], batch, u, local[u[1]], directions)]
+    plan_fn, edit_latent = compile_batch(bound, traced, shape, sampler.steps, sites)
+    return inputs, plan_fn, edit_latent
+
+
+def planned_forwards(exp, loaded) -> dict[str, int]:
+    """What ``exp`` runs on ``loaded``, from the engine's batch plan (no forward): mazes, sweep points, batch rows,
+    steps, and row-forwards = rows x steps x forwards per step (2 with classifier-free guidance)."""
+    pl = make_plan(exp, int((loaded.task or {}).get("default_size", 0)) or None)
+    sampler = sampler_of(exp, loaded)
+    rows = sum(len(b.rows) for b in pl.batches)
+    return {"mazes": len(pl.samples), "points": len(pl.points), "rows": rows, "steps": sampler.steps,
+            "row_forwards": rows * sampler.steps * (2 if sampler.cfg else 1)}  # fmt: skip
+
+
+def plan_run(exp: Experiment, out: str | Path | None = None, *, loaded: LoadedModel | None = None,
+             base_dir: str | Path | None = None) -> Cost:  # fmt: skip
+    """What :func:`execute` of ``exp`` will cost (:class:`~interp.experiments.cost.Cost`), writing nothing: the
+    batch plan's rows and forwards, the bytes of results.h5, and the time estimated from the first two steps of
+    the first batch (a cache hit in ``out``: nothing to run)."""
+    if exp.inputs.task == "prompts":
+        loaded = loaded if _is_pipeline(loaded) else load_pipeline_of(exp)
+    loaded = loaded or load_model(exp.model, exp.device)
+    counts = planned_forwards(exp, loaded)
+    sampler = sampler_of(exp, loaded)
+    if out is not None and is_complete(Path(out) / "results.h5", exp.key(loaded.weight_hash)):
+        return Cost(counts["rows"], counts["steps"], 0, 0, 0.0, "cache hit: results.h5 holds this experiment")
+    pl = make_plan(exp, int((loaded.task or {}).get("default_size", 0)) or None)
+    traced = next(iter(traced_experts(loaded).values()))
+    sites = traced.resolve(exp.capture.sites) if exp.capture.sites else []
+    first = pl.batches[0]
+    size = next(s.size for s in pl.samples if s.group == first.group)
+    gi = group_inputs(exp, loaded, size)
+    check_against_model(pl, traced, gi.latent_shape, sampler.steps)
+    directions = {(p, j): d for p, e in enumerate(pl.experiments) for j, iv in enumerate(e.interventions)
+                  if (d := iv.load_direction(base_dir)) is not None}  # fmt: skip
+    inputs, plan_fn, edit_latent = _batch_trajectory(pl, first, gi, traced, sampler, sites, directions)
+
+    def run(on_step):
+        return run_trajectory(loaded, inputs, sampler, plan=plan_fn, edit_latent=edit_latent, on_step=on_step,
+                              keep=False)  # fmt: skip
+
+    one, warm, rec = time_first_steps(run, sampler.steps)
+    # bytes per row: the final latent, x0 per step (capture.x0), each captured site per step and branch
+    latent = rec.x_next[0].numel() * 4
+    site_step = sum(v[0].numel() * (2 if exp.capture.dtype == "float16" else 4)
+                    for values in rec.branches.values() for v in values.values())  # fmt: skip
+    per_row = latent + (sampler.steps * latent if exp.capture.x0 else 0) + sampler.steps * site_step
+    units = len(pl.points) * len(pl.samples)
+    clean = len(pl.samples) * (latent + (sampler.steps * latent if exp.capture.x0 else 0))
+    seconds = estimate_seconds(one, warm, len(first.rows), counts["rows"] * sampler.steps)
+    timed = f"first step {one:.2f} s, then {warm:.2f} s per step of a {len(first.rows)}-row batch"
+    return Cost(counts["rows"], counts["steps"], counts["row_forwards"], units * per_row + clean, seconds, timed)
 
 
 def pl_row(batch: Batch, unit: tuple[int, int]) -> Row:

@@ -23,7 +23,6 @@ import interp
 from interp.budget import max_points
 from interp.interventions import Intervention, kinds
 from interp.interventions.base import SITE_HELP, SITE_RE
-from interp.tasks import suite
 from interp.yamlio import load_yaml, read_yaml
 
 MAZE_METRICS = ("solve_rate", "path_recall", "extra_cells", "wall_crossings", "goal_reached")
@@ -144,6 +143,8 @@ class Inputs(Strict):
         return self
 
     def _check_suite(self) -> Inputs:
+        from interp.tasks import suite  # the task package imports torch: only for a suite task (fast validation)
+
         if self.task not in suite_tasks():
             near = difflib.get_close_matches(self.task, [*BUILTIN_INPUTS, *suite_tasks()], n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else ""
@@ -167,12 +168,16 @@ class Inputs(Strict):
 
     def suite_instances(self, level: int) -> list[dict]:
         """The instances of one level's group, in input order (:func:`interp.tasks.suite.experiment_instances`)."""
+        from interp.tasks import suite  # the task package imports torch: only for a suite task (fast validation)
+
         return suite.experiment_instances(suite.get_task(self.task), level, self.count, self.seed, self.pairs)
 
     def prompt_inputs(self, level: int | None = None) -> tuple[list[str], list | None, list[dict]]:
         """Prompts, images (files, or uint8 first frames of a suite task; None for text-to-video) and each
         sample's scorer metadata (:mod:`interp.scorers`) of task: prompts, or of one level of a suite task."""
         if self.is_suite:
+            from interp.tasks import suite  # the task package imports torch: only for a suite task
+
             task = suite.get_task(self.task)
             insts = self.suite_instances(self.levels[0] if level is None else level)
             frames = [task.render(i)[0] for i in insts]
@@ -200,6 +205,8 @@ BUILTIN_INPUTS = ("maze", "random", "prompts")
 
 def suite_tasks() -> list[str]:
     """The organism's suite tasks an experiment can run (:data:`interp.tasks.suite.TASKS`)."""
+    from interp.tasks import suite  # the task package imports torch: only when a suite task is named
+
     suite._load_all()
     return sorted(suite.TASKS)
 

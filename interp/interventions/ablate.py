@@ -7,14 +7,16 @@ taken per step and per position. ``resample`` reads one reference input, picked 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from jaxtyping import Float
 from pydantic import model_validator
-from torch import Tensor
 
 from interp.interventions.base import Index, Read, Rows, SiteSpec, check_heads, on_heads, put, take
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class Ablate(SiteSpec):

@@ -20,16 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, ClassVar, Union
 
-import torch
 from einops import rearrange
 from jaxtyping import Float, Int
 from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator, model_validator
-from torch import Tensor
 
 from interp.sites import HEAD_SITE_RE, MOD_HOOKS, SITE_HELP, SITE_RE
 
 if TYPE_CHECKING:  # annotations only
     from pathlib import Path
+
+    from torch import Tensor
 
     from interp.trajectory import StepInput
 
@@ -216,6 +216,8 @@ class Rows:
     @classmethod
     def of(cls, target: list[int], source: list[int] | None = None, group: list[list[int]] | None = None) -> Rows:
         """A :class:`Rows` from plain lists."""
+        import torch  # torch loads on first use: validating an experiment file needs none (benchmarks/startup.py)
+
         t = lambda v: None if v is None else torch.tensor(v, dtype=torch.long)  # noqa: E731
         return cls(t(target), t(source), t(group))
 
@@ -225,6 +227,8 @@ def positions(
 ) -> Int[Tensor, " p"] | None:
     """Positions selected on a site's position axis (None: all). Token sites: tokens of the selected frames (latent
     frame ``f`` is token frame ``f // patch_t``) intersected with ``tokens``; latent sites: the frames."""
+    import torch  # torch loads on first use: validating an experiment file needs none (benchmarks/startup.py)
+
     f, h, w = grid
     if latent:
         if tokens is not None:
@@ -290,6 +294,8 @@ def on_heads(value: Tensor, heads: Index, fn: Callable[[Tensor], Tensor]) -> Ten
         return fn(value)
     if value.ndim != 4:
         raise ValueError(f"heads needs a per-head value (batch, pos, head, d_head), got shape {tuple(value.shape)}")
+    import torch  # torch loads on first use (see above)
+
     idx = torch.tensor(resolve_index(heads, value.shape[2], "heads"), device=value.device)
     out = value.clone()
     out[:, :, idx] = fn(value[:, :, idx])

@@ -5,13 +5,15 @@ paper's training-free seed ensemble. The ensemble's output is its first member's
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from jaxtyping import Float
 from pydantic import Field, model_validator
-from torch import Tensor
 
 from interp.interventions.base import Rows, SiteSpec, as_positions, put, take
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class Ensemble(SiteSpec):

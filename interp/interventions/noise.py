@@ -16,15 +16,16 @@ Fresh noise ``eps`` is N(0, 1) drawn per (``seed``, step, input) so it does not 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 from jaxtyping import Float
 from pydantic import Field
-from torch import Tensor
 
 from interp.interventions.base import Index, Rows, Spec, as_positions, put, take
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class Noise(Spec):
@@ -48,6 +49,8 @@ class Noise(Spec):
 
 def fresh_noise(seed: int, step: int, keys: list[int], shape: tuple[int, ...]) -> Float[Tensor, "n *shape"]:
     """One N(0,1) tensor of ``shape`` per key (the target's input index), reproducible per (seed, step, key)."""
+    import torch  # torch loads on first use: validating an experiment file needs none (benchmarks/startup.py)
+
     out = []
     for k in keys:
         s = int(np.random.SeedSequence([seed, step, k]).generate_state(1)[0])
@@ -68,6 +71,8 @@ def apply_noise(
 ) -> Float[Tensor, "batch frames feat"]:
     """``x`` in (batch, frames, features) layout; ``eps`` fresh noise for the target rows, same layout. ``renoise``
     reads ``x0`` (None: the latent is all noise) and the step's ``x = signal * x0 + noise * eps`` coefficients."""
+    import torch  # torch loads on first use: validating an experiment file needs none (benchmarks/startup.py)
+
     e = (eps if pos is None else eps[:, pos]).to(x)
     if spec.mode == "replace":
         return put(

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from jaxtyping import Float
 from pydantic import BaseModel, ConfigDict, model_validator
-from torch import Tensor
 
 from interp.interventions.base import Index, Read, Rows, SiteSpec, check_heads, on_heads, put, take
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class Source(BaseModel):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from jaxtyping import Float
 from pydantic import field_validator
-from torch import Tensor
 
 from interp.interventions.base import Rows, SiteSpec, put, take
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class Skip(SiteSpec):

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from jaxtyping import Float
 from pydantic import BaseModel, ConfigDict
-from torch import Tensor
 
 from interp.interventions.base import Rows, SiteSpec, put, take
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class DirectionFile(BaseModel):
@@ -40,6 +41,8 @@ class Steer(SiteSpec):
 
 def load_direction(spec: Steer, base_dir: str | Path | None = None) -> Float[Tensor, " d"]:
     """The direction as a 1-D float tensor (a relative file path is taken from ``base_dir``)."""
+    import torch  # torch loads on first use: validating an experiment file needs none (benchmarks/startup.py)
+
     d = spec.direction
     if isinstance(d, DirectionFile):
         from safetensors.torch import load_file

@@ -87,8 +87,8 @@ def x0_filmstrip(
     verdicts = frame_verdicts(sel, condition) if condition is not None else None
     labels = [f"step {s}" for s in steps]
     path = Path(path)
-    return [filmstrip_png(videos, path.with_suffix(".png"), labels, verdicts, title=title),
-            filmstrip_gif(videos, path.with_suffix(".gif"), labels, verdicts)]  # fmt: skip
+    return [filmstrip_png(videos, path.with_suffix(".png"), labels, verdicts, title=title, legend=maze_task.LEGEND),
+            filmstrip_gif(videos, path.with_suffix(".gif"), labels, verdicts, legend=maze_task.LEGEND)]  # fmt: skip
 
 
 def _save(fig, path: str | Path) -> Path:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from interp.builtins import BUILTINS
 from interp.report import tokenmaps as tm
 from interp.store import CAPTURE, RESULTS, file_schema, load_cache, open_h5
 from interp.store.atomic import write_atomic
@@ -258,8 +259,6 @@ def task_meta(config: dict, stored: dict | None = None) -> dict | None:
     before they recorded it, the model directory's, found without loading weights or the network."""
     if stored is not None:
         return stored
-    from interp.models import BUILTINS  # older files only: the model directory is looked up (a lazy, heavy import)
-
     name = str(config.get("model", ""))
     b = BUILTINS.get(name)
     path = b.path if b is not None else Path(name).expanduser()

@@ -21,24 +21,7 @@ from interp.store.atomic import (
     staging_dir,
     write_atomic,
 )
-from interp.store.capture import (
-    LATENT_KEYS,
-    SCHEMA_VERSION,
-    TOKEN_AXES,
-    ActivationCache,
-    Pool,
-    RunWriter,
-    canonical_json,
-    config_hash,
-    describe,
-    load_cache,
-    pool_tokens,
-    put_video_scores,
-    read_scores,
-    score_step_arrays,
-    token_coords,
-)
-from interp.store.lens import read_lens, write_lens
+from interp.store.describe import describe
 from interp.store.lock import IncompleteFileError, OutputBusy, OutputLock
 from interp.store.schema import (
     CAPTURE,
@@ -52,6 +35,24 @@ from interp.store.schema import (
     file_schema,
     open_h5,
 )
+
+# the capture layout's reader and writer import torch: they load on first use (PEP 562), so that `interp inspect`
+# and the other readers that need neither start without it
+_CAPTURE = ("LATENT_KEYS", "SCHEMA_VERSION", "TOKEN_AXES", "ActivationCache", "Pool", "RunWriter", "canonical_json",
+            "config_hash", "load_cache", "pool_tokens", "put_video_scores", "read_scores", "score_step_arrays",
+            "token_coords")  # fmt: skip
+_LENS = ("read_lens", "write_lens")
+
+
+def __getattr__(name: str):
+    if name in _CAPTURE or name in _LENS:
+        from interp.store import capture, lens  # torch: on first use
+
+        value = getattr(capture if name in _CAPTURE else lens, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CAPTURE", "LATENT_KEYS", "LENS", "PLAIN", "PROBES", "RESULTS", "SAMPLES", "SCHEMA_VERSION", "TOKEN_AXES",

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import queue
 import threading
@@ -59,6 +60,7 @@ from torch import Tensor
 
 from interp.adapters import tokens_to_grid
 from interp.store.atomic import AtomicH5, partial_path
+from interp.store.describe import describe  # noqa: F401 -- re-exported: it lives where no torch is imported
 from interp.store.schema import CAPTURE, open_h5
 
 SCHEMA_VERSION = CAPTURE.version
@@ -84,6 +86,36 @@ def canonical_json(config: BaseModel | dict) -> str:
 
 def config_hash(config: BaseModel | dict) -> str:
     return hashlib.sha256(canonical_json(config).encode()).hexdigest()
+
+
+def step_values(rec: Any, pool: Pool, grid: tuple[int, int, int], dtype: str) -> tuple[list, list]:
+    """What a capture stores of one step record, as stored: ``(latents, sites)``, latents ``(name, row, value)``
+    (x at step 0, x_next, v, x0), sites ``(branch, site, value, axes, pool)`` pooled and cast to ``dtype``."""
+    s = rec.step
+    latents = [("latents", 0, rec.x)] if s == 0 else []
+    latents += [("latents", s + 1, rec.x_next), ("v", s, rec.v), ("x0", s, rec.x0)]
+    sites = []
+    n_tokens = math.prod(grid)
+    for branch, acts in rec.branches.items():
+        for site, value in acts.items():
+            per_token = site != "hook_out" and value.ndim == 3  # (B, tokens, d_model)
+            # a modulation site's token axis is 1 when every token gets the same value: nothing to pool
+            pooled = per_token and value.shape[1] == n_tokens
+            if pooled:
+                value = pool_tokens(value, pool, grid)
+            if dtype == "float16":
+                value = value.to(torch.float16)
+            axes = (TOKEN_AXES[pool if pooled else "none"] if per_token else HEAD_AXES if value.ndim == 4
+                    else "step,batch,channel,frame,height,width")  # fmt: skip
+            sites.append((branch, site, value, axes, pool if pooled else "none"))
+    return latents, sites
+
+
+def step_nbytes(latents: list, sites: list) -> int:
+    """Bytes of one step's :func:`step_values`."""
+    return sum(v.numel() * v.element_size() for _, _, v in latents) + sum(
+        v[2].numel() * v[2].element_size() for v in sites
+    )
 
 
 def pool_tokens(x: Tensor, pool: Pool, grid: tuple[int, int, int]) -> Tensor:
@@ -320,26 +352,12 @@ class RunWriter:
         disk's pace instead of filling the host memory).
         """
         s = rec.step
-        latents = [("latents", 0, rec.x)] if s == 0 else []
-        latents += [("latents", s + 1, rec.x_next), ("v", s, rec.v), ("x0", s, rec.x0)]
+        latents, stored = step_values(rec, self.pool, self.grid, self.dtype)
         sites = []
-        for branch, acts in rec.branches.items():
-            pos = self.branch_pos[branch][s]
-            for site, value in acts.items():
-                per_token = site != "hook_out" and value.ndim == 3  # (B, tokens, d_model)
-                # a modulation site's token axis is 1 when every token gets the same value: nothing to pool
-                pooled = per_token and value.shape[1] == self.n_tokens
-                if pooled:
-                    value = pool_tokens(value, self.pool, self.grid)
-                if self.dtype == "float16":
-                    value = value.to(torch.float16)
-                axes = (TOKEN_AXES[self.pool if pooled else "none"] if per_token else HEAD_AXES if value.ndim == 4
-                        else "step,batch,channel,frame,height,width")  # fmt: skip
-                pool = self.pool if pooled else "none"
-                sites.append((f"{branch}/{site}", pos, value, axes, pool, len(self.branch_pos[branch])))
-        nbytes = sum(v.numel() * v.element_size() for _, _, v in latents) + sum(
-            v[2].numel() * v[2].element_size() for v in sites
-        )
+        for branch, site, value, axes, pool in stored:
+            sites.append((f"{branch}/{site}", self.branch_pos[branch][s], value, axes, pool,
+                          len(self.branch_pos[branch])))  # fmt: skip
+        nbytes = step_nbytes(latents, stored)
         rows = [(name, index, torch.as_tensor(value), n, attrs) for name, index, value, n, attrs in arrays]
         nbytes += sum(v.numel() * v.element_size() for _, _, v, _, _ in rows)
         if self._error is not None:
@@ -736,21 +754,3 @@ def load_cache(path: str | os.PathLike, branch: str | None = None, *,
     """Open a finished capture for reading; an unfinished one is refused unless ``allow_partial`` (then only its
     finished steps are read; ``cache.complete`` and ``cache.steps_done`` tell how far it got)."""
     return ActivationCache(path, branch, allow_partial=allow_partial)
-
-
-def describe(path: str | os.PathLike, *, allow_partial: bool = False) -> dict:
-    """What a capture holds: run attributes and, per branch, each dataset's shape, dtype and axes."""
-    with open_h5(path, CAPTURE, allow_partial=allow_partial) as f:
-        out = {
-            "attrs": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()},
-            "datasets": [],
-        }
-
-        def visit(name, obj):
-            if isinstance(obj, h5py.Dataset):
-                out["datasets"].append(
-                    {"name": name, "shape": obj.shape, "dtype": str(obj.dtype), "axes": obj.attrs.get("axes", "")}
-                )
-
-        f.visititems(visit)
-    return out

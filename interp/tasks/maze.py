@@ -39,6 +39,11 @@ PALETTE = np.array(
     dtype=np.uint8,
 )
 AGENT_RGB = np.array([250, 200, 30], dtype=np.uint8)
+# what each colour of a rendered frame means (the filmstrips' legend)
+LEGEND: tuple[tuple[str, tuple[int, int, int]], ...] = (
+    *((name, tuple(int(v) for v in rgb)) for name, rgb in zip(CLASS_NAMES, PALETTE)),
+    ("agent", tuple(int(v) for v in AGENT_RGB)),
+)
 
 # seed namespaces: training and held-out evaluation streams never share a seed
 TRAIN_STREAM = 0x7A1

@@ -277,6 +277,7 @@ def test_demo_organism_writes_filmstrips_and_gifs(tmp_path):
                                    "--x0-steps", "3", "--out", str(tmp_path)])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "mirror" in res.output and "/1" in res.output
+    assert f"open {tmp_path / 'mirror_2_0_filmstrip.png'}" in " ".join(res.output.split())  # the closing line
     png = iio.imread(tmp_path / "mirror_2_0_filmstrip.png")
     assert png.ndim == 3 and png.shape[0] > 200
     gif = iio.imread(tmp_path / "mirror_2_0.gif", index=None)

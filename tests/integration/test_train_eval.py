@@ -10,7 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from interp.apps.evaluate import eval_maze, parse_sizes, sample_noise, write_samples
+from interp.apps.evaluate import eval_maze, parse_sizes, sample_noise
 from interp.cli import app
 from interp.models import load_model
 from interp.tasks import maze as mz
@@ -93,3 +93,31 @@ def test_parse_sizes():
     assert parse_sizes("3-5,8") == [3, 4, 5, 8]
     with pytest.raises(ValueError):
         parse_sizes("2")
+
+
+def test_demo_bar_moves_every_denoising_step_and_ends_on_what_to_open(trained, tmp_path, monkeypatch, capsys):
+    """The demo's progress bar ticks once per denoising step (not per maze); the filmstrips have a legend; the
+    last line names the file to open; the summary holds what the x0 prediction of each step solves."""
+    import interp.apps.evaluate as ev
+    from interp.apps.demo import run_demo
+
+    ticks: list[int] = []
+
+    class Recording(ev.Progress):
+        def add_task(self, description, total=None, **kw):
+            ticks.append(int(total))
+            return super().add_task(description, total=total, **kw)
+
+        def advance(self, task, advance=1):
+            ticks.append(-advance)
+            super().advance(task, advance)
+
+    monkeypatch.setattr(ev, "Progress", Recording)
+    _, ckpt, _ = trained
+    summ = run_demo(tmp_path / "demo", model=str(ckpt), n=2, size=3, steps=3)
+    assert ticks == [3, -1, -1, -1]  # 2 mazes in one batch: 3 steps, one tick each
+    assert len(summ["x0_solved"]) == 3 and all(0 <= k <= 2 for k in summ["x0_solved"])
+    assert len(summ["x0_off_path"]) == 3 and all(v >= 0 for v in summ["x0_off_path"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "open" in last and "filmstrip_0.gif" in last
+    assert (tmp_path / "demo" / "filmstrip_1.png").is_file() and (tmp_path / "demo" / "filmstrip_1.gif").is_file()

@@ -116,3 +116,28 @@ def test_hub_patterns_never_fetch_pickled_weights():
     pats = HUB_PATTERNS + hub_patterns({}, ["transformer", "text_encoder", "scheduler"])
     assert not [f for f in pickled if any(fnmatch.fnmatch(f, p) for p in pats)]
     assert all(any(fnmatch.fnmatch(f, p) for p in HUB_PATTERNS) for f in wanted)
+
+
+def test_builtins_list_every_shipped_model_without_model_code():
+    """interp.builtins (what `interp models` prints) names the adapter families in the registry's order and every
+    shipped model, the maze LM included, with its task, parameter count (from the weight headers) and card."""
+    import subprocess
+    import sys
+
+    from interp.adapters import ADAPTERS
+    from interp.builtins import BUILTINS, FAMILIES
+
+    assert FAMILIES == tuple(ADAPTERS)
+    shipped = {n: b for n, b in BUILTINS.items() if b.path is not None and b.available}
+    assert {"maze-wan", "maze-cogvideox", "organism", "maze-lm"} <= set(shipped)
+    assert BUILTINS["maze-lm"].family == "lm" and BUILTINS["maze-lm"].task == "maze"
+    assert BUILTINS["organism"].task == "suite"
+    for b in shipped.values():
+        assert b.card is not None and b.card.name == "MODEL_CARD.md"
+    wan = load_model("maze-wan")
+    assert BUILTINS["maze-wan"].parameters == sum(p.numel() for p in wan.transformer.parameters())
+    code = "import sys, interp.builtins as b; b.BUILTINS['maze-wan'].parameters; print(sorted(m for m in sys.modules if m in ('torch', 'diffusers', 'nnsight')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    with pytest.raises(ValueError, match="load_lm"):
+        load_model("maze-lm")
