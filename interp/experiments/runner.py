@@ -331,7 +331,6 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
     n = gi.latent_shape[0]
     local = {s.index: s for s in pl.samples}
     inputs, plan_fn, edit_latent = _batch_trajectory(pl, batch, gi, traced, sampler, sites, directions)
-    shape = inputs.latent_shape
     want_x0 = exp.capture.x0 or "x0_distance" in exp.metrics
     x0s: list[torch.Tensor] = []
     acts: dict[str, list[torch.Tensor]] = {}
