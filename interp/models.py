@@ -258,8 +258,10 @@ def load_model(
     name = str(name_or_path)
     builtin = BUILTINS.get(name)
     if builtin is not None and builtin.is_lm:
-        raise ValueError(f"{name!r} is a language model, not a video DiT: load it with "
-                         f"interp.lm.model.load_lm({name!r}) (interp run, compare and probe take it by name)")  # fmt: skip
+        raise ValueError(
+            f"{name!r} is a language model, not a video DiT: load it with interp.lm.model.load_lm({name!r}) "
+            "(interp run, compare and probe take it by name)"
+        )
     if builtin is not None and builtin.path is None:
         if device_map is not None:
             raise ValueError(f"device_map is for models loaded from a directory or hub id, not the built-in {name!r}")

@@ -236,8 +236,10 @@ def plan_capture(config: CaptureConfig, *, loaded: LoadedModel | None = None) ->
     rows, forwards, the bytes of the file (latents, v, x0 and the sites of every step, as stored) and the time
     estimated from its first two steps."""
     if config.pipeline_inputs:
-        raise ValueError("--plan estimates captures of a transformer (task or random inputs); with --prompt, "
-                         "--image or --samples the pipeline's encoders and VAE run too, which it does not time yet")  # fmt: skip
+        raise ValueError(
+            "--plan estimates captures of a transformer (task or random inputs); with --prompt, --image or "
+            "--samples the pipeline's encoders and VAE run too, which it does not time yet"
+        )
     loaded = loaded or load_model(config.model, config.device, config.model_dtype)
     config = config.resolved(loaded)
     mi = capture_inputs(loaded, config)

@@ -136,7 +136,10 @@ def test_builtins_list_every_shipped_model_without_model_code():
         assert b.card is not None and b.card.name == "MODEL_CARD.md"
     wan = load_model("maze-wan")
     assert BUILTINS["maze-wan"].parameters == sum(p.numel() for p in wan.transformer.parameters())
-    code = "import sys, interp.builtins as b; b.BUILTINS['maze-wan'].parameters; print(sorted(m for m in sys.modules if m in ('torch', 'diffusers', 'nnsight')))"
+    code = (
+        "import sys, interp.builtins as b; b.BUILTINS['maze-wan'].parameters; "
+        "print(sorted(m for m in sys.modules if m in ('torch', 'diffusers', 'nnsight')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     with pytest.raises(ValueError, match="load_lm"):
