@@ -84,6 +84,7 @@ def test_torchrun_entry_points(exp_file, single, tmp_path, monkeypatch):
     ``interp run --launcher torchrun`` starts ``torchrun --standalone --nproc-per-node N -m interp run ...``."""
     for k, v in dict(RANK=0, WORLD_SIZE=1, LOCAL_RANK=0, MASTER_ADDR="127.0.0.1", MASTER_PORT=_free_port()).items():
         monkeypatch.setenv(k, str(v))
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # the launcher's default mode (offline) is what is checked below
     res = runner.invoke(app, ["run", str(exp_file), "--out", str(tmp_path / "w1"), "--wandb", "disabled"])
     assert res.exit_code == 0, res.output + repr(res.exception)
     assert diff_results(single, tmp_path / "w1" / "results.h5") == []
