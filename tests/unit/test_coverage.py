@@ -12,6 +12,7 @@ from interp.adapters import EXACT
 from interp.adapters.coverage import coverage_rows, pipelines_by_transformer
 from interp.adapters.generic import video_transformer_classes
 from interp.cli import app
+from interp.sites import MOD_HOOKS
 
 
 def test_one_row_per_video_transformer_exact_first():
@@ -21,9 +22,9 @@ def test_one_row_per_video_transformer_exact_first():
     by = {r.class_name: r for r in rows}
     assert by["WanTransformer3DModel"].kind == "exact"
     assert by["WanTransformer3DModel"].hooks == (
-        "hook_resid_pre", "hook_attn_out", "hook_cross_attn_out", "hook_mlp_out", "hook_resid_post"
+        "hook_resid_pre", *MOD_HOOKS, "hook_attn_out", "hook_cross_attn_out", "hook_mlp_out", "hook_resid_post"
     )  # fmt: skip
-    assert by["CogVideoXTransformer3DModel"].hooks == ("hook_resid_pre", "hook_attn_out", "hook_mlp_out",
+    assert by["CogVideoXTransformer3DModel"].hooks == ("hook_resid_pre", *MOD_HOOKS, "hook_attn_out", "hook_mlp_out",
                                                        "hook_resid_post")  # fmt: skip
     assert by["AllegroTransformer3DModel"].kind == "generic"
     assert by["AllegroTransformer3DModel"].hooks == ("hook_resid_pre", "hook_resid_post")
