@@ -26,6 +26,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import load_file, save_file
 
 from interp.adapters import TextConditioning, get_adapter
+from interp.budget import Estimate, forward_bytes
 from interp.store.atomic import publish_dir, staging_dir
 from interp.tasks import maze as mz
 from interp.tasks import maze_inputs
@@ -149,6 +150,7 @@ class RunSpec(_Strict):
     log_every: int = 50
     device: str = "auto"
     bf16: bool = True
+    force: bool = False  # train even when the estimate (:func:`training_estimate`) exceeds the free memory or disk
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None):
@@ -170,6 +172,15 @@ class TrainConfig(RunSpec):
     optim: OptimSpec = Field(default_factory=OptimSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     wandb: str = "offline"
+
+
+def training_estimate(model, tokens_per_batch: int, d_model: int, out: Path) -> Estimate:
+    """What training ``model`` holds and writes (:mod:`interp.budget`): the weights, an EMA copy, AdamW's two moments
+    and the gradients (float32), plus a batch's forward and backward working set; two checkpoints on disk."""
+    n = sum(p.numel() for p in model.parameters())
+    return Estimate("training", memory=5 * 4 * n + 2 * forward_bytes(1, tokens_per_batch, d_model),
+                    disk=2 * 4 * n, out=out,
+                    detail=f"{n / 1e6:.1f}M parameters, {tokens_per_batch} tokens a batch")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -331,10 +342,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.data.seed)
 
     model = build_model(cfg.model).to(device)
+    d_model = cfg.model.num_attention_heads * cfg.model.attention_head_dim
+    training_estimate(model, cfg.data.tokens_per_batch, d_model, out).check(cfg.force)  # before anything is written
+    out.mkdir(parents=True, exist_ok=True)
     state = {"step": 0, "samples": 0, "train_seconds": 0.0, "history": []}
     if cfg.resume_from:
         state.update(load_weights(model, cfg.resume_from))

@@ -21,7 +21,7 @@ from interp.lm import tokens as T
 from interp.lm.model import LMSpec, build_lm, load_weights, save_lm
 from interp.lm.run import eval_lm
 from interp.tasks import maze as mz
-from interp.train import RunSpec, SizeMix, _Strict
+from interp.train import RunSpec, SizeMix, _Strict, training_estimate
 
 
 class LMData(SizeMix):
@@ -94,8 +94,9 @@ def train_lm(cfg: LMTrainConfig, progress: bool = False) -> dict:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     bridge = build_lm(cfg.model, device)
+    training_estimate(bridge, cfg.data.tokens_per_batch, cfg.model.d_model, out).check(cfg.force)  # nothing written yet
+    out.mkdir(parents=True, exist_ok=True)
     state = {"step": 0, "samples": 0, "train_seconds": 0.0, "history": []}
     if cfg.resume_from:
         state.update(load_weights(bridge, cfg.resume_from))

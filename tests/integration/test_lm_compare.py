@@ -145,3 +145,13 @@ def test_compare_cli(tiny_lm, tiny_dit, tmp_path):
     assert np.array(cka[f"{tiny_dit}|{tiny_lm}"]).shape == (2, 3)
     assert np.allclose(np.diag(np.array(cka[f"{tiny_lm}|{tiny_lm}"])), 1.0)
     assert (tmp_path / "compare.png").stat().st_size > 10_000 and "| model |" in (tmp_path / "profiles.md").read_text()
+
+
+def test_lm_training_checks_its_estimate_before_writing(tmp_path, monkeypatch):
+    from interp.apps.train import main as train_main
+    from interp.budget import BudgetError
+
+    monkeypatch.setenv("INTERP_MAX_MEMORY_GB", "1e-6")
+    with pytest.raises(BudgetError, match=r"training is too large: memory"):
+        train_main("experiments/train/maze-lm.yaml", TINY_LM + [f"out={tmp_path / 'o'}"])
+    assert not (tmp_path / "o").exists()

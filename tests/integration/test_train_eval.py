@@ -121,3 +121,18 @@ def test_demo_bar_moves_every_denoising_step_and_ends_on_what_to_open(trained, t
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert "open" in last and "filmstrip_0.gif" in last
     assert (tmp_path / "demo" / "filmstrip_1.png").is_file() and (tmp_path / "demo" / "filmstrip_1.gif").is_file()
+
+
+def test_training_refuses_what_exceeds_the_memory_cap_and_writes_nothing(tmp_path, monkeypatch):
+    """The trainer's estimate (weights, EMA, AdamW moments, gradients and a batch's working set) is checked before
+    anything is written; force=true trains anyway."""
+    from interp.budget import BudgetError
+
+    monkeypatch.setenv("INTERP_MAX_MEMORY_GB", "1e-6")
+    cfg = TrainConfig.from_yaml("experiments/train/maze-wan.yaml", TINY + [f"out={tmp_path / 'o'}", "max_steps=1"])
+    with pytest.raises(BudgetError, match=r"training is too large: memory .* \(INTERP_MAX_MEMORY_GB\)"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "o").exists()
+    forced = TrainConfig.from_yaml("experiments/train/maze-wan.yaml",
+                                   TINY + [f"out={tmp_path / 'o'}", "max_steps=1", "force=true"])  # fmt: skip
+    assert train(forced, progress=False)["step"] == 1
