@@ -242,6 +242,31 @@ def build_model(config: str, device: str | torch.device = "cpu", dtype: str | No
     return loaded
 
 
+def estimate(opts: BenchOptions):
+    """What the run holds and writes (:mod:`interp.budget`), from the config alone (the model counted on the meta
+    device): the weights, a batched forward's working set (a sweep's rows, or the batch with guidance), and the
+    capture files of the sampling and store measurements (every block's site at every step, float32)."""
+    from diffusers import WanTransformer3DModel
+
+    from interp.budget import Estimate, forward_bytes
+
+    spec = CONFIGS[opts.config]
+    with torch.device("meta"):
+        n = sum(p.numel() for p in WanTransformer3DModel(**spec["model"]).parameters())
+    m = spec["model"]
+    d, layers = m["num_attention_heads"] * m["attention_head_dim"], m["num_layers"]
+    f, h, w = opts.latent or spec["latent"]
+    pt, ph, pw = m["patch_size"]
+    tokens = (f // pt) * (h // ph) * (w // pw)
+    elem = 2 if spec["dtype"] == "bfloat16" else 4
+    rows = max(opts.batch * 2, opts.sweep_rows or layers + 1)
+    capture = opts.steps * opts.batch * layers * tokens * d * 4 if "sampling" in opts.only else 0
+    store = 2 * opts.store_mb * 2**20 if "store" in opts.only else 0
+    return Estimate(f"bench {opts.config}", memory=n * elem + forward_bytes(rows, tokens, d, elem),
+                    disk=int(capture + store), out=Path(opts.scratch) if opts.scratch else Path(tempfile.gettempdir()),
+                    detail=f"{n / 1e6:.0f}M parameters, {tokens} tokens, {rows} rows a forward")  # fmt: skip
+
+
 def capture_config(loaded, opts: BenchOptions, latent: tuple[int, int, int], steps: int | None = None):
     from interp.apps.capture import CaptureConfig
 

@@ -887,6 +887,7 @@ def bench_cmd(
     store_mb: float = typer.Option(64.0, "--store-mb", help="MiB per run of the store measurement (at most 50 steps)"),
     only: str = typer.Option("", help="measurements to run, comma-separated: sampling,sweep,tracing,store,memory"),
     out: Path = typer.Option(None, "--out", help="write every figure (and per-round times) to this JSON file"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Measure what capture, tracing and interventions cost beyond the bare forward, side by side, with ratios.
 
@@ -915,6 +916,7 @@ def bench_cmd(
         if out is not None:
             bench.save(result, out)
 
+    bench.estimate(opts).check(force)  # before the model is built
     result = bench.run_bench(opts, log=lambda m: typer.echo(m, err=True), on_item=done)
     typer.echo(bench.report(result))
     if out is not None:

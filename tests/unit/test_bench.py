@@ -101,3 +101,18 @@ def test_pipeline_floor(bare, steps, nbytes, rate, floor):
     from benchmarks.capture import pipeline_floor
 
     assert pipeline_floor(bare, steps, nbytes, rate) == pytest.approx(floor)
+
+
+def test_bench_refuses_a_config_over_the_memory_cap_before_building_it(tmp_path, monkeypatch):
+    """wan1.3b on a 1 GB cap: refused with the numbers before any model is built (its weights alone are 2.8 GB);
+    the estimate's weights are the config's parameter count in its dtype."""
+    from interp.budget import GB
+
+    monkeypatch.setenv("INTERP_MAX_MEMORY_GB", "1")
+    res = CliRunner().invoke(app, ["bench", "--config", "wan1.3b", "--only", "tracing", "--out", str(tmp_path / "b")])
+    assert res.exit_code != 0 and "bench wan1.3b is too large: memory" in str(res.exception or res.output)
+    assert not (tmp_path / "b").exists()
+    from benchmarks.capture import BenchOptions, estimate
+
+    est = estimate(BenchOptions(config="wan1.3b", only=("tracing",)))
+    assert 2.6 * GB < est.memory and est.disk == 0
