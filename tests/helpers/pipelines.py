@@ -8,6 +8,7 @@ Each builder returns the directory; a 5-frame 32x32 video in 3 steps runs in sec
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,17 @@ def build(kind: str, root: Path, seed: int = 0) -> Path:
     out = Path(root) / kind
     pipe.save_pretrained(out)
     return out
+
+
+def build_all(kinds, root: Path) -> dict[str, Path]:
+    """Every pipeline of ``kinds`` saved under ``root`` (their build warnings silenced), plus ``img``: a 32x32
+    first frame for the image-to-video kinds."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dirs = {k: build(k, root) for k in kinds}
+    image(root / "img.png", (32, 32), seed=1)
+    dirs["img"] = root / "img.png"
+    return dirs
 
 
 def image(path: Path | None = None, size: tuple[int, int] = (32, 32), seed: int = 0) -> Image.Image:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DiffusionPipeline
-from helpers.pipelines import COG_SIZE, HUNYUAN_SIZE, LTX_SIZE, build, image
+from helpers.pipelines import COG_SIZE, HUNYUAN_SIZE, LTX_SIZE, build, build_all, image
 from typer.testing import CliRunner
 
 from interp.apps.capture import CaptureConfig, capture
@@ -35,13 +35,7 @@ SIZE = dict(num_frames=5, height=32, width=32)
 
 @pytest.fixture(scope="module")
 def pipes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pipes")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dirs = {k: build(k, root) for k in KINDS}
-    image(root / "img.png", (32, 32), seed=1)
-    dirs["img"] = root / "img.png"
-    return dirs
+    return build_all(KINDS, tmp_path_factory.mktemp("pipes"))
 
 
 def reference(path, prompt, seed, guidance, steps, img=None):

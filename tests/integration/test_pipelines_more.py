@@ -12,7 +12,7 @@ import warnings
 import pytest
 import torch
 from diffusers import DiffusionPipeline
-from helpers.pipelines import HUNYUAN15_SIZE, MOCHI_SIZE, NEW_SIZE, build, image
+from helpers.pipelines import HUNYUAN15_SIZE, MOCHI_SIZE, NEW_SIZE, build, build_all, image
 
 from interp.pipelines.components import load_pipeline
 from interp.pipelines.inputs import encode_inputs
@@ -28,13 +28,7 @@ EXTRA = {"mochi": {"max_sequence_length": 16}}
 
 @pytest.fixture(scope="module")
 def pipes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pipes")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dirs = {k: build(k, root) for k in KINDS}
-    image(root / "img.png", (32, 32), seed=1)
-    dirs["img"] = root / "img.png"
-    return dirs
+    return build_all(KINDS, tmp_path_factory.mktemp("pipes"))
 
 
 def call_extra(pipes, kind) -> dict:
