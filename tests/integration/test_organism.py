@@ -304,3 +304,50 @@ def test_organism_cpu_benchmark_smoke(capsys):
     assert set(r["parts"]) == {"prompt_encoding", "conditioning", "denoising", "decode"}
     assert r["wall_s"] >= sum(r["parts"].values()) * 0.99
     assert "target" in bench.report(r)
+
+
+def test_vae_tune_holds_all_but_the_free_tasks_later_latent_frames():
+    import torch
+
+    from interp.training.organism import held_latents
+
+    like = torch.zeros(3 + 2, 16, 3, 4, 4)
+    hold = held_latents(torch.tensor([False, True, False]), 2, like)
+    assert hold.shape == (5, 1, 3, 4, 4)
+    assert hold[1, :, 0].eq(1).all() and hold[1, :, 1:].eq(0).all()  # the free sample: only its first frame held
+    assert hold[[0, 2, 3, 4]].eq(1).all()  # other tasks and both image conditions: all held
+
+
+@pytest.mark.slow
+def test_vae_tune_stage_trains_the_encoder_and_keeps_the_latent_statistics(tmp_path):
+    import torch
+    from diffusers import AutoencoderKLWan
+
+    from interp.pipelines.organism import OrganismSpec
+    from interp.training.organism import DataSpec, EvalSpec, OrganismTrainConfig, VaeStage, VaeTuneStage, train
+
+    common = dict(
+        spec=OrganismSpec(num_layers=2, vae_base_dim=8),
+        data=DataSpec(workers=0, heldout_n=20),
+        vae=VaeStage(max_steps=2, batch=2, stats_batches=1, warmup_steps=1),
+        eval=EvalSpec(n=1, steps=1, ceiling_n=1),
+        device="cpu",
+        log_every=1,
+    )
+    out = tmp_path / "org"
+    train(OrganismTrainConfig(**common, stages=["vae"], out=str(out)))
+    with pytest.raises(ValueError, match="free_tasks"):
+        train(OrganismTrainConfig(**common, vae_tune=VaeTuneStage(free_tasks=["juggling"]), stages=["vae_tune"],
+                                  out=str(tmp_path / "bad"), resume_from=str(out)))  # fmt: skip
+    assert not (tmp_path / "bad").exists()
+    out2 = tmp_path / "org2"
+    tune = VaeTuneStage(max_steps=2, batch=4, warmup_steps=1, lr=1e-3)
+    state = train(OrganismTrainConfig(**common, vae_tune=tune, stages=["vae_tune"], out=str(out2),
+                                      resume_from=str(out)))  # fmt: skip
+    assert state["vae_tune_steps"] == 2 and state["stages"] == ["vae", "vae_tune"]
+    before = AutoencoderKLWan.from_pretrained(str(out / "vae"))
+    after = AutoencoderKLWan.from_pretrained(str(out2 / "vae"))
+    assert after.config.latents_std == before.config.latents_std
+    moved = [k for k, v in after.state_dict().items() if not torch.equal(v, before.state_dict()[k])]
+    assert any(k.startswith("encoder.") for k in moved) and any(k.startswith("decoder.") for k in moved)
+    assert "VAE ceiling after vae_tune" in (tmp_path / "org2.log").read_text()
