@@ -9,7 +9,9 @@ behind it: the object is hidden in the frames ``hidden[0]..hidden[1]`` (a contig
 frame 0, in every other frame and in the last frame.
 
 Levels are the number of frames the object is hidden (the occluder's thickness along the motion): level 1 hides it
-for 1-2 frames, level 2 for 3-4, level 3 for 5-6. Instances are drawn with the motion "mostly horizontal"
+for 1-2 frames, level 2 for 3-4, level 3 for 5-6, level 4 for 7 (frames 1 to 7: the object is seen only in the first
+and the last frame). The shipped organism is trained on levels 1-3 only, so level 4 measures how far its working
+memory extrapolates. Instances are drawn with the motion "mostly horizontal"
 (``vc = +-1``) and then transposed with probability 1/2, so vertical motion behind horizontal bars occurs too.
 
 Instance (JSON): ``{"task", "level", "start": [r, c], "velocity": [vr, vc], "occluder": [r0, c0, r1, c1]`` (blocks,
@@ -30,8 +32,8 @@ _IDX = {n: i for i, n in enumerate(NAMES)}
 OPEN, OBJECT, TAIL, OCCLUDER = _IDX["open"], _IDX["red"], _IDX["purple"], _IDX["gray"]
 _PAL = np.array([COLORS[n] for n in NAMES], dtype=np.uint8)
 
-LEVELS = (1, 2, 3)
-HIDDEN_FRAMES = {1: (1, 2), 2: (3, 4), 3: (5, 6)}  # level -> (min, max) number of frames the object is hidden
+LEVELS = (1, 2, 3, 4)
+HIDDEN_FRAMES = {1: (1, 2), 2: (3, 4), 3: (5, 6), 4: (7, 7)}  # level -> (min, max) number of frames the object is hidden
 TAIL_LEN = 2
 PROMPT = "the red ball keeps moving behind the gray wall"
 

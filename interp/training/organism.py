@@ -43,7 +43,7 @@ class _Strict(BaseModel):
 
 class DataSpec(_Strict):
     tasks: dict[str, float] = {"loopmaze": 1.0, "goalmaze": 1.0, "permanence": 1.0, "mirror": 1.0}
-    level_weights: list[float] = [1.0, 1.0, 1.0]  # easiest first
+    level_weights: list[float] = [1.0, 1.0, 1.0]  # easiest first; a task's levels beyond these are never trained
     heldout_n: int = 200  # held-out instances per level rejected from training
     seed: int = 1
     workers: int = 8
@@ -172,8 +172,8 @@ class SuiteBatches(torch.utils.data.IterableDataset):
             while len(vids) < self.batch:
                 ti = int(rng.choice(len(tasks), p=p_task))
                 task = tasks[ti]
-                w = np.array(self.spec.level_weights[: len(task.levels)], dtype=float)
-                level = task.levels[int(rng.choice(len(task.levels), p=w / w.sum()))]
+                w = np.array(self.spec.level_weights[: len(task.levels)], dtype=float)  # later levels: never trained
+                level = task.levels[int(rng.choice(len(w), p=w / w.sum()))]
                 inst = task.generate(level, rng)
                 if task.key(inst) in reject[ti]:
                     continue

@@ -202,7 +202,7 @@ def test_eval_organism_bad_input_is_one_error_and_writes_nothing(tmp_path):
     for args, expect in [
         (["--task", "maze"], "valid tasks: loopmaze, goalmaze, permanence, mirror"),
         (["--task", "mirror", "--level", "5"], "its levels: 2, 3, 4"),
-        (["--task", "all", "--level", "9"], "permanence: 1, 2, 3"),
+        (["--task", "all", "--level", "9"], "permanence: 1, 2, 3, 4"),
         (["--task", "mirror", "--size", "5"], "--size is for maze models"),
     ]:
         res = CliRunner().invoke(app, ["eval", "organism", *args, "--n", "1", "--out", str(out)])

@@ -45,7 +45,7 @@ def _inst(task, level, i=0):
 @pytest.mark.parametrize("task", TASKS, ids=lambda t: t.name)
 def test_registered_and_protocol(task):
     assert suite.TASKS[task.name] is task
-    assert len(task.levels) == 3 and task.prompts
+    assert len(task.levels) >= 3 and task.prompts
     inst = _inst(task, task.levels[0])
     assert inst["task"] == task.name and inst["level"] == task.levels[0]
     assert task.prompt(inst) in task.prompts
