@@ -49,7 +49,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import h5py
 import numpy as np
@@ -89,10 +89,23 @@ def config_hash(config: BaseModel | dict) -> str:
     return hashlib.sha256(canonical_json(config).encode()).hexdigest()
 
 
+class StoredSite(NamedTuple):
+    """One site of one step as stored (:func:`step_values`)."""
+
+    branch: str
+    site: str
+    codes: Tensor  # in the dataset's dtype (interp.store.codec)
+    axes: str
+    pool: str
+    storage_dtype: str
+    scale: Tensor | None  # 8-bit floats: float32, the value's shape with the reduced axes kept as 1
+    source_dtype: str  # the value's dtype before it was encoded
+
+
 def step_values(rec: Any, pool: Pool, grid: tuple[int, int, int], dtype: DtypeSpec,
                 tokens: np.ndarray | None = None) -> tuple[list, list]:  # fmt: skip
     """What a capture stores of one step record, as stored: ``(latents, sites)``, latents ``(name, row, value)``
-    (x at step 0, x_next, v, x0), sites ``(branch, site, codes, axes, pool, storage_dtype, scale)``: pooled, the
+    (x at step 0, x_next, v, x0), sites :class:`StoredSite`: pooled, the
     ``tokens`` (flat indices, :mod:`interp.store.keep`) of a per-token site kept, and encoded in the site's storage
     dtype (:mod:`interp.store.codec`; ``scale`` None but for 8-bit floats), all on the value's device."""
     s = rec.step
@@ -116,7 +129,8 @@ def step_values(rec: Any, pool: Pool, grid: tuple[int, int, int], dtype: DtypeSp
             codes, scale = encode(value, sd)
             axes = (TOKEN_AXES[pool if pooled else "none"] if per_token else HEAD_AXES if value.ndim == 4
                     else "step,batch,channel,frame,height,width")  # fmt: skip
-            sites.append((branch, site, codes, axes, pool if pooled else "none", sd, scale))
+            sites.append(StoredSite(branch, site, codes, axes, pool if pooled else "none", sd, scale,
+                                    str(value.dtype).removeprefix("torch.")))  # fmt: skip
     return latents, sites
 
 
@@ -124,9 +138,9 @@ def step_nbytes(latents: list, sites: list) -> int:
     """Bytes of one step's :func:`step_values` (codes and scales)."""
     n = sum(v.numel() * v.element_size() for _, _, v in latents)
     for item in sites:
-        n += item[2].numel() * item[2].element_size()
-        if len(item) > 6 and item[6] is not None:
-            n += item[6].numel() * item[6].element_size()
+        n += item.codes.numel() * item.codes.element_size()
+        if item.scale is not None:
+            n += item.scale.numel() * item.scale.element_size()
     return n
 
 
@@ -386,9 +400,9 @@ class RunWriter:
         latents, stored = step_values(rec, self.pool, self.grid, self.dtype, self.tokens)
         stored = [v for v in stored if s in self.branch_pos[v[0]]]  # steps outside the stored ones: latents only
         sites = []
-        for branch, site, codes, axes, pool, sd, scale in stored:
+        for branch, site, codes, axes, pool, sd, scale, source in stored:
             pos, n, name = self.branch_pos[branch][s], len(self.branch_pos[branch]), f"{branch}/{site}"
-            attrs = {"axes": axes, "pool": pool, "storage_dtype": sd}
+            attrs = {"axes": axes, "pool": pool, "storage_dtype": sd, "source_dtype": source}
             if self.tokens is not None and axes == TOKEN_AXES["none"]:
                 attrs["tokens"] = "stored_token_index"
             if scale is not None:
