@@ -116,7 +116,7 @@ CASES = [
     ("capture tiny-wan --set tokens=[0,999] --out {out}/x.h5", "give token indices in 0.."),
     ('capture tiny-wan --set tokens={{"frames":[7]}} --out {out}/x.h5', "tokens.frames [7]: give distinct frames"),
     ("capture tiny-wan --set store_steps=[0,50] --out {out}/x.h5", "store_steps [50]: give steps in 0..19"),
-    ("capture tiny-wan --set step_stride=0 --out {out}/x.h5", "step_stride: Input should be greater than or equal to 1"),
+    ("capture tiny-wan --set step_stride=0 --out {out}/x.h5", "step_stride: Input should be greater than"),
     ("capture tiny-wan --pool mean --set tokens=[0] --out {out}/x.h5", "pool 'mean' averages them all"),
     ("capture tiny-wan --pool max --out {out}/x.h5", "pool: Input should be 'none', 'mean' or 'frame'"),
     ("capture tiny-wan --steps 10000000 --out {out}/x.h5", "10,000,000 row-forwards > 2,000,000"),
