@@ -135,8 +135,8 @@ def main(
                 print(f"{site:28s}" + "".join(f"{acc[dt][:, j].mean():>14.4f}" for dt in STORAGE_DTYPES))
             diffs = "".join(f"{np.abs(acc[dt] - acc['float32']).max() * 100:>14.2f}" for dt in STORAGE_DTYPES)
             print(f"{'max |acc - float32| (points)':28s}" + diffs)
-            same = "".join(f"{(res[dt].labels[label].metrics['lambda'] == res['float32'].labels[label].metrics['lambda']).mean():>14.2f}"
-                           for dt in STORAGE_DTYPES)  # fmt: skip
+            lam = {dt: r.labels[label].metrics["lambda"] for dt, r in res.items()}
+            same = "".join(f"{(lam[dt] == lam['float32']).mean():>14.2f}" for dt in STORAGE_DTYPES)
             print(f"{'same strength as float32':28s}" + same)
 
 
