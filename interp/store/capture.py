@@ -12,6 +12,15 @@ Layout (schema 1)::
     /<branch>/<site>       (n_branch_steps, B, tokens, d_model), one chunk per step; attrs axes, pool
                            pool=mean: (n, B, d_model); pool=frame: (n, B, frames, d_model); hook_out: latent layout;
                            modulation sites (hook_mod_*): (n, B, 1, d_model), never pooled (one value for all tokens)
+                           attrs storage_dtype (interp.store.codec: float32, float16, bfloat16 as uint16 bits,
+                           float8_e4m3:token / :channel as uint8 codes), source_dtype, and for 8-bit floats scale
+    /<branch>/<site>.scale (n, B, ...) float32: the 8-bit codes' scales (the site's shape, reduced axes kept as 1)
+
+What a capture keeps (:mod:`interp.store.keep`): ``<branch>/steps`` lists the steps stored (``step_stride`` /
+``store_steps``: latents, v and x0 stay at every step); a capture that kept some tokens has ``/stored_token_index``
+(n,) int64 and ``/stored_tokens`` (n, 3) int32 (their flat index and frame, row, col), per-token sites hold those
+tokens in that order (attr ``tokens``), and ``stored_token_box`` (JSON sizes) when they form a box. Readers
+(:class:`ActivationCache`, :func:`read_site`) return float32 whatever the storage dtype.
 
 The capture describes itself (written at its start, when the capture gives them), so readers need neither the
 model directory nor the task generators::
@@ -60,7 +69,7 @@ from torch import Tensor
 
 from interp.adapters import tokens_to_grid
 from interp.store.atomic import AtomicH5, partial_path
-from interp.store.codec import SCALE_SUFFIX, DtypeSpec, check_spec, decode, encode, site_dtype, spec_attr
+from interp.store.codec import SCALE_SUFFIX, DtypeSpec, check_spec, decode, encode, site_dtype, spec_attr, to_disk
 from interp.store.describe import describe  # noqa: F401 -- re-exported: it lives where no torch is imported
 from interp.store.schema import CAPTURE, open_h5
 
@@ -473,6 +482,8 @@ class RunWriter:
         one uncompressed chunk per step of this shape and dtype, else through ``ds[index] = arr``."""
         kind, name, index, host = item[:4]
         arr = host.numpy()
+        if kind == "site":
+            arr = to_disk(arr, item[4].get("storage_dtype", ""))
         entry = self._datasets.get(name)
         if entry is None:
             f = self.file

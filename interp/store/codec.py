@@ -5,7 +5,7 @@ import them from here):
 
 - ``float32``, ``float16``: stored as they are named.
 - ``bfloat16``: HDF5 has no bfloat16, so its raw 16 bits are stored as ``uint16`` (2 bytes an element; decoded
-  exactly, bit for bit, to the float32 torch's ``.float()`` gives).
+  exactly, bit for bit, to the float32 torch's ``.float()`` gives; int16 bits on the device and across the copy).
 - ``float8_e4m3:token`` / ``float8_e4m3:channel``: 8-bit floats (``torch.float8_e4m3fn``) stored as their ``uint8``
   codes, each vector scaled so its largest magnitude is the format's 448 (``scale = amax / 448``, float32, in a
   dataset ``<site>.scale`` beside the codes). ``token``: one scale per vector along the last axis (one per token of
@@ -98,8 +98,8 @@ def encode(x: Tensor, dtype: str) -> tuple[Tensor, Tensor | None]:
         return x.float(), None
     if dtype == "float16":
         return x.to(torch.float16), None
-    if dtype == "bfloat16":
-        return x.to(torch.bfloat16).view(torch.uint16), None
+    if dtype == "bfloat16":  # int16 on the device (every CUDA copy kernel has it), uint16 on disk (to_disk)
+        return x.to(torch.bfloat16).view(torch.int16), None
     check_dtype(dtype)
     xf = x.float()
     amax = xf.abs().amax(dim=scale_dims(x.ndim, dtype), keepdim=True)
@@ -115,11 +115,16 @@ def decode(codes: np.ndarray, dtype: str, scale: np.ndarray | None = None) -> np
     if dtype == "float16":
         return codes.astype(np.float32)
     if dtype == "bfloat16":
-        return (codes.astype(np.uint32) << 16).view(np.float32)
+        return (to_disk(codes, dtype).astype(np.uint32) << 16).view(np.float32)
     check_dtype(dtype)
     if scale is None:
         raise ValueError(f"{dtype} values need their scale")
     return _FP8_TABLE[codes] * scale
+
+
+def to_disk(codes: np.ndarray, dtype: str) -> np.ndarray:
+    """Host codes as the dataset holds them: bfloat16's bits as uint16 (a view, no copy)."""
+    return codes.view(np.uint16) if dtype == "bfloat16" and codes.dtype == np.int16 else codes
 
 
 def nbytes(shape: Sequence[int], dtype: str) -> int:

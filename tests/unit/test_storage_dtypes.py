@@ -31,7 +31,7 @@ def _roundtrip(x: torch.Tensor, dtype: str) -> np.ndarray:
 def test_bfloat16_is_2_bytes_and_equals_torchs_cast_exactly():
     x = torch.randn(3, 50, 16) * 7
     codes, scale = encode(x, "bfloat16")
-    assert codes.dtype == torch.uint16 and codes.element_size() == 2 and scale is None
+    assert codes.dtype == torch.int16 and codes.element_size() == 2 and scale is None
     back = _roundtrip(x, "bfloat16")
     assert back.dtype == np.float32 and np.array_equal(back, x.to(torch.bfloat16).float().numpy())
     assert not np.array_equal(back, x.numpy())  # it is a real bf16 rounding, not a float32 copy
