@@ -50,6 +50,7 @@ from interp.store.atomic import disk_full_names
 from interp.store.capture import step_nbytes, step_values
 from interp.store.codec import DtypeSpec, check_spec, nbytes, site_dtype
 from interp.store.keep import TokenSpec, stored_steps, token_index
+from interp.trace import ForwardPlan
 from interp.trajectory import SamplerConfig, StepRecord, TrajectoryInputs, run_trajectory, schedule, traced_experts
 
 
@@ -227,8 +228,8 @@ def capture(
                     if on_step is not None:
                         on_step(rec)
 
-                traj = run_trajectory(loaded, inputs, sampler, read=sites, on_step=step_hook, start=start, keep=False,
-                                      progress=progress)  # fmt: skip
+                traj = run_trajectory(loaded, inputs, sampler, read=sites, plan=keep.plan(sites), on_step=step_hook,
+                                      start=start, keep=False, progress=progress)  # fmt: skip
                 final = traj.final
             if scoring is not None:
                 if final is None:
@@ -246,6 +247,14 @@ class Kept:
     def __init__(self, config: CaptureConfig, grid: tuple[int, int, int]):
         self.tokens, self.box = token_index(config.tokens, grid)
         self.steps = stored_steps(config.steps, config.step_stride, config.store_steps)
+        self.n_steps = config.steps
+
+    def plan(self, sites: Sequence[str]):
+        """The trajectory's per-forward plan: read ``sites`` at the stored steps only (None: at every step)."""
+        if self.steps == list(range(self.n_steps)):
+            return None
+        stored, reading = set(self.steps), ForwardPlan(read=list(sites))
+        return lambda branch, step: reading if step in stored else ForwardPlan()
 
     def branches(self, branch_steps: dict[str, list[int]]) -> dict[str, list[int]]:
         """Each branch's steps that are stored."""
@@ -531,8 +540,8 @@ def capture_pipeline(
                 if on_step is not None:
                     on_step(rec)
 
-            traj = run_trajectory(loaded, inputs, sampler, read=sites, on_step=step_hook, start=start, keep=False,
-                                  progress=progress)  # fmt: skip
+            traj = run_trajectory(loaded, inputs, sampler, read=sites, plan=keep.plan(sites), on_step=step_hook,
+                                  start=start, keep=False, progress=progress)  # fmt: skip
             flush(wait=True)
             final = traj.final
         clock.mark("loop")
