@@ -64,7 +64,7 @@ class CaptureConfig(BaseModel):
     seed: int = Field(0, ge=0)  # picks the inputs (task instances, random text)
     noise_seed: int = Field(0, ge=0)  # initial noise
     batch: int = Field(1, ge=1)
-    # storage dtype (interp.store.codec): one for all sites, or {site glob: dtype}, the first matching glob winning
+    # storage dtype (interp.store.codec): one for all sites, or {site glob: dtype}, the most specific glob winning
     dtype: DtypeSpec = "float32"
     pool: Pool = "none"
     guidance: float | None = None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -35,6 +36,7 @@ _ELEM = {"float32": 4, "float16": 2, "bfloat16": 2, "float8_e4m3:token": 1, "flo
 _FP8_TABLE = torch.arange(256, dtype=torch.uint8).view(torch.float8_e4m3fn).float().numpy()
 
 DtypeSpec = str | Mapping[str, str]
+_WILD = re.compile(r"\[[^\]]*\]|[*?]")  # the wildcards of a glob
 
 
 def check_dtype(name: str, where: str = "dtype") -> str:
@@ -45,7 +47,7 @@ def check_dtype(name: str, where: str = "dtype") -> str:
 
 
 def check_spec(spec: DtypeSpec) -> DtypeSpec:
-    """A dtype spec: one storage dtype for every site, or ``{site glob: dtype}`` (first matching glob wins)."""
+    """A dtype spec: one storage dtype for every site, or ``{site glob: dtype}`` (the most specific match wins)."""
     if isinstance(spec, str):
         return check_dtype(spec)
     if not spec:
@@ -57,14 +59,20 @@ def check_spec(spec: DtypeSpec) -> DtypeSpec:
 
 
 def site_dtype(spec: DtypeSpec, site: str) -> str:
-    """The storage dtype of ``site``: the spec itself, or the dtype of the first glob that matches it (float32 when
-    none does)."""
+    """The storage dtype of ``site``: the spec itself, or the dtype of the most specific glob that matches it (the
+    one with the most characters besides wildcards, so the mapping's order never matters; float32 when none
+    matches). Two matching globs equally specific but of different dtypes are a ValueError."""
     if isinstance(spec, str):
         return spec
-    for pattern, name in spec.items():
-        if fnmatch.fnmatchcase(site, pattern):
-            return name
-    return "float32"
+    matches = [(len(_WILD.sub("", p)), p, name) for p, name in spec.items() if fnmatch.fnmatchcase(site, p)]
+    if not matches:
+        return "float32"
+    best = max(m[0] for m in matches)
+    tied = {name: p for n, p, name in matches if n == best}
+    if len(tied) > 1:
+        raise ValueError(f"dtype: site {site!r} matches {sorted(tied.values())} equally, with different dtypes; "
+                         "make one pattern more specific")  # fmt: skip
+    return next(iter(tied))
 
 
 def spec_attr(spec: DtypeSpec) -> str:

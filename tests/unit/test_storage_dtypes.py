@@ -79,11 +79,18 @@ def test_nbytes_counts_codes_and_scales(dtype):
     assert nbytes((2, 12, 8), "float8_e4m3:channel") == 192 + 4 * 16
 
 
-def test_dtype_per_site_group_first_matching_glob_wins():
-    spec = check_spec({"blocks.1.*": "bfloat16", "blocks.*.hook_resid_post": "float8_e4m3:token", "*": "float16"})
-    assert site_dtype(spec, "blocks.1.hook_resid_post") == "bfloat16"
-    assert site_dtype(spec, "blocks.3.hook_resid_post") == "float8_e4m3:token"
-    assert site_dtype(spec, "hook_out") == "float16"
+def test_dtype_per_site_group_most_specific_glob_wins_in_any_order():
+    pairs = [("*", "float16"), ("blocks.*.hook_resid_post", "float8_e4m3:token"), ("blocks.1.hook_resid_post",
+             "bfloat16"), ("blocks.1.*", "float32")]  # fmt: skip
+    for spec in (dict(pairs), dict(pairs[::-1])):
+        spec = check_spec(spec)
+        assert site_dtype(spec, "blocks.1.hook_resid_post") == "bfloat16"  # the exact name
+        assert site_dtype(spec, "blocks.3.hook_resid_post") == "float8_e4m3:token"
+        assert site_dtype(spec, "blocks.1.hook_attn_out") == "float32"
+        assert site_dtype(spec, "hook_out") == "float16"
+    with pytest.raises(ValueError, match=r"'blocks.1.hook_resid_post' matches \['\*esid_post', 'blocks.1.\*'\]"):
+        site_dtype({"blocks.1.*": "bfloat16", "*esid_post": "float16"}, "blocks.1.hook_resid_post")  # 9 and 9
+    assert site_dtype({"blocks.1.*": "float16", "*esid_post": "float16"}, "blocks.1.hook_resid_post") == "float16"
     assert site_dtype({"blocks.*": "float16"}, "hook_out") == "float32"  # matched by none: float32
     assert site_dtype("bfloat16", "anything") == "bfloat16"
     with pytest.raises(ValueError, match=r"dtype\['\*'\]: unknown storage dtype 'int8'; valid: float32, float16, "
@@ -123,7 +130,9 @@ def test_e4m3_on_disk_is_one_byte_an_element_and_reads_back_as_float32(tmp_path)
     with h5py.File(path) as f:
         ds = f["cond/blocks.0.hook_resid_post"]
         assert ds.dtype == np.uint8 and ds.id.get_storage_size() == ds.size == STEPS * 2 * 24 * 32
-        assert ds.attrs["storage_dtype"] == "float8_e4m3:token" and ds.attrs["scale"] == "blocks.0.hook_resid_post.scale"
+        assert (
+            ds.attrs["storage_dtype"] == "float8_e4m3:token" and ds.attrs["scale"] == "blocks.0.hook_resid_post.scale"
+        )
         sc = f["cond/blocks.0.hook_resid_post.scale"]
         assert sc.dtype == np.float32 and sc.shape == (STEPS, 2, 24, 1)
         b16 = f["cond/blocks.1.hook_resid_post"]
