@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from interp.store import RunWriter, load_cache, token_coords
+from interp.report.tokenmaps import _read_step
+from interp.store import RunWriter, describe, load_cache, token_coords
 from interp.store.codec import STORAGE_DTYPES, check_spec, decode, encode, nbytes, site_dtype
 from interp.store.keep import TokenBox, stored_steps, token_index
 from interp.trajectory import StepRecord
@@ -147,6 +148,11 @@ def test_e4m3_on_disk_is_one_byte_an_element_and_reads_back_as_float32(tmp_path)
         xb = torch.stack([r.branches["cond"]["blocks.1.hook_resid_post"] for r in recs])
         assert torch.equal(b, xb.to(torch.bfloat16).float())
         assert torch.equal(c.select(2)["blocks.0.hook_resid_post"], q[2:3])  # a step view decodes the same rows
+        tok = _read_step(c, "blocks.0.hook_resid_post", 1, None)  # the token maps read the same float32 values
+        assert tok.dtype == np.float32 and np.array_equal(tok, q[1].numpy())
+    kinds = {d["name"]: d["dtype"] for d in describe(path)["datasets"]}
+    assert kinds["cond/blocks.0.hook_resid_post"] == "uint8 (float8_e4m3:token)"
+    assert kinds["cond/blocks.1.hook_resid_post"] == "uint16 (bfloat16)" and kinds["latents"] == "float32"
 
 
 def test_writer_keeps_the_chosen_tokens_and_steps(tmp_path):
