@@ -20,6 +20,7 @@ runs where the value is (the GPU in real use), before the device-to-host copy, s
 from __future__ import annotations
 
 import fnmatch
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -77,8 +78,6 @@ def site_dtype(spec: DtypeSpec, site: str) -> str:
 
 def spec_attr(spec: DtypeSpec) -> str:
     """The spec as a root attribute: the name itself, or its mapping as JSON."""
-    import json
-
     return spec if isinstance(spec, str) else json.dumps(dict(spec))
 
 

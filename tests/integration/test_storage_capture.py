@@ -16,7 +16,7 @@ from interp.store import load_cache
 from probes import run_probes
 from probes.data import open_cache
 from probes.examples import select_examples
-from probes.run import resolve_labels
+from probes.run import load_mazes, resolve_labels
 
 CFG = CaptureConfig(model="tiny-wan", steps=4, sites=["blocks.*.hook_resid_post", "hook_out"], guidance=2.5, batch=2,
                     seed=1, noise_seed=2)  # fmt: skip
@@ -107,7 +107,10 @@ def test_probes_read_a_capture_that_kept_a_box_of_tokens(maze_dir, tmp_path):
     try:
         idx = rs.token_index
         assert rs.tokens == len(idx) == 2 * 5 * 5 and rf.token_index is None
-        (lf,), (ls,) = resolve_labels(rf, ["wall"], None, _mazes(rf)), resolve_labels(rs, ["wall"], None, _mazes(rs))
+        (lf,), (ls,) = (
+            resolve_labels(rf, ["wall"], None, load_mazes(rf)),
+            resolve_labels(rs, ["wall"], None, load_mazes(rs)),
+        )
         assert np.array_equal(ls.values, lf.values[:, idx]) and np.array_equal(ls.columns, idx)
         ex = select_examples(ls, "position", 0, "uniform", [2])  # frames count by grid index, not stored order
         assert len(ex.token) == 6 * 25 and (ls.columns[ex.token] // 49 == 2).all()
@@ -120,9 +123,3 @@ def test_probes_read_a_capture_that_kept_a_box_of_tokens(maze_dir, tmp_path):
     acc = res.labels["wall"].metrics["accuracy"][0]
     assert acc.shape == (2, 3) and np.isfinite(acc).all()
     assert res.labels["wall"].n_examples["train"] > 0
-
-
-def _mazes(reader):
-    from probes.run import load_mazes
-
-    return load_mazes(reader)
