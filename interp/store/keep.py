@@ -4,7 +4,9 @@ every step; only the chosen ones are stored).
 Tokens (``tokens`` of the capture config): a box in the latent token grid, ``{"frames": [0, 2], "rows": [a, b],
 "cols": [a, b]}`` (frames: a list of frame indices; rows / cols: half-open ranges ``[a, b)`` as in Python slices;
 any of the three left out: all of that axis), or an explicit list of flat token indices (row-major over frame, row,
-col). Steps: ``step_stride: K`` (steps 0, K, 2K, ...) or ``store_steps: [0, 10, 49]``.
+col); they apply to the per-token sites of the latent grid ((B, tokens, d_model), unpooled), while ``hook_out``,
+per-head attention sites and modulation sites are stored whole. Steps: ``step_stride: K`` (steps 0, K, 2K, ...) or
+``store_steps: [0, 10, 49]``; the forwards of the other steps read no site.
 
 A file records what it holds: ``/stored_tokens`` (n, 3) int32 (frame, row, col of each stored token, in stored
 order) and ``/stored_token_index`` (n,) int64 (their flat indices in the full grid), root attribute
