@@ -128,7 +128,11 @@ def capture_cmd(
     seed: int = typer.Option(None, help="picks the inputs (task instances or random text) (default: 0)"),
     noise_seed: int = typer.Option(None, help="seed of the initial noise (default: 0)"),
     batch: int = typer.Option(None, help="samples per run (default: 1)"),
-    dtype: str = typer.Option(None, help="stored activation dtype: float32 | float16 (default: float32)"),
+    dtype: str = typer.Option(
+        None,
+        help="stored activation dtype: float32 | float16 | bfloat16 | float8_e4m3:token | float8_e4m3:channel "
+        "(default: float32; per site group: --set 'dtype={\"blocks.*\": \"bfloat16\", \"*\": \"float16\"}')",
+    ),
     pool: str = typer.Option(None, help="token pooling: none | mean | frame (default: none)"),
     guidance: float = typer.Option(
         None,
@@ -186,8 +190,9 @@ def capture_cmd(
     plan: bool = typer.Option(
         False,
         "--plan",
-        help="print rows, forwards, bytes to be written and the time estimated from the first "
-        "steps, then exit without writing anything",
+        "--dry-run",
+        help="print rows, forwards, bytes to be written (as stored: dtype, tokens, step stride) and the time "
+        "estimated from the first steps, then exit without writing anything",
     ),  # fmt: skip
 ) -> None:
     """Run a denoising trajectory and store the chosen sites at every step in one HDF5 file.
@@ -200,6 +205,9 @@ def capture_cmd(
     Example: interp capture tiny-wan --steps 10 --sites 'blocks.*.hook_resid_post' --seed 0 --out run.h5
 
     Example: interp capture maze-wan --batch 8 --plan   (what it would cost; writes nothing)
+
+    Example: interp capture maze-wan --dtype float8_e4m3:token --set step_stride=5 --set 'tokens={rows: [2, 6]}'
+    --dry-run   (8-bit storage of every 5th step and rows 2..5 of the token grid: its bytes, nothing written)
 
     Example: interp capture ./Wan2.2-I2V --prompt "the ball rolls left" --image first.png --steps 30 --guidance 5
     --seed 0 --frames 81 --height 480 --width 832 --x0-steps every:5 --out run.h5

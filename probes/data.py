@@ -42,6 +42,7 @@ class StoreReader(CacheReader):
         self.n_steps = len(self.cache.steps)
         self._shape = {s: tuple(self.cache.select(int(self.cache.steps[0]))[s].shape[1:]) for s in self.sites}
         self.batch, self.tokens = next(iter(self._shape.values()))[:2]
+        self.token_index = self.cache.stored_token_index  # a capture that kept some tokens: their grid indices
 
     def d_model(self, site: str) -> int:
         return int(self._shape[site][-1])

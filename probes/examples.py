@@ -83,7 +83,7 @@ def select_examples(
                 raise ValueError(f"frames {bad} outside the token grid's 0..{f - 1}")
             keep = np.zeros(f, bool)
             keep[frames] = True
-            mask &= np.repeat(keep, r * c)[None]
+            mask &= keep[label.columns // (r * c)][None]
         pick_s, pick_t = [], []
         for b in range(mask.shape[0]):
             idx = np.flatnonzero(mask[b])

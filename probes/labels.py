@@ -41,7 +41,8 @@ class Label:
     """One label over a capture's samples (and tokens).
 
     ``values`` are class indices 0..len(classes)-1 for binary / multiclass labels and floats for regression;
-    ``grid`` is the (frames, rows, cols) token grid of token labels (None when unknown).
+    ``grid`` is the (frames, rows, cols) token grid of token labels (None when unknown); ``tokens`` the flat index
+    in that grid of each column of a token label that holds only some tokens (:func:`keep_tokens`; None: all).
     """
 
     name: str
@@ -51,6 +52,12 @@ class Label:
     mask: Bool[np.ndarray, "batch *tokens"]
     classes: tuple[str, ...] = ()
     grid: tuple[int, int, int] | None = None
+    tokens: np.ndarray | None = None
+
+    @property
+    def columns(self) -> np.ndarray:
+        """The flat grid index of each token column (0..tokens-1 unless :attr:`tokens` says otherwise)."""
+        return np.arange(self.values.shape[1]) if self.tokens is None else self.tokens
 
     @property
     def n_classes(self) -> int:
@@ -166,6 +173,18 @@ def maze_label(name: str, mazes: list[maze_task.Maze], frames: int) -> Label:
     return make_label(name, values, "token", flat(masks), kind, (frames, side, side), names)
 
 
+def keep_tokens(label: Label, index: np.ndarray) -> Label:
+    """A token label of the full grid cut to the tokens a capture stored (``index``: their flat indices, in stored
+    order); a sample label as it is."""
+    if label.level != "token":
+        return label
+    idx = np.asarray(index, np.int64)
+    if not label.mask[:, idx].any():
+        raise ValueError(f"label {label.name!r} is defined on none of the capture's {len(idx)} stored tokens")
+    return Label(label.name, label.kind, label.level, label.values[:, idx], label.mask[:, idx], label.classes,
+                 label.grid, idx)  # fmt: skip
+
+
 def mazes_from_json(items: list[str]) -> list[maze_task.Maze]:
     return [maze_task.Maze.from_dict(json.loads(s)) for s in items]
 
@@ -242,7 +261,7 @@ def token_types(label: Label, by: ControlBy) -> np.ndarray:
         ids = np.arange(b)
         return ids if label.level == "sample" else np.repeat(ids[:, None], label.values.shape[1], 1)
     tokens = label.values.shape[1]
-    tok = np.arange(tokens)
+    tok = label.columns
     if by == "position":
         if label.grid is None:
             raise ValueError(f"label {label.name!r} has no token grid; use control by 'token' or 'sample'")

@@ -135,13 +135,15 @@ def resolve_labels(
     """Labels by name: maze labels, keys of ``arrays``, or ``.npy`` / ``.npz[:key]`` files."""
     arrays = dict(arrays or {})
     grid = None
+    index = reader.token_index  # a capture that kept some tokens: labels of the full grid, cut to them
+    full = reader.tokens if index is None else int(np.prod(reader.grid))
     if mazes is not None:
         if len(mazes) != reader.batch:
             raise ValueError(f"{len(mazes)} mazes for a capture of batch {reader.batch}")
-        grid = (L.maze_frames(reader.tokens, mazes), mazes[0].side, mazes[0].side)
-    grid = grid or reader.grid or (1, 1, reader.tokens)
-    if int(np.prod(grid)) != reader.tokens:
-        raise ValueError(f"token grid {grid} does not hold the capture's {reader.tokens} tokens")
+        grid = (L.maze_frames(full, mazes), mazes[0].side, mazes[0].side)
+    grid = grid or reader.grid or (1, 1, full)
+    if int(np.prod(grid)) != full:
+        raise ValueError(f"token grid {grid} does not hold the capture's {full} tokens")
     out = []
     for name in names:
         if name in arrays:
@@ -160,17 +162,22 @@ def resolve_labels(
                 f"unknown label {name!r}; valid: maze labels {list(L.MAZE_LABELS)}, "
                 f"given arrays {sorted(arrays)}, or a .npy/.npz file"
             )
-    return out
+    return out if index is None else [L.keep_tokens(lab, index) for lab in out]
 
 
-def _features(x: np.ndarray, ex: Examples, frames: list[int] | None, grid) -> np.ndarray:
-    """(n, d) features of the examples from one (batch, tokens, d) slice."""
+def _features(x: np.ndarray, ex: Examples, frames: list[int] | None, grid,
+              frame_of: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """(n, d) features of the examples from one (batch, tokens, d) slice (``frame_of``: each stored token's frame,
+    for a capture that kept some tokens)."""
     if ex.token[0] >= 0:
         return x[ex.sample, ex.token]
     if frames is not None:
-        f = grid[0] if grid else 1
-        per = x.shape[1] // f
-        tok = np.concatenate([np.arange(fr * per, (fr + 1) * per) for fr in frames])
+        if frame_of is not None:
+            tok = np.flatnonzero(np.isin(frame_of, frames))
+        else:
+            f = grid[0] if grid else 1
+            per = x.shape[1] // f
+            tok = np.concatenate([np.arange(fr * per, (fr + 1) * per) for fr in frames])
         x = x[:, tok]
     return x.mean(1)[ex.sample]
 
@@ -293,7 +300,10 @@ def run_probes(
             raise ValueError(f"steps {bad} outside the capture's steps axis 0..{reader.n_steps - 1}")
         if base is not None:
             missing = [s for s in sites if s not in base.sites]
-            if missing or (base.n_steps, base.batch, base.tokens) != (reader.n_steps, reader.batch, reader.tokens):
+            same_tokens = (base.token_index is None) == (reader.token_index is None) and (
+                reader.token_index is None or np.array_equal(base.token_index, reader.token_index))  # fmt: skip
+            shape = (base.n_steps, base.batch, base.tokens)
+            if missing or shape != (reader.n_steps, reader.batch, reader.tokens) or not same_tokens:
                 raise ValueError(
                     f"baseline {base.path.name} does not match the capture: sites missing {missing}, "
                     f"(steps, batch, tokens) {(base.n_steps, base.batch, base.tokens)} vs "
@@ -324,6 +334,9 @@ def run_probes(
         chunk = max(1, int(cfg.memory_gb * 2**30 // max(per_site, 1)))
         estimate(len(pairs), d, per_site, chunk, [lab for lab, *_ in prepared], out).check(force)
         store: dict[str, dict[str, list]] = {lab.name: {} for lab, *_ in prepared}
+        frame_of = None  # the frame of each stored token, when the capture kept some
+        if reader.token_index is not None:
+            frame_of = reader.token_index // int(np.prod(reader.grid[1:]))
         with Progress(disable=not progress, transient=True) as bar:
             task = bar.add_task("probing", total=len(pairs))
             for c0 in range(0, len(pairs), chunk):
@@ -334,9 +347,9 @@ def run_probes(
                     x = reader.read(site, pos)
                     xb = base.read(site, pos) if base is not None else None
                     for lab, ex, *_ in prepared:
-                        feats[lab.name].append(_features(x, ex, cfg.frames, lab.grid))
+                        feats[lab.name].append(_features(x, ex, cfg.frames, lab.grid, frame_of))
                         if xb is not None:
-                            bfeats[lab.name].append(_features(xb, ex, cfg.frames, lab.grid))
+                            bfeats[lab.name].append(_features(xb, ex, cfg.frames, lab.grid, frame_of))
                 for lab, ex, w_boot, lambdas, res in prepared:
                     x = torch.from_numpy(np.stack(feats[lab.name])).to(dev)
                     mets, probes, lam = _probe_chunk(x, ex, lab, lambdas, cfg, w_boot, with_control)

@@ -33,13 +33,13 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from interp.budget import Estimate, forward_bytes, model_bytes
 from interp.experiments.cost import Cost, estimate_seconds, time_first_steps
@@ -48,6 +48,9 @@ from interp.models import LoadedModel, load_model
 from interp.store import Pool, RunWriter
 from interp.store.atomic import disk_full_names
 from interp.store.capture import step_nbytes, step_values
+from interp.store.codec import DtypeSpec, check_spec, nbytes, site_dtype
+from interp.store.keep import TokenSpec, stored_steps, token_index
+from interp.trace import ForwardPlan
 from interp.trajectory import SamplerConfig, StepRecord, TrajectoryInputs, run_trajectory, schedule, traced_experts
 
 
@@ -61,7 +64,8 @@ class CaptureConfig(BaseModel):
     seed: int = Field(0, ge=0)  # picks the inputs (task instances, random text)
     noise_seed: int = Field(0, ge=0)  # initial noise
     batch: int = Field(1, ge=1)
-    dtype: Literal["float32", "float16"] = "float32"
+    # storage dtype (interp.store.codec): one for all sites, or {site glob: dtype}, the most specific glob winning
+    dtype: DtypeSpec = "float32"
     pool: Pool = "none"
     guidance: float | None = None
     shift: float | None = None
@@ -86,6 +90,9 @@ class CaptureConfig(BaseModel):
         "scorer",
         "samples",
         "x0_overlap",
+        "tokens",
+        "step_stride",
+        "store_steps",
     )
     prompts: list[str] | None = None
     negative_prompt: str | None = None
@@ -105,6 +112,25 @@ class CaptureConfig(BaseModel):
     samples: str | None = (
         None  # a folder of VBVR-Bench samples: their prompts and first frames (interp.pipelines.samples)
     )
+    # what is kept (interp.store.keep): per-token sites' tokens (a box {frames, rows, cols} or a list of token
+    # indices) and the steps stored (every step_stride-th, or the store_steps list); the trajectory runs every step
+    tokens: TokenSpec = None
+    step_stride: int | None = Field(None, ge=1)
+    store_steps: list[int] | None = None
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, v: DtypeSpec) -> DtypeSpec:
+        return check_spec(v)
+
+    @model_validator(mode="after")
+    def _keep(self) -> CaptureConfig:
+        if self.tokens is not None and self.pool != "none":
+            raise ValueError(f"tokens keeps some tokens of each per-token site; pool {self.pool!r} averages them all: "
+                             "give one of them")  # fmt: skip
+        if self.step_stride is not None and self.store_steps is not None:
+            raise ValueError("give step_stride or store_steps, not both")
+        return self
 
     @property
     def pipeline_inputs(self) -> bool:
@@ -175,16 +201,17 @@ def capture(
     sampler = config.sampler()
     sites = next(iter(traced_experts(loaded).values())).resolve(config.sites)
     one = capture_inputs(loaded, config.model_copy(update={"batch": 1})).latent_shape  # sizes, before the batch
-    cost = estimate(loaded, config, (config.batch, *one[1:]), len(sites), out).check(force)
+    grid = loaded.adapter.token_grid(loaded.transformer, (config.batch, *one[1:]))
+    keep = Kept(config, grid)  # a token box outside the grid, a step outside the run: refused before anything runs
+    cost = estimate(loaded, config, (config.batch, *one[1:]), sites, out).check(force)
     mi = capture_inputs(loaded, config)
     inputs = TrajectoryInputs(mi.text, mi.latent_shape, condition=mi.condition)
     timesteps, sigmas, branches = schedule(loaded, sampler)
-    grid = loaded.adapter.token_grid(loaded.transformer, inputs.latent_shape)
     scoring = pixel_scoring(loaded, mi, config) if config.scorer else None
     writer = RunWriter(
         out, config=config, model_hash=loaded.weight_hash, family=loaded.family, timesteps=timesteps, sigmas=sigmas,
-        branch_steps=branches, sites=sites, grid=grid, dtype=config.dtype, pool=config.pool, overwrite=overwrite,
-        description=describe_capture(loaded, mi, sampler),
+        branch_steps=keep.branches(branches), sites=sites, grid=grid, dtype=config.dtype, pool=config.pool,
+        tokens=keep.tokens, token_box=keep.box, overwrite=overwrite, description=describe_capture(loaded, mi, sampler),
     )  # fmt: skip
     with disk_full_names(out, cost.disk):  # a full disk: one error naming the file, the partial kept (resumable)
         try:
@@ -201,8 +228,8 @@ def capture(
                     if on_step is not None:
                         on_step(rec)
 
-                traj = run_trajectory(loaded, inputs, sampler, read=sites, on_step=step_hook, start=start, keep=False,
-                                      progress=progress)  # fmt: skip
+                traj = run_trajectory(loaded, inputs, sampler, read=sites, plan=keep.plan(sites), on_step=step_hook,
+                                      start=start, keep=False, progress=progress)  # fmt: skip
                 final = traj.final
             if scoring is not None:
                 if final is None:
@@ -213,22 +240,49 @@ def capture(
             writer.close()
 
 
-def estimate(loaded: LoadedModel, config: CaptureConfig, latent_shape: tuple[int, ...], n_sites: int,
+class Kept:
+    """What a resolved capture keeps (:mod:`interp.store.keep`): ``tokens`` (flat indices; None: all), ``box``
+    (their (frames, rows, cols) sizes when a box) and ``steps`` (the steps whose sites are stored)."""
+
+    def __init__(self, config: CaptureConfig, grid: tuple[int, int, int]):
+        self.tokens, self.box = token_index(config.tokens, grid)
+        self.steps = stored_steps(config.steps, config.step_stride, config.store_steps)
+        self.n_steps = config.steps
+
+    def plan(self, sites: Sequence[str]):
+        """The trajectory's per-forward plan: read ``sites`` at the stored steps only (None: at every step)."""
+        if self.steps == list(range(self.n_steps)):
+            return None
+        stored, reading = set(self.steps), ForwardPlan(read=list(sites))
+        return lambda branch, step: reading if step in stored else ForwardPlan()
+
+    def branches(self, branch_steps: dict[str, list[int]]) -> dict[str, list[int]]:
+        """Each branch's steps that are stored."""
+        keep = set(self.steps)
+        return {b: [s for s in st if s in keep] for b, st in branch_steps.items()}
+
+
+def estimate(loaded: LoadedModel, config: CaptureConfig, latent_shape: tuple[int, ...], sites: Sequence[str],
              out: str | Path | None = None) -> Estimate:  # fmt: skip
-    """What a resolved capture costs (:mod:`interp.budget`): every step stores each site of every batch row (and
-    branch) pooled as ``pool`` says, plus the latents and x0; one step's values are held at a time."""
+    """What a resolved capture costs (:mod:`interp.budget`): every stored step stores each site of every batch row
+    (and branch) pooled as ``pool`` says, of the kept tokens, in its storage dtype (:func:`interp.store.codec.nbytes`:
+    codes and scales), and every step the latents and x0; one step's values are held at a time."""
     grid = loaded.adapter.token_grid(loaded.transformer, latent_shape)
     tokens, d = math.prod(grid), loaded.adapter.d_model(loaded.transformer)
-    stored = {"none": tokens, "mean": 1, "frame": grid[0]}.get(config.pool, tokens)
+    keep = Kept(config, grid)
+    kept_tokens = tokens if keep.tokens is None else len(keep.tokens)
+    stored = {"none": kept_tokens, "mean": 1, "frame": grid[0]}.get(config.pool, kept_tokens)
     passes = 2 if config.sampler().cfg else 1
-    rows, steps, elem = config.batch * passes, config.steps, 2 if config.dtype == "float16" else 4
-    step_sites = rows * n_sites * stored * d * elem
+    rows, steps = config.batch * passes, config.steps
+    shape = (config.batch, stored, d) if config.pool != "mean" else (config.batch, d)
+    step_sites = passes * sum(nbytes(shape, site_dtype(config.dtype, s)) for s in sites)
     latents = 2 * config.batch * math.prod(latent_shape[1:]) * 4  # latents and x0 per step
     return Estimate(f"capture of {config.model}", out=Path(out).parent if out is not None else None,
                     memory=model_bytes(loaded.transformers.values()) + forward_bytes(rows, tokens, d) + 2 * step_sites,
-                    disk=steps * (step_sites + latents), forwards=steps * rows,
-                    detail=f"{steps} steps x {config.batch} samples{' x 2 branches' if passes == 2 else ''}, "
-                    f"{n_sites} sites of {stored} x {d} values")  # fmt: skip
+                    disk=len(keep.steps) * step_sites + steps * latents, forwards=steps * rows,
+                    detail=f"{steps} steps ({len(keep.steps)} stored) x {config.batch} samples"
+                    f"{' x 2 branches' if passes == 2 else ''}, {len(sites)} sites of {stored} x {d} "
+                    "values")  # fmt: skip
 
 
 def plan_capture(config: CaptureConfig, *, loaded: LoadedModel | None = None) -> Cost:
@@ -248,22 +302,24 @@ def plan_capture(config: CaptureConfig, *, loaded: LoadedModel | None = None) ->
     _, _, branches = schedule(loaded, sampler)
     sites = next(iter(traced_experts(loaded).values())).resolve(config.sites)
     grid = loaded.adapter.token_grid(loaded.transformer, inputs.latent_shape)
+    keep = Kept(config, grid)
 
     def run(on_step):
         return run_trajectory(loaded, inputs, sampler, read=sites, on_step=on_step, keep=False)
 
     one, warm, rec = time_first_steps(run, sampler.steps)
-    latents, stored = step_values(rec, config.pool, grid, config.dtype)
+    latents, stored = step_values(rec, config.pool, grid, config.dtype, keep.tokens)
     per_step = step_nbytes(latents[1:], [])  # x_next, v, x0
     per_kind: dict[str, int] = {}  # cond / uncond: the sites' bytes of one forward (the same for either expert)
-    for br, _, v, _, _ in stored:
-        per_kind[br.split("/")[-1]] = per_kind.get(br.split("/")[-1], 0) + v.numel() * v.element_size()
-    nbytes = step_nbytes(latents[:1], []) + sampler.steps * per_step
-    nbytes += sum(per_kind.get(b.split("/")[-1], 0) * len(steps) for b, steps in branches.items())
+    for item in stored:
+        kind = item[0].split("/")[-1]
+        per_kind[kind] = per_kind.get(kind, 0) + step_nbytes([], [item])
+    total = step_nbytes(latents[:1], []) + sampler.steps * per_step
+    total += sum(per_kind.get(b.split("/")[-1], 0) * len(steps) for b, steps in keep.branches(branches).items())
     forwards = config.batch * sum(len(steps) for steps in branches.values())
     seconds = estimate_seconds(one, warm, config.batch, config.batch * sampler.steps)
     timed = f"first step {one:.2f} s, then {warm:.2f} s per step of {config.batch} sample(s)"
-    return Cost(config.batch, sampler.steps, forwards, nbytes, seconds, timed)
+    return Cost(config.batch, sampler.steps, forwards, total, seconds, timed)
 
 
 class Scoring:
@@ -429,8 +485,9 @@ def capture_pipeline(
     except ValueError as e:
         raise PipelineError(f"{loaded.pipeline_class}: {e}") from e
     sites = next(iter(traced_experts(loaded).values())).resolve(config.sites)
-    estimate(loaded, config, inputs.latent_shape, len(sites), out).check(force)  # before the file is created
     grid = loaded.adapter.token_grid(loaded.transformer, inputs.latent_shape)
+    keep = Kept(config, grid)
+    estimate(loaded, config, inputs.latent_shape, sites, out).check(force)  # before the file is created
     description = {
         "sampler": {**sampler.describe(loaded.scheduler), "pipeline": loaded.pipeline_class,
                     "num_frames": pi.num_frames, "height": pi.height, "width": pi.width,
@@ -448,8 +505,8 @@ def capture_pipeline(
                                                         loaded.task))  # fmt: skip
     writer = RunWriter(
         out, config=config, model_hash=loaded.weight_hash, family=loaded.family, timesteps=timesteps, sigmas=sigmas,
-        branch_steps=branches, sites=sites, grid=grid, dtype=config.dtype, pool=config.pool, overwrite=overwrite,
-        description=description,
+        branch_steps=keep.branches(branches), sites=sites, grid=grid, dtype=config.dtype, pool=config.pool,
+        tokens=keep.tokens, token_box=keep.box, overwrite=overwrite, description=description,
     )  # fmt: skip
     lens = {s: i for i, s in enumerate(sel)}
     lens_attrs = {"steps": json.dumps(sel), "downscale": config.x0_downscale,
@@ -483,8 +540,8 @@ def capture_pipeline(
                 if on_step is not None:
                     on_step(rec)
 
-            traj = run_trajectory(loaded, inputs, sampler, read=sites, on_step=step_hook, start=start, keep=False,
-                                  progress=progress)  # fmt: skip
+            traj = run_trajectory(loaded, inputs, sampler, read=sites, plan=keep.plan(sites), on_step=step_hook,
+                                  start=start, keep=False, progress=progress)  # fmt: skip
             flush(wait=True)
             final = traj.final
         clock.mark("loop")

@@ -32,7 +32,7 @@ from jaxtyping import Float
 
 from interp.report.save import save_figure
 from interp.sites import layer_order
-from interp.store import load_cache
+from interp.store import load_cache, read_site
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -162,8 +162,7 @@ def _read_step(cache: ActivationCache, site: str, pos: int, samples: np.ndarray 
     ``read_step(site, pos, samples)`` (e.g. one sweep point of an experiment's results, see the viewer)."""
     if hasattr(cache, "read_step"):
         return np.asarray(cache.read_step(site, pos, samples), dtype=np.float32)
-    ds = cache.file[cache.branch_name][site]
-    x = ds[int(cache._pos[pos])]
+    x = read_site(cache.file[cache.branch_name][site], int(cache._pos[pos]))
     return np.asarray(x if samples is None else x[samples], dtype=np.float32)
 
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from interp.builtins import BUILTINS
 from interp.report import tokenmaps as tm
-from interp.store import CAPTURE, RESULTS, file_schema, load_cache, open_h5
+from interp.store import CAPTURE, RESULTS, file_schema, load_cache, open_h5, read_site
 from interp.store.atomic import write_atomic
 from interp.store.schema import is_dataset, is_group
 
@@ -364,7 +364,7 @@ class CaptureSource:
         return self.cache.axes(site)
 
     def read_step(self, site: str, pos: int, samples) -> np.ndarray:
-        x = self.cache.file[self.cache.branch_name][site][int(self.cache._pos[pos])]
+        x = read_site(self.cache.file[self.cache.branch_name][site], int(self.cache._pos[pos]))
         return x if samples is None else x[np.asarray(samples)]
 
     def x0_steps(self, positions: Sequence[int], samples: Sequence[int]) -> np.ndarray:

@@ -39,8 +39,8 @@ from interp.store.schema import (
 # the capture layout's reader and writer import torch: they load on first use (PEP 562), so that `interp inspect`
 # and the other readers that need neither start without it
 _CAPTURE = ("LATENT_KEYS", "SCHEMA_VERSION", "TOKEN_AXES", "ActivationCache", "Pool", "RunWriter", "canonical_json",
-            "config_hash", "load_cache", "pool_tokens", "put_video_scores", "read_scores", "score_step_arrays",
-            "token_coords")  # fmt: skip
+            "config_hash", "load_cache", "pool_tokens", "put_video_scores", "read_scores", "read_site",
+            "score_step_arrays", "token_coords")  # fmt: skip
 _LENS = ("read_lens", "write_lens")
 
 
@@ -60,6 +60,7 @@ __all__ = [
     "RunWriter", "Schema",
     "SchemaError", "atomic_h5", "atomic_path",
     "canonical_json", "config_hash", "describe", "file_schema", "load_cache", "open_h5", "partial_path",
-    "pool_tokens", "publish_dir", "put_video_scores", "read_lens", "read_scores", "score_step_arrays", "staging_dir",
+    "pool_tokens", "publish_dir", "put_video_scores", "read_lens", "read_scores", "read_site", "score_step_arrays",
+    "staging_dir",
     "token_coords", "write_atomic", "write_lens",
 ]  # fmt: skip

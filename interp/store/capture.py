@@ -12,6 +12,15 @@ Layout (schema 1)::
     /<branch>/<site>       (n_branch_steps, B, tokens, d_model), one chunk per step; attrs axes, pool
                            pool=mean: (n, B, d_model); pool=frame: (n, B, frames, d_model); hook_out: latent layout;
                            modulation sites (hook_mod_*): (n, B, 1, d_model), never pooled (one value for all tokens)
+                           attrs storage_dtype (interp.store.codec: float32, float16, bfloat16 as uint16 bits,
+                           float8_e4m3:token / :channel as uint8 codes), source_dtype, and for 8-bit floats scale
+    /<branch>/<site>.scale (n, B, ...) float32: the 8-bit codes' scales (the site's shape, reduced axes kept as 1)
+
+What a capture keeps (:mod:`interp.store.keep`): ``<branch>/steps`` lists the steps stored (``step_stride`` /
+``store_steps``: latents, v and x0 stay at every step); a capture that kept some tokens has ``/stored_token_index``
+(n,) int64 and ``/stored_tokens`` (n, 3) int32 (their flat index and frame, row, col), per-token sites hold those
+tokens in that order (attr ``tokens``), and ``stored_token_box`` (JSON sizes) when they form a box. Readers
+(:class:`ActivationCache`, :func:`read_site`) return float32 whatever the storage dtype.
 
 The capture describes itself (written at its start, when the capture gives them), so readers need neither the
 model directory nor the task generators::
@@ -49,7 +58,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import h5py
 import numpy as np
@@ -60,6 +69,7 @@ from torch import Tensor
 
 from interp.adapters import tokens_to_grid
 from interp.store.atomic import AtomicH5, partial_path
+from interp.store.codec import SCALE_SUFFIX, DtypeSpec, check_spec, decode, encode, site_dtype, spec_attr, to_disk
 from interp.store.describe import describe  # noqa: F401 -- re-exported: it lives where no torch is imported
 from interp.store.schema import CAPTURE, open_h5
 
@@ -88,14 +98,31 @@ def config_hash(config: BaseModel | dict) -> str:
     return hashlib.sha256(canonical_json(config).encode()).hexdigest()
 
 
-def step_values(rec: Any, pool: Pool, grid: tuple[int, int, int], dtype: str) -> tuple[list, list]:
+class StoredSite(NamedTuple):
+    """One site of one step as stored (:func:`step_values`)."""
+
+    branch: str
+    site: str
+    codes: Tensor  # in the dataset's dtype (interp.store.codec)
+    axes: str
+    pool: str
+    storage_dtype: str
+    scale: Tensor | None  # 8-bit floats: float32, the value's shape with the reduced axes kept as 1
+    source_dtype: str  # the value's dtype before it was encoded
+
+
+def step_values(rec: Any, pool: Pool, grid: tuple[int, int, int], dtype: DtypeSpec,
+                tokens: np.ndarray | None = None) -> tuple[list, list]:  # fmt: skip
     """What a capture stores of one step record, as stored: ``(latents, sites)``, latents ``(name, row, value)``
-    (x at step 0, x_next, v, x0), sites ``(branch, site, value, axes, pool)`` pooled and cast to ``dtype``."""
+    (x at step 0, x_next, v, x0), sites :class:`StoredSite`: pooled, the
+    ``tokens`` (flat indices, :mod:`interp.store.keep`) of a per-token site kept, and encoded in the site's storage
+    dtype (:mod:`interp.store.codec`; ``scale`` None but for 8-bit floats), all on the value's device."""
     s = rec.step
     latents = [("latents", 0, rec.x)] if s == 0 else []
     latents += [("latents", s + 1, rec.x_next), ("v", s, rec.v), ("x0", s, rec.x0)]
     sites = []
     n_tokens = math.prod(grid)
+    index: dict[torch.device, Tensor] = {}
     for branch, acts in rec.branches.items():
         for site, value in acts.items():
             per_token = site != "hook_out" and value.ndim == 3  # (B, tokens, d_model)
@@ -103,19 +130,27 @@ def step_values(rec: Any, pool: Pool, grid: tuple[int, int, int], dtype: str) ->
             pooled = per_token and value.shape[1] == n_tokens
             if pooled:
                 value = pool_tokens(value, pool, grid)
-            if dtype == "float16":
-                value = value.to(torch.float16)
+                if tokens is not None and pool == "none":
+                    if value.device not in index:
+                        index[value.device] = torch.as_tensor(tokens, device=value.device)
+                    value = value.index_select(1, index[value.device])
+            sd = site_dtype(dtype, site)
+            codes, scale = encode(value, sd)
             axes = (TOKEN_AXES[pool if pooled else "none"] if per_token else HEAD_AXES if value.ndim == 4
                     else "step,batch,channel,frame,height,width")  # fmt: skip
-            sites.append((branch, site, value, axes, pool if pooled else "none"))
+            sites.append(StoredSite(branch, site, codes, axes, pool if pooled else "none", sd, scale,
+                                    str(value.dtype).removeprefix("torch.")))  # fmt: skip
     return latents, sites
 
 
 def step_nbytes(latents: list, sites: list) -> int:
-    """Bytes of one step's :func:`step_values`."""
-    return sum(v.numel() * v.element_size() for _, _, v in latents) + sum(
-        v[2].numel() * v[2].element_size() for v in sites
-    )
+    """Bytes of one step's :func:`step_values` (codes and scales)."""
+    n = sum(v.numel() * v.element_size() for _, _, v in latents)
+    for item in sites:
+        n += item.codes.numel() * item.codes.element_size()
+        if item.scale is not None:
+            n += item.scale.numel() * item.scale.element_size()
+    return n
 
 
 def pool_tokens(x: Tensor, pool: Pool, grid: tuple[int, int, int]) -> Tensor:
@@ -245,6 +280,17 @@ def _json_attr(obj, name: str):
     return None if raw is None else json.loads(raw if isinstance(raw, str) else bytes(raw).decode())
 
 
+def read_site(ds: h5py.Dataset, index: Any) -> np.ndarray:
+    """float32 values of rows ``index`` of a site dataset, whatever its storage dtype (:mod:`interp.store.codec`;
+    files written before it: float32 or float16 as the dataset is)."""
+    codes = ds[index]
+    sd = ds.attrs.get("storage_dtype")
+    if sd is None:
+        return np.asarray(codes, np.float32)
+    scale = ds.parent[ds.attrs["scale"]][index] if "scale" in ds.attrs else None
+    return decode(codes, str(sd), scale)
+
+
 class RunWriter:
     """Streams :class:`~interp.trajectory.StepRecord` s into one HDF5 file from a background thread.
 
@@ -264,8 +310,10 @@ class RunWriter:
         branch_steps: dict[str, list[int]],
         sites: Sequence[str],
         grid: tuple[int, int, int],
-        dtype: Literal["float32", "float16"] = "float32",
+        dtype: DtypeSpec = "float32",
         pool: Pool = "none",
+        tokens: np.ndarray | None = None,
+        token_box: tuple[int, int, int] | None = None,
         overwrite: bool = False,
         queue_size: int = 64,
         max_pending_bytes: int = 8 << 30,
@@ -275,7 +323,8 @@ class RunWriter:
         self.path = Path(path)
         self.partial = partial_path(self.path)
         self.steps = len(timesteps)
-        self.dtype, self.pool, self.grid = dtype, pool, tuple(grid)
+        self.dtype, self.pool, self.grid = check_spec(dtype), pool, tuple(grid)
+        self.tokens = None if tokens is None else np.asarray(tokens, np.int64)
         self.n_tokens = int(np.prod(self.grid))
         self.branch_pos = {b: {s: i for i, s in enumerate(st)} for b, st in branch_steps.items()}
         if self.path.exists() and not overwrite:
@@ -290,7 +339,7 @@ class RunWriter:
 
         attrs = dict(
             config=canonical_json(config), config_hash=chash, model_hash=model_hash, family=family, steps=self.steps,
-            pool=pool, dtype=dtype, grid=np.asarray(grid), sites=json.dumps(list(sites)),
+            pool=pool, dtype=spec_attr(self.dtype), grid=np.asarray(grid), sites=json.dumps(list(sites)),
             branches=json.dumps(list(branch_steps)),
         )  # fmt: skip
         self._atomic = AtomicH5(self.path, CAPTURE, attrs=attrs, resume=resume, overwrite=overwrite)
@@ -303,6 +352,11 @@ class RunWriter:
                 self.file.require_group(branch).create_dataset("steps", data=np.asarray(st, np.int64))
             if description is not None:
                 write_description(self.file, description)
+            if self.tokens is not None:
+                self.file.create_dataset("stored_token_index", data=self.tokens)
+                self.file.create_dataset("stored_tokens", data=token_coords(self.grid)[self.tokens])
+                if token_box is not None:
+                    self.file.attrs["stored_token_box"] = json.dumps([int(n) for n in token_box])
             self.file.flush()
         done = self.file["step_done"][:]
         self._marks = done.copy()  # step_done as written; goes to the file at each flush
@@ -352,11 +406,19 @@ class RunWriter:
         disk's pace instead of filling the host memory).
         """
         s = rec.step
-        latents, stored = step_values(rec, self.pool, self.grid, self.dtype)
+        latents, stored = step_values(rec, self.pool, self.grid, self.dtype, self.tokens)
+        stored = [v for v in stored if s in self.branch_pos[v[0]]]  # steps outside the stored ones: latents only
         sites = []
-        for branch, site, value, axes, pool in stored:
-            sites.append((f"{branch}/{site}", self.branch_pos[branch][s], value, axes, pool,
-                          len(self.branch_pos[branch])))  # fmt: skip
+        for branch, site, codes, axes, pool, sd, scale, source in stored:
+            pos, n, name = self.branch_pos[branch][s], len(self.branch_pos[branch]), f"{branch}/{site}"
+            attrs = {"axes": axes, "pool": pool, "storage_dtype": sd, "source_dtype": source}
+            if self.tokens is not None and axes == TOKEN_AXES["none"]:
+                attrs["tokens"] = "stored_token_index"
+            if scale is not None:
+                attrs["scale"] = site + SCALE_SUFFIX
+            sites.append((name, pos, codes, attrs, n))
+            if scale is not None:  # beside the codes: (n, B, ...) with the reduced axes kept as 1
+                sites.append((name + SCALE_SUFFIX, pos, scale, {"axes": axes, "scale_of": site}, n))
         nbytes = step_nbytes(latents, stored)
         rows = [(name, index, torch.as_tensor(value), n, attrs) for name, index, value, n, attrs in arrays]
         nbytes += sum(v.numel() * v.element_size() for _, _, v, _, _ in rows)
@@ -364,7 +426,7 @@ class RunWriter:
             raise RuntimeError("store writer failed") from self._error
         self._reserve(nbytes)
         writes = [("latent", name, i, _HostCopy(v)) for name, i, v in latents]
-        writes += [("site", name, pos, _HostCopy(v), axes, pool, n) for name, pos, v, axes, pool, n in sites]
+        writes += [("site", name, pos, _HostCopy(v), attrs, n) for name, pos, v, attrs, n in sites]
         writes += [("rows", name, index, _HostCopy(v), n, attrs) for name, index, v, n, attrs in rows]
         self._put(("step", s, writes, nbytes, done))
 
@@ -420,6 +482,8 @@ class RunWriter:
         one uncompressed chunk per step of this shape and dtype, else through ``ds[index] = arr``."""
         kind, name, index, host = item[:4]
         arr = host.numpy()
+        if kind == "site":
+            arr = to_disk(arr, item[4].get("storage_dtype", ""))
         entry = self._datasets.get(name)
         if entry is None:
             f = self.file
@@ -427,13 +491,13 @@ class RunWriter:
                 if kind == "latent":
                     n = self.steps + 1 if name == "latents" else self.steps
                 else:  # site: its branch's step count; rows: the rows asked for
-                    n = item[6] if kind == "site" else item[4]
+                    n = item[5] if kind == "site" else item[4]
                 fill = np.nan if kind == "rows" and arr.dtype.kind == "f" else None  # unwritten score rows: NaN
                 ds = f.create_dataset(name, shape=(n, *arr.shape), dtype=arr.dtype, chunks=(1, *arr.shape),
                                       fillvalue=fill)  # fmt: skip
                 ds.attrs["source_dtype"] = str(host.tensor.dtype).removeprefix("torch.")
                 if kind == "site":
-                    ds.attrs.update(axes=item[4], pool=item[5])
+                    ds.attrs.update(item[4])
                 if kind == "rows":
                     ds.attrs.update(item[5])
             ds = f[name]
@@ -581,7 +645,7 @@ class ActivationCache:
         if site not in self:
             raise KeyError(f"no site {site!r} in branch {self.branch_name!r}; stored: {self.keys()}")
         ds = self.file[self.branch_name][site]
-        return torch.from_numpy(ds[self._pos.tolist()] if len(self._pos) else ds[:0])
+        return torch.from_numpy(read_site(ds, self._pos.tolist() if len(self._pos) else slice(0, 0)))
 
     def items(self):
         return ((k, self[k]) for k in self.keys())
@@ -599,12 +663,35 @@ class ActivationCache:
         return torch.stack([self[n] for n in names])
 
     def to_grid(self, x: Tensor | str) -> Tensor:
-        """Tokens (second-to-last axis) -> (frame, row, col); a site name reads it first."""
+        """Tokens (second-to-last axis) -> (frame, row, col); a site name reads it first.
+
+        A capture that kept a box of tokens (:mod:`interp.store.keep`) gives the box ((frames, rows, cols) of
+        :attr:`stored_tokens`); one that kept a list of tokens gives the whole grid, NaN where nothing is stored."""
         if isinstance(x, str):
             if self.axes(x) != "step,batch,token,d_model":
                 raise ValueError(f"{x} is stored as {self.axes(x)}, not per token")
             x = self[x]
-        return tokens_to_grid(x, tuple(int(g) for g in self.grid))
+        index = self.stored_token_index
+        if index is None or x.shape[-2] == math.prod(self.grid):
+            return tokens_to_grid(x, tuple(int(g) for g in self.grid))
+        if x.shape[-2] != len(index):
+            raise ValueError(f"{x.shape[-2]} tokens: this capture stores {len(index)} of its grid {self.grid}")
+        box = _json_attr(self.file, "stored_token_box")
+        if box is not None:
+            return tokens_to_grid(x, tuple(box))
+        full = x.new_full((*x.shape[:-2], math.prod(self.grid), x.shape[-1]), float("nan"))
+        full[..., torch.as_tensor(index), :] = x
+        return tokens_to_grid(full, tuple(int(g) for g in self.grid))
+
+    @property
+    def stored_token_index(self) -> np.ndarray | None:
+        """Flat indices (in the full token grid) of the tokens per-token sites hold; None: every token."""
+        return self.file["stored_token_index"][()] if "stored_token_index" in self.file else None
+
+    @property
+    def stored_tokens(self) -> np.ndarray:
+        """(tokens stored, 3): frame, row, col of each token per-token sites hold, in their order."""
+        return self.file["stored_tokens"][()] if "stored_tokens" in self.file else self.token_grid
 
     # ---- run-level data -----------------------------------------------------------------------------------
     @property

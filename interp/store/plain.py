@@ -56,7 +56,10 @@ def write_plain(path: str | os.PathLike, acts: dict[str, np.ndarray], *, branch:
 
 
 class PlainReader:
-    """Activations of one capture: ``read(site, step)`` gives one (batch, tokens, d_model) slice as float32."""
+    """Activations of one capture: ``read(site, step)`` gives one (batch, tokens, d_model) slice as float32.
+    ``token_index``: the flat grid index of each stored token when the capture kept only some (None: all)."""
+
+    token_index: np.ndarray | None = None
 
     def __init__(self, path: str | Path, branch: str | None = None):
         self.path = Path(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import torch
 from typer.testing import CliRunner
 
@@ -30,7 +31,8 @@ def test_capture_and_inspect_builtin(tmp_path):
     with load_cache(out) as c:
         assert c.branches == ["cond", "uncond"] and c.config["shift"] == 2.0
         assert c["blocks.2.hook_resid_post"].shape == (3, 1, 3, 16)
-        assert c["blocks.2.hook_resid_post"].dtype == torch.float16
+        assert c["blocks.2.hook_resid_post"].dtype == torch.float32  # readers give float32
+        assert c.file["cond/blocks.2.hook_resid_post"].dtype == np.float16  # stored as float16
     res = runner.invoke(app, ["inspect", str(out)], terminal_width=200)
     assert (
         res.exit_code == 0
