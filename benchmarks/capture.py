@@ -46,6 +46,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from interp.store.codec import check_dtype
+
 CONFIGS: dict[str, dict[str, Any]] = {
     "micro": dict(
         model=dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4,
@@ -84,6 +86,8 @@ class BenchOptions:
     scratch: str | None = None  # where capture files go (None: the system temp dir)
     store_mb: float = 64.0  # bytes written per run of the store measurement
     only: tuple[str, ...] = ITEMS
+    sites: str = SITES  # the sampling measurement's captured sites (globs, comma-separated)
+    capture_dtypes: tuple[str, ...] = ("float16",)  # one capture variant per storage dtype, side by side
 
     def __post_init__(self):
         if self.config not in CONFIGS:
@@ -91,6 +95,8 @@ class BenchOptions:
         bad = [i for i in self.only if i not in ITEMS]
         if bad:
             raise ValueError(f"unknown measurement {bad}; known: {', '.join(ITEMS)}")
+        for dt in self.capture_dtypes:
+            check_dtype(dt, "--capture-dtype")
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------------
@@ -267,12 +273,13 @@ def estimate(opts: BenchOptions):
                     detail=f"{n / 1e6:.0f}M parameters, {tokens} tokens, {rows} rows a forward")  # fmt: skip
 
 
-def capture_config(loaded, opts: BenchOptions, latent: tuple[int, int, int], steps: int | None = None):
+def capture_config(loaded, opts: BenchOptions, latent: tuple[int, int, int], steps: int | None = None,
+                   dtype: str = "float16"):
     from interp.apps.capture import CaptureConfig
 
     f, h, w = latent
-    return CaptureConfig(model=loaded.name, steps=steps or opts.steps, sites=[SITES], batch=opts.batch,
-                         dtype="float16", guidance=1.0, shift=5.0, frames=f, height=h, width=w,
+    return CaptureConfig(model=loaded.name, steps=steps or opts.steps, sites=[opts.sites], batch=opts.batch,
+                         dtype=dtype, guidance=1.0, shift=5.0, frames=f, height=h, width=w,
                          text_len=CONFIGS[opts.config]["text_len"], device=opts.device)  # fmt: skip
 
 
@@ -363,23 +370,26 @@ def bench_sampling(loaded, opts: BenchOptions, scratch: Path) -> dict:
 
     device = torch.device(opts.device)
     latent = opts.latent or CONFIGS[opts.config]["latent"]
-    cfg = capture_config(loaded, opts, latent).resolved(loaded)
+    cfgs = {dt: capture_config(loaded, opts, latent, dtype=dt).resolved(loaded) for dt in opts.capture_dtypes}
+    cfg = next(iter(cfgs.values()))
     inputs, sampler = build_inputs(loaded, cfg), cfg.sampler()
-    sites = traced_experts(loaded)["transformer"].resolve(SITES)
+    sites = traced_experts(loaded)["transformer"].resolve(opts.sites)
     out_path = scratch / "bench-capture.h5"
-    counter = {"bytes": 0}
+    names = {dt: "capture" if i == 0 else f"capture:{dt}" for i, dt in enumerate(opts.capture_dtypes)}
+    counters = {name: {"bytes": 0} for name in names.values()}
 
-    def run_capture():
-        capture(cfg, out_path, loaded=loaded, overwrite=True)
-        counter["bytes"] = out_path.stat().st_size
+    def run_capture(dt: str):
+        capture(cfgs[dt], out_path, loaded=loaded, overwrite=True)
+        counters[names[dt]]["bytes"] = out_path.stat().st_size
         out_path.unlink()
 
     fns = {
         "bare": lambda: plain_sampling(loaded, inputs, sampler),
         "trajectory": lambda: run_trajectory(loaded, inputs, sampler, keep=False),
         "read": lambda: run_trajectory(loaded, inputs, sampler, read=sites, keep=False),
-        "capture": run_capture,
+        **{name: (lambda dt=dt: run_capture(dt)) for dt, name in names.items()},
     }
+    counter = counters["capture"]
     cpu: dict | None = {} if device.type == "cpu" else None
     times = interleaved(fns, opts.repeats, opts.warmup, device, cpu)
     grid = loaded.adapter.token_grid(loaded.transformer, inputs.latent_shape)
@@ -393,7 +403,15 @@ def bench_sampling(loaded, opts: BenchOptions, scratch: Path) -> dict:
     link = min(links, key=links.get)
     rate = links[link] * 1e9
     floor = pipeline_floor(bare_s, opts.steps, counter["bytes"], rate)
+    variants = {
+        name: {"dtype": dt, "file_bytes": counters[name]["bytes"], "median_s": med(times[name]),
+               "ratio": paired(times, name, "bare"),
+               "floor_s": pipeline_floor(bare_s, opts.steps, counters[name]["bytes"], rate),
+               "vs_floor": med(times[name]) / pipeline_floor(bare_s, opts.steps, counters[name]["bytes"], rate)}
+        for dt, name in names.items()
+    }  # fmt: skip
     return {
+        "capture_dtype": opts.capture_dtypes[0], "variants": variants,
         "latent": list(inputs.latent_shape), "tokens": math.prod(grid), "steps": opts.steps, "sites": len(sites),
         "site_bytes": site_bytes, "step_bytes": step_bytes, "file_bytes": counter["bytes"],
         "median_s": {k: med(v) for k, v in times.items()}, "spread": {k: spread(v) for k, v in times.items()},
@@ -790,7 +808,7 @@ def report(result: dict) -> str:
             f"   bare diffusers loop {ms(m['bare'])}; run_trajectory {ms(m['trajectory'])} "
             f"({r['ratio']['trajectory']:.3f}x{c(r, 'trajectory')}); + reads kept nowhere {ms(m['read'])} "
             f"({r['ratio']['read']:.3f}x{c(r, 'read')})",
-            f"   capture to HDF5 (float16) {ms(m['capture'])}: {r['ratio']['capture']:.3f}x bare{c(r, 'capture')} "
+            f"   capture to HDF5 ({r.get('capture_dtype', 'float16')}) {ms(m['capture'])}: {r['ratio']['capture']:.3f}x bare{c(r, 'capture')} "
             f"[goal <= 1.05x: {_goal(r['ratio']['capture'] <= 1.05)}]; {r['file_bytes'] / 2**20:.1f} MiB written at "
             f"{r['capture_write_GBps']:.2f} GB/s (1.05x needs {r['needed_GBps_for_1.05x']:.2f} GB/s)",
             "   bandwidth: " + ", ".join(f"{k.removesuffix('_GBps')} {v:.2f} GB/s" for k, v in bw.items())
@@ -798,6 +816,11 @@ def report(result: dict) -> str:
             f"bytes written after its forward; the bytes alone {ms(r['bytes_only_floor_s'])})"
             f", capture at {r['capture_vs_floor']:.3f}x the floor",
         ]  # fmt: skip
+        for name, v in r.get("variants", {}).items():
+            if name != "capture":
+                lines.append(f"   capture to HDF5 ({v['dtype']}) {ms(v['median_s'])}: {v['ratio']:.3f}x bare; "
+                             f"{v['file_bytes'] / 2**20:.1f} MiB written; its floor {ms(v['floor_s'])}, "
+                             f"capture at {v['vs_floor']:.3f}x it")  # fmt: skip
     if "sweep" in result:
         r = result["sweep"]
         m = r["median_s"]

@@ -894,6 +894,10 @@ def bench_cmd(
     scratch: Path = typer.Option(None, help="directory for the capture files (default: the system temp dir)"),
     store_mb: float = typer.Option(64.0, "--store-mb", help="MiB per run of the store measurement (at most 50 steps)"),
     only: str = typer.Option("", help="measurements to run, comma-separated: sampling,sweep,tracing,store,memory"),
+    sites: str = typer.Option("blocks.*.hook_resid_post", help="the sampling measurement's captured sites (globs)"),
+    capture_dtype: str = typer.Option(
+        "float16", "--capture-dtype", help="storage dtypes of the captures, comma-separated: one variant each"
+    ),
     out: Path = typer.Option(None, "--out", help="write every figure (and per-round times) to this JSON file"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
@@ -914,7 +918,8 @@ def bench_cmd(
             config=config, device=device, steps=steps, latent=latent if frames is not None else None, batch=batch,
             sweep_latent=sweep, sweep_rows=sweep_rows, repeats=repeats, warmup=warmup, threads=threads,
             scratch=str(scratch) if scratch else None, store_mb=store_mb,
-            only=tuple(s.strip() for s in only.split(",") if s.strip()) or bench.ITEMS,
+            only=tuple(s.strip() for s in only.split(",") if s.strip()) or bench.ITEMS, sites=sites,
+            capture_dtypes=tuple(d.strip() for d in capture_dtype.split(",") if d.strip()) or ("float16",),
         )  # fmt: skip
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
