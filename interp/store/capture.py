@@ -369,6 +369,7 @@ class RunWriter:
         # flush per step cost as much as writing the data of a small model's step
         self._flush_seconds, self._flushed = flush_seconds, time.monotonic()
         self._error: BaseException | None = None
+        self._wb_fd: int | None = None  # the writer thread's handle on the partial file, to start writeback
         self._thread = threading.Thread(target=self._work, name="interp-store-writer", daemon=True)
         self._thread.start()
 
@@ -462,6 +463,7 @@ class RunWriter:
                         self._write(write)
                     if item[4]:
                         self._mark_done(item[1])
+                    self._start_writeback()
             except BaseException as e:  # noqa: BLE001 - surfaced on the next put / finish
                 self._error = e
             finally:
@@ -470,6 +472,22 @@ class RunWriter:
                         self._pending -= item[-1] if item[0] == "array" else item[3]
                         self._room.notify_all()
                 self._queue.task_done()
+
+    def _start_writeback(self) -> None:
+        """Start writing the step's pages to the disk now, without waiting (Linux: ``posix_fadvise`` DONTNEED
+        starts the writeback of dirty pages and drops the clean ones), so the fsync that completes the file
+        (:mod:`interp.store.atomic`) finds little left to write, and a capture larger than the page cache does not
+        stall on it. A no-op where the call is missing."""
+        if not hasattr(os, "posix_fadvise"):
+            return
+        if self._wb_fd is None:
+            self._wb_fd = os.open(self.partial, os.O_RDONLY)
+        os.posix_fadvise(self._wb_fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+    def _close_writeback(self) -> None:
+        if self._wb_fd is not None:
+            os.close(self._wb_fd)
+            self._wb_fd = None
 
     def _mark_done(self, step: int) -> None:
         self._marks[step] = 1
@@ -527,6 +545,7 @@ class RunWriter:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
+        self._close_writeback()
         if self.file:
             try:
                 if self.file.mode == "r+" and not (self.file["step_done"][:] == self._marks).all():

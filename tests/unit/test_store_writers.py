@@ -4,6 +4,7 @@ write never publishes a file."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -185,3 +186,20 @@ def test_failed_write_never_publishes(single, tmp_path, monkeypatch):
     finally:
         w.close()
     assert_same(out, ref)
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="posix_fadvise is Linux/POSIX only")
+def test_writer_starts_each_steps_writeback_so_the_final_fsync_finds_it_written(tmp_path, monkeypatch):
+    calls = []
+    real = os.posix_fadvise
+
+    def spy(fd, offset, length, advice):
+        calls.append((os.readlink(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd") else "", advice))
+        return real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", spy)
+    path = write(tmp_path / "w.h5", "float16")
+    assert len(calls) == STEPS and all(a == os.POSIX_FADV_DONTNEED for _, a in calls)
+    assert all(p.endswith("w.h5.partial") for p, _ in calls if p)
+    with load_cache(path) as c:  # the values are all there (dropping clean pages loses nothing)
+        assert c.complete and c.steps_done == (STEPS, STEPS)
