@@ -25,7 +25,15 @@ from probes import labels as L
 from probes import metrics as M
 from probes.data import CacheReader, open_cache
 from probes.examples import Balance, Examples, select_examples
-from probes.linear import LinearFit, Standardizer, fast_matmul_dtype, fit_logistic, fit_ridge, to_raw
+from probes.linear import (
+    NEWTON_STEPS,
+    LinearFit,
+    Standardizer,
+    fast_matmul_dtype,
+    fit_logistic,
+    fit_ridge,
+    to_raw,
+)
 
 LOGISTIC_LAMBDAS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 RIDGE_LAMBDAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
@@ -51,6 +59,7 @@ class ProbeConfig(BaseModel):
     bootstrap: int = Field(200, ge=1)
     seed: int = Field(0, ge=0)
     max_iter: int = Field(100, ge=1)
+    newton_steps: int = Field(NEWTON_STEPS, ge=0)  # Newton steps that finish each logistic solve (0: CG alone)
     precision: Literal["auto", "float32", "bfloat16"] = "auto"  # logistic matmuls; auto: bfloat16 where fast
     memory_gb: float = Field(1.0, gt=0)
     device: str = "cpu"
@@ -216,7 +225,14 @@ def _probe_chunk(x, ex: Examples, label: L.Label, lambdas, cfg: ProbeConfig, w_b
         # chunk); validation logits on raw float32 activations with the weights mapped back
         mdt = fast_matmul_dtype(x.device) if cfg.precision == "auto" else getattr(torch, cfg.precision)
         fit = fit_logistic(
-            x[:, tr], y_prob[:, tr], lam_prob, label.n_classes, cfg.max_iter, matmul_dtype=mdt, standardizer=std
+            x[:, tr],
+            y_prob[:, tr],
+            lam_prob,
+            label.n_classes,
+            cfg.max_iter,
+            matmul_dtype=mdt,
+            standardizer=std,
+            newton_steps=cfg.newton_steps,
         )
         loss = _val_loss(LinearFit(*to_raw(fit.weight, fit.bias, std)), x[:, va], y_va, kind)
     loss = loss.reshape(x.shape[0], len(ys), n_l)
