@@ -172,7 +172,7 @@ def resolve_labels(
     return out
 
 
-def _features(x: np.ndarray, ex: Examples, frames: list[int] | None, grid) -> np.ndarray:
+def features(x: np.ndarray, ex: Examples, frames: list[int] | None, grid) -> np.ndarray:
     """(n, d) features of the examples from one (batch, tokens, d) slice."""
     if ex.token[0] >= 0:
         return x[ex.sample, ex.token]
@@ -196,7 +196,7 @@ def _val_loss(fit: LinearFit, x, y, kind) -> torch.Tensor:
     return -torch.gather(logp, -1, y.long()[None, :, :, None].expand(z.shape[0], -1, -1, 1))[..., 0].mean(-1)
 
 
-def _probe_chunk(x, ex: Examples, label: L.Label, lambdas, cfg: ProbeConfig, w_boot, with_control: bool):
+def probe_chunk(x, ex: Examples, label: L.Label, lambdas, cfg: ProbeConfig, w_boot, with_control: bool):
     """Fit every (site, task, lambda), pick lambda on val, score on test.
 
     Returns metric tensors (sites, boot) per name, the chosen real-label probes on raw activations
@@ -350,12 +350,12 @@ def run_probes(
                     x = reader.read(site, pos)
                     xb = base.read(site, pos) if base is not None else None
                     for lab, ex, *_ in prepared:
-                        feats[lab.name].append(_features(x, ex, cfg.frames, lab.grid))
+                        feats[lab.name].append(features(x, ex, cfg.frames, lab.grid))
                         if xb is not None:
-                            bfeats[lab.name].append(_features(xb, ex, cfg.frames, lab.grid))
+                            bfeats[lab.name].append(features(xb, ex, cfg.frames, lab.grid))
                 for lab, ex, w_boot, lambdas, res in prepared:
                     x = torch.from_numpy(np.stack(feats[lab.name])).to(dev)
-                    mets, probes, lam = _probe_chunk(x, ex, lab, lambdas, cfg, w_boot, with_control)
+                    mets, probes, lam = probe_chunk(x, ex, lab, lambdas, cfg, w_boot, with_control)
                     acc = store[lab.name]
                     for k, v in mets.items():
                         acc.setdefault(k, []).append(v)
@@ -364,7 +364,7 @@ def run_probes(
                         acc.setdefault(f"w:{k}", []).append(v)
                     if base is not None:
                         xb = torch.from_numpy(np.stack(bfeats[lab.name])).to(dev)
-                        bmets, *_ = _probe_chunk(xb, ex, lab, lambdas, cfg, w_boot, False)
+                        bmets, *_ = probe_chunk(xb, ex, lab, lambdas, cfg, w_boot, False)
                         for k, v in bmets.items():
                             acc.setdefault(f"baseline_{k}", []).append(v)
                     del x
@@ -424,4 +424,13 @@ def _balance(lab: L.Label, ex: Examples, part: str) -> dict[str, float]:
     return {c: float(n / max(1, counts.sum())) for c, n in zip(lab.classes, counts)}
 
 
-__all__ = ["ProbeConfig", "ProbeResults", "LabelResult", "run_probes", "load_mazes", "resolve_labels"]
+__all__ = [
+    "ProbeConfig",
+    "ProbeResults",
+    "LabelResult",
+    "run_probes",
+    "load_mazes",
+    "resolve_labels",
+    "probe_chunk",
+    "features",
+]
