@@ -46,7 +46,7 @@ BINARY_CURVATURE = 0.25  # bound on the logistic loss's second derivative, scale
 TOL = 2e-2  # default stopping tolerance of the CG phase on sqrt(g' P g): see fit_logistic
 NEWTON_STEPS = 12  # default cap on the Newton steps that finish every solve: see fit_logistic
 NEWTON_TOL = 1e-3  # default stopping tolerance on the Newton decrement sqrt(g' H^-1 g)
-NEWTON_BYTES = 256 << 20  # working set of one batch of Newton steps (the examples copied per (site, problem) pair)
+NEWTON_BYTES = 256 << 20  # CPU working set of one batch of Newton steps (examples copied per (site, problem) pair)
 CACHE_BYTES = 8 << 20  # CPU: sites solved together keep their examples within this (last-level cache)
 
 
@@ -421,7 +421,8 @@ def _newton_group(
     xa = torch.cat([x, ones], -1)  # (s, n, d + 1): the bias as a constant feature
     onehot_all = None if binary else torch.nn.functional.one_hot(y.long(), classes).to(dt)  # (p, n, k)
     active = torch.arange(s * p, device=dev)
-    per = max(1, NEWTON_BYTES // (3 * n * (d + 1) * 4 * k))
+    budget = NEWTON_BYTES * (1 if dev.type == "cpu" else 16)  # a GPU takes bigger batches (fewer launches)
+    per = max(1, budget // (3 * n * (d + 1) * 4 * k))
     taken = 0
     for step in range(1, steps + 1):
         still = []
