@@ -21,8 +21,8 @@ on CPU with ``python -m benchmarks.probes`` (n = 9830 training examples, d = 256
   than streaming 16 sites from memory) and converged (site, problem) pairs are compacted away.
 * warm starts along the regularization path (strong to weak, each from the previous solution) were measured and
   not adopted: solved one strength at a time they need ~50 passes per site against ~15 for all strengths at once.
-* Newton / IRLS with a Cholesky of ``XᵀWX`` was not adopted: the 6 Hessians alone cost ~47 ms per site per
-  iteration in bf16, more than the whole CG solve.
+* Newton / IRLS with a Cholesky of ``XᵀWX`` from zero was not adopted as the solver: the 6 Hessians alone cost
+  ~47 ms per site per iteration in bf16, more than the whole CG solve; it only finishes CG's solves (below).
 * tolerance: ``TOL`` is matched to what the selected probe's accuracy needs (see :func:`fit_logistic`).
 
 CG alone is not enough to pick the strength the way scikit-learn does on real captures: on maze-wan (wall / path,
@@ -30,7 +30,9 @@ CG alone is not enough to pick the strength the way scikit-learn does on real ca
 off the optimum while neighbouring strengths differ by ~2e-4, so it picked another strength at 25-37% of sites.
 Every solve therefore ends with Newton steps (float32 gradient, float32 Hessian per (site, problem) pair factored
 in float64, only unconverged pairs computed) to a decrement of ``NEWTON_TOL``: the same strength as a tight
-scikit-learn solve at >= 99% of those sites. Measured by ``python -m benchmarks.probe_parity``.
+scikit-learn solve at >= 99% of those sites. The price on CPU: the float32 Hessians (~2.5 ms per pair at n = 1280,
+d = 224, one thread; ~2-7 per pair) make a site cost 66-87 ms instead of CG's 8-13 ms there; a GPU forms them in
+batched GEMMs. Measured by ``python -m benchmarks.probe_parity`` (benchmarks/results/probe_parity_cpu.txt).
 """
 
 from __future__ import annotations
