@@ -21,9 +21,18 @@ on CPU with ``python -m benchmarks.probes`` (n = 9830 training examples, d = 256
   than streaming 16 sites from memory) and converged (site, problem) pairs are compacted away.
 * warm starts along the regularization path (strong to weak, each from the previous solution) were measured and
   not adopted: solved one strength at a time they need ~50 passes per site against ~15 for all strengths at once.
-* Newton / IRLS with a Cholesky of ``XᵀWX`` was not adopted: the 6 Hessians alone cost ~47 ms per site per
-  iteration in bf16, more than the whole CG solve.
+* Newton / IRLS with a Cholesky of ``XᵀWX`` from zero was not adopted as the solver: the 6 Hessians alone cost
+  ~47 ms per site per iteration in bf16, more than the whole CG solve; it only finishes CG's solves (below).
 * tolerance: ``TOL`` is matched to what the selected probe's accuracy needs (see :func:`fit_logistic`).
+
+CG alone is not enough to pick the strength the way scikit-learn does on real captures: on maze-wan (wall / path,
+160 sites) its validation losses at the weak strengths (1e-5, 1e-4: near-separable sites) stay 1e-3 to 1e-1 nats
+off the optimum while neighbouring strengths differ by ~2e-4, so it picked another strength at 25-37% of sites.
+Every solve therefore ends with Newton steps (float32 gradient, float32 Hessian per (site, problem) pair factored
+in float64, only unconverged pairs computed) to a decrement of ``NEWTON_TOL``: the same strength as a tight
+scikit-learn solve at >= 99% of those sites. The price on CPU: the float32 Hessians (~2.5 ms per pair at n = 1280,
+d = 224, one thread; ~2-7 per pair) make a site cost 66-87 ms instead of CG's 8-13 ms there; a GPU forms them in
+batched GEMMs. Measured by ``python -m benchmarks.probe_parity`` (benchmarks/results/probe_parity_cpu.txt).
 """
 
 from __future__ import annotations
@@ -36,7 +45,10 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 BINARY_CURVATURE = 0.25  # bound on the logistic loss's second derivative, scales the preconditioner
-TOL = 2e-2  # default stopping tolerance on sqrt(g' P g), matched to accuracy: see fit_logistic
+TOL = 2e-2  # default stopping tolerance of the CG phase on sqrt(g' P g): see fit_logistic
+NEWTON_STEPS = 12  # default cap on the Newton steps that finish every solve: see fit_logistic
+NEWTON_TOL = 1e-3  # default stopping tolerance on the Newton decrement sqrt(g' H^-1 g)
+NEWTON_BYTES = 256 << 20  # CPU working set of one batch of Newton steps (examples copied per (site, problem) pair)
 CACHE_BYTES = 8 << 20  # CPU: sites solved together keep their examples within this (last-level cache)
 
 
@@ -225,6 +237,8 @@ def fit_logistic(
     matmul_dtype: torch.dtype | None = None,
     group: int | None = None,
     standardizer: Standardizer | None = None,
+    newton_steps: int = NEWTON_STEPS,
+    newton_tol: float = NEWTON_TOL,
 ) -> LinearFit:
     """Regularized logistic regression (binary if ``classes == 2``, else softmax) for every (site, problem).
 
@@ -236,6 +250,9 @@ def fit_logistic(
     selected probe's test accuracy by < 0.02 points on average (worst site 0.4 / 0.55 points, at weak-signal sites;
     bf16 alone, solved to 1e-3, gives 0.2 / 0.43), while the objective is within ~5e-3 nats of its minimum. Pass a
     smaller ``tol`` (float32 for < ~1e-3) when the weights themselves matter.
+    Then up to ``newton_steps`` Newton steps (float32 examples and Hessians) take every pair to a Newton decrement
+    below ``newton_tol`` (``newton_steps=0``: CG alone, faster on CPU, the strength picked less reliably; see the
+    module docstring).
     Sites are solved ``group`` at a time (CPU default: as many as keep their examples in ``CACHE_BYTES``, so the
     passes of every iteration read the last-level cache instead of memory; GPU default: all at once).
     ``matmul_dtype=torch.bfloat16`` runs the two products per iteration in bfloat16 (fp32 accumulation; ~2x faster
@@ -259,6 +276,10 @@ def fit_logistic(
         if standardizer is not None:
             xg = standardizer.select(sl)(xg, out=buf[: xg.shape[0]])
         it = _fit_logistic_group(xg, y, lam, classes, max_iter, tol, precond_rows, mdt, weight[sl], bias[sl])
+        if newton_steps:
+            # Newton runs on float32 examples (its gradient must be exact for it to reach the float32 optimum)
+            x32 = xg.float() if standardizer is None else standardizer.select(sl)(x[sl])
+            it += _newton_group(x32, y, lam, classes, newton_steps, newton_tol, torch.float32, weight[sl], bias[sl])
         iters = max(iters, it)
     return LinearFit(rearrange(weight, "s p k d -> s p d k"), bias, iters)
 
@@ -364,3 +385,103 @@ def _fit_logistic_group(
     w_out[cur_s[:, None], cur_p] = v[..., :d]
     b_out[cur_s[:, None], cur_p] = v[..., d]
     return it
+
+
+def _objective(z: Tensor, y: Tensor, onehot: Tensor | None, lam_reg: Tensor, v: Tensor) -> Tensor:
+    """Training objective per pair in float64 from logits ``z`` (m, k, n), ``y`` (m, n), weights ``v``."""
+    zd = z.double()
+    if onehot is None:
+        ce = torch.nn.functional.softplus(zd[:, 0]) - y.double() * zd[:, 0]
+    else:
+        ce = torch.logsumexp(zd, 1) - (onehot.double() * zd).sum(1)
+    return ce.mean(-1) + 0.5 * (lam_reg.double() * v.double().square()).sum((1, 2))
+
+
+def _newton_group(
+    x: Tensor, y: Tensor, lam: Tensor, classes: int, steps: int, tol: float, hdt: torch.dtype, w_io: Tensor,
+    b_io: Tensor,
+) -> int:  # fmt: skip
+    """Newton steps from the weights in ``w_io`` (s, p, k, d) / ``b_io`` (s, p, k), updated in place, on float32
+    standardized ``x`` (s, n, d); returns the most steps any pair took.
+
+    Pairs (site, problem) are flattened and each stops when its Newton decrement ``sqrt(g' H^-1 g)`` is below
+    ``tol``; only the pairs still iterating are computed. The gradient is float32; the Hessian
+    ``X'diag(w)X/n + lam`` (bias unpenalized; multiclass: its per-class diagonal blocks, a positive-definite
+    approximation) is formed with its products in ``hdt`` and factored in float64. A 1-D Newton line search on the
+    convex objective guards every step."""
+    s, n, d = x.shape
+    p = y.shape[0]
+    binary = classes == 2
+    k = 1 if binary else classes
+    dev, dt = x.device, torch.float32
+    v = torch.cat([w_io, b_io[..., None]], -1).reshape(s * p, k, d + 1)
+    site = torch.arange(s, device=dev).repeat_interleave(p)
+    prob = torch.arange(p, device=dev).repeat(s)
+    reg = torch.ones(d + 1, dtype=dt, device=dev)
+    reg[d] = 0.0
+    ones = torch.ones(s, n, 1, dtype=dt, device=dev)
+    xa = torch.cat([x, ones], -1)  # (s, n, d + 1): the bias as a constant feature
+    onehot_all = None if binary else torch.nn.functional.one_hot(y.long(), classes).to(dt)  # (p, n, k)
+    active = torch.arange(s * p, device=dev)
+    budget = NEWTON_BYTES * (1 if dev.type == "cpu" else 16)  # a GPU takes bigger batches (fewer launches)
+    per = max(1, budget // (3 * n * (d + 1) * 4 * k))
+    taken = 0
+    for step in range(1, steps + 1):
+        still = []
+        for c0 in range(0, len(active), per):
+            idx = active[c0 : c0 + per]
+            xp = xa[site[idx]]  # (m, n, d + 1)
+            yp = y[prob[idx]].to(dt)  # (m, n)
+            lr = lam.to(dt)[prob[idx], None, None] * reg  # (m, 1, d + 1)
+            vi = v[idx]  # (m, k, d + 1)
+            z = torch.bmm(vi, xp.transpose(1, 2))  # (m, k, n)
+            if binary:
+                pr = torch.sigmoid(z)
+                r = pr - yp[:, None]
+                curv = pr * (1 - pr)
+                onehot = None
+            else:
+                pr = torch.softmax(z, 1)
+                onehot = onehot_all[prob[idx]].transpose(1, 2)  # (m, k, n)
+                r = pr - onehot
+                curv = pr * (1 - pr)
+            g = torch.bmm(r, xp) / n + lr * vi  # (m, k, d + 1)
+            xh = xp.to(hdt)
+            xw = (xh[:, None] * curv.to(hdt)[..., None]).reshape(-1, n, d + 1)
+            hess = torch.bmm(xw.transpose(1, 2), xh if k == 1 else xh.repeat_interleave(k, 0))
+            hess = hess.reshape(-1, k, d + 1, d + 1).double() / n
+            hess = 0.5 * (hess + hess.transpose(-1, -2))
+            # the float32 products' rounding (~1e-6 of the diagonal) must not outweigh a weak lam: a floor under it
+            floor = 1e-6 * torch.diagonal(hess, dim1=-2, dim2=-1).mean(-1, keepdim=True)
+            hess = hess + torch.diag_embed(torch.maximum(lr.double().expand(-1, k, -1), floor))
+            chol, info = torch.linalg.cholesky_ex(hess)
+            dv = -torch.cholesky_solve(g.double()[..., None], chol)[..., 0]
+            dv = torch.where((info != 0)[..., None], -g.double(), dv).to(dt)  # not positive definite: gradient
+            dec = (-(g * dv).sum((1, 2))).clamp_min(0).sqrt()
+            go = (dec >= tol) & torch.isfinite(dec)
+            if not bool(go.any()):
+                continue
+            dz = torch.bmm(dv, xp.transpose(1, 2))  # (m, k, n)
+            ldv = lr * dv
+            t = _line_search(z[:, None], dz[:, None], yp[:, None], None if onehot is None else onehot[:, None],
+                             (ldv * vi).sum((1, 2))[:, None], (ldv * dv).sum((1, 2))[:, None])[:, 0]  # fmt: skip
+            t = t.clamp(max=2.0)  # near the optimum the Newton step is ~1; a longer step only follows a stale curvature
+            vt = torch.addcmul(vi, t[:, None, None], dv)
+            # a step must lower the objective (it can fail where float32 curvature is lost): else the pair stops
+            f0 = _objective(z, yp, onehot, lr, vi)
+            f1 = _objective(torch.addcmul(z, t[:, None, None], dz), yp, onehot, lr, vt)
+            go &= torch.isfinite(t) & (f1 <= f0)
+            t = torch.where(go, t, torch.zeros_like(t))
+            v[idx] = torch.where(go[:, None, None], vt, vi)
+            # Newton converges quadratically: after a near-full step from a decrement d the next is ~d^2, so a pair
+            # whose near-full step started below 0.3 sqrt(tol) is done without forming another Hessian to confirm it
+            last = (dec < 0.3 * tol**0.5) & ((t - 1).abs() < 0.1)
+            still.append(idx[go & ~last])
+        taken = step
+        active = torch.cat(still) if still else active[:0]
+        if not len(active):
+            break
+    v = v.reshape(s, p, k, d + 1)
+    w_io.copy_(v[..., :d])
+    b_io.copy_(v[..., d])
+    return taken

@@ -25,7 +25,15 @@ from probes import labels as L
 from probes import metrics as M
 from probes.data import CacheReader, open_cache
 from probes.examples import Balance, Examples, select_examples
-from probes.linear import LinearFit, Standardizer, fast_matmul_dtype, fit_logistic, fit_ridge, to_raw
+from probes.linear import (
+    NEWTON_STEPS,
+    LinearFit,
+    Standardizer,
+    fast_matmul_dtype,
+    fit_logistic,
+    fit_ridge,
+    to_raw,
+)
 
 LOGISTIC_LAMBDAS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 RIDGE_LAMBDAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
@@ -51,6 +59,7 @@ class ProbeConfig(BaseModel):
     bootstrap: int = Field(200, ge=1)
     seed: int = Field(0, ge=0)
     max_iter: int = Field(100, ge=1)
+    newton_steps: int = Field(NEWTON_STEPS, ge=0)  # Newton steps that finish each logistic solve (0: CG alone)
     precision: Literal["auto", "float32", "bfloat16"] = "auto"  # logistic matmuls; auto: bfloat16 where fast
     memory_gb: float = Field(1.0, gt=0)
     device: str = "cpu"
@@ -165,8 +174,8 @@ def resolve_labels(
     return out if index is None else [L.keep_tokens(lab, index) for lab in out]
 
 
-def _features(x: np.ndarray, ex: Examples, frames: list[int] | None, grid,
-              frame_of: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+def features(x: np.ndarray, ex: Examples, frames: list[int] | None, grid,
+             frame_of: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """(n, d) features of the examples from one (batch, tokens, d) slice (``frame_of``: each stored token's frame,
     for a capture that kept some tokens)."""
     if ex.token[0] >= 0:
@@ -194,7 +203,7 @@ def _val_loss(fit: LinearFit, x, y, kind) -> torch.Tensor:
     return -torch.gather(logp, -1, y.long()[None, :, :, None].expand(z.shape[0], -1, -1, 1))[..., 0].mean(-1)
 
 
-def _probe_chunk(x, ex: Examples, label: L.Label, lambdas, cfg: ProbeConfig, w_boot, with_control: bool):
+def probe_chunk(x, ex: Examples, label: L.Label, lambdas, cfg: ProbeConfig, w_boot, with_control: bool):
     """Fit every (site, task, lambda), pick lambda on val, score on test.
 
     Returns metric tensors (sites, boot) per name, the chosen real-label probes on raw activations
@@ -223,7 +232,14 @@ def _probe_chunk(x, ex: Examples, label: L.Label, lambdas, cfg: ProbeConfig, w_b
         # chunk); validation logits on raw float32 activations with the weights mapped back
         mdt = fast_matmul_dtype(x.device) if cfg.precision == "auto" else getattr(torch, cfg.precision)
         fit = fit_logistic(
-            x[:, tr], y_prob[:, tr], lam_prob, label.n_classes, cfg.max_iter, matmul_dtype=mdt, standardizer=std
+            x[:, tr],
+            y_prob[:, tr],
+            lam_prob,
+            label.n_classes,
+            cfg.max_iter,
+            matmul_dtype=mdt,
+            standardizer=std,
+            newton_steps=cfg.newton_steps,
         )
         loss = _val_loss(LinearFit(*to_raw(fit.weight, fit.bias, std)), x[:, va], y_va, kind)
     loss = loss.reshape(x.shape[0], len(ys), n_l)
@@ -347,12 +363,12 @@ def run_probes(
                     x = reader.read(site, pos)
                     xb = base.read(site, pos) if base is not None else None
                     for lab, ex, *_ in prepared:
-                        feats[lab.name].append(_features(x, ex, cfg.frames, lab.grid, frame_of))
+                        feats[lab.name].append(features(x, ex, cfg.frames, lab.grid, frame_of))
                         if xb is not None:
-                            bfeats[lab.name].append(_features(xb, ex, cfg.frames, lab.grid, frame_of))
+                            bfeats[lab.name].append(features(xb, ex, cfg.frames, lab.grid, frame_of))
                 for lab, ex, w_boot, lambdas, res in prepared:
                     x = torch.from_numpy(np.stack(feats[lab.name])).to(dev)
-                    mets, probes, lam = _probe_chunk(x, ex, lab, lambdas, cfg, w_boot, with_control)
+                    mets, probes, lam = probe_chunk(x, ex, lab, lambdas, cfg, w_boot, with_control)
                     acc = store[lab.name]
                     for k, v in mets.items():
                         acc.setdefault(k, []).append(v)
@@ -361,7 +377,7 @@ def run_probes(
                         acc.setdefault(f"w:{k}", []).append(v)
                     if base is not None:
                         xb = torch.from_numpy(np.stack(bfeats[lab.name])).to(dev)
-                        bmets, *_ = _probe_chunk(xb, ex, lab, lambdas, cfg, w_boot, False)
+                        bmets, *_ = probe_chunk(xb, ex, lab, lambdas, cfg, w_boot, False)
                         for k, v in bmets.items():
                             acc.setdefault(f"baseline_{k}", []).append(v)
                     del x
@@ -421,4 +437,13 @@ def _balance(lab: L.Label, ex: Examples, part: str) -> dict[str, float]:
     return {c: float(n / max(1, counts.sum())) for c, n in zip(lab.classes, counts)}
 
 
-__all__ = ["ProbeConfig", "ProbeResults", "LabelResult", "run_probes", "load_mazes", "resolve_labels"]
+__all__ = [
+    "ProbeConfig",
+    "ProbeResults",
+    "LabelResult",
+    "run_probes",
+    "load_mazes",
+    "resolve_labels",
+    "probe_chunk",
+    "features",
+]

@@ -1,0 +1,193 @@
+"""Benchmark: ``run_probes`` at its default settings against scikit-learn on a real maze-wan capture.
+
+The capture is the shipped embedded model's (``maze-wan``, CPU, ``--mazes`` held-out 5x5 mazes, ``--steps``
+sampler steps, every block's ``hook_resid_post``); ``--capture`` reuses one. For every label (default ``wall`` and
+``path``) the examples, the split by sample and the features are built by ``probes.run`` itself (the same
+``select_examples`` call and ``features`` as ``run_probes``; the script checks that ``run_probes`` picks the same
+strengths and gets the same accuracies). Per (step, layer) site both sides fit the six strengths of
+``LOGISTIC_LAMBDAS`` (``C = 1 / (lam * n_train)``) on train-split-standardized features, pick the strength of least
+validation log loss, and score the test split:
+
+* ours: ``probes.run.probe_chunk`` (what ``run_probes`` calls per chunk) on every site at once, at the defaults
+  (``after``) and with the Newton steps off (``before``: ``newton_steps=0``, the earlier default);
+* scikit-learn: ``LogisticRegression`` (lbfgs) at its defaults (tol 1e-4, max_iter 100), one site per task; with
+  ``--sklearn-jobs N`` the sites are spread over N worker processes (joblib, one BLAS thread each), the fair peer
+  on an N-core machine;
+* the reference: scikit-learn solved tightly (``--reference-tol``, ``--reference-max-iter``). scikit-learn at its
+  defaults stops at max_iter on the weak strengths, so it is itself off the optimum; "equal" is measured against
+  the reference, and scikit-learn's defaults are printed against it too.
+
+Printed per label: max |accuracy difference| in points and the fraction of sites with the same strength, for each
+pair; and the time per site (ours: median of ``--repeats``, the activations' copy to the device included;
+scikit-learn: one pass over every site, wall time, worker start-up excluded), with the speed ratio.
+
+    python -m benchmarks.probe_parity                                   # CPU: 32 mazes x 10 steps (~10 min)
+    python -m benchmarks.probe_parity --device cuda --sklearn-jobs 16   # GPU machine: ours on the GPU vs 16 cores
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import typer
+
+from probes.data import open_cache
+from probes.examples import select_examples
+from probes.run import LOGISTIC_LAMBDAS, ProbeConfig, features, load_mazes, probe_chunk, resolve_labels, run_probes
+
+
+def capture_maze_wan(out: Path, mazes: int, steps: int, seed: int, device: str) -> Path:
+    """A maze-wan capture of every block's ``hook_resid_post`` (float32)."""
+    from interp.apps.capture import CaptureConfig, capture  # the model stack, only when a capture is made
+
+    cfg = CaptureConfig(model="maze-wan", steps=steps, batch=mazes, seed=seed, device=device)
+    return capture(cfg, out, overwrite=True)
+
+
+def label_data(path: Path, labels: list[str], cfg: ProbeConfig) -> list[tuple]:
+    """Per label: (label, examples, features (sites, n, d) float32), as ``run_probes`` builds them."""
+    reader = open_cache(path, cfg.branch)
+    try:
+        labs = resolve_labels(reader, labels, None, load_mazes(reader))
+        sites = reader.select(cfg.sites)
+        pairs = [(p, s) for p in range(reader.n_steps) for s in sites]
+        slices = [reader.read(s, p) for p, s in pairs]
+        out = []
+        for i, lab in enumerate(labs):
+            ex = select_examples(lab, None, cfg.tokens_per_sample, cfg.balance, cfg.frames, cfg.split, cfg.seed + i)
+            out.append((lab, ex, np.stack([features(x, ex, cfg.frames, lab.grid) for x in slices])))
+        return out
+    finally:
+        reader.close()
+
+
+def ours(lab, ex, x: np.ndarray, cfg: ProbeConfig, device: str, repeats: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """(median seconds, chosen strength index per site, test accuracy per site) of ``probe_chunk``."""
+    te = ex.slice("test")
+    w_one = torch.ones(1, te.stop - te.start)  # the point estimate only
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    xt = torch.from_numpy(x)
+    probe_chunk(xt[:2].to(device), ex, lab, LOGISTIC_LAMBDAS, cfg, w_one, False)  # warm-up
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        mets, _, lam = probe_chunk(xt.to(device), ex, lab, LOGISTIC_LAMBDAS, cfg, w_one, False)
+        sync()
+        times.append(time.perf_counter() - t0)
+    pick = np.abs(np.log10(lam.numpy())[:, None] - np.log10(LOGISTIC_LAMBDAS)[None]).argmin(1)
+    return float(np.median(times)), pick, mets["accuracy"][:, 0].numpy()
+
+
+def sklearn_site(x: np.ndarray, y: np.ndarray, parts: tuple[slice, slice, slice], tol: float, max_iter: int):
+    """(chosen strength index, test accuracy, most lbfgs iterations) for one site."""
+    from sklearn.linear_model import LogisticRegression  # optional dependency of the benchmark
+    from sklearn.metrics import log_loss
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    tr, va, te = parts
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning at scikit-learn's default max_iter
+        sc = StandardScaler().fit(x[tr])
+        xtr, xva, xte = sc.transform(x[tr]), sc.transform(x[va]), sc.transform(x[te])
+        best, best_loss, best_acc, iters = -1, np.inf, 0.0, 0
+        for j, lam in enumerate(LOGISTIC_LAMBDAS):
+            m = LogisticRegression(C=1.0 / (lam * len(xtr)), tol=tol, max_iter=max_iter).fit(xtr, y[tr])
+            loss = log_loss(y[va], m.predict_proba(xva), labels=m.classes_)
+            iters = max(iters, int(np.max(m.n_iter_)))
+            if loss < best_loss:
+                best, best_loss, best_acc = j, loss, float((m.predict(xte) == y[te]).mean())
+        return best, best_acc, iters
+
+
+def sklearn_sites(x: np.ndarray, ex, tol: float, max_iter: int, jobs: int) -> tuple[float, np.ndarray, np.ndarray, int]:
+    """(seconds, chosen index per site, accuracy per site, most iterations) over every site; ``jobs`` processes."""
+    parts = tuple(ex.slice(p) for p in ("train", "val", "test"))
+    if jobs <= 1:
+        sklearn_site(x[0], ex.y, parts, tol, max_iter)  # warm-up (imports)
+        t0 = time.perf_counter()
+        res = [sklearn_site(xs, ex.y, parts, tol, max_iter) for xs in x]
+    else:
+        from joblib import Parallel, delayed  # scikit-learn's own parallel backend
+
+        par = Parallel(n_jobs=jobs, backend="loky")
+        par(delayed(sklearn_site)(x[i % len(x)], ex.y, parts, tol, max_iter) for i in range(jobs))  # start workers
+        t0 = time.perf_counter()
+        res = par(delayed(sklearn_site)(xs, ex.y, parts, tol, max_iter) for xs in x)
+    secs = time.perf_counter() - t0
+    pick, acc, its = (np.array(v) for v in zip(*res))
+    return secs, pick, acc, int(its.max())
+
+
+def agreement(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> str:
+    """'max |d| X points, same strength at Y%' between (pick, accuracy) pairs."""
+    d = 100 * np.abs(a[1] - b[1])
+    return f"max |d| {d.max():5.2f} pts (mean {d.mean():.3f}), same strength {100 * np.mean(a[0] == b[0]):5.1f}%"
+
+
+def main(
+    capture: Path | None = typer.Option(None, help="an existing maze-wan capture (else one is made)"),
+    mazes: int = typer.Option(32, help="mazes (batch) of the capture made"),
+    steps: int = typer.Option(10, help="sampler steps of the capture made"),
+    seed: int = typer.Option(0, help="capture seed (which mazes)"),
+    labels: str = typer.Option("wall,path", help="comma-separated binary/multiclass maze labels"),
+    device: str = typer.Option("cpu", help="where ours runs (cpu | cuda); the capture is made there too"),
+    threads: int = typer.Option(1, help="torch CPU threads for ours"),
+    sklearn_jobs: int = typer.Option(1, help="scikit-learn worker processes, one site each (1: in-process)"),
+    repeats: int = typer.Option(3, help="timing rounds for ours (median)"),
+    reference_tol: float = typer.Option(1e-9, help="tolerance of the tight scikit-learn reference"),
+    reference_max_iter: int = typer.Option(10000, help="max_iter of the tight scikit-learn reference"),
+    before: bool = typer.Option(True, help="also time/compare ours with newton_steps=0 (the earlier default)"),
+) -> None:
+    """Print, per label, ours (defaults) vs scikit-learn (defaults) vs a tight reference: accuracy, strength, time."""
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = capture
+        if path is None:
+            t0 = time.perf_counter()
+            path = capture_maze_wan(Path(tmp) / "maze-wan.h5", mazes, steps, seed, device)
+            print(f"captured maze-wan: {mazes} mazes x {steps} steps in {time.perf_counter() - t0:.0f} s")
+        cfg = ProbeConfig(labels=labels.split(","), control="none", device=device)
+        data = label_data(path, cfg.labels, cfg)
+        check = run_probes(path, cfg, bootstrap=1, progress=False)
+        where = f"{device}" + (f", {threads} CPU thread(s)" if device == "cpu" else "")
+        print(f"capture {Path(path).name}; ours on {where}; scikit-learn {sklearn_jobs} process(es) x 1 thread; "
+              f"strengths {list(LOGISTIC_LAMBDAS)}")  # fmt: skip
+        for lab, ex, x in data:
+            n = {p: len(ex.index(p)) for p in ("train", "val", "test")}
+            print(f"\n{lab.name}: {x.shape[0]} sites x d={x.shape[2]}, examples {n}")
+            t_after, *after = ours(lab, ex, x, cfg, device, repeats)
+            res = check.labels[lab.name]
+            same = np.allclose(res.metrics["accuracy"][0].ravel(), after[1], atol=1e-6) and np.allclose(
+                res.metrics["lambda"].ravel(), np.asarray(LOGISTIC_LAMBDAS)[after[0]], rtol=1e-5
+            )
+            print(f"  run_probes gives the same strengths and accuracies as the timed fits: {same}")
+            t_sk, *sk_pick, sk_it = sklearn_sites(x, ex, 1e-4, 100, sklearn_jobs)
+            t_ref, *ref, ref_it = sklearn_sites(x, ex, reference_tol, reference_max_iter, sklearn_jobs)
+            rows = [
+                ("ours (defaults)   vs reference", after, ref),
+                ("ours (defaults)   vs scikit-learn", after, sk_pick),
+                ("scikit-learn      vs reference", sk_pick, ref),
+            ]
+            if before:
+                t_before, *bef = ours(lab, ex, x, cfg.model_copy(update={"newton_steps": 0}), device, repeats)
+                rows.insert(1, ("ours (no Newton)  vs reference", bef, ref))
+            for name, a, b in rows:
+                print(f"  {name}: {agreement(a, b)}")
+            s = x.shape[0]
+            print(f"  time per site: ours {1e3 * t_after / s:7.1f} ms"
+                  + (f" (no Newton {1e3 * t_before / s:.1f} ms)" if before else "")
+                  + f", scikit-learn {1e3 * t_sk / s:7.1f} ms (max {sk_it} iterations; "
+                  f"reference {1e3 * t_ref / s:.1f} ms, {ref_it} iterations)")  # fmt: skip
+            print(f"  speed ratio scikit-learn / ours: {t_sk / t_after:.1f}x"
+                  + (f" (no Newton {t_sk / t_before:.1f}x)" if before else ""))  # fmt: skip
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,28 @@
+"""run_probes at its default settings picks the same regularization strength as scikit-learn and scores within
+0.5 points of it, on a real capture of the shipped maze-wan model (the problem both solve, solved tightly by
+scikit-learn's lbfgs as the reference; scikit-learn's own defaults stop short of it at the weak strengths)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.probe_parity import capture_maze_wan, label_data, ours, sklearn_sites
+from probes import ProbeConfig
+
+pytest.importorskip("sklearn")
+
+
+@pytest.mark.slow
+def test_defaults_match_scikit_learn_on_maze_wan(tmp_path):
+    # 20 mazes: 4 test mazes x 64 tokens, so one test example is 0.39 points; 2 steps x 8 blocks = 16 sites
+    path = capture_maze_wan(tmp_path / "maze-wan.h5", mazes=20, steps=2, seed=0, device="cpu")
+    cfg = ProbeConfig(labels=["wall", "path"], control="none",
+                      sites=["blocks.[02468].hook_resid_post", "blocks.1[0246].hook_resid_post"])  # fmt: skip
+    for lab, ex, x in label_data(path, cfg.labels, cfg):
+        assert x.shape[0] == 16 and len(ex.index("test")) == 256
+        _, pick, acc = ours(lab, ex, x, cfg, "cpu", repeats=1)
+        _, ref_pick, ref_acc, _ = sklearn_sites(x, ex, tol=1e-8, max_iter=5000, jobs=1)
+        diff = 100 * np.abs(acc - ref_acc)
+        assert diff.max() <= 0.5, (lab.name, diff.round(2).tolist())
+        assert np.mean(pick == ref_pick) >= 0.95, (lab.name, pick.tolist(), ref_pick.tolist())
