@@ -37,6 +37,7 @@ from interp.interventions.bind import rows as make_rows
 from interp.lens import Lens, resid_sites
 from interp.models import LoadedModel, load_model
 from interp.store.atomic import disk_full_names, write_atomic
+from interp.store.codec import SCALE_SUFFIX, encode, nbytes, to_disk
 from interp.store.results import ResultsWriter, is_complete, read_metrics
 from interp.trajectory import (
     SamplerConfig,
@@ -464,9 +465,13 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
         if exp.capture.x0:
             writer.write(f"{grp}/x0", (p, li), x0[rows[k]].numpy(), (n_points, n, *x0.shape[1:]))
         for name, vals in host.items():
-            v = vals[:, rows[k]]
-            v = v.to(torch.float16) if exp.capture.dtype == "float16" else v.float()
-            writer.write(f"{grp}/{name}", (p, li), v.numpy(), (n_points, n, *v.shape))
+            codes, scale = encode(vals[:, rows[k]], exp.capture.dtype)
+            codes = to_disk(codes.numpy(), exp.capture.dtype)
+            writer.write(f"{grp}/{name}", (p, li), codes, (n_points, n, *codes.shape))
+            writer.attrs_of(f"{grp}/{name}", storage_dtype=exp.capture.dtype,
+                            **({"scale": name.rsplit("/", 1)[-1] + SCALE_SUFFIX} if scale is not None else {}))
+            if scale is not None:
+                writer.write(f"{grp}/{name}{SCALE_SUFFIX}", (p, li), scale.numpy(), (n_points, n, *scale.shape))
 
 
 def _batch_trajectory(pl: Plan, batch: Batch, gi: GroupInputs, traced, sampler, sites: list[str], directions: dict):
@@ -527,8 +532,8 @@ def plan_run(exp: Experiment, out: str | Path | None = None, *, loaded: LoadedMo
     one, warm, rec = time_first_steps(run, sampler.steps)
     # bytes per row: the final latent, x0 per step (capture.x0), each captured site per step and branch
     latent = rec.x_next[0].numel() * 4
-    site_step = sum(v[0].numel() * (2 if exp.capture.dtype == "float16" else 4)
-                    for values in rec.branches.values() for v in values.values())  # fmt: skip
+    site_step = sum(nbytes(v[:1].shape, exp.capture.dtype) for values in rec.branches.values()
+                    for v in values.values())  # fmt: skip
     per_row = latent + (sampler.steps * latent if exp.capture.x0 else 0) + sampler.steps * site_step
     units = len(pl.points) * len(pl.samples)
     clean = len(pl.samples) * (latent + (sampler.steps * latent if exp.capture.x0 else 0))

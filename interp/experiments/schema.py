@@ -23,6 +23,7 @@ import interp
 from interp.budget import max_points
 from interp.interventions import Intervention, kinds
 from interp.interventions.base import SITE_HELP, SITE_RE
+from interp.store.dtypes import check_dtype
 from interp.yamlio import load_yaml, read_yaml
 
 MAZE_METRICS = ("solve_rate", "path_recall", "extra_cells", "wall_crossings", "goal_reached")
@@ -226,7 +227,12 @@ class Capture(Strict):
 
     sites: list[str] = []
     x0: bool = False
-    dtype: Literal["float32", "float16"] = "float32"
+    dtype: str = "float32"  # a storage dtype of interp.store.codec (8-bit floats: codes plus a scale dataset)
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, v: str) -> str:
+        return check_dtype(v, "capture.dtype")
 
     @field_validator("sites")
     @classmethod

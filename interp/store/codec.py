@@ -29,22 +29,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-STORAGE_DTYPES = ("float32", "float16", "bfloat16", "float8_e4m3:token", "float8_e4m3:channel")
+from interp.store.dtypes import SCALE_SUFFIX, STORAGE_DTYPES, check_dtype  # noqa: F401 -- re-exported
+
 FP8_MAX = 448.0  # largest finite torch.float8_e4m3fn
-SCALE_SUFFIX = ".scale"
 _ELEM = {"float32": 4, "float16": 2, "bfloat16": 2, "float8_e4m3:token": 1, "float8_e4m3:channel": 1}
 # float32 value of every e4m3fn code (0x7f / 0xff are NaN; never produced: the codes are clamped to +-448)
 _FP8_TABLE = torch.arange(256, dtype=torch.uint8).view(torch.float8_e4m3fn).float().numpy()
 
 DtypeSpec = str | Mapping[str, str]
 _WILD = re.compile(r"\[[^\]]*\]|[*?]")  # the wildcards of a glob
-
-
-def check_dtype(name: str, where: str = "dtype") -> str:
-    """``name`` when it is a storage dtype, else one ValueError naming the valid ones."""
-    if name not in STORAGE_DTYPES:
-        raise ValueError(f"{where}: unknown storage dtype {name!r}; valid: {', '.join(STORAGE_DTYPES)}")
-    return name
 
 
 def check_spec(spec: DtypeSpec) -> DtypeSpec:

@@ -29,7 +29,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from interp import store  # its capture reader (read_site) loads torch on first use
 from interp.store.atomic import AtomicH5, atomic_h5
+from interp.store.dtypes import SCALE_SUFFIX
 from interp.store.schema import RESULTS, open_h5
 
 SCHEMA_VERSION = RESULTS.version
@@ -86,6 +88,13 @@ class ResultsWriter:
 
     def attrs(self, name: str, **attrs) -> None:
         self.file.require_group(name).attrs.update(attrs)
+
+    def attrs_of(self, name: str, **attrs) -> None:
+        """Attributes of the dataset ``name`` (written with :meth:`write`), set once."""
+        ds = self.file[name]
+        for k, v in attrs.items():
+            if ds.attrs.get(k) != v:
+                ds.attrs[k] = v
 
     def mark(self, batch: int) -> None:
         """Flush the batch's data, then mark it done (the mark is written last). A shard records ``batch`` as the
@@ -171,8 +180,8 @@ def read_group(path: str | os.PathLike, group: str = "group_0", *, allow_partial
         g = f[group]
         out = {"attrs": dict(g.attrs), "acts": {}}
         for k, v in g.items():
-            if isinstance(v, h5py.Group):
-                out["acts"].update({f"{k}/{s}": v[s][()] for s in v})
+            if isinstance(v, h5py.Group):  # captured sites: float32 whatever their storage dtype
+                out["acts"].update({f"{k}/{s}": store.read_site(v[s], ()) for s in v if not s.endswith(SCALE_SUFFIX)})
             else:
                 out[k] = v[()]
     return out

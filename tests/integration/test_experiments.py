@@ -236,3 +236,24 @@ def test_smoke_on_maze_wan(tmp_path):
     m = res.summary["points"][0]["metrics"]
     assert m["mse"] > 0.1 and m["x0_distance"] > 0 and 0.0 <= m["path_recall"] <= 1.0
     assert set(res.summary["clean"]) == {"solve_rate", "path_recall", "extra_cells"}
+
+
+def test_captured_sites_in_each_storage_dtype_read_back_as_float32(maze_dir, tmp_path):
+    from interp.store.results import read_group
+
+    loaded = load_model(str(maze_dir))
+    site = "cond/blocks.1.hook_resid_post"
+    acts = {}
+    for dt in ("float32", "bfloat16", "float8_e4m3:token"):
+        e = _exp(maze_dir, capture={"sites": ["blocks.1.hook_resid_post"], "dtype": dt},
+                 interventions=[{"kind": "skip", "layers": 0}])  # fmt: skip
+        res = run_experiment(e, tmp_path / dt.replace(":", "-"), loaded=loaded, wandb="disabled", progress=False)
+        with h5py.File(res.results) as f:
+            ds = f[f"group_0/{site}"]
+            assert ds.dtype == {"float32": np.float32, "bfloat16": np.uint16, "float8_e4m3:token": np.uint8}[dt]
+            assert ("group_0/" + site + ".scale" in f) == (dt == "float8_e4m3:token")
+        acts[dt] = read_group(res.results)["acts"]
+        assert acts[dt][site].dtype == np.float32 and site + ".scale" not in acts[dt]
+    ref = acts["float32"][site]
+    rel = {dt: np.linalg.norm(a[site] - ref) / np.linalg.norm(ref) for dt, a in acts.items()}
+    assert rel["float32"] == 0 and 0 < rel["bfloat16"] < 8e-3 and 8e-3 < rel["float8_e4m3:token"] < 0.07
