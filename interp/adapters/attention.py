@@ -34,11 +34,17 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_dispatch import dispatch_attention_fn
-from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
+from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0, MochiAttnProcessor2_0
 from diffusers.models.embeddings import apply_rotary_emb as diffusers_apply_rotary_emb
 from diffusers.models.transformers.transformer_hunyuan_video import HunyuanVideoAttnProcessor2_0
+from diffusers.models.transformers.transformer_hunyuan_video15 import HunyuanVideo15AttnProcessor2_0
 from diffusers.models.transformers.transformer_ltx import LTXVideoAttnProcessor
 from diffusers.models.transformers.transformer_ltx import apply_rotary_emb as ltx_apply_rotary_emb
+from diffusers.models.transformers.transformer_skyreels_v2 import SkyReelsV2AttnProcessor
+from diffusers.models.transformers.transformer_skyreels_v2 import (
+    _get_added_kv_projections as skyreels_added_kv_projections,
+)
+from diffusers.models.transformers.transformer_skyreels_v2 import _get_qkv_projections as skyreels_qkv_projections
 from diffusers.models.transformers.transformer_wan import (
     WanAttnProcessor,
     _get_added_kv_projections,
@@ -126,6 +132,74 @@ def wan_rotary(hidden_states: Tensor, freqs_cos: Tensor, freqs_sin: Tensor) -> T
     out[..., 0::2] = x1 * cos - x2 * sin
     out[..., 1::2] = x1 * sin + x2 * cos
     return out.type_as(hidden_states)
+
+
+class HookedSkyReelsV2AttnProcessor(SkyReelsV2AttnProcessor):
+    """``SkyReelsV2AttnProcessor.__call__`` with hook points; numerically identical. It is Wan's processor with the
+    rotary embedding written inline (:func:`wan_rotary`, the same arithmetic) and the image attention flattened before
+    the sum; ``hook_z`` is the sum per head (unflattening is a view)."""
+
+    COPIED_FROM_SHA = "be927e58ea7fba80"
+
+    def __call__(
+        self,
+        attn,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        encoder_hidden_states_img = None
+        if attn.add_k_proj is not None:
+            # 512 is the context length of the text encoder, hardcoded for now
+            image_context_length = encoder_hidden_states.shape[1] - 512
+            encoder_hidden_states_img = encoder_hidden_states[:, :image_context_length]
+            encoder_hidden_states = encoder_hidden_states[:, image_context_length:]
+
+        query, key, value = skyreels_qkv_projections(attn, hidden_states, encoder_hidden_states)
+
+        query = attn.norm_q(query)
+        key = attn.norm_k(key)
+
+        query = attn.hook_q(query.unflatten(2, (attn.heads, -1)))
+        key = attn.hook_k(key.unflatten(2, (attn.heads, -1)))
+        value = attn.hook_v(value.unflatten(2, (attn.heads, -1)))
+
+        if rotary_emb is not None:
+            query = wan_rotary(query, *rotary_emb)
+            key = wan_rotary(key, *rotary_emb)
+
+        # I2V task
+        hidden_states_img = None
+        if encoder_hidden_states_img is not None:
+            key_img, value_img = skyreels_added_kv_projections(attn, encoder_hidden_states_img)
+            key_img = attn.norm_added_k(key_img)
+
+            key_img = key_img.unflatten(2, (attn.heads, -1))
+            value_img = value_img.unflatten(2, (attn.heads, -1))
+
+            hidden_states_img = dispatch_attention_fn(
+                query, key_img, value_img, attn_mask=None, dropout_p=0.0, is_causal=False,
+                backend=self._attention_backend, parallel_config=self._parallel_config,
+            )  # fmt: skip
+            hidden_states_img = hidden_states_img.flatten(2, 3)
+            hidden_states_img = hidden_states_img.type_as(query)
+
+        hidden_states = dispatch_attention_fn(
+            query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False,
+            backend=self._attention_backend, parallel_config=self._parallel_config,
+        )  # fmt: skip
+
+        hidden_states = hidden_states.flatten(2, 3)
+        hidden_states = hidden_states.type_as(query)
+
+        if hidden_states_img is not None:
+            hidden_states = hidden_states + hidden_states_img
+        hidden_states = attn.hook_z(hidden_states.unflatten(2, (attn.heads, -1))).flatten(2, 3)
+
+        hidden_states = attn.to_out[0](hidden_states)
+        hidden_states = attn.to_out[1](hidden_states)
+        return hidden_states
 
 
 class HookedCogVideoXAttnProcessor(CogVideoXAttnProcessor2_0):
@@ -350,6 +424,206 @@ def hunyuan_rotary(x: Tensor, emb: tuple[Tensor, Tensor], video_len: int) -> Ten
     return torch.cat([diffusers_apply_rotary_emb(video, emb, sequence_dim=1), text], dim=1)
 
 
+class HookedHunyuan15AttnProcessor(HunyuanVideo15AttnProcessor2_0):
+    """``HunyuanVideo15AttnProcessor2_0.__call__`` with hook points; numerically identical. As HunyuanVideo's: the
+    text projections are moved before the rotary embedding, so the hooks see all tokens (video then text, before the
+    rotary embedding), which then rotates the video tokens exactly as diffusers does."""
+
+    COPIED_FROM_SHA = "7bb9b09c8f4ac8c8"
+
+    def __call__(
+        self,
+        attn,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        image_rotary_emb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        video_len = hidden_states.shape[1]
+        # 1. QKV projections
+        query = attn.to_q(hidden_states)
+        key = attn.to_k(hidden_states)
+        value = attn.to_v(hidden_states)
+
+        query = query.unflatten(2, (attn.heads, -1))
+        key = key.unflatten(2, (attn.heads, -1))
+        value = value.unflatten(2, (attn.heads, -1))
+
+        # 2. QK normalization
+        query = attn.norm_q(query)
+        key = attn.norm_k(key)
+
+        # 4. Encoder condition QKV projection and normalization (moved before the rotary embedding)
+        if encoder_hidden_states is not None:
+            encoder_query = attn.add_q_proj(encoder_hidden_states)
+            encoder_key = attn.add_k_proj(encoder_hidden_states)
+            encoder_value = attn.add_v_proj(encoder_hidden_states)
+
+            encoder_query = encoder_query.unflatten(2, (attn.heads, -1))
+            encoder_key = encoder_key.unflatten(2, (attn.heads, -1))
+            encoder_value = encoder_value.unflatten(2, (attn.heads, -1))
+
+            if attn.norm_added_q is not None:
+                encoder_query = attn.norm_added_q(encoder_query)
+            if attn.norm_added_k is not None:
+                encoder_key = attn.norm_added_k(encoder_key)
+
+            query = torch.cat([query, encoder_query], dim=1)
+            key = torch.cat([key, encoder_key], dim=1)
+            value = torch.cat([value, encoder_value], dim=1)
+
+        query = attn.hook_q(query)
+        key = attn.hook_k(key)
+        value = attn.hook_v(value)
+
+        # 3. Rotational positional embeddings applied to latent stream
+        if image_rotary_emb is not None:
+            query = hunyuan_rotary(query, image_rotary_emb, video_len)
+            key = hunyuan_rotary(key, image_rotary_emb, video_len)
+
+        batch_size, seq_len, heads, dim = query.shape
+        attention_mask = F.pad(attention_mask, (seq_len - attention_mask.shape[1], 0), value=True)
+        attention_mask = attention_mask.bool()
+        self_attn_mask_1 = attention_mask.view(batch_size, 1, 1, seq_len).repeat(1, 1, seq_len, 1)
+        self_attn_mask_2 = self_attn_mask_1.transpose(2, 3)
+        attention_mask = (self_attn_mask_1 & self_attn_mask_2).bool()
+
+        # 5. Attention
+        hidden_states = dispatch_attention_fn(
+            query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False,
+            backend=self._attention_backend, parallel_config=self._parallel_config,
+        )  # fmt: skip
+
+        hidden_states = attn.hook_z(hidden_states.to(query.dtype)).flatten(2, 3)
+
+        # 6. Output projection
+        if encoder_hidden_states is not None:
+            hidden_states, encoder_hidden_states = (
+                hidden_states[:, : -encoder_hidden_states.shape[1]],
+                hidden_states[:, -encoder_hidden_states.shape[1] :],
+            )
+
+            if getattr(attn, "to_out", None) is not None:
+                hidden_states = attn.to_out[0](hidden_states)
+                hidden_states = attn.to_out[1](hidden_states)
+
+            if getattr(attn, "to_add_out", None) is not None:
+                encoder_hidden_states = attn.to_add_out(encoder_hidden_states)
+
+        return hidden_states, encoder_hidden_states
+
+
+class HookedMochiAttnProcessor(MochiAttnProcessor2_0):
+    """``MochiAttnProcessor2_0.__call__`` with hook points; numerically identical. Queries, keys and values are hooked
+    over all tokens (video then every text token, masked ones too) before the rotary embedding: one concatenation,
+    split back into views, so the rest runs on the same elements. Each row attends to its unmasked text tokens only,
+    which diffusers packs after the video tokens and pads with zeros: ``hook_z``'s text positions are those packed
+    ones (the same as the text positions for a mask of leading ones, as T5's)."""
+
+    COPIED_FROM_SHA = "56050b08e51df642"
+
+    def __call__(
+        self,
+        attn,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor,
+        image_rotary_emb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        query = attn.to_q(hidden_states)
+        key = attn.to_k(hidden_states)
+        value = attn.to_v(hidden_states)
+
+        query = query.unflatten(2, (attn.heads, -1))
+        key = key.unflatten(2, (attn.heads, -1))
+        value = value.unflatten(2, (attn.heads, -1))
+
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+
+        encoder_query = attn.add_q_proj(encoder_hidden_states)
+        encoder_key = attn.add_k_proj(encoder_hidden_states)
+        encoder_value = attn.add_v_proj(encoder_hidden_states)
+
+        encoder_query = encoder_query.unflatten(2, (attn.heads, -1))
+        encoder_key = encoder_key.unflatten(2, (attn.heads, -1))
+        encoder_value = encoder_value.unflatten(2, (attn.heads, -1))
+
+        if attn.norm_added_q is not None:
+            encoder_query = attn.norm_added_q(encoder_query)
+        if attn.norm_added_k is not None:
+            encoder_key = attn.norm_added_k(encoder_key)
+
+        sizes = (query.shape[1], encoder_query.shape[1])
+        query, encoder_query = attn.hook_q(torch.cat([query, encoder_query], dim=1)).split(sizes, dim=1)
+        key, encoder_key = attn.hook_k(torch.cat([key, encoder_key], dim=1)).split(sizes, dim=1)
+        value, encoder_value = attn.hook_v(torch.cat([value, encoder_value], dim=1)).split(sizes, dim=1)
+
+        if image_rotary_emb is not None:
+            query = mochi_rotary(query, *image_rotary_emb)
+            key = mochi_rotary(key, *image_rotary_emb)
+
+        query, key, value = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
+        encoder_query, encoder_key, encoder_value = (
+            encoder_query.transpose(1, 2),
+            encoder_key.transpose(1, 2),
+            encoder_value.transpose(1, 2),
+        )
+
+        sequence_length = query.size(2)
+        encoder_sequence_length = encoder_query.size(2)
+        total_length = sequence_length + encoder_sequence_length
+
+        batch_size, heads, _, dim = query.shape
+        attn_outputs = []
+        for idx in range(batch_size):
+            mask = attention_mask[idx][None, :]
+            valid_prompt_token_indices = torch.nonzero(mask.flatten(), as_tuple=False).flatten()
+
+            valid_encoder_query = encoder_query[idx : idx + 1, :, valid_prompt_token_indices, :]
+            valid_encoder_key = encoder_key[idx : idx + 1, :, valid_prompt_token_indices, :]
+            valid_encoder_value = encoder_value[idx : idx + 1, :, valid_prompt_token_indices, :]
+
+            valid_query = torch.cat([query[idx : idx + 1], valid_encoder_query], dim=2)
+            valid_key = torch.cat([key[idx : idx + 1], valid_encoder_key], dim=2)
+            valid_value = torch.cat([value[idx : idx + 1], valid_encoder_value], dim=2)
+
+            attn_output = F.scaled_dot_product_attention(
+                valid_query, valid_key, valid_value, dropout_p=0.0, is_causal=False
+            )
+            valid_sequence_length = attn_output.size(2)
+            attn_output = F.pad(attn_output, (0, 0, 0, total_length - valid_sequence_length))
+            attn_outputs.append(attn_output)
+
+        hidden_states = torch.cat(attn_outputs, dim=0)
+        hidden_states = attn.hook_z(hidden_states.transpose(1, 2)).flatten(2, 3)
+
+        hidden_states, encoder_hidden_states = hidden_states.split_with_sizes(
+            (sequence_length, encoder_sequence_length), dim=1
+        )
+
+        # linear proj
+        hidden_states = attn.to_out[0](hidden_states)
+        # dropout
+        hidden_states = attn.to_out[1](hidden_states)
+
+        if hasattr(attn, "to_add_out"):
+            encoder_hidden_states = attn.to_add_out(encoder_hidden_states)
+
+        return hidden_states, encoder_hidden_states
+
+
+def mochi_rotary(x: Tensor, freqs_cos: Tensor, freqs_sin: Tensor) -> Tensor:
+    """Mochi's rotary embedding on the video tokens (batch, pos, head, d_head), as ``MochiAttnProcessor2_0``."""
+    x_even = x[..., 0::2].float()
+    x_odd = x[..., 1::2].float()
+    cos = (x_even * freqs_cos - x_odd * freqs_sin).to(x.dtype)
+    sin = (x_even * freqs_sin + x_odd * freqs_cos).to(x.dtype)
+    return torch.stack([cos, sin], dim=-1).flatten(-2)
+
+
 # ---- which modules, per family ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class AttnSite:
@@ -380,8 +654,27 @@ FAMILY_ATTENTION: dict[str, tuple[AttnSite, ...]] = {
         AttnSite("attn2", "attn2", HookedLTXAttnProcessor, _CROSS_BEFORE, rotary=False, keys="text"),
     ),
     "hunyuan": (AttnSite("attn", "attn", HookedHunyuanAttnProcessor, _SELF_BEFORE, rotary=True, text="last"),),
+    # WanVACE's denoising blocks are Wan's (its control branch, vace_blocks, has no per-head sites)
+    "wanvace": (
+        AttnSite("attn", "attn1", HookedWanAttnProcessor, _SELF_BEFORE, rotary=True),
+        AttnSite("attn2", "attn2", HookedWanAttnProcessor, _CROSS_BEFORE, rotary=False, keys="text"),
+    ),
+    "skyreels": (
+        AttnSite("attn", "attn1", HookedSkyReelsV2AttnProcessor, _SELF_BEFORE, rotary=True),
+        AttnSite("attn2", "attn2", HookedSkyReelsV2AttnProcessor, _CROSS_BEFORE, rotary=False, keys="text"),
+    ),
+    "hunyuan15": (AttnSite("attn", "attn", HookedHunyuan15AttnProcessor, _SELF_BEFORE, rotary=True, text="last"),),
+    "mochi": (AttnSite("attn", "attn1", HookedMochiAttnProcessor, _SELF_BEFORE, rotary=True, text="last"),),
 }
 """Family -> its blocks' attention modules, in execution order."""
+
+ROTARY_LIKE = {"wanvace": "wan", "skyreels": "wan", "hunyuan15": "hunyuan"}
+"""Families whose rotary embedding is computed and applied as another family's (the key's processor rotates as the
+value's)."""
+
+
+def _rotary_family(adapter: Adapter) -> str:
+    return ROTARY_LIKE.get(adapter.family, adapter.family)
 
 
 def attention_of(adapter: Adapter) -> tuple[AttnSite, ...]:
@@ -458,15 +751,19 @@ def rotary_embedding(adapter: Adapter, transformer: nn.Module, latent_shape: Seq
     (None when the family's attention has none, e.g. CogVideoX without rotary embeddings)."""
     b, _, f, h, w = latent_shape
     c_in = adapter.model_in_channels(transformer)
+    family = _rotary_family(adapter)
     with torch.no_grad():
-        if adapter.family in ("wan", "hunyuan"):
+        if family in ("wan", "hunyuan"):
             return transformer.rope(torch.zeros(b, c_in, f, h, w, device=device))
-        if adapter.family == "cogvideox":
+        if family == "mochi":
+            gf, gh, gw = adapter.token_grid(transformer, latent_shape)
+            return transformer.rope(transformer.pos_frequencies, gf, gh, gw, device=device, dtype=torch.float32)
+        if family == "cogvideox":
             if not transformer.config.use_rotary_positional_embeddings:
                 return None
             given = (text.extras if text is not None else {}).get("image_rotary_emb")
             return given if given is not None else adapter.rotary_emb(transformer, latent_shape, device)
-        if adapter.family == "ltx":
+        if family == "ltx":
             extras = text.extras if text is not None else {}
             gf, gh, gw = adapter.token_grid(transformer, latent_shape)
             tokens = torch.zeros(b, gf * gh * gw, transformer.config.in_channels, device=device)
@@ -481,12 +778,16 @@ def rotate(adapter: Adapter, site: str, x: Float[Tensor, "batch pos head d_head"
     spec = site_spec(adapter, site)
     if emb is None or not spec.rotary:
         return x
-    if adapter.family == "wan":
+    family = _rotary_family(adapter)
+    if family == "wan":
         return wan_rotary(x, *emb)
-    if adapter.family == "ltx":
+    if family == "ltx":
         return ltx_rotary(x, emb)
-    if adapter.family == "cogvideox":
+    if family == "cogvideox":
         return cogvideox_rotary(x, emb, x.shape[1] - n_video)
+    if family == "mochi":  # the video tokens come first
+        video, text = x.split([n_video, x.shape[1] - n_video], dim=1)
+        return torch.cat([mochi_rotary(video, *emb), text], dim=1)
     return hunyuan_rotary(x, emb, n_video)
 
 

@@ -27,13 +27,17 @@ def _tiny(family: str, seed: int = 0, **overrides):
     a = ADAPTERS[family]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return a.model_class(**{**a.tiny_config(), **overrides}).eval()
+        m = a.model_class(**{**a.tiny_config(), **overrides}).eval()
+        if family == "mochi":  # its rotary frequencies start at zero (an identity rotation): make them matter
+            torch.nn.init.normal_(m.pos_frequencies)
+        return m
 
 
 # CogVideoX's tiny config has no rotary embedding: cover both
 ROPE = {"use_rotary_positional_embeddings": True, "attention_head_dim": 16}  # 3D RoPE needs d_head / 4 even
-CASES = [("wan", {}), ("cogvideox", {}), ("cogvideox", ROPE), ("ltx", {}), ("hunyuan", {})]
-IDS = ["wan", "cogvideox", "cogvideox-rope", "ltx", "hunyuan"]
+NEWER = ["wanvace", "skyreels", "hunyuan15", "mochi"]
+CASES = [("wan", {}), ("cogvideox", {}), ("cogvideox", ROPE), ("ltx", {}), ("hunyuan", {})] + [(f, {}) for f in NEWER]
+IDS = ["wan", "cogvideox", "cogvideox-rope", "ltx", "hunyuan", *NEWER]
 
 
 @pytest.mark.parametrize("family,over", CASES, ids=IDS)
@@ -112,17 +116,26 @@ def test_pattern_rows_equal_the_full_pattern_and_reproduce_z(family, over):
             site = f"blocks.{i}.{spec.name}"
             res = tr.run(x, t, text, plan=ForwardPlan(read=[f"{site}.hook_{h}" for h in "qkvz"]))
             q, k, v, z = (res.acts[f"{site}.hook_{h}"] for h in "qkvz")
-            queries = [0, 3, q.shape[1] - 1]
-            rows = tr.attention_rows(site, q, k, queries, x.shape, text)
+            key_mask = None
+            if family == "hunyuan15":  # text-to-video: the model masks its (last) image tokens, as keys and queries
+                key_mask = torch.ones(q.shape[:2], dtype=torch.bool)
+                key_mask[:, -a.image_tokens :] = False
+                assert z[:, -a.image_tokens :].abs().max() == 0
+            last = q.shape[1] - 1 - (a.image_tokens if family == "hunyuan15" else 0)
+            queries = [0, 3, last]
+            rows = tr.attention_rows(site, q, k, queries, x.shape, text, key_mask=key_mask)
             assert rows.shape == (2, q.shape[2], 3, k.shape[1])
             emb = rotary_embedding(a, m, x.shape, text) if spec.rotary else None
             qr, kr = rotate(a, site, q, emb, n_video), rotate(a, site, k, emb, n_video) if spec.keys == "video" else k
-            full = torch.softmax(torch.einsum("bqhd,bkhd->bhqk", qr, kr) / math.sqrt(q.shape[-1]), -1)
+            scores = torch.einsum("bqhd,bkhd->bhqk", qr, kr) / math.sqrt(q.shape[-1])
+            if key_mask is not None:
+                scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+            full = torch.softmax(scores, -1)
             torch.testing.assert_close(rows, full[:, :, queries], rtol=1e-5, atol=1e-6)
             zr = torch.einsum("bhnk,bkhd->bnhd", rows, v.float())
             torch.testing.assert_close(zr, z[:, queries].float(), rtol=1e-4, atol=1e-5)
             if spec.rotary and emb is not None:  # without the rotary embedding the rows differ
-                plain = pattern_rows(q, k, queries)
+                plain = pattern_rows(q, k, queries, key_mask=key_mask)
                 assert (plain - rows).abs().max() > 1e-4
 
 
