@@ -72,10 +72,11 @@ def models_cmd() -> None:
     fams.add_column("block sites", overflow="fold", max_width=26)
     fams.add_column("pipelines", overflow="fold")
     for r in coverage_rows():
-        hooks = ", ".join(h.removeprefix("hook_") for h in r.hooks)
+        hooks = ", ".join([*(h.removeprefix("hook_") for h in r.hooks), *(f"{n}.q/k/v/z" for n in r.heads)])
         fams.add_row(r.family, r.class_name, r.kind, hooks, ", ".join(r.pipelines) or "-")
     fams.caption = (
-        "sites: hook_embed, blocks.{i}.hook_<block site>, hook_out; skip: blocks.{i} (exact: sublayers too). "
+        "sites: hook_embed, blocks.{i}.hook_<block site>, hook_out; per head (attn.q/k/v/z): "
+        "blocks.{i}.attn.hook_q ... hook_z; skip: blocks.{i} (exact: sublayers too). "
         "exact = copied block forwards with every sublayer site; generic = diffusers' own forwards, block level"
     )
     Console().print(fams)
