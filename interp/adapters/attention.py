@@ -40,6 +40,12 @@ from diffusers.models.transformers.transformer_hunyuan_video import HunyuanVideo
 from diffusers.models.transformers.transformer_hunyuan_video15 import HunyuanVideo15AttnProcessor2_0
 from diffusers.models.transformers.transformer_ltx import LTXVideoAttnProcessor
 from diffusers.models.transformers.transformer_ltx import apply_rotary_emb as ltx_apply_rotary_emb
+from diffusers.models.transformers.transformer_ltx2 import (
+    LTX2AudioVideoAttnProcessor,
+    LTX2PerturbedAttnProcessor,
+    apply_interleaved_rotary_emb,
+    apply_split_rotary_emb,
+)
 from diffusers.models.transformers.transformer_skyreels_v2 import SkyReelsV2AttnProcessor
 from diffusers.models.transformers.transformer_skyreels_v2 import (
     _get_added_kv_projections as skyreels_added_kv_projections,
@@ -327,6 +333,179 @@ class HookedLTXAttnProcessor(LTXVideoAttnProcessor):
 def ltx_rotary(x: Tensor, emb: tuple[Tensor, Tensor]) -> Tensor:
     """LTX's rotary embedding (applied across heads, on the flattened features) on (batch, pos, head, d_head)."""
     return ltx_apply_rotary_emb(x.flatten(2), emb).unflatten(2, (x.shape[2], -1))
+
+
+class HookedLTX2AttnProcessor(LTX2AudioVideoAttnProcessor):
+    """``LTX2AudioVideoAttnProcessor.__call__`` with hook points; numerically identical. LTX-2 rotates the flattened
+    features (across heads), so queries and keys are hooked per head (a view) before the rotary embedding and
+    flattened back; ``hook_z`` is after the per-head gates (LTX-2.3's ``to_gate_logits``), the output projection's
+    input."""
+
+    COPIED_FROM_SHA = "0391667b7f0a45ae"
+
+    def __call__(
+        self,
+        attn,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        query_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        key_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        batch_size, sequence_length, _ = (
+            hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
+        )
+
+        if attention_mask is not None:
+            attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+            attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
+
+        if encoder_hidden_states is None:
+            encoder_hidden_states = hidden_states
+
+        if attn.to_gate_logits is not None:
+            # Calculate gate logits on original hidden_states
+            gate_logits = attn.to_gate_logits(hidden_states)
+
+        query = attn.to_q(hidden_states)
+        key = attn.to_k(encoder_hidden_states)
+        value = attn.to_v(encoder_hidden_states)
+
+        query = attn.norm_q(query)
+        key = attn.norm_k(key)
+
+        query = attn.hook_q(query.unflatten(2, (attn.heads, -1))).flatten(2)
+        key = attn.hook_k(key.unflatten(2, (attn.heads, -1))).flatten(2)
+
+        if query_rotary_emb is not None:
+            if attn.rope_type == "interleaved":
+                query = apply_interleaved_rotary_emb(query, query_rotary_emb)
+                key = apply_interleaved_rotary_emb(
+                    key, key_rotary_emb if key_rotary_emb is not None else query_rotary_emb
+                )
+            elif attn.rope_type == "split":
+                query = apply_split_rotary_emb(query, query_rotary_emb)
+                key = apply_split_rotary_emb(key, key_rotary_emb if key_rotary_emb is not None else query_rotary_emb)
+
+        query = query.unflatten(2, (attn.heads, -1))
+        key = key.unflatten(2, (attn.heads, -1))
+        value = attn.hook_v(value.unflatten(2, (attn.heads, -1)))
+
+        hidden_states = dispatch_attention_fn(
+            query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False,
+            backend=self._attention_backend, parallel_config=self._parallel_config,
+        )  # fmt: skip
+        hidden_states = hidden_states.flatten(2, 3)
+        hidden_states = hidden_states.to(query.dtype)
+
+        if attn.to_gate_logits is not None:
+            hidden_states = hidden_states.unflatten(2, (attn.heads, -1))  # [B, T, H, D]
+            # The factor of 2.0 is so that if the gates logits are zero-initialized the initial gates are all 1
+            gates = 2.0 * torch.sigmoid(gate_logits)  # [B, T, H]
+            hidden_states = hidden_states * gates.unsqueeze(-1)
+            hidden_states = hidden_states.flatten(2, 3)
+        hidden_states = attn.hook_z(hidden_states.unflatten(2, (attn.heads, -1))).flatten(2, 3)
+
+        hidden_states = attn.to_out[0](hidden_states)
+        hidden_states = attn.to_out[1](hidden_states)
+        return hidden_states
+
+
+class HookedLTX2PerturbedAttnProcessor(LTX2PerturbedAttnProcessor):
+    """``LTX2PerturbedAttnProcessor.__call__`` (LTX-2.3's, with perturbation masks) with hook points; numerically
+    identical. Hooked as :class:`HookedLTX2AttnProcessor`; when every row is perturbed (attention skipped, the values
+    passed on) ``hook_v`` and ``hook_z`` run but not ``hook_q`` / ``hook_k``."""
+
+    COPIED_FROM_SHA = "ab3b88fd4d262072"
+
+    def __call__(
+        self,
+        attn,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        query_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        key_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        perturbation_mask: torch.Tensor | None = None,
+        all_perturbed: bool | None = None,
+    ) -> torch.Tensor:
+        batch_size, sequence_length, _ = (
+            hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
+        )
+
+        if attention_mask is not None:
+            attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+            attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
+
+        if encoder_hidden_states is None:
+            encoder_hidden_states = hidden_states
+
+        if attn.to_gate_logits is not None:
+            # Calculate gate logits on original hidden_states
+            gate_logits = attn.to_gate_logits(hidden_states)
+
+        value = attn.to_v(encoder_hidden_states)
+        if all_perturbed is None:
+            all_perturbed = torch.all(perturbation_mask == 0) if perturbation_mask is not None else False
+
+        if all_perturbed:
+            # Skip attention, use the value projection value
+            hidden_states = attn.hook_v(value.unflatten(2, (attn.heads, -1))).flatten(2)
+        else:
+            query = attn.to_q(hidden_states)
+            key = attn.to_k(encoder_hidden_states)
+
+            query = attn.norm_q(query)
+            key = attn.norm_k(key)
+
+            query = attn.hook_q(query.unflatten(2, (attn.heads, -1))).flatten(2)
+            key = attn.hook_k(key.unflatten(2, (attn.heads, -1))).flatten(2)
+
+            if query_rotary_emb is not None:
+                if attn.rope_type == "interleaved":
+                    query = apply_interleaved_rotary_emb(query, query_rotary_emb)
+                    key = apply_interleaved_rotary_emb(
+                        key, key_rotary_emb if key_rotary_emb is not None else query_rotary_emb
+                    )
+                elif attn.rope_type == "split":
+                    query = apply_split_rotary_emb(query, query_rotary_emb)
+                    key = apply_split_rotary_emb(
+                        key, key_rotary_emb if key_rotary_emb is not None else query_rotary_emb
+                    )
+
+            query = query.unflatten(2, (attn.heads, -1))
+            key = key.unflatten(2, (attn.heads, -1))
+            value = attn.hook_v(value.unflatten(2, (attn.heads, -1)))
+
+            hidden_states = dispatch_attention_fn(
+                query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False,
+                backend=self._attention_backend, parallel_config=self._parallel_config,
+            )  # fmt: skip
+            hidden_states = hidden_states.flatten(2, 3)
+            hidden_states = hidden_states.to(query.dtype)
+
+            if perturbation_mask is not None:
+                value = value.flatten(2, 3)
+                hidden_states = torch.lerp(value, hidden_states, perturbation_mask)
+
+        if attn.to_gate_logits is not None:
+            hidden_states = hidden_states.unflatten(2, (attn.heads, -1))  # [B, T, H, D]
+            # The factor of 2.0 is so that if the gates logits are zero-initialized the initial gates are all 1
+            gates = 2.0 * torch.sigmoid(gate_logits)  # [B, T, H]
+            hidden_states = hidden_states * gates.unsqueeze(-1)
+            hidden_states = hidden_states.flatten(2, 3)
+        hidden_states = attn.hook_z(hidden_states.unflatten(2, (attn.heads, -1))).flatten(2, 3)
+
+        hidden_states = attn.to_out[0](hidden_states)
+        hidden_states = attn.to_out[1](hidden_states)
+        return hidden_states
+
+
+def ltx2_rotary(x: Tensor, emb: tuple[Tensor, Tensor], rope_type: str) -> Tensor:
+    """LTX-2's rotary embedding (on the flattened features, ``interleaved`` or ``split``) on (batch, pos, head,
+    d_head), as ``LTX2AudioVideoAttnProcessor`` applies it."""
+    fn = apply_interleaved_rotary_emb if rope_type == "interleaved" else apply_split_rotary_emb
+    return fn(x.flatten(2), emb).unflatten(2, (x.shape[2], -1))
 
 
 class HookedHunyuanAttnProcessor(HunyuanVideoAttnProcessor2_0):
@@ -639,6 +818,11 @@ class AttnSite:
     rotary: bool
     text: Literal["first", "last"] | None = None
     keys: Literal["video", "text"] = "video"
+    alt: tuple[type, ...] = ()  # other hooked processors, for a module running their diffusers base instead
+
+    @property
+    def processors(self) -> tuple[type, ...]:
+        return (self.processor, *self.alt)
 
 
 _SELF_BEFORE = ("hook_attn_out", "hook_cross_attn_out", "hook_mlp_out", "hook_resid_post")
@@ -665,6 +849,14 @@ FAMILY_ATTENTION: dict[str, tuple[AttnSite, ...]] = {
     ),
     "hunyuan15": (AttnSite("attn", "attn", HookedHunyuan15AttnProcessor, _SELF_BEFORE, rotary=True, text="last"),),
     "mochi": (AttnSite("attn", "attn1", HookedMochiAttnProcessor, _SELF_BEFORE, rotary=True, text="last"),),
+    # the video stream's self- and text cross-attention (the audio stream's and the audio-video attentions have no
+    # per-head sites); LTX-2.3's perturbed-attention blocks run the perturbed processor
+    "ltx2": (
+        AttnSite("attn", "attn1", HookedLTX2AttnProcessor, _SELF_BEFORE, rotary=True,
+                 alt=(HookedLTX2PerturbedAttnProcessor,)),
+        AttnSite("attn2", "attn2", HookedLTX2AttnProcessor, _CROSS_BEFORE, rotary=False, keys="text",
+                 alt=(HookedLTX2PerturbedAttnProcessor,)),
+    ),  # fmt: skip
 }
 """Family -> its blocks' attention modules, in execution order."""
 
@@ -691,21 +883,23 @@ def install_attention_hooks(adapter: Adapter, transformer: nn.Module) -> nn.Modu
         for spec in attention_of(adapter):
             attn = getattr(block, spec.module)
             proc = attn.processor
-            if type(proc) is spec.processor:
+            if type(proc) in spec.processors:
                 continue
-            base = spec.processor.__mro__[1]
-            if type(proc) is not base:
+            hooked = next((h for h in spec.processors if type(proc) is h.__mro__[1]), None)
+            if hooked is None:
+                bases = " or ".join(h.__mro__[1].__name__ for h in spec.processors)
                 raise TypeError(
                     f"cannot hook {spec.module} of {type(block).__name__}: its processor is {type(proc).__name__}, "
-                    f"attention sites need diffusers' {base.__name__} (unfuse projections / reset custom processors)"
+                    f"attention sites need diffusers' {bases} (unfuse projections / reset custom processors)"
                 )
-            if source_sha(base.__call__) != spec.processor.COPIED_FROM_SHA:
+            base = hooked.__mro__[1]
+            if source_sha(base.__call__) != hooked.COPIED_FROM_SHA:
                 warnings.warn(
                     f"diffusers' {base.__name__}.__call__ differs from the copy in {__name__}; attention sites may be "
                     "stale (the exactness tests will tell)",
                     stacklevel=2,
                 )
-            new = spec.processor()
+            new = hooked()
             new.__dict__.update(proc.__dict__)  # attention backend / parallel config set on the instance
             for hook in ATTN_HOOKS:
                 attn.add_module(hook, HookPoint())
@@ -769,6 +963,13 @@ def rotary_embedding(adapter: Adapter, transformer: nn.Module, latent_shape: Seq
             tokens = torch.zeros(b, gf * gh * gw, transformer.config.in_channels, device=device)
             scale = extras.get("rope_interpolation_scale", adapter.rope_interpolation_scale)
             return transformer.rope(tokens, gf, gh, gw, scale, extras.get("video_coords"))
+        if family == "ltx2":
+            extras = text.extras if text is not None else {}
+            coords = extras.get("video_coords")
+            if coords is None:
+                gf, gh, gw = adapter.token_grid(transformer, latent_shape)
+                coords = transformer.rope.prepare_video_coords(b, gf, gh, gw, device, fps=extras.get("fps", 24.0))
+            return transformer.rope(coords, device=device)
     raise ValueError(f"no rotary embedding for family {adapter.family!r}")
 
 
@@ -783,6 +984,8 @@ def rotate(adapter: Adapter, site: str, x: Float[Tensor, "batch pos head d_head"
         return wan_rotary(x, *emb)
     if family == "ltx":
         return ltx_rotary(x, emb)
+    if family == "ltx2":  # split rotary frequencies are per head: (batch, head, pos, d_head / 2)
+        return ltx2_rotary(x, emb, "split" if emb[0].ndim == 4 else "interleaved")
     if family == "cogvideox":
         return cogvideox_rotary(x, emb, x.shape[1] - n_video)
     if family == "mochi":  # the video tokens come first

@@ -35,9 +35,11 @@ def _tiny(family: str, seed: int = 0, **overrides):
 
 # CogVideoX's tiny config has no rotary embedding: cover both
 ROPE = {"use_rotary_positional_embeddings": True, "attention_head_dim": 16}  # 3D RoPE needs d_head / 4 even
-NEWER = ["wanvace", "skyreels", "hunyuan15", "mochi"]
-CASES = [("wan", {}), ("cogvideox", {}), ("cogvideox", ROPE), ("ltx", {}), ("hunyuan", {})] + [(f, {}) for f in NEWER]
-IDS = ["wan", "cogvideox", "cogvideox-rope", "ltx", "hunyuan", *NEWER]
+NEWER = ["wanvace", "skyreels", "hunyuan15", "mochi", "ltx2"]
+LTX23 = {"rope_type": "split", "gated_attn": True, "perturbed_attn": True}  # LTX-2.3's processor, gates, rotary
+CASES = [("wan", {}), ("cogvideox", {}), ("cogvideox", ROPE), ("ltx", {}), ("hunyuan", {})] + [
+    (f, {}) for f in NEWER] + [("ltx2", LTX23)]  # fmt: skip
+IDS = ["wan", "cogvideox", "cogvideox-rope", "ltx", "hunyuan", *NEWER, "ltx2.3"]
 
 
 @pytest.mark.parametrize("family,over", CASES, ids=IDS)
@@ -133,7 +135,13 @@ def test_pattern_rows_equal_the_full_pattern_and_reproduce_z(family, over):
             full = torch.softmax(scores, -1)
             torch.testing.assert_close(rows, full[:, :, queries], rtol=1e-5, atol=1e-6)
             zr = torch.einsum("bhnk,bkhd->bnhd", rows, v.float())
-            torch.testing.assert_close(zr, z[:, queries].float(), rtol=1e-4, atol=1e-5)
+            zq = z[:, queries].float()
+            if getattr(getattr(a.blocks(m)[i][1], spec.module), "to_gate_logits", None) is not None:
+                # LTX-2.3's per-head gates (2 sigmoid(logits), in (0, 2)) scale each head's output before hook_z
+                gate = (zq * zr).sum(-1) / (zr * zr).sum(-1)
+                assert ((gate > 0) & (gate < 2)).all() and (gate - 1).abs().max() > 1e-3
+                zr = zr * gate[..., None]
+            torch.testing.assert_close(zr, zq, rtol=1e-4, atol=1e-5)
             if spec.rotary and emb is not None:  # without the rotary embedding the rows differ
                 plain = pattern_rows(q, k, queries, key_mask=key_mask)
                 assert (plain - rows).abs().max() > 1e-4

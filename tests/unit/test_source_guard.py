@@ -54,7 +54,8 @@ def test_install_over_a_changed_subclass_warns_and_installs():
 
 
 def _processors() -> list[type]:
-    return sorted({s.processor for specs in FAMILY_ATTENTION.values() for s in specs}, key=lambda c: c.__name__)
+    return sorted({p for specs in FAMILY_ATTENTION.values() for s in specs for p in s.processors},
+                  key=lambda c: c.__name__)  # fmt: skip
 
 
 @pytest.mark.parametrize("hooked", _processors(), ids=lambda c: c.__name__)
@@ -68,5 +69,5 @@ def test_installed_diffusers_matches_every_copied_attention_processor(hooked):
     )
 
 
-def test_every_exact_family_but_ltx2_has_per_head_sites():
-    assert {a.family for a in EXACT} - set(FAMILY_ATTENTION) == {"ltx2"}
+def test_every_exact_family_has_per_head_sites():
+    assert {a.family for a in EXACT} == set(FAMILY_ATTENTION)
