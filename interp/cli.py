@@ -132,7 +132,7 @@ def capture_cmd(
     dtype: str = typer.Option(
         None,
         help="stored activation dtype: float32 | float16 | bfloat16 | float8_e4m3:token | float8_e4m3:channel "
-        "(default: float32; per site group: --set 'dtype={\"blocks.*\": \"bfloat16\", \"*\": \"float16\"}')",
+        '(default: float32; per site group: --set \'dtype={"blocks.*": "bfloat16", "*": "float16"}\')',
     ),
     pool: str = typer.Option(None, help="token pooling: none | mean | frame (default: none)"),
     guidance: float = typer.Option(

@@ -13,11 +13,17 @@ What each hook holds, shape (batch, pos, head, d_head) as in TransformerLens:
 - ``hook_v``: values; ``hook_z``: the attention-weighted values per head, the input of the output projection
   (:func:`attn_out` projects it).
 Positions: self- and cross-attention queries are the video tokens (frame, row, col). Joint attention runs text and
-video in one attention: CogVideoX's positions are the text tokens then the video tokens; HunyuanVideo's the video
-tokens then the text tokens (:class:`AttnSite` ``text``). Cross-attention keys and values are the text tokens.
-Wan2.1 image-to-video cross-attention (``added_kv_proj_dim``) attends to the image tokens separately: its ``hook_z``
-is the sum of the text and image attention (what the output projection gets); ``hook_k`` / ``hook_v`` are the text
-ones.
+video in one attention: CogVideoX's positions are the text tokens then the video tokens; HunyuanVideo's, HunyuanVideo
+1.5's and Mochi's the video tokens then the text tokens (:class:`AttnSite` ``text``). Cross-attention keys and values
+are the text tokens. Wan2.1 / SkyReels-V2 image-to-video cross-attention (``added_kv_proj_dim``) attends to the image
+tokens separately: its ``hook_z`` is the sum of the text and image attention (what the output projection gets);
+``hook_k`` / ``hook_v`` are the text ones.
+
+Families: Wan, WanVACE (its denoising blocks; the control branch ``vace_blocks`` has none), SkyReels-V2 (``attn``,
+``attn2``), CogVideoX, HunyuanVideo, HunyuanVideo 1.5, Mochi (``attn``, joint), LTX-Video and LTX-2's video stream
+(``attn``, ``attn2``; LTX-2's audio and audio-video attentions have none). Mochi attends, per row, to its unmasked
+text tokens, packed after the video tokens: its ``hook_z`` text positions are those packed rows. LTX-2.3's per-head
+output gates (``to_gate_logits``) are applied before ``hook_z``.
 
 The site names (``attn`` self or joint attention, ``attn2`` cross-attention) are defined in :mod:`interp.sites`;
 :data:`FAMILY_ATTENTION` maps them to each family's module names.
@@ -827,6 +833,7 @@ class AttnSite:
 
 _SELF_BEFORE = ("hook_attn_out", "hook_cross_attn_out", "hook_mlp_out", "hook_resid_post")
 _CROSS_BEFORE = ("hook_cross_attn_out", "hook_mlp_out", "hook_resid_post")
+_LTX23 = (HookedLTX2PerturbedAttnProcessor,)  # LTX-2.3's perturbed-attention blocks
 FAMILY_ATTENTION: dict[str, tuple[AttnSite, ...]] = {
     "wan": (
         AttnSite("attn", "attn1", HookedWanAttnProcessor, _SELF_BEFORE, rotary=True),
@@ -850,13 +857,11 @@ FAMILY_ATTENTION: dict[str, tuple[AttnSite, ...]] = {
     "hunyuan15": (AttnSite("attn", "attn", HookedHunyuan15AttnProcessor, _SELF_BEFORE, rotary=True, text="last"),),
     "mochi": (AttnSite("attn", "attn1", HookedMochiAttnProcessor, _SELF_BEFORE, rotary=True, text="last"),),
     # the video stream's self- and text cross-attention (the audio stream's and the audio-video attentions have no
-    # per-head sites); LTX-2.3's perturbed-attention blocks run the perturbed processor
+    # per-head sites)
     "ltx2": (
-        AttnSite("attn", "attn1", HookedLTX2AttnProcessor, _SELF_BEFORE, rotary=True,
-                 alt=(HookedLTX2PerturbedAttnProcessor,)),
-        AttnSite("attn2", "attn2", HookedLTX2AttnProcessor, _CROSS_BEFORE, rotary=False, keys="text",
-                 alt=(HookedLTX2PerturbedAttnProcessor,)),
-    ),  # fmt: skip
+        AttnSite("attn", "attn1", HookedLTX2AttnProcessor, _SELF_BEFORE, rotary=True, alt=_LTX23),
+        AttnSite("attn2", "attn2", HookedLTX2AttnProcessor, _CROSS_BEFORE, rotary=False, keys="text", alt=_LTX23),
+    ),
 }
 """Family -> its blocks' attention modules, in execution order."""
 

@@ -93,8 +93,7 @@ def coverage_rows() -> tuple[CoverageRow, ...]:
     """One row per diffusers video transformer class (exact adapters first, in registry order, then the rest)."""
     pipes = pipelines_by_transformer()
     rows = [
-        CoverageRow(a.family, a.class_name, _kind(a), _exact_hooks(a), pipes.get(a.class_name, ()),
-                    tuple(s.name for s in attention_of(a)))  # fmt: skip
+        CoverageRow(a.family, a.class_name, _kind(a), _exact_hooks(a), pipes.get(a.class_name, ()), _heads(a))
         for a in EXACT
     ]
     exact = {a.class_name for a in EXACT}
@@ -103,6 +102,11 @@ def coverage_rows() -> tuple[CoverageRow, ...]:
             g = generic_adapter(cls)
             rows.append(CoverageRow(family_of(cls), g.class_name, _kind(g), GENERIC_HOOKS, pipes.get(cls.__name__, ())))
     return tuple(rows)
+
+
+def _heads(adapter) -> tuple[str, ...]:
+    """The attention modules of an exact adapter's blocks with per-head sites (``attn``, ``attn2``)."""
+    return tuple(s.name for s in attention_of(adapter))
 
 
 def _kind(adapter) -> str:

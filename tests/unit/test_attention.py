@@ -10,7 +10,6 @@ import torch
 from conftest import tiny_inputs
 
 from interp.adapters import ADAPTERS
-from interp.sites import MOD_HOOKS
 from interp.adapters.attention import (
     FAMILY_ATTENTION,
     attn_out,
@@ -20,6 +19,7 @@ from interp.adapters.attention import (
     site_spec,
     video_span,
 )
+from interp.sites import MOD_HOOKS
 from interp.trace import ForwardPlan, Traced
 
 
