@@ -192,12 +192,13 @@ def test_site_grammar_names_and_orders_attention_sites():
                                              "blocks.0.hook_resid_post"]  # fmt: skip
 
 
-def test_wan_image_to_video_cross_attention_is_exact():
-    """Wan2.1 I2V cross-attention also attends to image tokens (added_kv_proj_dim): hook_z is the sum of both
-    attentions, still the input of the output projection."""
-    a = ADAPTERS["wan"]
+@pytest.mark.parametrize("family", ["wan", "skyreels"])
+def test_wan_image_to_video_cross_attention_is_exact(family):
+    """Wan2.1 / SkyReels-V2 I2V cross-attention also attends to image tokens (added_kv_proj_dim): hook_z is the sum
+    of both attentions, still the input of the output projection."""
+    a = ADAPTERS[family]
     over = {"added_kv_proj_dim": 16, "image_dim": 16}
-    plain, tr = _tiny("wan", **over), Traced(_tiny("wan", **over))
+    plain, tr = _tiny(family, **over), Traced(_tiny(family, **over))
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, 4, *a.default_latent_size(plain), generator=g)
     text = a.random_text(plain, 1, g, text_len=512)  # the processor takes the last 512 tokens as the text
@@ -218,6 +219,43 @@ def test_wan_image_to_video_cross_attention_is_exact():
     n_video = math.prod(a.token_grid(tr.dit.transformer, x.shape))
     with torch.no_grad():
         got = attn_out(a, block, "blocks.1.attn2", res.acts["blocks.1.attn2.hook_z"], n_video)
+    torch.testing.assert_close(got, outs[0], rtol=1e-5, atol=1e-6)
+
+
+def test_skyreels_causal_frame_blocks_hold_at_the_head_sites():
+    """SkyReels-V2 with causal blocks of 2 frames (its self-attention mask): exact; hook_z through the output
+    projection is the attention output; zeroing the values of the last 2 frames changes hook_z of those frames only."""
+    a = ADAPTERS["skyreels"]
+    plain, tr = _tiny("skyreels", num_frame_per_block=2), Traced(_tiny("skyreels", num_frame_per_block=2))
+    m = tr.dit.transformer
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 4, *a.default_latent_size(plain)[1:], generator=g)  # 4 latent frames: 2 causal blocks
+    text, t = a.random_text(plain, 2, g), torch.tensor([600.0, 300.0])
+    with torch.no_grad():
+        ref = a.forward(plain, x, t, text)
+    site = "blocks.1.attn.hook_z"
+    res = tr.run(x, t, text, plan=ForwardPlan(read=[site]))
+    assert torch.equal(res.output, ref)
+    f, h, w = a.token_grid(m, x.shape)
+    late = slice(2 * h * w, None)
+
+    def zero_late(name, step, v):
+        v = v.clone()
+        v[:, late] = 0
+        return v
+
+    edited = tr.run(x, t, text, plan=ForwardPlan(read=[site], edit={"blocks.1.attn.hook_v": zero_late})).acts[site]
+    z = res.acts[site]
+    assert torch.equal(edited[:, : 2 * h * w], z[:, : 2 * h * w])  # the first block of frames cannot see them
+    assert (edited[:, late] - z[:, late]).abs().max() > 1e-3
+    outs = []
+    hk = a.blocks(m)[1][1].attn1.register_forward_hook(lambda mod, i, o: outs.append(o))
+    try:
+        tr(x, t, text)
+    finally:
+        hk.remove()
+    with torch.no_grad():
+        got = attn_out(a, a.blocks(m)[1][1], "blocks.1.attn", z, f * h * w)
     torch.testing.assert_close(got, outs[0], rtol=1e-5, atol=1e-6)
 
 
