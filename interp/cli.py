@@ -72,10 +72,11 @@ def models_cmd() -> None:
     fams.add_column("block sites", overflow="fold", max_width=26)
     fams.add_column("pipelines", overflow="fold")
     for r in coverage_rows():
-        hooks = ", ".join(h.removeprefix("hook_") for h in r.hooks)
+        hooks = ", ".join([*(h.removeprefix("hook_") for h in r.hooks), *(f"{n}.q/k/v/z" for n in r.heads)])
         fams.add_row(r.family, r.class_name, r.kind, hooks, ", ".join(r.pipelines) or "-")
     fams.caption = (
-        "sites: hook_embed, blocks.{i}.hook_<block site>, hook_out; skip: blocks.{i} (exact: sublayers too). "
+        "sites: hook_embed, blocks.{i}.hook_<block site>, hook_out; per head (attn.q/k/v/z): "
+        "blocks.{i}.attn.hook_q ... hook_z; skip: blocks.{i} (exact: sublayers too). "
         "exact = copied block forwards with every sublayer site; generic = diffusers' own forwards, block level"
     )
     Console().print(fams)
@@ -131,7 +132,7 @@ def capture_cmd(
     dtype: str = typer.Option(
         None,
         help="stored activation dtype: float32 | float16 | bfloat16 | float8_e4m3:token | float8_e4m3:channel "
-        "(default: float32; per site group: --set 'dtype={\"blocks.*\": \"bfloat16\", \"*\": \"float16\"}')",
+        '(default: float32; per site group: --set \'dtype={"blocks.*": "bfloat16", "*": "float16"}\')',
     ),
     pool: str = typer.Option(None, help="token pooling: none | mean | frame (default: none)"),
     guidance: float = typer.Option(

@@ -6,8 +6,9 @@ hook_mlp_out}``, ``blocks.{i}.hook_resid_post`` (alias ``blocks.{i}.attn.hook_ou
 ``hook_out`` (the prediction, in the latent layout).
 
 Per-head attention sites (TransformerLens' names and shapes, (batch, pos, head, d_head)): ``blocks.{i}.attn.hook_q``,
-``hook_k``, ``hook_v``, ``hook_z`` of the block's self-attention (joint text+video attention in CogVideoX and
-HunyuanVideo) and ``blocks.{i}.attn2.hook_q`` ... of its cross-attention to the text (Wan, LTX), as TransformerLens
+``hook_k``, ``hook_v``, ``hook_z`` of the block's self-attention (joint text+video attention in CogVideoX,
+HunyuanVideo, HunyuanVideo 1.5 and Mochi) and ``blocks.{i}.attn2.hook_q`` ... of its cross-attention to the text (Wan,
+WanVACE, SkyReels-V2, LTX, LTX-2's video stream), as TransformerLens
 names the attention module ``attn`` and diffusers numbers the second one ``attn2``. ``hook_q`` / ``hook_k`` are
 before the rotary embedding; ``hook_z`` is the input of the output projection
 (:mod:`interp.adapters.attention`).

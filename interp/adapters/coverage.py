@@ -18,8 +18,9 @@ import diffusers
 import torch
 
 from interp.adapters import EXACT, generic_adapter
+from interp.adapters.attention import attention_of
 from interp.adapters.generic import GENERIC_HOOKS, VIDEO_SUFFIX, family_of, video_transformer_classes
-from interp.sites import HOOK_ORDER, SUBLAYER_HOOKS
+from interp.sites import ATTN_HOOKS, HOOK_ORDER, SUBLAYER_HOOKS
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,19 @@ class CoverageRow:
     kind: str  # "exact" (every sublayer site, copied block forwards) or "generic" (block-level sites)
     hooks: tuple[str, ...]  # block sites, in execution order
     pipelines: tuple[str, ...]  # diffusers pipeline classes (``pkg (modular)`` for modular pipeline packages)
+    heads: tuple[str, ...] = ()  # attention modules with per-head sites (``attn``, ``attn2``), in execution order
+
+    @property
+    def head_sites(self) -> tuple[str, ...]:
+        """The per-head sites below a block: ``attn.hook_q`` ... ``attn2.hook_z``."""
+        return tuple(f"{n}.{h}" for n in self.heads for h in ATTN_HOOKS)
 
     @property
     def sites(self) -> str:
         """The sites in words: ``hook_embed, blocks.{i}.{...}, hook_out; skip ...``."""
         skip = "blocks.{i}" + (" and sublayers" if any(h in SUBLAYER_HOOKS for h in self.hooks) else "")
-        return f"hook_embed, blocks.{{i}}.{{{', '.join(self.hooks)}}}, hook_out; skip {skip}"
+        heads = "".join(f"; per head blocks.{{i}}.{n}.hook_{{q,k,v,z}}" for n in self.heads)
+        return f"hook_embed, blocks.{{i}}.{{{', '.join(self.hooks)}}}, hook_out{heads}; skip {skip}"
 
 
 def _names(node: ast.AST) -> set[str]:
@@ -84,13 +92,21 @@ def _exact_hooks(adapter) -> tuple[str, ...]:
 def coverage_rows() -> tuple[CoverageRow, ...]:
     """One row per diffusers video transformer class (exact adapters first, in registry order, then the rest)."""
     pipes = pipelines_by_transformer()
-    rows = [CoverageRow(a.family, a.class_name, _kind(a), _exact_hooks(a), pipes.get(a.class_name, ())) for a in EXACT]
+    rows = [
+        CoverageRow(a.family, a.class_name, _kind(a), _exact_hooks(a), pipes.get(a.class_name, ()), _heads(a))
+        for a in EXACT
+    ]
     exact = {a.class_name for a in EXACT}
     for cls in video_transformer_classes():
         if cls.__name__ not in exact:
             g = generic_adapter(cls)
             rows.append(CoverageRow(family_of(cls), g.class_name, _kind(g), GENERIC_HOOKS, pipes.get(cls.__name__, ())))
     return tuple(rows)
+
+
+def _heads(adapter) -> tuple[str, ...]:
+    """The attention modules of an exact adapter's blocks with per-head sites (``attn``, ``attn2``)."""
+    return tuple(s.name for s in attention_of(adapter))
 
 
 def _kind(adapter) -> str:

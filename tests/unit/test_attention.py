@@ -10,7 +10,6 @@ import torch
 from conftest import tiny_inputs
 
 from interp.adapters import ADAPTERS
-from interp.sites import MOD_HOOKS
 from interp.adapters.attention import (
     FAMILY_ATTENTION,
     attn_out,
@@ -20,6 +19,7 @@ from interp.adapters.attention import (
     site_spec,
     video_span,
 )
+from interp.sites import MOD_HOOKS
 from interp.trace import ForwardPlan, Traced
 
 
@@ -27,13 +27,19 @@ def _tiny(family: str, seed: int = 0, **overrides):
     a = ADAPTERS[family]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return a.model_class(**{**a.tiny_config(), **overrides}).eval()
+        m = a.model_class(**{**a.tiny_config(), **overrides}).eval()
+        if family == "mochi":  # its rotary frequencies start at zero (an identity rotation): make them matter
+            torch.nn.init.normal_(m.pos_frequencies)
+        return m
 
 
 # CogVideoX's tiny config has no rotary embedding: cover both
 ROPE = {"use_rotary_positional_embeddings": True, "attention_head_dim": 16}  # 3D RoPE needs d_head / 4 even
-CASES = [("wan", {}), ("cogvideox", {}), ("cogvideox", ROPE), ("ltx", {}), ("hunyuan", {})]
-IDS = ["wan", "cogvideox", "cogvideox-rope", "ltx", "hunyuan"]
+NEWER = ["wanvace", "skyreels", "hunyuan15", "mochi", "ltx2"]
+LTX23 = {"rope_type": "split", "gated_attn": True, "perturbed_attn": True}  # LTX-2.3's processor, gates, rotary
+CASES = [("wan", {}), ("cogvideox", {}), ("cogvideox", ROPE), ("ltx", {}), ("hunyuan", {})] + [
+    (f, {}) for f in NEWER] + [("ltx2", LTX23)]  # fmt: skip
+IDS = ["wan", "cogvideox", "cogvideox-rope", "ltx", "hunyuan", *NEWER, "ltx2.3"]
 
 
 @pytest.mark.parametrize("family,over", CASES, ids=IDS)
@@ -112,17 +118,32 @@ def test_pattern_rows_equal_the_full_pattern_and_reproduce_z(family, over):
             site = f"blocks.{i}.{spec.name}"
             res = tr.run(x, t, text, plan=ForwardPlan(read=[f"{site}.hook_{h}" for h in "qkvz"]))
             q, k, v, z = (res.acts[f"{site}.hook_{h}"] for h in "qkvz")
-            queries = [0, 3, q.shape[1] - 1]
-            rows = tr.attention_rows(site, q, k, queries, x.shape, text)
+            key_mask = None
+            if family == "hunyuan15":  # text-to-video: the model masks its (last) image tokens, as keys and queries
+                key_mask = torch.ones(q.shape[:2], dtype=torch.bool)
+                key_mask[:, -a.image_tokens :] = False
+                assert z[:, -a.image_tokens :].abs().max() == 0
+            last = q.shape[1] - 1 - (a.image_tokens if family == "hunyuan15" else 0)
+            queries = [0, 3, last]
+            rows = tr.attention_rows(site, q, k, queries, x.shape, text, key_mask=key_mask)
             assert rows.shape == (2, q.shape[2], 3, k.shape[1])
             emb = rotary_embedding(a, m, x.shape, text) if spec.rotary else None
             qr, kr = rotate(a, site, q, emb, n_video), rotate(a, site, k, emb, n_video) if spec.keys == "video" else k
-            full = torch.softmax(torch.einsum("bqhd,bkhd->bhqk", qr, kr) / math.sqrt(q.shape[-1]), -1)
+            scores = torch.einsum("bqhd,bkhd->bhqk", qr, kr) / math.sqrt(q.shape[-1])
+            if key_mask is not None:
+                scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+            full = torch.softmax(scores, -1)
             torch.testing.assert_close(rows, full[:, :, queries], rtol=1e-5, atol=1e-6)
             zr = torch.einsum("bhnk,bkhd->bnhd", rows, v.float())
-            torch.testing.assert_close(zr, z[:, queries].float(), rtol=1e-4, atol=1e-5)
+            zq = z[:, queries].float()
+            if getattr(getattr(a.blocks(m)[i][1], spec.module), "to_gate_logits", None) is not None:
+                # LTX-2.3's per-head gates (2 sigmoid(logits), in (0, 2)) scale each head's output before hook_z
+                gate = (zq * zr).sum(-1) / (zr * zr).sum(-1)
+                assert ((gate > 0) & (gate < 2)).all() and (gate - 1).abs().max() > 1e-3
+                zr = zr * gate[..., None]
+            torch.testing.assert_close(zr, zq, rtol=1e-4, atol=1e-5)
             if spec.rotary and emb is not None:  # without the rotary embedding the rows differ
-                plain = pattern_rows(q, k, queries)
+                plain = pattern_rows(q, k, queries, key_mask=key_mask)
                 assert (plain - rows).abs().max() > 1e-4
 
 
@@ -171,12 +192,13 @@ def test_site_grammar_names_and_orders_attention_sites():
                                              "blocks.0.hook_resid_post"]  # fmt: skip
 
 
-def test_wan_image_to_video_cross_attention_is_exact():
-    """Wan2.1 I2V cross-attention also attends to image tokens (added_kv_proj_dim): hook_z is the sum of both
-    attentions, still the input of the output projection."""
-    a = ADAPTERS["wan"]
+@pytest.mark.parametrize("family", ["wan", "skyreels"])
+def test_wan_image_to_video_cross_attention_is_exact(family):
+    """Wan2.1 / SkyReels-V2 I2V cross-attention also attends to image tokens (added_kv_proj_dim): hook_z is the sum
+    of both attentions, still the input of the output projection."""
+    a = ADAPTERS[family]
     over = {"added_kv_proj_dim": 16, "image_dim": 16}
-    plain, tr = _tiny("wan", **over), Traced(_tiny("wan", **over))
+    plain, tr = _tiny(family, **over), Traced(_tiny(family, **over))
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, 4, *a.default_latent_size(plain), generator=g)
     text = a.random_text(plain, 1, g, text_len=512)  # the processor takes the last 512 tokens as the text
@@ -197,6 +219,43 @@ def test_wan_image_to_video_cross_attention_is_exact():
     n_video = math.prod(a.token_grid(tr.dit.transformer, x.shape))
     with torch.no_grad():
         got = attn_out(a, block, "blocks.1.attn2", res.acts["blocks.1.attn2.hook_z"], n_video)
+    torch.testing.assert_close(got, outs[0], rtol=1e-5, atol=1e-6)
+
+
+def test_skyreels_causal_frame_blocks_hold_at_the_head_sites():
+    """SkyReels-V2 with causal blocks of 2 frames (its self-attention mask): exact; hook_z through the output
+    projection is the attention output; zeroing the values of the last 2 frames changes hook_z of those frames only."""
+    a = ADAPTERS["skyreels"]
+    plain, tr = _tiny("skyreels", num_frame_per_block=2), Traced(_tiny("skyreels", num_frame_per_block=2))
+    m = tr.dit.transformer
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 4, *a.default_latent_size(plain)[1:], generator=g)  # 4 latent frames: 2 causal blocks
+    text, t = a.random_text(plain, 2, g), torch.tensor([600.0, 300.0])
+    with torch.no_grad():
+        ref = a.forward(plain, x, t, text)
+    site = "blocks.1.attn.hook_z"
+    res = tr.run(x, t, text, plan=ForwardPlan(read=[site]))
+    assert torch.equal(res.output, ref)
+    f, h, w = a.token_grid(m, x.shape)
+    late = slice(2 * h * w, None)
+
+    def zero_late(name, step, v):
+        v = v.clone()
+        v[:, late] = 0
+        return v
+
+    edited = tr.run(x, t, text, plan=ForwardPlan(read=[site], edit={"blocks.1.attn.hook_v": zero_late})).acts[site]
+    z = res.acts[site]
+    assert torch.equal(edited[:, : 2 * h * w], z[:, : 2 * h * w])  # the first block of frames cannot see them
+    assert (edited[:, late] - z[:, late]).abs().max() > 1e-3
+    outs = []
+    hk = a.blocks(m)[1][1].attn1.register_forward_hook(lambda mod, i, o: outs.append(o))
+    try:
+        tr(x, t, text)
+    finally:
+        hk.remove()
+    with torch.no_grad():
+        got = attn_out(a, a.blocks(m)[1][1], "blocks.1.attn", z, f * h * w)
     torch.testing.assert_close(got, outs[0], rtol=1e-5, atol=1e-6)
 
 

@@ -29,6 +29,13 @@ def test_one_row_per_video_transformer_exact_first():
     assert by["AllegroTransformer3DModel"].kind == "generic"
     assert by["AllegroTransformer3DModel"].hooks == ("hook_resid_pre", "hook_resid_post")
     assert "skip blocks.{i} and sublayers" in by["WanTransformer3DModel"].sites
+    heads = {r.family: r.heads for r in rows if r.heads}  # the attention modules with per-head sites
+    assert heads == {"wan": ("attn", "attn2"), "cogvideox": ("attn",), "ltx": ("attn", "attn2"), "hunyuan": ("attn",),
+                     "wanvace": ("attn", "attn2"), "skyreels": ("attn", "attn2"), "mochi": ("attn",),
+                     "hunyuan15": ("attn",), "ltx2": ("attn", "attn2")}  # fmt: skip
+    assert by["MochiTransformer3DModel"].head_sites == ("attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z")
+    assert "per head blocks.{i}.attn2.hook_{q,k,v,z}" in by["SkyReelsV2Transformer3DModel"].sites
+    assert not by["AllegroTransformer3DModel"].heads and "per head" not in by["AllegroTransformer3DModel"].sites
     assert by["AllegroTransformer3DModel"].sites.endswith("skip blocks.{i}")
 
 
@@ -59,6 +66,8 @@ def test_models_table_fits_the_terminal(width):
     lines = res.output.splitlines()
     assert max(map(len, lines)) <= width
     assert "generic" in res.output and "exact" in res.output
+    if width >= 120:  # the per-head sites are listed
+        assert "attn2.q/k/v/z" in res.output
     if width >= 200:  # wide enough that no class name is folded
         for r in coverage_rows():
             assert r.class_name in res.output

@@ -7,6 +7,7 @@ import pytest
 from diffusers.models.transformers.transformer_wan import WanTransformerBlock
 
 from interp.adapters import EXACT
+from interp.adapters.attention import FAMILY_ATTENTION
 from interp.adapters.base import install_hooked_class, source_sha, stale_copy
 from interp.adapters.wan import HookedWanBlock
 
@@ -50,3 +51,23 @@ def test_install_over_a_changed_subclass_warns_and_installs():
     with pytest.warns(UserWarning, match=r"ChangedBlock\.forward .* differs from the copy in .*test_source_guard\.py"):
         install_hooked_class(block, HookedChanged)
     assert type(block) is HookedChanged and hasattr(block, "hook_resid_post")  # documented: warns, installs anyway
+
+
+def _processors() -> list[type]:
+    return sorted({p for specs in FAMILY_ATTENTION.values() for s in specs for p in s.processors},
+                  key=lambda c: c.__name__)  # fmt: skip
+
+
+@pytest.mark.parametrize("hooked", _processors(), ids=lambda c: c.__name__)
+def test_installed_diffusers_matches_every_copied_attention_processor(hooked):
+    """The hooked attention processors (per-head sites) are copies of diffusers' ``__call__``: its hash must match."""
+    base = hooked.__mro__[1]
+    assert base.__module__.startswith("diffusers."), base
+    assert source_sha(base.__call__) == hooked.COPIED_FROM_SHA, (
+        f"diffusers' {base.__module__}.{base.__name__}.__call__ changed: re-copy it into {hooked.__module__}."
+        f"{hooked.__name__} and update COPIED_FROM_SHA"
+    )
+
+
+def test_every_exact_family_has_per_head_sites():
+    assert {a.family for a in EXACT} == set(FAMILY_ATTENTION)
