@@ -141,8 +141,8 @@ def test_blocks_are_found_and_every_skip_says_why():
 
 def test_the_parser(tmp_path):
     md = tmp_path / "x.md"
-    md.write_text("a\n\n<!-- no-test: needs a GPU -->\n```bash\nfalse\n```\n\n<!-- file: e.yaml -->\n```yaml\nk: 1\n```\n"
-                  "- item\n\n  ```console\n  $ echo hi\n  hi\n  ```\n")  # fmt: skip
+    md.write_text("a\n\n<!-- no-test: needs a GPU -->\n```bash\nfalse\n```\n\n<!-- file: e.yaml -->\n"
+                  "```yaml\nk: 1\n```\n- item\n\n  ```console\n  $ echo hi\n  hi\n  ```\n")  # fmt: skip
     bs = blocks(md)
     assert [(b.lang, b.no_test, b.file, b.line) for b in bs] == [
         ("bash", "needs a GPU", None, 4), ("yaml", None, "e.yaml", 9), ("console", None, None, 14)
