@@ -32,12 +32,12 @@ from jaxtyping import Float
 
 from interp.report.save import save_figure
 from interp.sites import layer_order
-from interp.store import load_cache, read_site
+from interp.store import open_capture, read_site
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from interp.store import ActivationCache
+    from interp.store import CaptureReader
 
 PER_TOKEN = "step,batch,token,d_model"
 
@@ -143,7 +143,7 @@ class LayerMaps:
     energy: np.ndarray  # (S, B, F)
 
 
-def per_token_sites(cache: ActivationCache, sites: str | Sequence[str] | None = None) -> list[str]:
+def per_token_sites(cache: CaptureReader, sites: str | Sequence[str] | None = None) -> list[str]:
     """Per-token sites of a capture in layer order (``blocks.{i}.*`` by i, others first). ``sites``: names or globs."""
     stored = [s for s in cache.keys() if cache.axes(s) == PER_TOKEN]
     if sites is not None:
@@ -155,7 +155,7 @@ def per_token_sites(cache: ActivationCache, sites: str | Sequence[str] | None = 
     return sorted(stored, key=layer_order)
 
 
-def _read_step(cache: ActivationCache, site: str, pos: int, samples: np.ndarray | None) -> np.ndarray:
+def _read_step(cache: CaptureReader, site: str, pos: int, samples: np.ndarray | None) -> np.ndarray:
     """(B, tokens, d) of one position on the cache's steps axis, read straight from the dataset.
 
     ``cache`` may be any source with ``steps``, ``grid``, ``keys()``, ``axes(site)`` and
@@ -167,7 +167,7 @@ def _read_step(cache: ActivationCache, site: str, pos: int, samples: np.ndarray 
 
 
 def fit_layer(
-    cache: ActivationCache,
+    cache: CaptureReader,
     site: str,
     *,
     k: int = 3,
@@ -231,7 +231,7 @@ def tokens_grid(x: np.ndarray, grid: tuple[int, int, int]) -> np.ndarray:
 
 
 def layer_maps(
-    cache: ActivationCache,
+    cache: CaptureReader,
     site: str,
     fit: LayerFit | None = None,
     *,
@@ -379,7 +379,7 @@ def save_token_map_pngs(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    with load_cache(capture_path, branch) as cache:
+    with open_capture(capture_path, branch) as cache:
         names = per_token_sites(cache, sites)
         if not names:
             raise ValueError(f"{capture_path}: no per-token sites (pooled captures have no token maps)")

@@ -30,7 +30,7 @@ import numpy as np
 
 from interp.builtins import BUILTINS
 from interp.report import tokenmaps as tm
-from interp.store import CAPTURE, RESULTS, file_schema, load_cache, open_h5, read_site
+from interp.store import CAPTURE, RESULTS, file_schema, open_capture, open_h5, read_site
 from interp.store.atomic import write_atomic
 from interp.store.schema import is_dataset, is_group
 
@@ -488,7 +488,7 @@ def load_capture(
 ) -> ViewData:
     """A capture as page data: x0 frames and token maps per (step, layer, sample), energies, task verdicts."""
     path = Path(path)
-    with load_cache(path, branch) as cache:
+    with open_capture(path, branch) as cache:
         src = CaptureSource(cache)
         cfg, (f, h, w) = cache.config, cache.grid
         meta = task_meta(cfg, cache.task_meta)

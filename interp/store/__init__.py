@@ -3,7 +3,8 @@ name and version (:mod:`interp.store.schema`) and written through one atomic-wri
 (:mod:`interp.store.atomic`), which takes the output's lock first (:mod:`interp.store.lock`: one writer per
 output); every reader refuses an unfinished file unless asked (``allow_partial``):
 
-- :mod:`~interp.store.capture`: captures (``interp capture``), read as an :class:`ActivationCache`;
+- :mod:`~interp.store.capture`: captures (``interp capture``), read as an :class:`ActivationCache` (torch tensors)
+  or, without torch, as a :class:`~interp.store.capture_reader.CaptureReader` (numpy arrays, :func:`open_capture`);
 - :mod:`~interp.store.results`: experiment results, their shards and the merge;
 - :mod:`~interp.store.samples`: eval samples (``samples.h5``);
 - :mod:`~interp.store.probes`: probe results (``probes.h5``);
@@ -21,7 +22,9 @@ from interp.store.atomic import (
     staging_dir,
     write_atomic,
 )
+from interp.store.capture_reader import CaptureReader, open_capture, read_scores, token_coords
 from interp.store.describe import describe
+from interp.store.dtypes import read_site
 from interp.store.lock import IncompleteFileError, OutputBusy, OutputLock
 from interp.store.schema import (
     CAPTURE,
@@ -36,11 +39,10 @@ from interp.store.schema import (
     open_h5,
 )
 
-# the capture layout's reader and writer import torch: they load on first use (PEP 562), so that `interp inspect`
-# and the other readers that need neither start without it
+# the capture layout's torch reader (ActivationCache) and its writer import torch: they load on first use (PEP 562),
+# so that `interp inspect`, `interp view` (CaptureReader) and the other readers that need neither start without it
 _CAPTURE = ("LATENT_KEYS", "SCHEMA_VERSION", "TOKEN_AXES", "ActivationCache", "Pool", "RunWriter", "canonical_json",
-            "config_hash", "load_cache", "pool_tokens", "put_video_scores", "read_scores", "read_site",
-            "score_step_arrays", "token_coords")  # fmt: skip
+            "config_hash", "load_cache", "pool_tokens", "put_video_scores", "score_step_arrays")  # fmt: skip
 _LENS = ("read_lens", "write_lens")
 
 
@@ -56,10 +58,10 @@ def __getattr__(name: str):
 
 __all__ = [
     "CAPTURE", "LATENT_KEYS", "LENS", "PLAIN", "PROBES", "RESULTS", "SAMPLES", "SCHEMA_VERSION", "TOKEN_AXES",
-    "ActivationCache", "AtomicH5", "DiskFullError", "IncompleteFileError", "OutputBusy", "OutputLock", "Pool",
-    "RunWriter", "Schema",
+    "ActivationCache", "AtomicH5", "CaptureReader", "DiskFullError", "IncompleteFileError", "OutputBusy", "OutputLock",
+    "Pool", "RunWriter", "Schema",
     "SchemaError", "atomic_h5", "atomic_path",
-    "canonical_json", "config_hash", "describe", "file_schema", "load_cache", "open_h5", "partial_path",
+    "canonical_json", "config_hash", "describe", "open_capture", "file_schema", "load_cache", "open_h5", "partial_path",
     "pool_tokens", "publish_dir", "put_video_scores", "read_lens", "read_scores", "read_site", "score_step_arrays",
     "staging_dir",
     "token_coords", "write_atomic", "write_lens",

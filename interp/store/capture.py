@@ -67,11 +67,12 @@ from einops import reduce
 from pydantic import BaseModel
 from torch import Tensor
 
-from interp.adapters import tokens_to_grid
 from interp.store.atomic import AtomicH5, partial_path
-from interp.store.codec import SCALE_SUFFIX, DtypeSpec, check_spec, decode, encode, site_dtype, spec_attr, to_disk
+from interp.store.capture_reader import SCORE_GROUP, CaptureReader, read_scores, token_coords  # noqa: F401 -- re-exported
+from interp.store.codec import SCALE_SUFFIX, DtypeSpec, check_spec, encode, site_dtype, spec_attr, to_disk
+from interp.store.dtypes import read_site  # noqa: F401 -- re-exported
 from interp.store.describe import describe  # noqa: F401 -- re-exported: it lives where no torch is imported
-from interp.store.schema import CAPTURE, open_h5
+from interp.store.schema import CAPTURE
 
 SCHEMA_VERSION = CAPTURE.version
 Pool = Literal["none", "mean", "frame"]
@@ -209,16 +210,6 @@ class _HostCopy:
         return _np(self.tensor)
 
 
-def token_coords(grid: Sequence[int]) -> np.ndarray:
-    """(tokens, 3) int32: the (frame, row, col) of every token of a (f, h, w) grid, in token order."""
-    f, h, w = (int(g) for g in grid)
-    return (
-        np.stack(np.meshgrid(np.arange(f), np.arange(h), np.arange(w), indexing="ij"), -1)
-        .reshape(-1, 3)
-        .astype(np.int32)
-    )
-
-
 def write_description(file: h5py.File, d: dict) -> None:
     """The self-description of a capture (keys of ``d``, each optional): ``sampler`` (dict), ``task_meta`` (dict),
     ``instances`` (JSON strings), ``condition_frames`` (uint8 array), ``prompts`` (strings), ``image_digests``."""
@@ -242,9 +233,6 @@ def write_description(file: h5py.File, d: dict) -> None:
         file.create_dataset("images", data=np.asarray(d["images"], np.uint8))
 
 
-SCORE_GROUP = "scores"
-
-
 def score_step_arrays(index: int, rows: int, scores: Sequence[dict], scorer: str, steps: Sequence[int]) -> list[tuple]:
     """The rows one decoded step's scores add to :meth:`RunWriter.on_step` (its ``arrays``): row ``index`` of
     ``scores/x0/<name>`` ((rows, B) float64) for every score name, ``scores[i]`` being sample i's dict."""
@@ -258,37 +246,6 @@ def put_video_scores(writer: RunWriter, scores: Sequence[dict], scorer: str) -> 
     for name in sorted(scores[0]):
         writer.put_array(f"{SCORE_GROUP}/video/{name}", np.array([sc[name] for sc in scores], np.float64),
                          {"scorer": scorer, "axes": "batch"})  # fmt: skip
-
-
-def read_scores(file: h5py.File) -> dict | None:
-    """``{"scorer", "steps", "x0": {name: (n, B)}, "video": {name: (B,)}}`` of a capture, None without scores."""
-    if SCORE_GROUP not in file:
-        return None
-    g = file[SCORE_GROUP]
-    out: dict = {"scorer": None, "steps": [], "x0": {}, "video": {}}
-    for part in ("x0", "video"):
-        for name, ds in g[part].items() if part in g else ():
-            out[part][name] = ds[()]
-            out["scorer"] = out["scorer"] or str(ds.attrs.get("scorer"))
-            if part == "x0":
-                out["steps"] = _json_attr(ds, "steps")
-    return out
-
-
-def _json_attr(obj, name: str):
-    raw = obj.attrs.get(name)
-    return None if raw is None else json.loads(raw if isinstance(raw, str) else bytes(raw).decode())
-
-
-def read_site(ds: h5py.Dataset, index: Any) -> np.ndarray:
-    """float32 values of rows ``index`` of a site dataset, whatever its storage dtype (:mod:`interp.store.codec`;
-    files written before it: float32 or float16 as the dataset is)."""
-    codes = ds[index]
-    sd = ds.attrs.get("storage_dtype")
-    if sd is None:
-        return np.asarray(codes, np.float32)
-    scale = ds.parent[ds.attrs["scale"]][index] if "scale" in ds.attrs else None
-    return decode(codes, str(sd), scale)
 
 
 class RunWriter:
@@ -573,286 +530,19 @@ class RunWriter:
         self.close()
 
 
-class ActivationCache:
+class ActivationCache(CaptureReader):
     """Read a capture like TransformerLens' ``ActivationCache``: ``cache["blocks.3.hook_resid_post"]``.
 
     A view of one branch (default: the first, ``cond`` when CFG ran) and a step selection (default: all). Values
-    come back as torch tensors shaped (steps, batch, tokens, d_model) (or as the site's ``axes`` attribute says).
+    come back as torch tensors shaped (steps, batch, tokens, d_model) (or as the site's ``axes`` attribute says);
+    :class:`~interp.store.capture_reader.CaptureReader` is the same reader returning numpy arrays, without torch.
 
     An unfinished capture (a ``.partial``, ``complete`` = False, or a path of which only the ``.partial`` exists)
     is refused (:class:`~interp.store.lock.IncompleteFileError`: how far it got, how to resume); with
     ``allow_partial=True`` it is read, and every view holds only the steps marked done (never unwritten zeros).
     """
 
-    def __init__(self, path: str | os.PathLike, branch: str | None = None, steps: Any = None, *, _file=None,
-                 allow_partial: bool = False):  # fmt: skip
-        self.path = Path(path)
-        self.file = _file or open_h5(self.path, CAPTURE, allow_partial=allow_partial)
-        self.branches: list[str] = json.loads(self.file.attrs["branches"])
-        if branch is None:
-            branch = self.branches[0]
-        if branch not in self.branches:
-            raise KeyError(f"no branch {branch!r}; branches: {self.branches}")
-        self.branch_name = branch
-        all_steps = self._done_steps(branch)
-        self._pos = np.flatnonzero(self._done_mask(branch)) if steps is None else self._positions(all_steps, steps)
-        self.steps: np.ndarray = self.file[branch]["steps"][:][self._pos]
-
-    def _done(self) -> np.ndarray | None:
-        """step_done of an unfinished capture (None when complete: every step counts)."""
-        if bool(self.file.attrs.get("complete", True)) or "step_done" not in self.file:
-            return None
-        return self.file["step_done"][:].astype(bool)
-
-    def _done_mask(self, branch: str) -> np.ndarray:
-        """Per position of ``branch``'s steps: whether that step is on disk."""
-        st = self.file[branch]["steps"][:]
-        done = self._done()
-        return np.ones(len(st), bool) if done is None else done[st]
-
-    def _done_steps(self, branch: str) -> np.ndarray:
-        """The branch's step numbers with the unfinished ones marked -1 (they never match a selection)."""
-        st = self.file[branch]["steps"][:]
-        return np.where(self._done_mask(branch), st, -1)
-
-    @staticmethod
-    def _positions(all_steps: np.ndarray, steps: Any) -> np.ndarray:
-        if isinstance(steps, slice):
-            wanted = np.arange(*steps.indices(int(all_steps.max(initial=-1)) + 1))
-        else:
-            wanted = np.atleast_1d(np.asarray(steps))
-        pos = [int(np.flatnonzero(all_steps == s)[0]) for s in wanted if s in all_steps]
-        missing = [int(s) for s in wanted if s not in all_steps]
-        if missing and not isinstance(steps, slice):
-            raise KeyError(f"steps {missing} are not in this branch (its steps: {all_steps.tolist()})")
-        return np.unique(np.asarray(pos, dtype=np.int64))
-
-    # ---- views --------------------------------------------------------------------------------------------
-    def branch(self, name: str) -> ActivationCache:
-        return ActivationCache(self.path, name, _file=self.file)
-
-    def select(self, steps: int | Sequence[int] | slice) -> ActivationCache:
-        """A view of the given global step numbers (int, list, or slice over step numbers)."""
-        view = ActivationCache(self.path, self.branch_name, _file=self.file)
-        view._pos = self._pos[ActivationCache._positions(self.steps, steps)]
-        view.steps = view.file[view.branch_name]["steps"][:][view._pos]
-        return view
-
-    @property
-    def steps_done(self) -> tuple[int, int]:
-        """(steps written, steps in all) of the run (equal when complete)."""
-        done = self._done()
-        n = int(self.file.attrs.get("steps", len(self.file["timesteps"])))
-        return (n, n) if done is None else (int(done.sum()), n)
-
-    # ---- mapping ------------------------------------------------------------------------------------------
-    def keys(self) -> list[str]:
-        order = json.loads(self.file.attrs["sites"])
-        present = set(self.file[self.branch_name]) - {"steps"}
-        return [s for s in order if s in present]
-
-    def __contains__(self, site: str) -> bool:
-        return site in self.keys()
-
-    def __iter__(self):
-        return iter(self.keys())
-
-    def __len__(self) -> int:
-        return len(self.keys())
-
-    def __getitem__(self, site: str) -> Tensor:
-        if site not in self:
-            raise KeyError(f"no site {site!r} in branch {self.branch_name!r}; stored: {self.keys()}")
-        ds = self.file[self.branch_name][site]
-        return torch.from_numpy(read_site(ds, self._pos.tolist() if len(self._pos) else slice(0, 0)))
-
-    def items(self):
-        return ((k, self[k]) for k in self.keys())
-
-    def axes(self, site: str) -> str:
-        return self.file[self.branch_name][site].attrs["axes"]
-
-    def stack(self, hook: str = "hook_resid_post") -> Tensor:
-        """``blocks.{i}.{hook}`` of every stored block, stacked on a new leading layer axis."""
-        names = [k for k in self.keys() if k.startswith("blocks.") and k.endswith("." + hook)]
-        if not names:
-            raise KeyError(f"no blocks.*.{hook} stored; stored: {self.keys()}")
-        names.sort(key=lambda k: int(k.split(".")[1]))
-        self.stack_labels = names
-        return torch.stack([self[n] for n in names])
-
-    def to_grid(self, x: Tensor | str) -> Tensor:
-        """Tokens (second-to-last axis) -> (frame, row, col); a site name reads it first.
-
-        A capture that kept a box of tokens (:mod:`interp.store.keep`) gives the box ((frames, rows, cols) of
-        :attr:`stored_tokens`); one that kept a list of tokens gives the whole grid, NaN where nothing is stored."""
-        if isinstance(x, str):
-            if self.axes(x) != "step,batch,token,d_model":
-                raise ValueError(f"{x} is stored as {self.axes(x)}, not per token")
-            x = self[x]
-        index = self.stored_token_index
-        if index is None or x.shape[-2] == math.prod(self.grid):
-            return tokens_to_grid(x, tuple(int(g) for g in self.grid))
-        if x.shape[-2] != len(index):
-            raise ValueError(f"{x.shape[-2]} tokens: this capture stores {len(index)} of its grid {self.grid}")
-        box = _json_attr(self.file, "stored_token_box")
-        if box is not None:
-            return tokens_to_grid(x, tuple(box))
-        full = x.new_full((*x.shape[:-2], math.prod(self.grid), x.shape[-1]), float("nan"))
-        full[..., torch.as_tensor(index), :] = x
-        return tokens_to_grid(full, tuple(int(g) for g in self.grid))
-
-    @property
-    def stored_token_index(self) -> np.ndarray | None:
-        """Flat indices (in the full token grid) of the tokens per-token sites hold; None: every token."""
-        return self.file["stored_token_index"][()] if "stored_token_index" in self.file else None
-
-    @property
-    def stored_tokens(self) -> np.ndarray:
-        """(tokens stored, 3): frame, row, col of each token per-token sites hold, in their order."""
-        return self.file["stored_tokens"][()] if "stored_tokens" in self.file else self.token_grid
-
-    # ---- run-level data -----------------------------------------------------------------------------------
-    @property
-    def grid(self) -> tuple[int, int, int]:
-        return tuple(int(g) for g in self.file.attrs["grid"])
-
-    @property
-    def config(self) -> dict:
-        return json.loads(self.file.attrs["config"])
-
-    @property
-    def attrs(self) -> dict:
-        return dict(self.file.attrs)
-
-    @property
-    def complete(self) -> bool:
-        return bool(self.file.attrs["complete"])
-
-    # ---- the capture's self-description (None where an older capture did not record it) ---------------------
-    @property
-    def task_meta(self) -> dict | None:
-        """The model's task metadata (its ``interp.json``) as captured."""
-        return _json_attr(self.file["task"], "meta") if "task" in self.file else None
-
-    @property
-    def sampler(self) -> dict | None:
-        """The resolved sampler: steps, shift, guidance, seed, scheduler class."""
-        return _json_attr(self.file, "sampler")
-
-    def instances_json(self) -> list[str] | None:
-        """The task instances as JSON strings."""
-        if "task/instances" not in self.file:
-            return None
-        return [r.decode() if isinstance(r, bytes) else str(r) for r in self.file["task/instances"][()]]
-
-    @property
-    def condition_frames(self) -> np.ndarray | None:
-        """(B, H, W, 3) uint8: the given first frames of the task instances."""
-        return self.file["task/condition_frames"][()] if "task/condition_frames" in self.file else None
-
-    @property
-    def token_grid(self) -> np.ndarray:
-        """(tokens, 3): frame, row, col of every token."""
-        return self.file["token_grid"][()] if "token_grid" in self.file else token_coords(self.grid)
-
-    @property
-    def prompts(self) -> list[str] | None:
-        if "prompts" not in self.file:
-            return None
-        return [r.decode() if isinstance(r, bytes) else str(r) for r in self.file["prompts"][()]]
-
-    @property
-    def image_digests(self) -> list[str] | None:
-        """sha256 of each given image's pixels (:func:`interp.pipelines.inputs.image_digest`)."""
-        return _json_attr(self.file["prompts"], "image_digests") if "prompts" in self.file else None
-
-    @property
-    def negative_prompt(self) -> str | None:
-        return self.file["prompts"].attrs.get("negative_prompt") if "prompts" in self.file else None
-
-    @property
-    def images(self) -> np.ndarray | None:
-        """(B, H, W, 3) uint8: the given images at the video's size."""
-        return self.file["images"][()] if "images" in self.file else None
-
-    @property
-    def video(self) -> np.ndarray | None:
-        """(B, F, H, W, 3) uint8: the final video decoded by the pipeline's VAE (pipeline captures)."""
-        return self.file["video"][()] if "video" in self.file else None
-
-    def _x0_rows(self) -> tuple[list[int], list[int]] | None:
-        """(rows, steps) of the decoded x0 steps on disk (all of them when the capture is complete)."""
-        if "x0_video" not in self.file:
-            return None
-        steps = _json_attr(self.file["x0_video"], "steps") or list(range(len(self.file["x0_video"])))
-        done = self._done()
-        rows = [i for i, s in enumerate(steps) if done is None or (s < len(done) and done[s])]
-        return rows, [steps[i] for i in rows]
-
-    @property
-    def x0_video(self) -> np.ndarray | None:
-        """(n, B, F, H, W, 3) uint8: x0 of :attr:`x0_video_steps` decoded by the VAE (the step lens)."""
-        got = self._x0_rows()
-        if got is None:
-            return None
-        return self.file["x0_video"][()] if self._done() is None else self.file["x0_video"][got[0]]
-
-    @property
-    def x0_video_steps(self) -> list[int] | None:
-        got = self._x0_rows()
-        return None if got is None else (_json_attr(self.file["x0_video"], "steps") if self._done() is None else got[1])
-
-    @property
-    def scores(self) -> dict | None:
-        """A scorer's scores (``interp capture --scorer``): ``{"scorer": "module:function", "steps": [...],
-        "x0": {name: (n, B) per decoded step}, "video": {name: (B,) of the final video}}``; None without."""
-        return read_scores(self.file)
-
-    def _run(self, name: str) -> Tensor:
-        return torch.from_numpy(self.file[name][self.steps.tolist()])
-
-    @property
-    def timesteps(self) -> Tensor:
-        return self._run("timesteps")
-
-    @property
-    def sigmas(self) -> Tensor:
-        return self._run("sigmas")
-
-    @property
-    def latents(self) -> Tensor:
-        """x_s entering each selected step."""
-        return self._run("latents")
-
-    @property
-    def final(self) -> Tensor:
-        done = self._done()
-        if done is not None and not done.all():
-            raise ValueError(f"{self.path}: the final latent is not written yet ({int(done.sum())} of {len(done)} "
-                             "steps written)")  # fmt: skip
-        return torch.from_numpy(self.file["latents"][-1])
-
-    @property
-    def v(self) -> Tensor:
-        return self._run("v")
-
-    @property
-    def x0(self) -> Tensor:
-        return self._run("x0")
-
-    def close(self) -> None:
-        self.file.close()
-
-    def __enter__(self) -> ActivationCache:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return (f"ActivationCache({self.path.name}, branch={self.branch_name!r}, steps={len(self.steps)}, "
-                f"sites={len(self)})")  # fmt: skip
+    _wrap = staticmethod(torch.from_numpy)
 
 
 def load_cache(path: str | os.PathLike, branch: str | None = None, *,

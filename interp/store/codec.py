@@ -29,12 +29,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from interp.store.dtypes import SCALE_SUFFIX, STORAGE_DTYPES, check_dtype  # noqa: F401 -- re-exported
+from interp.store.dtypes import SCALE_SUFFIX, STORAGE_DTYPES, check_dtype, decode  # noqa: F401 -- re-exported
 
 FP8_MAX = 448.0  # largest finite torch.float8_e4m3fn
 _ELEM = {"float32": 4, "float16": 2, "bfloat16": 2, "float8_e4m3:token": 1, "float8_e4m3:channel": 1}
-# float32 value of every e4m3fn code (0x7f / 0xff are NaN; never produced: the codes are clamped to +-448)
-_FP8_TABLE = torch.arange(256, dtype=torch.uint8).view(torch.float8_e4m3fn).float().numpy()
 
 DtypeSpec = str | Mapping[str, str]
 _WILD = re.compile(r"\[[^\]]*\]|[*?]")  # the wildcards of a glob
@@ -106,20 +104,6 @@ def encode(x: Tensor, dtype: str) -> tuple[Tensor, Tensor | None]:
     scale = torch.where(amax > 0, amax / FP8_MAX, torch.ones_like(amax))
     codes = (xf / scale).clamp_(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn).view(torch.uint8)
     return codes, scale
-
-
-def decode(codes: np.ndarray, dtype: str, scale: np.ndarray | None = None) -> np.ndarray:
-    """float32 values of stored ``codes`` (and ``scale``, broadcast against them, for 8-bit floats)."""
-    if dtype == "float32":
-        return np.asarray(codes, np.float32)
-    if dtype == "float16":
-        return codes.astype(np.float32)
-    if dtype == "bfloat16":
-        return (to_disk(codes, dtype).astype(np.uint32) << 16).view(np.float32)
-    check_dtype(dtype)
-    if scale is None:
-        raise ValueError(f"{dtype} values need their scale")
-    return _FP8_TABLE[codes] * scale
 
 
 def to_disk(codes: np.ndarray, dtype: str) -> np.ndarray:

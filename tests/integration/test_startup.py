@@ -1,5 +1,5 @@
-"""Fast start: `interp --help`, `interp inspect` and YAML validation import no model code (no torch, diffusers or
-nnsight); `interp view` none of diffusers / nnsight (benchmarks/startup.py times them). `interp models` reads
+"""Fast start: `interp --help`, `interp inspect`, `interp view` (of a latent-space capture) and YAML validation import
+no model code (no torch, diffusers or nnsight; benchmarks/startup.py times them). `interp models` reads
 diffusers' classes for its coverage table (which pipelines use which transformer), so it imports them."""
 
 from __future__ import annotations
@@ -45,5 +45,5 @@ def test_light_commands_import_no_model_code(run_file, tmp_path):
     assert _imports("models")[1] == 0
     assert _imports("inspect", str(run_file)) == ([], 0)
     assert _imports("run", str(bad), "--plan") == ([], 2)  # the file is refused before any model code loads
-    mods, code = _imports("view", str(run_file), "--out", str(tmp_path / "view"))
-    assert code == 0 and "diffusers" not in mods and "nnsight" not in mods
+    assert _imports("view", str(run_file), "--out", str(tmp_path / "view")) == ([], 0)  # numpy reader: no torch
+    assert (tmp_path / "view" / "index.html").stat().st_size > 10_000

@@ -17,7 +17,7 @@ from einops import reduce
 from interp.adapters import ADAPTERS
 from interp.apps.capture import CaptureConfig, build_inputs, capture
 from interp.models import LoadedModel, load_model
-from interp.store import SCHEMA_VERSION, config_hash, load_cache, partial_path
+from interp.store import SCHEMA_VERSION, CaptureReader, config_hash, load_cache, open_capture, partial_path
 from interp.trajectory import run_trajectory
 
 CFG = CaptureConfig(model="tiny-wan", steps=5, sites=["blocks.*.hook_resid_post", "blocks.1.attn.hook_out", "hook_out"],
@@ -195,6 +195,20 @@ def test_reader_views(full):
         c.branch("transformer_2/cond")
     with pytest.raises(KeyError, match="not in this branch"):
         c.select([7])
+
+
+def test_numpy_reader_reads_what_the_torch_reader_reads(full):
+    """open_capture (no torch: what `interp view` reads with) gives the same numbers, as numpy arrays."""
+    c, r = load_cache(full), open_capture(full)
+    site = "blocks.0.hook_resid_post"
+    assert isinstance(r[site], np.ndarray) and np.array_equal(r[site], c[site].numpy())
+    sub_c, sub_r = c.branch("uncond").select([1, 3]), r.branch("uncond").select([1, 3])
+    assert type(sub_r) is CaptureReader and list(sub_r.steps) == [1, 3]
+    assert np.array_equal(sub_r[site], sub_c[site].numpy()) and not np.array_equal(sub_r[site], r[site][[1, 3]])
+    assert np.array_equal(r.stack(), c.stack().numpy()) and np.array_equal(r.to_grid(site), c.to_grid(site).numpy())
+    for name in ("timesteps", "sigmas", "latents", "v", "x0", "final"):
+        assert np.array_equal(getattr(r, name), getattr(c, name).numpy()), name
+    assert repr(r).startswith("CaptureReader(run.h5, branch='cond', steps=5")
 
 
 def test_per_head_sites_are_captured_with_their_axes(tmp_path):
