@@ -78,11 +78,13 @@ QUICK: dict[str, list[str]] = {
         [{"kind": "ensemble", "seeds": [1], "steps": 0}, {"kind": "ensemble", "seeds": [2], "steps": 0},
          {"kind": "ensemble", "k": 3, "layers": "25%:50%", "steps": 0}])],  # the paper's configuration only
     "prompt_swap": ["inputs.count=4", f"sampler.steps={_Q}", "sweep.interventions.0.steps=[0]"],
-    "suite_layer_skip": ["inputs.count=3", f"sampler.steps={_Q}", "sweep.interventions.0.layers=['0%', '50%', '87.5%']"],
-    "suite_noise_step_vs_frame": ["inputs.count=3", f"sampler.steps={_Q}", "sweep.interventions.0=" + json.dumps(
+    # the suite's: 2 instances per task (2 tasks), the rows the rules need at least once
+    "suite_layer_skip": ["inputs.count=2", f"sampler.steps={_Q}",
+                         "sweep.interventions.0.layers=['0%', '50%', '87.5%']"],
+    "suite_noise_step_vs_frame": ["inputs.count=2", f"sampler.steps={_Q}", "sweep.interventions.0=" + json.dumps(
         [{"kind": "noise", "mode": "replace", "steps": s, "seed": 123} for s in ("0%", "50%", "100%")]
-        + [{"kind": "noise", "mode": "replace", "frames": f, "seed": 123} for f in ("0%", "50%", "100%")])],
-    "suite_seed_ensemble": ["inputs.count=3", f"sampler.steps={_Q}", "sweep.interventions.0=" + json.dumps(
+        + [{"kind": "noise", "mode": "replace", "frames": f, "seed": 123} for f in ("50%", "100%")])],
+    "suite_seed_ensemble": ["inputs.count=2", f"sampler.steps={_Q}", "sweep.interventions.0=" + json.dumps(
         [{"kind": "ensemble", "seeds": [1], "steps": 0}, {"kind": "ensemble", "seeds": [2], "steps": 0},
          {"kind": "ensemble", "k": 3, "layers": "25%:50%", "steps": 0}])],
 }  # fmt: skip
@@ -181,6 +183,7 @@ def reproduce(
                              base_dir=Path(paper_dir), console=console)  # fmt: skip
         nums, figs = ANALYZE[analysis](res.results, exp, loaded[exp.model], out / name)
         if task:  # a suite analysis: its numbers per task, side by side
+            nums = {**nums, "inputs": f"{task} level {exp.inputs.levels}"}
             numbers.setdefault(analysis, {"tasks": {}})["tasks"][task] = nums
         else:
             numbers[name] = nums
@@ -756,4 +759,5 @@ def analyze_prompt_swap(results: Path, exp, loaded, out: Path):
 
 ANALYZE = {"chain_of_steps": analyze_chain, "noise_step_vs_frame": analyze_noise, "layer_swap": analyze_swap,
            "layer_skip": analyze_skip, "working_memory": analyze_memory, "seed_ensemble": analyze_ensemble,
-           "prompt_swap": analyze_prompt_swap}  # fmt: skip
+           "prompt_swap": analyze_prompt_swap, "suite_layer_skip": analyze_skip,
+           "suite_noise_step_vs_frame": analyze_noise, "suite_seed_ensemble": analyze_ensemble}  # fmt: skip

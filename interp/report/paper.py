@@ -738,7 +738,7 @@ def claims(numbers: dict[str, dict], figures: dict[str, list[str]] | None = None
             verdict, ours = s.rule(d)  # the rule itself says "not enough samples" below MIN_N
             figs = [f for f in (figures or {}).get(s.analysis, []) if task is None or f"/{task}/" in f]
             figs = [f for f in figs if s.figure in Path(f).name] + [f for f in figs if s.figure not in Path(f).name]
-            claim = s.claim if task is None else f"{s.claim}: {task}"
+            claim = s.claim if task is None else f"{s.claim}: {tn.get('inputs', task)}"
             out.append(Claim(s.key, s.analysis, claim, s.paper, verdict, ours, s.rule_text, figs, task))
     return out
 
