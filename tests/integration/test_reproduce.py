@@ -10,6 +10,7 @@ import pytest
 
 from interp.apps.reproduce import (
     ANALYSES,
+    ANALYZE,
     MAZE_ANALYSES,
     PAPER_DIR,
     QUICK,
@@ -269,7 +270,7 @@ def test_plan_counts_the_engines_batch_rows(maze_dir):
 
 
 def test_quick_profile_covers_every_analysis():
-    assert set(QUICK) == set(ANALYSES)
+    assert set(QUICK) == set(ANALYSES) == set(ANALYZE)
 
 
 def test_default_analyses_follow_the_models_task():
