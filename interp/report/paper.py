@@ -778,7 +778,7 @@ def write_report(out: str | Path, numbers: dict[str, dict], figures: dict[str, l
         lines += ["", f"## {analysis}", ""]
         tasks = numbers[analysis].get("tasks")
         note = (notes or {}).get(analysis) or (
-            " ".join(f"{t}: {v.get('setup', '')}" for t, v in tasks.items())
+            "\n\n".join(f"{t}: {v.get('setup', '')}" for t, v in tasks.items())  # a paragraph per task
             if tasks
             else numbers[analysis].get("setup")
         )
