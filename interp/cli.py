@@ -961,6 +961,9 @@ def reproduce_cmd(
     Example: interp reproduce --plan   (the full run's size, nothing run)
 
     Example: interp reproduce --out experiments/paper/report --device cuda
+
+    Example: interp reproduce --quick --model organism --only suite_layer_skip,suite_noise_step_vs_frame
+    (the organism's suite analyses: each on two tasks, side by side per claim)
     """
     from interp.apps.reproduce import plan_sizes, plan_table, reproduce
     from interp.experiments import ExperimentError

@@ -46,9 +46,21 @@ ANALYSES = (
     "working_memory",
     "seed_ensemble",
     "prompt_swap",
+    "suite_layer_skip",
+    "suite_noise_step_vs_frame",
+    "suite_seed_ensemble",
 )
 MAZE_ANALYSES = ANALYSES[:6]  # the maze model's (maze-wan, maze-cogvideox): maze inputs
-SUITE_ANALYSES = ("prompt_swap",)  # a suite model's (the organism): the suite's tasks through the whole pipeline
+# a suite model's (the organism): the suite's tasks through the whole pipeline, scored by each task's pixel scorer
+SUITE_ANALYSES = ("prompt_swap", "suite_layer_skip", "suite_noise_step_vs_frame", "suite_seed_ensemble")
+# the suite analyses run once per task (inputs.task / inputs.levels replaced; the file's own task is the first):
+# {analysis: {task: levels}}; levels where the organism is neither at ceiling nor at the floor (eval.json: loopmaze
+# 4: 0.77, mirror 3: 0.81), the hardest ones for the ensemble (loopmaze 5: 0.55, mirror 4: 0.46: room to gain)
+SUITE_TASKS: dict[str, dict[str, list[int]]] = {
+    "suite_layer_skip": {"loopmaze": [4], "mirror": [3]},
+    "suite_noise_step_vs_frame": {"loopmaze": [4], "mirror": [3]},
+    "suite_seed_ensemble": {"loopmaze": [5], "mirror": [4]},
+}
 
 _Q = 8  # quick: denoising steps
 _QUARTERS = ["0%", "25%", "50%", "75%"]
@@ -66,6 +78,15 @@ QUICK: dict[str, list[str]] = {
         [{"kind": "ensemble", "seeds": [1], "steps": 0}, {"kind": "ensemble", "seeds": [2], "steps": 0},
          {"kind": "ensemble", "k": 3, "layers": "25%:50%", "steps": 0}])],  # the paper's configuration only
     "prompt_swap": ["inputs.count=4", f"sampler.steps={_Q}", "sweep.interventions.0.steps=[0]"],
+    # the suite's: 2 instances per task (2 tasks), the rows the rules need at least once
+    "suite_layer_skip": ["inputs.count=2", f"sampler.steps={_Q}",
+                         "sweep.interventions.0.layers=['0%', '50%', '87.5%']"],
+    "suite_noise_step_vs_frame": ["inputs.count=2", f"sampler.steps={_Q}", "sweep.interventions.0=" + json.dumps(
+        [{"kind": "noise", "mode": "replace", "steps": s, "seed": 123} for s in ("0%", "50%", "100%")]
+        + [{"kind": "noise", "mode": "replace", "frames": f, "seed": 123} for f in ("50%", "100%")])],
+    "suite_seed_ensemble": ["inputs.count=2", f"sampler.steps={_Q}", "sweep.interventions.0=" + json.dumps(
+        [{"kind": "ensemble", "seeds": [1], "steps": 0}, {"kind": "ensemble", "seeds": [2], "steps": 0},
+         {"kind": "ensemble", "k": 3, "layers": "25%:50%", "steps": 0}])],
 }  # fmt: skip
 PROBE_THRESHOLD = 0.9
 
@@ -80,14 +101,24 @@ def experiments(
 ) -> dict:  # fmt: skip
     """The analyses' experiments (``only``, else all), validated: ``model`` replaces every file's model;
     ``overrides`` (``key=value``) apply after the quick profile: a list to every file, a dict {analysis: [...]} per
-    file."""
+    file. A suite analysis (:data:`SUITE_TASKS`) gives one experiment per task, keyed ``analysis/task``."""
     names = list(only or default_analyses(model))
     bad = [n for n in names if n not in ANALYSES]
     if bad:
         raise ValueError(f"unknown analyses {bad}; known: {list(ANALYSES)}")
     extra = [f"device={device}"] + ([f"model={model}"] if model else [])
     per = overrides if isinstance(overrides, dict) else {n: list(overrides or []) for n in names}
-    return {n: experiment(n, quick, extra + per.get(n, []), Path(paper_dir)) for n in names}
+    out = {}
+    for n in names:
+        for key, task in run_keys(n):
+            inputs = [] if task is None else [f"inputs.task={task}", f"inputs.levels={SUITE_TASKS[n][task]}"]
+            out[key] = experiment(n, quick, extra + inputs + per.get(n, []), Path(paper_dir))
+    return out
+
+
+def run_keys(name: str) -> list[tuple[str, str | None]]:
+    """An analysis's runs: ``(name, None)``, or ``(name/task, task)`` per task of a suite analysis."""
+    return [(f"{name}/{t}", t) for t in SUITE_TASKS[name]] if name in SUITE_TASKS else [(name, None)]
 
 
 def default_analyses(model: str | None) -> tuple[str, ...]:
@@ -105,9 +136,10 @@ def default_analyses(model: str | None) -> tuple[str, ...]:
 def plan_table(plans: dict[str, dict[str, int]]) -> str:
     """The planned sizes, one line per analysis and the total."""
     keys, widths = ("mazes", "points", "rows", "steps", "row_forwards"), (8, 8, 8, 8, 14)
-    lines = [f"{'analysis':<22}" + "".join(f"{k:>{w}}" for k, w in zip(keys, widths))]
-    lines += [f"{n:<22}" + "".join(f"{p[k]:>{w},}" for k, w in zip(keys, widths)) for n, p in plans.items()]
-    lines.append(f"{'total':<22}" + " " * sum(widths[:-1]) + f"{sum(p['row_forwards'] for p in plans.values()):>14,}")
+    nw = max([22, *(len(n) + 2 for n in plans)])
+    lines = [f"{'analysis':<{nw}}" + "".join(f"{k:>{w}}" for k, w in zip(keys, widths))]
+    lines += [f"{n:<{nw}}" + "".join(f"{p[k]:>{w},}" for k, w in zip(keys, widths)) for n, p in plans.items()]
+    lines.append(f"{'total':<{nw}}" + " " * sum(widths[:-1]) + f"{sum(p['row_forwards'] for p in plans.values()):>14,}")
     return "\n".join(lines)
 
 
@@ -144,12 +176,18 @@ def reproduce(
     timings: dict[str, dict] = {}
     for name in names:
         exp = exps[name]
+        analysis, _, task = name.partition("/")
         t = time.perf_counter()
         console.print(f"[bold]{name}[/bold]: {exp.name}")
         res = run_experiment(exp, out / name, loaded=loaded[exp.model], wandb="disabled", progress=progress,
                              base_dir=Path(paper_dir), console=console)  # fmt: skip
-        numbers[name], figs = ANALYZE[name](res.results, exp, loaded[exp.model], out / name)
-        figures[name] = [str(p.relative_to(out)) for p in figs]
+        nums, figs = ANALYZE[analysis](res.results, exp, loaded[exp.model], out / name)
+        if task:  # a suite analysis: its numbers per task, side by side
+            nums = {**nums, "inputs": f"{task} level {exp.inputs.levels}"}
+            numbers.setdefault(analysis, {"tasks": {}})["tasks"][task] = nums
+        else:
+            numbers[name] = nums
+        figures.setdefault(analysis, []).extend(str(p.relative_to(out)) for p in figs)
         timings[name] = {"wall_s": round(time.perf_counter() - t, 1), "cache_hit": res.cache_hit}
         if res.cache_hit and name in before and not before[name].get("cache_hit"):
             timings[name] = before[name]
@@ -159,7 +197,7 @@ def reproduce(
     first = exps[names[0]]
     header = {
         "title": "Demystifying Video Reasoning, reproduced on " + ", ".join(sorted({e.model for e in exps.values()})),
-        "profile": ("quick (2 CPU cores; few mazes and 8 denoising steps: the numbers are indicative, not conclusive)"
+        "profile": ("quick (2 CPU cores; few inputs and 8 denoising steps: the numbers are indicative, not conclusive)"
                     if quick else "full"),
         "command": f"interp reproduce{' --quick' if quick else ''} --out {out} --device {device}"
         + (f" --model {model}" if model else "") + (f" --threads {threads}" if threads else ""),
@@ -170,7 +208,9 @@ def reproduce(
         + ", ".join(f"{k} {v['wall_s']:.0f} s{' (cache hit)' if v['cache_hit'] else ''}" for k, v in timings.items())
         + f"); this invocation {wall:.0f} s",
         "model weights": loaded[first.model].weight_hash[:16],
-        "experiments": ", ".join(f"`interp/data/paper/{n}.yaml`" for n in names)
+        "experiments": ", ".join(dict.fromkeys(f"`interp/data/paper/{n.partition('/')[0]}.yaml`" for n in names))
+        + "".join(f"; {n} on " + ", ".join(f"{t} level {lv}" for t, lv in SUITE_TASKS[n].items())
+                  for n in dict.fromkeys(k.partition("/")[0] for k in names) if n in SUITE_TASKS)
         + (" with the quick overrides listed in `interp/reproduce.py` (QUICK)" if quick else ""),
     }  # fmt: skip
     report = write_report(out, numbers, figures, header=header)
@@ -190,7 +230,12 @@ def _json(o):
 
 # ---- reading results -------------------------------------------------------------------------------------------------
 def _read(results: Path) -> dict:
+    """The metrics and group 0's arrays; a suite task's pixel-scorer success (``score_success``) is read as the
+    ``solve_rate`` the maze analyses use."""
     data = read_metrics(results)
+    for part in ("metrics", "clean"):
+        if "solve_rate" not in data[part] and "score_success" in data[part]:
+            data[part]["solve_rate"] = np.asarray(data[part]["score_success"], float)
     g = read_group(results, "group_0")
     data["size"] = int(g["attrs"]["size"])
     for k in ("final", "clean_final", "x0", "clean_x0", "condition_frames"):
@@ -198,6 +243,13 @@ def _read(results: Path) -> dict:
             data[k] = g[k]
     data["acts"] = g["acts"]
     return data
+
+
+def _what(exp, d: dict, n: int) -> str:
+    """What was run, for setups and titles: ``n mazes of 6x6`` or ``n loopmaze instances of level [4]``."""
+    if exp.inputs.is_suite:
+        return f"{n} {exp.inputs.task} instances of level {exp.inputs.levels} (success: the task's pixel scorer)"
+    return f"{n} mazes of {d['size']}x{d['size']}"
 
 
 def _videos(x: np.ndarray) -> np.ndarray:
@@ -398,7 +450,7 @@ def analyze_noise(results: Path, exp, loaded, out: Path):
     figs = [_save(fig, out / "noise_step_vs_frame.png")]
     swept = ", ".join(f"{m}: {len(p)}" for m, p in step_pts.items())
     setup = (
-        f"{n} mazes of {d['size']}x{d['size']}, {n_steps} denoising steps; swept steps per mode ({swept}); frames "
+        f"{_what(exp, d, n)}, {n_steps} denoising steps; swept steps per mode ({swept}); frames "
         f"noised at every step ({', '.join(frame_pts) or 'none'}). `replace` (the paper's protocol): the latent "
         "entering the step := fresh N(0, 1), whatever the step's noise level, so at a late step (sigma small) it "
         "is a far larger perturbation than at an early one and leaves fewer steps to redraw the video. `renoise` "
@@ -492,9 +544,10 @@ def analyze_skip(results: Path, exp, loaded, out: Path):
                         "solved": np.asarray(d["metrics"]["solve_rate"], float).reshape(
                             len(steps_vals), len(layer_vals), -1).tolist(),
                         "fracs": [f for _, f in idx]}}  # fmt: skip
+    what = f"{exp.inputs.task}: success drop" if exp.inputs.is_suite else "solve-rate drop"
     figs = [heatmap(grid, steps_vals, [i for i, _ in idx], out / "skip_drop_step_x_layer.png", row_name="steps skipped",
-                    col_name="block skipped", title=f"solve-rate drop (clean {clean:.2f})")]  # fmt: skip
-    setup = f"{d['metrics']['solve_rate'].shape[1]} mazes of {d['size']}x{d['size']}; one block made the identity over a step range."
+                    col_name="block skipped", title=f"{what} (clean {clean:.2f})")]  # fmt: skip
+    setup = f"{_what(exp, d, d['metrics']['solve_rate'].shape[1])}; one block made the identity over a step range."
     return {"skip": skip, "setup": setup}, figs
 
 
@@ -640,10 +693,11 @@ def analyze_ensemble(results: Path, exp, loaded, out: Path):
     ax.barh(range(len(names)), vals, color=["grey", "tab:blue", "lightgrey"] + ["tab:green"] * len(rates))
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.invert_yaxis()
-    ax.set(xlabel="solve rate", xlim=(0, 1), title=f"seed ensemble, {d['size']}x{d['size']} (n={n})")
+    where = f"{exp.inputs.task} level {exp.inputs.levels}" if exp.inputs.is_suite else f"{d['size']}x{d['size']}"
+    ax.set(xlabel="solve rate", xlim=(0, 1), title=f"seed ensemble, {where} (n={n})")
     figs = [_save(fig, out / "ensemble_rates.png")]
     setup = (
-        f"{n} mazes of {d['size']}x{d['size']}; seeds 0, 1, 2; ensemble = block outputs averaged over the band "
+        f"{_what(exp, d, n)}; seeds 0, 1, 2; ensemble = block outputs averaged over the band "
         "at the steps given (its output is seed 0's member); best-of-3 picks the sample with the smallest summed "
         "squared distance to the other two (no scorer). The best swept configuration is chosen on the same mazes."
     )
@@ -705,4 +759,5 @@ def analyze_prompt_swap(results: Path, exp, loaded, out: Path):
 
 ANALYZE = {"chain_of_steps": analyze_chain, "noise_step_vs_frame": analyze_noise, "layer_swap": analyze_swap,
            "layer_skip": analyze_skip, "working_memory": analyze_memory, "seed_ensemble": analyze_ensemble,
-           "prompt_swap": analyze_prompt_swap}  # fmt: skip
+           "prompt_swap": analyze_prompt_swap, "suite_layer_skip": analyze_skip,
+           "suite_noise_step_vs_frame": analyze_noise, "suite_seed_ensemble": analyze_ensemble}  # fmt: skip

@@ -30,6 +30,7 @@ class Claim:
     ours: str  # our numbers
     rule: str  # how the verdict follows from the numbers
     figures: list[str] = field(default_factory=list)  # paths relative to the report
+    task: str | None = None  # a suite analysis's task (one row per task)
 
 
 def _f(x, nd: int = 2) -> str:
@@ -677,6 +678,14 @@ class Spec:
     figure: str = ""  # the claim's figure: the analysis's first figure whose name contains this
 
 
+def suite_spec(s: Spec, analysis: str) -> Spec:
+    """A maze claim measured on the organism's task suite: the same rule, read per task (a row per task)."""
+    return Spec(f"suite_{s.key}", analysis, f"{s.claim} (task suite)", s.paper, s.rule,
+                s.rule_text.replace("per maze", "per instance").replace("per-maze", "per-instance").replace(
+                    "over mazes", "over instances").replace("same mazes", "same instances")
+                + "; success = the task's own pixel scorer", s.part, s.figure)  # fmt: skip
+
+
 SPECS = [
     Spec("chain", "chain_of_steps", "Chain-of-Steps: early steps explore several candidate paths, then converge",
          "qualitative (x0 filmstrips: several paths early, one late)", rule_chain, RULE_CHAIN, "chain"),
@@ -709,19 +718,28 @@ SPECS = [
     Spec("ensemble", "seed_ensemble", "A 3-seed hidden-state ensemble (middle band, early steps) helps",
          "+2-3 points on VBVR-Bench (base 0.685)", rule_ensemble, RULE_ENSEMBLE, "ensemble"),
 ]  # fmt: skip
+# the maze claims the organism's suite analyses measure (interp.apps.reproduce.SUITE_TASKS: one row per task)
+SUITE_OF = {"layer_skip": "suite_layer_skip", "noise_step_vs_frame": "suite_noise_step_vs_frame",
+            "seed_ensemble": "suite_seed_ensemble"}  # fmt: skip
+SPECS += [suite_spec(s, SUITE_OF[s.analysis]) for s in list(SPECS) if s.analysis in SUITE_OF]
 
 
 def claims(numbers: dict[str, dict], figures: dict[str, list[str]] | None = None) -> list[Claim]:
-    """One row per paper claim whose analysis ran: ``numbers[analysis][part]`` feeds the claim's rule."""
+    """One row per paper claim whose analysis ran: ``numbers[analysis][part]`` feeds the claim's rule; a suite
+    analysis (``numbers[analysis]["tasks"][task][part]``) gives one row per task, the tasks side by side."""
     out = []
     for s in SPECS:
-        d = numbers.get(s.analysis, {}).get(s.part)
-        if d is None:
-            continue
-        verdict, ours = s.rule(d)  # the rule itself says "not enough samples" below MIN_N
-        figs = list((figures or {}).get(s.analysis, []))
-        figs = [f for f in figs if s.figure in Path(f).name] + [f for f in figs if s.figure not in Path(f).name]
-        out.append(Claim(s.key, s.analysis, s.claim, s.paper, verdict, ours, s.rule_text, figs))
+        nums = numbers.get(s.analysis, {})
+        per = nums["tasks"] if "tasks" in nums else {None: nums}
+        for task, tn in per.items():
+            d = tn.get(s.part)
+            if d is None:
+                continue
+            verdict, ours = s.rule(d)  # the rule itself says "not enough samples" below MIN_N
+            figs = [f for f in (figures or {}).get(s.analysis, []) if task is None or f"/{task}/" in f]
+            figs = [f for f in figs if s.figure in Path(f).name] + [f for f in figs if s.figure not in Path(f).name]
+            claim = s.claim if task is None else f"{s.claim}: {tn.get('inputs', task)}"
+            out.append(Claim(s.key, s.analysis, claim, s.paper, verdict, ours, s.rule_text, figs, task))
     return out
 
 
@@ -752,13 +770,18 @@ def write_report(out: str | Path, numbers: dict[str, dict], figures: dict[str, l
         f"numbers without per-sample values give '{NO_SAMPLES}'. Each rule and its null:",
         "",
     ]
-    for c in rows:
-        lines.append(f"- *{c.key}*: {c.rule}")
+    for key, rule in dict.fromkeys((c.key, c.rule) for c in rows):  # a suite claim's rule once for its tasks
+        lines.append(f"- *{key}*: {rule}")
     for analysis in dict.fromkeys(s.analysis for s in SPECS):
         if analysis not in numbers:
             continue
         lines += ["", f"## {analysis}", ""]
-        note = (notes or {}).get(analysis) or numbers[analysis].get("setup")
+        tasks = numbers[analysis].get("tasks")
+        note = (notes or {}).get(analysis) or (
+            "\n\n".join(f"{t}: {v.get('setup', '')}" for t, v in tasks.items())  # a paragraph per task
+            if tasks
+            else numbers[analysis].get("setup")
+        )
         if note:
             lines += [note, ""]
         for c in (r for r in rows if r.analysis == analysis):

@@ -10,11 +10,15 @@ import pytest
 
 from interp.apps.reproduce import (
     ANALYSES,
+    ANALYZE,
     MAZE_ANALYSES,
     PAPER_DIR,
     QUICK,
+    SUITE_ANALYSES,
+    SUITE_TASKS,
     default_analyses,
     experiment,
+    experiments,
     plan_sizes,
     plan_table,
     reproduce,
@@ -117,6 +121,48 @@ def test_report_table_from_synthetic_numbers(tmp_path):
     assert "(renoise" in rows[2] and "**does not hold**" in rows[2] and "renoise: most damaging step at 0.00" in rows[2]
     assert "**does not hold**" in rows[4] and "gain -0.040" in rows[4]
     assert "synthetic" in text and "![noise](noise_step_vs_frame/noise.png)" in text and "- **profile**: quick" in text
+
+
+FRACS = [0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875]
+
+
+def _skip(early, middle, late, n=40):
+    """Skip numbers of 8 depths (one step range): every instance solved clean; the band's rate when skipped."""
+    rate = [early if f < 0.25 else middle if f < 0.75 else late for f in FRACS]
+    drop = [1 - early, 1 - middle, 1 - late]
+    return {"clean": 1.0, "band_drop": drop, "step_drop": [float(np.mean([1 - r for r in rate]))],
+            "worst": ["0%:100%", 0, max(drop)], "n": n,
+            "samples": {"clean": [1.0] * n, "solved": [[_ones(n, r) for r in rate]], "fracs": FRACS}}  # fmt: skip
+
+
+def test_suite_report_puts_the_tasks_side_by_side_per_claim(tmp_path):
+    """A suite analysis's numbers per task: one row per task for each claim, adjacent, each with its own verdict
+    and intervals; the rule is written once; the maze rows are untouched."""
+    numbers = {"suite_layer_skip": {"tasks": {
+        "loopmaze": {"skip": _skip(1.0, 0.5, 0.9), "setup": "loop setup", "inputs": "loopmaze level [4]"},
+        "mirror": {"skip": _skip(0.3, 0.9, 0.9), "setup": "mirror setup", "inputs": "mirror level [3]"}}},
+        "layer_skip": {"skip": _skip(1.0, 0.5, 0.9)}}  # fmt: skip
+    figs = {"suite_layer_skip": ["suite_layer_skip/loopmaze/skip.png", "suite_layer_skip/mirror/skip.png"]}
+    text = P.write_report(tmp_path, numbers, figs, header={"title": "T"}).read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "claim |" not in line]
+    assert len(rows) == 3 and "(task suite)" not in rows[0]
+    loop, mirror = rows[1:]
+    assert "(task suite): loopmaze level [4]" in loop and "(task suite): mirror level [3]" in mirror
+    assert "**holds**" in loop and "middle - late +0.40 [" in loop and "(suite_layer_skip/loopmaze/skip.png)" in loop
+    assert "**does not hold**" in mirror and "middle - early -0.60 [" in mirror and "mirror/skip.png" in mirror
+    assert text.count("- *suite_skip*:") == 1 and "per-instance solve-rate drop" in text
+    assert "loopmaze: loop setup" in text and "mirror: mirror setup" in text
+
+
+def test_suite_analyses_run_once_per_task():
+    exps = experiments(only=["suite_layer_skip", "suite_seed_ensemble"], quick=True)
+    assert list(exps) == [f"{a}/{t}" for a in ("suite_layer_skip", "suite_seed_ensemble") for t in SUITE_TASKS[a]]
+    for key, e in exps.items():
+        a, _, t = key.partition("/")
+        assert (e.inputs.task, e.inputs.levels, e.scorer) == (t, SUITE_TASKS[a][t], "interp.scorers:suite")
+    for a in SUITE_TASKS:  # each file runs alone too, on the first task
+        full = experiment(a)
+        assert (full.inputs.task, full.inputs.levels) == next(iter(SUITE_TASKS[a].items()))
 
 
 # ---- the engine additions: fraction indices, whole-intervention sweeps ---------------------------------------------------
@@ -224,12 +270,13 @@ def test_plan_counts_the_engines_batch_rows(maze_dir):
 
 
 def test_quick_profile_covers_every_analysis():
-    assert set(QUICK) == set(ANALYSES)
+    assert set(QUICK) == set(ANALYSES) == set(ANALYZE)
 
 
 def test_default_analyses_follow_the_models_task():
     assert default_analyses(None) == MAZE_ANALYSES == default_analyses("maze-wan")
-    assert default_analyses("organism") == ("prompt_swap",)
+    assert default_analyses("organism") == SUITE_ANALYSES
+    assert set(SUITE_ANALYSES) - {"prompt_swap"} == set(SUITE_TASKS)
 
 
 @pytest.mark.slow
@@ -246,3 +293,36 @@ def test_prompt_swap_runs_on_the_organism_and_a_flip_is_the_other_goal(tmp_path)
     want = ((m["metrics"]["score_reached_other"] > 0.5) & (m["metrics"]["score_reached_target"] < 0.5)).mean(1)
     got = [d["answer_flip"][k] for k in sorted(d["answer_flip"], key=float)]
     assert np.allclose(got, want) and d["n"] == 4
+
+
+@pytest.mark.slow
+def test_suite_analyses_run_on_the_organism_one_row_per_task_per_claim(tmp_path):
+    """The quick suite profile at 2 steps on the shipped organism: every suite analysis runs on each of its tasks,
+    success is the task's pixel scorer (numbers.json's per-instance values are results.h5's score_success), and the
+    report has one row per task for every claim, with intervals."""
+    names = [a for a in SUITE_ANALYSES if a in SUITE_TASKS]
+    report = reproduce(tmp_path / "s", quick=True, model="organism", only=names, overrides=["sampler.steps=2"],
+                       progress=False)  # fmt: skip
+    text = report.read_text()
+    numbers = json.loads((tmp_path / "s" / "numbers.json").read_text())
+    assert set(numbers) == set(names)
+    for a in names:
+        assert set(numbers[a]["tasks"]) == set(SUITE_TASKS[a])
+    for t, lv in SUITE_TASKS["suite_layer_skip"].items():
+        m = read_metrics(tmp_path / "s" / "suite_layer_skip" / t / "results.h5")
+        assert (m["experiment"]["inputs"]["task"], m["experiment"]["inputs"]["levels"]) == (t, lv)
+        s = numbers["suite_layer_skip"]["tasks"][t]["skip"]["samples"]
+        assert s["clean"] == m["clean"]["score_success"].tolist()
+        assert np.asarray(s["solved"]).reshape(-1, 2).tolist() == m["metrics"]["score_success"].tolist()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "claim |" not in line]
+    suite_specs = [s for s in P.SPECS if s.analysis in names]
+    want = [(s.claim, t) for s in suite_specs for t in SUITE_TASKS[s.analysis]
+            if s.part in numbers[s.analysis]["tasks"][t]]  # fmt: skip
+    assert {s.part for s in suite_specs if s.analysis == "suite_noise_step_vs_frame"} - {"noise_renoise"} <= {
+        p for p in numbers["suite_noise_step_vs_frame"]["tasks"]["mirror"]
+    }
+    assert len(rows) == len(want) >= 2 * 5  # skip, 3 noise claims (quick: replace only), ensemble; two tasks each
+    for row, (claim, t) in zip(rows, want):
+        assert row.startswith(f"| {claim}: {t} level ")
+        assert "**not enough samples (n=2)**" in row or f"**{P.NA}**" in row  # 2 steps: clean may solve nothing
+        assert "[" in row.split("| **")[1]  # intervals in our numbers

@@ -191,3 +191,13 @@ def test_step_stride_and_list():
         stored_steps(10, None, [0, 10])
     with pytest.raises(ValueError, match="not both"):
         stored_steps(10, 2, [0])
+
+
+def test_the_torch_free_e4m3_table_is_torchs():
+    import numpy as np
+    import torch
+
+    from interp.store.dtypes import _FP8_TABLE
+
+    ref = torch.arange(256, dtype=torch.uint8).view(torch.float8_e4m3fn).float().numpy()
+    assert np.array_equal(_FP8_TABLE, ref, equal_nan=True) and np.isnan(_FP8_TABLE[[0x7F, 0xFF]]).all()
