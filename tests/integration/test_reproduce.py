@@ -285,7 +285,8 @@ def test_prompt_swap_runs_on_the_organism_and_a_flip_is_the_other_goal(tmp_path)
     goalmaze pixel scorer, and the flip counted is exactly 'reached the other goal and not its own'."""
     over = ["inputs.count=2", "sampler.steps=3", "sweep.interventions.0.layers=['0%:25%', '50%:75%']",
             "sweep.interventions.0.steps=[0]"]  # fmt: skip
-    report = reproduce(tmp_path / "o", model="organism", overrides={"prompt_swap": over}, progress=False)
+    report = reproduce(tmp_path / "o", model="organism", only=["prompt_swap"], overrides={"prompt_swap": over},
+                       progress=False)
     text = report.read_text()
     assert "prompt swap, same image" in text and "not enough samples (n=4)" in text
     d = json.loads((tmp_path / "o" / "numbers.json").read_text())["prompt_swap"]["prompt_swap"]
