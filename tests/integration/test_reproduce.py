@@ -301,7 +301,8 @@ def test_suite_analyses_run_on_the_organism_one_row_per_task_per_claim(tmp_path)
     """The quick suite profile at 2 steps on the shipped organism: every suite analysis runs on each of its tasks,
     success is the task's pixel scorer (numbers.json's per-instance values are results.h5's score_success), and the
     report has one row per task for every claim, with intervals."""
-    names = [a for a in SUITE_ANALYSES if a in SUITE_TASKS]
+    names = [a for a in SUITE_ANALYSES if a in SUITE_TASKS and a != "suite_seed_ensemble"]  # its rows: tested on
+    # made-up numbers; two analyses keep this CPU run short
     report = reproduce(tmp_path / "s", quick=True, model="organism", only=names, overrides=["sampler.steps=2"],
                        progress=False)  # fmt: skip
     text = report.read_text()
@@ -322,7 +323,7 @@ def test_suite_analyses_run_on_the_organism_one_row_per_task_per_claim(tmp_path)
     assert {s.part for s in suite_specs if s.analysis == "suite_noise_step_vs_frame"} - {"noise_renoise"} <= {
         p for p in numbers["suite_noise_step_vs_frame"]["tasks"]["mirror"]
     }
-    assert len(rows) == len(want) >= 2 * 5  # skip, 3 noise claims (quick: replace only), ensemble; two tasks each
+    assert len(rows) == len(want) >= 2 * 4  # skip, 3 noise claims (quick: replace only); two tasks each
     for row, (claim, t) in zip(rows, want):
         assert row.startswith(f"| {claim}: {t} level ")
         assert "**not enough samples (n=2)**" in row or f"**{P.NA}**" in row  # 2 steps: clean may solve nothing
