@@ -412,13 +412,12 @@ def bench_sampling(loaded, opts: BenchOptions, scratch: Path) -> dict:
     # is set by the durable rate; the page cache's rate gives the floor of a capture that need not be durable
     cache_rate = min(bw[k] for k in ("d2h_pinned_GBps", "disk_buffered_GBps") if k in bw) * 1e9
     cache_floor = pipeline_floor(bare_s, opts.steps, counter["bytes"], cache_rate)
-    variants = {
-        name: {"dtype": dt, "file_bytes": counters[name]["bytes"], "median_s": med(times[name]),
-               "ratio": paired(times, name, "bare"),
-               "floor_s": pipeline_floor(bare_s, opts.steps, counters[name]["bytes"], rate),
-               "vs_floor": med(times[name]) / pipeline_floor(bare_s, opts.steps, counters[name]["bytes"], rate)}
-        for dt, name in names.items()
-    }  # fmt: skip
+    variants = {}
+    for dt, name in names.items():
+        v_floor = pipeline_floor(bare_s, opts.steps, counters[name]["bytes"], rate)
+        variants[name] = {"dtype": dt, "file_bytes": counters[name]["bytes"], "median_s": med(times[name]),
+                          "ratio": paired(times, name, "bare"), "floor_s": v_floor,
+                          "vs_floor": med(times[name]) / v_floor}  # fmt: skip
     return {
         "capture_dtype": opts.capture_dtypes[0], "variants": variants,
         "latent": list(inputs.latent_shape), "tokens": math.prod(grid), "steps": opts.steps, "sites": len(sites),

@@ -282,8 +282,7 @@ def train_vae(pipe, cfg: OrganismTrainConfig, device, state: dict, logf: Path) -
             post = vae.encode(x).latent_dist
             rec = vae.decode(post.sample()).sample.float()
         w = 1.0 + s.changed_weight * changed_pixels(x).float()
-        err = rec - x
-        rec_loss = (w * (err.abs() + err.pow(2))).mean()
+        rec_loss = reconstruction_loss(rec, x, w)
         kl = post.kl().mean() / np.prod(x.shape[1:])
         loss = rec_loss + s.kl_weight * kl
         opt.zero_grad(set_to_none=True)
@@ -292,10 +291,9 @@ def train_vae(pipe, cfg: OrganismTrainConfig, device, state: dict, logf: Path) -
         opt.step()
         step += 1
         if step % cfg.log_every == 0:
-            with torch.no_grad():
-                psnr = -10 * math.log10(float(((rec.clamp(-1, 1) - x) / 2).pow(2).mean()) + 1e-12)
+            db = psnr(rec, x)
             log(
-                f"vae step {step} loss {loss.item():.4f} rec {rec_loss.item():.4f} psnr {psnr:.2f} dB "
+                f"vae step {step} loss {loss.item():.4f} rec {rec_loss.item():.4f} psnr {db:.2f} dB "
                 f"{time.time() - t0:.0f}s",
                 logf,
             )
@@ -313,6 +311,23 @@ def train_vae(pipe, cfg: OrganismTrainConfig, device, state: dict, logf: Path) -
     std = z.std(dim=(0, 2, 3, 4)).clamp_min(1e-3).tolist()
     vae.register_to_config(latents_mean=[round(v, 5) for v in mean], latents_std=[round(v, 5) for v in std])
     log(f"vae done: {step} steps; latent mean {np.round(mean, 3).tolist()} std {np.round(std, 3).tolist()}", logf)
+
+
+def reconstruction_loss(rec: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The VAE stages' loss: L1 + MSE per pixel, weighted by ``w``."""
+    err = rec - x
+    return (w * (err.abs() + err.pow(2))).mean()
+
+
+def psnr(rec: torch.Tensor, x: torch.Tensor) -> float:
+    """PSNR in dB of a reconstruction of videos in [-1, 1]."""
+    with torch.no_grad():
+        return -10 * math.log10(float(((rec.clamp(-1, 1) - x) / 2).pow(2).mean()) + 1e-12)
+
+
+def pixel_weights(x: torch.Tensor, salient: float, changed: float) -> torch.Tensor:
+    """1 + ``salient`` on pixels of neither background colour + ``changed`` on pixels that change from frame 0."""
+    return 1.0 + salient * salient_pixels(x).float() + changed * changed_pixels(x).float()
 
 
 def salient_pixels(x: torch.Tensor) -> torch.Tensor:
@@ -366,18 +381,16 @@ def train_decoder(pipe, cfg: OrganismTrainConfig, device, state: dict, logf: Pat
         vae.train()
         with torch.autocast(**amp):
             rec = vae.decode(z).sample.float()
-        w = 1.0 + s.salient_weight * salient_pixels(x).float() + s.changed_weight * changed_pixels(x).float()
-        err = rec - x
-        loss = (w * (err.abs() + err.pow(2))).mean()
+        w = pixel_weights(x, s.salient_weight, s.changed_weight)
+        loss = reconstruction_loss(rec, x, w)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
         if step % cfg.log_every == 0:
-            with torch.no_grad():
-                psnr = -10 * math.log10(float(((rec.clamp(-1, 1) - x) / 2).pow(2).mean()) + 1e-12)
-            log(f"decoder step {step} loss {loss.item():.4f} psnr {psnr:.2f} dB {time.time() - t0:.0f}s", logf)
+            db = psnr(rec, x)
+            log(f"decoder step {step} loss {loss.item():.4f} psnr {db:.2f} dB {time.time() - t0:.0f}s", logf)
         if s.save_to and time.time() - last_save > s.save_every_s:
             save_vae(vae, Path(s.save_to))
             last_save = time.time()
@@ -432,9 +445,8 @@ def train_vae_tune(pipe, cfg: OrganismTrainConfig, device, state: dict, logf: Pa
             rec = vae.decode(z).sample.float()
         hold = held_latents(free[tasks.to(device)], n_cond, mu)
         anchor = (hold * ((mu - mu_ref) / std).pow(2)).sum() / (hold.sum() * mu.shape[1])
-        w = 1.0 + s.salient_weight * salient_pixels(x).float() + s.changed_weight * changed_pixels(x).float()
-        err = rec - x
-        rec_loss = (w * (err.abs() + err.pow(2))).mean()
+        w = pixel_weights(x, s.salient_weight, s.changed_weight)
+        rec_loss = reconstruction_loss(rec, x, w)
         kl = post.kl().mean() / np.prod(x.shape[1:])
         loss = rec_loss + s.anchor_weight * anchor + s.kl_weight * kl
         opt.zero_grad(set_to_none=True)
@@ -443,11 +455,10 @@ def train_vae_tune(pipe, cfg: OrganismTrainConfig, device, state: dict, logf: Pa
         opt.step()
         step += 1
         if step % cfg.log_every == 0:
-            with torch.no_grad():
-                psnr = -10 * math.log10(float(((rec.clamp(-1, 1) - x) / 2).pow(2).mean()) + 1e-12)
+            db = psnr(rec, x)
             log(
                 f"vae_tune step {step} loss {loss.item():.4f} rec {rec_loss.item():.4f} anchor {anchor.item():.5f} "
-                f"psnr {psnr:.2f} dB {time.time() - t0:.0f}s",
+                f"psnr {db:.2f} dB {time.time() - t0:.0f}s",
                 logf,
             )
     vae.eval().requires_grad_(False)
