@@ -29,6 +29,7 @@ blocks, d_model 1536, 12 heads, ffn 8960, text_dim 4096, latent 16 x 21 x 60 x 1
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import math
 import os
@@ -46,7 +47,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from interp.sites import ATTN_HOOKS, ATTN_MODULES, SUBLAYER_HOOKS
 from interp.store.codec import check_dtype
+from interp.store.dtypes import CODE_BYTES
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "micro": dict(
@@ -248,6 +251,11 @@ def build_model(config: str, device: str | torch.device = "cpu", dtype: str | No
     return loaded
 
 
+TOKEN_SITES = ("hook_resid_pre", "hook_resid_post", *SUBLAYER_HOOKS,
+               *(f"{m}.{h}" for m in ATTN_MODULES for h in ATTN_HOOKS))  # fmt: skip
+"""A block's sites of one d-wide vector per token (what the disk estimate counts)."""
+
+
 def estimate(opts: BenchOptions):
     """What the run holds and writes (:mod:`interp.budget`), from the config alone (the model counted on the meta
     device): the weights, a batched forward's working set (a sweep's rows, or the batch with guidance), and the
@@ -266,15 +274,23 @@ def estimate(opts: BenchOptions):
     tokens = (f // pt) * (h // ph) * (w // pw)
     elem = 2 if spec["dtype"] == "bfloat16" else 4
     rows = max(opts.batch * 2, opts.sweep_rows or layers + 1)
-    capture = opts.steps * opts.batch * layers * tokens * d * 4 if "sampling" in opts.only else 0
+    # the sampling measurement writes one capture at a time (each deleted after it is timed): the largest one, the
+    # per-token d-wide block sites that --sites matches (all of a block's when it names none of them)
+    per_block = [f"blocks.{i}.{h}" for i in range(layers) for h in TOKEN_SITES]
+    sites = sum(any(fnmatch.fnmatchcase(s, g) for g in opts.sites.split(",")) for s in per_block) or layers
+    elem_out = max(CODE_BYTES[c] for c in opts.capture_dtypes)
+    capture = opts.steps * opts.batch * sites * tokens * d * elem_out if "sampling" in opts.only else 0
+    if "memory" in opts.only:  # float16 at twice the steps, every block
+        capture = max(capture, 2 * opts.steps * opts.batch * layers * tokens * d * 2)
     store = 2 * opts.store_mb * 2**20 if "store" in opts.only else 0
     return Estimate(f"bench {opts.config}", memory=n * elem + forward_bytes(rows, tokens, d, elem),
                     disk=int(capture + store), out=Path(opts.scratch) if opts.scratch else Path(tempfile.gettempdir()),
                     detail=f"{n / 1e6:.0f}M parameters, {tokens} tokens, {rows} rows a forward")  # fmt: skip
 
 
-def capture_config(loaded, opts: BenchOptions, latent: tuple[int, int, int], steps: int | None = None,
-                   dtype: str = "float16"):
+def capture_config(
+    loaded, opts: BenchOptions, latent: tuple[int, int, int], steps: int | None = None, dtype: str = "float16"
+):
     from interp.apps.capture import CaptureConfig
 
     f, h, w = latent

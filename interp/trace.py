@@ -66,6 +66,9 @@ class ForwardPlan:
     read: Sequence[str] = ()
     edit: Mapping[str, Edit] = field(default_factory=dict)
     skip: Sequence[str] = ()
+    reduce: Callable[[str, Tensor], Tensor] | None = None
+    """Applied to each read value ``(site, value)`` inside the forward, so that only its result is kept (a pooled
+    capture keeps each block's token mean, never the step's full activations); None keeps the values."""
 
     @property
     def empty(self) -> bool:
@@ -206,7 +209,7 @@ class Traced:
             return TraceResult(self(latents, timestep, text, condition), {})
         read = self.resolve(plan.read) if plan.read else []
         if self.reads_via_hooks and not (plan.edit or plan.skip or grad):  # opt-in: same tensors without nnsight
-            return self._read_with_hooks(latents, timestep, text, condition, read)
+            return self._read_with_hooks(latents, timestep, text, condition, read, plan.reduce)
         edits = {s: fn for k, fn in plan.edit.items() for s in self.resolve(k)}
         skips = self.resolve(plan.skip, blocks=True) if plan.skip else []
         skipped_blocks = {s for s in skips if s.startswith("blocks.") and s.count(".") == 1}
@@ -261,7 +264,8 @@ class Traced:
                 value = env.output
                 for n in names:
                     if n in read:
-                        saved[n] = nnsight.save(value.clone() if copy else value)
+                        kept = plan.reduce(n, value) if plan.reduce is not None else value
+                        saved[n] = nnsight.save(kept.clone() if copy and kept is value else kept)
             out = nnsight.save(self.model.output)
         return TraceResult(out, {n: saved[n] for n in read})
 
@@ -274,7 +278,7 @@ class Traced:
         return attention_rows(self.adapter, self.dit.transformer, site, q, k, queries, latent_shape, text=text,
                               key_mask=key_mask)  # fmt: skip
 
-    def _read_with_hooks(self, latents, timestep, text, condition, read: list[str]) -> TraceResult:
+    def _read_with_hooks(self, latents, timestep, text, condition, read: list[str], reduce=None) -> TraceResult:
         """A read-only plan through PyTorch forward hooks on the sites' hook points: the values an untouched nnsight
         trace saves (the modules' outputs, uncopied), at the cost of a bare forward."""
         saved: dict[str, Tensor] = {}
@@ -285,7 +289,7 @@ class Traced:
         def keep(names):
             def hook(module, args, output):
                 for n in names:
-                    saved[n] = output
+                    saved[n] = reduce(n, output) if reduce is not None else output
 
             return hook
 

@@ -228,8 +228,8 @@ def capture(
                     if on_step is not None:
                         on_step(rec)
 
-                traj = run_trajectory(loaded, inputs, sampler, read=sites, plan=keep.plan(sites), on_step=step_hook,
-                                      start=start, keep=False, progress=progress)  # fmt: skip
+                traj = run_trajectory(loaded, inputs, sampler, read=sites, plan=keep.plan(sites, writer.reducer),
+                                      on_step=step_hook, start=start, keep=False, progress=progress)  # fmt: skip
                 final = traj.final
             if scoring is not None:
                 if final is None:
@@ -249,11 +249,12 @@ class Kept:
         self.steps = stored_steps(config.steps, config.step_stride, config.store_steps)
         self.n_steps = config.steps
 
-    def plan(self, sites: Sequence[str]):
-        """The trajectory's per-forward plan: read ``sites`` at the stored steps only (None: at every step)."""
-        if self.steps == list(range(self.n_steps)):
+    def plan(self, sites: Sequence[str], reduce=None):
+        """The trajectory's per-forward plan: read ``sites`` at the stored steps only, each value ``reduce`` d in the
+        forward (None, with no reduce: ``sites`` at every step)."""
+        if self.steps == list(range(self.n_steps)) and reduce is None:
             return None
-        stored, reading = set(self.steps), ForwardPlan(read=list(sites))
+        stored, reading = set(self.steps), ForwardPlan(read=list(sites), reduce=reduce)
         return lambda branch, step: reading if step in stored else ForwardPlan()
 
     def branches(self, branch_steps: dict[str, list[int]]) -> dict[str, list[int]]:
@@ -540,8 +541,8 @@ def capture_pipeline(
                 if on_step is not None:
                     on_step(rec)
 
-            traj = run_trajectory(loaded, inputs, sampler, read=sites, plan=keep.plan(sites), on_step=step_hook,
-                                  start=start, keep=False, progress=progress)  # fmt: skip
+            traj = run_trajectory(loaded, inputs, sampler, read=sites, plan=keep.plan(sites, writer.reducer),
+                                  on_step=step_hook, start=start, keep=False, progress=progress)  # fmt: skip
             flush(wait=True)
             final = traj.final
         clock.mark("loop")

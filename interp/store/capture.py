@@ -56,7 +56,7 @@ import queue
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -112,12 +112,33 @@ class StoredSite(NamedTuple):
     source_dtype: str  # the value's dtype before it was encoded
 
 
+def is_token_site(site: str, value: Tensor, grid: tuple[int, int, int]) -> bool:
+    """A site with one vector per video token, (B, tokens, d_model): what ``pool`` averages."""
+    return site != "hook_out" and value.ndim == 3 and value.shape[1] == math.prod(grid)
+
+
+class TokenPool:
+    """A read's ``reduce`` (:class:`interp.trace.ForwardPlan`): pools each per-token site's value inside the forward,
+    as :func:`step_values` would at the step's end, so that a pooled capture never holds a step's full activations;
+    ``pooled`` names the sites it pooled (for :func:`step_values`)."""
+
+    def __init__(self, pool: Pool, grid: tuple[int, int, int]):
+        self.pool, self.grid, self.pooled = pool, tuple(grid), set()
+
+    def __call__(self, site: str, value: Tensor) -> Tensor:
+        if self.pool == "none" or not is_token_site(site, value, self.grid):
+            return value
+        self.pooled.add(site)
+        return pool_tokens(value, self.pool, self.grid)
+
+
 def step_values(rec: Any, pool: Pool, grid: tuple[int, int, int], dtype: DtypeSpec,
-                tokens: np.ndarray | None = None) -> tuple[list, list]:  # fmt: skip
+                tokens: np.ndarray | None = None, pooled: Collection[str] = ()) -> tuple[list, list]:  # fmt: skip
     """What a capture stores of one step record, as stored: ``(latents, sites)``, latents ``(name, row, value)``
     (x at step 0, x_next, v, x0), sites :class:`StoredSite`: pooled, the
     ``tokens`` (flat indices, :mod:`interp.store.keep`) of a per-token site kept, and encoded in the site's storage
-    dtype (:mod:`interp.store.codec`; ``scale`` None but for 8-bit floats), all on the value's device."""
+    dtype (:mod:`interp.store.codec`; ``scale`` None but for 8-bit floats), all on the value's device. ``pooled``:
+    sites whose values were already pooled in the forward (:class:`TokenPool`)."""
     s = rec.step
     latents = [("latents", 0, rec.x)] if s == 0 else []
     latents += [("latents", s + 1, rec.x_next), ("v", s, rec.v), ("x0", s, rec.x0)]
@@ -126,10 +147,11 @@ def step_values(rec: Any, pool: Pool, grid: tuple[int, int, int], dtype: DtypeSp
     index: dict[torch.device, Tensor] = {}
     for branch, acts in rec.branches.items():
         for site, value in acts.items():
-            per_token = site != "hook_out" and value.ndim == 3  # (B, tokens, d_model)
+            done = pool != "none" and site in pooled and not is_token_site(site, value, grid)  # pooled in the forward
+            per_token = done or (site != "hook_out" and value.ndim == 3)  # (B, tokens, d_model)
             # a modulation site's token axis is 1 when every token gets the same value: nothing to pool
-            pooled = per_token and value.shape[1] == n_tokens
-            if pooled:
+            is_pooled = done or (per_token and value.shape[1] == n_tokens)
+            if is_pooled and not done:
                 value = pool_tokens(value, pool, grid)
                 if tokens is not None and pool == "none":
                     if value.device not in index:
@@ -137,9 +159,9 @@ def step_values(rec: Any, pool: Pool, grid: tuple[int, int, int], dtype: DtypeSp
                     value = value.index_select(1, index[value.device])
             sd = site_dtype(dtype, site)
             codes, scale = encode(value, sd)
-            axes = (TOKEN_AXES[pool if pooled else "none"] if per_token else HEAD_AXES if value.ndim == 4
+            axes = (TOKEN_AXES[pool if is_pooled else "none"] if per_token else HEAD_AXES if value.ndim == 4
                     else "step,batch,channel,frame,height,width")  # fmt: skip
-            sites.append(StoredSite(branch, site, codes, axes, pool if pooled else "none", sd, scale,
+            sites.append(StoredSite(branch, site, codes, axes, pool if is_pooled else "none", sd, scale,
                                     str(value.dtype).removeprefix("torch.")))  # fmt: skip
     return latents, sites
 
@@ -281,6 +303,7 @@ class RunWriter:
         self.partial = partial_path(self.path)
         self.steps = len(timesteps)
         self.dtype, self.pool, self.grid = check_spec(dtype), pool, tuple(grid)
+        self.reducer = TokenPool(pool, self.grid)  # the reads' ``reduce``: pooled in the forward
         self.tokens = None if tokens is None else np.asarray(tokens, np.int64)
         self.n_tokens = int(np.prod(self.grid))
         self.branch_pos = {b: {s: i for i, s in enumerate(st)} for b, st in branch_steps.items()}
@@ -364,7 +387,7 @@ class RunWriter:
         disk's pace instead of filling the host memory).
         """
         s = rec.step
-        latents, stored = step_values(rec, self.pool, self.grid, self.dtype, self.tokens)
+        latents, stored = step_values(rec, self.pool, self.grid, self.dtype, self.tokens, self.reducer.pooled)
         stored = [v for v in stored if s in self.branch_pos[v[0]]]  # steps outside the stored ones: latents only
         sites = []
         for branch, site, codes, axes, pool, sd, scale, source in stored:

@@ -10,6 +10,8 @@ import h5py
 import numpy as np
 
 STORAGE_DTYPES = ("float32", "float16", "bfloat16", "float8_e4m3:token", "float8_e4m3:channel")
+CODE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float8_e4m3:token": 1, "float8_e4m3:channel": 1}
+"""Bytes per stored element of each storage dtype (the 8-bit ones' scales, one float32 per token or channel, apart)."""
 SCALE_SUFFIX = ".scale"  # an 8-bit site's scales: the dataset beside it, named the site plus this
 
 

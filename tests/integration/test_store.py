@@ -112,7 +112,10 @@ def test_float16_and_pooling(tmp_path, full):
     assert half[site].dtype == torch.float32 and torch.equal(half[site], ref[site].half().float())  # read as float32
     assert half.file["cond"][site].dtype == np.float16  # stored as float16
     assert half.latents.dtype == torch.float32  # trajectory data stays exact
-    mean = load_cache(capture(CFG.model_copy(update={"pool": "mean"}), tmp_path / "m.h5"))
+    held = []  # what each step's record holds: pooled in the forward, never the step's full activations
+    mean = load_cache(capture(CFG.model_copy(update={"pool": "mean"}), tmp_path / "m.h5",
+                              on_step=lambda rec: held.append(rec.branches["cond"][site].shape)))  # fmt: skip
+    assert held and all(shape == (2, 16) for shape in held)
     assert mean.axes(site) == "step,batch,d_model"
     torch.testing.assert_close(mean[site], ref[site].mean(2))
     frame = load_cache(capture(CFG.model_copy(update={"pool": "frame"}), tmp_path / "f.h5"))

@@ -116,3 +116,15 @@ def test_bench_refuses_a_config_over_the_memory_cap_before_building_it(tmp_path,
 
     est = estimate(BenchOptions(config="wan1.3b", only=("tracing",)))
     assert 2.6 * GB < est.memory and est.disk == 0
+
+
+def test_bench_disk_estimate_counts_the_matched_sites_and_the_widest_storage_dtype():
+    """The sampling measurement writes one capture at a time: its disk is the largest variant's, over the sites that
+    --sites matches (6 of wan1.3b's 30 blocks for ``blocks.*[05]``), at that variant's bytes per element."""
+    from benchmarks.capture import BenchOptions, estimate
+
+    one = 50 * 32760 * 1536  # elements of one block's stream over 50 steps
+    est = lambda **kw: estimate(BenchOptions(config="wan1.3b", steps=50, only=("sampling",), **kw)).disk  # noqa: E731
+    assert est(sites="blocks.*[05].hook_resid_post", capture_dtypes=("float16", "float8_e4m3:token")) == 6 * one * 2
+    assert est(sites="blocks.*[05].hook_resid_post", capture_dtypes=("float8_e4m3:token",)) == 6 * one
+    assert est(sites="blocks.*.hook_resid_post", capture_dtypes=("float32",)) == 30 * one * 4
