@@ -8,14 +8,18 @@ tail points backwards. A gray rectangle (the occluder) is drawn over everything,
 behind it: the object is hidden in the frames ``hidden[0]..hidden[1]`` (a contiguous run inside 1..7) and visible in
 frame 0, in every other frame and in the last frame.
 
-Levels are the number of frames the object is hidden (the occluder's thickness along the motion): level 1 hides it
-for 1-2 frames, level 2 for 3-4, level 3 for 5-6, level 4 for 7 (frames 1 to 7: the object is seen only in the first
-and the last frame). The shipped organism is trained on levels 1-3 only, so level 4 measures how far its working
-memory extrapolates. Instances are drawn with the motion "mostly horizontal"
+Levels 1-4 are the number of frames the object is hidden (the occluder's thickness along the motion): level 1 hides
+it for 1-2 frames, level 2 for 3-4, level 3 for 5-6, level 4 for 7 (frames 1 to 7: the object is seen only in the
+first and the last frame). Levels 5 and 6 load working memory instead: two and three objects, each as a level 1-2
+object (hidden 1-4 frames) with its own occluder, their footprints (every position of the object and its tail, and
+its occluder) disjoint, so each object is hidden only behind its own occluder. The shipped organism is trained on
+levels 1-3 only, so levels 4-6 measure how far its working memory extrapolates: to longer occlusions (4) and to more
+objects held at once (5, 6). Instances are drawn with the motion "mostly horizontal"
 (``vc = +-1``) and then transposed with probability 1/2, so vertical motion behind horizontal bars occurs too.
 
 Instance (JSON): ``{"task", "level", "start": [r, c], "velocity": [vr, vc], "occluder": [r0, c0, r1, c1]`` (blocks,
-half-open), ``"hidden": [first, last]`` (frames, inclusive)``}``.
+half-open), ``"hidden": [first, last]`` (frames, inclusive)``}``; levels 5-6: ``{"task", "level", "objects": [...]}``,
+one ``{"start", "velocity", "occluder", "hidden"}`` per object.
 """
 
 from __future__ import annotations
@@ -32,8 +36,16 @@ _IDX = {n: i for i, n in enumerate(NAMES)}
 OPEN, OBJECT, TAIL, OCCLUDER = _IDX["open"], _IDX["red"], _IDX["purple"], _IDX["gray"]
 _PAL = np.array([COLORS[n] for n in NAMES], dtype=np.uint8)
 
-LEVELS = (1, 2, 3, 4)
-HIDDEN_FRAMES = {1: (1, 2), 2: (3, 4), 3: (5, 6), 4: (7, 7)}  # level -> (min, max) number of frames the object is hidden
+SINGLE_LEVELS = (1, 2, 3, 4)
+HIDDEN_FRAMES = {
+    1: (1, 2),
+    2: (3, 4),
+    3: (5, 6),
+    4: (7, 7),
+}  # level -> (min, max) number of frames the object is hidden
+OBJECTS = {5: 2, 6: 3}  # the working-memory levels: level -> number of objects (each hidden 1-4 frames)
+LEVELS = SINGLE_LEVELS + tuple(OBJECTS)
+MAX_TRIES, TRIES_EACH = 1000, 50  # a multi-object instance: attempts, and draws of each object (disjoint footprints)
 TAIL_LEN = 2
 PROMPT = "the red ball keeps moving behind the gray wall"
 
@@ -43,6 +55,20 @@ def _start_range(v: int) -> tuple[int, int]:
     lo = max(0, TAIL_LEN * v, -(FRAMES - 1) * v)
     hi = min(GRID - 1, GRID - 1 + TAIL_LEN * v, GRID - 1 - (FRAMES - 1) * v)
     return lo, hi
+
+
+def objects(instance: dict) -> list[dict]:
+    """The instance's objects, each a dict with ``start``, ``velocity``, ``occluder`` and ``hidden``."""
+    return instance["objects"] if "objects" in instance else [instance]
+
+
+def footprint(obj: dict) -> np.ndarray:
+    """(GRID, GRID) bool: every block the object or its tail occupies in any frame, and its occluder."""
+    (vr, vc), m = obj["velocity"], occluder_mask(obj)
+    for r, c in positions(obj):
+        for t in range(TAIL_LEN + 1):
+            m[r - t * vr, c - t * vc] = True
+    return m
 
 
 def positions(instance: dict) -> list[tuple[int, int]]:
@@ -70,6 +96,25 @@ class Permanence:
     prompts = (PROMPT,)
 
     def generate(self, level, rng: np.random.Generator) -> dict:
+        if level in OBJECTS:  # objects drawn in turn, each until its footprint misses the ones before; else anew
+            for _ in range(MAX_TRIES):
+                objs, taken = [], np.zeros((GRID, GRID), dtype=bool)
+                while len(objs) < OBJECTS[level]:
+                    for _ in range(TRIES_EACH):
+                        obj = self._one(int(rng.integers(1, 3)), rng)
+                        if not (footprint(obj) & taken).any():
+                            break
+                    else:
+                        break  # stuck: start the instance again
+                    del obj["task"], obj["level"]
+                    objs.append(obj)
+                    taken |= footprint(obj)
+                if len(objs) == OBJECTS[level]:
+                    return {"task": self.name, "level": level, "objects": objs}
+            raise RuntimeError(f"no {OBJECTS[level]} disjoint objects in {MAX_TRIES} attempts")
+        return self._one(level, rng)
+
+    def _one(self, level, rng: np.random.Generator) -> dict:
         if level not in HIDDEN_FRAMES:
             raise ValueError(f"permanence has no level {level!r}; levels: {list(LEVELS)}")
         lo, hi = HIDDEN_FRAMES[level]
@@ -97,14 +142,16 @@ class Permanence:
 
     def classes(self, instance: dict) -> np.ndarray:
         """(FRAMES, GRID, GRID) palette indices of the solution video."""
-        (vr, vc), pos = instance["velocity"], positions(instance)
-        r0, c0, r1, c1 = instance["occluder"]
         g = np.full((FRAMES, GRID, GRID), OPEN, dtype=np.int64)
-        for k, (r, c) in enumerate(pos):
-            for t in range(1, TAIL_LEN + 1):
-                g[k, r - t * vr, c - t * vc] = TAIL
-            g[k, r, c] = OBJECT
-        g[:, r0:r1, c0:c1] = OCCLUDER
+        for obj in objects(instance):
+            (vr, vc), pos = obj["velocity"], positions(obj)
+            for k, (r, c) in enumerate(pos):
+                for t in range(1, TAIL_LEN + 1):
+                    g[k, r - t * vr, c - t * vc] = TAIL
+                g[k, r, c] = OBJECT
+        for obj in objects(instance):
+            r0, c0, r1, c1 = obj["occluder"]
+            g[:, r0:r1, c0:c1] = OCCLUDER
         return g
 
     def render(self, instance: dict) -> UInt8[np.ndarray, "frames h w 3"]:
@@ -118,19 +165,25 @@ class Permanence:
                 f"expected a video of shape ({FRAMES}, {GRID * BLOCK}, {GRID * BLOCK}, 3), got {video.shape}"
             )
         cls = classify_blocks(video, NAMES)
-        occ = occluder_mask(instance)
-        pos, vis = positions(instance), visible(instance)
-        red_out = (cls == OBJECT) & ~occ  # red blocks outside the occluder, per frame
+        objs = objects(instance)
+        occ = np.any([occluder_mask(o) for o in objs], axis=0)
+        red_out = (cls == OBJECT) & ~occ  # red blocks outside the occluders, per frame
         right = []
         for k in range(1, FRAMES):
             expected = np.zeros((GRID, GRID), dtype=bool)
-            if vis[k]:
-                expected[pos[k]] = True
+            for o in objs:
+                if visible(o)[k]:
+                    expected[positions(o)[k]] = True
             right.append(bool(np.array_equal(red_out[k], expected)))
         occluder_fidelity = float((cls[1:, occ] == OCCLUDER).mean())
-        h0, h1 = instance["hidden"]
-        shown = [k for k in range(h0, FRAMES) if red_out[k].any()]  # frames from the occlusion on with red showing
-        reappear = bool(shown) and shown[0] == h1 + 1 and right[h1]  # right[k - 1] is frame k
+        back = []  # per object: red shows again first in the frame after its occlusion, where its motion says
+        for o in objs:
+            h0, h1 = o["hidden"]
+            # one object: red anywhere outside the occluder; several: in its footprint (disjoint: red there is its)
+            own = footprint(o) if len(objs) > 1 else np.ones((GRID, GRID), dtype=bool)
+            shown = [k for k in range(h0, FRAMES) if (red_out[k] & own).any()]
+            back.append(bool(shown) and shown[0] == h1 + 1 and bool(red_out[h1 + 1][positions(o)[h1 + 1]]))
+        reappear = all(back) and (len(objs) > 1 or right[objs[0]["hidden"][1]])  # right[k - 1] is frame k
         return {
             "success": float(all(right) and occluder_fidelity == 1.0),
             "final_position": float(right[-1]),
@@ -140,11 +193,22 @@ class Permanence:
         }
 
     def key(self, instance: dict) -> bytes:
-        return json.dumps(
-            [self.name, instance["start"], instance["velocity"], instance["occluder"]], separators=(",", ":")
-        ).encode()
+        parts = [[o["start"], o["velocity"], o["occluder"]] for o in objects(instance)]
+        flat = parts[0] if len(parts) == 1 else parts  # one object: the key levels 1-4 always had
+        return json.dumps([self.name, *flat] if len(parts) == 1 else [self.name, flat], separators=(",", ":")).encode()
 
 
 TASK = register(Permanence())
 
-__all__ = ["TASK", "Permanence", "occluder_mask", "positions", "visible"]
+__all__ = [
+    "LEVELS",
+    "OBJECTS",
+    "SINGLE_LEVELS",
+    "TASK",
+    "Permanence",
+    "footprint",
+    "objects",
+    "occluder_mask",
+    "positions",
+    "visible",
+]

@@ -92,13 +92,16 @@ def test_deterministic_and_fast(task):
         t = time.perf_counter()
         for _ in range(500):
             task.generate(level, rng)
-        assert (time.perf_counter() - t) / 500 < 2e-3
+        # permanence's 3-object level draws objects until their footprints are disjoint (~50 draws an instance)
+        assert (time.perf_counter() - t) / 500 < (
+            1e-2 if getattr(task, "name", "") == "permanence" and level == 6 else 2e-3
+        )
 
 
 # ---- permanence ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("level", pe.LEVELS)
+@pytest.mark.parametrize("level", pe.SINGLE_LEVELS)
 def test_permanence_instances_are_valid(level):
     lo, hi = pe.HIDDEN_FRAMES[level]
     for inst in suite.heldout(pe.TASK, level, 200):
@@ -116,9 +119,32 @@ def test_permanence_instances_are_valid(level):
         assert (cls == pe.OBJECT).sum() == 1
 
 
+@pytest.mark.parametrize("level", list(pe.OBJECTS))
+def test_permanence_working_memory_levels(level):
+    """Levels 5-6: 2 and 3 objects, each a level 1-2 object, footprints disjoint; frame 0 shows each head and tail;
+    a video with one object missing after its reappearance fails, and so does one with it reappearing a frame late."""
+    for inst in suite.heldout(pe.TASK, level, 100):
+        objs = pe.objects(inst)
+        assert len(objs) == pe.OBJECTS[level]
+        prints = [pe.footprint(o) for o in objs]
+        assert not any((a & b).any() for i, a in enumerate(prints) for b in prints[i + 1 :])
+        assert all(1 <= o["hidden"][1] - o["hidden"][0] + 1 <= 4 for o in objs)
+        assert (pe.TASK.classes(inst)[0] == pe.OBJECT).sum() == len(objs)
+    inst = suite.heldout(pe.TASK, level, 1)[0]
+    video = pe.TASK.render(inst)
+    assert pe.TASK.score(video, inst)["success"] == 1.0
+    o = pe.objects(inst)[-1]
+    k = o["hidden"][1] + 1  # its reappearance frame
+    late = _erase(video, k, pe.positions(o)[k])
+    s = pe.TASK.score(late, inst)
+    assert s["success"] == 0 and s["reappear_time"] == 0
+    assert s["frame_accuracy"] == pytest.approx(1 - 1 / (suite.FRAMES - 1))
+
+
 def test_permanence_levels_differ_in_hidden_frames():
     means = [
-        np.mean([i["hidden"][1] - i["hidden"][0] + 1 for i in suite.heldout(pe.TASK, lv, 100)]) for lv in pe.LEVELS
+        np.mean([i["hidden"][1] - i["hidden"][0] + 1 for i in suite.heldout(pe.TASK, lv, 100)])
+        for lv in pe.SINGLE_LEVELS
     ]
     assert means == sorted(means) and means[0] < 2.1 and means[-1] > 4.9
 
