@@ -14,7 +14,8 @@ first and the last frame). Levels 5 and 6 load working memory instead: two and t
 object (hidden 1-4 frames) with its own occluder, their footprints (every position of the object and its tail, and
 its occluder) disjoint, so each object is hidden only behind its own occluder. The shipped organism is trained on
 levels 1-3 only, so levels 4-6 measure how far its working memory extrapolates: to longer occlusions (4) and to more
-objects held at once (5, 6). Instances are drawn with the motion "mostly horizontal"
+objects held at once (5, 6). Levels 7 and 8 weaken the cue: a level-2 (7) or level-3 (8) object whose tail is one
+block instead of two, so its velocity is read from two blocks of frame 0 (the scorer reads only the red blocks). Instances are drawn with the motion "mostly horizontal"
 (``vc = +-1``) and then transposed with probability 1/2, so vertical motion behind horizontal bars occurs too.
 
 Instance (JSON): ``{"task", "level", "start": [r, c], "velocity": [vr, vc], "occluder": [r0, c0, r1, c1]`` (blocks,
@@ -44,7 +45,8 @@ HIDDEN_FRAMES = {
     4: (7, 7),
 }  # level -> (min, max) number of frames the object is hidden
 OBJECTS = {5: 2, 6: 3}  # the working-memory levels: level -> number of objects (each hidden 1-4 frames)
-LEVELS = SINGLE_LEVELS + tuple(OBJECTS)
+SHORT_TAIL = {7: 2, 8: 3}  # the weak-cue levels: level -> the single-object level drawn, with a one-block tail
+LEVELS = SINGLE_LEVELS + tuple(OBJECTS) + tuple(SHORT_TAIL)
 MAX_TRIES, TRIES_EACH = 1000, 50  # a multi-object instance: attempts, and draws of each object (disjoint footprints)
 TAIL_LEN = 2
 PROMPT = "the red ball keeps moving behind the gray wall"
@@ -66,7 +68,7 @@ def footprint(obj: dict) -> np.ndarray:
     """(GRID, GRID) bool: every block the object or its tail occupies in any frame, and its occluder."""
     (vr, vc), m = obj["velocity"], occluder_mask(obj)
     for r, c in positions(obj):
-        for t in range(TAIL_LEN + 1):
+        for t in range(obj.get("tail", TAIL_LEN) + 1):
             m[r - t * vr, c - t * vc] = True
     return m
 
@@ -112,6 +114,8 @@ class Permanence:
                 if len(objs) == OBJECTS[level]:
                     return {"task": self.name, "level": level, "objects": objs}
             raise RuntimeError(f"no {OBJECTS[level]} disjoint objects in {MAX_TRIES} attempts")
+        if level in SHORT_TAIL:
+            return {**self._one(SHORT_TAIL[level], rng), "level": level, "tail": 1}
         return self._one(level, rng)
 
     def _one(self, level, rng: np.random.Generator) -> dict:
@@ -146,7 +150,7 @@ class Permanence:
         for obj in objects(instance):
             (vr, vc), pos = obj["velocity"], positions(obj)
             for k, (r, c) in enumerate(pos):
-                for t in range(1, TAIL_LEN + 1):
+                for t in range(1, obj.get("tail", TAIL_LEN) + 1):
                     g[k, r - t * vr, c - t * vc] = TAIL
                 g[k, r, c] = OBJECT
         for obj in objects(instance):
@@ -194,8 +198,10 @@ class Permanence:
 
     def key(self, instance: dict) -> bytes:
         parts = [[o["start"], o["velocity"], o["occluder"]] for o in objects(instance)]
-        flat = parts[0] if len(parts) == 1 else parts  # one object: the key levels 1-4 always had
-        return json.dumps([self.name, *flat] if len(parts) == 1 else [self.name, flat], separators=(",", ":")).encode()
+        key = [self.name, *parts[0]] if len(parts) == 1 else [self.name, parts]  # one object: levels 1-4's key
+        if "tail" in instance:
+            key.append(instance["tail"])
+        return json.dumps(key, separators=(",", ":")).encode()
 
 
 TASK = register(Permanence())
