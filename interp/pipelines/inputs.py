@@ -55,6 +55,7 @@ class PipelineInputs:
     # HunyuanVideo, whose ``guidance_scale`` is embedded in the model and whose CFG is ``true_cfg_scale``
     # (None: as given)
     loop_guidance: float | None = None
+    knobs: dict | None = None  # the pipeline's other __call__ knobs as resolved (LTX-2's guidance terms)
 
 
 def load_image(img) -> Image.Image:
@@ -179,13 +180,23 @@ def encode_inputs(
     seed: int = 0,
     max_sequence_length: int | None = None,
     true_cfg_scale: float | None = None,
+    pipeline_kwargs: dict | None = None,
 ) -> PipelineInputs:
     """Prompts (and images) -> the loop's inputs, exactly as the pipeline's ``__call__`` prepares them
-    (``max_sequence_length=None``: the pipeline's own default)."""
+    (``max_sequence_length=None``: the pipeline's own default). ``pipeline_kwargs``: other ``__call__`` knobs by
+    their own names (``LTX2Pipeline``'s guidance terms: :data:`interp.pipelines.ltx2.KNOBS`)."""
     check_inputs(pm, prompts, images)
     pipe = pm.pipeline
     if max_sequence_length is None:
         max_sequence_length = call_default(pipe, "max_sequence_length")
+    if pm.pipeline_class == "LTX2Pipeline":
+        from interp.pipelines.ltx2 import ltx2_inputs  # here: interp.pipelines.ltx2 builds on this module
+
+        return ltx2_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed,
+                           max_sequence_length, pipeline_kwargs)  # fmt: skip
+    if pipeline_kwargs:
+        raise PipelineError(f"pipeline_kwargs {sorted(pipeline_kwargs)}: {pm.pipeline_class} takes none (they are "
+                            "LTX2Pipeline's guidance knobs)")  # fmt: skip
     if pm.pipeline_class == "HunyuanVideoPipeline":
         return _hunyuan_inputs(pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed,
                                max_sequence_length, true_cfg_scale)  # fmt: skip
