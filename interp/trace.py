@@ -291,7 +291,8 @@ class Traced:
         return attention_rows(self.adapter, self.dit.transformer, site, q, k, queries, latent_shape, text=text,
                               key_mask=key_mask)  # fmt: skip
 
-    def _read_with_hooks(self, latents, timestep, text, condition, read: list[str], streams: bool = False) -> TraceResult:
+    def _read_with_hooks(self, latents, timestep, text, condition, read: list[str],
+                         streams: bool = False) -> TraceResult:  # fmt: skip
         """A read-only plan through PyTorch forward hooks on the sites' hook points: the values an untouched nnsight
         trace saves (the modules' outputs, uncopied), at the cost of a bare forward."""
         saved: dict[str, Tensor] = {}

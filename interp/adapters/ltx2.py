@@ -298,9 +298,10 @@ class LTX2Adapter(LTXAdapter):
 
     def forward_streams(self, transformer, latents, timestep, text: TextConditioning,
                         condition=None) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
-        """(video prediction, ``{"audio_hidden_states": audio prediction}``), as ``LTX2Pipeline`` calls the model: packed video tokens and the grid size, the audio latents and their
-        text embeddings, one text mask for both streams (the extras' ``audio_encoder_attention_mask`` overrides it),
-        ``sigma = timestep`` (read by LTX-2.3's prompt modulation), ``audio_num_frames`` = the audio tokens."""
+        """(video prediction, ``{"audio_hidden_states": audio prediction}``), as ``LTX2Pipeline`` calls the model:
+        packed video tokens and the grid size, the audio latents and their text embeddings, one text mask for both
+        streams (the extras' ``audio_encoder_attention_mask`` overrides it), ``sigma = timestep`` (read by LTX-2.3's
+        prompt modulation), ``audio_num_frames`` = the audio tokens."""
         self.check_channels(transformer, latents, condition)
         f, h, w = self.token_grid(transformer, latents.shape)
         extras = dict(text.extras)

@@ -118,21 +118,27 @@ def resolve_knobs(pipe, guidance_scale: float, pipeline_kwargs: dict | None) -> 
     return kw
 
 
-def guidance_of(kw: dict, n_blocks: int, patch: tuple[int, int]) -> LTX2Guidance:
+def guidance_of(kw: dict, transformer) -> LTX2Guidance:
     """The branches ``__call__`` runs with these knobs (a branch runs when its video or audio scale is active)."""
     kinds = ["cond"]
+    n_blocks = len(transformer.transformer_blocks)
     if kw["guidance_scale"] > 1.0 or kw["audio_guidance_scale"] > 1.0:
         kinds.append("uncond")
     if kw["stg_scale"] > 0.0 or kw["audio_stg_scale"] > 0.0:
         kinds.append("stg")
         outside = [b for b in kw["spatio_temporal_guidance_blocks"] if not 0 <= b < n_blocks]
-        if outside:
+        if not transformer.config.perturbed_attn:
+            warnings.warn("the transformer has perturbed_attn=False (LTX-2.0): the STG forward perturbs nothing and "
+                          "equals the conditional one (as in the pipeline); stg_scale=0 saves it",
+                          stacklevel=4)  # fmt: skip
+        elif outside:
             warnings.warn(f"spatio_temporal_guidance_blocks {outside} name no block of this {n_blocks}-block "
                           "transformer: they perturb nothing (as in the pipeline)", stacklevel=4)  # fmt: skip
     if kw["modality_scale"] > 1.0 or kw["audio_modality_scale"] > 1.0:
         kinds.append("modality")
     scales = lambda a: tuple(float(kw[f"{a}{k}"]) for k in ("guidance_scale", "stg_scale", "modality_scale",  # noqa: E731
                                                            "guidance_rescale"))  # fmt: skip
+    patch = (transformer.config.patch_size, transformer.config.patch_size_t)
     return LTX2Guidance(tuple(kinds), scales(""), scales("audio_"), tuple(kw["spatio_temporal_guidance_blocks"]), patch)
 
 
@@ -150,6 +156,7 @@ def ltx2_inputs(pm, prompts, images, negative_prompt, num_frames, height, width,
         raise PipelineError(f"LTX2Pipeline: height and width have to be divisible by 32, got {height} x {width}")
     device = next(t.parameters()).device
     b = len(prompts)
+
     def conditioning(texts) -> TextConditioning:
         cache = {}
         for p in dict.fromkeys(texts):
@@ -164,7 +171,7 @@ def ltx2_inputs(pm, prompts, images, negative_prompt, num_frames, height, width,
                                         "use_cross_timestep": bool(kw["use_cross_timestep"])})  # fmt: skip
 
     fps = conditioning_frame_rate(kw["frame_rate"], kw["motion_speed"])
-    guider = guidance_of(kw, len(t.transformer_blocks), (t.config.patch_size, t.config.patch_size_t))
+    guider = guidance_of(kw, t)
     text = conditioning(prompts)
     negative = conditioning([negative_prompt or ""] * b) if "uncond" in guider.kinds else None
 
@@ -211,7 +218,8 @@ def decode_audio(pm, audio_latents: Tensor) -> tuple[np.ndarray, np.ndarray]:
         raise PipelineError(f"{pm.name}: decoding the audio needs the pipeline's audio_vae and vocoder")
     dev = next(avae.parameters()).device
     a = pipe._denormalize_audio_latents(audio_latents.to(dev), avae.latents_mean, avae.latents_std)
-    a = pipe._unpack_audio_latents(a, a.shape[1], num_mel_bins=avae.config.mel_bins // pipe.audio_vae_mel_compression_ratio)
+    bins = avae.config.mel_bins // pipe.audio_vae_mel_compression_ratio
+    a = pipe._unpack_audio_latents(a, a.shape[1], num_mel_bins=bins)
     mel = avae.decode(a.to(avae.dtype), return_dict=False)[0]
     wave = vocoder(mel.to(next(vocoder.parameters()).device))
     return a.float().cpu().numpy(), wave.float().cpu().numpy()
