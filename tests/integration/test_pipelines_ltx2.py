@@ -122,3 +122,19 @@ def test_ltx2_bad_inputs_one_clear_error(ltx2, tmp_path):
         encode_inputs(pm, [PROMPT], images=[np.zeros((32, 32, 3), np.uint8)], **kw)
     with pytest.raises(PipelineError, match="divisible by 32"):
         encode_inputs(pm, [PROMPT], **{**kw, "height": 48})
+
+
+def test_ltx2_experiment_refused(ltx2, tmp_path):
+    """The experiment runner does not carry the audio stream and LTX-2's guidance: one clear error, never a run
+    with plain CFG on a frozen audio latent."""
+    from interp.experiments.schema import Experiment, ExperimentError
+    from interp.experiments.verb import run_experiment
+
+    exp = Experiment.validate_data({
+        "model": str(ltx2), "inputs": {"prompts": [PROMPT], "frames": 5, "height": 32, "width": 32},
+        "sampler": {"steps": 2, "guidance": 1.0, "seed": 7}, "metrics": ["mse"],
+        "interventions": [{"kind": "skip", "layers": 1, "steps": "0:2"}],
+    })  # fmt: skip
+    with pytest.raises(ExperimentError, match="interp capture"):
+        run_experiment(exp, tmp_path / "exp", wandb="disabled", progress=False)
+    assert not any(tmp_path.rglob("*"))  # nothing written
