@@ -45,7 +45,7 @@ from interp.budget import Estimate, forward_bytes, model_bytes
 from interp.experiments.cost import Cost, estimate_seconds, time_first_steps
 from interp.inputs import ModelInputs, model_inputs
 from interp.models import LoadedModel, load_model
-from interp.store import Pool, RunWriter
+from interp.store import Pool, RunWriter, partial_path
 from interp.store.atomic import disk_full_names
 from interp.store.capture import step_nbytes, step_values
 from interp.store.codec import DtypeSpec, check_spec, nbytes, site_dtype
@@ -532,6 +532,10 @@ def capture_pipeline(
     clock.mark("encode")
     try:
         final, final_streams = None, {}
+        if writer.start_step and inputs.streams:
+            raise PipelineError(f"{out}: a partial {loaded.pipeline_class} capture cannot resume (the loop does not "
+                                f"keep its {', '.join(inputs.streams)} per step); delete {partial_path(out)} to start "
+                                "again")  # fmt: skip
         if writer.start_step < sampler.steps:
             start = (writer.start_step, writer.start_latents()) if writer.start_step else None
 

@@ -8,7 +8,8 @@ the pipeline's own ``encode_prompt`` / ``encode_image`` / ``video_processor`` / 
 (:mod:`interp.pipelines.inputs`) and latents decoded through its VAE (:mod:`interp.pipelines.decode`).
 
 Rules:
-- only classes of the ``diffusers`` and ``transformers`` libraries, found by name in those packages; never
+- only classes of the ``diffusers`` and ``transformers`` libraries, found by name in those packages (and in diffusers'
+  own pipeline packages, as LTX-2's ``["ltx2", "LTX2TextConnectors"]``: :func:`library`); never
   ``trust_remote_code``, never a custom module; weights only as safetensors (``use_safetensors=True``);
 - ``components``: the components to load (default: every one ``model_index.json`` lists); a component that is
   asked for but absent (``[null, null]`` or no subfolder) is one :class:`PipelineError` naming what is there;

@@ -5,7 +5,8 @@ embeddings, Wan2.2 A14B's two experts, Wan2.2 TI2V-5B's ``expand_timesteps``; ``
 ``SkyReelsV2ImageToVideoPipeline`` the same way; ``WanVACEPipeline``: :func:`_wan_vace_inputs`), ``MochiPipeline``
 (:func:`_mochi_inputs`), ``HunyuanVideo15Pipeline`` (:func:`_hunyuan15_inputs`), CogVideoX (``CogVideoXPipeline``,
 ``CogVideoXImageToVideoPipeline``: :func:`_cogvideox_inputs`), LTX-Video (``LTXPipeline``,
-``LTXImageToVideoPipeline``: :func:`_ltx_inputs`) and ``HunyuanVideoPipeline`` (:func:`_hunyuan_inputs`),
+``LTXImageToVideoPipeline``: :func:`_ltx_inputs`), ``HunyuanVideoPipeline`` (:func:`_hunyuan_inputs`) and
+``LTX2Pipeline`` (video and audio: :mod:`interp.pipelines.ltx2`),
 :func:`encode_inputs` does what the pipeline's ``__call__`` does before its loop, with the same knobs and
 names (``num_frames``, ``height`` and
 ``width`` in pixels, ``guidance_scale``, ``negative_prompt``, ``max_sequence_length``):

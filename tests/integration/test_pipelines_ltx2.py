@@ -138,3 +138,22 @@ def test_ltx2_experiment_refused(ltx2, tmp_path):
     with pytest.raises(ExperimentError, match="interp capture"):
         run_experiment(exp, tmp_path / "exp", wandb="disabled", progress=False)
     assert not any(tmp_path.rglob("*"))  # nothing written
+
+
+def test_ltx2_partial_capture_does_not_resume(ltx2, tmp_path):
+    """A capture stopped mid-run cannot resume (the audio latents are not stored per step): one clear error."""
+    from interp.apps.capture import CaptureConfig, capture_pipeline
+
+    cfg = CaptureConfig(model=str(ltx2), prompts=[PROMPT], steps=2, guidance=1.0, frames=5, height=32, width=32,
+                        max_sequence_length=16, sites=["blocks.0.hook_resid_post"], pipeline_kwargs=OFF)  # fmt: skip
+    out = tmp_path / "run.h5"
+
+    def stop(rec):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        capture_pipeline(cfg, out, on_step=stop)
+    assert partial_path(out).exists() and not out.exists()
+    with pytest.raises(PipelineError, match="cannot resume"):
+        capture_pipeline(cfg, out)
+    assert not out.exists()
