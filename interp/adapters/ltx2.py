@@ -301,7 +301,9 @@ class LTX2Adapter(LTXAdapter):
         """(video prediction, ``{"audio_hidden_states": audio prediction}``), as ``LTX2Pipeline`` calls the model:
         packed video tokens and the grid size, the audio latents and their text embeddings, one text mask for both
         streams (the extras' ``audio_encoder_attention_mask`` overrides it), ``sigma = timestep`` (read by LTX-2.3's
-        prompt modulation), ``audio_num_frames`` = the audio tokens."""
+        prompt modulation), ``audio_num_frames`` = the audio tokens. A per-token timestep (B, tokens)
+        (``LTX2ImageToVideoPipeline``: the first frame's tokens at 0) is the video's; the audio stream and ``sigma``
+        take the sample's own, ``timestep.amax(1)``, as that pipeline passes them."""
         self.check_channels(transformer, latents, condition)
         f, h, w = self.token_grid(transformer, latents.shape)
         extras = dict(text.extras)
@@ -313,7 +315,9 @@ class LTX2Adapter(LTXAdapter):
             mask = torch.ones(text.encoder_hidden_states.shape[:2], device=latents.device)
         extras.setdefault("audio_encoder_attention_mask", mask)
         extras.setdefault("audio_num_frames", extras["audio_hidden_states"].shape[1])
-        extras.setdefault("sigma", timestep)
+        if timestep.ndim == 2:  # per-token (I2V: clean first-frame tokens at 0): audio and prompt take the sample's t
+            extras.setdefault("audio_timestep", timestep.amax(dim=1))
+        extras.setdefault("sigma", extras.get("audio_timestep", timestep))
         video, audio = transformer(
             hidden_states=self.pack(transformer, self.concat_condition(latents, condition)),
             encoder_hidden_states=text.encoder_hidden_states,

@@ -58,6 +58,7 @@ SUPPORTED_PIPELINES = (
     "HunyuanVideo15Pipeline",
     "HunyuanVideo15ImageToVideoPipeline",
     "LTX2Pipeline",
+    "LTX2ImageToVideoPipeline",
 )
 OPTIONAL = ("transformer_2", "image_encoder", "image_processor")  # loaded when the pipeline has them
 ENCODERS = ("text_encoder", "text_encoder_2", "image_encoder")
@@ -68,6 +69,7 @@ REQUIRED_BY_CLASS = {
     "HunyuanVideo15ImageToVideoPipeline": ("tokenizer_2", "text_encoder_2", "guider", "image_encoder",
                                            "feature_extractor"),  # and SigLIP
     "LTX2Pipeline": ("connectors", "audio_vae", "vocoder"),  # text connectors; the audio latents' VAE and vocoder
+    "LTX2ImageToVideoPipeline": ("connectors", "audio_vae", "vocoder"),
 }  # fmt: skip
 
 

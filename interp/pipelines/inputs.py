@@ -6,7 +6,7 @@ embeddings, Wan2.2 A14B's two experts, Wan2.2 TI2V-5B's ``expand_timesteps``; ``
 (:func:`_mochi_inputs`), ``HunyuanVideo15Pipeline`` (:func:`_hunyuan15_inputs`), CogVideoX (``CogVideoXPipeline``,
 ``CogVideoXImageToVideoPipeline``: :func:`_cogvideox_inputs`), LTX-Video (``LTXPipeline``,
 ``LTXImageToVideoPipeline``: :func:`_ltx_inputs`), ``HunyuanVideoPipeline`` (:func:`_hunyuan_inputs`) and
-``LTX2Pipeline`` (video and audio: :mod:`interp.pipelines.ltx2`),
+``LTX2Pipeline`` / ``LTX2ImageToVideoPipeline`` (video and audio: :mod:`interp.pipelines.ltx2`),
 :func:`encode_inputs` does what the pipeline's ``__call__`` does before its loop, with the same knobs and
 names (``num_frames``, ``height`` and
 ``width`` in pixels, ``guidance_scale``, ``negative_prompt``, ``max_sequence_length``):
@@ -128,10 +128,12 @@ def check_inputs(pm: PipelineModel, prompts: list[str] | None, images: list | No
 
 REFERENCE_PIPELINES = ("WanVACEPipeline",)  # an image per prompt is optional: a reference image (R2V)
 I2V_PIPELINES = ("WanImageToVideoPipeline", "CogVideoXImageToVideoPipeline", "LTXImageToVideoPipeline",
-                 "SkyReelsV2ImageToVideoPipeline", "HunyuanVideo15ImageToVideoPipeline")  # fmt: skip
+                 "SkyReelsV2ImageToVideoPipeline", "HunyuanVideo15ImageToVideoPipeline",
+                 "LTX2ImageToVideoPipeline")  # fmt: skip
 HUNYUAN15_PIPELINES = ("HunyuanVideo15Pipeline", "HunyuanVideo15ImageToVideoPipeline")
 COGVIDEOX_PIPELINES = ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline")
 LTX_PIPELINES = ("LTXPipeline", "LTXImageToVideoPipeline")
+LTX2_PIPELINES = ("LTX2Pipeline", "LTX2ImageToVideoPipeline")
 
 
 def vae_ratios(pipe) -> tuple[int, int]:
@@ -190,7 +192,7 @@ def encode_inputs(
     pipe = pm.pipeline
     if max_sequence_length is None:
         max_sequence_length = call_default(pipe, "max_sequence_length")
-    if pm.pipeline_class == "LTX2Pipeline":
+    if pm.pipeline_class in LTX2_PIPELINES:
         from interp.pipelines.ltx2 import ltx2_inputs  # here: interp.pipelines.ltx2 builds on this module
 
         return ltx2_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed,

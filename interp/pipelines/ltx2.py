@@ -1,4 +1,5 @@
-"""``LTX2Pipeline`` (LTX-2 / 2.3 text-to-audio+video): its inputs, guidance and audio decode, as its ``__call__`` does.
+"""``LTX2Pipeline`` (LTX-2 / 2.3 text to video and audio) and ``LTX2ImageToVideoPipeline``: inputs, guidance and
+audio decode, as their ``__call__`` does them.
 
 One transformer denoises the video and the audio latents together. Before the loop (:func:`ltx2_inputs`):
 
@@ -10,7 +11,11 @@ One transformer denoises the video and the audio latents together. Before the lo
   C * mel bins)) for ``round(num_frames / frame_rate * sample_rate / hop_length / audio temporal ratio)`` frames;
 - ``set_timesteps`` gets ``sigmas = linspace(1, 1/N, N)`` and ``mu = calculate_shift(video tokens, ...)`` with the
   scheduler config's values and ``LTX2Pipeline``'s fallbacks (1024, 4096, 0.95, 2.05);
-- every forward gets ``fps = frame_rate / motion_speed``, ``use_cross_timestep`` and ``sigma = timestep``.
+- every forward gets ``fps = frame_rate / motion_speed``, ``use_cross_timestep`` and ``sigma = timestep``;
+- ``LTX2ImageToVideoPipeline``: each image re-compressed at ``image_crf`` (default: the pipeline's, 33 for a Gemma 3
+  text encoder; 0 skips it; PyAV does it), preprocessed by ``video_processor`` and encoded by ``prepare_latents``
+  into the first latent frame, kept clean through every step (``first_frame``) with its tokens at timestep 0
+  (``timestep_mask``); the audio and the prompt modulation take the sample's timestep.
 
 The loop steps the audio latents as a second stream (``TrajectoryInputs.streams``) with its own copy of the
 scheduler, and combines the forwards of a step with :class:`LTX2Guidance`, ``__call__``'s own rule, with its knob
@@ -33,19 +38,26 @@ import numpy as np
 import torch
 from diffusers import LTX2Pipeline
 from diffusers.pipelines.ltx2.pipeline_ltx2 import calculate_shift, rescale_noise_cfg
-from diffusers.pipelines.ltx2.utils import conditioning_frame_rate
+from diffusers.pipelines.ltx2.utils import (
+    apply_image_conditioning_crf,
+    conditioning_frame_rate,
+    resolve_default_image_crf,
+)
+from PIL import Image
 from torch import Tensor
 
 from interp.adapters import TextConditioning
 from interp.pipelines.components import PipelineError
-from interp.pipelines.inputs import PipelineInputs, call_default, pipeline_sizes
+from interp.pipelines.inputs import PipelineInputs, call_default, image_digest, load_image, pipeline_sizes
 from interp.trajectory import TrajectoryInputs
 
 AUDIO = "audio_hidden_states"  # the extras key (and stream name) of the audio latents
 KNOBS = ("frame_rate", "motion_speed", "stg_scale", "modality_scale", "guidance_rescale", "audio_guidance_scale",
          "audio_stg_scale", "audio_modality_scale", "audio_guidance_rescale", "spatio_temporal_guidance_blocks",
          "use_cross_timestep")  # fmt: skip
-"""``LTX2Pipeline.__call__`` knobs interp takes besides ``guidance_scale`` (``pipeline_kwargs``; default: its own)."""
+"""``LTX2Pipeline.__call__`` knobs interp takes besides ``guidance_scale`` (``pipeline_kwargs``; default: its own);
+``LTX2ImageToVideoPipeline`` also takes ``image_crf``."""
+I2V_KNOBS = ("image_crf",)
 
 
 def ltx2_sigmas(steps: int) -> np.ndarray:
@@ -99,11 +111,13 @@ class LTX2Guidance:
 
 def resolve_knobs(pipe, guidance_scale: float, pipeline_kwargs: dict | None) -> dict:
     """``__call__``'s knobs: ``pipeline_kwargs`` over its own defaults, with its fallbacks for the ``audio_*`` ones."""
-    unknown = sorted(set(pipeline_kwargs or {}) - set(KNOBS))
+    name = type(pipe).__name__
+    valid = KNOBS + (I2V_KNOBS if name == "LTX2ImageToVideoPipeline" else ())
+    unknown = sorted(set(pipeline_kwargs or {}) - set(valid))
     if unknown:
-        raise PipelineError(f"LTX2Pipeline: pipeline_kwargs {unknown} are not knobs interp takes; valid: "
-                            f"{', '.join(KNOBS)} (guidance_scale is --guidance)")  # fmt: skip
-    kw = {k: call_default(pipe, k) for k in KNOBS} | dict(pipeline_kwargs or {})
+        raise PipelineError(f"{name}: pipeline_kwargs {unknown} are not knobs interp takes; valid: "
+                            f"{', '.join(valid)} (guidance_scale is --guidance)")  # fmt: skip
+    kw = {k: call_default(pipe, k) for k in valid} | dict(pipeline_kwargs or {})
     kw["guidance_scale"] = float(guidance_scale)
     for k in ("guidance_scale", "stg_scale", "modality_scale", "guidance_rescale"):  # as __call__: `a or video's`
         kw[f"audio_{k}"] = kw[f"audio_{k}"] or kw[k]
@@ -147,9 +161,6 @@ def ltx2_inputs(pm, prompts, images, negative_prompt, num_frames, height, width,
     """``LTX2Pipeline``'s inputs (see the module doc) -> :class:`~interp.pipelines.inputs.PipelineInputs`."""
     pipe = pm.pipeline
     t = pm.transformer
-    if images:
-        raise PipelineError("LTX2Pipeline is text-to-video and takes no image (LTX2ImageToVideoPipeline is not "
-                            "supported yet)")  # fmt: skip
     kw = resolve_knobs(pipe, guidance_scale, pipeline_kwargs)
     num_frames, height, width = pipeline_sizes(pipe, num_frames, height, width)
     if height % 32 or width % 32:  # LTX2Pipeline.check_inputs
@@ -181,17 +192,38 @@ def ltx2_inputs(pm, prompts, images, negative_prompt, num_frames, height, width,
     per_second = pipe.audio_sampling_rate / pipe.audio_hop_length / float(pipe.audio_vae_temporal_compression_ratio)
     audio_frames = round(num_frames / kw["frame_rate"] * per_second)
     avae = pipe.audio_vae
-    video, audio = [], []
+    pil = [load_image(i) for i in images] if images else []
+    digests = [image_digest(i) for i in pil]
+    if pil:
+        crf = kw["image_crf"] if kw["image_crf"] is not None else resolve_default_image_crf(pipe.text_encoder)
+        try:
+            pil = [Image.fromarray(apply_image_conditioning_crf(np.array(i), int(crf))) if crf else i for i in pil]
+        except ImportError as e:
+            raise PipelineError(f"{pm.pipeline_class}: image_crf {crf} re-compresses each image with PyAV ({e}); "
+                                "install av, or set pipeline_kwargs={image_crf: 0} to skip it") from None  # fmt: skip
+    video, audio, shown = [], [], []
+    emb_dtype = pipe.text_encoder.dtype  # __call__ casts the image to the prompt embeddings' dtype
     for i in range(b):
         gen = torch.Generator().manual_seed(seed + i)
-        packed = pipe.prepare_latents(1, t.config.in_channels, height, width, num_frames, 0.0, torch.float32, device,
-                                      gen, None)  # fmt: skip
+        if pil:
+            x = pipe.video_processor.preprocess(pil[i], height=height, width=width).to(device, dtype=emb_dtype)
+            shown.append(((x[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8))
+            packed, _ = pipe.prepare_latents(x, 1, t.config.in_channels, height, width, num_frames, 0.0,
+                                             torch.float32, device, gen, None)  # fmt: skip
+        else:
+            packed = pipe.prepare_latents(1, t.config.in_channels, height, width, num_frames, 0.0, torch.float32,
+                                          device, gen, None)  # fmt: skip
         video.append(pipe._unpack_latents(packed, lf // pt, lh // ps, lw // ps, ps, pt))
         audio.append(pipe.prepare_audio_latents(1, num_channels_latents=avae.config.latent_channels,
                                                 audio_latent_length=audio_frames, num_mel_bins=avae.config.mel_bins,
                                                 noise_scale=0.0, dtype=torch.float32, device=device,
                                                 generator=gen))  # fmt: skip
     latents, audio_latents = torch.cat(video), torch.cat(audio)
+    first, tmask = None, None
+    if pil:  # the image latent frame stays clean, its tokens at timestep 0 (t * (1 - conditioning_mask))
+        first = latents[:, :, :1].clone()
+        tmask = torch.ones((1, 1, *latents.shape[2:]), dtype=torch.float32, device=device)
+        tmask[:, :, 0] = 0.0
     for c in (text, negative):
         if c is not None:  # the first forward's audio (the loop passes the current audio latents at every step)
             c.extras[AUDIO] = audio_latents
@@ -199,12 +231,13 @@ def ltx2_inputs(pm, prompts, images, negative_prompt, num_frames, height, width,
     mu = calculate_shift(lf // pt * (lh // ps) * (lw // ps), cfg.get("base_image_seq_len", 1024),
                          cfg.get("max_image_seq_len", 4096), cfg.get("base_shift", 0.95),
                          cfg.get("max_shift", 2.05))  # fmt: skip
-    ti = TrajectoryInputs(text, tuple(latents.shape), negative=negative, latents=latents,
-                          timestep_kwargs={"sigmas": ltx2_sigmas, "mu": mu}, streams={AUDIO: audio_latents},
-                          guider=guider)  # fmt: skip
+    ti = TrajectoryInputs(text, tuple(latents.shape), negative=negative, latents=latents, first_frame=first,
+                          timestep_mask=tmask, timestep_kwargs={"sigmas": ltx2_sigmas, "mu": mu},
+                          streams={AUDIO: audio_latents}, guider=guider)  # fmt: skip
     pm.release_encoders()
-    knobs = {k: kw[k] for k in ("guidance_scale", *KNOBS)}
-    return PipelineInputs(ti, list(prompts), negative_prompt, [], num_frames, height, width, None, knobs=knobs)
+    knobs = {k: kw[k] for k in ("guidance_scale", *KNOBS, *(I2V_KNOBS if pil else ()))}
+    return PipelineInputs(ti, list(prompts), negative_prompt, digests, num_frames, height, width,
+                          np.stack(shown) if shown else None, knobs=knobs)  # fmt: skip
 
 
 @torch.no_grad()

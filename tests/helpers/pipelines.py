@@ -397,6 +397,7 @@ def ltx2_pipeline(kind: str):
         AutoencoderKLLTX2Audio,
         AutoencoderKLLTX2Video,
         FlowMatchEulerDiscreteScheduler,
+        LTX2ImageToVideoPipeline,
         LTX2Pipeline,
         LTX2VideoTransformer3DModel,
     )
@@ -445,9 +446,9 @@ def ltx2_pipeline(kind: str):
     vocoder = LTX2Vocoder(in_channels=2 * 8, hidden_channels=32, out_channels=2, upsample_kernel_sizes=[4, 4],
                           upsample_factors=[2, 2], resnet_kernel_sizes=[3], resnet_dilations=[[1, 3, 5]],
                           leaky_relu_negative_slope=0.1, output_sampling_rate=16000)  # fmt: skip
-    return LTX2Pipeline(transformer=t, vae=vae_, audio_vae=audio_vae, text_encoder=gemma, tokenizer=tok,
-                        connectors=connectors, vocoder=vocoder,
-                        scheduler=FlowMatchEulerDiscreteScheduler(**LTX_SCHEDULER))  # fmt: skip
+    cls = LTX2ImageToVideoPipeline if kind == "ltx2-i2v" else LTX2Pipeline
+    return cls(transformer=t, vae=vae_, audio_vae=audio_vae, text_encoder=gemma, tokenizer=tok, connectors=connectors,
+               vocoder=vocoder, scheduler=FlowMatchEulerDiscreteScheduler(**LTX_SCHEDULER))  # fmt: skip
 
 
-FAMILY_BUILDERS["ltx2"] = ltx2_pipeline
+FAMILY_BUILDERS.update({"ltx2": ltx2_pipeline, "ltx2-i2v": ltx2_pipeline})

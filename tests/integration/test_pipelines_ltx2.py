@@ -1,4 +1,5 @@
-"""LTX2Pipeline: ``interp capture PIPE --prompt P`` ends on the pipeline's own ``__call__`` video and audio.
+"""LTX2Pipeline and LTX2ImageToVideoPipeline: ``interp capture PIPE --prompt P [--image IMG]`` ends on the pipeline's
+own ``__call__`` video and audio.
 
 A tiny random LTX-2 pipeline from the real component classes (tests/helpers/pipelines.py: Gemma 3, text connectors,
 the audio-video transformer, video VAE, audio VAE, vocoder; nothing downloaded). The loop denoises the audio latents
@@ -15,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DiffusionPipeline
-from helpers.pipelines import LTX2_SIZE, build
+from helpers.pipelines import LTX2_SIZE, build, image
+from PIL import Image
 from typer.testing import CliRunner
 
 from interp.cli import app
@@ -31,18 +33,28 @@ OFF = dict(audio_guidance_scale=1.0, stg_scale=0.0, audio_stg_scale=0.0, modalit
 
 
 @pytest.fixture(scope="module")
-def ltx2(tmp_path_factory):
+def pipes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ltx2")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return build("ltx2", tmp_path_factory.mktemp("ltx2"))
+        dirs = {k: build(k, root) for k in ("ltx2", "ltx2-i2v")}
+    image(root / "img.png", (32, 32), seed=1)
+    return {**dirs, "img": root / "img.png"}
 
 
-def capture_args(path, out, knobs: dict, guidance: float | None) -> list[str]:
+@pytest.fixture(scope="module")
+def ltx2(pipes):
+    return pipes["ltx2"]
+
+
+def capture_args(path, out, knobs: dict, guidance: float | None, img=None) -> list[str]:
     args = ["capture", str(path), "--prompt", PROMPT, "--steps", "2", "--seed", "7", "--frames", "5", "--height", "32",
             "--width", "32", "--max-sequence-length", "16", "--out", str(out),
             "--sites", "blocks.1.hook_resid_post,blocks.1.hook_audio_resid_post",
             "--set", f"pipeline_kwargs={json.dumps(knobs)}"]  # fmt: skip
-    return args + (["--guidance", str(guidance)] if guidance is not None else [])
+    return (
+        args + (["--guidance", str(guidance)] if guidance is not None else []) + (["--image", str(img)] if img else [])
+    )
 
 
 CASES = {  # name: (pipeline_kwargs, --guidance or None for __call__'s default 3.0, bit-exact)
@@ -54,16 +66,20 @@ CASES = {  # name: (pipeline_kwargs, --guidance or None for __call__'s default 3
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_ltx2_capture_equals_pipeline_call(ltx2, tmp_path, case):
+@pytest.mark.parametrize("kind", ["ltx2", "ltx2-i2v"])
+def test_ltx2_capture_equals_pipeline_call(pipes, tmp_path, kind, case):
     """Bit-exact final latents, video and waveform where the pipeline runs each forward as interp does: without
     guidance and with STG, modality isolation and rescale. With CFG the pipeline runs cond and uncond as one batch of
     two (and its connectors on both prompts at once), interp as two forwards: measured 2.4e-6 on video latents of
-    magnitude ~4.5 and 2.9e-6 on audio latents of magnitude ~4.3 (steps 2)."""
+    magnitude ~4.5 and 2.9e-6 on audio latents of magnitude ~4.3 (steps 2). Image-to-video: the image latent is the
+    first latent frame, clean at every step, its tokens at timestep 0 (``image_crf=0``: no H.264 re-compression)."""
     knobs, guidance, exact = CASES[case]
+    i2v = kind == "ltx2-i2v"
+    knobs = {**knobs, "image_crf": 0} if i2v else knobs
     out = tmp_path / "run.h5"
-    res = runner.invoke(app, capture_args(ltx2, out, knobs, guidance))
+    res = runner.invoke(app, capture_args(pipes[kind], out, knobs, guidance, pipes["img"] if i2v else None))
     assert res.exit_code == 0, res.output + repr(res.exception)
-    pipe = DiffusionPipeline.from_pretrained(ltx2)
+    pipe = DiffusionPipeline.from_pretrained(pipes[kind])
     got = {}
 
     def grab(p, i, t, kw):
@@ -72,6 +88,8 @@ def test_ltx2_capture_equals_pipeline_call(ltx2, tmp_path, case):
         return {}
 
     call = dict(knobs, guidance_scale=3.0 if guidance is None else guidance)
+    if i2v:
+        call["image"] = Image.open(pipes["img"]).convert("RGB")
     frames, wave = pipe(prompt=PROMPT, **LTX2_SIZE, num_inference_steps=2, max_sequence_length=16, **call,
                         generator=torch.Generator().manual_seed(7), callback_on_step_end=grab, output_type="np",
                         return_dict=False)  # fmt: skip
@@ -89,6 +107,11 @@ def test_ltx2_capture_equals_pipeline_call(ltx2, tmp_path, case):
             assert torch.equal(c.final, ref_latents)
             assert np.array_equal(c.video, ref_video)
             assert np.array_equal(c.audio, wave)
+        if i2v:  # the image latent frame is the one prepare_latents encoded, never stepped
+            assert c.images.shape == (1, 32, 32, 3)
+            start = torch.from_numpy(c.file["latents"][0])  # the latents entering step 0
+            assert torch.equal(c.final[:, :, :1], start[:, :, :1])
+            assert not torch.equal(c.final[:, :, 1:], start[:, :, 1:])
         else:
             torch.testing.assert_close(c.final, ref_latents, atol=1e-5, rtol=0)
             assert np.abs(c.video.astype(int) - ref_video).max() <= 1
@@ -122,6 +145,19 @@ def test_ltx2_bad_inputs_one_clear_error(ltx2, tmp_path):
         encode_inputs(pm, [PROMPT], images=[np.zeros((32, 32, 3), np.uint8)], **kw)
     with pytest.raises(PipelineError, match="divisible by 32"):
         encode_inputs(pm, [PROMPT], **{**kw, "height": 48})
+
+
+def test_ltx2_i2v_bad_inputs_one_clear_error(pipes):
+    """LTX2ImageToVideoPipeline: no image, and its default H.264 re-compression (image_crf 33) without PyAV."""
+    import importlib.util
+
+    pm = load_pipeline(pipes["ltx2-i2v"])
+    kw = dict(guidance_scale=1.0, max_sequence_length=16, **LTX2_SIZE)
+    with pytest.raises(PipelineError, match="is image-to-video"):
+        encode_inputs(pm, [PROMPT], **kw)
+    if importlib.util.find_spec("av") is None:
+        with pytest.raises(PipelineError, match="image_crf 33 .* install av"):
+            encode_inputs(pm, [PROMPT], images=[str(pipes["img"])], **kw)
 
 
 def test_ltx2_experiment_refused(ltx2, tmp_path):
