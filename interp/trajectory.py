@@ -4,7 +4,9 @@ Per step s: the model's input latent x_s, the (guided) prediction v_s, x0_s deri
 parametrization (flow matching: x0 = x - sigma * v), the timestep and sigma. Each forward runs through
 :meth:`interp.trace.Traced.run` with a :class:`~interp.trace.ForwardPlan`; what it reads is returned per branch:
 ``cond`` / ``uncond`` (classifier-free guidance as two separate forwards, as diffusers' WanPipeline), prefixed by
-the expert's name (``transformer/cond``, ``transformer_2/uncond``) for two-expert Wan2.2 models.
+the expert's name (``transformer/cond``, ``transformer_2/uncond``) for two-expert Wan2.2 models. A pipeline with its
+own guidance rule names its branches and combines them (:class:`Guider`; LTX-2: ``cond``, ``uncond``, ``stg``,
+``modality``); latents denoised beside the video (LTX-2's audio) are ``TrajectoryInputs.streams``, stepped with them.
 """
 
 from __future__ import annotations

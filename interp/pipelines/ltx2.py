@@ -158,13 +158,15 @@ def guidance_of(kw: dict, transformer) -> LTX2Guidance:
 
 def ltx2_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed,
                 max_sequence_length, pipeline_kwargs):  # fmt: skip
-    """``LTX2Pipeline``'s inputs (see the module doc) -> :class:`~interp.pipelines.inputs.PipelineInputs`."""
+    """``LTX2Pipeline`` / ``LTX2ImageToVideoPipeline`` inputs (see the module doc) ->
+    :class:`~interp.pipelines.inputs.PipelineInputs`."""
     pipe = pm.pipeline
     t = pm.transformer
     kw = resolve_knobs(pipe, guidance_scale, pipeline_kwargs)
     num_frames, height, width = pipeline_sizes(pipe, num_frames, height, width)
     if height % 32 or width % 32:  # LTX2Pipeline.check_inputs
-        raise PipelineError(f"LTX2Pipeline: height and width have to be divisible by 32, got {height} x {width}")
+        raise PipelineError(f"{pm.pipeline_class}: height and width have to be divisible by 32, got {height} x "
+                            f"{width}")  # fmt: skip
     device = next(t.parameters()).device
     b = len(prompts)
 
