@@ -55,8 +55,14 @@ class DiT(nn.Module):
         timestep: Float[Tensor, " batch"],
         text: TextConditioning,
         condition: Tensor | None = None,
-    ) -> Float[Tensor, "batch channels frames height width"]:
-        return self.hook_out(self.adapter.forward(self.transformer, latents, timestep, text, condition))
+        with_streams: bool = False,
+    ) -> Float[Tensor, "batch channels frames height width"] | tuple[Tensor, dict[str, Tensor]]:
+        """The prediction; ``with_streams``: (prediction, the model's predictions for its other denoised streams)
+        (LTX-2's audio: :meth:`~interp.adapters.base.Adapter.forward_streams`)."""
+        if not with_streams:
+            return self.hook_out(self.adapter.forward(self.transformer, latents, timestep, text, condition))
+        out, streams = self.adapter.forward_streams(self.transformer, latents, timestep, text, condition)
+        return self.hook_out(out), streams
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,8 @@ class ForwardPlan:
 class TraceResult:
     output: Float[Tensor, "batch channels frames height width"]
     acts: dict[str, Tensor]
+    # the model's predictions for its other denoised streams (``run(streams=True)``; LTX-2: audio_hidden_states)
+    streams: dict[str, Tensor] = field(default_factory=dict)
 
 
 class Traced:
@@ -195,8 +203,10 @@ class Traced:
         plan: ForwardPlan | None = None,
         step: int = 0,
         grad: bool = False,
+        streams: bool = False,
     ) -> TraceResult:
-        """One forward applying ``plan``; returns the prediction and the read values.
+        """One forward applying ``plan``; returns the prediction and the read values (``streams``: and the
+        predictions for the model's other denoised streams, LTX-2's audio).
 
         Every read, edit and skip runs inside one nnsight trace; read values are taken after any edit at the same
         site. An empty plan runs the bare forward; with ``reads_via_hooks`` a plan that only reads runs the plain
@@ -206,10 +216,11 @@ class Traced:
         """
         plan = plan or ForwardPlan()
         if plan.empty and not grad:  # nothing to trace: the bare forward (bit-identical; no nnsight)
-            return TraceResult(self(latents, timestep, text, condition), {})
+            with torch.no_grad():
+                return self._result(self.dit(latents, timestep, text, condition, streams), {})
         read = self.resolve(plan.read) if plan.read else []
         if self.reads_via_hooks and not (plan.edit or plan.skip or grad):  # opt-in: same tensors without nnsight
-            return self._read_with_hooks(latents, timestep, text, condition, read, plan.reduce)
+            return self._read_with_hooks(latents, timestep, text, condition, read, streams, plan.reduce)
         edits = {s: fn for k, fn in plan.edit.items() for s in self.resolve(k)}
         skips = self.resolve(plan.skip, blocks=True) if plan.skip else []
         skipped_blocks = {s for s in skips if s.startswith("blocks.") and s.count(".") == 1}
@@ -240,7 +251,7 @@ class Traced:
             path = self._paths[self._block_of[s]] if s in passthrough_reads else self._paths[s]
             ops.setdefault(path, []).append(s)
         saved: dict[str, Tensor] = {}
-        with torch.set_grad_enabled(grad), self.model.trace(latents, timestep, text, condition):
+        with torch.set_grad_enabled(grad), self.model.trace(latents, timestep, text, condition, streams):
             for path, names in ops.items():
                 env = self._envoy(path)
                 if any(n in skipped_blocks for n in names):
@@ -267,7 +278,13 @@ class Traced:
                         kept = plan.reduce(n, value) if plan.reduce is not None else value
                         saved[n] = nnsight.save(kept.clone() if copy and kept is value else kept)
             out = nnsight.save(self.model.output)
-        return TraceResult(out, {n: saved[n] for n in read})
+        return self._result(out, {n: saved[n] for n in read})
+
+    @staticmethod
+    def _result(out, acts: dict[str, Tensor]) -> TraceResult:
+        if isinstance(out, tuple):  # (prediction, other streams' predictions)
+            return TraceResult(out[0], acts, dict(out[1]))
+        return TraceResult(out, acts)
 
     def attention_rows(self, site: str, q: Tensor, k: Tensor, queries: Sequence[int], latent_shape: Sequence[int],
                        text: TextConditioning | None = None, key_mask: Tensor | None = None) -> Tensor:  # fmt: skip
@@ -278,7 +295,8 @@ class Traced:
         return attention_rows(self.adapter, self.dit.transformer, site, q, k, queries, latent_shape, text=text,
                               key_mask=key_mask)  # fmt: skip
 
-    def _read_with_hooks(self, latents, timestep, text, condition, read: list[str], reduce=None) -> TraceResult:
+    def _read_with_hooks(self, latents, timestep, text, condition, read: list[str],
+                         streams: bool = False, reduce=None) -> TraceResult:  # fmt: skip
         """A read-only plan through PyTorch forward hooks on the sites' hook points: the values an untouched nnsight
         trace saves (the modules' outputs, uncopied), at the cost of a bare forward."""
         saved: dict[str, Tensor] = {}
@@ -295,11 +313,12 @@ class Traced:
 
         handles = [self.dit.get_submodule(path).register_forward_hook(keep(names)) for path, names in by_path.items()]
         try:
-            out = self(latents, timestep, text, condition)
+            with torch.no_grad():
+                out = self.dit(latents, timestep, text, condition, streams)
         finally:
             for h in handles:
                 h.remove()
-        return TraceResult(out, {n: saved[n] for n in read})
+        return self._result(out, {n: saved[n] for n in read})
 
     def __call__(self, latents, timestep, text, condition=None) -> Tensor:
         """The bare forward (no nnsight), for comparison and for steps that need nothing traced."""

@@ -4,13 +4,16 @@ Per step s: the model's input latent x_s, the (guided) prediction v_s, x0_s deri
 parametrization (flow matching: x0 = x - sigma * v), the timestep and sigma. Each forward runs through
 :meth:`interp.trace.Traced.run` with a :class:`~interp.trace.ForwardPlan`; what it reads is returned per branch:
 ``cond`` / ``uncond`` (classifier-free guidance as two separate forwards, as diffusers' WanPipeline), prefixed by
-the expert's name (``transformer/cond``, ``transformer_2/uncond``) for two-expert Wan2.2 models.
+the expert's name (``transformer/cond``, ``transformer_2/uncond``) for two-expert Wan2.2 models. A pipeline with its
+own guidance rule names its branches and combines them (:class:`Guider`; LTX-2: ``cond``, ``uncond``, ``stg``,
+``modality``); latents denoised beside the video (LTX-2's audio) are ``TrajectoryInputs.streams``, stepped with them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from jaxtyping import Float
@@ -75,6 +78,23 @@ EVAL_FALLBACK = {"steps": 50, "shift": 5.0}
 (the shipped maze models name theirs: 50 steps, shift 5)."""
 
 
+class Guider(Protocol):
+    """A pipeline's own rule for the forwards of a step and how their predictions combine, in place of the loop's
+    classifier-free guidance (``LTX2Pipeline``: CFG, spatio-temporal and modality-isolation guidance in x0 space,
+    rescaled; :class:`interp.pipelines.ltx2.LTX2Guidance`)."""
+
+    kinds: tuple[str, ...]  # the forwards (branches) of every step, in order; "cond" first, "uncond" the negative text
+
+    def conditioning(self, kind: str, text: TextConditioning, negative: TextConditioning | None) -> TextConditioning:
+        """What the ``kind`` forward conditions on."""
+        ...
+
+    def combine(self, stream: str | None, x: Tensor, preds: dict[str, Tensor], sigma: Tensor) -> Tensor:
+        """The guided prediction of the video (``stream=None``) or of another stream, from each kind's prediction, the
+        latents ``x`` the step entered with and the step's sigma."""
+        ...
+
+
 @dataclass
 class TrajectoryInputs:
     """What the loop conditions on. ``negative`` defaults to the adapter's null text (zeros)."""
@@ -101,6 +121,12 @@ class TrajectoryInputs:
     # leading latent frames that are not video (WanVACE's reference images): denoised with the rest, dropped before
     # decoding, as the pipeline drops them
     reference_frames: int = 0
+    # latents the model denoises beside the video, by the extras key the adapter takes them in (LTX-2: the packed
+    # audio latents, {"audio_hidden_states": (B, tokens, C)}): every forward gets their current value and each is
+    # stepped by its own copy of the scheduler with the model's prediction for it, as the pipeline steps them
+    streams: dict[str, Tensor] | None = None
+    # the pipeline's own guidance rule (None: classifier-free guidance with SamplerConfig.guidance_scale)
+    guider: Guider | None = None
 
 
 @dataclass
@@ -129,6 +155,7 @@ class StepRecord:
     x0: Latent
     x_next: Latent  # the scheduler's output, input of the next step (the final latent after the last step)
     branches: dict[str, dict[str, Tensor]] = field(default_factory=dict)  # branch -> site -> value
+    streams: dict[str, Tensor] = field(default_factory=dict)  # the other streams after this step (TrajectoryInputs)
 
 
 @dataclass
@@ -138,6 +165,7 @@ class Trajectory:
     final: Latent
     records: list[StepRecord] = field(default_factory=list)  # kept steps (all unless keep=False)
     branch_steps: dict[str, list[int]] = field(default_factory=dict)
+    final_streams: dict[str, Tensor] = field(default_factory=dict)  # the other streams' final latents
 
     def stack(self, attr: str) -> Tensor:
         """``x``, ``v`` or ``x0`` of the kept steps, stacked: (steps, B, C, F, H, W)."""
@@ -215,10 +243,11 @@ def schedule(loaded: LoadedModel, config: SamplerConfig,
     sigmas = sched.sigmas[: len(ts)].cpu() if hasattr(sched, "sigmas") else torch.zeros(len(ts))
     branches: dict[str, list[int]] = {}
     two = len(loaded.transformers) > 1
+    guider = inputs.guider if inputs is not None else None
     for i, t in enumerate(ts):
         expert = loaded.expert_for(float(t))
         g = step_guidance(config, expert)
-        for kind in ("cond", "uncond") if g > 1.0 else ("cond",):
+        for kind in guider.kinds if guider is not None else ("cond", "uncond") if g > 1.0 else ("cond",):
             branches.setdefault(f"{expert}/{kind}" if two else kind, []).append(i)
     return ts, sigmas, branches
 
@@ -319,7 +348,9 @@ def run_trajectory(
     timesteps_host, sigmas_host = timesteps.cpu().tolist(), sigmas.cpu().tolist()
     experts = traced_experts(loaded)
     text = inputs.text.to(device, dtype)
-    negative = (inputs.negative or loaded.adapter.null_text(inputs.text)).to(device, dtype) if config.cfg else None
+    guider = inputs.guider
+    wants_negative = config.cfg if guider is None else "uncond" in guider.kinds
+    negative = (inputs.negative or loaded.adapter.null_text(inputs.text)).to(device, dtype) if wants_negative else None
     condition = None if inputs.condition is None else inputs.condition.to(device, dtype)
     token_mask = None
     if inputs.timestep_mask is not None:
@@ -345,6 +376,15 @@ def run_trajectory(
         sched.set_begin_index(begin)
     elif begin:
         raise ValueError(f"{type(sched).__name__} cannot start at step {begin}")
+    streams = {k: v.to(device).clone() for k, v in (inputs.streams or {}).items()}
+    if streams and begin:
+        raise ValueError(f"cannot resume mid-run: the loop does not keep the {', '.join(streams)} latents per step")
+    stream_scheds = {}
+    for k in streams:  # the pipeline steps each other stream with its own copy of the scheduler
+        stream_scheds[k] = make_scheduler(loaded, config.shift, inputs.timestep_kwargs)
+        set_timesteps(stream_scheds[k], config.steps, inputs.timestep_kwargs, device=device)
+        if hasattr(stream_scheds[k], "set_begin_index"):
+            stream_scheds[k].set_begin_index(0)
 
     stateful = is_stateful(sched)
     generators, old_x0 = None, None
@@ -374,18 +414,33 @@ def run_trajectory(
             x_in = x_in.to(dtype)
             ts = forward_timestep(t, x.shape[0], token_mask)
             branches: dict[str, dict[str, Tensor]] = {}
-            preds = {}
-            for kind, txt in (("cond", text), ("uncond", negative)):
-                if txt is None or (kind == "uncond" and guidance <= 1.0):
-                    continue
+            preds, stream_preds = {}, {}
+            if guider is None:
+                forwards = [(k, c) for k, c in (("cond", text), ("uncond", negative))
+                            if c is not None and not (k == "uncond" and guidance <= 1.0)]  # fmt: skip
+            else:
+                forwards = [(k, guider.conditioning(k, text, negative)) for k in guider.kinds]
+            for kind, txt in forwards:
                 label = f"{expert}/{kind}" if two else kind
                 fplan = plan(label, i) if plan is not None else default
-                res = traced.run(x_in, ts, txt, condition, plan=fplan, step=i, grad=grad)
-                preds[kind] = res.output
+                if streams:  # the other streams' current latents go into the forward
+                    txt = TextConditioning(txt.encoder_hidden_states,
+                                           {**txt.extras, **{k: s.to(dtype) for k, s in streams.items()}})  # fmt: skip
+                res = traced.run(x_in, ts, txt, condition, plan=fplan, step=i, grad=grad, streams=bool(streams))
+                preds[kind], stream_preds[kind] = res.output, res.streams
                 branches[label] = res.acts
                 traj.branch_steps.setdefault(label, []).append(i)
-            v = guide(preds["cond"], preds.get("uncond"), guidance)
             sigma = sigmas[i] if len(sigmas) else None
+            stream_v = {}
+            if guider is None:
+                v = guide(preds["cond"], preds.get("uncond"), guidance)
+                for k in streams:
+                    stream_v[k] = guide(stream_preds["cond"][k], stream_preds.get("uncond", {}).get(k), guidance)
+            else:
+                v = guider.combine(None, x, preds, sigma)
+                for k in streams:
+                    stream_v[k] = guider.combine(k, streams[k], {kind: p[k] for kind, p in stream_preds.items()},
+                                                 stream_scheds[k].sigmas[i])  # fmt: skip
             x0 = predict_x0(sched, x, v, t, sigma)
             if stateful:  # CogVideoXPipeline's DPM step, in the pipeline's layout (where its noise is drawn)
                 lay = (lambda a: a) if perm is None else (lambda a: a.permute(perm))  # noqa: E731
@@ -398,8 +453,10 @@ def run_trajectory(
                 x_next = sched.step(v, t, x, return_dict=False)[0]
             if inputs.first_frame is not None:
                 x_next[:, :, : inputs.first_frame.shape[2]] = inputs.first_frame.to(x_next)
+            for k in streams:  # as the pipeline steps them: the video's timestep, the stream's own scheduler
+                streams[k] = stream_scheds[k].step(stream_v[k], t, streams[k], return_dict=False)[0]
             s_val = sigmas_host[i] if sigma is not None else float("nan")
-            rec = StepRecord(i, timesteps_host[i], s_val, expert, x, v, x0, x_next, branches)
+            rec = StepRecord(i, timesteps_host[i], s_val, expert, x, v, x0, x_next, branches, dict(streams))
             x = x_next
             if on_step is not None:
                 on_step(rec)
@@ -407,4 +464,5 @@ def run_trajectory(
                 traj.records.append(rec)
             bar.advance(task)
     traj.final = x
+    traj.final_streams = streams
     return traj

@@ -297,6 +297,19 @@ class Adapter(ABC):
     ) -> Float[Tensor, "batch channels frames height width"]:
         """One model prediction in the canonical latent layout (``condition`` is concatenated on channels)."""
 
+    def forward_streams(
+        self,
+        transformer: nn.Module,
+        latents: Float[Tensor, "batch channels frames height width"],
+        timestep: Float[Tensor, " batch"],
+        text: TextConditioning,
+        condition: Tensor | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """(:meth:`forward`'s prediction, the predictions for the model's other denoised streams by the extras key
+        their latents come in): a model that denoises more than the video (LTX-2's audio, ``audio_hidden_states``)
+        returns them here, so the loop can step them too. Empty for video-only families."""
+        return self.forward(transformer, latents, timestep, text, condition), {}
+
     def random_text(
         self, transformer: nn.Module, batch: int, generator: torch.Generator, text_len: int | None = None
     ) -> TextConditioning:

@@ -8,7 +8,9 @@ Sites: the video stream's ``hook_resid_pre``, ``hook_attn_out`` (self-attention)
 ``hook_resid_post``; the audio stream's ``hook_audio_resid_pre``, ``hook_audio_attn_out``,
 ``hook_audio_cross_attn_out``, ``hook_audio_v2a_attn_out`` (video-to-audio), ``hook_audio_mlp_out``,
 ``hook_audio_resid_post``, in the order the block runs them. ``hook_out`` and the adapter's forward return the
-video prediction; the audio prediction is dropped (the loop steps the video latent only)."""
+video prediction; :meth:`LTX2Adapter.forward_streams` also returns the audio prediction (packed, as the model gives
+it), which the loop steps with its own copy of the scheduler when the inputs carry the audio latents as a stream
+(``LTX2Pipeline``: :mod:`interp.pipelines.ltx2`)."""
 
 from __future__ import annotations
 
@@ -292,9 +294,16 @@ class LTX2Adapter(LTXAdapter):
     nullable_extras = ("audio_encoder_hidden_states",)
 
     def forward(self, transformer, latents, timestep, text: TextConditioning, condition=None) -> Tensor:
-        """As ``LTX2Pipeline`` calls the model: packed video tokens and the grid size, the audio latents and their
-        text embeddings, one text mask for both streams (the extras' ``audio_encoder_attention_mask`` overrides it),
-        ``sigma = timestep`` (read by LTX-2.3's prompt modulation), ``audio_num_frames`` = the audio tokens."""
+        return self.forward_streams(transformer, latents, timestep, text, condition)[0]
+
+    def forward_streams(self, transformer, latents, timestep, text: TextConditioning,
+                        condition=None) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
+        """(video prediction, ``{"audio_hidden_states": audio prediction}``), as ``LTX2Pipeline`` calls the model:
+        packed video tokens and the grid size, the audio latents and their text embeddings, one text mask for both
+        streams (the extras' ``audio_encoder_attention_mask`` overrides it), ``sigma = timestep`` (read by LTX-2.3's
+        prompt modulation), ``audio_num_frames`` = the audio tokens. A per-token timestep (B, tokens)
+        (``LTX2ImageToVideoPipeline``: the first frame's tokens at 0) is the video's; the audio stream and ``sigma``
+        take the sample's own, ``timestep.amax(1)``, as that pipeline passes them."""
         self.check_channels(transformer, latents, condition)
         f, h, w = self.token_grid(transformer, latents.shape)
         extras = dict(text.extras)
@@ -306,8 +315,10 @@ class LTX2Adapter(LTXAdapter):
             mask = torch.ones(text.encoder_hidden_states.shape[:2], device=latents.device)
         extras.setdefault("audio_encoder_attention_mask", mask)
         extras.setdefault("audio_num_frames", extras["audio_hidden_states"].shape[1])
-        extras.setdefault("sigma", timestep)
-        out = transformer(
+        if timestep.ndim == 2:  # per-token (I2V: clean first-frame tokens at 0): audio and prompt take the sample's t
+            extras.setdefault("audio_timestep", timestep.amax(dim=1))
+        extras.setdefault("sigma", extras.get("audio_timestep", timestep))
+        video, audio = transformer(
             hidden_states=self.pack(transformer, self.concat_condition(latents, condition)),
             encoder_hidden_states=text.encoder_hidden_states,
             timestep=timestep,
@@ -317,5 +328,5 @@ class LTX2Adapter(LTXAdapter):
             width=w,
             return_dict=False,
             **extras,
-        )[0]
-        return self.unpack(transformer, out, latents.shape)
+        )
+        return self.unpack(transformer, video, latents.shape), {"audio_hidden_states": audio}

@@ -35,7 +35,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -45,7 +45,7 @@ from interp.budget import Estimate, forward_bytes, model_bytes
 from interp.experiments.cost import Cost, estimate_seconds, time_first_steps
 from interp.inputs import ModelInputs, model_inputs
 from interp.models import LoadedModel, load_model
-from interp.store import Pool, RunWriter
+from interp.store import Pool, RunWriter, partial_path
 from interp.store.atomic import disk_full_names
 from interp.store.capture import step_nbytes, step_values
 from interp.store.codec import DtypeSpec, check_spec, nbytes, site_dtype
@@ -87,6 +87,7 @@ class CaptureConfig(BaseModel):
         "component_dtypes",
         "text_encoder_offload",
         "true_cfg_scale",
+        "pipeline_kwargs",
         "scorer",
         "samples",
         "x0_overlap",
@@ -108,6 +109,9 @@ class CaptureConfig(BaseModel):
     # HunyuanVideoPipeline's classifier-free guidance (with a negative prompt; its guidance_scale is embedded):
     # ``--true-cfg-scale 4``
     true_cfg_scale: float | None = None
+    # the pipeline __call__'s other knobs by their own names (LTX2Pipeline's guidance terms, interp.pipelines.ltx2:
+    # --set 'pipeline_kwargs={stg_scale: 0, modality_scale: 1}'); None: the pipeline's own defaults
+    pipeline_kwargs: dict[str, Any] | None = None
     scorer: str | None = None  # 'module:function' (interp.scorers): scores of each decoded step and the final video
     samples: str | None = (
         None  # a folder of VBVR-Bench samples: their prompts and first frames (interp.pipelines.samples)
@@ -427,6 +431,7 @@ def capture_pipeline(
     from interp.pipelines.components import PipelineError, PipelineModel
     from interp.pipelines.decode import StepLens, decode_video, x0_steps
     from interp.pipelines.inputs import encode_inputs
+    from interp.pipelines.ltx2 import AUDIO, decode_audio
 
     out = Path(out)
     if out.exists() and not overwrite:
@@ -473,7 +478,7 @@ def capture_pipeline(
         num_frames=config.frames or meta.get("frames", 81), height=config.height or meta.get("height", 480),
         width=config.width or meta.get("width", 832),
         guidance_scale=config.guidance, seed=config.seed, max_sequence_length=config.max_sequence_length,
-        true_cfg_scale=config.true_cfg_scale,
+        true_cfg_scale=config.true_cfg_scale, pipeline_kwargs=config.pipeline_kwargs,
     )  # fmt: skip
     inputs = pi.trajectory
     config = config.model_copy(update=dict(frames=pi.num_frames, height=pi.height, width=pi.width))
@@ -494,7 +499,7 @@ def capture_pipeline(
                     "num_frames": pi.num_frames, "height": pi.height, "width": pi.width,
                     "seed_convention": "sample i: Generator().manual_seed(seed + i)",
                     **({"guidance_scale": config.guidance, "true_cfg_scale": config.true_cfg_scale}
-                       if pi.loop_guidance is not None else {})},
+                       if pi.loop_guidance is not None else {}), **({"call": pi.knobs} if pi.knobs else {})},
         "prompts": pi.prompts, "image_digests": pi.image_digests, "negative_prompt": pi.negative_prompt,
         "images": pi.images,
     }  # fmt: skip
@@ -527,7 +532,11 @@ def capture_pipeline(
 
     clock.mark("encode")
     try:
-        final = None
+        final, final_streams = None, {}
+        if writer.start_step and inputs.streams:
+            raise PipelineError(f"{out}: a partial {loaded.pipeline_class} capture cannot resume (the loop does not "
+                                f"keep its {', '.join(inputs.streams)} per step); delete {partial_path(out)} to start "
+                                "again")  # fmt: skip
         if writer.start_step < sampler.steps:
             start = (writer.start_step, writer.start_latents()) if writer.start_step else None
 
@@ -544,7 +553,7 @@ def capture_pipeline(
             traj = run_trajectory(loaded, inputs, sampler, read=sites, plan=keep.plan(sites, writer.reducer),
                                   on_step=step_hook, start=start, keep=False, progress=progress)  # fmt: skip
             flush(wait=True)
-            final = traj.final
+            final, final_streams = traj.final, traj.final_streams
         clock.mark("loop")
         if timings is not None and decoder is not None and decoder.gpu_seconds:
             timings["lens_gpu_s"] = timings.get("lens_gpu_s", 0.0) + sum(decoder.gpu_seconds)
@@ -553,6 +562,11 @@ def capture_pipeline(
         video = decode_video(loaded, final, first_frame=inputs.first_frame, reference_frames=inputs.reference_frames)
         clock.mark("decode")
         writer.put_array("video", video, {"axes": "batch,frame,height,width,rgb"})
+        if AUDIO in final_streams:  # LTX-2: the final audio latents and the vocoder's waveform
+            latents_a, wave = decode_audio(loaded, final_streams[AUDIO])
+            writer.put_array("audio_latents", latents_a, {"axes": "batch,channel,frame,mel_bin"})
+            rate = int(loaded.pipeline.vocoder.config.output_sampling_rate)
+            writer.put_array("audio", wave, {"axes": "batch,channel,sample", "sample_rate": rate})
         if scoring is not None:
             scoring.put_video(writer, video)
         path = writer.finish()

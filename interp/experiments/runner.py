@@ -125,6 +125,10 @@ def pipeline_group_inputs(exp: Experiment, loaded, level: int | None = None) -> 
     except PipelineError as e:
         raise ExperimentError(f"inputs: {e}") from None
     ti = pi.trajectory
+    if ti.streams or ti.guider is not None:  # the batch runner has neither yet: refused, never run as plain CFG
+        raise ExperimentError(f"inputs: {loaded.pipeline_class} denoises more than the video (its audio) with its "
+                              "own guidance rule, which experiments do not carry yet; capture it with "
+                              "`interp capture`")  # fmt: skip
     base = {exp.sampler.seed: ti.latents}
 
     def noise(seed: int) -> torch.Tensor:

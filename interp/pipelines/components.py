@@ -8,7 +8,8 @@ the pipeline's own ``encode_prompt`` / ``encode_image`` / ``video_processor`` / 
 (:mod:`interp.pipelines.inputs`) and latents decoded through its VAE (:mod:`interp.pipelines.decode`).
 
 Rules:
-- only classes of the ``diffusers`` and ``transformers`` libraries, found by name in those packages; never
+- only classes of the ``diffusers`` and ``transformers`` libraries, found by name in those packages (and in diffusers'
+  own pipeline packages, as LTX-2's ``["ltx2", "LTX2TextConnectors"]``: :func:`library`); never
   ``trust_remote_code``, never a custom module; weights only as safetensors (``use_safetensors=True``);
 - ``components``: the components to load (default: every one ``model_index.json`` lists); a component that is
   asked for but absent (``[null, null]`` or no subfolder) is one :class:`PipelineError` naming what is there;
@@ -56,6 +57,8 @@ SUPPORTED_PIPELINES = (
     "MochiPipeline",
     "HunyuanVideo15Pipeline",
     "HunyuanVideo15ImageToVideoPipeline",
+    "LTX2Pipeline",
+    "LTX2ImageToVideoPipeline",
 )
 OPTIONAL = ("transformer_2", "image_encoder", "image_processor")  # loaded when the pipeline has them
 ENCODERS = ("text_encoder", "text_encoder_2", "image_encoder")
@@ -65,6 +68,8 @@ REQUIRED_BY_CLASS = {
     "HunyuanVideo15Pipeline": ("tokenizer_2", "text_encoder_2", "guider"),  # Qwen2.5-VL + ByT5, its CFG guider
     "HunyuanVideo15ImageToVideoPipeline": ("tokenizer_2", "text_encoder_2", "guider", "image_encoder",
                                            "feature_extractor"),  # and SigLIP
+    "LTX2Pipeline": ("connectors", "audio_vae", "vocoder"),  # text connectors; the audio latents' VAE and vocoder
+    "LTX2ImageToVideoPipeline": ("connectors", "audio_vae", "vocoder"),
 }  # fmt: skip
 
 
@@ -136,15 +141,28 @@ def pipeline_class(index: dict, where: str = "") -> type:
     return cls
 
 
+def library(lib) -> Any:
+    """The module a ``model_index.json`` library name stands for: ``diffusers``, ``transformers``, or a diffusers
+    pipeline package holding its own components (LTX-2's ``["ltx2", "LTX2TextConnectors"]`` is
+    ``diffusers.pipelines.ltx2``, as diffusers resolves it); None for anything else."""
+    if lib in LIBRARIES:
+        return LIBRARIES[lib]
+    if isinstance(lib, str) and lib.isidentifier() and lib in diffusers.pipelines._import_structure:
+        return getattr(diffusers.pipelines, lib)
+    return None
+
+
 def component_class(name: str, entry: tuple, where: str = "") -> type:
     lib, cls_name = entry
-    if lib not in LIBRARIES:
+    module = library(lib)
+    if module is None:
         raise PipelineError(f"{where}: component {name!r} is of library {lib!r}; interp loads classes of "
-                            f"{' and '.join(LIBRARIES)} only (never remote code)")  # fmt: skip
-    cls = getattr(LIBRARIES[lib], cls_name, None)
+                            f"{' and '.join(LIBRARIES)} (and diffusers' own pipeline packages) only (never remote "
+                            "code)")  # fmt: skip
+    cls = getattr(module, cls_name, None)
     if not isinstance(cls, type):
         raise PipelineError(f"{where}: component {name!r} names {lib}.{cls_name}, which {lib} "
-                            f"{getattr(LIBRARIES[lib], '__version__', '')} does not have")  # fmt: skip
+                            f"{getattr(module, '__version__', '')} does not have")  # fmt: skip
     return cls
 
 
@@ -190,9 +208,10 @@ def load_component(path: Path, name: str, entry: tuple, dtype, device):
     sub = path / name
     if not sub.is_dir():
         raise PipelineError(f"{path}: model_index.json lists {name!r} ({entry[1]}) but there is no {name}/ folder")
+    ours = entry[0] != "transformers"  # a diffusers class (of diffusers or one of its pipeline packages)
     if isinstance(cls, type) and issubclass(cls, nn.Module):
-        kw = {"torch_dtype": dtype} if entry[0] == "diffusers" else {"dtype": dtype}
-        if entry[0] == "diffusers":  # safetensors only, weights matching the config exactly
+        kw = {"torch_dtype": dtype} if ours else {"dtype": dtype}
+        if ours:  # safetensors only, weights matching the config exactly
             return from_pretrained(cls, sub, **kw).to(device).eval()
         check_weight_files(sub)
         return cls.from_pretrained(sub, use_safetensors=True, **kw).to(device).eval()

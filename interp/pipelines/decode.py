@@ -97,7 +97,7 @@ def decode_frames(pm, latents: Tensor, *, downscale: int = 1, first_frame: Tenso
     if first_frame is not None:
         latents = latents.clone()
         latents[:, :, : first_frame.shape[2]] = first_frame.to(latents)
-    if type(pipe).__name__ in ("LTXPipeline", "LTXImageToVideoPipeline"):
+    if type(pipe).__name__ in ("LTXPipeline", "LTXImageToVideoPipeline", "LTX2Pipeline", "LTX2ImageToVideoPipeline"):
         video = _ltx_decode(pipe, latents)
     elif type(pipe).__name__ == "MochiPipeline":
         video = _mochi_decode(pipe, latents)

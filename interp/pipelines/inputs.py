@@ -5,7 +5,8 @@ embeddings, Wan2.2 A14B's two experts, Wan2.2 TI2V-5B's ``expand_timesteps``; ``
 ``SkyReelsV2ImageToVideoPipeline`` the same way; ``WanVACEPipeline``: :func:`_wan_vace_inputs`), ``MochiPipeline``
 (:func:`_mochi_inputs`), ``HunyuanVideo15Pipeline`` (:func:`_hunyuan15_inputs`), CogVideoX (``CogVideoXPipeline``,
 ``CogVideoXImageToVideoPipeline``: :func:`_cogvideox_inputs`), LTX-Video (``LTXPipeline``,
-``LTXImageToVideoPipeline``: :func:`_ltx_inputs`) and ``HunyuanVideoPipeline`` (:func:`_hunyuan_inputs`),
+``LTXImageToVideoPipeline``: :func:`_ltx_inputs`), ``HunyuanVideoPipeline`` (:func:`_hunyuan_inputs`) and
+``LTX2Pipeline`` / ``LTX2ImageToVideoPipeline`` (video and audio: :mod:`interp.pipelines.ltx2`),
 :func:`encode_inputs` does what the pipeline's ``__call__`` does before its loop, with the same knobs and
 names (``num_frames``, ``height`` and
 ``width`` in pixels, ``guidance_scale``, ``negative_prompt``, ``max_sequence_length``):
@@ -55,6 +56,7 @@ class PipelineInputs:
     # HunyuanVideo, whose ``guidance_scale`` is embedded in the model and whose CFG is ``true_cfg_scale``
     # (None: as given)
     loop_guidance: float | None = None
+    knobs: dict | None = None  # the pipeline's other __call__ knobs as resolved (LTX-2's guidance terms)
 
 
 def load_image(img) -> Image.Image:
@@ -126,10 +128,12 @@ def check_inputs(pm: PipelineModel, prompts: list[str] | None, images: list | No
 
 REFERENCE_PIPELINES = ("WanVACEPipeline",)  # an image per prompt is optional: a reference image (R2V)
 I2V_PIPELINES = ("WanImageToVideoPipeline", "CogVideoXImageToVideoPipeline", "LTXImageToVideoPipeline",
-                 "SkyReelsV2ImageToVideoPipeline", "HunyuanVideo15ImageToVideoPipeline")  # fmt: skip
+                 "SkyReelsV2ImageToVideoPipeline", "HunyuanVideo15ImageToVideoPipeline",
+                 "LTX2ImageToVideoPipeline")  # fmt: skip
 HUNYUAN15_PIPELINES = ("HunyuanVideo15Pipeline", "HunyuanVideo15ImageToVideoPipeline")
 COGVIDEOX_PIPELINES = ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline")
 LTX_PIPELINES = ("LTXPipeline", "LTXImageToVideoPipeline")
+LTX2_PIPELINES = ("LTX2Pipeline", "LTX2ImageToVideoPipeline")
 
 
 def vae_ratios(pipe) -> tuple[int, int]:
@@ -179,13 +183,23 @@ def encode_inputs(
     seed: int = 0,
     max_sequence_length: int | None = None,
     true_cfg_scale: float | None = None,
+    pipeline_kwargs: dict | None = None,
 ) -> PipelineInputs:
     """Prompts (and images) -> the loop's inputs, exactly as the pipeline's ``__call__`` prepares them
-    (``max_sequence_length=None``: the pipeline's own default)."""
+    (``max_sequence_length=None``: the pipeline's own default). ``pipeline_kwargs``: other ``__call__`` knobs by
+    their own names (``LTX2Pipeline``'s guidance terms: :data:`interp.pipelines.ltx2.KNOBS`)."""
     check_inputs(pm, prompts, images)
     pipe = pm.pipeline
     if max_sequence_length is None:
         max_sequence_length = call_default(pipe, "max_sequence_length")
+    if pm.pipeline_class in LTX2_PIPELINES:
+        from interp.pipelines.ltx2 import ltx2_inputs  # here: interp.pipelines.ltx2 builds on this module
+
+        return ltx2_inputs(pm, prompts, images, negative_prompt, num_frames, height, width, guidance_scale, seed,
+                           max_sequence_length, pipeline_kwargs)  # fmt: skip
+    if pipeline_kwargs:
+        raise PipelineError(f"pipeline_kwargs {sorted(pipeline_kwargs)}: {pm.pipeline_class} takes none (they are "
+                            "LTX2Pipeline's guidance knobs)")  # fmt: skip
     if pm.pipeline_class == "HunyuanVideoPipeline":
         return _hunyuan_inputs(pm, prompts, negative_prompt, num_frames, height, width, guidance_scale, seed,
                                max_sequence_length, true_cfg_scale)  # fmt: skip

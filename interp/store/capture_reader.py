@@ -270,6 +270,22 @@ class CaptureReader:
         """(B, F, H, W, 3) uint8: the final video decoded by the pipeline's VAE (pipeline captures)."""
         return self.file["video"][()] if "video" in self.file else None
 
+    @property
+    def audio(self) -> np.ndarray | None:
+        """(B, channels, samples) float32: the final audio waveform of an audio-video pipeline (LTX-2: its audio VAE
+        and vocoder; the sample rate is ``audio_sample_rate``); None for video-only pipelines."""
+        return self.file["audio"][()] if "audio" in self.file else None
+
+    @property
+    def audio_sample_rate(self) -> int | None:
+        return int(self.file["audio"].attrs["sample_rate"]) if "audio" in self.file else None
+
+    @property
+    def audio_latents(self) -> np.ndarray | None:
+        """(B, C, audio frames, mel bins) float32: the final audio latents, de-normalised, as the pipeline's
+        ``__call__(output_type="latent")`` returns them (LTX-2); None for video-only pipelines."""
+        return self.file["audio_latents"][()] if "audio_latents" in self.file else None
+
     def _x0_rows(self) -> tuple[list[int], list[int]] | None:
         """(rows, steps) of the decoded x0 steps on disk (all of them when the capture is complete)."""
         if "x0_video" not in self.file:

@@ -1,7 +1,7 @@
 """Tiny random diffusers pipelines from the real component classes, saved with ``save_pretrained`` (nothing
 downloaded): Wan2.1 T2V, Wan2.1 I2V (CLIP image encoder), Wan2.2 A14B I2V (two experts, ``boundary_ratio``) and
 Wan2.2 TI2V-5B (``expand_timesteps``), sized as diffusers' own Wan pipeline tests build them; CogVideoX, LTX-Video,
-HunyuanVideo, SkyReels-V2, Wan VACE and Mochi below.
+HunyuanVideo, SkyReels-V2, Wan VACE, Mochi, HunyuanVideo 1.5 and LTX-2 below.
 
 Each builder returns the directory; a 5-frame 32x32 video in 3 steps runs in seconds on a CPU.
 """
@@ -384,3 +384,71 @@ def hunyuan15_pipeline(kind: str):
 
 
 FAMILY_BUILDERS.update({"hunyuan15": hunyuan15_pipeline, "hunyuan15-i2v": hunyuan15_pipeline})
+
+
+# --- LTX-2 (T2AV): a Gemma 3 text encoder (hidden states of every layer), text connectors, video + audio latents
+# denoised by one transformer, LTX-2's video VAE, audio VAE and vocoder; sized as diffusers' own LTX-2 tests ---------
+
+LTX2_SIZE = dict(num_frames=5, height=32, width=32)  # video latent 3 x 16 x 16; 5 audio latent frames at 25 fps
+
+
+def ltx2_pipeline(kind: str):
+    from diffusers import (
+        AutoencoderKLLTX2Audio,
+        AutoencoderKLLTX2Video,
+        FlowMatchEulerDiscreteScheduler,
+        LTX2ImageToVideoPipeline,
+        LTX2Pipeline,
+        LTX2VideoTransformer3DModel,
+    )
+    from diffusers.pipelines.ltx2 import LTX2TextConnectors
+    from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3TextConfig, SiglipVisionConfig
+
+    tok = tokenizer()
+    h = 16  # Gemma's width; the connectors' heads x head_dim and the transformer's caption_channels match it
+    text = Gemma3TextConfig(vocab_size=len(tok), hidden_size=h, intermediate_size=32, num_hidden_layers=2,
+                            num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=128,
+                            pad_token_id=0, eos_token_id=1, bos_token_id=1, sliding_window=16)  # fmt: skip
+    vision = SiglipVisionConfig(hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                image_size=16, patch_size=8)  # fmt: skip
+    gemma = Gemma3ForConditionalGeneration(Gemma3Config(text_config=text, vision_config=vision,
+                                                        mm_tokens_per_image=4)).eval()  # fmt: skip
+    # perturbed_attn: LTX-2.3's, whose self-attention STG perturbs
+    t = LTX2VideoTransformer3DModel(in_channels=4, out_channels=4, patch_size=1, patch_size_t=1, num_attention_heads=2,
+                                    attention_head_dim=8, cross_attention_dim=16, audio_in_channels=4,
+                                    audio_out_channels=4, audio_num_attention_heads=2, audio_attention_head_dim=4,
+                                    audio_cross_attention_dim=8, num_layers=2, qk_norm="rms_norm_across_heads",
+                                    caption_channels=h, rope_double_precision=False, rope_type="split",
+                                    perturbed_attn=True)  # fmt: skip
+    connector = dict(num_attention_heads=2, attention_head_dim=8, num_layers=1, num_learnable_registers=None)
+    per_modality = {f"{m}_connector_{k}": v for m in ("video", "audio") for k, v in connector.items()}
+    connectors = LTX2TextConnectors(caption_channels=h, text_proj_in_factor=text.num_hidden_layers + 1, **per_modality,
+                                    connector_rope_base_seq_len=32, rope_double_precision=False,
+                                    causal_temporal_positioning=False, rope_type="split")  # fmt: skip
+    vae_ = AutoencoderKLLTX2Video(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8,),
+                                  decoder_block_out_channels=(8,), layers_per_block=(1,),
+                                  decoder_layers_per_block=(1, 1),
+                                  spatio_temporal_scaling=(True,), decoder_spatio_temporal_scaling=(True,),
+                                  decoder_inject_noise=(False, False), downsample_type=("spatial",),
+                                  upsample_residual=(False,), upsample_factor=(1,), timestep_conditioning=False,
+                                  patch_size=1, patch_size_t=1, encoder_causal=True, decoder_causal=False)  # fmt: skip
+    vae_.use_framewise_encoding = vae_.use_framewise_decoding = False
+    audio_vae = AutoencoderKLLTX2Audio(base_channels=4, output_channels=2, ch_mult=(1,), num_res_blocks=1,
+                                       attn_resolutions=None, in_channels=2, resolution=32, latent_channels=2,
+                                       norm_type="pixel", causality_axis="height", dropout=0.0,
+                                       mid_block_add_attention=False, sample_rate=16000, mel_hop_length=160,
+                                       is_causal=True, mel_bins=8)  # fmt: skip
+    g = torch.Generator().manual_seed(5)  # non-trivial statistics, so that a wrong de-normalization shows
+    for v in (vae_, audio_vae):
+        v.latents_mean.copy_(torch.randn(v.latents_mean.shape, generator=g) * 0.3)
+        v.latents_std.copy_(torch.rand(v.latents_std.shape, generator=g) + 0.5)
+    vocoder = LTX2Vocoder(in_channels=2 * 8, hidden_channels=32, out_channels=2, upsample_kernel_sizes=[4, 4],
+                          upsample_factors=[2, 2], resnet_kernel_sizes=[3], resnet_dilations=[[1, 3, 5]],
+                          leaky_relu_negative_slope=0.1, output_sampling_rate=16000)  # fmt: skip
+    cls = LTX2ImageToVideoPipeline if kind == "ltx2-i2v" else LTX2Pipeline
+    return cls(transformer=t, vae=vae_, audio_vae=audio_vae, text_encoder=gemma, tokenizer=tok, connectors=connectors,
+               vocoder=vocoder, scheduler=FlowMatchEulerDiscreteScheduler(**LTX_SCHEDULER))  # fmt: skip
+
+
+FAMILY_BUILDERS.update({"ltx2": ltx2_pipeline, "ltx2-i2v": ltx2_pipeline})
