@@ -149,7 +149,7 @@ def report(out: Path) -> None:
         return len(set(np.argsort(-np.abs(R))[:10]) & set(np.argsort(-np.abs(est))[:20])) / 10
 
     def line(name, est):
-        print(f"  {name:44s} rho {spearman(R, est):.3f}  top-10 in top-20 {top(est):.0%}  "
+        print(f"  {name:52s} rho {spearman(R, est):.3f}  top-10 in top-20 {top(est):.0%}  "
               f"attn_out {spearman(R[att], est[att]):.2f}  mlp_out {spearman(R[~att], est[~att]):.2f}")  # fmt: skip
 
     est = cur["est"].mean(1)
@@ -169,6 +169,12 @@ def report(out: Path) -> None:
         print(f"  {pts[i]:26s} " + " ".join(f"{real[a][i]:+.4f}" for a in alphas) + f" | {est[i]:+.4f}")
     print("estimators, against the real effect at alpha = 1 (cost in forward + backward passes of the target):")
     line("AtP (1)", est)
+    for n in (20, 48):  # the largest |AtP| estimates replaced by their real effects: the rest ranked by AtP
+        top_n = np.argsort(-np.abs(est))[:n]
+        line(
+            f"AtP, then real patching of its top {n} (1 + {n} runs)",
+            np.where(np.isin(np.arange(len(est)), top_n), R, est),
+        )
     if (out / "path.npz").exists():
         p = np.load(out / "path.npz")
         D, k = p["D"], len(p["al"]) - 1
