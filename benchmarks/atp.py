@@ -7,7 +7,7 @@ run and one forward + backward per sample), from the same experiment. Prints the
 with the real effects (goal >= 0.8), the share of the 10 largest real effects among AtP's 20 largest, and the cost
 ratio (wall time of the real sweep / AtP's); ``--alphas 1,3,6`` also measures the integrated-gradients variant.
 
-Run: python -m benchmarks.atp [--n 2] [--size 5] [--steps 4] [--patch-steps 0,1,2] [--alphas 1,3] [--out DIR]
+Run: python -m benchmarks.atp [--n 2] [--size 5] [--seed 0] [--steps 4] [--patch-steps 0,1,2] [--alphas 1,3] [--out DIR]
 [--report] (--report: only the comparison, from the results files and wall times a run left under --out)
 """
 
@@ -44,7 +44,7 @@ def experiment(args, method: str, alphas: int = 1) -> dict:
     data = {
         "name": f"atp-bench-{method}",
         "model": "maze-wan",
-        "inputs": {"task": "maze", "sizes": [args.size], "count": args.n, "seed": 0},
+        "inputs": {"task": "maze", "sizes": [args.size], "count": args.n, "seed": args.seed},
         "sampler": {"steps": args.steps},
         "interventions": [
             {"kind": "patch", "site": args.sites[0], "layers": [0], "steps": [0], "source": {"input": 1, "seed": None}}
@@ -66,6 +66,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--n", type=int, default=2, help="mazes (samples)")
     p.add_argument("--size", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0, help="held-out maze seed (which mazes)")
     p.add_argument("--steps", type=int, default=4, help="sampling steps")
     p.add_argument("--patch-steps", type=lambda s: [int(v) for v in s.split(",")], default=[0, 1, 2])
     p.add_argument("--sites", type=lambda s: s.split(","), default=SITES, help="site templates, comma-separated")
@@ -108,7 +109,7 @@ def report(args, out: Path, read_metrics) -> None:
     t_real = json.loads((out / "real" / "wall_s.json").read_text())["wall_s"]
     pts = r["points"]
     n_points = len(pts)
-    print(f"maze-wan, {args.n} mazes of {args.size}x{args.size}, {args.steps} steps; sites: "
+    print(f"maze-wan, {args.n} mazes of {args.size}x{args.size} (seed {args.seed}), {args.steps} steps; sites: "
           f"{', '.join(s.replace('{layer}', '{0-15}') for s in args.sites)} x steps {args.patch_steps} = {n_points} "
           "points; source: the next maze, same noise; metric: mse_to_source of the final video")  # fmt: skip
     print(f"real patching sweep: {t_real:.1f} s ({n_points * args.n} patched trajectories)")
