@@ -14,8 +14,8 @@ block's colour = the mean of its centre, :func:`interp.tasks.suite.block_means`)
   when a complete route is not correct, *none* otherwise (blur, a partial trail, or two correct routes at once).
 - ``mirror``: a block is *sharp* when its colour is at most ``1 - CONTRAST`` of the way from its nearest palette
   colour to the second nearest (d1 / (d1 + d2) <= 0.4: a 50/50 blend is not sharp). The answer region is the
-  k x k mirror image; its answer is *none* unless every block of it is sharp and one is coloured, then *right* when every block is the
-  true colour, else *wrong*. Mirror has no routes: Chain-of-Steps does not score it.
+  k x k mirror image; its answer is *none* unless every block of it is sharp and one is coloured, then *right*
+  when every block is the true colour, else *wrong*. Mirror has no routes: Chain-of-Steps does not score it.
 
 The layout kept (working memory): the blocks whose class is the same in every frame of the task's own solution
 video (route tasks: trail read as open, so a correct alternative route does not count against it).
@@ -72,6 +72,13 @@ def sharp_trail(frame: np.ndarray, terminals: list[tuple], contrast: float = CON
     for b in terminals:
         mask[b] = False
     return {tuple(int(v) for v in b) for b in np.argwhere(mask)}
+
+
+def trail(task: str, frame: np.ndarray, instance: dict) -> set:
+    """The sharp trail blocks of one frame of a route task (its start and goals excluded)."""
+    _check(task, ROUTE_TASKS, "trail")
+    _, start, goals, _ = _route_geometry(task, instance)
+    return sharp_trail(frame, [start, *goals])
 
 
 def candidates(task: str, frame: np.ndarray, instance: dict, *, contrast: float = CONTRAST,
@@ -144,14 +151,24 @@ def _classes(task: str, video: np.ndarray) -> np.ndarray:
     return cls
 
 
+def layout(task: str, instance: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(block classes of the solution's first frame, the layout mask: blocks of the same class in every frame)."""
+    _check(task, ANSWER_TASKS, "layout")
+    truth = _classes(task, get_task(task).render(instance))
+    return truth[0], (truth == truth[:1]).all(0)
+
+
+def frame_classes(task: str, video: np.ndarray) -> np.ndarray:
+    """Nearest-colour block classes of a decoded frame (H x W x 3) or video, as :func:`layout` reads them."""
+    return _classes(task, np.asarray(video))
+
+
 def layout_fidelity(task: str, video: np.ndarray, instance: dict) -> np.ndarray:
     """(F,) share of the layout's blocks (the same class in every frame of the solution) that a decoded video
     (uint8 F x H x W x 3) keeps, per frame."""
-    _check(task, ANSWER_TASKS, "layout_fidelity")
-    truth = _classes(task, get_task(task).render(instance))
-    static = (truth == truth[:1]).all(0)
+    first, static = layout(task, instance)
     got = _classes(task, np.asarray(video))
-    return (got[:, static] == truth[0][static]).mean(-1)
+    return (got[:, static] == first[static]).mean(-1)
 
 
 def probe_labels(task: str, instance: dict, frames: int) -> dict[str, np.ndarray]:
@@ -181,5 +198,5 @@ def probe_labels(task: str, instance: dict, frames: int) -> dict[str, np.ndarray
     return {k: np.repeat(v[None], frames, 0) for k, v in (("layout", layout), ("answer", ans))}
 
 
-__all__ = ["ANSWER_TASKS", "LABEL_NAMES", "ROUTE_TASKS", "answer", "candidates", "layout_fidelity", "probe_labels",
-           "sharp_colours", "sharp_trail"]  # fmt: skip
+__all__ = ["ANSWER_TASKS", "LABEL_NAMES", "ROUTE_TASKS", "answer", "candidates", "frame_classes", "layout",
+           "layout_fidelity", "probe_labels", "sharp_colours", "sharp_trail", "trail"]  # fmt: skip
