@@ -832,14 +832,14 @@ def analyze_suite_chain(results: Path, exp, loaded, out: Path):
     task, insts = exp.inputs.task, _suite_instances(exp)
     x0 = d["x0"][0]  # (n, steps, C, F, H, W) latents
     n, steps = x0.shape[:2]
-    finals = _decode(loaded, d["final"][0])
     sharp, off = np.zeros((n, steps)), np.zeros((n, steps))
     commit = np.zeros(n, int)
     vids_of = {}
     for i in range(n):
         vids = _decode(loaded, x0[i])  # (steps, F, H, W, 3)
         vids_of[i] = vids[:, -1]
-        star = ans.trail(task, finals[i][-1], insts[i])
+        # the final answer: the last step's x0 is the final latent (the flow-matching step to sigma 0 lands on it)
+        star = ans.trail(task, vids[-1][-1], insts[i])
         sets = [ans.trail(task, vids[s][-1], insts[i]) for s in range(steps)]
         for s in range(steps):
             sharp[i, s] = ans.candidates(task, vids[s][-1], insts[i]).n
