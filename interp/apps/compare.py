@@ -131,6 +131,8 @@ class Profile:
     samples: dict[str, np.ndarray] = field(default_factory=dict)  # column -> (profiled layers, samples)
     layers: list[int] | None = None  # the profiled blocks (None: every block)
     inputs: str = ""  # what it ran on (profiles with the same inputs are paired: same samples, same tokens)
+    source: str = ""  # the model it profiles (a suite model's tasks share it)
+    task: str | None = None  # a suite model's task
 
     @property
     def profiled(self) -> list[int]:
@@ -179,7 +181,7 @@ class _DiT:
         self.loaded = load_model(name, cfg.device)
         if (self.loaded.task or {}).get("task") != "maze":
             raise ValueError(f"{name}: no maze task metadata (interp.json); compare needs models trained on mazes")
-        self.name, self.family = name, self.loaded.family
+        self.name, self.family, self.source = name, self.loaded.family, name
         self.n_layers = len(self.loaded.adapter.blocks(self.loaded.transformer))
 
     def _run(self, mazes, plan=None, on_step=None) -> np.ndarray:
@@ -239,7 +241,7 @@ class _Suite:
 
     def __init__(self, name: str, pm, task: str, cfg: CompareConfig):
         self.cfg, self.pm = cfg, pm
-        self.name, self.family = f"{name}/{task}", pm.family
+        self.name, self.family, self.source = f"{name}/{task}", pm.family, name
         self.n_layers = len(pm.adapter.blocks(pm.transformer))
         self.task_name, self.task = task, suite.get_task(task)
         if task not in cfg.levels:
@@ -305,7 +307,7 @@ class _LM:
     def __init__(self, name: str, cfg: CompareConfig):
         self.cfg = cfg
         self.loaded = load_lm(name, cfg.device)
-        self.name, self.family, self.n_layers = name, "lm", self.loaded.n_layers
+        self.name, self.family, self.n_layers, self.source = name, "lm", self.loaded.n_layers, name
 
     def clean_and_acts(self, mazes):
         self.toks, outs = generate(self.loaded, mazes)
@@ -434,7 +436,8 @@ def _profile(m, mazes, cfg: CompareConfig, tokens: dict, force: bool, progress: 
     log(f"clean success rate {clean.mean():.3f} ({m.n_layers} blocks)")
     inputs = (f"{m.task_name} level {m.level}, n {cfg.n}, seed {cfg.seed}" if suite_unit
               else f"mazes {cfg.size}x{cfg.size}, n {cfg.n}, seed {cfg.seed}")  # fmt: skip
-    p = Profile(m.name, m.family, m.n_layers, float(clean.mean()), layers=cfg.layers, inputs=inputs)
+    p = Profile(m.name, m.family, m.n_layers, float(clean.mean()), layers=cfg.layers, inputs=inputs,
+                source=m.source, task=m.task_name if suite_unit else None)
     if "skip" in cfg.measures:
         p.samples["skip_damage"] = clean[None] - _per_layer(m.skip, items, layers, "skip", log)
         log("skip " + " ".join(f"{x:.2f}" for x in p.samples["skip_damage"].mean(1)))
@@ -483,18 +486,29 @@ AGNOSTIC_RULE = (
 )
 
 
-def _on_grid(v: np.ndarray, k: int) -> np.ndarray:
-    return np.interp(np.linspace(0, 1, k), np.linspace(0, 1, len(v)), v) if len(v) != k else v
+def _grid(n: int, k: int) -> np.ndarray:
+    """(n, k) linear interpolation of an n-point profile over depth onto k evenly spaced depths."""
+    eye = np.eye(n)
+    return np.stack([np.interp(np.linspace(0, 1, k), np.linspace(0, 1, n), e) for e in eye])
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
+def _rho_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row pair of two (rows, depths) arrays on a common depth grid (the shorter's); NaN where
+    a row is flat."""
+    k = min(a.shape[1], b.shape[1])
+    a, b = a @ _grid(a.shape[1], k), b @ _grid(b.shape[1], k)
+    ra, rb = rankdata(a, axis=1), rankdata(b, axis=1)
+    ra, rb = ra - ra.mean(1, keepdims=True), rb - rb.mean(1, keepdims=True)
+    den = np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
+    flat = (np.ptp(a, 1) == 0) | (np.ptp(b, 1) == 0) | np.isnan(a).any(1) | np.isnan(b).any(1) | (k < 3)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(flat, np.nan, (ra * rb).sum(1) / np.where(den > 0, den, 1))
+
+
+def spearman(a, b) -> float:
     """Spearman's rho of two profiles over depth (the longer resampled onto the shorter's grid); NaN when one is
     flat."""
-    k = min(len(a), len(b))
-    a, b = _on_grid(np.asarray(a, float), k), _on_grid(np.asarray(b, float), k)
-    if k < 3 or np.ptp(a) == 0 or np.ptp(b) == 0 or np.isnan(a).any() or np.isnan(b).any():
-        return float("nan")
-    return float(np.corrcoef(rankdata(a), rankdata(b))[0, 1])
+    return float(_rho_rows(np.asarray(a, float)[None], np.asarray(b, float)[None])[0])
 
 
 def profile_corr(a: np.ndarray, b: np.ndarray, paired: bool = False) -> st.Interval:
@@ -502,12 +516,9 @@ def profile_corr(a: np.ndarray, b: np.ndarray, paired: bool = False) -> st.Inter
     est = spearman(a.mean(1), b.mean(1))
     rng = np.random.default_rng(st.SEED)
     na, nb = a.shape[1], b.shape[1]
-    reps = []
-    for _ in range(st.N_BOOT):
-        ia = rng.integers(0, na, na)
-        ib = ia if paired and na == nb else rng.integers(0, nb, nb)
-        reps.append(spearman(a[:, ia].mean(1), b[:, ib].mean(1)))
-    reps = np.asarray(reps)
+    ia = rng.integers(0, na, (st.N_BOOT, na))
+    ib = ia if paired and na == nb else rng.integers(0, nb, (st.N_BOOT, nb))
+    reps = _rho_rows(a[:, ia].mean(2).T, b[:, ib].mean(2).T)
     reps = reps[~np.isnan(reps)]
     if np.isnan(est) or len(reps) < st.N_BOOT // 2:  # mostly flat resamples: no interval
         return st.Interval(est, float("nan"), float("nan"), min(na, nb))
@@ -534,7 +545,8 @@ def agnostic(profiles: list[Profile], cka: dict[str, np.ndarray] | None = None) 
     pairs = []
     for i, a in enumerate(profiles):
         for b in profiles[i + 1 :]:
-            row = {"a": a.model, "b": b.model, "same_model": a.model.split("/")[0] == b.model.split("/")[0]}
+            row = {"a": a.model, "b": b.model, "tasks_of_one_model": a.task is not None and b.task is not None
+                   and (a.source or a.model) == (b.source or b.model)}  # fmt: skip
             for c in COLUMNS + ("cka_next",):
                 va, vb = _column(a, c, cka), _column(b, c, cka)
                 if va is None or vb is None:
@@ -545,7 +557,7 @@ def agnostic(profiles: list[Profile], cka: dict[str, np.ndarray] | None = None) 
                 else:
                     row[c] = {"rho": spearman(va, vb), "lo": None, "hi": None}
             pairs.append(row)
-    tasks = [r for r in pairs if r["same_model"] and "/" in r["a"] and AGNOSTIC_COLUMN in r]
+    tasks = [r for r in pairs if r["tasks_of_one_model"] and AGNOSTIC_COLUMN in r]
     ivs = [st.Interval(r[AGNOSTIC_COLUMN]["rho"], r[AGNOSTIC_COLUMN]["lo"], r[AGNOSTIC_COLUMN]["hi"], 0)
            for r in tasks]  # fmt: skip
     return {"column": AGNOSTIC_COLUMN, "rule": AGNOSTIC_RULE, "verdict": agnostic_verdict(ivs),
@@ -591,7 +603,8 @@ def agnostic_markdown(agn: dict) -> list[str]:
     """The verdict line, its rule and every pair's rank correlations."""
     pairs = ", ".join(agn["task_pairs"]) or "no pair"
     lines = ["", f"**Is the specialization task-agnostic?** {agn['verdict']} ({pairs})", "",
-             f"Rule: {agn['rule']}.", "", "| profiles | skip damage rho | swap flip rho | swap damage rho | wall (layout) probe rho | "
+             f"Rule: {agn['rule']}.", "",
+             "| profiles | skip damage rho | swap flip rho | swap damage rho | wall (layout) probe rho | "
              "path (answer) probe rho | CKA with next rho |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in agn["pairs"]:
         cells = " | ".join(_iv(r.get(c)) for c in COLUMNS + ("cka_next",))

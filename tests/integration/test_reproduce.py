@@ -330,12 +330,11 @@ def test_suite_analyses_run_on_the_organism_one_row_per_task_per_claim(tmp_path)
         assert "[" in row.split("| **")[1]  # intervals in our numbers
 
 
-@pytest.mark.slow
-def test_suite_x0_analyses_run_on_the_organism(tmp_path, monkeypatch):
-    """Chain-of-Steps, the band swap and working memory / self-correction / probes on the shipped organism, one task
-    each (goalmaze, mirror, loopmaze: each task's readers once; two tasks side by side are tested above), shrunk to
-    2 instances (5 for the probes) and 2 steps: the numbers come from x0 decoded through the VAE and read by
-    interp.tasks.answers, and every claim gets its row with its rule."""
+def test_suite_x0_analyses_run_on_a_suite_model(tiny_organism, tmp_path, monkeypatch):
+    """Chain-of-Steps, the band swap and working memory / self-correction / probes on the organism's pipeline with a
+    tiny transformer and VAE, one task each (goalmaze, mirror, loopmaze: each task's readers once; two tasks side
+    by side are tested above), 2 instances (the probes: 5) and 2 steps: the numbers come from x0 decoded through the
+    VAE and read by interp.tasks.answers, and every claim gets its row with its rule."""
     from interp.apps import reproduce as R
     from interp.tasks import answers as A
 
@@ -344,19 +343,20 @@ def test_suite_x0_analyses_run_on_the_organism(tmp_path, monkeypatch):
     for k, v in one.items():
         monkeypatch.setitem(SUITE_TASKS, k, v)
     base = ["inputs.count=2", "sampler.steps=2"]
+    sites = "capture.sites=[blocks.0.hook_resid_post, blocks.3.hook_resid_post]"
     overrides = {"suite_chain_of_steps": base,
                  "suite_layer_swap": base + ["sweep.interventions.0.layers=['0%:25%', '75%:100%']",
                                              "sweep.interventions.0.steps=[0]"],
-                 "suite_working_memory": ["inputs.count=5", "sampler.steps=2",
-                                          "capture.sites=[blocks.0.hook_resid_post, blocks.15.hook_resid_post]"]}  # fmt: skip
-    report = reproduce(tmp_path / "x", model="organism", only=list(one), overrides=overrides, progress=False)
+                 "suite_working_memory": ["inputs.count=5", "sampler.steps=2", sites]}  # fmt: skip
+    model = str(tiny_organism)
+    report = reproduce(tmp_path / "x", model=model, only=list(one), overrides=overrides, progress=False)
     text = report.read_text()
     numbers = json.loads((tmp_path / "x" / "numbers.json").read_text())
     chain = numbers["suite_chain_of_steps"]["tasks"]["goalmaze"]["chain"]
     # the candidates of run 1 at the last step, read again from results.h5's x0 through the pipeline's VAE
     res = tmp_path / "x" / "suite_chain_of_steps" / "goalmaze" / "results.h5"
-    exp = experiments(model="organism", only=["suite_chain_of_steps"], overrides=base)["suite_chain_of_steps/goalmaze"]
-    pm = R._load_models({"e": exp}, "cpu")["organism"]
+    exp = experiments(model=model, only=["suite_chain_of_steps"], overrides=base)["suite_chain_of_steps/goalmaze"]
+    pm = R._load_models({"e": exp}, "cpu")[model]
     x0 = R._read(res)["x0"][0]
     last = R._decode(pm, x0[1, -1:])[0, -1]
     assert chain["samples"]["candidates"][1][-1] == A.candidates("goalmaze", last, R._suite_instances(exp)[1]).n
@@ -364,7 +364,7 @@ def test_suite_x0_analyses_run_on_the_organism(tmp_path, monkeypatch):
     assert sorted(swap["answer_flip"], key=float) == ["0.125", "0.875"] and swap["n"] == 2
     mem = numbers["suite_working_memory"]["tasks"]["loopmaze"]
     assert len(mem["memory"]["layout_curve_per_frame"]) == 9 and mem["memory"]["n"] == 5
-    assert mem["probes"]["sites"] == ["blocks.0.hook_resid_post", "blocks.15.hook_resid_post"]
+    assert mem["probes"]["sites"] == ["blocks.0.hook_resid_post", "blocks.3.hook_resid_post"]
     assert len(mem["probes"]["control_wall_curve"]) == 2 and mem["probes"]["labels"]["layout"] == "wall"
     rows = [line for line in text.splitlines() if line.startswith("| ") and "claim |" not in line]
     want = [s for s in P.SPECS if s.analysis in one]

@@ -170,8 +170,10 @@ def test_rank_correlation_and_the_task_agnostic_verdict():
     # a 16-block profile against an 8-block one: compared on the 8-point depth grid
     assert C.spearman(np.repeat(depth, 2), depth) > 0.9
     # the verdict reads the suite model's task pairs only; every pair gets a row
-    prof = [C.Profile(m, "wan", 8, 0.5, values={"skip_damage": x.mean(1)}, samples={"skip_damage": x}, inputs=m)
-            for m, x in (("organism/loopmaze", a), ("organism/mirror", b), ("maze-wan", b[::-1]))]  # fmt: skip
+    prof = [C.Profile(m, "wan", 8, 0.5, values={"skip_damage": x.mean(1)}, samples={"skip_damage": x}, inputs=m,
+                      source=m.split("/")[0], task=t)
+            for m, t, x in (("organism/loopmaze", "loopmaze", a), ("organism/mirror", "mirror", b),
+                            ("maze-wan", None, b[::-1]))]  # fmt: skip
     agn = C.agnostic(prof)
     assert agn["verdict"] == "holds" and agn["task_pairs"] == ["organism/loopmaze vs organism/mirror"]
     assert len(agn["pairs"]) == 3 and agn["pairs"][1]["skip_damage"]["hi"] <= 0
