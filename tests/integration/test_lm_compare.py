@@ -157,6 +157,7 @@ def test_lm_training_checks_its_estimate_before_writing(tmp_path, monkeypatch):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_compare_profiles_a_suite_model_per_task_against_maze_wan(tiny_organism, tmp_path):
     """A suite model (the organism's pipeline with a tiny transformer and VAE) gives one profile per task of its
     suite (the whole pipeline, the task's scorer and probe labels) beside maze-wan on mazes; every pair gets its rank

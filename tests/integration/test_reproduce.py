@@ -330,6 +330,7 @@ def test_suite_analyses_run_on_the_organism_one_row_per_task_per_claim(tmp_path)
         assert "[" in row.split("| **")[1]  # intervals in our numbers
 
 
+@pytest.mark.slow
 def test_suite_x0_analyses_run_on_a_suite_model(tiny_organism, tmp_path, monkeypatch):
     """Chain-of-Steps, the band swap and working memory / self-correction / probes on the organism's pipeline with a
     tiny transformer and VAE, one task each (goalmaze, mirror, loopmaze: each task's readers once; two tasks side
