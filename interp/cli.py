@@ -782,8 +782,9 @@ def _under_torchrun() -> bool:
 @app.command("compare")
 def compare_cmd(
     models: list[str] = typer.Argument(
-        ..., help="models to compare: maze DiTs (built-in, dir), maze LMs (maze-lm, dir), suite models (organism: one "
-        "profile per task of --set tasks)"
+        ...,
+        help="models to compare: maze DiTs (built-in, dir), maze LMs (maze-lm, dir), suite models (organism: one "
+        "profile per task of --set tasks)",
     ),  # fmt: skip
     out: Path = typer.Option(..., "--out", help="output directory: profiles.csv/.json/.md, cka.json, compare.png"),
     size: int = typer.Option(None, help="maze size (default: 5)"),
@@ -793,8 +794,10 @@ def compare_cmd(
     measures: str = typer.Option(None, help="profiles to compute, comma-separated (default: skip,swap,probe,cka)"),
     device: str = typer.Option(None, help="torch device (default: cpu)"),
     set_: list[str] = typer.Option(
-        [], "--set", help=SET_HELP + " (CompareConfig: e.g. probe_step, cka_frame, swap_site, swap_steps, noise_seed, "
-        "layers, tasks, levels)"
+        [],
+        "--set",
+        help=SET_HELP + " (CompareConfig: e.g. probe_step, cka_frame, swap_site, swap_steps, noise_seed, "
+        "layers, tasks, levels)",
     ),  # fmt: skip
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:

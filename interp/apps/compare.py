@@ -437,7 +437,7 @@ def _profile(m, mazes, cfg: CompareConfig, tokens: dict, force: bool, progress: 
     inputs = (f"{m.task_name} level {m.level}, n {cfg.n}, seed {cfg.seed}" if suite_unit
               else f"mazes {cfg.size}x{cfg.size}, n {cfg.n}, seed {cfg.seed}")  # fmt: skip
     p = Profile(m.name, m.family, m.n_layers, float(clean.mean()), layers=cfg.layers, inputs=inputs,
-                source=m.source, task=m.task_name if suite_unit else None)
+                source=m.source, task=m.task_name if suite_unit else None)  # fmt: skip
     if "skip" in cfg.measures:
         p.samples["skip_damage"] = clean[None] - _per_layer(m.skip, items, layers, "skip", log)
         log("skip " + " ".join(f"{x:.2f}" for x in p.samples["skip_damage"].mean(1)))
