@@ -781,7 +781,11 @@ def _under_torchrun() -> bool:
 # ---- compare (issue 7) --------------------------------------------------------------------------------------------
 @app.command("compare")
 def compare_cmd(
-    models: list[str] = typer.Argument(..., help="models to compare: DiTs (built-in, dir) and maze LMs (maze-lm, dir)"),
+    models: list[str] = typer.Argument(
+        ...,
+        help="models to compare: maze DiTs (built-in, dir), maze LMs (maze-lm, dir), suite models (organism: one "
+        "profile per task of --set tasks)",
+    ),  # fmt: skip
     out: Path = typer.Option(..., "--out", help="output directory: profiles.csv/.json/.md, cka.json, compare.png"),
     size: int = typer.Option(None, help="maze size (default: 5)"),
     n: int = typer.Option(None, help="held-out mazes (the same for every model) (default: 32)"),
@@ -790,7 +794,10 @@ def compare_cmd(
     measures: str = typer.Option(None, help="profiles to compute, comma-separated (default: skip,swap,probe,cka)"),
     device: str = typer.Option(None, help="torch device (default: cpu)"),
     set_: list[str] = typer.Option(
-        [], "--set", help=SET_HELP + " (CompareConfig: e.g. probe_step, cka_frame, swap_site, swap_steps, noise_seed)"
+        [],
+        "--set",
+        help=SET_HELP + " (CompareConfig: e.g. probe_step, cka_frame, swap_site, swap_steps, noise_seed, "
+        "layers, tasks, levels)",
     ),  # fmt: skip
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
@@ -804,6 +811,10 @@ def compare_cmd(
     Example: interp compare maze-wan maze-cogvideox maze-lm --size 5 --n 32 --out compare/
 
     Example: interp compare maze-wan maze-lm --set swap_site=hook_resid_post --set probe_step=4 --out compare/
+
+    Example: interp compare organism maze-wan maze-cogvideox maze-lm --device cuda --out compare/   (the organism per
+    task: --set tasks=[loopmaze,mirror] and levels; the output says whether the specialization is task-agnostic:
+    the rank correlation of the tasks' per-depth skip-damage profiles, with its interval)
     """
     from interp.apps.compare import CompareConfig, compare
 

@@ -44,3 +44,34 @@ def maze_dir(tmp_path_factory):
         a.model_class(**cfg).save_pretrained(d / "transformer")
     (d / "interp.json").write_text(json.dumps(TINY_MAZE_META))
     return d
+
+
+@pytest.fixture(scope="session")
+def tiny_organism(tmp_path_factory):
+    """The organism's pipeline (its tokenizer, text encoder, scheduler and interp.json: the task suite) with a tiny
+    random transformer (4 blocks, d_model 16) and a tiny random VAE of the same compression (4x space, 4x time):
+    every suite analysis runs through the whole pipeline in seconds; its videos solve nothing."""
+    import json
+    import shutil
+
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    from interp.models import data_path
+
+    src, d = data_path("organism"), tmp_path_factory.mktemp("models") / "tiny-organism"
+    for part in ("tokenizer", "text_encoder", "scheduler"):
+        shutil.copytree(src / part, d / part)
+    for f in ("model_index.json", "interp.json"):
+        shutil.copy(src / f, d / f)
+    cfg = json.loads((src / "transformer" / "config.json").read_text())
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        WanTransformer3DModel(patch_size=tuple(cfg["patch_size"]), num_attention_heads=2, attention_head_dim=8,
+                              in_channels=cfg["in_channels"], out_channels=cfg["out_channels"],
+                              text_dim=cfg["text_dim"], freq_dim=16, ffn_dim=32, num_layers=4,
+                              cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+                              ).save_pretrained(d / "transformer")  # fmt: skip
+        AutoencoderKLWan(base_dim=4, z_dim=16, dim_mult=[1, 1, 1], num_res_blocks=1,
+                         temperal_downsample=[True, True], scale_factor_spatial=4,
+                         scale_factor_temporal=4).save_pretrained(d / "vae")  # fmt: skip
+    return d

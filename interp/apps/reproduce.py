@@ -22,20 +22,23 @@ from PIL import Image
 from rich.console import Console
 
 from interp.experiments import Experiment, read_metrics, run_experiment
-from interp.experiments.runner import planned_forwards, sampler_of
+from interp.experiments.runner import load_pipeline_of, planned_forwards, sampler_of
 from interp.interventions import resolve_index
 from interp.models import BUILTINS, PAPER_DIR, load_model
+from interp.pipelines.decode import decode_video
 from interp.report.figures import _plt, _save, curves, heatmap, x0_filmstrip
 from interp.report.paper import write_report
 from interp.report.save import save_image
 from interp.store.atomic import write_atomic
 from interp.store.plain import write_plain
-from interp.store.results import read_group
+from interp.store.results import read_group, read_site_rows
+from interp.tasks import answers as ans
 from interp.tasks import build_inputs
 from interp.tasks import maze as mz
 from interp.tasks.candidates import CONTRAST, MIN_LEN, candidate_routes, sharp_answer
 from interp.tasks.maze import AGENT_PX, BLOCK_PX, OPEN, PALETTE, TRAIL
 from interp.tasks.maze_score import reachable, read_blocks, score_video
+from interp.tasks.suite import get_task
 from probes import run_probes
 
 ANALYSES = (
@@ -49,10 +52,21 @@ ANALYSES = (
     "suite_layer_skip",
     "suite_noise_step_vs_frame",
     "suite_seed_ensemble",
+    "suite_chain_of_steps",
+    "suite_layer_swap",
+    "suite_working_memory",
 )
 MAZE_ANALYSES = ANALYSES[:6]  # the maze model's (maze-wan, maze-cogvideox): maze inputs
 # a suite model's (the organism): the suite's tasks through the whole pipeline, scored by each task's pixel scorer
-SUITE_ANALYSES = ("prompt_swap", "suite_layer_skip", "suite_noise_step_vs_frame", "suite_seed_ensemble")
+SUITE_ANALYSES = (
+    "prompt_swap",
+    "suite_layer_skip",
+    "suite_noise_step_vs_frame",
+    "suite_seed_ensemble",
+    "suite_chain_of_steps",
+    "suite_layer_swap",
+    "suite_working_memory",
+)
 # the suite analyses run once per task (inputs.task / inputs.levels replaced; the file's own task is the first):
 # {analysis: {task: levels}}; levels where the organism is neither at ceiling nor at the floor (eval.json: loopmaze
 # 4: 0.77, mirror 3: 0.81), the hardest ones for the ensemble (loopmaze 5: 0.55, mirror 4: 0.46: room to gain)
@@ -60,6 +74,11 @@ SUITE_TASKS: dict[str, dict[str, list[int]]] = {
     "suite_layer_skip": {"loopmaze": [4], "mirror": [3]},
     "suite_noise_step_vs_frame": {"loopmaze": [4], "mirror": [3]},
     "suite_seed_ensemble": {"loopmaze": [5], "mirror": [4]},
+    # Chain-of-Steps needs routes (interp.tasks.answers.ROUTE_TASKS): loopmaze (>= 2 shortest paths per maze) and
+    # goalmaze (two goals) at a level with room to explore (goalmaze 5: 0.665)
+    "suite_chain_of_steps": {"loopmaze": [4], "goalmaze": [5]},
+    "suite_layer_swap": {"loopmaze": [4], "mirror": [3]},
+    "suite_working_memory": {"loopmaze": [4], "mirror": [3]},
 }
 
 _Q = 8  # quick: denoising steps
@@ -87,6 +106,11 @@ QUICK: dict[str, list[str]] = {
     "suite_seed_ensemble": ["inputs.count=2", f"sampler.steps={_Q}", "sweep.interventions.0=" + json.dumps(
         [{"kind": "ensemble", "seeds": [1], "steps": 0}, {"kind": "ensemble", "seeds": [2], "steps": 0},
          {"kind": "ensemble", "k": 3, "layers": "25%:50%", "steps": 0}])],
+    "suite_chain_of_steps": ["inputs.count=2", f"sampler.steps={_Q}"],
+    "suite_layer_swap": ["inputs.count=2", f"sampler.steps={_Q}", "sweep.interventions.0.steps=[0, '0%:30%']"],
+    # 6 instances (the probes' 60/20/20 split by instance needs 5), every other block
+    "suite_working_memory": ["inputs.count=6", f"sampler.steps={_Q}", "capture.sites=" + json.dumps(
+        [f"blocks.{i}.hook_resid_post" for i in range(0, 16, 2)])],
 }  # fmt: skip
 PROBE_THRESHOLD = 0.9
 
@@ -166,7 +190,7 @@ def reproduce(
     t0 = time.perf_counter()
     exps = experiments(quick=quick, device=device, model=model, only=only, overrides=overrides, paper_dir=paper_dir)
     names = list(exps)
-    loaded = {m: load_model(m, device) for m in {e.model for e in exps.values()}}
+    loaded = _load_models(exps, device)
     sizes = {n: planned_forwards(e, loaded[e.model]) for n, e in exps.items()}
     console.print(plan_table(sizes), highlight=False, soft_wrap=True)
     numbers: dict[str, dict] = {}
@@ -218,6 +242,16 @@ def reproduce(
     return report
 
 
+def _load_models(exps: dict, device: str) -> dict:
+    """Each model the experiments run, loaded once: the whole pipeline where an experiment encodes prompts (a suite
+    task: the analyses decode x0 and final latents through its VAE), else the transformer alone."""
+    out = {}
+    for e in exps.values():
+        if e.model not in out or (e.inputs.uses_pipeline and not hasattr(out[e.model], "pipeline")):
+            out[e.model] = load_pipeline_of(e, device) if e.inputs.uses_pipeline else load_model(e.model, device)
+    return out
+
+
 def _json(o):
     if isinstance(o, (np.integer,)):
         return int(o)
@@ -229,15 +263,17 @@ def _json(o):
 
 
 # ---- reading results -------------------------------------------------------------------------------------------------
-def _read(results: Path) -> dict:
+def _read(results: Path, acts: bool = True) -> dict:
     """The metrics and group 0's arrays; a suite task's pixel-scorer success (``score_success``) is read as the
-    ``solve_rate`` the maze analyses use."""
+    ``solve_rate`` the maze analyses use. ``acts=False``: the captured sites' names only (read them one at a time
+    with :func:`interp.store.results.read_site_rows`)."""
     data = read_metrics(results)
     for part in ("metrics", "clean"):
         if "solve_rate" not in data[part] and "score_success" in data[part]:
             data[part]["solve_rate"] = np.asarray(data[part]["score_success"], float)
-    g = read_group(results, "group_0")
+    g = read_group(results, "group_0", acts=acts)
     data["size"] = int(g["attrs"]["size"])
+    data["grid"] = tuple(int(v) for v in g["attrs"].get("grid", ()))
     for k in ("final", "clean_final", "x0", "clean_x0", "condition_frames"):
         if k in g:
             data[k] = g[k]
@@ -757,7 +793,269 @@ def analyze_prompt_swap(results: Path, exp, loaded, out: Path):
     return {"prompt_swap": swap, "setup": setup}, figs
 
 
+# ---- the suite's analyses that read decoded x0 (the organism: latents decoded through the pipeline's VAE) -----------
+SUITE_PROBE_STEPS = 11  # probed steps, evenly spaced from the first to the last (every 10% of the trajectory)
+
+
+def _suite_instances(exp) -> list[dict]:
+    """The instances a suite experiment ran, in sample order (its one level)."""
+    return [m["instance"] for m in exp.inputs.prompt_inputs(exp.inputs.levels[0])[2]]
+
+
+def _decode(loaded, latents: np.ndarray, chunk: int = 64) -> np.ndarray:
+    """Latents (..., C, F, H, W) -> uint8 videos (..., F', H', W', 3) through the pipeline's VAE, in chunks."""
+    vae = getattr(loaded, "vae", None)
+    if vae is None:
+        raise ValueError(f"{loaded.name}: the suite analyses decode latents and need the whole pipeline (its VAE)")
+    p = next(vae.parameters())
+    x = np.asarray(latents, np.float32)
+    flat = x.reshape(-1, *x.shape[-4:])
+    parts = [decode_video(loaded, torch.from_numpy(flat[i : i + chunk]).to(p.device, p.dtype))
+             for i in range(0, len(flat), chunk)]  # fmt: skip
+    v = np.concatenate(parts)
+    return v.reshape(*x.shape[:-4], *v.shape[1:])
+
+
+def _strip(frames: np.ndarray, path: Path, k: int = 10) -> Path:
+    """A row of ``k`` evenly spaced frames (steps, H, W, 3) with a white gap, saved as PNG."""
+    idx = sorted(set(np.linspace(0, len(frames) - 1, min(k, len(frames))).round().astype(int).tolist()))
+    gap = np.full((frames.shape[1], 4, 3), 255, np.uint8)
+    row = np.concatenate([x for i in idx for x in (frames[i], gap)][:-1], 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(Image.fromarray(row), path)
+    return path
+
+
+def analyze_suite_chain(results: Path, exp, loaded, out: Path):
+    """Chain-of-Steps on a route task: sharp candidate routes in every step's decoded x0 (last frame)."""
+    d = _read(results)
+    task, insts = exp.inputs.task, _suite_instances(exp)
+    x0 = d["x0"][0]  # (n, steps, C, F, H, W) latents
+    n, steps = x0.shape[:2]
+    sharp, off = np.zeros((n, steps)), np.zeros((n, steps))
+    commit = np.zeros(n, int)
+    vids_of = {}
+    for i in range(n):
+        vids = _decode(loaded, x0[i])  # (steps, F, H, W, 3)
+        vids_of[i] = vids[:, -1]
+        # the final answer: the last step's x0 is the final latent (the flow-matching step to sigma 0 lands on it)
+        star = ans.trail(task, vids[-1][-1], insts[i])
+        sets = [ans.trail(task, vids[s][-1], insts[i]) for s in range(steps)]
+        for s in range(steps):
+            sharp[i, s] = ans.candidates(task, vids[s][-1], insts[i]).n
+            off[i, s] = len(sets[s] - star)
+        c = steps - 1
+        while c > 0 and sets[c - 1] == star:
+            c -= 1
+        commit[i] = c if sets[-1] == star else steps
+    late = slice(int(np.floor(0.8 * steps)), steps)
+    before = slice(0, max(int(np.floor(0.8 * steps)), 1))
+    peak, late_n = sharp[:, before].max(1), sharp[:, late].mean(1)
+    curve = sharp.mean(0)
+    chain = {
+        "steps": steps, "n": n, "explore_share": float((peak >= 2).mean()), "peak_alt": float(off.mean(0).max()),
+        "late_alt": float(off.mean(0)[late].mean()), "peak_candidates": float(curve.max()),
+        "peak_step": int(curve.argmax()), "late_candidates": float(curve[late].mean()),
+        "commit_median": float(np.median(commit)), "commit": commit.tolist(), "candidates_curve": curve.tolist(),
+        "sharp_candidates_curve": curve.tolist(), "alt_curve": off.mean(0).tolist(),
+        "solve_rate": float(np.mean(d["metrics"]["solve_rate"][0])),
+        "samples": {"explore": (peak >= 2).tolist(), "peak_candidates": peak.tolist(),
+                    "late_candidates": late_n.tolist(), "contrast": CONTRAST, "min_len": MIN_LEN,
+                    "candidates": sharp.tolist()},
+    }  # fmt: skip
+    figs = [curves(range(steps), {"sharp candidate routes": curve, "sharp trail off the final answer": off.mean(0)},
+                   out / "chain_candidates.png", xlabel="denoising step", ylabel="mean per run",
+                   title=f"{task} level {exp.inputs.levels}: candidates in x0 per step (n={n})")]  # fmt: skip
+    most = int(np.argmax(peak))
+    figs.append(_strip(vids_of[most], out / "chain_x0_most_exploring.png"))
+    right = "two goals: a route to either is complete" if task == "goalmaze" else "any shortest path is right"
+    setup = (
+        f"{_what(exp, d, n)}, {steps} steps; x0 decoded through the VAE at every step, its last frame read as blocks; "
+        f"a candidate is a sharp connected route (interp.tasks.answers: trail colour >= {CONTRAST} of the way from "
+        f"open, >= {MIN_LEN} blocks; {right})."
+    )
+    return {"chain": chain, "setup": setup}, figs
+
+
+def analyze_suite_memory(results: Path, exp, loaded, out: Path):
+    """Working memory, self-correction (decoded x0 at every step) and perception before action (probes of every
+    captured block, with a control task) on a suite task."""
+    d = _read(results, acts=False)
+    task, insts = exp.inputs.task, _suite_instances(exp)
+    scorer = get_task(task)
+    x0 = d["x0"][0]
+    n, steps = x0.shape[:2]
+    fid, ok = None, np.zeros((n, steps), bool)
+    answer = np.full((n, steps), "none", dtype=object)
+    for i in range(n):
+        vids = _decode(loaded, x0[i])
+        if fid is None:
+            fid = np.zeros((n, steps, vids.shape[1]))
+        for s in range(steps):
+            fid[i, s] = ans.layout_fidelity(task, vids[s], insts[i])
+            answer[i, s] = ans.answer(task, vids[s][-1], insts[i])
+            ok[i, s] = scorer.score(vids[s], insts[i])["success"] > 0.5
+    final_ok = np.asarray(d["metrics"]["solve_rate"][0]) > 0.5
+    mid = slice(0, steps - 1)
+    fix = final_ok & (answer[:, mid] == "wrong").any(1)
+    brk = ~final_ok & (answer[:, mid] == "right").any(1)
+    last = fid[:, :, -1].mean(0)
+    half = slice(steps // 2, steps)
+    memory = {"layout_final": float(last[-1]), "layout_min_late": float(last[half].min()),
+              "layout_first_step": next((s for s in range(steps) if last[s] >= 0.95), None),
+              "layout_curve_per_frame": fid.mean(0).T.tolist(), "wrong_then_right": float(fix.mean()),
+              "right_then_wrong": float(brk.mean()), "n_fix": int(fix.sum()), "n_break": int(brk.sum()), "n": n,
+              "final": float(final_ok.mean()), "solved_curve": ok.mean(0).tolist(), "steps": steps,
+              "sharp_wrong_curve": (answer == "wrong").mean(0).tolist(),
+              "sharp_right_curve": (answer == "right").mean(0).tolist(),
+              "samples": {"fix": fix.tolist(), "break": brk.tolist(), "layout_final": fid[:, -1, -1].tolist(),
+                          "layout_min_late": fid[:, half, -1].min(1).tolist()}}  # fmt: skip
+    plt = _plt()
+    fig, ax = plt.subplots(1, 2, figsize=(8, 3))
+    ax[0].plot(range(steps), last, marker="o", ms=2, label="last frame")
+    ax[0].plot(range(steps), fid.mean((0, 2)), marker="o", ms=2, label="all frames")
+    ax[0].set(xlabel="step", ylabel="layout blocks kept", title=f"{task}: layout in x0", ylim=(0, 1.02))
+    ax[0].legend(fontsize=6)
+    for key, label in (("solved_curve", "x0 solves the task"), ("sharp_right_curve", "sharp right answer"),
+                       ("sharp_wrong_curve", "sharp wrong answer")):  # fmt: skip
+        ax[1].plot(range(steps), memory[key], marker="o", ms=2, label=label)
+    ax[1].set(xlabel="step", ylabel="share of runs", title="answers in x0 per step", ylim=(-0.02, 1.02))
+    ax[1].legend(fontsize=6)
+    figs = [_save(fig, out / "memory_layout_and_answers.png")]
+    numbers = {"memory": memory}
+    probes, pfigs = _suite_probes(results, d, exp, insts, out)
+    if probes is not None:
+        numbers["probes"] = probes
+    numbers["setup"] = (
+        f"{_what(exp, d, n)}, {steps} steps; x0 decoded through the VAE at every step; layout = the blocks of the "
+        "same class in every frame of the solution video; answers read from sharp blocks only (interp.tasks.answers); "
+        f"probes: logistic, every captured block ({len([k for k in d['acts'] if k.startswith('cond/')])} sites), "
+        f"last-latent-frame tokens, labels layout = {ans.LABEL_NAMES[task]['layout']}, answer = "
+        f"{ans.LABEL_NAMES[task]['answer']}; 60/20/20 split by instance; control task: each token position gets a "
+        "random label (Hewitt and Liang)."
+    )
+    return numbers, figs + pfigs
+
+
+def _suite_probes(results: Path, d: dict, exp, insts: list[dict], out: Path):
+    """Probes of ``layout`` and ``answer`` (:func:`interp.tasks.answers.probe_labels`) at every captured block,
+    at :data:`SUITE_PROBE_STEPS` steps, on the last latent frame's tokens, with a position control task."""
+    sites = sorted((k for k in d["acts"] if k.startswith("cond/")), key=lambda k: int(k.split(".")[1]))
+    if not sites or len(insts) < 5:
+        return None, []
+    n, steps = d["x0"].shape[1:3]
+    frames, rows, cols = d["grid"]
+    at = sorted(set(np.linspace(0, steps - 1, min(SUITE_PROBE_STEPS, steps)).round().astype(int).tolist()))
+    per = rows * cols
+    last = slice((frames - 1) * per, frames * per)
+    acts = {}
+    for k in sites:  # (points, n, steps, tokens, d): the probed steps of point 0, last latent frame
+        v = read_site_rows(results, "group_0", k, (0, slice(None), at))
+        acts[k.split("/", 1)[1]] = np.swapaxes(v[:, :, last], 0, 1)  # (steps probed, n, tokens, d)
+    labels = [ans.probe_labels(exp.inputs.task, inst, 1) for inst in insts]
+    arrays = {name: np.stack([lab[name] for lab in labels]) for name in ("layout", "answer")}  # (n, 1, rows, cols)
+    plain = out / "probe_input.h5"
+    write_plain(plain, acts, grid=(1, rows, cols))
+    try:
+        res = run_probes(plain, labels=list(arrays), arrays=arrays, control="position", bootstrap=200,
+                         device=str(exp.device), progress=False, out=out / "probes")  # fmt: skip
+    finally:
+        plain.unlink(missing_ok=True)
+    names = {"layout": "wall", "answer": "path"}  # the keys the perception rule reads (layout first, then the path)
+    probes = {"threshold": PROBE_THRESHOLD, "steps": len(at), "probed_steps": at, "n": n, "sites": res.sites,
+              "labels": ans.LABEL_NAMES[exp.inputs.task]}  # fmt: skip
+    for lab, key in names.items():
+        m = res.labels[lab].metrics
+        acc = m["accuracy"]  # (3, steps, sites)
+        best = acc[0].argmax(1)
+        pick = np.arange(len(at))
+        probes[f"{key}_curve"] = acc[0][pick, best].tolist()
+        probes[f"{key}_lo"], probes[f"{key}_hi"] = acc[1][pick, best].tolist(), acc[2][pick, best].tolist()
+        probes[f"control_{key}_curve"] = m["control_accuracy"][0][pick, best].tolist()
+        probes[f"selectivity_{key}_lo"] = m["selectivity"][1][pick, best].tolist()
+        probes[f"{key}_by_block"] = acc[0].tolist()  # (steps probed, sites): every block's curve
+        probes[f"control_{key}_by_block"] = m["control_accuracy"][0].tolist()
+        t = next((s for s in range(len(at)) if acc[0][s].max() >= PROBE_THRESHOLD), None)
+        site = None if t is None else res.sites[int(np.argmax(acc[0][t] >= PROBE_THRESHOLD))]
+        probes[f"t_{'layout' if lab == 'layout' else 'path'}"] = t
+        probes[f"site_{'layout' if lab == 'layout' else 'path'}"] = site
+        probes[f"depth_{'layout' if lab == 'layout' else 'path'}"] = None if site is None else res.sites.index(site)
+        probes[f"acc0_{key}"] = float(acc[0][0].max())
+    series = {f"{lab} ({ans.LABEL_NAMES[exp.inputs.task][lab]})": probes[f"{key}_curve"] for lab, key in names.items()}
+    series |= {f"{lab}: control task": probes[f"control_{key}_curve"] for lab, key in names.items()}
+    figs = [curves(at, series, out / "probes_per_step.png", xlabel="step", ylabel="probe accuracy (best block)",
+                   title=f"{exp.inputs.task}: perception before action (n={n})")]  # fmt: skip
+    for lab, key in names.items():
+        figs.append(heatmap(np.asarray(probes[f"{key}_by_block"]), at, [s.split(".")[1] for s in res.sites],
+                            out / f"probes_{lab}_step_x_block.png", row_name="step", col_name="block",
+                            title=f"{lab} probe accuracy"))  # fmt: skip
+    return probes, figs
+
+
+def analyze_suite_swap(results: Path, exp, loaded, out: Path):
+    """Layer-band swap on a suite task: B (the next instance, same noise) put into A's run; a flip is an output the
+    task's scorer accepts for B and not for A; structure: A's and B's differing layout blocks follow B."""
+    d = _read(results)
+    task, insts = exp.inputs.task, _suite_instances(exp)
+    scorer = get_task(task)
+    n_blocks = sum(1 for _ in loaded.adapter.blocks(loaded.transformer))
+    iv = exp.interventions[0]
+    videos = _decode(loaded, d["final"])  # (P, n, F, H, W, 3)
+    clean = _decode(loaded, d["clean_final"])
+    n = videos.shape[1]
+    other = [(i + int(iv.other)) % n for i in range(n)]
+    lay = [ans.layout(task, inst) for inst in insts]
+
+    def read(video, i):
+        j = other[i]
+        flip = scorer.score(video, insts[j])["success"] > 0.5 and scorer.score(video, insts[i])["success"] < 0.5
+        (la, sa), (lb, sb) = lay[i], lay[j]
+        diff = sa & sb & (la != lb)
+        got = ans.frame_classes(task, video[-1])
+        return flip, bool(diff.any()) and float((got[diff] == lb[diff]).mean()) > 0.5
+
+    clean_flip = np.array([read(clean[i], i)[0] for i in range(n)], float)
+    per: dict = {}
+    for p, coords in enumerate(d["points"]):
+        layers = coords.get("interventions.0.layers", iv.layers)
+        steps = str(coords.get("interventions.0.steps", iv.steps))
+        blocks, frac = _band_frac(layers, n_blocks)
+        got = np.array([read(videos[p, i], i) for i in range(n)], float)
+        per.setdefault(steps, {})[frac] = (f"{blocks[0]}-{blocks[-1]}", got[:, 0], got[:, 1])
+    first = max(per, key=lambda k: max(v[1].mean() for v in per[k].values()))  # the most-flipping step range
+    rows = per[first]
+    fr = sorted(rows)
+    best = max(fr, key=lambda f: rows[f][1].mean())
+
+    def bands(k):
+        return [float(np.mean([rows[f][k].mean() for f in fr if _band(f) == b] or [np.nan])) for b in range(3)]
+
+    swap = {"answer_flip": {f: float(rows[f][1].mean()) for f in fr}, "best_layer": rows[best][0], "n": n,
+            "band_answer": bands(1), "band_structure": bands(2), "steps": first,
+            "clean_flip": float(clean_flip.mean()), "clean_success": float(np.mean(d["clean"]["solve_rate"])),
+            "per_steps": {s: {r[f][0]: [float(r[f][1].mean()), float(r[f][2].mean())] for f in sorted(r)}
+                          for s, r in per.items()},
+            "samples": {"flip": {str(f): rows[f][1].tolist() for f in fr},
+                        "structure": {str(f): rows[f][2].tolist() for f in fr}}}  # fmt: skip
+    series = {}
+    for s, r in per.items():
+        series[f"solves B (steps {s})"] = [r[f][1].mean() for f in sorted(r)]
+        series[f"layout follows B (steps {s})"] = [r[f][2].mean() for f in sorted(r)]
+    figs = [curves(list(range(len(fr))), series, out / "swap_per_band.png", xlabel="band swapped (" + ", ".join(
+        f"{i}: blocks {rows[f][0]}" for i, f in enumerate(fr)) + ")", ylabel="share of runs",
+        title=f"B's residual stream put into A's run ({task} {exp.inputs.levels}, n={n})")]  # fmt: skip
+    setup = (
+        f"{_what(exp, d, n)}; B = the next instance (same noise); `{iv.site}` of a band of blocks swapped at steps "
+        f"{list(per)}; flip = A's output solves B and not A (the task's pixel scorer); structure = the layout blocks "
+        f"where A and B differ follow B in the last frame (majority); clean runs solve B {clean_flip.mean():.2f}; the "
+        f"verdicts read the step range whose best band flips most ({first})."
+    )
+    return {"swap": swap, "setup": setup}, figs
+
+
 ANALYZE = {"chain_of_steps": analyze_chain, "noise_step_vs_frame": analyze_noise, "layer_swap": analyze_swap,
            "layer_skip": analyze_skip, "working_memory": analyze_memory, "seed_ensemble": analyze_ensemble,
            "prompt_swap": analyze_prompt_swap, "suite_layer_skip": analyze_skip,
-           "suite_noise_step_vs_frame": analyze_noise, "suite_seed_ensemble": analyze_ensemble}  # fmt: skip
+           "suite_noise_step_vs_frame": analyze_noise, "suite_seed_ensemble": analyze_ensemble,
+           "suite_chain_of_steps": analyze_suite_chain, "suite_layer_swap": analyze_suite_swap,
+           "suite_working_memory": analyze_suite_memory}  # fmt: skip

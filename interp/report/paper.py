@@ -718,10 +718,92 @@ SPECS = [
     Spec("ensemble", "seed_ensemble", "A 3-seed hidden-state ensemble (middle band, early steps) helps",
          "+2-3 points on VBVR-Bench (base 0.685)", rule_ensemble, RULE_ENSEMBLE, "ensemble"),
 ]  # fmt: skip
+
+
+def rule_suite_swap_answer(d: dict) -> tuple[str, str]:
+    """The band swap on a suite task read by :func:`rule_swap_answer`'s rule: a flip is an output the task's scorer
+    accepts for B and not for A; the clean runs' rate of that beside it."""
+    v, text = rule_swap_answer(d)
+    text = text.replace("output follows B's path", "outputs solve B").replace("layer at depth", "band centred at")
+    text = text.replace(f"block {d['best_layer']}", f"blocks {d['best_layer']}")
+    return v, f"{text}; clean runs solve B {_f(d.get('clean_flip'))}"
+
+
+RULE_SUITE_SWAP_ANSWER = (
+    "A = a run of one instance, B = the next instance of the same task and level (same noise); B's hook_resid_post "
+    "over a quarter band of blocks put into A's run; flip = A's output solves B and not A (the task's pixel "
+    "scorer), in the swept step range where it is largest (chosen on the same instances); null: no flip (the best "
+    "band's Wilson interval at 0) and no middle-band specificity (per-instance flip of the middle bands - mean of "
+    "the first and last band, paired bootstrap, at 0); holds: the most-flipping band is a middle one (centre at "
+    "25-75% depth) with flip >= 0.5, partly: >= 0.1; both intervals above 0"
+)
+RULE_SUITE_SWAP_STRUCTURE = (
+    "structure = the layout blocks (the same class in every frame of the solution) where A and B differ follow B "
+    "in A's output's last frame (majority), per instance; early band (centre < 25% depth) vs late band (>= 75%); "
+    "null: early = late (paired bootstrap); holds: early >= 0.5, partly >= 0.1, above the late band's, with the "
+    "difference's interval above 0"
+)
+
+
+def rule_suite_perception(d: dict) -> tuple[str, str]:
+    """:func:`rule_perception` on the probed steps, and the layout must beat its control task: at the layout's first
+    decodable step the best block's selectivity (accuracy - control accuracy) has its lower bound above 0."""
+    v, text = rule_perception(d)
+    at = d.get("probed_steps", list(range(d.get("steps", 0))))
+    thr = d["threshold"]
+    t = next((i for i, a in enumerate(d.get("wall_lo", [])) if a >= thr), None)
+    sel = d.get("selectivity_wall_lo")
+    if v in (HOLDS, PARTLY) and sel is not None and t is not None and not sel[t] > 0:
+        v = NOT  # the layout probe is no better than a probe that memorises positions
+    ctrl = ", ".join(f"{s}: {_f(a)} / {_f(c)}" for s, a, c in zip(at, d.get("control_wall_curve", []),
+                                                                   d.get("control_path_curve", [])))  # fmt: skip
+    labels = d.get("labels", {})
+    return v, (
+        f"{text}; probed steps {at} (the step indices above index this list); labels: layout = "
+        f"{labels.get('layout')}, answer (the path above) = {labels.get('answer')}; control-task accuracy at the "
+        f"best block per probed step (layout / answer): {ctrl}"
+    )
+
+
+RULE_SUITE_PERCEPTION = (
+    RULE_PERCEPTION.replace("best probed site", "best block (every block probed)")
+    + "; and the layout probe must beat its control task (each token position a random label, Hewitt and Liang): "
+    "at the layout's first surely decodable step the best block's selectivity (accuracy - control accuracy) has its "
+    "lower bound above 0, else does not hold"
+)
+RULE_SUITE_MEMORY = RULE_MEMORY.replace(
+    "layout blocks (walls, start, goal)", "layout blocks (the same class in every frame of the solution video)"
+)
+RULE_SUITE_SELFCORRECT = RULE_SELFCORRECT.replace(
+    "a sharp complete start-to-goal route (:mod:`interp.tasks.candidates`) that is not the solution",
+    "a sharp complete answer (:mod:`interp.tasks.answers`: route tasks, a sharp start-to-goal route; mirror, every "
+    "block of the mirror region sharp and one coloured) that is not correct",
+)
 # the maze claims the organism's suite analyses measure (interp.apps.reproduce.SUITE_TASKS: one row per task)
 SUITE_OF = {"layer_skip": "suite_layer_skip", "noise_step_vs_frame": "suite_noise_step_vs_frame",
-            "seed_ensemble": "suite_seed_ensemble"}  # fmt: skip
-SPECS += [suite_spec(s, SUITE_OF[s.analysis]) for s in list(SPECS) if s.analysis in SUITE_OF]
+            "seed_ensemble": "suite_seed_ensemble", "chain_of_steps": "suite_chain_of_steps",
+            "layer_swap": "suite_layer_swap", "working_memory": "suite_working_memory"}  # fmt: skip
+# a suite claim whose protocol differs from the maze's: its own rule (and text)
+SUITE_RULES = {"swap_answer": (rule_suite_swap_answer, RULE_SUITE_SWAP_ANSWER),
+               "swap_structure": (rule_swap_structure, RULE_SUITE_SWAP_STRUCTURE),
+               "perception": (rule_suite_perception, RULE_SUITE_PERCEPTION),
+               "memory": (rule_memory, RULE_SUITE_MEMORY),
+               "selfcorrect": (rule_selfcorrect, RULE_SUITE_SELFCORRECT)}  # fmt: skip
+
+
+def _suite_of(s: Spec) -> Spec:
+    out = suite_spec(s, SUITE_OF[s.analysis])
+    if s.key in SUITE_RULES:
+        out.rule, out.rule_text = (
+            SUITE_RULES[s.key][0],
+            SUITE_RULES[s.key][1] + "; success = the task's own pixel scorer",
+        )
+    if s.key == "swap_answer":
+        out.claim = "A middle band of layers decides the answer (band swap with another instance) (task suite)"
+    return out
+
+
+SPECS += [_suite_of(s) for s in list(SPECS) if s.analysis in SUITE_OF]
 
 
 def claims(numbers: dict[str, dict], figures: dict[str, list[str]] | None = None) -> list[Claim]:

@@ -173,18 +173,28 @@ def read_attrs(path: str | os.PathLike, *, allow_partial: bool = False) -> dict:
     return {k: (json.loads(v) if k in ("experiment", "points", "axes") else v) for k, v in a.items()}
 
 
-def read_group(path: str | os.PathLike, group: str = "group_0", *, allow_partial: bool = False) -> dict:
+def read_group(path: str | os.PathLike, group: str = "group_0", *, allow_partial: bool = False,
+               acts: bool = True) -> dict:  # fmt: skip
     """One input group of a results file: its attrs, its datasets (``final``, ``x0``, ``condition_frames``, ...)
-    and, under ``acts``, its captured sites as ``{"<branch>/<site>": array}``."""
+    and, under ``acts``, its captured sites as ``{"<branch>/<site>": array}`` (``acts=False``: only their names,
+    each mapped to None; read them one at a time with :func:`read_site_rows`)."""
     with open_h5(path, RESULTS, allow_partial=allow_partial) as f:
         g = f[group]
         out = {"attrs": dict(g.attrs), "acts": {}}
         for k, v in g.items():
             if isinstance(v, h5py.Group):  # captured sites: float32 whatever their storage dtype
-                out["acts"].update({f"{k}/{s}": store.read_site(v[s], ()) for s in v if not s.endswith(SCALE_SUFFIX)})
+                out["acts"].update({f"{k}/{s}": store.read_site(v[s], ()) if acts else None
+                                    for s in v if not s.endswith(SCALE_SUFFIX)})  # fmt: skip
             else:
                 out[k] = v[()]
     return out
+
+
+def read_site_rows(path: str | os.PathLike, group: str, name: str, index) -> np.ndarray:
+    """float32 values of ``index`` of one captured site ``name`` (``"<branch>/<site>"``) of input group ``group``;
+    the dataset is (points, samples, steps, tokens, d)."""
+    with open_h5(path, RESULTS) as f:
+        return store.read_site(f[group][name], index)
 
 
 def read_group_arrays(

@@ -85,13 +85,23 @@ def candidate_routes(frame: np.ndarray, condition: np.ndarray | None = None, *, 
     sharp = sharp_blocks(frame, layout, contrast, spread)
     starts, goals = np.argwhere(layout == START), np.argwhere(layout == GOAL)
     start = tuple(int(v) for v in starts[0]) if len(starts) == 1 else None
-    goal = tuple(int(v) for v in goals[0]) if len(goals) == 1 else None
-    routes: list[frozenset] = []
+    goal = [tuple(int(v) for v in goals[0])] if len(goals) == 1 else []
+    return routes(sharp, start, goal, min_len=min_len, max_routes=max_routes)
+
+
+def routes(sharp: set, start: tuple | None, goals: list[tuple], *, min_len: int = MIN_LEN,
+           max_routes: int = MAX_ROUTES) -> Candidates:  # fmt: skip
+    """The candidate routes through a set of sharp trail blocks (module docstring): maximal simple paths from
+    ``start`` (stopping at any of ``goals``: complete routes), then one candidate per detached piece. The block
+    grid and what makes a block sharp are the caller's (the maze task here, the suite's route tasks in
+    :mod:`interp.tasks.answers`)."""
+    ends_at = set(goals)
+    found: list[frozenset] = []
     complete: list[bool] = []
     capped = False
     attached: set = set()
     if start is not None:
-        # maximal simple paths from the start through sharp blocks, stopping at the goal
+        # maximal simple paths from the start through sharp blocks, stopping at a goal
         stack, pops = [(start, (start,))], 0
         while stack:
             cell, path = stack.pop()
@@ -99,18 +109,18 @@ def candidate_routes(frame: np.ndarray, condition: np.ndarray | None = None, *, 
             if pops > 200 * max_routes:  # a blob: too many partial paths to be routes
                 capped = True
                 break
-            if cell == goal:
+            if cell in ends_at:
                 ends = True
                 nxt = []
             else:
-                nxt = [n for n in _nbs(cell) if (n in sharp or n == goal) and n not in path]
+                nxt = [n for n in _nbs(cell) if (n in sharp or n in ends_at) and n not in path]
                 ends = not nxt
             if ends and len(path) > 1:
-                body = frozenset(path[1:]) - {goal}
-                if len(body) >= min_len and body not in routes:
-                    routes.append(body)
-                    complete.append(cell == goal)
-                    if len(routes) >= max_routes:
+                body = frozenset(path[1:]) - ends_at
+                if len(body) >= min_len and body not in found:
+                    found.append(body)
+                    complete.append(cell in ends_at)
+                    if len(found) >= max_routes:
                         capped = True
                         break
             for n in nxt:
@@ -121,11 +131,11 @@ def candidate_routes(frame: np.ndarray, condition: np.ndarray | None = None, *, 
         piece = reachable(rest, next(iter(rest)))
         rest -= piece
         if len(piece) >= min_len and not capped:
-            routes.append(frozenset(piece))
+            found.append(frozenset(piece))
             complete.append(False)
     # a maximal path's prefix is not a separate candidate: drop routes contained in a longer one
-    keep = [i for i, r in enumerate(routes) if not any(j != i and r < routes[j] for j in range(len(routes)))]
-    return Candidates([routes[i] for i in keep], [complete[i] for i in keep], capped, sharp)
+    keep = [i for i, r in enumerate(found) if not any(j != i and r < found[j] for j in range(len(found)))]
+    return Candidates([found[i] for i in keep], [complete[i] for i in keep], capped, sharp)
 
 
 def solution_blocks(layout: np.ndarray) -> frozenset | None:
@@ -165,5 +175,5 @@ def sharp_answer(frame: np.ndarray, condition: np.ndarray) -> str:
     return "right"
 
 
-__all__ = ["CONTRAST", "SPREAD", "MIN_LEN", "MAX_ROUTES", "Candidates", "candidate_routes", "sharp_answer",
+__all__ = ["CONTRAST", "SPREAD", "MIN_LEN", "MAX_ROUTES", "Candidates", "candidate_routes", "routes", "sharp_answer",
            "sharp_blocks", "solution_blocks", "trail_strength"]  # fmt: skip

@@ -155,3 +155,41 @@ def test_lm_training_checks_its_estimate_before_writing(tmp_path, monkeypatch):
     with pytest.raises(BudgetError, match=r"training is too large: memory"):
         train_main("experiments/train/maze-lm.yaml", TINY_LM + [f"out={tmp_path / 'o'}"])
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_compare_profiles_a_suite_model_per_task_against_maze_wan(tiny_organism, tmp_path):
+    """A suite model (the organism's pipeline with a tiny transformer and VAE) gives one profile per task of its
+    suite (the whole pipeline, the task's scorer and probe labels) beside maze-wan on mazes; every pair gets its rank
+    correlations and the output states the task-agnostic verdict and its rule. Random weights solve nothing, so
+    both suite skip-damage profiles are flat and the verdict must say so rather than decide."""
+    org = str(tiny_organism)
+    res = CliRunner().invoke(app, ["compare", org, "maze-wan", "--size", "3", "--n", "3", "--steps", "1",
+                                   "--measures", "skip,probe,cka", "--set", "layers=[0, 1, 3]",
+                                   "--out", str(tmp_path)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "profiles.json").read_text())
+    rows = data["rows"]
+    names = [f"{org}/loopmaze", f"{org}/mirror", "maze-wan"]
+    assert [(r["model"], r["layer"]) for r in rows] == [(m, i) for m in names for i in (0, 1, 3)]
+    assert [r["depth"] for r in rows[:3]] == [0.0, round(1 / 3, 4), 1.0]  # of 4 blocks; maze-wan's of 16
+    assert [r["depth"] for r in rows[6:]] == [0.0, round(1 / 15, 4), round(3 / 15, 4)]
+    suite_rows = rows[:6]
+    assert all(r["clean_solve"] == 0.0 and r["skip_damage"] == 0.0 for r in suite_rows)  # nothing to lose
+    assert any(r["skip_damage"] != 0.0 for r in rows[6:])  # maze-wan: skipping a block costs solves
+    assert all(0.0 <= r["wall_probe"] <= 1.0 and r["path_probe"] is not None for r in rows)
+    agn = data["agnostic"]
+    assert agn["task_pairs"] == [f"{names[0]} vs {names[1]}"]
+    assert agn["verdict"] == "not measured (a flat profile: rho undefined)"
+    assert [(p["a"], p["b"]) for p in agn["pairs"]] == [(names[0], names[1]), (names[0], names[2]),
+                                                        (names[1], names[2])]  # fmt: skip
+    from interp.apps.compare import spearman
+
+    pair = agn["pairs"][0]["wall_probe"]  # a probe profile has no per-sample values: a point correlation
+    want = spearman([r["wall_probe"] for r in rows[:3]], [r["wall_probe"] for r in rows[3:6]])
+    assert pair["lo"] is None and pair["rho"] == pytest.approx(want, nan_ok=True)
+    cka = json.loads((tmp_path / "cka.json").read_text())  # across models only on the same inputs
+    assert set(cka) == {f"{m}|{m}" for m in names}
+    md = (tmp_path / "profiles.md").read_text()
+    assert "**Is the specialization task-agnostic?** not measured" in md and "null: rho = 0" in md
+    assert "Suite tasks: 3 held-out instances each (loopmaze level 4" in md

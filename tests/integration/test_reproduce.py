@@ -301,8 +301,9 @@ def test_suite_analyses_run_on_the_organism_one_row_per_task_per_claim(tmp_path)
     """The quick suite profile at 2 steps on the shipped organism: every suite analysis runs on each of its tasks,
     success is the task's pixel scorer (numbers.json's per-instance values are results.h5's score_success), and the
     report has one row per task for every claim, with intervals."""
-    names = [a for a in SUITE_ANALYSES if a in SUITE_TASKS and a != "suite_seed_ensemble"]  # its rows: tested on
-    # made-up numbers; two analyses keep this CPU run short
+    # two analyses keep this CPU run short: the ensemble's rows are tested on made-up numbers, the x0 analyses on a
+    # tiny suite model (test_suite_x0_analyses_run_on_a_suite_model)
+    names = ["suite_layer_skip", "suite_noise_step_vs_frame"]
     report = reproduce(tmp_path / "s", quick=True, model="organism", only=names, overrides=["sampler.steps=2"],
                        progress=False)  # fmt: skip
     text = report.read_text()
@@ -328,3 +329,49 @@ def test_suite_analyses_run_on_the_organism_one_row_per_task_per_claim(tmp_path)
         assert row.startswith(f"| {claim}: {t} level ")
         assert "**not enough samples (n=2)**" in row or f"**{P.NA}**" in row  # 2 steps: clean may solve nothing
         assert "[" in row.split("| **")[1]  # intervals in our numbers
+
+
+@pytest.mark.slow
+def test_suite_x0_analyses_run_on_a_suite_model(tiny_organism, tmp_path, monkeypatch):
+    """Chain-of-Steps, the band swap and working memory / self-correction / probes on the organism's pipeline with a
+    tiny transformer and VAE, one task each (goalmaze, mirror, loopmaze: each task's readers once; two tasks side
+    by side are tested above), 2 instances (the probes: 5) and 2 steps: the numbers come from x0 decoded through the
+    VAE and read by interp.tasks.answers, and every claim gets its row with its rule."""
+    from interp.apps import reproduce as R
+    from interp.tasks import answers as A
+
+    one = {"suite_chain_of_steps": {"goalmaze": [5]}, "suite_layer_swap": {"mirror": [3]},
+           "suite_working_memory": {"loopmaze": [4]}}  # fmt: skip
+    for k, v in one.items():
+        monkeypatch.setitem(SUITE_TASKS, k, v)
+    base = ["inputs.count=2", "sampler.steps=2"]
+    sites = "capture.sites=[blocks.0.hook_resid_post, blocks.3.hook_resid_post]"
+    overrides = {"suite_chain_of_steps": base,
+                 "suite_layer_swap": base + ["sweep.interventions.0.layers=['0%:25%', '75%:100%']",
+                                             "sweep.interventions.0.steps=[0]"],
+                 "suite_working_memory": ["inputs.count=5", "sampler.steps=2", sites]}  # fmt: skip
+    model = str(tiny_organism)
+    report = reproduce(tmp_path / "x", model=model, only=list(one), overrides=overrides, progress=False)
+    text = report.read_text()
+    numbers = json.loads((tmp_path / "x" / "numbers.json").read_text())
+    chain = numbers["suite_chain_of_steps"]["tasks"]["goalmaze"]["chain"]
+    # the candidates of run 1 at the last step, read again from results.h5's x0 through the pipeline's VAE
+    res = tmp_path / "x" / "suite_chain_of_steps" / "goalmaze" / "results.h5"
+    exp = experiments(model=model, only=["suite_chain_of_steps"], overrides=base)["suite_chain_of_steps/goalmaze"]
+    pm = R._load_models({"e": exp}, "cpu")[model]
+    x0 = R._read(res)["x0"][0]
+    last = R._decode(pm, x0[1, -1:])[0, -1]
+    assert chain["samples"]["candidates"][1][-1] == A.candidates("goalmaze", last, R._suite_instances(exp)[1]).n
+    swap = numbers["suite_layer_swap"]["tasks"]["mirror"]["swap"]
+    assert sorted(swap["answer_flip"], key=float) == ["0.125", "0.875"] and swap["n"] == 2
+    mem = numbers["suite_working_memory"]["tasks"]["loopmaze"]
+    assert len(mem["memory"]["layout_curve_per_frame"]) == 9 and mem["memory"]["n"] == 5
+    assert mem["probes"]["sites"] == ["blocks.0.hook_resid_post", "blocks.3.hook_resid_post"]
+    assert len(mem["probes"]["control_wall_curve"]) == 2 and mem["probes"]["labels"]["layout"] == "wall"
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "claim |" not in line]
+    want = [s for s in P.SPECS if s.analysis in one]
+    assert len(rows) == len(want) == 6
+    for row, s in zip(rows, want):
+        assert row.startswith(f"| {s.claim}: {next(iter(one[s.analysis]))} level ")
+        assert "**not enough samples (n=" in row or f"**{P.NA}**" in row
+    assert "*suite_perception*:" in text and "control task" in text and "interp.tasks.answers" in text
