@@ -300,9 +300,8 @@ def test_prompt_swap_runs_on_the_organism_and_a_flip_is_the_other_goal(tmp_path)
 def test_suite_analyses_run_on_the_organism_one_row_per_task_per_claim(tiny_organism, tmp_path):
     """The quick suite profile at 2 steps on the organism's pipeline (a tiny transformer and VAE: the shipped one
     took ~100 s more on 2 cores; the prompt swap runs on the shipped one above): every suite analysis runs on each
-    of its tasks,
-    success is the task's pixel scorer (numbers.json's per-instance values are results.h5's score_success), and the
-    report has one row per task for every claim, with intervals."""
+    of its tasks, success is the task's pixel scorer (numbers.json's per-instance values are results.h5's
+    score_success), and the report has one row per task for every claim, with intervals."""
     # two analyses keep this CPU run short: the ensemble's rows are tested on made-up numbers, the x0 analyses on a
     # tiny suite model (test_suite_x0_analyses_run_on_a_suite_model)
     names = ["suite_layer_skip", "suite_noise_step_vs_frame"]
