@@ -215,12 +215,12 @@ def test_eval_organism_bad_input_is_one_error_and_writes_nothing(tmp_path):
 def test_eval_organism_cli_writes_eval_json_and_samples(tmp_path):
     from interp.store.samples import read_suite_samples
 
-    res = CliRunner().invoke(app, ["eval", "organism", "--task", "mirror", "--level", "2", "--n", "4", "--steps", "20",
+    res = CliRunner().invoke(app, ["eval", "organism", "--task", "mirror", "--level", "2", "--n", "4", "--steps", "3",
                                    "--out", str(tmp_path)])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "mirror" in res.output and "95% CI" in res.output
     ev = json.loads((tmp_path / "eval.json").read_text())
-    assert ev["sampler"]["steps"] == 20 and ev["sampler"]["guidance"] == 3.0  # the model's interp.json default
+    assert ev["sampler"]["steps"] == 3 and ev["sampler"]["guidance"] == 3.0  # guidance: the model's interp.json default
     (row,) = ev["results"]
     assert (row["task"], row["level"], row["n"]) == ("mirror", 2, 4)
     lo, hi = row["ci95"]
@@ -229,7 +229,7 @@ def test_eval_organism_cli_writes_eval_json_and_samples(tmp_path):
     assert s["video"].shape == (4, 9, 96, 96, 3) and s["task"] == ["mirror"] * 4 and s["level"] == [2] * 4
     assert s["instances"] == suite.heldout(suite.get_task("mirror"), 2, 4)
     assert np.array_equal(s["condition"][0], suite.get_task("mirror").render(s["instances"][0])[0])
-    assert s["attrs"]["sampler"]["steps"] == 20 and s["attrs"]["complete"]
+    assert s["attrs"]["sampler"]["steps"] == 3 and s["attrs"]["complete"]
     assert float(np.mean(s["scores"]["success"])) == row["success"]
 
 
