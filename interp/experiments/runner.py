@@ -141,7 +141,7 @@ def pipeline_group_inputs(exp: Experiment, loaded, level: int | None = None) -> 
         raise ExperimentError(f"inputs: {e}") from None
     ti = pi.trajectory
     lens = [m for m in exp.metrics if m in LENS_METRICS]
-    if ti.streams and lens:  # the lens re-runs blocks on the video alone
+    if ti.streams and lens:  # the lens re-runs blocks on the video alone (a suite task's lens on such a pipeline)
         raise ExperimentError(f"metrics: {', '.join(lens)} read the x0 lens, which does not carry "
                               f"{loaded.pipeline_class}'s other streams ({', '.join(ti.streams)}); valid metrics "
                               f"here: {', '.join(GENERIC_METRICS)}")  # fmt: skip

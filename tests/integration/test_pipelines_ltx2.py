@@ -166,7 +166,7 @@ def test_ltx2_experiment_clean_rows_equal_capture(ltx2, tmp_path):
     of the same prompt and seed, up to the CPU's rounding of another batch layout; the rows keep their own audio; a
     layer skip and a zero ablation of a video site change the video and the audio."""
     from interp.apps.capture import CaptureConfig, capture_pipeline
-    from interp.experiments.schema import Experiment
+    from interp.experiments.schema import Experiment, ExperimentError
     from interp.experiments.verb import run_experiment
     from interp.pipelines.ltx2 import AUDIO, decode_audio
     from interp.store.results import read_group
@@ -204,6 +204,9 @@ def test_ltx2_experiment_clean_rows_equal_capture(ltx2, tmp_path):
         assert np.abs(g["final"][point] - g["clean_final"]).max() > 1e-2
         assert np.abs(audio[point] - clean_audio).max() > 1e-3
     assert all(m["metrics"]["mse"] > 0 for m in res.summary["points"])
+    with pytest.raises(ExperimentError, match="pipeline_kwargs are inputs of task: prompts"):
+        Experiment.validate_data({"model": str(ltx2), "inputs": {"task": "random", "pipeline_kwargs": knobs},
+                                  "interventions": [{"kind": "skip", "layers": 1}]})  # fmt: skip
 
 
 def test_ltx2_partial_capture_does_not_resume(ltx2, tmp_path):
