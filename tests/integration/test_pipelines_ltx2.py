@@ -208,20 +208,28 @@ def test_ltx2_experiment_clean_rows_equal_capture(ltx2, tmp_path):
                                   "interventions": [{"kind": "skip", "layers": 1}]})  # fmt: skip
 
 
-def test_ltx2_partial_capture_does_not_resume(ltx2, tmp_path):
-    """A capture stopped mid-run cannot resume (the audio latents are not stored per step): one clear error."""
+def test_ltx2_partial_capture_resumes_exactly(ltx2, tmp_path):
+    """A capture stopped mid-run resumes from the audio latents it stored per step (``stream_audio_hidden_states``):
+    the resumed file's video latents, audio latents and waveform equal an uninterrupted capture's, bit-exact."""
     from interp.apps.capture import CaptureConfig, capture_pipeline
 
-    cfg = CaptureConfig(model=str(ltx2), prompts=[PROMPT], steps=2, guidance=1.0, frames=5, height=32, width=32,
+    cfg = CaptureConfig(model=str(ltx2), prompts=[PROMPT], steps=3, guidance=1.0, frames=5, height=32, width=32,
                         max_sequence_length=16, sites=["blocks.0.hook_resid_post"], pipeline_kwargs=OFF)  # fmt: skip
-    out = tmp_path / "run.h5"
+    whole, out = tmp_path / "whole.h5", tmp_path / "run.h5"
+    capture_pipeline(cfg, whole)
 
     def stop(rec):
-        raise KeyboardInterrupt
+        if rec.step == 1:
+            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         capture_pipeline(cfg, out, on_step=stop)
     assert partial_path(out).exists() and not out.exists()
-    with pytest.raises(PipelineError, match="cannot resume"):
-        capture_pipeline(cfg, out)
-    assert not out.exists()
+    seen = []
+    capture_pipeline(cfg, out, on_step=lambda rec: seen.append(rec.step))
+    assert seen == [2]  # steps 0 and 1 were on disk: only step 2 ran
+    with load_cache(whole) as a, load_cache(out) as b:
+        assert torch.equal(a.final, b.final)
+        assert np.array_equal(a.audio_latents, b.audio_latents) and np.array_equal(a.audio, b.audio)
+        assert np.array_equal(a.file["stream_audio_hidden_states"][:], b.file["stream_audio_hidden_states"][:])
+        assert np.abs(b.file["stream_audio_hidden_states"][2] - b.file["stream_audio_hidden_states"][1]).max() > 0.1
