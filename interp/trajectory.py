@@ -327,11 +327,14 @@ def run_trajectory(
     progress: bool = False,
     edit_latent: Callable[[StepInput], Latent] | None = None,
     grad: bool = False,
+    start_streams: dict[str, Tensor] | None = None,
 ) -> Trajectory:
     """Denoise ``inputs`` with ``loaded``'s scheduler; record every step.
 
     read: sites to capture at every forward (globs allowed); plan: per (branch, step) plan, overriding ``read``.
-    start: (step, x_step) to resume a run from a recorded step (single-step schedulers only).
+    start: (step, x_step) to resume a run from a recorded step (single-step schedulers only); with
+    ``inputs.streams``, ``start_streams`` holds each stream's latents entering that step (``StepRecord.streams`` of
+    the step before).
     edit_latent: :class:`StepInput` -> the latent entering the step, applied before each step's forward (the record's
     ``x`` and the scheduler step see the edited latent; ``first_frame`` is imposed again after it).
     grad: run the loop with autograd on (attribution patching): every forward traces with ``grad=True``, so the final
@@ -378,13 +381,17 @@ def run_trajectory(
         raise ValueError(f"{type(sched).__name__} cannot start at step {begin}")
     streams = {k: v.to(device).clone() for k, v in (inputs.streams or {}).items()}
     if streams and begin:
-        raise ValueError(f"cannot resume mid-run: the loop does not keep the {', '.join(streams)} latents per step")
+        missing = sorted(set(streams) - set(start_streams or {}))
+        if missing:
+            raise ValueError(f"resuming at step {begin} needs the {', '.join(missing)} latents entering it "
+                             "(start_streams)")  # fmt: skip
+        streams = {k: start_streams[k].to(device).clone() for k in streams}
     stream_scheds = {}
     for k in streams:  # the pipeline steps each other stream with its own copy of the scheduler
         stream_scheds[k] = make_scheduler(loaded, config.shift, inputs.timestep_kwargs)
         set_timesteps(stream_scheds[k], config.steps, inputs.timestep_kwargs, device=device)
         if hasattr(stream_scheds[k], "set_begin_index"):
-            stream_scheds[k].set_begin_index(0)
+            stream_scheds[k].set_begin_index(begin)
 
     stateful = is_stateful(sched)
     generators, old_x0 = None, None

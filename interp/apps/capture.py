@@ -532,11 +532,11 @@ def capture_pipeline(
 
     clock.mark("encode")
     try:
-        final, final_streams = None, {}
-        if writer.start_step and inputs.streams:
-            raise PipelineError(f"{out}: a partial {loaded.pipeline_class} capture cannot resume (the loop does not "
-                                f"keep its {', '.join(inputs.streams)} per step); delete {partial_path(out)} to start "
-                                "again")  # fmt: skip
+        final = None
+        try:  # the other streams (LTX-2's audio) where the partial file left them
+            final_streams = writer.start_streams(inputs.streams or {})
+        except ValueError as e:
+            raise PipelineError(f"{e}; delete {partial_path(out)} to start again") from None
         if writer.start_step < sampler.steps:
             start = (writer.start_step, writer.start_latents()) if writer.start_step else None
 
@@ -551,7 +551,8 @@ def capture_pipeline(
                     on_step(rec)
 
             traj = run_trajectory(loaded, inputs, sampler, read=sites, plan=keep.plan(sites, writer.reducer),
-                                  on_step=step_hook, start=start, keep=False, progress=progress)  # fmt: skip
+                                  on_step=step_hook, start=start, keep=False, progress=progress,
+                                  start_streams=final_streams)  # fmt: skip
             flush(wait=True)
             final, final_streams = traj.final, traj.final_streams
         clock.mark("loop")

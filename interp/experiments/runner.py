@@ -29,7 +29,7 @@ from interp.experiments import metrics as M
 from interp.experiments.cost import Cost, estimate_seconds, time_first_steps
 from interp.experiments.plan import Batch, Plan, Row, Sample, baseline, estimate, source_rows
 from interp.experiments.plan import plan as make_plan
-from interp.experiments.schema import LENS_METRICS, MAZE_METRICS, Experiment, ExperimentError
+from interp.experiments.schema import GENERIC_METRICS, LENS_METRICS, MAZE_METRICS, Experiment, ExperimentError
 from interp.experiments.shard import rank_batches, shard_path
 from interp.inputs import model_inputs
 from interp.interventions.bind import Bound, compile_batch
@@ -40,6 +40,7 @@ from interp.store.atomic import disk_full_names, write_atomic
 from interp.store.codec import SCALE_SUFFIX, encode, nbytes, to_disk
 from interp.store.results import ResultsWriter, is_complete, read_metrics
 from interp.trajectory import (
+    Guider,
     SamplerConfig,
     StepRecord,
     TrajectoryInputs,
@@ -64,7 +65,8 @@ class GroupInputs:
 
     Prompt inputs (``pipeline``) carry the pipeline's own negative text, first-frame latents, per-token timestep
     mask and initial noise: sample i of seed s is ``prepare_latents`` with ``Generator().manual_seed(s + i)``, as
-    ``interp capture`` and ``__call__`` draw it (another seed than ``sampler.seed`` is drawn by encoding again)."""
+    ``interp capture`` and ``__call__`` draw it (another seed than ``sampler.seed`` is drawn by encoding again); a
+    pipeline that denoises more than the video (LTX-2's audio) has its ``guider`` and each seed's ``stream_noise``."""
 
     text: TextConditioning
     condition: torch.Tensor | None
@@ -77,6 +79,10 @@ class GroupInputs:
     pipeline_noise: Callable[[int], torch.Tensor] | None = None
     timestep_kwargs: dict | None = None  # the pipeline's set_timesteps keywords (LTX's mu, Mochi's sigmas, ...)
     reference_frames: int = 0  # leading latent frames dropped before decoding (WanVACE's reference images)
+    guider: Guider | None = None  # the pipeline's own guidance rule (LTX-2); None: classifier-free guidance
+    # the initial latents of the streams denoised beside the video (LTX-2's packed audio), (n, ...) per stream, of a
+    # seed: drawn from the same generators as the video's, after it, as __call__ draws them
+    stream_noise: Callable[[int], dict[str, torch.Tensor]] | None = None
 
     def noise(self, seed: int, cache: dict) -> torch.Tensor:
         if seed not in cache:
@@ -85,6 +91,13 @@ class GroupInputs:
             else:
                 cache[seed] = initial_latents(self.latent_shape, seed, self.init_sigma)
         return cache[seed]
+
+    def streams(self, rows: list[Row]) -> dict[str, torch.Tensor] | None:
+        """Each row's own initial latents of every other stream (its seed's, its slot's), batched; None: no streams."""
+        if self.stream_noise is None:
+            return None
+        drawn = {seed: self.stream_noise(seed) for seed in {r.seed for r in rows}}
+        return {k: torch.stack([drawn[r.seed][k][r.slot] for r in rows]) for k in drawn[rows[0].seed]}
 
 
 def _is_pipeline(loaded) -> bool:
@@ -119,27 +132,32 @@ def pipeline_group_inputs(exp: Experiment, loaded, level: int | None = None) -> 
         height=exp.inputs.height or 480,
         width=exp.inputs.width or 832,
         guidance_scale=sampler.guidance_scale,
+        max_sequence_length=exp.inputs.max_sequence_length,
+        pipeline_kwargs=exp.inputs.pipeline_kwargs,
     )
     try:
         pi = encode_inputs(loaded, prompts, seed=exp.sampler.seed, **kw)
     except PipelineError as e:
         raise ExperimentError(f"inputs: {e}") from None
     ti = pi.trajectory
-    if ti.streams or ti.guider is not None:  # the batch runner has neither yet: refused, never run as plain CFG
-        raise ExperimentError(f"inputs: {loaded.pipeline_class} denoises more than the video (its audio) with its "
-                              "own guidance rule, which experiments do not carry yet; capture it with "
-                              "`interp capture`")  # fmt: skip
-    base = {exp.sampler.seed: ti.latents}
+    lens = [m for m in exp.metrics if m in LENS_METRICS]
+    if ti.streams and lens:  # the lens re-runs blocks on the video alone (a suite task's lens on such a pipeline)
+        raise ExperimentError(f"metrics: {', '.join(lens)} read the x0 lens, which does not carry "
+                              f"{loaded.pipeline_class}'s other streams ({', '.join(ti.streams)}); valid metrics "
+                              f"here: {', '.join(GENERIC_METRICS)}")  # fmt: skip
+    base = {exp.sampler.seed: ti}
 
-    def noise(seed: int) -> torch.Tensor:
+    def encoded(seed: int) -> TrajectoryInputs:
         if seed not in base:
-            base[seed] = encode_inputs(loaded, prompts, seed=seed, **kw).trajectory.latents
+            base[seed] = encode_inputs(loaded, prompts, seed=seed, **kw).trajectory
         return base[seed]
 
     frames = torch.from_numpy(pi.images) if pi.images is not None else None
     return GroupInputs(ti.text, ti.condition, ti.latent_shape, frames, 1.0, negative=ti.negative,
-                       first_frame=ti.first_frame, timestep_mask=ti.timestep_mask, pipeline_noise=noise,
-                       timestep_kwargs=ti.timestep_kwargs, reference_frames=ti.reference_frames)  # fmt: skip
+                       first_frame=ti.first_frame, timestep_mask=ti.timestep_mask,
+                       pipeline_noise=lambda seed: encoded(seed).latents, timestep_kwargs=ti.timestep_kwargs,
+                       reference_frames=ti.reference_frames, guider=ti.guider,
+                       stream_noise=(lambda seed: encoded(seed).streams) if ti.streams else None)  # fmt: skip
 
 
 def sampler_of(exp: Experiment, loaded: LoadedModel) -> SamplerConfig:
@@ -411,6 +429,7 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
 
     traj = run_trajectory(loaded, inputs, sampler, plan=plan_fn, edit_latent=edit_latent, on_step=on_step, keep=False)
     final = traj.final.float().cpu()  # results are written and scored on the host
+    final_streams = {f"final_{k}": v.float().cpu() for k, v in traj.final_streams.items()}  # each row's own
     x0 = torch.stack(x0s, 1) if want_x0 else None  # (B, steps, C, F, H, W)
     host = {name: torch.stack(vals).cpu() for name, vals in acts.items()}  # (steps, B, ...)
     n_points, n_samples, steps = len(pl.points), len(pl.samples), sampler.steps
@@ -422,6 +441,8 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
     for r in base_rows:
         s = local[batch.rows[r].sample]
         writer.write(f"{grp}/clean_final", s.local, final[r].numpy(), (n, *final.shape[1:]))
+        for name, v in final_streams.items():
+            writer.write(f"{grp}/clean_{name}", s.local, v[r].numpy(), (n, *v.shape[1:]))
         if exp.capture.x0:
             writer.write(f"{grp}/clean_x0", s.local, x0[r].numpy(), (n, *x0.shape[1:]))
     if maze:
@@ -466,14 +487,19 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
         for name, arr in lens_arr.items():
             writer.write(f"metrics/{name}", (p, s), arr[rows[k]], (n_points, n_samples, *arr.shape[1:]))
         writer.write(f"{grp}/final", (p, li), final[rows[k]].numpy(), (n_points, n, *final.shape[1:]))
+        for name, v in final_streams.items():
+            writer.write(f"{grp}/{name}", (p, li), v[rows[k]].numpy(), (n_points, n, *v.shape[1:]))
         if exp.capture.x0:
             writer.write(f"{grp}/x0", (p, li), x0[rows[k]].numpy(), (n_points, n, *x0.shape[1:]))
         for name, vals in host.items():
             codes, scale = encode(vals[:, rows[k]], exp.capture.dtype)
             codes = to_disk(codes.numpy(), exp.capture.dtype)
             writer.write(f"{grp}/{name}", (p, li), codes, (n_points, n, *codes.shape))
-            writer.attrs_of(f"{grp}/{name}", storage_dtype=exp.capture.dtype,
-                            **({"scale": name.rsplit("/", 1)[-1] + SCALE_SUFFIX} if scale is not None else {}))
+            writer.attrs_of(
+                f"{grp}/{name}",
+                storage_dtype=exp.capture.dtype,
+                **({"scale": name.rsplit("/", 1)[-1] + SCALE_SUFFIX} if scale is not None else {}),
+            )
             if scale is not None:
                 writer.write(f"{grp}/{name}{SCALE_SUFFIX}", (p, li), scale.numpy(), (n_points, n, *scale.shape))
 
@@ -490,7 +516,8 @@ def _batch_trajectory(pl: Plan, batch: Batch, gi: GroupInputs, traced, sampler, 
                               negative=None if gi.negative is None else _index_text(gi.negative, idx, n),
                               condition=None if gi.condition is None else gi.condition[idx], latents=noise,
                               first_frame=None if gi.first_frame is None else gi.first_frame[idx],
-                              timestep_mask=gi.timestep_mask, timestep_kwargs=gi.timestep_kwargs)  # fmt: skip
+                              timestep_mask=gi.timestep_mask, timestep_kwargs=gi.timestep_kwargs,
+                              streams=gi.streams(batch.rows), guider=gi.guider)  # fmt: skip
     bound = [b for u in batch.units for b in bind_unit(pl.experiments[u[0]], batch, u, local[u[1]], directions)]
     plan_fn, edit_latent = compile_batch(bound, traced, shape, sampler.steps, sites)
     return inputs, plan_fn, edit_latent

@@ -54,7 +54,9 @@ class Inputs(Strict):
     ``height`` / ``width`` in pixels and ``count`` is the number of prompts. Files are checked when the experiment
     is validated: one error lists each problem. The runner loads the whole pipeline
     (:func:`interp.experiments.runner.pipeline_group_inputs`): the prompts are encoded once, sample i's noise of
-    seed s is the pipeline's own (``Generator().manual_seed(s + i)``), as ``interp capture``.
+    seed s is the pipeline's own (``Generator().manual_seed(s + i)``), as ``interp capture``. ``max_sequence_length``
+    and ``pipeline_kwargs`` (``LTX2Pipeline``'s guidance knobs, :data:`interp.pipelines.ltx2.KNOBS`) are
+    ``interp capture``'s (None: the pipeline's own defaults).
 
     A task of the organism's suite (``loopmaze``, ``goalmaze``, ``permanence``, ``mirror``; :mod:`interp.tasks`):
     ``count`` held-out instances per level of ``levels`` (default: the task's easiest), each its prompt and first
@@ -75,6 +77,8 @@ class Inputs(Strict):
     samples: str | None = None
     levels: list[int] | None = None  # suite tasks: the levels (one input group each); None: the easiest
     pairs: bool = False  # suite tasks whose prompt picks the answer: each image again with the other prompt
+    max_sequence_length: int | None = Field(None, ge=1)  # pipeline inputs: the prompt's tokens (None: __call__'s)
+    pipeline_kwargs: dict[str, Any] | None = None  # pipeline inputs: __call__ knobs (LTX-2's guidance terms)
 
     @property
     def is_suite(self) -> bool:
@@ -107,7 +111,7 @@ class Inputs(Strict):
                              f"{self.task}")  # fmt: skip
         if self.task == "random" and self.sizes is not None:
             raise ValueError("sizes is for task: maze; random inputs take frames / height / width")
-        given = [k for k in (*PROMPT_FIELDS, "negative_prompt") if getattr(self, k) is not None]
+        given = [k for k in (*PROMPT_FIELDS, *PIPELINE_FIELDS) if getattr(self, k) is not None]
         if self.task != "prompts":
             if given:
                 raise ValueError(f"{', '.join(given)} are inputs of task: prompts (a whole pipeline), not task: "
@@ -201,6 +205,8 @@ class Inputs(Strict):
 
 
 PROMPT_FIELDS = ("prompts", "images", "samples")
+PIPELINE_FIELDS = ("negative_prompt", "max_sequence_length", "pipeline_kwargs")
+"""Inputs of a whole pipeline besides its prompts and images (task: prompts; a suite task takes the last two)."""
 BUILTIN_INPUTS = ("maze", "random", "prompts")
 
 
@@ -362,7 +368,7 @@ class Experiment(Strict):
     # ---- identity ----------------------------------------------------------------------------------------------
     def canonical(self) -> str:
         data = self.model_dump(mode="json")
-        for k in (*PROMPT_FIELDS, "negative_prompt", "levels"):  # added later: left out while unset (older keys hold)
+        for k in (*PROMPT_FIELDS, *PIPELINE_FIELDS, "levels"):  # added later: left out while unset (older keys hold)
             if data["inputs"].get(k) is None:
                 data["inputs"].pop(k, None)
         if not data["inputs"].get("pairs"):

@@ -7,6 +7,7 @@ Layout (schema 1)::
     /timesteps, /sigmas    (steps,)
     /latents               (steps+1, B, C, F, H, W): x_s entering step s; latents[steps] is the final latent
     /v, /x0                (steps, B, C, F, H, W): guided prediction and x0 prediction of step s
+    /stream_<name>         (steps, B, ...): a stream denoised beside the video after step s (LTX-2's packed audio)
     /step_done             (steps,) uint8: 1 once everything of step s is on disk (written last for that step)
     /<branch>/steps        global step numbers of this branch (``cond``, ``uncond``, ``transformer_2/cond``, ...)
     /<branch>/<site>       (n_branch_steps, B, tokens, d_model), one chunk per step; attrs axes, pool
@@ -77,6 +78,9 @@ from interp.store.schema import CAPTURE
 SCHEMA_VERSION = CAPTURE.version
 Pool = Literal["none", "mean", "frame"]
 LATENT_KEYS = ("latents", "v", "x0")
+STREAM_PREFIX = "stream_"
+"""``stream_<name>`` (steps, B, ...): a stream denoised beside the video (LTX-2: ``stream_audio_hidden_states``, the
+packed audio latents) after each step, so a partial capture resumes exactly."""
 
 
 def canonical_json(config: BaseModel | dict) -> str:
@@ -142,6 +146,7 @@ def step_values(rec: Any, pool: Pool, grid: tuple[int, int, int], dtype: DtypeSp
     s = rec.step
     latents = [("latents", 0, rec.x)] if s == 0 else []
     latents += [("latents", s + 1, rec.x_next), ("v", s, rec.v), ("x0", s, rec.x0)]
+    latents += [(STREAM_PREFIX + k, s, v) for k, v in getattr(rec, "streams", {}).items()]
     sites = []
     n_tokens = math.prod(grid)
     index: dict[torch.device, Tensor] = {}
@@ -360,6 +365,19 @@ class RunWriter:
         ds = self.file["latents"]
         x = torch.from_numpy(ds[self.start_step])
         return x.to(getattr(torch, ds.attrs["source_dtype"]))
+
+    def start_streams(self, names) -> dict[str, Tensor]:
+        """The streams ``names`` after the step before :attr:`start_step` (all steps done: the final ones), read back
+        from the file ({} when starting fresh); a name the file lacks is a ValueError."""
+        if self.start_step == 0:
+            return {}
+        out = {}
+        for k in names:
+            if STREAM_PREFIX + k not in self.file:
+                raise ValueError(f"{self.file.filename} holds no {STREAM_PREFIX + k} per step: it cannot resume")
+            ds = self.file[STREAM_PREFIX + k]
+            out[k] = torch.from_numpy(ds[self.start_step - 1]).to(getattr(torch, ds.attrs["source_dtype"]))
+        return out
 
     # ---- writing (main thread enqueues; the writer thread owns the file) ---------------------------------------
     def _put(self, item: tuple) -> None:

@@ -11,6 +11,8 @@ Layout (schema 1)::
     /clean/metrics/<name>      (samples,) the unintervened runs (maze metrics)
     /group_<g>/                attrs size, samples (global sample numbers of this input group), grid (f, h, w)
         final                  (points, n, C, F, H, W) final latents;  clean_final (n, C, F, H, W)
+        final_<stream>         (points, n, ...) / clean_final_<stream> (n, ...): the final latents of the streams
+                               denoised beside the video (LTX-2: final_audio_hidden_states, (points, n, tokens, C))
         x0, clean_x0           (points, n, steps, C, F, H, W) / (n, steps, ...) when capture.x0
         <branch>/<site>        (points, n, steps, tokens, d_model) when captured
 

@@ -160,36 +160,76 @@ def test_ltx2_i2v_bad_inputs_one_clear_error(pipes):
             encode_inputs(pm, [PROMPT], images=[str(pipes["img"])], **kw)
 
 
-def test_ltx2_experiment_refused(ltx2, tmp_path):
-    """The experiment runner does not carry the audio stream and LTX-2's guidance: one clear error, never a run
-    with plain CFG on a frozen audio latent."""
+def test_ltx2_experiment_clean_rows_equal_capture(ltx2, tmp_path):
+    """An experiment on LTX-2 prompt inputs runs its guidance rule (here STG on block 1 and modality isolation) and
+    carries the audio stream through the batch: each clean row ends on ``interp capture``'s video and audio latents
+    of the same prompt and seed, bit-exact in batches of the capture's size; the rows keep their own audio; a layer
+    skip and a zero ablation of a video site change the video and the audio."""
+    from interp.apps.capture import CaptureConfig, capture_pipeline
     from interp.experiments.schema import Experiment, ExperimentError
     from interp.experiments.verb import run_experiment
+    from interp.pipelines.ltx2 import AUDIO, decode_audio
+    from interp.store.results import read_group
 
+    prompts = [PROMPT, "a blue cube spins"]
+    knobs = {"spatio_temporal_guidance_blocks": [1], "audio_guidance_scale": 1.0}
     exp = Experiment.validate_data({
-        "model": str(ltx2), "inputs": {"prompts": [PROMPT], "frames": 5, "height": 32, "width": 32},
-        "sampler": {"steps": 2, "guidance": 1.0, "seed": 7}, "metrics": ["mse"],
+        "model": str(ltx2), "sampler": {"steps": 2, "guidance": 1.0, "seed": 7}, "metrics": ["mse"], "max_batch": 2,
+        "inputs": {"prompts": prompts, "frames": 5, "height": 32, "width": 32, "max_sequence_length": 16,
+                   "pipeline_kwargs": knobs},
         "interventions": [{"kind": "skip", "layers": 1, "steps": "0:2"}],
+        "sweep": {"interventions.0": [{"kind": "skip", "layers": 1, "steps": "0:2"},
+                                      {"kind": "ablate", "mode": "zero", "site": "blocks.0.hook_attn_out"}]},
     })  # fmt: skip
-    with pytest.raises(ExperimentError, match="interp capture"):
-        run_experiment(exp, tmp_path / "exp", wandb="disabled", progress=False)
-    assert not any(tmp_path.rglob("*"))  # nothing written
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = run_experiment(exp, tmp_path / "exp", wandb="disabled", progress=False)
+        cfg = CaptureConfig(model=str(ltx2), prompts=prompts, steps=2, guidance=1.0, seed=7, frames=5, height=32,
+                            width=32, max_sequence_length=16, pipeline_kwargs=knobs)  # fmt: skip
+        capture_pipeline(cfg, tmp_path / "run.h5")
+    g = read_group(res.results, "group_0")
+    audio, clean_audio = g[f"final_{AUDIO}"], g[f"clean_final_{AUDIO}"]
+    assert clean_audio.shape == (2, 5, 4) and audio.shape == (2, 2, 5, 4)  # (points, samples, tokens, C)
+    with load_cache(tmp_path / "run.h5") as c:
+        clean = torch.from_numpy(g["clean_final"])
+        unpacked, _ = decode_audio(load_pipeline(ltx2), torch.from_numpy(clean_audio))
+        # max_batch 2: batches of two rows (edited, clean), as the capture's one batch of two samples; the CPU
+        # rounds a batch of another size differently (max_batch 16, one batch of six rows: 1.9e-6 on video latents
+        # of magnitude ~4, 1.2e-6 on audio latents)
+        assert torch.equal(clean, c.final)
+        assert np.array_equal(unpacked, c.audio_latents)
+    assert np.abs(clean_audio[0] - clean_audio[1]).max() > 0.1  # each row its own audio noise and prompt
+    for point in range(2):  # the skip, the ablation: the video and the audio move
+        assert np.abs(g["final"][point] - g["clean_final"]).max() > 1e-2
+        assert np.abs(audio[point] - clean_audio).max() > 1e-3
+    assert all(m["metrics"]["mse"] > 0 for m in res.summary["points"])
+    with pytest.raises(ExperimentError, match="pipeline_kwargs are inputs of task: prompts"):
+        Experiment.validate_data({"model": str(ltx2), "inputs": {"task": "random", "pipeline_kwargs": knobs},
+                                  "interventions": [{"kind": "skip", "layers": 1}]})  # fmt: skip
 
 
-def test_ltx2_partial_capture_does_not_resume(ltx2, tmp_path):
-    """A capture stopped mid-run cannot resume (the audio latents are not stored per step): one clear error."""
+def test_ltx2_partial_capture_resumes_exactly(ltx2, tmp_path):
+    """A capture stopped mid-run resumes from the audio latents it stored per step (``stream_audio_hidden_states``):
+    the resumed file's video latents, audio latents and waveform equal an uninterrupted capture's, bit-exact."""
     from interp.apps.capture import CaptureConfig, capture_pipeline
 
-    cfg = CaptureConfig(model=str(ltx2), prompts=[PROMPT], steps=2, guidance=1.0, frames=5, height=32, width=32,
+    cfg = CaptureConfig(model=str(ltx2), prompts=[PROMPT], steps=3, guidance=1.0, frames=5, height=32, width=32,
                         max_sequence_length=16, sites=["blocks.0.hook_resid_post"], pipeline_kwargs=OFF)  # fmt: skip
-    out = tmp_path / "run.h5"
+    whole, out = tmp_path / "whole.h5", tmp_path / "run.h5"
+    capture_pipeline(cfg, whole)
 
     def stop(rec):
-        raise KeyboardInterrupt
+        if rec.step == 1:
+            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         capture_pipeline(cfg, out, on_step=stop)
     assert partial_path(out).exists() and not out.exists()
-    with pytest.raises(PipelineError, match="cannot resume"):
-        capture_pipeline(cfg, out)
-    assert not out.exists()
+    seen = []
+    capture_pipeline(cfg, out, on_step=lambda rec: seen.append(rec.step))
+    assert seen == [2]  # steps 0 and 1 were on disk: only step 2 ran
+    with load_cache(whole) as a, load_cache(out) as b:
+        assert torch.equal(a.final, b.final)
+        assert np.array_equal(a.audio_latents, b.audio_latents) and np.array_equal(a.audio, b.audio)
+        assert np.array_equal(a.file["stream_audio_hidden_states"][:], b.file["stream_audio_hidden_states"][:])
+        assert np.abs(b.file["stream_audio_hidden_states"][2] - b.file["stream_audio_hidden_states"][1]).max() > 0.1
