@@ -178,7 +178,7 @@ def main(
             lam_off = ~np.isclose(res.metrics["lambda"].ravel(), np.asarray(LOGISTIC_LAMBDAS)[after[0]], rtol=1e-5)
             same = not (acc_off.any() or lam_off.any())
             print(f"  run_probes gives the same strengths and accuracies as the timed fits: {same}"
-                  + ("" if same else f" (accuracy off at {acc_off.sum()} sites, strength {lam_off.sum()})"))  # fmt: skip
+                  + ("" if same else f" (accuracy off at {acc_off.sum()} sites, lambda {lam_off.sum()})"))  # fmt: skip
             t_sk, *sk_pick, sk_it = sklearn_sites(x, ex, 1e-4, 100, sklearn_jobs)
             t_ref, *ref, ref_it = sklearn_sites(x, ex, reference_tol, reference_max_iter, sklearn_jobs, True)
             rows = [
