@@ -37,6 +37,8 @@ batched GEMMs. Measured by ``python -m benchmarks.probe_parity`` (benchmarks/res
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +52,18 @@ NEWTON_STEPS = 12  # default cap on the Newton steps that finish every solve: se
 NEWTON_TOL = 1e-3  # default stopping tolerance on the Newton decrement sqrt(g' H^-1 g)
 NEWTON_BYTES = 256 << 20  # CPU working set of one batch of Newton steps (examples copied per (site, problem) pair)
 CACHE_BYTES = 8 << 20  # CPU: sites solved together keep their examples within this (last-level cache)
+
+
+@contextmanager
+def full_float32() -> Iterator[None]:
+    """float32 matmuls at full precision inside (no TF32 on CUDA), whatever the process set outside (training turns
+    TF32 on): the Newton finish, the validation losses and the test scores need float32's 24 bits, TF32 keeps 11."""
+    prev = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(prev)
 
 
 def fast_matmul_dtype(device: torch.device | str = "cpu") -> torch.dtype:
@@ -260,6 +274,13 @@ def fit_logistic(
     group is standardized into one reused buffer (in the matmul dtype) just before its solve, instead of the caller
     materializing a standardized copy of every site; the weights are still in standardized space.
     """
+    with full_float32():
+        return _fit_logistic(x, y, lam, classes, max_iter, tol, precond_rows, matmul_dtype, group, standardizer,
+                             newton_steps, newton_tol)  # fmt: skip
+
+
+def _fit_logistic(x, y, lam, classes, max_iter, tol, precond_rows, matmul_dtype, group, standardizer, newton_steps,
+                  newton_tol) -> LinearFit:  # fmt: skip
     s, n, d = x.shape
     p = y.shape[0]
     k = 1 if classes == 2 else classes

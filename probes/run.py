@@ -20,7 +20,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rich.progress import Progress
 
-from interp.budget import Estimate
+from interp.budget import Estimate, free_memory
 from probes import labels as L
 from probes import metrics as M
 from probes.data import CacheReader, open_cache
@@ -32,11 +32,13 @@ from probes.linear import (
     fast_matmul_dtype,
     fit_logistic,
     fit_ridge,
+    full_float32,
     to_raw,
 )
 
 LOGISTIC_LAMBDAS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 RIDGE_LAMBDAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+DEVICE_SHARE = 0.5  # CUDA: a chunk may take this share of the free device memory (and of the free host memory)
 
 
 class ProbeConfig(BaseModel):
@@ -61,7 +63,7 @@ class ProbeConfig(BaseModel):
     max_iter: int = Field(100, ge=1)
     newton_steps: int = Field(NEWTON_STEPS, ge=0)  # Newton steps that finish each logistic solve (0: CG alone)
     precision: Literal["auto", "float32", "bfloat16"] = "auto"  # logistic matmuls; auto: bfloat16 where fast
-    memory_gb: float = Field(1.0, gt=0)
+    memory_gb: float = Field(1.0, gt=0)  # host memory for one chunk's features (CUDA: grown to the free memory)
     device: str = "cpu"
 
     @field_validator("labels")
@@ -204,11 +206,16 @@ def _val_loss(fit: LinearFit, x, y, kind) -> torch.Tensor:
 
 
 def probe_chunk(x, ex: Examples, label: L.Label, lambdas, cfg: ProbeConfig, w_boot, with_control: bool):
-    """Fit every (site, task, lambda), pick lambda on val, score on test.
+    """Fit every (site, task, lambda), pick lambda on val, score on test (float32 matmuls at full precision).
 
     Returns metric tensors (sites, boot) per name, the chosen real-label probes on raw activations
     (``{direction, bias, scale, proj_mean, proj_std}``), and the chosen lambdas.
     """
+    with full_float32():
+        return _probe_chunk(x, ex, label, lambdas, cfg, w_boot, with_control)
+
+
+def _probe_chunk(x, ex: Examples, label: L.Label, lambdas, cfg: ProbeConfig, w_boot, with_control: bool):
     tr, va, te = (ex.slice(p) for p in ("train", "val", "test"))
     dt = torch.float32
     kind = label.kind
@@ -271,6 +278,22 @@ def _directions(w_raw, b_raw, x_train) -> dict[str, torch.Tensor]:
         "proj_mean": proj.mean(-1).cpu(),
         "proj_std": proj.std(-1).cpu(),
     }
+
+
+def chunk_size(per_site: float, memory_gb: float, device: torch.device) -> int:
+    """(step, site) slices per chunk: as many as ``memory_gb`` holds; on CUDA at least as many as ``DEVICE_SHARE``
+    of the free device memory holds, within that share of the free host memory (where a chunk's features are
+    gathered). One chunk is one batched solve: on a GPU a solve costs little more for many sites than for a few
+    (its iterations are launch- and sync-bound), and on CUDA a site's last float bits can depend on the batch it was
+    solved in (cuBLAS picks kernels by shape), so the fewer chunks, the fewer solves and the fewer such seams."""
+    per_site = max(per_site, 1.0)
+    chunk = max(1, int(memory_gb * 2**30 // per_site))
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        host = free_memory()
+        room = min(free, host) if host is not None else free
+        chunk = max(chunk, int(DEVICE_SHARE * room // per_site))
+    return chunk
 
 
 def estimate(n_pairs: int, d_model: int, per_site: float, chunk: int, labels: list, out) -> Estimate:
@@ -347,7 +370,7 @@ def run_probes(
         d = max(reader.d_model(s) for s in sites)
         n_total = sum(len(ex.y) for _, ex, *_ in prepared)
         per_site = 4.0 * d * n_total * (4 if base is None else 6)
-        chunk = max(1, int(cfg.memory_gb * 2**30 // max(per_site, 1)))
+        chunk = chunk_size(per_site, cfg.memory_gb, dev)
         estimate(len(pairs), d, per_site, chunk, [lab for lab, *_ in prepared], out).check(force)
         store: dict[str, dict[str, list]] = {lab.name: {} for lab, *_ in prepared}
         frame_of = None  # the frame of each stored token, when the capture kept some
@@ -445,5 +468,6 @@ __all__ = [
     "load_mazes",
     "resolve_labels",
     "probe_chunk",
+    "chunk_size",
     "features",
 ]
