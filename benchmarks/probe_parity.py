@@ -88,6 +88,21 @@ def ours(lab, ex, x: np.ndarray, cfg: ProbeConfig, device: str, repeats: int) ->
     return float(np.median(times)), pick, mets["accuracy"][:, 0].numpy()
 
 
+def print_profile(lab, ex, x: np.ndarray, cfg: ProbeConfig, device: str, rows: int) -> None:
+    """The ``rows`` ops of most self time (device time on CUDA) in one ``probe_chunk`` over every site."""
+    from torch.profiler import ProfilerActivity, profile  # only for --profile
+
+    cuda = torch.device(device).type == "cuda"
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    w_one = torch.ones(1, len(ex.index("test")))
+    with profile(activities=acts) as prof:
+        probe_chunk(torch.from_numpy(x).to(device), ex, lab, LOGISTIC_LAMBDAS, cfg, w_one, False)
+        if cuda:
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=rows))
+
+
 def sklearn_site(x: np.ndarray, y: np.ndarray, parts: tuple[slice, slice, slice], tol: float, max_iter: int,
                  float64: bool = False):  # fmt: skip
     """(chosen strength index, test accuracy, most lbfgs iterations) for one site (``float64``: on float64 features;
@@ -154,6 +169,7 @@ def main(
     reference_tol: float = typer.Option(1e-9, help="tolerance of the tight scikit-learn reference"),
     reference_max_iter: int = typer.Option(10000, help="max_iter of the tight scikit-learn reference"),
     before: bool = typer.Option(True, help="also time/compare ours with newton_steps=0 (the earlier default)"),
+    profile: int = typer.Option(0, help="print the N ops of most self time in one more fit of ours per label"),
 ) -> None:
     """Print, per label, ours (defaults) vs scikit-learn (defaults) vs a tight reference: accuracy, strength, time."""
     torch.set_num_threads(threads)
@@ -179,6 +195,8 @@ def main(
             same = not (acc_off.any() or lam_off.any())
             print(f"  run_probes gives the same strengths and accuracies as the timed fits: {same}"
                   + ("" if same else f" (accuracy off at {acc_off.sum()} sites, lambda {lam_off.sum()})"))  # fmt: skip
+            if profile:
+                print_profile(lab, ex, x, cfg, device, profile)
             t_sk, *sk_pick, sk_it = sklearn_sites(x, ex, 1e-4, 100, sklearn_jobs)
             t_ref, *ref, ref_it = sklearn_sites(x, ex, reference_tol, reference_max_iter, sklearn_jobs, True)
             rows = [
