@@ -81,6 +81,15 @@ def fast_matmul_dtype(device: torch.device | str = "cpu") -> torch.dtype:
     return torch.float32
 
 
+def site_group(sites: int, n: int, d: int, dtype: torch.dtype, device: torch.device | str) -> int:
+    """Sites :func:`fit_logistic` solves together by default: on CPU as many as keep their ``n`` examples within
+    ``CACHE_BYTES``, elsewhere all of them. A site's solution depends (in its last bits, and through when its
+    converged problems are compacted away) on the other sites of its group."""
+    if torch.device(device).type != "cpu":
+        return max(1, sites)
+    return max(1, CACHE_BYTES // (n * d * dtype.itemsize))
+
+
 @dataclass
 class Standardizer:
     """Per-site feature mean and std (from the training examples)."""
@@ -286,7 +295,7 @@ def _fit_logistic(x, y, lam, classes, max_iter, tol, precond_rows, matmul_dtype,
     k = 1 if classes == 2 else classes
     mdt = matmul_dtype or x.dtype
     if group is None:
-        group = s if x.device.type != "cpu" else max(1, CACHE_BYTES // (n * d * mdt.itemsize))
+        group = site_group(s, n, d, mdt, x.device)
     weight = torch.zeros(s, p, k, d, dtype=torch.float32, device=x.device)
     bias = torch.zeros(s, p, k, dtype=torch.float32, device=x.device)
     iters = 0

@@ -11,6 +11,7 @@ fitted there on the same examples and split.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
@@ -33,6 +34,7 @@ from probes.linear import (
     fit_logistic,
     fit_ridge,
     full_float32,
+    site_group,
     to_raw,
 )
 
@@ -371,6 +373,11 @@ def run_probes(
         n_total = sum(len(ex.y) for _, ex, *_ in prepared)
         per_site = 4.0 * d * n_total * (4 if base is None else 6)
         chunk = chunk_size(per_site, cfg.memory_gb, dev)
+        if dev.type == "cpu":  # whole solver groups per chunk: a site's fit is then the same whatever the chunking
+            mdt = fast_matmul_dtype(dev) if cfg.precision == "auto" else getattr(torch, cfg.precision)
+            groups = [site_group(chunk, len(ex.index("train")), d, mdt, dev) for _, ex, *_ in prepared]
+            step = math.lcm(*groups)
+            chunk = chunk - chunk % step if chunk >= step else chunk
         estimate(len(pairs), d, per_site, chunk, [lab for lab, *_ in prepared], out).check(force)
         store: dict[str, dict[str, list]] = {lab.name: {} for lab, *_ in prepared}
         frame_of = None  # the frame of each stored token, when the capture kept some
