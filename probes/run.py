@@ -238,7 +238,7 @@ def _probe_chunk(x, ex: Examples, label: L.Label, lambdas, cfg: ProbeConfig, w_b
         del xs
     else:
         # each site is standardized into the matmul dtype just before its solve (no standardized copy of the
-        # chunk); validation logits on raw float32 activations with the weights mapped back
+        # chunk); validation logits on the standardized validation examples (float32)
         mdt = fast_matmul_dtype(x.device) if cfg.precision == "auto" else getattr(torch, cfg.precision)
         fit = fit_logistic(
             x[:, tr],
@@ -250,13 +250,15 @@ def _probe_chunk(x, ex: Examples, label: L.Label, lambdas, cfg: ProbeConfig, w_b
             standardizer=std,
             newton_steps=cfg.newton_steps,
         )
-        loss = _val_loss(LinearFit(*to_raw(fit.weight, fit.bias, std)), x[:, va], y_va, kind)
+        loss = _val_loss(fit, std(x[:, va]), y_va, kind)
     loss = loss.reshape(x.shape[0], len(ys), n_l)
     best = loss.argmin(-1)  # (s, tasks)
     pick = best + torch.arange(len(ys), device=x.device)[None] * n_l
     s_idx = torch.arange(x.shape[0], device=x.device)[:, None]
     w_raw, b_raw = to_raw(fit.weight[s_idx, pick], fit.bias[s_idx, pick], std)  # (s, tasks, d, k), (s, tasks, k)
-    scores = LinearFit(w_raw, b_raw).logits(x[:, te]).cpu()  # float32 on raw activations: (s, tasks, n_test, k)
+    # scored on standardized test examples, as fitted: on raw activations the bias absorbs mean @ w_raw, which
+    # cancels to float32 rounding of that product (a residual stream's mean is many stds), flipping near-ties
+    scores = LinearFit(fit.weight[s_idx, pick], fit.bias[s_idx, pick]).logits(std(x[:, te])).cpu()  # (s, t, n, k)
     out = {}
     for t, tag in enumerate(["", "control_"][: len(ys)]):
         y_te = ys[t][te].cpu()
