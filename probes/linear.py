@@ -32,7 +32,9 @@ Every solve therefore ends with Newton steps (float32 gradient, float32 Hessian 
 in float64, only unconverged pairs computed) to a decrement of ``NEWTON_TOL``: the same strength as a tight
 scikit-learn solve at >= 99% of those sites. The price on CPU: the float32 Hessians (~2.5 ms per pair at n = 1280,
 d = 224, one thread; ~2-7 per pair) make a site cost 66-87 ms instead of CG's 8-13 ms there; a GPU forms them in
-batched GEMMs. Measured by ``python -m benchmarks.probe_parity`` (benchmarks/results/probe_parity_cpu.txt).
+batched GEMMs. Measured by ``python -m benchmarks.probe_parity`` (benchmarks/results/probe_parity_cpu.txt; at 64
+mazes, against scikit-learn on float64 features: probe_parity_cpu64.txt). The fits run under :func:`full_float32`
+(no TF32): the Newton finish needs float32's full mantissa.
 """
 
 from __future__ import annotations
