@@ -32,11 +32,15 @@ Every solve therefore ends with Newton steps (float32 gradient, float32 Hessian 
 in float64, only unconverged pairs computed) to a decrement of ``NEWTON_TOL``: the same strength as a tight
 scikit-learn solve at >= 99% of those sites. The price on CPU: the float32 Hessians (~2.5 ms per pair at n = 1280,
 d = 224, one thread; ~2-7 per pair) make a site cost 66-87 ms instead of CG's 8-13 ms there; a GPU forms them in
-batched GEMMs. Measured by ``python -m benchmarks.probe_parity`` (benchmarks/results/probe_parity_cpu.txt).
+batched GEMMs. Measured by ``python -m benchmarks.probe_parity`` (benchmarks/results/probe_parity_cpu.txt; at 64
+mazes, against scikit-learn on float64 features: probe_parity_cpu64.txt). The fits run under :func:`full_float32`
+(no TF32): the Newton finish needs float32's full mantissa.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -52,6 +56,18 @@ NEWTON_BYTES = 256 << 20  # CPU working set of one batch of Newton steps (exampl
 CACHE_BYTES = 8 << 20  # CPU: sites solved together keep their examples within this (last-level cache)
 
 
+@contextmanager
+def full_float32() -> Iterator[None]:
+    """float32 matmuls at full precision inside (no TF32 on CUDA), whatever the process set outside (training turns
+    TF32 on): the Newton finish, the validation losses and the test scores need float32's 24 bits, TF32 keeps 11."""
+    prev = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(prev)
+
+
 def fast_matmul_dtype(device: torch.device | str = "cpu") -> torch.dtype:
     """bfloat16 where it is fast (CUDA; CPUs with AVX512-BF16 or AMX), else float32."""
     dev = torch.device(device)
@@ -65,6 +81,15 @@ def fast_matmul_dtype(device: torch.device | str = "cpu") -> torch.dtype:
         ):
             return torch.bfloat16
     return torch.float32
+
+
+def site_group(sites: int, n: int, d: int, dtype: torch.dtype, device: torch.device | str) -> int:
+    """Sites :func:`fit_logistic` solves together by default: on CPU as many as keep their ``n`` examples within
+    ``CACHE_BYTES``, elsewhere all of them. A site's solution depends (in its last bits, and through when its
+    converged problems are compacted away) on the other sites of its group."""
+    if torch.device(device).type != "cpu":
+        return max(1, sites)
+    return max(1, CACHE_BYTES // (n * d * dtype.itemsize))
 
 
 @dataclass
@@ -260,12 +285,19 @@ def fit_logistic(
     group is standardized into one reused buffer (in the matmul dtype) just before its solve, instead of the caller
     materializing a standardized copy of every site; the weights are still in standardized space.
     """
+    with full_float32():
+        return _fit_logistic(x, y, lam, classes, max_iter, tol, precond_rows, matmul_dtype, group, standardizer,
+                             newton_steps, newton_tol)  # fmt: skip
+
+
+def _fit_logistic(x, y, lam, classes, max_iter, tol, precond_rows, matmul_dtype, group, standardizer, newton_steps,
+                  newton_tol) -> LinearFit:  # fmt: skip
     s, n, d = x.shape
     p = y.shape[0]
     k = 1 if classes == 2 else classes
     mdt = matmul_dtype or x.dtype
     if group is None:
-        group = s if x.device.type != "cpu" else max(1, CACHE_BYTES // (n * d * mdt.itemsize))
+        group = site_group(s, n, d, mdt, x.device)
     weight = torch.zeros(s, p, k, d, dtype=torch.float32, device=x.device)
     bias = torch.zeros(s, p, k, dtype=torch.float32, device=x.device)
     iters = 0

@@ -11,6 +11,7 @@ fitted there on the same examples and split.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
@@ -20,7 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rich.progress import Progress
 
-from interp.budget import Estimate
+from interp.budget import Estimate, free_memory
 from probes import labels as L
 from probes import metrics as M
 from probes.data import CacheReader, open_cache
@@ -32,11 +33,14 @@ from probes.linear import (
     fast_matmul_dtype,
     fit_logistic,
     fit_ridge,
+    full_float32,
+    site_group,
     to_raw,
 )
 
 LOGISTIC_LAMBDAS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 RIDGE_LAMBDAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+DEVICE_SHARE = 0.5  # CUDA: a chunk may take this share of the free device memory (and of the free host memory)
 
 
 class ProbeConfig(BaseModel):
@@ -61,7 +65,7 @@ class ProbeConfig(BaseModel):
     max_iter: int = Field(100, ge=1)
     newton_steps: int = Field(NEWTON_STEPS, ge=0)  # Newton steps that finish each logistic solve (0: CG alone)
     precision: Literal["auto", "float32", "bfloat16"] = "auto"  # logistic matmuls; auto: bfloat16 where fast
-    memory_gb: float = Field(1.0, gt=0)
+    memory_gb: float = Field(1.0, gt=0)  # host memory for one chunk's features (CUDA: grown to the free memory)
     device: str = "cpu"
 
     @field_validator("labels")
@@ -204,11 +208,16 @@ def _val_loss(fit: LinearFit, x, y, kind) -> torch.Tensor:
 
 
 def probe_chunk(x, ex: Examples, label: L.Label, lambdas, cfg: ProbeConfig, w_boot, with_control: bool):
-    """Fit every (site, task, lambda), pick lambda on val, score on test.
+    """Fit every (site, task, lambda), pick lambda on val, score on test (float32 matmuls at full precision).
 
     Returns metric tensors (sites, boot) per name, the chosen real-label probes on raw activations
     (``{direction, bias, scale, proj_mean, proj_std}``), and the chosen lambdas.
     """
+    with full_float32():
+        return _probe_chunk(x, ex, label, lambdas, cfg, w_boot, with_control)
+
+
+def _probe_chunk(x, ex: Examples, label: L.Label, lambdas, cfg: ProbeConfig, w_boot, with_control: bool):
     tr, va, te = (ex.slice(p) for p in ("train", "val", "test"))
     dt = torch.float32
     kind = label.kind
@@ -229,7 +238,7 @@ def probe_chunk(x, ex: Examples, label: L.Label, lambdas, cfg: ProbeConfig, w_bo
         del xs
     else:
         # each site is standardized into the matmul dtype just before its solve (no standardized copy of the
-        # chunk); validation logits on raw float32 activations with the weights mapped back
+        # chunk); validation logits on the standardized validation examples (float32)
         mdt = fast_matmul_dtype(x.device) if cfg.precision == "auto" else getattr(torch, cfg.precision)
         fit = fit_logistic(
             x[:, tr],
@@ -241,13 +250,15 @@ def probe_chunk(x, ex: Examples, label: L.Label, lambdas, cfg: ProbeConfig, w_bo
             standardizer=std,
             newton_steps=cfg.newton_steps,
         )
-        loss = _val_loss(LinearFit(*to_raw(fit.weight, fit.bias, std)), x[:, va], y_va, kind)
+        loss = _val_loss(fit, std(x[:, va]), y_va, kind)
     loss = loss.reshape(x.shape[0], len(ys), n_l)
     best = loss.argmin(-1)  # (s, tasks)
     pick = best + torch.arange(len(ys), device=x.device)[None] * n_l
     s_idx = torch.arange(x.shape[0], device=x.device)[:, None]
     w_raw, b_raw = to_raw(fit.weight[s_idx, pick], fit.bias[s_idx, pick], std)  # (s, tasks, d, k), (s, tasks, k)
-    scores = LinearFit(w_raw, b_raw).logits(x[:, te]).cpu()  # float32 on raw activations: (s, tasks, n_test, k)
+    # scored on standardized test examples, as fitted: on raw activations the bias absorbs mean @ w_raw, which
+    # cancels to float32 rounding of that product (a residual stream's mean is many stds), flipping near-ties
+    scores = LinearFit(fit.weight[s_idx, pick], fit.bias[s_idx, pick]).logits(std(x[:, te])).cpu()  # (s, t, n, k)
     out = {}
     for t, tag in enumerate(["", "control_"][: len(ys)]):
         y_te = ys[t][te].cpu()
@@ -271,6 +282,22 @@ def _directions(w_raw, b_raw, x_train) -> dict[str, torch.Tensor]:
         "proj_mean": proj.mean(-1).cpu(),
         "proj_std": proj.std(-1).cpu(),
     }
+
+
+def chunk_size(per_site: float, memory_gb: float, device: torch.device) -> int:
+    """(step, site) slices per chunk: as many as ``memory_gb`` holds; on CUDA at least as many as ``DEVICE_SHARE``
+    of the free device memory holds, within that share of the free host memory (where a chunk's features are
+    gathered). One chunk is one batched solve: on a GPU a solve costs little more for many sites than for a few
+    (its iterations are launch- and sync-bound), and on CUDA a site's last float bits can depend on the batch it was
+    solved in (cuBLAS picks kernels by shape), so the fewer chunks, the fewer solves and the fewer such seams."""
+    per_site = max(per_site, 1.0)
+    chunk = max(1, int(memory_gb * 2**30 // per_site))
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        host = free_memory()
+        room = min(free, host) if host is not None else free
+        chunk = max(chunk, int(DEVICE_SHARE * room // per_site))
+    return chunk
 
 
 def estimate(n_pairs: int, d_model: int, per_site: float, chunk: int, labels: list, out) -> Estimate:
@@ -347,7 +374,12 @@ def run_probes(
         d = max(reader.d_model(s) for s in sites)
         n_total = sum(len(ex.y) for _, ex, *_ in prepared)
         per_site = 4.0 * d * n_total * (4 if base is None else 6)
-        chunk = max(1, int(cfg.memory_gb * 2**30 // max(per_site, 1)))
+        chunk = chunk_size(per_site, cfg.memory_gb, dev)
+        if dev.type == "cpu":  # whole solver groups per chunk: a site's fit is then the same whatever the chunking
+            mdt = fast_matmul_dtype(dev) if cfg.precision == "auto" else getattr(torch, cfg.precision)
+            groups = [site_group(chunk, len(ex.index("train")), d, mdt, dev) for _, ex, *_ in prepared]
+            step = math.lcm(*groups)
+            chunk = chunk - chunk % step if chunk >= step else chunk
         estimate(len(pairs), d, per_site, chunk, [lab for lab, *_ in prepared], out).check(force)
         store: dict[str, dict[str, list]] = {lab.name: {} for lab, *_ in prepared}
         frame_of = None  # the frame of each stored token, when the capture kept some
@@ -445,5 +477,6 @@ __all__ = [
     "load_mazes",
     "resolve_labels",
     "probe_chunk",
+    "chunk_size",
     "features",
 ]

@@ -375,3 +375,46 @@ def test_newton_finish_on_separable_data():
         ref = sk.LogisticRegression(C=1 / (lam_j * n), tol=1e-10, max_iter=20000).fit(xs[0].numpy(), y)
         want = ref.coef_[0]
         np.testing.assert_allclose(nt.weight[0, j, :, 0].numpy(), want, rtol=0, atol=2e-3 * np.abs(want).max())
+
+
+def test_chunks_fit_like_one_batch_and_matmuls_stay_float32(caches, monkeypatch):
+    """run_probes split into one-site chunks gives exactly the strengths and accuracies of one probe_chunk over every
+    site (the benchmark's timed fits), even with TF32 requested outside; on CUDA the chunk grows to the free
+    memory (DEVICE_SHARE of the smaller of device and host), never below what memory_gb holds."""
+    from benchmarks.probe_parity import label_data
+    from probes import linear
+    from probes import run as R
+
+    real, _, _, _ = caches
+    cfg = R.ProbeConfig(labels=["wall"], sites=[], control="none", bootstrap=1)
+    seen = []
+    newton = linear._newton_group
+
+    def spy(*a, **k):
+        seen.append(torch.get_float32_matmul_precision())
+        return newton(*a, **k)
+
+    monkeypatch.setattr(linear, "_newton_group", spy)
+    torch.set_float32_matmul_precision("high")  # TF32 allowed, as training sets it
+    try:
+        res = run_probes(real, cfg, memory_gb=1e-9, progress=False).labels["wall"]  # one site per chunk
+        after = torch.get_float32_matmul_precision()
+        ((lab, ex, x),) = label_data(real, cfg.labels, cfg)
+        w_one = torch.ones(1, len(ex.index("test")))
+        mets, _, lam = R.probe_chunk(torch.from_numpy(x), ex, lab, R.LOGISTIC_LAMBDAS, cfg, w_one, False)
+    finally:
+        torch.set_float32_matmul_precision("highest")
+    assert after == "high" and seen and set(seen) == {"highest"}
+    assert len(seen) == x.shape[0] + 1  # one Newton finish per chunk, then the one-batch fit
+    np.testing.assert_array_equal(res.metrics["accuracy"][0].ravel(), mets["accuracy"][:, 0].numpy())
+    np.testing.assert_array_equal(res.metrics["lambda"].ravel(), lam.numpy())
+    assert len(np.unique(lam.numpy())) > 1  # the strengths picked differ by site: the comparison can fail
+
+    per_site, gb = 2.0**20, 0.5  # 1 MiB a site: memory_gb holds 512
+    assert R.chunk_size(per_site, gb, torch.device("cpu")) == 512
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda dev=None: (80 * 2**30, 140 * 2**30))
+    monkeypatch.setattr(R, "free_memory", lambda: 40 * 2**30)
+    assert R.chunk_size(per_site, gb, torch.device("cuda")) == int(R.DEVICE_SHARE * 40 * 1024)
+    monkeypatch.setattr(R, "free_memory", lambda: None)
+    assert R.chunk_size(per_site, gb, torch.device("cuda")) == int(R.DEVICE_SHARE * 80 * 1024)
+    assert R.chunk_size(per_site, 100.0, torch.device("cuda")) == 100 * 1024
