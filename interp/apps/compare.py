@@ -175,6 +175,31 @@ def cka_matrix(a: list[torch.Tensor], b: list[torch.Tensor]) -> np.ndarray:
 # DiTs
 
 
+def _stream_reads(n_layers: int, step: int):
+    """``(plan, on_step, got)`` for a trajectory that reads every block's ``hook_resid_post`` at ``step``; ``got``
+    fills with {block: value} of the first (conditional) branch, float32 on the CPU."""
+    sites = [f"blocks.{i}.hook_resid_post" for i in range(n_layers)]
+    got: dict[int, torch.Tensor] = {}
+
+    def plan(branch, s):
+        return ForwardPlan(read=sites) if s == step else ForwardPlan()
+
+    def keep(rec):
+        if rec.step == step:
+            acts = rec.branches[next(iter(rec.branches))]  # the conditional branch
+            got.update({i: acts[site].float().cpu() for i, site in enumerate(sites)})
+
+    return plan, keep, got
+
+
+def _swap_plan(cfg: CompareConfig, layer: int):
+    """The per-forward plan that puts row b+1's ``swap_site`` of block ``layer`` into row b (the next input, same
+    noise) over the first ``swap_steps`` of the steps."""
+    edit = {f"blocks.{layer}.{cfg.swap_site}": lambda name, step, v: v.roll(-1, 0)}
+    last = max(1, round(cfg.swap_steps * cfg.steps))
+    return lambda branch, s: ForwardPlan(edit=edit) if s < last else ForwardPlan()
+
+
 class _DiT:
     def __init__(self, name: str, cfg: CompareConfig):
         self.cfg = cfg
@@ -200,17 +225,7 @@ class _DiT:
         return np.array([s.success for s in score_batch(video, cond)], float)
 
     def clean_and_acts(self, mazes) -> tuple[np.ndarray, dict[int, torch.Tensor]]:
-        sites = [f"blocks.{i}.hook_resid_post" for i in range(self.n_layers)]
-        got: dict = {}
-
-        def plan(branch, step):
-            return ForwardPlan(read=sites) if step == self.cfg.probe_step else ForwardPlan()
-
-        def keep(rec):
-            if rec.step == self.cfg.probe_step:
-                acts = rec.branches[next(iter(rec.branches))]
-                got.update({i: acts[s].float().cpu() for i, s in enumerate(sites)})
-
+        plan, keep, got = _stream_reads(self.n_layers, self.cfg.probe_step)
         video, cond = self._run(mazes, plan, keep)
         return self._solved(video, cond), got
 
@@ -221,11 +236,7 @@ class _DiT:
     def swap(self, mazes, layer: int) -> np.ndarray:
         """(2, mazes): flipped, own solved, with block ``layer``'s ``swap_site`` from maze b+1 over the first
         steps."""
-        site = f"blocks.{layer}.{self.cfg.swap_site}"
-        edit = {site: lambda name, step, v: v.roll(-1, 0)}  # row b gets row b+1's (maze b+1, same noise)
-        last = max(1, round(self.cfg.swap_steps * self.cfg.steps))
-
-        video, cond = self._run(mazes, lambda b, s: ForwardPlan(edit=edit) if s < last else ForwardPlan())
+        video, cond = self._run(mazes, _swap_plan(self.cfg, layer))
         return np.stack([self._solved(video, np.roll(cond, -1, axis=0)), self._solved(video, cond)])
 
     def grid_frames(self, mazes) -> int:
@@ -268,17 +279,7 @@ class _Suite:
         return np.array([self.task.score(v, x)["success"] for v, x in zip(videos, items)], float)
 
     def clean_and_acts(self, _items) -> tuple[np.ndarray, dict[int, torch.Tensor]]:
-        sites = [f"blocks.{i}.hook_resid_post" for i in range(self.n_layers)]
-        got: dict = {}
-
-        def plan(branch, step):
-            return ForwardPlan(read=sites) if step == self.cfg.probe_step else ForwardPlan()
-
-        def keep(rec):
-            if rec.step == self.cfg.probe_step:
-                acts = rec.branches[next(iter(rec.branches))]  # the conditional branch
-                got.update({i: acts[s].float().cpu() for i, s in enumerate(sites)})
-
+        plan, keep, got = _stream_reads(self.n_layers, self.cfg.probe_step)
         return self._solved(self._run(plan, keep), self.items), got
 
     def skip(self, _items, layer: int) -> np.ndarray:
@@ -287,9 +288,7 @@ class _Suite:
     def swap(self, _items, layer: int) -> np.ndarray:
         """(2, instances): solves instance b+1 and not b, solves its own, with block ``layer``'s ``swap_site`` from
         instance b+1 over the first steps."""
-        edit = {f"blocks.{layer}.{self.cfg.swap_site}": lambda name, step, v: v.roll(-1, 0)}
-        last = max(1, round(self.cfg.swap_steps * self.cfg.steps))
-        video = self._run(lambda b, s: ForwardPlan(edit=edit) if s < last else ForwardPlan())
+        video = self._run(_swap_plan(self.cfg, layer))
         own = self._solved(video, self.items)
         other = self._solved(video, self.items[1:] + self.items[:1])
         return np.stack([other * (1 - own), own])
