@@ -477,10 +477,16 @@ RULE_SWAP_ANSWER = (
 def rule_prompt_swap(d: dict) -> tuple[str, str]:
     """The prompt swap (goalmaze pairs) read by :func:`rule_swap_answer`'s rule: a flip is a run reaching the other
     prompt's goal and not its own (scored from pixels), the clean runs' rate of that reported beside it."""
+    return _band_swap(d, "runs reach B's goal", "clean runs reach the other goal")
+
+
+def _band_swap(d: dict, flip: str, clean: str) -> tuple[str, str]:
+    """:func:`rule_swap_answer` of a swap over bands of blocks, its flip named ``flip`` and the clean runs' rate of
+    it (``clean_flip``) named ``clean``."""
     v, text = rule_swap_answer(d)
-    text = text.replace("output follows B's path", "runs reach B's goal").replace("layer at depth", "band centred at")
+    text = text.replace("output follows B's path", flip).replace("layer at depth", "band centred at")
     text = text.replace(f"block {d['best_layer']}", f"blocks {d['best_layer']}")
-    return v, f"{text}; clean runs reach the other goal {_f(d.get('clean_flip'))}"
+    return v, f"{text}; {clean} {_f(d.get('clean_flip'))}"
 
 
 RULE_PROMPT_SWAP = (
@@ -723,10 +729,7 @@ SPECS = [
 def rule_suite_swap_answer(d: dict) -> tuple[str, str]:
     """The band swap on a suite task read by :func:`rule_swap_answer`'s rule: a flip is an output the task's scorer
     accepts for B and not for A; the clean runs' rate of that beside it."""
-    v, text = rule_swap_answer(d)
-    text = text.replace("output follows B's path", "outputs solve B").replace("layer at depth", "band centred at")
-    text = text.replace(f"block {d['best_layer']}", f"blocks {d['best_layer']}")
-    return v, f"{text}; clean runs solve B {_f(d.get('clean_flip'))}"
+    return _band_swap(d, "outputs solve B", "clean runs solve B")
 
 
 RULE_SUITE_SWAP_ANSWER = (
