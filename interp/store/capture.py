@@ -148,14 +148,13 @@ def step_values(rec: Any, pool: Pool, grid: tuple[int, int, int], dtype: DtypeSp
     latents += [("latents", s + 1, rec.x_next), ("v", s, rec.v), ("x0", s, rec.x0)]
     latents += [(STREAM_PREFIX + k, s, v) for k, v in getattr(rec, "streams", {}).items()]
     sites = []
-    n_tokens = math.prod(grid)
     index: dict[torch.device, Tensor] = {}
     for branch, acts in rec.branches.items():
         for site, value in acts.items():
             done = pool != "none" and site in pooled and not is_token_site(site, value, grid)  # pooled in the forward
             per_token = done or (site != "hook_out" and value.ndim == 3)  # (B, tokens, d_model)
             # a modulation site's token axis is 1 when every token gets the same value: nothing to pool
-            is_pooled = done or (per_token and value.shape[1] == n_tokens)
+            is_pooled = done or is_token_site(site, value, grid)
             if is_pooled and not done:
                 value = pool_tokens(value, pool, grid)
                 if tokens is not None and pool == "none":

@@ -13,14 +13,15 @@ it for 1-2 frames, level 2 for 3-4, level 3 for 5-6, level 4 for 7 (frames 1 to 
 first and the last frame). Levels 5 and 6 load working memory instead: two and three objects, each as a level 1-2
 object (hidden 1-4 frames) with its own occluder, their footprints (every position of the object and its tail, and
 its occluder) disjoint, so each object is hidden only behind its own occluder. The shipped organism is trained on
-levels 1-3 only, so levels 4-6 measure how far its working memory extrapolates: to longer occlusions (4) and to more
-objects held at once (5, 6). Levels 7 and 8 weaken the cue: a level-2 (7) or level-3 (8) object whose tail is one
-block instead of two, so its velocity is read from two blocks of frame 0 (the scorer reads only the red blocks). Instances are drawn with the motion "mostly horizontal"
-(``vc = +-1``) and then transposed with probability 1/2, so vertical motion behind horizontal bars occurs too.
+levels 1-3 only, so levels 4-8 measure how far its working memory extrapolates: to longer occlusions (4), to more
+objects held at once (5, 6) and to a weaker cue (7, 8: a level-2 or level-3 object whose tail is one block instead
+of two, so its velocity is read from two blocks of frame 0; the scorer reads only the red blocks). Instances are
+drawn with the motion "mostly horizontal" (``vc = +-1``) and then transposed with probability 1/2, so vertical
+motion behind horizontal bars occurs too.
 
 Instance (JSON): ``{"task", "level", "start": [r, c], "velocity": [vr, vc], "occluder": [r0, c0, r1, c1]`` (blocks,
 half-open), ``"hidden": [first, last]`` (frames, inclusive)``}``; levels 5-6: ``{"task", "level", "objects": [...]}``,
-one ``{"start", "velocity", "occluder", "hidden"}`` per object.
+one ``{"start", "velocity", "occluder", "hidden"}`` per object; levels 7-8 add ``"tail": 1``.
 """
 
 from __future__ import annotations
@@ -173,11 +174,12 @@ class Permanence:
         occ = np.any([occluder_mask(o) for o in objs], axis=0)
         red_out = (cls == OBJECT) & ~occ  # red blocks outside the occluders, per frame
         right = []
+        tracks = [(positions(o), visible(o)) for o in objs]
         for k in range(1, FRAMES):
             expected = np.zeros((GRID, GRID), dtype=bool)
-            for o in objs:
-                if visible(o)[k]:
-                    expected[positions(o)[k]] = True
+            for pos, vis in tracks:
+                if vis[k]:
+                    expected[pos[k]] = True
             right.append(bool(np.array_equal(red_out[k], expected)))
         occluder_fidelity = float((cls[1:, occ] == OCCLUDER).mean())
         back = []  # per object: red shows again first in the frame after its occlusion, where its motion says
