@@ -9,7 +9,11 @@ Per-head attention sites (TransformerLens' names and shapes, (batch, pos, head, 
 ``hook_k``, ``hook_v``, ``hook_z`` of the block's self-attention (joint text+video attention in CogVideoX,
 HunyuanVideo, HunyuanVideo 1.5 and Mochi) and ``blocks.{i}.attn2.hook_q`` ... of its cross-attention to the text (Wan,
 WanVACE, SkyReels-V2, LTX, LTX-2's video stream), as TransformerLens
-names the attention module ``attn`` and diffusers numbers the second one ``attn2``. ``hook_q`` / ``hook_k`` are
+names the attention module ``attn`` and diffusers numbers the second one ``attn2``. LTX-2's audio stream and its
+cross-modal attentions, named after diffusers' modules the same way: ``blocks.{i}.audio_attn.hook_q`` ... (audio
+self-attention), ``blocks.{i}.audio_attn2.hook_q`` ... (audio cross-attention to its text),
+``blocks.{i}.audio_to_video_attn.hook_q`` ... (queries video, keys / values audio) and
+``blocks.{i}.video_to_audio_attn.hook_q`` ... (queries audio, keys / values video). ``hook_q`` / ``hook_k`` are
 before the rotary embedding; ``hook_z`` is the input of the output projection
 (:mod:`interp.adapters.attention`).
 
@@ -38,7 +42,12 @@ def is_sublayer(hook: str) -> bool:
 
 
 ATTN_HOOKS = ("hook_q", "hook_k", "hook_v", "hook_z")
-ATTN_MODULES = ("attn", "attn2")  # self (or joint) attention, cross-attention
+ATTN_MODULES = ("attn", "attn2", "audio_attn", "audio_attn2", "audio_to_video_attn", "video_to_audio_attn")
+"""Attention modules with per-head sites: self (or joint) attention, cross-attention to the text; LTX-2's audio
+stream's self- and text cross-attention and its cross-modal attentions (diffusers' ``audio_attn1``, ``audio_attn2``,
+``audio_to_video_attn``, ``video_to_audio_attn``; the first module of a pair is named without its ``1``, as
+``attn1`` is ``attn``)."""
+_ATTN = "(" + "|".join(ATTN_MODULES) + ")"
 MOD_HOOKS = ("hook_mod_shift_msa", "hook_mod_scale_msa", "hook_mod_gate_msa",
              "hook_mod_shift_mlp", "hook_mod_scale_mlp", "hook_mod_gate_mlp")  # fmt: skip
 HOOK_ORDER = (
@@ -51,7 +60,7 @@ HOOK_ORDER = (
     "hook_mlp_out",
     "hook_resid_post",
 )
-HEAD_SITE_RE = re.compile(r"^blocks\.(\d+|\*|\{layer\})\.attn2?\.hook_[qkvz]$")
+HEAD_SITE_RE = re.compile(r"^blocks\.(\d+|\*|\{layer\})\." + _ATTN + r"\.hook_[qkvz]$")
 """A per-head site (its value is (batch, pos, head, d_head)): what ``heads`` of an ablate / patch selects in."""
 BLOCK_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")
 ALIASES_RE = re.compile(r"^blocks\.(\d+)\.attn\.hook_out$")
@@ -62,12 +71,13 @@ ANY_BLOCK_RE = re.compile(r"^((?:[a-z0-9]+_)?blocks)\.(\d+)\.(.+)$")
 # a site in an intervention's config: a block index, ``*`` or the placeholder ``{layer}``
 SITE_RE = re.compile(
     r"^(hook_embed|hook_out|blocks\.(\d+|\*|\{layer\})(\.(hook_resid_pre|hook_resid_post|hook_attn_out|attn\.hook_out"
-    r"|hook_cross_attn_out|hook_mlp_out|attn2?\.hook_[qkvz]|" + "|".join(MOD_HOOKS) + r"))?)$"
+    r"|hook_cross_attn_out|hook_mlp_out|" + _ATTN + r"\.hook_[qkvz]|" + "|".join(MOD_HOOKS) + r"))?)$"
 )
 SITE_HELP = (
     "hook_embed, hook_out, blocks.{i}.hook_resid_pre, blocks.{i}.hook_resid_post, blocks.{i}.hook_attn_out, "
     "blocks.{i}.hook_cross_attn_out, blocks.{i}.hook_mlp_out, blocks.{i}.hook_mod_{shift,scale,gate}_{msa,mlp}, "
-    "per head blocks.{i}.attn.hook_q/k/v/z (self-attention) and blocks.{i}.attn2.hook_q/k/v/z (cross-attention) "
+    "per head blocks.{i}.attn.hook_q/k/v/z (self-attention) and blocks.{i}.attn2.hook_q/k/v/z (cross-attention), "
+    "LTX-2's blocks.{i}.{audio_attn,audio_attn2,audio_to_video_attn,video_to_audio_attn}.hook_q/k/v/z "
     "(i: a number, * or the placeholder {layer})"
 )
 

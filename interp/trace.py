@@ -11,7 +11,10 @@ Site names (TransformerLens style; block numbers run over all block lists in exe
 ``blocks.{i}.hook_cross_attn_out``, ``blocks.{i}.hook_mlp_out``, ``blocks.{i}.hook_resid_post``, ``hook_out``
 (the model's prediction for this forward in the canonical (B,C,F,H,W) layout, before guidance is combined); per
 head ``blocks.{i}.attn.hook_q/k/v/z`` (self-attention) and ``blocks.{i}.attn2.hook_q/k/v/z`` (cross-attention),
-(batch, pos, head, d_head) (:mod:`interp.adapters.attention`; :meth:`Traced.attention_rows` gives pattern rows);
+and LTX-2's ``blocks.{i}.audio_attn.hook_*`` (audio self-attention), ``blocks.{i}.audio_attn2.hook_*`` (audio to its
+text), ``blocks.{i}.audio_to_video_attn.hook_*`` and ``blocks.{i}.video_to_audio_attn.hook_*`` (cross-modal; named
+after diffusers' modules, ``attn1`` read as ``attn``), (batch, pos, head, d_head) (:mod:`interp.adapters.attention`;
+:meth:`Traced.attention_rows` gives pattern rows);
 the adaLN modulation ``blocks.{i}.hook_mod_{shift,scale,gate}_{msa,mlp}`` (readable and editable; :mod:`interp.sites`);
 a family's sites off the block axis (WanVACE's control branch: ``vace_blocks.{j}.hook_*``, before block 0).
 Skippable: ``blocks.{i}`` (the whole block becomes the identity) and the sublayer sites (their contribution to the
@@ -289,9 +292,9 @@ class Traced:
     def attention_rows(self, site: str, q: Tensor, k: Tensor, queries: Sequence[int], latent_shape: Sequence[int],
                        text: TextConditioning | None = None, key_mask: Tensor | None = None) -> Tensor:  # fmt: skip
         """Attention pattern rows (batch, head, query, key) of the ``queries`` positions at ``site``
-        (``blocks.{i}.attn`` / ``blocks.{i}.attn2``) from its ``hook_q`` / ``hook_k`` values at one step, for a
-        latent of ``latent_shape`` (:func:`interp.adapters.attention.attention_rows`; the full pattern is never
-        built)."""
+        (``blocks.{i}.attn`` / ``blocks.{i}.attn2``, LTX-2's ``blocks.{i}.audio_attn`` ...) from its ``hook_q`` /
+        ``hook_k`` values at one step, for a latent of ``latent_shape``
+        (:func:`interp.adapters.attention.attention_rows`; the full pattern is never built)."""
         return attention_rows(self.adapter, self.dit.transformer, site, q, k, queries, latent_shape, text=text,
                               key_mask=key_mask)  # fmt: skip
 

@@ -12,21 +12,33 @@ What each hook holds, shape (batch, pos, head, d_head) as in TransformerLens:
   as the processor does.
 - ``hook_v``: values; ``hook_z``: the attention-weighted values per head, the input of the output projection
   (:func:`attn_out` projects it).
-Positions: self- and cross-attention queries are the video tokens (frame, row, col). Joint attention runs text and
-video in one attention: CogVideoX's positions are the text tokens then the video tokens; HunyuanVideo's, HunyuanVideo
-1.5's and Mochi's the video tokens then the text tokens (:class:`AttnSite` ``text``). Cross-attention keys and values
-are the text tokens. Wan2.1 / SkyReels-V2 image-to-video cross-attention (``added_kv_proj_dim``) attends to the image
-tokens separately: its ``hook_z`` is the sum of the text and image attention (what the output projection gets);
-``hook_k`` / ``hook_v`` are the text ones.
+Positions: self- and cross-attention queries are the video tokens (frame, row, col); those of LTX-2's audio-stream
+attentions are the audio tokens (in time order). Joint attention runs text and video in one attention: CogVideoX's
+positions are the text tokens then the video tokens; HunyuanVideo's, HunyuanVideo 1.5's and Mochi's the video tokens
+then the text tokens (:class:`AttnSite` ``text``). Cross-attention keys and values are the text tokens. Wan2.1 /
+SkyReels-V2 image-to-video cross-attention (``added_kv_proj_dim``) attends to the image tokens separately: its
+``hook_z`` is the sum of the text and image attention (what the output projection gets); ``hook_k`` / ``hook_v`` are
+the text ones.
 
 Families: Wan, WanVACE (its denoising blocks; the control branch ``vace_blocks`` has none), SkyReels-V2 (``attn``,
-``attn2``), CogVideoX, HunyuanVideo, HunyuanVideo 1.5, Mochi (``attn``, joint), LTX-Video and LTX-2's video stream
-(``attn``, ``attn2``; LTX-2's audio and audio-video attentions have none). Mochi attends, per row, to its unmasked
-text tokens, packed after the video tokens: its ``hook_z`` text positions are those packed rows. LTX-2.3's per-head
-output gates (``to_gate_logits``) are applied before ``hook_z``.
+``attn2``), CogVideoX, HunyuanVideo, HunyuanVideo 1.5, Mochi (``attn``, joint), LTX-Video (``attn``, ``attn2``) and
+LTX-2 (``attn``, ``audio_attn``, ``attn2``, ``audio_attn2``, ``audio_to_video_attn``, ``video_to_audio_attn``, in the
+order its blocks run them). Mochi attends, per row, to its unmasked text tokens, packed after the video tokens: its
+``hook_z`` text positions are those packed rows. LTX-2.3's per-head output gates (``to_gate_logits``) are applied
+before ``hook_z``.
 
-The site names (``attn`` self or joint attention, ``attn2`` cross-attention) are defined in :mod:`interp.sites`;
-:data:`FAMILY_ATTENTION` maps them to each family's module names.
+LTX-2's audio stream and cross-modal attentions: ``audio_attn`` (diffusers' ``audio_attn1``: queries, keys and
+values the audio tokens, rotated by the audio positions, ``audio_rope``), ``audio_attn2`` (the audio tokens attend
+to the audio text embeddings; not rotated), ``audio_to_video_attn`` (queries the video tokens, keys / values the
+audio tokens) and ``video_to_audio_attn`` (queries audio, keys / values video); the cross-modal pair rotates each
+side by its own stream's time coordinate (``cross_attn_rope`` / ``cross_attn_audio_rope``), as the model's forward
+does (:func:`site_rotary`). All four have the audio stream's heads (``audio_num_attention_heads`` of
+``audio_attention_head_dim``), the cross-modal pair included. A cross-modal attention turned off
+(``isolate_modalities``) does not run, nor do its sites.
+
+The site names (``attn`` self or joint attention, ``attn2`` cross-attention, LTX-2's as above: diffusers' module
+names with ``attn1`` read as ``attn``) are defined in :mod:`interp.sites`; :data:`FAMILY_ATTENTION` maps them to
+each family's module names.
 """
 
 from __future__ import annotations
@@ -67,7 +79,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from interp.adapters.base import Adapter, HookPoint, TextConditioning, source_sha
-from interp.sites import ATTN_HOOKS
+from interp.sites import ATTN_HOOKS, block_index
 
 
 # ---- the hooked processors (copies of diffusers 0.42.1's __call__ with hook points) ---------------------------------
@@ -812,19 +824,21 @@ def mochi_rotary(x: Tensor, freqs_cos: Tensor, freqs_sin: Tensor) -> Tensor:
 # ---- which modules, per family ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class AttnSite:
-    """One attention module of a block: its site name (``attn`` / ``attn2``), module attribute, hooked processor,
-    the block site it runs before (its output's site), whether it is rotary, where its text tokens sit (joint
-    attention: ``first`` / ``last``; None: queries are video tokens only) and what its keys are (``video`` or
-    ``text`` for cross-attention)."""
+    """One attention module of a block: its site name (``attn`` / ``attn2``, LTX-2's ``audio_attn`` ...: one of
+    :data:`interp.sites.ATTN_MODULES`), module attribute, hooked processor, the block site it runs before (its
+    output's site), whether it is rotary, where its text tokens sit (joint attention: ``first`` / ``last``; None:
+    queries are one stream's tokens only), what its keys are (``video``, ``text`` for cross-attention, ``audio``) and
+    what its queries are (``video``; ``audio`` for LTX-2's audio stream)."""
 
-    name: Literal["attn", "attn2"]
+    name: str
     module: str
     processor: type
     before: tuple[str, ...]  # insert the sites before the first of these block hooks the block has
     rotary: bool
     text: Literal["first", "last"] | None = None
-    keys: Literal["video", "text"] = "video"
+    keys: Literal["video", "text", "audio"] = "video"
     alt: tuple[type, ...] = ()  # other hooked processors, for a module running their diffusers base instead
+    queries: Literal["video", "audio"] = "video"
 
     @property
     def processors(self) -> tuple[type, ...]:
@@ -856,13 +870,21 @@ FAMILY_ATTENTION: dict[str, tuple[AttnSite, ...]] = {
     ),
     "hunyuan15": (AttnSite("attn", "attn", HookedHunyuan15AttnProcessor, _SELF_BEFORE, rotary=True, text="last"),),
     "mochi": (AttnSite("attn", "attn1", HookedMochiAttnProcessor, _SELF_BEFORE, rotary=True, text="last"),),
-    # the video stream's self- and text cross-attention (the audio stream's and the audio-video attentions have no
-    # per-head sites)
+    # both streams' self- and text cross-attention, then the cross-modal attentions (queries video / keys audio, and
+    # back), as the block runs them
     "ltx2": (
         AttnSite("attn", "attn1", HookedLTX2AttnProcessor, _SELF_BEFORE, rotary=True, alt=_LTX23),
+        AttnSite("audio_attn", "audio_attn1", HookedLTX2AttnProcessor, ("hook_audio_attn_out",), rotary=True,
+                 keys="audio", alt=_LTX23, queries="audio"),
         AttnSite("attn2", "attn2", HookedLTX2AttnProcessor, _CROSS_BEFORE, rotary=False, keys="text", alt=_LTX23),
+        AttnSite("audio_attn2", "audio_attn2", HookedLTX2AttnProcessor, ("hook_audio_cross_attn_out",), rotary=False,
+                 keys="text", alt=_LTX23, queries="audio"),
+        AttnSite("audio_to_video_attn", "audio_to_video_attn", HookedLTX2AttnProcessor, ("hook_a2v_attn_out",),
+                 rotary=True, keys="audio", alt=_LTX23),
+        AttnSite("video_to_audio_attn", "video_to_audio_attn", HookedLTX2AttnProcessor, ("hook_audio_v2a_attn_out",),
+                 rotary=True, alt=_LTX23, queries="audio"),
     ),
-}
+}  # fmt: skip
 """Family -> its blocks' attention modules, in execution order."""
 
 ROTARY_LIKE = {"wanvace": "wan", "skyreels": "wan", "hunyuan15": "hunyuan"}
@@ -935,8 +957,37 @@ def site_spec(adapter: Adapter, site: str) -> AttnSite:
     raise ValueError(f"{site!r} is not an attention site of {adapter.family} (attention modules: {names})")
 
 
+def position_tokens(adapter: Adapter, site: str) -> Literal["video", "text", "audio"]:
+    """What the position axis of a per-head site holds: the queries' tokens at ``hook_q`` / ``hook_z``, the keys' at
+    ``hook_k`` / ``hook_v`` (``video`` also for joint attention, whose text tokens sit with them:
+    :func:`video_span`)."""
+    spec = site_spec(adapter, site)
+    return spec.keys if site.endswith(("hook_k", "hook_v")) else spec.queries
+
+
+def check_video_positions(adapter: Adapter, site: str) -> None:
+    """``frames`` / ``tokens`` select video tokens: a ValueError for a per-head site whose positions are text or
+    audio tokens (:func:`position_tokens`)."""
+    on = position_tokens(adapter, site)
+    if on != "video":
+        what = "cross-attention keys and values are text tokens" if on == "text" else f"its positions are {on} tokens"
+        raise ValueError(f"{site}: {what}; frames / tokens select video tokens (leave them out here)")
+
+
+def head_count(adapter: Adapter, transformer: nn.Module, site: str) -> int:
+    """The heads of per-head site ``blocks.{i}.<attention>.hook_*`` (LTX-2's audio-stream and cross-modal attentions
+    have the audio stream's head count, its video attentions the video's)."""
+    spec = site_spec(adapter, site)
+    blocks = adapter.blocks(transformer)
+    i = block_index(site)
+    if i is None or not 0 <= i < len(blocks):
+        raise ValueError(f"{site!r}: no block of that number ({len(blocks)} blocks)")
+    return getattr(blocks[i][1], spec.module).heads
+
+
 def video_span(adapter: Adapter, site: str, seq_len: int, n_video: int) -> slice:
-    """Where the video tokens sit on the position axis of a per-head query site with ``seq_len`` positions."""
+    """Where the video tokens sit on the position axis of a per-head query site with ``seq_len`` positions (a site
+    whose positions are video tokens: :func:`check_video_positions`)."""
     text = site_spec(adapter, site).text
     if text == "first":
         return slice(seq_len - n_video, seq_len)
@@ -969,13 +1020,62 @@ def rotary_embedding(adapter: Adapter, transformer: nn.Module, latent_shape: Seq
             scale = extras.get("rope_interpolation_scale", adapter.rope_interpolation_scale)
             return transformer.rope(tokens, gf, gh, gw, scale, extras.get("video_coords"))
         if family == "ltx2":
-            extras = text.extras if text is not None else {}
+            return ltx2_rotary_embedding(adapter, transformer, latent_shape, "video", text, device)
+    raise ValueError(f"no rotary embedding for family {adapter.family!r}")
+
+
+def ltx2_rotary_embedding(adapter: Adapter, transformer: nn.Module, latent_shape: Sequence[int],
+                          stream: Literal["video", "audio"], text: TextConditioning | None = None, device=None, *,
+                          cross: bool = False, n_audio: int | None = None):  # fmt: skip
+    """One of LTX-2's rotary embeddings, as its forward computes it: the ``video`` (``rope``) or ``audio``
+    (``audio_rope``) stream's self-attention one; ``cross``: the cross-modal attentions' (``cross_attn_rope`` /
+    ``cross_attn_audio_rope``, from the time coordinate only). Coordinates: the extras' ``video_coords`` /
+    ``audio_coords`` when given, else the video grid of ``latent_shape`` (at the extras' ``fps``) and ``n_audio``
+    audio tokens (default: the extras' ``audio_num_frames``, else the length of their ``audio_hidden_states``)."""
+    extras = text.extras if text is not None else {}
+    b = latent_shape[0]
+    with torch.no_grad():
+        if stream == "video":
             coords = extras.get("video_coords")
             if coords is None:
                 gf, gh, gw = adapter.token_grid(transformer, latent_shape)
                 coords = transformer.rope.prepare_video_coords(b, gf, gh, gw, device, fps=extras.get("fps", 24.0))
-            return transformer.rope(coords, device=device)
-    raise ValueError(f"no rotary embedding for family {adapter.family!r}")
+            rope = transformer.cross_attn_rope if cross else transformer.rope
+        else:
+            coords = extras.get("audio_coords")
+            if coords is None:
+                if n_audio is None:
+                    n_audio = extras.get("audio_num_frames")
+                if n_audio is None and "audio_hidden_states" in extras:
+                    n_audio = extras["audio_hidden_states"].shape[1]
+                if n_audio is None:
+                    raise ValueError("ltx2: the audio rotary embedding needs the audio token count (n_audio, or the "
+                                     "text extras' audio_coords / audio_num_frames / audio_hidden_states)")  # fmt: skip
+                coords = transformer.audio_rope.prepare_audio_coords(b, n_audio, device)
+            rope = transformer.cross_attn_audio_rope if cross else transformer.audio_rope
+        return rope(coords[:, 0:1] if cross else coords, device=device)
+
+
+def site_rotary(adapter: Adapter, transformer: nn.Module, site: str, latent_shape: Sequence[int],
+                text: TextConditioning | None = None, device=None, *, n_audio: int | None = None):  # fmt: skip
+    """(queries' rotary embedding, keys') of attention site ``site``, as the model's forward hands them to the
+    processor; None where that side is not rotated (cross-attention keys are text tokens). LTX-2's audio
+    self-attention rotates by the audio positions, its cross-modal attentions each side by its own stream's time
+    (:func:`ltx2_rotary_embedding`; ``n_audio``: the audio tokens)."""
+    spec = site_spec(adapter, site)
+    if not spec.rotary:
+        return None, None
+    if adapter.family == "ltx2":
+        cross = spec.queries != spec.keys
+        q_emb = ltx2_rotary_embedding(adapter, transformer, latent_shape, spec.queries, text, device, cross=cross,
+                                      n_audio=n_audio)  # fmt: skip
+        if not cross:
+            return q_emb, q_emb
+        k_emb = ltx2_rotary_embedding(adapter, transformer, latent_shape, spec.keys, text, device, cross=True,
+                                      n_audio=n_audio)  # fmt: skip
+        return q_emb, k_emb
+    emb = rotary_embedding(adapter, transformer, latent_shape, text, device)
+    return emb, emb if spec.keys == "video" else None
 
 
 def rotate(adapter: Adapter, site: str, x: Float[Tensor, "batch pos head d_head"], emb,
@@ -1030,27 +1130,30 @@ def attention_rows(
     key_mask: Tensor | None = None,
 ) -> Float[Tensor, "batch head query key"]:
     """The attention pattern rows of the ``queries`` positions (indices into ``q``'s position axis) at attention
-    site ``site`` (``blocks.{i}.attn`` or ``blocks.{i}.attn2``), from its ``hook_q`` / ``hook_k`` values at one step:
-    the rotary embedding of a latent of ``latent_shape`` applied as the processor does, then softmax(q k^T /
+    site ``site`` (``blocks.{i}.attn``, ``blocks.{i}.attn2``, LTX-2's ``blocks.{i}.audio_attn`` ...), from its
+    ``hook_q`` / ``hook_k`` values at one step: the rotary embeddings of a latent of ``latent_shape`` applied as the
+    processor does (:func:`site_rotary`; LTX-2's audio token count is read off ``q`` / ``k``), then softmax(q k^T /
     sqrt(d_head)). Memory is O(queries x keys): the full pattern is never built."""
     n_video = math.prod(adapter.token_grid(transformer, latent_shape))
     spec = site_spec(adapter, site)
-    emb = rotary_embedding(adapter, transformer, latent_shape, text, q.device) if spec.rotary else None
+    n_audio = q.shape[1] if spec.queries == "audio" else k.shape[1] if spec.keys == "audio" else None
+    q_emb, k_emb = site_rotary(adapter, transformer, site, latent_shape, text, q.device, n_audio=n_audio)
     idx = torch.as_tensor(list(queries), dtype=torch.long)
     if ((idx < 0) | (idx >= q.shape[1])).any():
         raise IndexError(f"query positions {idx.tolist()} outside 0..{q.shape[1] - 1}")
-    qr = rotate(adapter, site, q, emb, n_video)
-    kr = rotate(adapter, site, k, emb, n_video) if spec.keys == "video" else k
+    qr = rotate(adapter, site, q, q_emb, n_video)
+    kr = rotate(adapter, site, k, k_emb, n_video)
     return pattern_rows(qr, kr, idx, key_mask=key_mask)
 
 
 def attn_out(adapter: Adapter, block: nn.Module, site: str, z: Float[Tensor, "batch pos head d_head"],
              n_video: int) -> Float[Tensor, "batch tokens d_model"]:  # fmt: skip
-    """``hook_z`` through the attention module's output projection, for the video tokens: the attention output the
-    block receives (before its gate), as TransformerLens' ``hook_result`` summed over heads."""
+    """``hook_z`` through the attention module's output projection, for the video tokens (an LTX-2 audio-stream
+    site: all its positions, the audio tokens): the attention output the block receives (before its gate), as
+    TransformerLens' ``hook_result`` summed over heads."""
     spec = site_spec(adapter, site)
     attn = getattr(block, spec.module)
-    span = video_span(adapter, site, z.shape[1], n_video)
+    span = slice(None) if spec.queries == "audio" else video_span(adapter, site, z.shape[1], n_video)
     flat = z[:, span].flatten(2)
     if getattr(attn, "to_out", None) is None:  # HunyuanVideo single blocks: the block's proj_out follows
         return flat

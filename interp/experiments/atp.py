@@ -31,7 +31,7 @@ from rich.console import Console
 from torch import Tensor
 
 from interp.adapters import TextConditioning
-from interp.adapters.attention import video_span
+from interp.adapters.attention import check_video_positions, head_count, video_span
 from interp.experiments import metrics as M
 from interp.experiments.plan import plan as make_plan
 from interp.experiments.runner import (
@@ -158,13 +158,17 @@ def execute_atp(
     for pexp in pl.experiments:
         iv = pexp.interventions[0]
         steps = resolve_index(iv.steps, n_steps, "steps")
-        n_heads = transformer.config.num_attention_heads
-        heads = None if iv.heads is None else torch.tensor(resolve_index(iv.heads, n_heads, "heads"))
         point = []
         for name in iv.sites(traced.n_blocks):
             for site in traced.resolve(name):
+                heads = None
+                if iv.heads is not None and HEAD_SITE_RE.match(site):
+                    n_heads = head_count(adapter, transformer, site)  # LTX-2's audio attentions: the audio stream's
+                    heads = torch.tensor(resolve_index(iv.heads, n_heads, "heads"), dtype=torch.long)
                 latent = site == "hook_out"
                 pos = positions(iv.frames, iv.tokens, lat_grid if latent else grid, patch_t, latent=latent)
+                if pos is not None and HEAD_SITE_RE.match(site):
+                    check_video_positions(adapter, site)
                 point.append((site, steps, pos, heads))
         terms.append(point)
     all_sites = traced.resolve(sorted({t[0] for point in terms for t in point}))

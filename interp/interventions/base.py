@@ -24,7 +24,7 @@ from einops import rearrange
 from jaxtyping import Float, Int
 from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator, model_validator
 
-from interp.sites import HEAD_SITE_RE, MOD_HOOKS, SITE_HELP, SITE_RE
+from interp.sites import ATTN_MODULES, HEAD_SITE_RE, MOD_HOOKS, SITE_HELP, SITE_RE
 
 if TYPE_CHECKING:  # annotations only
     from pathlib import Path
@@ -282,8 +282,8 @@ def check_heads(site: str, heads: Index) -> None:
     """``heads`` is for per-head sites only."""
     if heads is not None and not HEAD_SITE_RE.match(site):
         raise ValueError(
-            "heads selects heads of a per-head site (blocks.{i}.attn.hook_q/k/v/z, blocks.{i}.attn2.hook_q/k/v/z), "
-            f"not {site!r}"
+            "heads selects heads of a per-head site (blocks.{i}.attn.hook_q/k/v/z, blocks.{i}.attn2.hook_q/k/v/z, "
+            f"LTX-2's blocks.{{i}}.{{{','.join(ATTN_MODULES[2:])}}}.hook_q/k/v/z), not {site!r}"
         )
 
 
@@ -296,7 +296,7 @@ def on_heads(value: Tensor, heads: Index, fn: Callable[[Tensor], Tensor]) -> Ten
         raise ValueError(f"heads needs a per-head value (batch, pos, head, d_head), got shape {tuple(value.shape)}")
     import torch  # torch loads on first use (see above)
 
-    idx = torch.tensor(resolve_index(heads, value.shape[2], "heads"), device=value.device)
+    idx = torch.tensor(resolve_index(heads, value.shape[2], "heads"), dtype=torch.long, device=value.device)
     out = value.clone()
     out[:, :, idx] = fn(value[:, :, idx])
     return out

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.adapters.attention import site_spec, video_span
+from interp.adapters.attention import check_video_positions, head_count, video_span
 from interp.interventions.base import Rows, SiteSpec, Spec, as_positions, positions, resolve_index
 from interp.sites import HEAD_SITE_RE
 from interp.trace import ForwardPlan, Traced
@@ -94,17 +94,14 @@ def compile_batch(
                     stash_steps.setdefault(f"{blk}.hook_resid_pre", set()).update(steps)
             else:
                 targets = traced.resolve(name)
-            if getattr(s, "heads", None) is not None:
-                resolve_index(s.heads, transformer.config.num_attention_heads, "heads")
             for site in targets:
+                if getattr(s, "heads", None) is not None and HEAD_SITE_RE.match(site):
+                    resolve_index(s.heads, head_count(adapter, transformer, site), "heads")
                 latent_site = site == "hook_out"
                 pos = positions(s.frames, s.tokens, lat_grid if latent_site else grid, patch_t, latent=latent_site)
                 shift = None
                 if HEAD_SITE_RE.match(site) and pos is not None:
-                    spec = site_spec(adapter, site)
-                    if spec.keys == "text" and not site.endswith(("hook_q", "hook_z")):
-                        raise ValueError(f"{site}: cross-attention keys and values are text tokens; frames / tokens "
-                                         "select video tokens (leave them out here)")  # fmt: skip
+                    check_video_positions(adapter, site)
                     n_video = grid[0] * grid[1] * grid[2]
                     shift = lambda n, site=site, n_video=n_video: video_span(adapter, site, n, n_video).start  # noqa: E731
                 run = _site_op(b, pos, shift)

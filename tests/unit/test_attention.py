@@ -13,13 +13,15 @@ from interp.adapters import ADAPTERS
 from interp.adapters.attention import (
     FAMILY_ATTENTION,
     attn_out,
+    head_count,
     pattern_rows,
-    rotary_embedding,
+    position_tokens,
     rotate,
+    site_rotary,
     site_spec,
     video_span,
 )
-from interp.sites import MOD_HOOKS
+from interp.sites import HEAD_SITE_RE, MOD_HOOKS
 from interp.trace import ForwardPlan, Traced
 
 
@@ -52,7 +54,7 @@ def test_hooked_attention_is_exact_and_sites_have_head_shapes(family, over):
     with torch.no_grad():
         ref = a.forward(plain, x, t, text)
     assert torch.equal(ref, tr(x, t, text))  # the bare hooked forward
-    heads = [s for s in tr.sites if ".attn" in s and ".hook_" in s and "hook_out" not in s]
+    heads = [s for s in tr.sites if HEAD_SITE_RE.match(s)]
     expect = {f"blocks.{i}.{spec.name}.{h}" for i in range(tr.n_blocks) for spec in FAMILY_ATTENTION[family]
               for h in ("hook_q", "hook_k", "hook_v", "hook_z")}  # fmt: skip
     assert set(heads) == expect
@@ -62,9 +64,16 @@ def test_hooked_attention_is_exact_and_sites_have_head_shapes(family, over):
     c = m.config
     for s in heads:
         v = res.acts[s]
-        assert v.ndim == 4 and v.shape[0] == 2 and v.shape[2:] == (c.num_attention_heads, c.attention_head_dim), s
-        if s.endswith(("hook_q", "hook_z")) or site_spec(a, s).keys == "video":
+        # LTX-2's audio-stream and cross-modal attentions have the audio stream's heads
+        audio = site_spec(a, s).name in ("audio_attn", "audio_attn2", "audio_to_video_attn", "video_to_audio_attn")
+        pre = "audio_" if audio else ""
+        shape = (c[f"{pre}num_attention_heads"], c[f"{pre}attention_head_dim"])
+        assert v.ndim == 4 and v.shape[0] == 2 and v.shape[2:] == shape and head_count(a, m, s) == shape[0], s
+        on = position_tokens(a, s)
+        if on == "video":
             assert v.shape[1] >= n_video
+        elif on == "audio":  # LTX-2's audio tokens
+            assert v.shape[1] == text.extras["audio_hidden_states"].shape[1]
     Traced(m)  # installing again is idempotent
     assert torch.equal(tr(x, t, text), ref)
 
@@ -127,8 +136,8 @@ def test_pattern_rows_equal_the_full_pattern_and_reproduce_z(family, over):
             queries = [0, 3, last]
             rows = tr.attention_rows(site, q, k, queries, x.shape, text, key_mask=key_mask)
             assert rows.shape == (2, q.shape[2], 3, k.shape[1])
-            emb = rotary_embedding(a, m, x.shape, text) if spec.rotary else None
-            qr, kr = rotate(a, site, q, emb, n_video), rotate(a, site, k, emb, n_video) if spec.keys == "video" else k
+            q_emb, k_emb = site_rotary(a, m, site, x.shape, text)
+            qr, kr = rotate(a, site, q, q_emb, n_video), rotate(a, site, k, k_emb, n_video)
             scores = torch.einsum("bqhd,bkhd->bhqk", qr, kr) / math.sqrt(q.shape[-1])
             if key_mask is not None:
                 scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
@@ -142,7 +151,7 @@ def test_pattern_rows_equal_the_full_pattern_and_reproduce_z(family, over):
                 assert ((gate > 0) & (gate < 2)).all() and (gate - 1).abs().max() > 1e-3
                 zr = zr * gate[..., None]
             torch.testing.assert_close(zr, zq, rtol=1e-4, atol=1e-5)
-            if spec.rotary and emb is not None:  # without the rotary embedding the rows differ
+            if spec.rotary and q_emb is not None:  # without the rotary embedding the rows differ
                 plain = pattern_rows(q, k, queries, key_mask=key_mask)
                 assert (plain - rows).abs().max() > 1e-4
 

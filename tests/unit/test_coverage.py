@@ -32,7 +32,8 @@ def test_one_row_per_video_transformer_exact_first():
     heads = {r.family: r.heads for r in rows if r.heads}  # the attention modules with per-head sites
     assert heads == {"wan": ("attn", "attn2"), "cogvideox": ("attn",), "ltx": ("attn", "attn2"), "hunyuan": ("attn",),
                      "wanvace": ("attn", "attn2"), "skyreels": ("attn", "attn2"), "mochi": ("attn",),
-                     "hunyuan15": ("attn",), "ltx2": ("attn", "attn2")}  # fmt: skip
+                     "hunyuan15": ("attn",), "ltx2": ("attn", "audio_attn", "attn2", "audio_attn2",
+                                                      "audio_to_video_attn", "video_to_audio_attn")}  # fmt: skip
     assert by["MochiTransformer3DModel"].head_sites == ("attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z")
     assert "per head blocks.{i}.attn2.hook_{q,k,v,z}" in by["SkyReelsV2Transformer3DModel"].sites
     assert not by["AllegroTransformer3DModel"].heads and "per head" not in by["AllegroTransformer3DModel"].sites
