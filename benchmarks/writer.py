@@ -196,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     a.scratch.mkdir(parents=True, exist_ok=True)
     path = a.scratch / "bench-writer.h5"
     runs = {f"plain:{k}": k for k in ("buffered", "fsync", "streamed")} | {f"writer:{m}": m for m in modes}
+    if forward.n:
+        runs["forwards"] = "alone"  # the stand-in sampling without the writer, each round (the floor's bare time)
     times: dict[str, list[float]] = {k: [] for k in runs}
     profiles: dict[str, list[dict]] = {k: [] for k in runs}
     rec = recs[0]
@@ -216,6 +218,8 @@ def main(argv: list[str] | None = None) -> None:
                 if name.startswith("writer:"):
                     dt, size = run_writer(path, recs, tokens, runs[name], forward)
                     sizes.append(size)
+                elif name == "forwards":
+                    dt = sum(forward() for _ in range(a.steps))
                 else:
                     dt = run_plain(path, data_bytes, site_bytes, runs[name])
                 times[name].append(dt)
@@ -231,7 +235,7 @@ def report(a, times: dict, profiles: dict, data_bytes: int, nbytes: int, site_by
     HDF5's metadata included); the floor is of the file's bytes at the plain thread's streamed rate."""
     steps = a.steps
     rate = {k.removeprefix("plain:"): data_bytes / med(v) for k, v in times.items() if k.startswith("plain:")}
-    bare = med([forward() for _ in range(3)]) * steps if forward.n else 0.0
+    bare = med(times["forwards"]) if "forwards" in times else 0.0
     floor = pipeline_floor(bare, steps, nbytes, rate["streamed"])
     lines = [
         f"python -m benchmarks.writer --gb {a.gb:g} --steps {steps} --sites {a.sites} --repeats {a.repeats}"
