@@ -46,8 +46,8 @@ file under the final name is always whole. An interrupted run resumes from the f
 One writer thread writes the chunks through h5py's ``write_direct_chunk``; a pool of ``os.pwrite`` chunk writers was
 tried and measured slower on H100 (0.87-0.92x) and on the 2-core CPU (0.52-0.75x), so it was removed. A thread of
 its own starts the written pages' writeback (:class:`Writeback`), so the writer never waits on it: done in the writer
-after each step, the advice took 58% of the writer's time and the capture ran at 1.30x its disk floor, 1.10x with
-the thread (``python -m benchmarks.writer``, 4 GB on the 2-core CPU).
+after each step, the advice took 62% of the writer's time and it ran at 1.18x its disk floor, 0.97x with
+the thread (``python -m benchmarks.writer``, 4 GB on the 2-core CPU: benchmarks/results/writer_cpu.txt).
 """
 
 from __future__ import annotations
