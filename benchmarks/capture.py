@@ -349,7 +349,7 @@ def disk_bandwidth(directory: Path, nbytes: int, chunk: int, repeats: int = 3) -
     """Raw write bytes/s of ``nbytes`` into one file in ``chunk``-byte ``os.pwrite`` s from one thread: into the
     page cache (``buffered``), through to the disk with one fsync at the end (``fsync``), and through to the disk
     with the writeback started after every chunk and one fsync at the end (``streamed``, as the store writes a
-    capture: :meth:`interp.store.RunWriter._start_writeback`); the last is the rate a capture's durable bytes can
+    capture: :class:`interp.store.capture.Writeback`); the last is the rate a capture's durable bytes can
     reach."""
     chunk = max(1 << 16, min(chunk, nbytes))
     buf = memoryview(np.random.default_rng(0).integers(0, 255, chunk, dtype=np.uint8))

@@ -44,7 +44,10 @@ Writes go to ``FILE.h5.partial`` and are moved to ``FILE.h5`` by ``os.replace`` 
 file under the final name is always whole. An interrupted run resumes from the first step not marked done.
 
 One writer thread writes the chunks through h5py's ``write_direct_chunk``; a pool of ``os.pwrite`` chunk writers was
-tried and measured slower on H100 (0.87-0.92x) and on the 2-core CPU (0.52-0.75x), so it was removed.
+tried and measured slower on H100 (0.87-0.92x) and on the 2-core CPU (0.52-0.75x), so it was removed. A thread of
+its own starts the written pages' writeback (:class:`Writeback`), so the writer never waits on it: done in the writer
+after each step, the advice took 62% of the writer's time and it ran at 1.18x its disk floor, 0.97x with
+the thread (``python -m benchmarks.writer``, 4 GB on the 2-core CPU: benchmarks/results/writer_cpu.txt).
 """
 
 from __future__ import annotations
@@ -274,11 +277,92 @@ def put_video_scores(writer: RunWriter, scores: Sequence[dict], scorer: str) -> 
                          {"scorer": scorer, "axes": "batch"})  # fmt: skip
 
 
+WritebackMode = Literal["thread", "inline", "off"]
+
+
+class Writeback:
+    """Starts the writeback of a file's written pages to the disk while it is being written, so that the fsync that
+    completes it (:mod:`interp.store.atomic`) finds little left to write and a file larger than the page cache does
+    not stall on it (Linux: ``posix_fadvise`` DONTNEED over the whole file starts the writeback of its dirty pages
+    and drops its clean ones; it changes no byte of the file).
+
+    ``thread`` (the default): a thread of its own advises after every chunk the writer wrote (:meth:`wrote`; calls
+    made while it advises are coalesced into one more), so the writer keeps issuing writes while the kernel takes
+    the pages (the call blocks while the disk's queue is full). ``inline``: the writer advises after each step
+    (:meth:`step_written`), in its own thread. ``off``: the kernel's own writeback and the final fsync. Where
+    ``posix_fadvise`` is missing, every mode is ``off``. A failing advice warns once and stops advising (the final
+    fsync still makes the file durable)."""
+
+    def __init__(self, path: str | os.PathLike, mode: WritebackMode = "thread"):
+        self.check(mode)
+        self.path, self.mode = Path(path), mode if hasattr(os, "posix_fadvise") else "off"
+        self._fd: int | None = None
+        self._dirty = self._stop = False
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        if self.mode == "thread":
+            self._thread = threading.Thread(target=self._loop, name="interp-store-writeback", daemon=True)
+            self._thread.start()
+
+    @staticmethod
+    def check(mode: str) -> None:
+        if mode not in ("thread", "inline", "off"):
+            raise ValueError(f"writeback {mode!r}: valid are 'thread', 'inline' and 'off'")
+
+    def wrote(self) -> None:
+        """The writer wrote a chunk (any thread)."""
+        if self._thread is not None:
+            with self._cond:
+                self._dirty = True
+                self._cond.notify()
+
+    def step_written(self) -> None:
+        """The writer wrote a whole step (its own thread)."""
+        if self.mode == "inline":
+            self._advise()
+
+    def _advise(self) -> None:
+        if self.mode == "off":
+            return
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError as e:
+            warnings.warn(f"could not start the writeback of {self.path} ({e}); the final fsync writes it",
+                          stacklevel=2)  # fmt: skip
+            self.mode = "off"
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._dirty and not self._stop:
+                    self._cond.wait()
+                if not self._dirty:
+                    return
+                self._dirty = False
+            self._advise()
+
+    def close(self) -> None:
+        """Stop the thread (after a last advice of what was written) and close the handle; idempotent."""
+        if self._thread is not None:
+            with self._cond:
+                self._stop = True
+                self._cond.notify()
+            self._thread.join()
+            self._thread = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class RunWriter:
     """Streams :class:`~interp.trajectory.StepRecord` s into one HDF5 file from a background thread.
 
     Use as ``on_step`` of :func:`~interp.trajectory.run_trajectory`; call :meth:`finish` at the end. If a partial
     file of the same config and model exists, :attr:`start_step` / :meth:`start_latents` say where to resume.
+    ``writeback``: who starts the written pages' writeback to the disk (:class:`Writeback`; the bytes written are
+    the same whichever).
     """
 
     def __init__(
@@ -302,7 +386,9 @@ class RunWriter:
         max_pending_bytes: int = 8 << 30,
         flush_seconds: float = 1.0,
         description: dict | None = None,
+        writeback: WritebackMode = "thread",
     ):
+        Writeback.check(writeback)
         self.path = Path(path)
         self.partial = partial_path(self.path)
         self.steps = len(timesteps)
@@ -353,7 +439,7 @@ class RunWriter:
         # flush per step cost as much as writing the data of a small model's step
         self._flush_seconds, self._flushed = flush_seconds, time.monotonic()
         self._error: BaseException | None = None
-        self._wb_fd: int | None = None  # the writer thread's handle on the partial file, to start writeback
+        self._writeback = Writeback(self.partial, writeback)
         self._thread = threading.Thread(target=self._work, name="interp-store-writer", daemon=True)
         self._thread.start()
 
@@ -458,9 +544,10 @@ class RunWriter:
                 elif self._error is None:
                     for write in item[2]:
                         self._write(write)
+                        self._writeback.wrote()
                     if item[4]:
                         self._mark_done(item[1])
-                    self._start_writeback()
+                    self._writeback.step_written()
             except BaseException as e:  # noqa: BLE001 - surfaced on the next put / finish
                 self._error = e
             finally:
@@ -469,22 +556,6 @@ class RunWriter:
                         self._pending -= item[-1] if item[0] == "array" else item[3]
                         self._room.notify_all()
                 self._queue.task_done()
-
-    def _start_writeback(self) -> None:
-        """Start writing the step's pages to the disk now, without waiting (Linux: ``posix_fadvise`` DONTNEED
-        starts the writeback of dirty pages and drops the clean ones), so the fsync that completes the file
-        (:mod:`interp.store.atomic`) finds little left to write, and a capture larger than the page cache does not
-        stall on it. A no-op where the call is missing."""
-        if not hasattr(os, "posix_fadvise"):
-            return
-        if self._wb_fd is None:
-            self._wb_fd = os.open(self.partial, os.O_RDONLY)
-        os.posix_fadvise(self._wb_fd, 0, 0, os.POSIX_FADV_DONTNEED)
-
-    def _close_writeback(self) -> None:
-        if self._wb_fd is not None:
-            os.close(self._wb_fd)
-            self._wb_fd = None
 
     def _mark_done(self, step: int) -> None:
         self._marks[step] = 1
@@ -542,7 +613,7 @@ class RunWriter:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
-        self._close_writeback()
+        self._writeback.close()
         if self.file:
             try:
                 if self.file.mode == "r+" and not (self.file["step_done"][:] == self._marks).all():

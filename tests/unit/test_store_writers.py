@@ -52,8 +52,8 @@ def writer(path, dtype: str = "float32", **kw) -> RunWriter:
                      sites=[*SITES, "hook_out"], grid=(3, 2, 2), dtype=dtype, **kw)  # fmt: skip
 
 
-def write(path, dtype: str = "float32", steps=range(STEPS)):
-    w = writer(path, dtype)
+def write(path, dtype: str = "float32", steps=range(STEPS), **kw):
+    w = writer(path, dtype, **kw)
     try:
         for s in steps:
             w.on_step(RECORDS[s])
@@ -189,17 +189,39 @@ def test_failed_write_never_publishes(single, tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="posix_fadvise is Linux/POSIX only")
-def test_writer_starts_each_steps_writeback_so_the_final_fsync_finds_it_written(tmp_path, monkeypatch):
+@pytest.mark.parametrize("mode", ["thread", "inline", "off"])
+def test_writeback_is_started_by_its_mode_so_the_final_fsync_finds_it_written(tmp_path, monkeypatch, mode):
+    """``thread``: the writeback thread advises (at least once, at most once per chunk and once more); ``inline``:
+    the writer thread, once per step; ``off``: nobody. Each advice is DONTNEED on the partial file."""
     calls = []
     real = os.posix_fadvise
 
     def spy(fd, offset, length, advice):
-        calls.append((os.readlink(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd") else "", advice))
+        path = os.readlink(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd") else ""
+        calls.append((threading.current_thread().name, path, advice))
         return real(fd, offset, length, advice)
 
     monkeypatch.setattr(os, "posix_fadvise", spy)
-    path = write(tmp_path / "w.h5", "float16")
-    assert len(calls) == STEPS and all(a == os.POSIX_FADV_DONTNEED for _, a in calls)
-    assert all(p.endswith("w.h5.partial") for p, _ in calls if p)
+    path = write(tmp_path / "w.h5", "float16", writeback=mode)
+    chunks = sum(len(acts) for r in RECORDS for acts in r.branches.values()) + 3 * STEPS + 1
+    threads = {t for t, _, _ in calls}
+    if mode == "thread":
+        assert 1 <= len(calls) <= chunks + 1 and threads == {"interp-store-writeback"}
+    elif mode == "inline":
+        assert len(calls) == STEPS and threads == {"interp-store-writer"}
+    else:
+        assert calls == []
+    assert all(a == os.POSIX_FADV_DONTNEED and (not p or p.endswith("w.h5.partial")) for _, p, a in calls)
     with load_cache(path) as c:  # the values are all there (dropping clean pages loses nothing)
         assert c.complete and c.steps_done == (STEPS, STEPS)
+
+
+def test_writeback_modes_write_the_same_bytes(tmp_path):
+    """The file is byte for byte the same whoever starts its writeback (it changes no byte)."""
+    files = {m: write(tmp_path / f"{m}.h5", "float16", writeback=m).read_bytes() for m in ("thread", "inline", "off")}
+    assert files["thread"] == files["inline"] == files["off"]
+
+
+def test_unknown_writeback_mode_names_the_valid_ones(tmp_path):
+    with pytest.raises(ValueError, match="'thread', 'inline' and 'off'"):
+        writer(tmp_path / "w.h5", writeback="async")
