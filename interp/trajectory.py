@@ -23,6 +23,7 @@ from torch import Tensor
 
 from interp.adapters import TextConditioning
 from interp.models import LoadedModel
+from interp.precision import Precision, precision_context
 from interp.trace import ForwardPlan, Traced
 
 Latent = Float[Tensor, "batch channels frames height width"]
@@ -39,6 +40,7 @@ class SamplerConfig(BaseModel):
     guidance_scale: float = 1.0
     guidance_scale_2: float | None = None  # second expert's guidance (default: guidance_scale)
     seed: int = 0
+    precision: Precision = "float32"  # the forwards' arithmetic (interp.precision); the scheduler steps in float32
 
     @property
     def cfg(self) -> bool:
@@ -54,6 +56,7 @@ class SamplerConfig(BaseModel):
         guidance: float | None = None,
         seed: int = 0,
         fallback: dict | None = None,
+        precision: Precision = "float32",
     ) -> SamplerConfig:
         """The one rule for sampler defaults: an explicit value, else the model's task metadata (``interp.json``
         ``sampler``: steps, shift, guidance), else ``fallback`` (default :data:`SAMPLER_FALLBACK`: 20 steps, the
@@ -63,12 +66,13 @@ class SamplerConfig(BaseModel):
         pick = lambda v, k: v if v is not None else meta.get(k, fb[k])  # noqa: E731
         shift_ = pick(shift, "shift")
         return cls(steps=int(steps or meta.get("steps", fb["steps"])), shift=None if shift_ is None else float(shift_),
-                   guidance_scale=float(pick(guidance, "guidance")), seed=seed)  # fmt: skip
+                   guidance_scale=float(pick(guidance, "guidance")), seed=seed, precision=precision)  # fmt: skip
 
     def describe(self, scheduler) -> dict:
         """The resolved sampler as a capture records it."""
         return {"steps": self.steps, "shift": self.shift, "guidance": self.guidance_scale,
-                "guidance_2": self.guidance_scale_2, "seed": self.seed, "scheduler": type(scheduler).__name__}  # fmt: skip
+                "guidance_2": self.guidance_scale_2, "seed": self.seed, "scheduler": type(scheduler).__name__,
+                **({} if self.precision == "float32" else {"precision": self.precision})}  # fmt: skip
 
 
 SAMPLER_FALLBACK = {"steps": 20, "shift": None, "guidance": 1.0}
@@ -433,8 +437,12 @@ def run_trajectory(
                 if streams:  # the other streams' current latents go into the forward
                     txt = TextConditioning(txt.encoder_hidden_states,
                                            {**txt.extras, **{k: s.to(dtype) for k, s in streams.items()}})  # fmt: skip
-                res = traced.run(x_in, ts, txt, condition, plan=fplan, step=i, grad=grad, streams=bool(streams))
+                with precision_context(config.precision, device):
+                    res = traced.run(x_in, ts, txt, condition, plan=fplan, step=i, grad=grad, streams=bool(streams))
                 preds[kind], stream_preds[kind] = res.output, res.streams
+                if config.precision == "bfloat16":  # the autocast prediction joins the update in the latents' dtype
+                    preds[kind] = res.output.to(x_in.dtype)
+                    stream_preds[kind] = {k: p.to(x_in.dtype) for k, p in res.streams.items()}
                 branches[label] = res.acts
                 traj.branch_steps.setdefault(label, []).append(i)
             sigma = sigmas[i] if len(sigmas) else None

@@ -7,7 +7,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 WANDB_MODE=disabled
 (
   echo "=== $(date +%T) start" >> "$D/log"
-  python3 -m interp.cli reproduce --model organism --device cuda --out "$D/organism" >> "$D/log" 2>&1
+  python3 -m interp.cli reproduce --model organism --device cuda --out "$D/organism" ${ONLY:+--only $ONLY} >> "$D/log" 2>&1
   echo "=== $(date +%T) rc=$?" >> "$D/log"
   tar czf "$D/res.tgz" --exclude='*.h5' -C "$D" organism log
   echo ALLDONE >> "$D/log"

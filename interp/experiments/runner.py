@@ -163,7 +163,8 @@ def pipeline_group_inputs(exp: Experiment, loaded, level: int | None = None) -> 
 def sampler_of(exp: Experiment, loaded: LoadedModel) -> SamplerConfig:
     """The sampler with the model's task defaults filled in (then 20 steps, guidance 1)."""
     s = exp.sampler
-    return SamplerConfig.from_task(loaded.task, steps=s.steps, shift=s.shift, guidance=s.guidance, seed=s.seed)
+    return SamplerConfig.from_task(loaded.task, steps=s.steps, shift=s.shift, guidance=s.guidance, seed=s.seed,
+                                   precision=s.precision)  # fmt: skip
 
 
 def group_inputs(exp: Experiment, loaded: LoadedModel, size: int | None) -> GroupInputs:

@@ -23,6 +23,7 @@ import interp
 from interp.budget import max_points
 from interp.interventions import Intervention, kinds
 from interp.interventions.base import SITE_HELP, SITE_RE
+from interp.precision import Precision
 from interp.store.dtypes import check_dtype
 from interp.yamlio import load_yaml, read_yaml
 
@@ -220,12 +221,15 @@ def suite_tasks() -> list[str]:
 
 class Sampler(Strict):
     """``None``: the model's task defaults (maze-wan: 50 steps, shift 5), else 20 steps, guidance 1. ``seed``: the
-    base noise seed (sample i gets slice i of the batch noise drawn from it, as ``interp capture`` does)."""
+    base noise seed (sample i gets slice i of the batch noise drawn from it, as ``interp capture`` does).
+    ``precision``: the forwards' arithmetic (:mod:`interp.precision`): float32 (exact), tf32 or bfloat16 (faster on a
+    GPU, numbers slightly different)."""
 
     steps: int | None = Field(None, ge=1)
     shift: float | None = None
     guidance: float | None = None
     seed: int = Field(0, ge=0)
+    precision: Precision = "float32"
 
 
 class Capture(Strict):
@@ -375,6 +379,8 @@ class Experiment(Strict):
             data["inputs"].pop("pairs", None)
         if data.get("scorer") is None:
             data.pop("scorer", None)
+        if data["sampler"].get("precision") == "float32":  # added later: left out at its default (older keys hold)
+            data["sampler"].pop("precision", None)
         if data.get("method") == "run":  # added later: left out at its default, so older keys still hold
             data.pop("method", None)
             data.pop("atp_alphas", None)

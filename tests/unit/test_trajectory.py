@@ -6,9 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler, WanPipeline
+from pydantic import ValidationError
 
 from interp.adapters import ADAPTERS
+from interp.experiments import Experiment
 from interp.models import LoadedModel, load_model
+from interp.precision import precision_context
 from interp.trace import ForwardPlan
 from interp.trajectory import SamplerConfig, TrajectoryInputs, initial_latents, predict_x0, run_trajectory, schedule
 
@@ -206,3 +209,32 @@ def test_edit_latent_changes_the_state_the_scheduler_steps():
     # resuming the plain run from the edited latent at step 1 gives the same end
     resumed = run_trajectory(m, inputs, cfg, start=(1, 2 * plain.records[1].x))
     assert torch.equal(edited.final, resumed.final) and not torch.allclose(edited.final, plain.final)
+
+
+def test_precision_modes():
+    """float32 is the default and exact; tf32 leaves a CPU run bit-identical; bfloat16 autocasts the forwards (the
+    update stays float32) and moves the result slightly; an unknown mode names the valid ones."""
+    m = load_model("tiny-wan")
+    text, _, _ = _inputs(m)
+    run = lambda p: run_trajectory(m, TrajectoryInputs(text, SHAPE), SamplerConfig(steps=3, seed=3, precision=p),  # noqa: E731
+                                   read="blocks.1.hook_resid_post")  # fmt: skip
+    ref, tf32, bf16 = run("float32"), run("tf32"), run("bfloat16")
+    assert torch.equal(tf32.final, ref.final)
+    assert bf16.final.dtype == torch.float32 and not torch.equal(bf16.final, ref.final)
+    rel = (bf16.final - ref.final).norm() / ref.final.norm()
+    assert 0 < rel < 0.05
+    site = lambda tr: tr.records[0].branches["cond"]["blocks.1.hook_resid_post"]  # noqa: E731
+    assert torch.equal(site(tf32), site(ref)) and not torch.equal(site(bf16), site(ref))
+    with pytest.raises(ValueError, match="float32, tf32, bfloat16"):
+        with precision_context("float16", "cpu"):
+            pass
+    assert not torch.backends.cuda.matmul.allow_tf32  # tf32's flags restored
+
+
+def test_experiment_precision_in_its_key():
+    base = Experiment(model="tiny-wan")
+    bf = Experiment(model="tiny-wan", sampler={"precision": "bfloat16"})
+    assert "precision" not in base.canonical() and '"precision":"bfloat16"' in bf.canonical()
+    assert base.key("h") != bf.key("h")
+    with pytest.raises(ValidationError, match="float32"):
+        Experiment(model="tiny-wan", sampler={"precision": "fp16"})
