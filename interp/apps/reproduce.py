@@ -88,8 +88,7 @@ QUICK: dict[str, list[str]] = {
     "noise_step_vs_frame": ["inputs.sizes=[4]", "inputs.count=3", f"sampler.steps={_Q}", "sweep.interventions.0=" + json.dumps(
         [{"kind": "noise", "mode": m, "steps": s, "seed": 123} for m in ("replace", "renoise") for s in range(_Q)]
         + [{"kind": "noise", "frames": f, "seed": 123} for f in ["0%", "25%", "50%", "75%", "100%"]])],
-    "layer_swap": ["inputs.sizes=[4]", "inputs.count=3", f"sampler.steps={_Q}",
-                   "sweep.interventions.0.layers=" + json.dumps(_QUARTERS), "sweep.interventions.0.steps=[0, '0%:50%']"],
+    "layer_swap": ["inputs.sizes=[4]", "inputs.count=3", f"sampler.steps={_Q}", "sweep.interventions.0.steps=[0, '0%:30%']"],
     "layer_skip": ["inputs.sizes=[4]", "inputs.count=3", f"sampler.steps={_Q}",
                    "sweep.interventions.0.steps=['0%:50%', '50%:100%']", "sweep.interventions.0.layers=" + json.dumps(_QUARTERS)],
     "working_memory": ["inputs.sizes=[6]", "inputs.count=8", f"sampler.steps={_Q}"],
@@ -520,7 +519,8 @@ def analyze_swap(results: Path, exp, loaded, out: Path):
     for p, coords in enumerate(d["points"]):
         layers = coords.get("interventions.0.layers", exp.interventions[0].layers)
         steps = str(coords.get("interventions.0.steps", exp.interventions[0].steps))
-        li, frac = _frac(layers, n_blocks)
+        blocks, frac = _band_frac(layers, n_blocks)  # a band (or one block): its middle as a depth fraction
+        li = f"{blocks[0]}-{blocks[-1]}" if len(blocks) > 1 else str(blocks[0])
         ans, struct = [], []
         for i in range(n):
             j = (i + other) % n
@@ -549,12 +549,13 @@ def analyze_swap(results: Path, exp, loaded, out: Path):
         fr = sorted(r)
         series[f"answer follows B (steps {s})"] = [r[f][1] for f in fr]
         series[f"walls follow B (steps {s})"] = [r[f][2] for f in fr]
-    xs = [r[f][0] for f in sorted(rows)]
-    figs = [curves(xs, series, out / "swap_per_layer.png", xlabel="block swapped", ylabel="share of runs",
-                   title=f"swap B's block output into A's run ({d['size']}x{d['size']}, n={n})")]  # fmt: skip
+    fr = sorted(rows)
+    figs = [curves(list(range(len(fr))), series, out / "swap_per_band.png", xlabel="blocks swapped (" + ", ".join(
+        f"{i}: {rows[f][0]}" for i, f in enumerate(fr)) + ")", ylabel="share of runs",
+        title=f"B's hidden states put into A's run ({d['size']}x{d['size']}, n={n})")]  # fmt: skip
     site = exp.interventions[0].site
     setup = (
-        f"{n} mazes of {d['size']}x{d['size']}; B = the next maze (same noise); `{site}` of one block swapped at "
+        f"{n} mazes of {d['size']}x{d['size']}; B = the next maze (same noise); `{site}` of a band of blocks swapped at "
         f"steps {list(per)}; answer = trail closer (Jaccard) to B's solution than to A's; the verdicts read the "
         f"step range whose best layer flips most ({first})."
     )

@@ -150,7 +150,7 @@ def level_swap_answer(d: dict) -> tuple[str, str]:
     middle = 0.25 <= best < 0.75
     v = HOLDS if middle and top >= 0.5 else PARTLY if middle and top >= 0.1 else NOT
     return v, (
-        f"output follows B's path at most {_f(top)} (layer at depth {_f(best)}, block {d['best_layer']}, "
+        f"output follows B's path at most {_f(top)} (swap centred at depth {_f(best)}, blocks {d['best_layer']}, "
         f"swapped at steps {d.get('steps')}); "
         f"mean early / middle / late {_f(d['band_answer'][0])} / {_f(d['band_answer'][1])} / {_f(d['band_answer'][2])}"
     )
@@ -706,7 +706,7 @@ SPECS = [
          "noise_renoise"),
     Spec("noise_frame", "noise_step_vs_frame", "Noising one frame at every step costs far less than one step",
          "frame noise costs far less than step noise", rule_noise_frame, RULE_NOISE_FRAME, "noise"),
-    Spec("swap_answer", "layer_swap", "A middle band of layers decides the answer (first-step swap)",
+    Spec("swap_answer", "layer_swap", "A middle band of layers decides the answer (band swap)",
          "swapping layers ~10-21 of 40 flips the answer", rule_swap_answer, RULE_SWAP_ANSWER, "swap"),
     Spec("prompt_swap", "prompt_swap", "A middle band of layers decides the answer (prompt swap, same image)",
          "swapping layers ~10-21 of 40 flips the answer", rule_prompt_swap, RULE_PROMPT_SWAP, "prompt_swap"),

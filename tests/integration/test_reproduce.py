@@ -208,7 +208,7 @@ TINY = {  # the full files, shrunk to the tiny model: 3x3 mazes, 2 mazes (5 for 
         [{"kind": "noise", "mode": m, "steps": s} for m in ("replace", "renoise") for s in (0, 1)]
         + [{"kind": "noise", "frames": f} for f in ("0%", "50%", "100%")])],
     "working_memory": ["inputs.count=5", "capture.sites=[blocks.1.hook_resid_post]"],
-    "layer_swap": ["sweep.interventions.0.layers=['0%', '50%']"],
+    "layer_swap": ["sweep.interventions.0.layers=['0%:34%', '34%:100%']", "sweep.interventions.0.steps=[0, '0%:50%']"],
     "layer_skip": ["sweep.interventions.0.layers=['0%', '50%']"],
 }  # fmt: skip
 
