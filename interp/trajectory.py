@@ -11,7 +11,8 @@ own guidance rule names its branches and combines them (:class:`Guider`; LTX-2: 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,12 +24,32 @@ from torch import Tensor
 
 from interp.adapters import TextConditioning
 from interp.models import LoadedModel
-from interp.precision import Precision, precision_context
+from interp.precision import PRECISIONS, Precision
 from interp.trace import ForwardPlan, Traced
 
 Latent = Float[Tensor, "batch channels frames height width"]
 PlanFn = Callable[[str, int], ForwardPlan]
 """(branch, step) -> what that forward reads, edits and skips."""
+
+
+@contextlib.contextmanager
+def precision_context(precision: str, device: str | torch.device) -> Iterator[None]:
+    """Run the body's forwards in ``precision`` (:mod:`interp.precision`) on ``device``: float32 unchanged; tf32 turns
+    on TensorFloat-32 matrix products and convolutions (CUDA; restored on exit); bfloat16 autocasts."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if precision == "float32":
+        yield
+    elif precision == "tf32":
+        old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+    else:
+        with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16):
+            yield
 
 
 class SamplerConfig(BaseModel):

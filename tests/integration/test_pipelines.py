@@ -264,8 +264,8 @@ def cog_reference(path, prompt, seed, guidance, steps, img=None):
 @pytest.mark.parametrize("kind", COG_KINDS)
 def test_cogvideox_capture_equals_pipeline_call(cog_pipes, tmp_path, kind, guidance):
     """CogVideoXPipeline / CogVideoXImageToVideoPipeline with CogVideoXDDIMScheduler and CogVideoXDPMScheduler
-    (v-prediction; DPM's stochastic step draws from the pipeline's generator): without CFG the final latent and the
-    uint8 video are bit-exact. With CFG the pipeline runs [uncond, cond] as one batch-2 forward and interp as two
+    (v-prediction; DPM's stochastic step draws from the pipeline's generator): without CFG the final latent is
+    bit-exact and the uint8 video equal but for rare one-level roundings of the decode. With CFG the pipeline runs [uncond, cond] as one batch-2 forward and interp as two
     batch-1 forwards (branches are separate sites): float32 rounding differs (measured: <= 2.8e-6 on latents of
     magnitude ~2.7 after 3 steps, video within one uint8 level)."""
     out = tmp_path / "run.h5"
@@ -286,7 +286,10 @@ def test_cogvideox_capture_equals_pipeline_call(cog_pipes, tmp_path, kind, guida
         assert c.sampler["scheduler"] == ("CogVideoXDPMScheduler" if kind.endswith("dpm") else "CogVideoXDDIMScheduler")
         if guidance == 1.0:
             assert torch.equal(c.final, ref_latents)
-            assert np.array_equal(c.video, ref_video)
+            # the latents are bit-exact; the VAE decode of the same latents can round one value to the other uint8
+            # level on some CPUs (measured on an AMD EPYC host: 1 value in 27,648, one level)
+            diff = np.abs(c.video.astype(int) - ref_video)
+            assert diff.max() <= 1 and (diff > 0).mean() <= 1e-4, (diff.max(), (diff > 0).mean())
         else:
             torch.testing.assert_close(c.final, ref_latents, atol=1e-5, rtol=0)
             assert np.abs(c.video.astype(int) - ref_video).max() <= 1
@@ -369,7 +372,10 @@ def test_ltx_capture_equals_pipeline_call(ltx_pipes, tmp_path, kind, guidance):
         assert c.video.shape == (1, 9, 32, 32, 3) and c.x0_video.shape == (3, 1, 9, 32, 32, 3)
         if guidance == 1.0:
             assert torch.equal(c.final, ref_latents)
-            assert np.array_equal(c.video, ref_video)
+            # the latents are bit-exact; the VAE decode of the same latents can round one value to the other uint8
+            # level on some CPUs (measured on an AMD EPYC host: 1 value in 27,648, one level)
+            diff = np.abs(c.video.astype(int) - ref_video)
+            assert diff.max() <= 1 and (diff > 0).mean() <= 1e-4, (diff.max(), (diff > 0).mean())
         else:
             torch.testing.assert_close(c.final, ref_latents, atol=1e-5, rtol=0)
             assert np.abs(c.video.astype(int) - ref_video).max() <= 1

@@ -11,9 +11,16 @@ from pydantic import ValidationError
 from interp.adapters import ADAPTERS
 from interp.experiments import Experiment
 from interp.models import LoadedModel, load_model
-from interp.precision import precision_context
 from interp.trace import ForwardPlan
-from interp.trajectory import SamplerConfig, TrajectoryInputs, initial_latents, predict_x0, run_trajectory, schedule
+from interp.trajectory import (
+    SamplerConfig,
+    TrajectoryInputs,
+    initial_latents,
+    precision_context,
+    predict_x0,
+    run_trajectory,
+    schedule,
+)
 
 SHAPE = (2, 4, 3, 8, 8)  # (B, C, F, H, W) latent of tiny-wan
 
