@@ -352,28 +352,34 @@ def disk_bandwidth(directory: Path, nbytes: int, chunk: int, repeats: int = 3) -
     capture: :class:`interp.store.capture.Writeback`); the last is the rate a capture's durable bytes can
     reach."""
     chunk = max(1 << 16, min(chunk, nbytes))
-    buf = memoryview(np.random.default_rng(0).integers(0, 255, chunk, dtype=np.uint8))
     res: dict[str, list[float]] = {"buffered": [], "fsync": [], "streamed": []}
     for _ in range(repeats):
         for kind, ts in res.items():
-            path = directory / f"bench-disk-{kind}.bin"
-            t0 = time.perf_counter()
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                for off in range(0, nbytes, chunk):
-                    data = buf[: min(chunk, nbytes - off)]
-                    while data:
-                        n = os.pwrite(fd, data, off)
-                        data, off = data[n:], off + n
-                    if kind == "streamed" and hasattr(os, "posix_fadvise"):
-                        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-                if kind != "buffered":
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            ts.append(time.perf_counter() - t0)
-            path.unlink()
+            ts.append(plain_write(directory / f"bench-disk-{kind}.bin", nbytes, chunk, kind))
     return {f"disk_{k}_GBps": nbytes / med(v) / 1e9 for k, v in res.items()}
+
+
+def plain_write(path: Path, nbytes: int, chunk: int, kind: str) -> float:
+    """Seconds to write ``nbytes`` into ``path`` in ``chunk``-byte ``os.pwrite`` s from this thread, as
+    :func:`disk_bandwidth`'s ``kind`` (buffered | fsync | streamed) writes them; the file is removed after."""
+    buf = memoryview(np.random.default_rng(0).integers(0, 255, chunk, dtype=np.uint8))
+    t0 = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for off in range(0, nbytes, chunk):
+            data = buf[: min(chunk, nbytes - off)]
+            while data:
+                n = os.pwrite(fd, data, off)
+                data, off = data[n:], off + n
+            if kind == "streamed" and hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        if kind != "buffered":
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    dt = time.perf_counter() - t0
+    path.unlink()
+    return dt
 
 
 def pipeline_floor(bare_s: float, steps: int, nbytes: float, rate: float) -> float:

@@ -33,10 +33,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from benchmarks.capture import filesystem, med, pipeline_floor, spread
+from benchmarks.capture import filesystem, med, pipeline_floor, plain_write, spread
 from interp.store import RunWriter
 from interp.store.capture import WritebackMode
 from interp.trajectory import StepRecord
@@ -154,28 +153,6 @@ def run_writer(path: Path, recs: list, tokens: int, mode: WritebackMode, forward
     return dt, size
 
 
-def run_plain(path: Path, nbytes: int, chunk: int, kind: str) -> float:
-    """``nbytes`` in ``chunk``-byte pwrites from this thread (``benchmarks.capture.disk_bandwidth``'s kinds)."""
-    buf = memoryview(np.random.default_rng(0).integers(0, 255, chunk, dtype=np.uint8))
-    t0 = time.perf_counter()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        for off in range(0, nbytes, chunk):
-            data = buf[: min(chunk, nbytes - off)]
-            while data:
-                n = os.pwrite(fd, data, off)
-                data, off = data[n:], off + n
-            if kind == "streamed" and hasattr(os, "posix_fadvise"):
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        if kind != "buffered":
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    dt = time.perf_counter() - t0
-    path.unlink()
-    return dt
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gb", type=float, default=4.0, help="bytes to write per run, in GB (1e9)")
@@ -221,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
                 elif name == "forwards":
                     dt = sum(forward() for _ in range(a.steps))
                 else:
-                    dt = run_plain(path, data_bytes, site_bytes, runs[name])
+                    dt = plain_write(path, data_bytes, site_bytes, runs[name])
                 times[name].append(dt)
                 profiles[name].append(dict(PROFILE))
     finally:
