@@ -550,13 +550,13 @@ def analyze_swap(results: Path, exp, loaded, out: Path):
         series[f"answer follows B (steps {s})"] = [r[f][1] for f in fr]
         series[f"walls follow B (steps {s})"] = [r[f][2] for f in fr]
     fr = sorted(rows)
-    figs = [curves(list(range(len(fr))), series, out / "swap_per_band.png", xlabel="blocks swapped (" + ", ".join(
-        f"{i}: {rows[f][0]}" for i, f in enumerate(fr)) + ")", ylabel="share of runs",
-        title=f"B's hidden states put into A's run ({d['size']}x{d['size']}, n={n})")]  # fmt: skip
+    figs = [curves(list(range(len(fr))), series, out / "swap_per_band.png", xlabel=_band_axis([rows[f][0] for f in fr]),
+                   ylabel="share of runs",
+                   title=f"B's hidden states put into A's run ({d['size']}x{d['size']}, n={n})")]  # fmt: skip
     site = exp.interventions[0].site
     setup = (
-        f"{n} mazes of {d['size']}x{d['size']}; B = the next maze (same noise); `{site}` of a band of blocks swapped at "
-        f"steps {list(per)}; answer = trail closer (Jaccard) to B's solution than to A's; the verdicts read the "
+        f"{n} mazes of {d['size']}x{d['size']}; B = the next maze (same noise); `{site}` of a band of blocks swapped "
+        f"at steps {list(per)}; answer = trail closer (Jaccard) to B's solution than to A's; the verdicts read the "
         f"step range whose best layer flips most ({first})."
     )
     return {"swap": swap, "setup": setup}, figs
@@ -741,6 +741,11 @@ def analyze_ensemble(results: Path, exp, loaded, out: Path):
     return {"ensemble": ensemble, "setup": setup}, figs
 
 
+def _band_axis(blocks: list[str]) -> str:
+    """A band-swap figure's x label: each band's index and its blocks (``0: blocks 0-3, 1: blocks 4-7``)."""
+    return "band swapped (" + ", ".join(f"{i}: blocks {b}" for i, b in enumerate(blocks)) + ")"
+
+
 def _band_frac(spec, n: int) -> tuple[list[int], float]:
     """The blocks of a layer band and its middle as a depth fraction (a quarter band 25%:50% -> 0.375)."""
     idx = resolve_index(spec, n, "layers")
@@ -781,9 +786,10 @@ def analyze_prompt_swap(results: Path, exp, loaded, out: Path):
             "samples": {"flip": {str(f): rows[f][1].tolist() for f in fr}}}  # fmt: skip
     series = {f"steps {s}": [r[f][1].mean() for f in sorted(r)] for s, r in per.items()}
     xs = list(range(len(fr)))
-    figs = [curves(xs, series, out / "prompt_swap_per_band.png", xlabel="band swapped (" + ", ".join(
-        f"{i}: blocks {rows[f][0]}" for i, f in enumerate(fr)) + ")", ylabel="share of runs reaching B's goal",
-        title=f"B's prompt's residual stream put into A's run (goalmaze {exp.inputs.levels}, n={n})")]  # fmt: skip
+    figs = [curves(xs, series, out / "prompt_swap_per_band.png", xlabel=_band_axis([rows[f][0] for f in fr]),
+                   ylabel="share of runs reaching B's goal",
+                   title="B's prompt's residual stream put into A's run "
+                         f"(goalmaze {exp.inputs.levels}, n={n})")]  # fmt: skip
     setup = (
         f"{exp.inputs.count} goalmaze mazes of level {exp.inputs.levels}, each run with both prompts ({n} runs; "
         f"B = the same first frame with the other prompt, same noise); `{iv.site}` of a band of blocks swapped "
@@ -1042,9 +1048,9 @@ def analyze_suite_swap(results: Path, exp, loaded, out: Path):
     for s, r in per.items():
         series[f"solves B (steps {s})"] = [r[f][1].mean() for f in sorted(r)]
         series[f"layout follows B (steps {s})"] = [r[f][2].mean() for f in sorted(r)]
-    figs = [curves(list(range(len(fr))), series, out / "swap_per_band.png", xlabel="band swapped (" + ", ".join(
-        f"{i}: blocks {rows[f][0]}" for i, f in enumerate(fr)) + ")", ylabel="share of runs",
-        title=f"B's residual stream put into A's run ({task} {exp.inputs.levels}, n={n})")]  # fmt: skip
+    figs = [curves(list(range(len(fr))), series, out / "swap_per_band.png", xlabel=_band_axis([rows[f][0] for f in fr]),
+                   ylabel="share of runs",
+                   title=f"B's residual stream put into A's run ({task} {exp.inputs.levels}, n={n})")]  # fmt: skip
     setup = (
         f"{_what(exp, d, n)}; B = the next instance (same noise); `{iv.site}` of a band of blocks swapped at steps "
         f"{list(per)}; flip = A's output solves B and not A (the task's pixel scorer); structure = the layout blocks "
