@@ -316,6 +316,69 @@ def _fit_logistic(x, y, lam, classes, max_iter, tol, precond_rows, matmul_dtype,
     return LinearFit(rearrange(weight, "s p k d -> s p d k"), bias, iters)
 
 
+@dataclass
+class _Preconditioner:
+    """``P = (c XᵀX/n + lam I)^-1`` on the weights and ``1/c`` on the bias, per (site, problem), ``c`` =
+    ``BINARY_CURVATURE``; applied as ``h = g P`` to gradients ``g`` (sites, problems, k, d + 1).
+
+    Two forms of one matrix. On the CPU one eigendecomposition per site, shared by its problems: ``P = V diag(inv)
+    Vᵀ`` (``basis`` = V with the bias appended, ``inv`` per problem). On CUDA that eigendecomposition is the slow
+    part of a solve (the batched Jacobi ``eigh`` launches ~145 kernels per site: 0.74 of the 0.89 s of device time
+    of 160 sites at d = 224 on an H200, ``benchmarks/results/probe_parity_h200_profile.txt``), so ``P`` is formed
+    explicitly from one Cholesky factor per (site, problem) in float64 (batched, a few kernels in all) when the
+    matrices fit ``EXPLICIT_BYTES``; where a factorization fails (a covariance not positive definite in float64 at
+    the weakest strength) the eigen form is used."""
+
+    basis: Tensor | None = None  # (s, d + 1, d + 1)
+    basis_t: Tensor | None = None  # its transpose, contiguous (an fp32 CPU GEMM against a transposed view: ~2x slower)
+    inv: Tensor | None = None  # (s, p, 1, d + 1)
+    mat: Tensor | None = None  # (s, p, d + 1, d + 1)
+
+    EXPLICIT_BYTES = 2 << 30
+
+    @classmethod
+    def fit(cls, rows: Tensor, lam_reg: Tensor, explicit: bool | None = None) -> _Preconditioner:
+        """From ``rows`` (s, m, d) float32 examples and ``lam_reg`` (p, d + 1) per-coordinate strengths; ``explicit``:
+        the form (None: explicit on CUDA where it fits)."""
+        s, m, d = rows.shape
+        p = lam_reg.shape[0]
+        if explicit is None:
+            explicit = rows.device.type == "cuda" and s * p * (d + 1) ** 2 * 8 <= cls.EXPLICIT_BYTES
+        if explicit:
+            r64 = rows.double()
+            a = torch.zeros(s, d + 1, d + 1, dtype=torch.float64, device=rows.device)
+            a[:, :d, :d] = torch.bmm(r64.transpose(1, 2), r64) / m
+            a[:, d, d] = 1.0
+            a = BINARY_CURVATURE * a[:, None] + torch.diag_embed(lam_reg.double())[None]  # (s, p, d + 1, d + 1)
+            chol, info = torch.linalg.cholesky_ex(a)
+            if not bool((info != 0).any()):
+                eye = torch.eye(d + 1, dtype=torch.float64, device=rows.device).expand_as(chol)
+                li = torch.linalg.solve_triangular(chol, eye, upper=False)  # L^-1
+                return cls(mat=(li.transpose(-1, -2) @ li).float())  # (L Lᵀ)^-1 = L^-ᵀ L^-1
+        cov = torch.bmm(rows.transpose(1, 2), rows) / m
+        evals, evecs = torch.linalg.eigh(cov)
+        basis = torch.zeros(s, d + 1, d + 1, dtype=rows.dtype, device=rows.device)
+        basis[:, :d, :d] = evecs
+        basis[:, d, d] = 1.0
+        curv = torch.cat([evals.clamp_min(0), torch.ones(s, 1, dtype=rows.dtype, device=rows.device)], 1)
+        inv = 1.0 / (curv[:, None, None, :] * BINARY_CURVATURE + lam_reg[None, :, None, :])
+        return cls(basis=basis, basis_t=basis.transpose(1, 2).contiguous(), inv=inv)
+
+    def __call__(self, g: Tensor) -> Tensor:
+        if self.mat is not None:
+            return torch.matmul(g, self.mat)
+        s, a, k, e = g.shape
+        h = _bmm(g.reshape(s, a * k, e), self.basis).reshape(g.shape) * self.inv
+        return _bmm(h.reshape(s, a * k, e), self.basis_t).reshape(g.shape)
+
+    def take(self, si: Tensor, pj: Tensor) -> _Preconditioner:
+        """The rows of sites ``si`` (live sites) and their problems ``pj`` (s', width)."""
+        ix = (si[:, None], pj)
+        if self.mat is not None:
+            return _Preconditioner(mat=self.mat[ix])
+        return _Preconditioner(basis=self.basis[si], basis_t=self.basis_t[si], inv=self.inv[ix])
+
+
 def _fit_logistic_group(
     x: Tensor, y: Tensor, lam: Tensor, classes: int, max_iter: int, tol: float, precond_rows: int | None,
     mdt: torch.dtype, w_out: Tensor, b_out: Tensor,
@@ -339,19 +402,12 @@ def _fit_logistic_group(
         onehot = rearrange(torch.nn.functional.one_hot(y.long(), classes).to(dt), "p n k -> 1 p k n").expand(s, p, k, n)
 
     # preconditioner from (a subsample of) the examples: (c XᵀX/n + lam I)^-1 on the weights, 1/c on the bias (x is
-    # centered, so the bias is its own eigen-direction); one eigenbasis per site, shared by its problems
+    # centered, so the bias is its own eigen-direction)
     rows = x[:, :: max(1, n // (precond_rows or max(1024, 4 * d)))].float()  # ~d rows give a near-singular cov
-    cov = torch.bmm(rows.transpose(1, 2), rows) / rows.shape[1]
-    evals, evecs = torch.linalg.eigh(cov)
-    basis = torch.zeros(s, d + 1, d + 1, dtype=dt, device=dev)
-    basis[:, :d, :d] = evecs
-    basis[:, d, d] = 1.0
-    basis_t = basis.transpose(1, 2).contiguous()
-    curv = torch.cat([evals.clamp_min(0), torch.ones(s, 1, dtype=dt, device=dev)], 1) * BINARY_CURVATURE
     reg = torch.ones(d + 1, dtype=dt, device=dev)
     reg[d] = 0.0  # the bias is not penalized
     lam_reg = lam.to(dt)[None, :, None, None] * reg  # (1, p, 1, d + 1)
-    inv = 1.0 / (curv[:, None, None, :] + lam_reg)  # (s, p, 1, d + 1)
+    pre = _Preconditioner.fit(rows, lam_reg[0, :, 0])
     lam_reg = lam_reg.expand(s, p, 1, d + 1)
 
     # start from the log class prior with zero weights
@@ -375,8 +431,7 @@ def _fit_logistic_group(
         g[..., :d] = _bmm(r.reshape(-1, a * k, n).to(mdt), xm).reshape(-1, a, k, d)
         torch.sum(r, -1, out=g[..., d])
         g.mul_(1.0 / n).addcmul_(lam_reg, v)
-        h = _bmm(g.reshape(-1, a * k, d + 1), basis).reshape(g.shape) * inv
-        h = _bmm(h.reshape(-1, a * k, d + 1), basis_t).reshape(g.shape)
+        h = pre(g)
         gh = vdot(g, h).sum(-1)
         done = gh < tol * tol
         if done.any():
@@ -393,12 +448,13 @@ def _fit_logistic_group(
                 pj = torch.argsort(done[si].to(torch.int8), dim=1, stable=True)[:, :width]  # live pairs first
 
                 ix = (si[:, None], pj)
-                v, z, yb, inv, lam_reg, g, h, gh = (t[ix] for t in (v, z, yb, inv, lam_reg, g, h, gh))
+                v, z, yb, lam_reg, g, h, gh = (t[ix] for t in (v, z, yb, lam_reg, g, h, gh))
+                pre = pre.take(si, pj)
                 onehot = None if onehot is None else onehot[ix]
                 prev = None if prev is None else tuple(t[ix] for t in prev)
                 cur_p = cur_p[si[:, None], pj]
                 if len(si) < len(cur_s):
-                    cur_s, xm, xt, basis, basis_t = cur_s[si], xm[si], xt[si], basis[si], basis_t[si]
+                    cur_s, xm, xt = cur_s[si], xm[si], xt[si]
                 a = width
         if prev is None:
             dv = -h

@@ -1,0 +1,88 @@
+"""Profile: where an analysis of ``interp reproduce`` spends its time (one analysis, a few batches).
+
+Runs one paper analysis through the experiment engine (the same ``run_experiment`` call as ``interp reproduce``)
+on fewer mazes, under cProfile, and prints the row-forwards per second and the functions of most cumulative and
+most own time (CUDA runs asynchronously: GPU time lands in the frame that waits for it). ``--kernels``: a second
+run under torch.profiler prints the GPU's busy time beside the wall time (how far the run is from GPU-bound) and
+the kernels of most GPU time.
+
+    python -m benchmarks.reproduce_profile --analysis layer_skip --count 12 --device cuda
+    python -m benchmarks.reproduce_profile --analysis noise_step_vs_frame --count 8 --set sampler.precision=bfloat16
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import typer
+from torch.autograd import DeviceType
+
+from interp.apps.reproduce import experiments
+from interp.experiments import run_experiment
+from interp.experiments.runner import planned_forwards
+from interp.models import PAPER_DIR, load_model
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def main(
+    analysis: str = typer.Option("layer_skip", help="one paper analysis (interp/data/paper/NAME.yaml)"),
+    model: str = typer.Option(None, help="run it on this model instead of the file's"),
+    count: int = typer.Option(12, help="mazes / inputs (the file's count is replaced)"),
+    device: str = typer.Option("cpu"),
+    set_: list[str] = typer.Option([], "--set", help="more overrides: dotted.key=value"),
+    top: int = typer.Option(30, help="functions printed per table"),
+    kernels: bool = typer.Option(False, help="also a torch.profiler run: GPU busy time and the top kernels"),
+) -> None:
+    ((name, exp),) = experiments(
+        device=device, model=model, only=[analysis], overrides=[f"inputs.count={count}", *set_]
+    ).items()
+    loaded = load_model(exp.model, device)
+    size = planned_forwards(exp, loaded)
+    print(f"{name}: {size['rows']:,} rows x {size['steps']} steps = {size['row_forwards']:,} row-forwards, "
+          f"max_batch {exp.max_batch}, precision {exp.sampler.precision}, device {device}")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        warm = experiments(device=device, model=model, only=[analysis], overrides=["inputs.count=2", *set_])[name]
+        run_experiment(warm, Path(tmp) / "warm", loaded=loaded, wandb="disabled", progress=False,
+                       base_dir=Path(PAPER_DIR))  # fmt: skip
+        prof = cProfile.Profile()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        prof.enable()
+        run_experiment(exp, Path(tmp) / "run", loaded=loaded, wandb="disabled", progress=False,
+                       base_dir=Path(PAPER_DIR))  # fmt: skip
+        prof.disable()
+        wall = time.perf_counter() - t
+    print(f"wall {wall:.2f} s: {size['row_forwards'] / wall:,.0f} row-forwards/s")
+    for key in ("cumulative", "tottime"):
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats(key).print_stats(top)
+        print(f"--- by {key}\n" + "\n".join(buf.getvalue().splitlines()[6:]), flush=True)
+    if kernels:
+        with tempfile.TemporaryDirectory() as tmp:
+            acts = [torch.profiler.ProfilerActivity.CPU] + (
+                [torch.profiler.ProfilerActivity.CUDA] if device.startswith("cuda") else []
+            )
+            with torch.profiler.profile(activities=acts) as kp:
+                t = time.perf_counter()
+                run_experiment(exp, Path(tmp) / "kern", loaded=loaded, wandb="disabled", progress=False,
+                               base_dir=Path(PAPER_DIR))  # fmt: skip
+                kwall = time.perf_counter() - t
+            ev = kp.key_averages()
+            on_gpu = [e for e in ev if e.device_type == DeviceType.CUDA]  # kernels and copies (ops list theirs too)
+            busy = sum(e.self_device_time_total for e in on_gpu) / 1e6
+            print(f"torch.profiler run: wall {kwall:.2f} s, GPU kernels {busy:.2f} s ({busy / kwall:.0%} busy)")
+            print(ev.table(sort_by="self_device_time_total" if device.startswith("cuda") else "self_cpu_time_total",
+                           row_limit=top))  # fmt: skip
+
+
+if __name__ == "__main__":
+    app()
