@@ -11,7 +11,8 @@ Objectives (``N`` examples, ``lam`` the regularization strength, the bias never 
 * ridge: ``mean_n (y_n - x_n w - b)^2 + lam * |w|^2``, solved exactly for every ``lam`` from one eigendecomposition.
 
 The logistic solver is preconditioned nonlinear conjugate gradient (Polak-Ribière+) with a 1-D Newton line search;
-the preconditioner is ``(XᵀX/(4N) + lam I)^-1`` from one eigendecomposition per site, shared by all its problems.
+the preconditioner is ``(XᵀX/(4N) + lam I)^-1``: on the CPU from one eigendecomposition per site, shared by all its
+problems; on CUDA formed explicitly from batched Cholesky factors (:class:`_Preconditioner` says why).
 Each iteration costs two products with the examples (one pass over them each). What that cost depends on, measured
 on CPU with ``python -m benchmarks.probes`` (n = 9830 training examples, d = 256, 6 problems per site, one thread):
 
