@@ -109,12 +109,12 @@ def main() -> None:
         timing = out / "real" / "wall_s.json"  # a kept --out reuses the real sweep (a cache hit) and its timing
         if not (real.cache_hit and timing.exists()):
             timing.write_text(json.dumps({"wall_s": time.perf_counter() - t0}))
-        for alphas in args.alphas:  # each run's wall time is in its summary.json
-            execute_atp(Experiment.validate_data(experiment(args, "atp", alphas)), out / f"atp-{alphas}",
-                        loaded=loaded, progress=False, console=quiet)  # fmt: skip
-        for v in args.verify:
-            execute_atp(Experiment.validate_data(experiment(args, "atp", 1, v)), out / verify_dir(v), loaded=loaded,
-                        progress=False, console=quiet)  # fmt: skip
+        runs = [(experiment(args, "atp", alphas), f"atp-{alphas}") for alphas in args.alphas]
+        runs += [(experiment(args, "atp", 1, v), verify_dir(v)) for v in args.verify]
+        for data, name in runs:  # each run's wall time is kept beside it (a cache hit rewrites summary.json)
+            res = execute_atp(Experiment.validate_data(data), out / name, loaded=loaded, progress=False, console=quiet)
+            if not res.cache_hit:
+                (out / name / "wall_s.json").write_text(json.dumps({"wall_s": res.summary["wall_s"]}))
     report(args, out, read_metrics)
 
 
@@ -136,7 +136,7 @@ def report(args, out: Path, read_metrics) -> None:
     step = np.array([pt["interventions.0.steps"][0] for pt in pts])
     for alphas in args.alphas:
         a = read_metrics(out / f"atp-{alphas}" / "results.h5")
-        t_atp = json.loads((out / f"atp-{alphas}" / "summary.json").read_text())["wall_s"]
+        t_atp = json.loads((out / f"atp-{alphas}" / "wall_s.json").read_text())["wall_s"]
         assert a["points"] == pts
         clean = a["clean"]["mse_to_source"]  # (samples,)
         real_eff = r["metrics"]["mse_to_source"] - clean[None]  # (points, samples)
@@ -174,7 +174,7 @@ def report(args, out: Path, read_metrics) -> None:
         a = read_metrics(out / verify_dir(v) / "results.h5")
         summary = json.loads((out / verify_dir(v) / "summary.json").read_text())
         assert a["points"] == pts
-        k, t = summary["atp_verify"], summary["wall_s"]
+        k, t = summary["atp_verify"], json.loads((out / verify_dir(v) / "wall_s.json").read_text())["wall_s"]
         clean = a["clean"]["mse_to_source"]
         real_eff = r["metrics"]["mse_to_source"] - clean[None]
         est = a["metrics"]["mse_to_source"] - clean[None]  # real at the verified points, the estimate elsewhere
@@ -183,13 +183,14 @@ def report(args, out: Path, read_metrics) -> None:
         rho_mean = spearman(real_m, est_m)
         top_real = set(np.argsort(-np.abs(real_m))[:10])
         found = len(top_real & set(np.argsort(-np.abs(est_m))[:20])) / 10
-        exact = bool(np.array_equal(est[ver], real_eff[ver]))
+        gap = float(np.abs(est[ver] - real_eff[ver]).max())  # the sub-run's batches hold other rows: float rounding
         print(f"AtP, then real patching of its top {k} of {n_points} points (atp_verify: {v}): {t:.1f} s (one AtP "
               f"pass + {k * args.n} of the {n_points * args.n} patched trajectories); cost ratio (real / this) "
               f"{t_real / t:.1f}x")  # fmt: skip
         print(f"  Spearman rho, every (point, maze): {spearman(real_eff.ravel(), est.ravel()):.3f}; of the per-point "
-              f"mean over mazes: {rho_mean:.3f} (goal >= 0.8: {'met' if rho_mean >= 0.8 else 'NOT met'}); over every "
-              f"point, the {k} verified ones real by construction (equal to the real sweep's: {exact})")  # fmt: skip
+              f"mean over mazes: {rho_mean:.3f} (goal >= 0.8: {'met' if rho_mean >= 0.8 else 'NOT met'})")  # fmt: skip
+        same = "bit for bit the real sweep's" if gap == 0 else f"the real sweep's to {gap:.1e} (float rounding)"
+        print(f"  over every point, the {k} verified ones real runs: {same}")
         print(f"  top 10 real effects found in its top 20: {found:.0%}; found among the verified points: "
               f"{len(top_real & set(np.flatnonzero(ver))) / 10:.0%}")  # fmt: skip
         print(f"  Spearman rho over the {n_points - k} unverified points alone (their plain AtP estimates): "

@@ -19,8 +19,9 @@ EAP-IG; one more forward and backward per alpha).
 al. 2024): the k points with the largest mean over samples of ``|atp_effect|`` (ties: the earlier sweep point) are
 one sub-experiment, the same patch sweep restricted to them (one axis of whole interventions, run by
 :func:`interp.experiments.runner.execute` into ``DIR/verify``, batched and resumed as any run). Their real
-``mse_to_source`` replaces the estimate in ``metrics/mse_to_source``; ``metrics/atp_effect`` keeps every estimate and
-``metrics/verified`` (points, samples; bool) marks the real cells. summary.json records ``atp_verify`` (the count).
+``mse_to_source`` replaces the estimate in ``metrics/mse_to_source`` (the full sweep's values, up to float rounding
+where its batches held other rows); ``metrics/atp_effect`` keeps every estimate and ``metrics/verified`` (points,
+samples; bool) marks the real cells. summary.json records ``atp_verify`` (the count).
 
 >>> from interp.experiments import Experiment, run_experiment
 >>> res = run_experiment(Experiment.load("experiments/examples/atp.yaml"), "out/atp")

@@ -112,6 +112,12 @@ def test_atp_verify_runs_the_largest_estimates_for_real(maze_dir, tmp_path):
     assert _exp(maze_dir, atp_verify="0%").key("h") == _exp(maze_dir).key("h")
     again = run("verify", method="atp", atp_verify=3)
     assert again.cache_hit and again.summary["atp_verify"] == 3
+    # the estimate redone (its file gone): the same points chosen, their real run a cache hit of DIR/verify
+    (tmp_path / "verify" / "results.h5").unlink()
+    stamp = (tmp_path / "verify" / "verify" / "results.h5").stat().st_mtime_ns
+    redo = run("verify", method="atp", atp_verify=3)
+    assert not redo.cache_hit and (tmp_path / "verify" / "verify" / "results.h5").stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(read_metrics(redo.results)["metrics"]["mse_to_source"], v["metrics"]["mse_to_source"])
 
 
 def test_atp_experiment_errors(maze_dir):
