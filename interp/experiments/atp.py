@@ -15,6 +15,14 @@ same YAML without ``method: atp``. ``atp_alphas`` > 1 averages the gradients ove
 text, condition) are interpolated from the target's toward the source's (an integrated-gradients variant, as
 EAP-IG; one more forward and backward per alpha).
 
+``atp_verify`` = k (or a fraction of the points, ``"50%"``) then runs k points for real, as AtP* does (Kramar et
+al. 2024): the k points with the largest mean over samples of ``|atp_effect|`` (ties: the earlier sweep point) are
+one sub-experiment, the same patch sweep restricted to them (one axis of whole interventions, run by
+:func:`interp.experiments.runner.execute` into ``DIR/verify``, batched and resumed as any run). Their real
+``mse_to_source`` replaces the estimate in ``metrics/mse_to_source`` (the full sweep's values, up to float rounding
+where its batches held other rows); ``metrics/atp_effect`` keeps every estimate and ``metrics/verified`` (points,
+samples; bool) marks the real cells. summary.json records ``atp_verify`` (the count).
+
 >>> from interp.experiments import Experiment, run_experiment
 >>> res = run_experiment(Experiment.load("experiments/examples/atp.yaml"), "out/atp")
 """
@@ -33,6 +41,7 @@ from torch import Tensor
 from interp.adapters import TextConditioning
 from interp.adapters.attention import check_video_positions, head_count, video_span
 from interp.experiments import metrics as M
+from interp.experiments.plan import Plan
 from interp.experiments.plan import plan as make_plan
 from interp.experiments.runner import (
     GroupInputs,
@@ -40,6 +49,7 @@ from interp.experiments.runner import (
     _index_text,
     _summary,
     check_against_model,
+    execute,
     group_inputs,
     sampler_of,
 )
@@ -47,7 +57,7 @@ from interp.experiments.schema import Experiment, ExperimentError
 from interp.interventions.base import as_positions, positions, resolve_index
 from interp.models import LoadedModel, load_model
 from interp.sites import HEAD_SITE_RE
-from interp.store.results import ResultsWriter, is_complete
+from interp.store.results import ResultsWriter, is_complete, read_metrics
 from interp.trace import ForwardPlan
 from interp.trajectory import StepRecord, TrajectoryInputs, run_trajectory, traced_experts
 
@@ -134,9 +144,11 @@ def execute_atp(
     loaded = loaded or load_model(exp.model, exp.device)
     key = exp.key(loaded.weight_hash)
     results = out / "results.h5"
+    extra = {"method": "atp", "atp_verify": exp.verify_count()}
     if is_complete(results, key):
         console.print(f"[green]cache hit[/green]: {results} (key {key[:12]}) holds this experiment; no model forward")
-        return RunResult(out, results, _summary(exp, results, key, loaded, time.perf_counter() - t0, True), True, [])
+        summary = _summary(exp, results, key, loaded, time.perf_counter() - t0, True, extra)
+        return RunResult(out, results, summary, True, [])
     if results.exists():
         raise FileExistsError(f"{results} holds a different experiment (or model); choose another --out or delete it")
     pl = make_plan(exp, int((loaded.task or {}).get("default_size", 0)) or None)
@@ -212,12 +224,49 @@ def execute_atp(
             for k, s in enumerate(members):
                 writer.write("clean/metrics/mse_to_source", s.index, float(clean[k]), (n_samples,))
             writer.mark(c)
+        if extra["atp_verify"]:
+            verify(exp, pl, writer, out / "verify", loaded=loaded, progress=progress, console=console)
         writer.finish()
     finally:
         writer.close()
-    summary = _summary(exp, results, key, loaded, time.perf_counter() - t0, cache_hit=False)
-    summary["method"] = "atp"
+    summary = _summary(exp, results, key, loaded, time.perf_counter() - t0, False, extra)
     return RunResult(out, results, summary, False, [])
+
+
+def verified_points(effect: np.ndarray, k: int) -> list[int]:
+    """The ``k`` sweep points ``atp_verify`` runs for real, in sweep order: the largest mean over samples of
+    ``|effect|`` (``effect``: ``metrics/atp_effect``, (points, samples)); ties go to the earlier point."""
+    return sorted(np.argsort(-np.abs(effect).mean(1), kind="stable")[:k].tolist())
+
+
+def verify_experiment(exp: Experiment, pl: Plan, chosen: list[int]) -> Experiment:
+    """The real patch sweep of ``exp`` (``method: atp``) restricted to the sweep points ``chosen``: one axis
+    ``interventions.0`` of their whole patch interventions, named ``<name>/verify``."""
+    data = exp.model_dump(mode="json")
+    data.update(name=f"{exp.name}/verify", method="run", atp_alphas=1, atp_verify=0,
+                sweep={"interventions.0": [pl.experiments[p].interventions[0].model_dump(mode="json")
+                                           for p in chosen]})  # fmt: skip
+    return Experiment.validate_data(data, "atp_verify")
+
+
+def verify(exp: Experiment, pl: Plan, writer: ResultsWriter, out: Path, *, loaded: LoadedModel, progress: bool,
+           console: Console) -> list[int]:  # fmt: skip
+    """Run the ``exp.verify_count()`` points of the largest estimates for real (:func:`verify_experiment`, into
+    ``out``; a finished run there is a cache hit) and write their ``mse_to_source`` over the estimates, with
+    ``metrics/verified``. The chosen points are returned."""
+    effect = writer.file["metrics/atp_effect"][:]
+    chosen = verified_points(effect, exp.verify_count())
+    sub = verify_experiment(exp, pl, chosen)
+    console.print(f"atp_verify: running the {len(chosen)} points of the largest estimates for real into {out}")
+    res = execute(sub, out, loaded=loaded, progress=progress, console=console)
+    real = read_metrics(res.results)["metrics"]["mse_to_source"]  # (len(chosen), samples)
+    mask = np.zeros(effect.shape, bool)
+    for j, p in enumerate(chosen):
+        writer.write("metrics/mse_to_source", (p, slice(None)), real[j], effect.shape)
+        mask[p] = True
+    writer.write("metrics/verified", slice(None), mask, effect.shape)
+    writer.file.flush()
+    return chosen
 
 
 def _pair(gi: GroupInputs, local: list[int], seed: int, src, n: int) -> tuple[TrajectoryInputs, TrajectoryInputs]:

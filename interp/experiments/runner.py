@@ -579,7 +579,10 @@ def pl_row(batch: Batch, unit: tuple[int, int]) -> Row:
     return next(r for r in batch.rows if r.unit == unit and r.member == 0)
 
 
-def _summary(exp: Experiment, results: Path, key: str, loaded: LoadedModel, wall: float, cache_hit: bool) -> dict:
+def _summary(exp: Experiment, results: Path, key: str, loaded: LoadedModel, wall: float, cache_hit: bool,
+             extra: dict | None = None) -> dict:  # fmt: skip
+    """summary.json: per point the mean of each metric over samples, the clean means; ``extra``: more top-level
+    fields (``method: atp``: the method and its verify count)."""
     from interp.tasks.maze_score import solve_rate
 
     data = read_metrics(results)
@@ -597,6 +600,6 @@ def _summary(exp: Experiment, results: Path, key: str, loaded: LoadedModel, wall
     clean = {k: float(np.nanmean(v)) for k, v in data["clean"].items()}
     summary = {"name": exp.name, "key": key, "model": exp.model, "model_hash": loaded.weight_hash,
                "cache_hit": cache_hit, "wall_s": round(wall, 3), "axes": data["axes"], "clean": clean,
-               "points": points}  # fmt: skip
+               "points": points, **(extra or {})}  # fmt: skip
     write_atomic(results.parent / "summary.json", json.dumps(summary, indent=2))
     return summary

@@ -33,6 +33,7 @@ LENS_METRICS = {"lens_solve_rate": "solve_rate", "lens_path_recall": "path_recal
 GENERIC_METRICS = ("mse", "cosine", "x0_distance", "mse_to_source")
 Metric = Literal["solve_rate", "path_recall", "extra_cells", "wall_crossings", "goal_reached", "mse", "cosine",
                  "x0_distance", "mse_to_source", "lens_solve_rate", "lens_path_recall"]  # fmt: skip
+VERIFY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)%\s*$")  # atp_verify as a fraction of the sweep points: "50%"
 SWEEPABLE = ("interventions.<i>.<field>", "sampler.seed", "interventions.<i> (values: whole interventions)")
 
 
@@ -261,7 +262,8 @@ class Experiment(Strict):
     scores of each final video, decoded by the pipeline's VAE or a pixel-space model's own, stored as metrics
     ``score_<name>`` beside the clean run's), method (``run``: every sweep point is run; ``atp``: a patch sweep's
     effects on ``mse_to_source`` are estimated by attribution patching, :mod:`interp.experiments.atp`, with
-    ``atp_alphas`` integrated-gradients points)."""
+    ``atp_alphas`` integrated-gradients points), atp_verify (``method: atp`` only: how many of the estimated points
+    are then run for real, an int or a fraction of the points like ``"50%"``; :meth:`verify_count`)."""
 
     name: str = "experiment"
     model: str
@@ -276,6 +278,7 @@ class Experiment(Strict):
     scorer: str | None = None  # 'module:function' (interp.scorers): each final video's scores, as metrics score_<name>
     method: Literal["run", "atp"] = "run"
     atp_alphas: int = Field(1, ge=1)
+    atp_verify: int | str = 0  # method atp: the points with the largest estimates run for real (verify_count)
 
     @field_validator("name")
     @classmethod
@@ -285,6 +288,16 @@ class Experiment(Strict):
         if not v.strip() or Path(v).is_absolute() or ".." in parts or "\\" in v or "\0" in v:
             raise ValueError(f"name {v!r} is the default output folder runs/<name>: give a relative name without "
                              "'..' (e.g. skip-layers or maze/skip)")  # fmt: skip
+        return v
+
+    @field_validator("atp_verify", mode="before")
+    @classmethod
+    def _atp_verify(cls, v: int | str) -> int | str:
+        if isinstance(v, bool) or (isinstance(v, int) and v < 0) or (
+            isinstance(v, str) and not ((m := VERIFY_RE.match(v)) and float(m.group(1)) <= 100)
+        ):  # fmt: skip
+            raise ValueError(f"atp_verify is a number of sweep points (an int >= 0) or a fraction of them like "
+                             f"'50%' (0% to 100%), got {v!r}")  # fmt: skip
         return v
 
     @field_validator("scorer")
@@ -311,8 +324,13 @@ class Experiment(Strict):
                                  f"{self.metrics}")  # fmt: skip
             if self.scorer is not None or self.capture.sites or self.capture.x0:
                 raise ValueError("method atp stores estimates only: leave out scorer and capture")
+            if "sampler.seed" in self.sweep:  # every point is estimated from the runs of the one base seed
+                raise ValueError("method atp runs one noise seed (sampler.seed): do not sweep it; run one "
+                                 "experiment per seed")  # fmt: skip
         elif self.atp_alphas != 1:
             raise ValueError("atp_alphas is an option of method: atp")
+        elif self.verify_count():
+            raise ValueError("atp_verify is an option of method: atp")
         if self.inputs.task != "maze" and (bad := [m for m in self.metrics if m in MAZE_METRICS or m in LENS_METRICS]):
             raise ValueError(
                 f"metrics {bad} score mazes: they need inputs.task: maze (generic: {list(GENERIC_METRICS)})"
@@ -333,7 +351,18 @@ class Experiment(Strict):
         if points > max_points():
             raise ValueError(f"the sweep has {points:,} points > {max_points():,} (INTERP_MAX_POINTS); sweep fewer "
                              "values, or raise the cap")  # fmt: skip
+        if isinstance(self.atp_verify, int) and self.atp_verify > points:
+            raise ValueError(f"atp_verify={self.atp_verify} > the sweep's {points} points; verify at most all of "
+                             "them ('100%')")  # fmt: skip
         return self
+
+    def verify_count(self) -> int:
+        """How many sweep points ``method: atp`` runs for real after its estimate (``atp_verify``): the int itself,
+        or a fraction ``"p%"`` of the points rounded up (``"50%"`` of 96 points: 48; ``"10%"``: 10)."""
+        points = math.prod(axis_len(v) for v in self.sweep.values())
+        if isinstance(self.atp_verify, int):
+            return self.atp_verify
+        return min(points, math.ceil(float(VERIFY_RE.match(self.atp_verify).group(1)) / 100 * points - 1e-9))
 
     # ---- YAML ------------------------------------------------------------------------------------------------
     @classmethod
@@ -384,6 +413,9 @@ class Experiment(Strict):
         if data.get("method") == "run":  # added later: left out at its default, so older keys still hold
             data.pop("method", None)
             data.pop("atp_alphas", None)
+        data["atp_verify"] = self.verify_count()  # "50%" of 96 points is the experiment of 48
+        if not data["atp_verify"]:  # added later: left out at its default, so older keys still hold
+            data.pop("atp_verify")
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def key(self, model_hash: str) -> str:
@@ -499,6 +531,7 @@ def point_experiment(exp: Experiment, coords: dict[str, Any]) -> Experiment:
     """The experiment of one sweep point (sweep values set, sweep emptied)."""
     data = exp.model_dump(mode="json")
     data["sweep"] = {}
+    data["atp_verify"] = 0  # a count of the sweep's points: one point's experiment verifies nothing itself
     for path, value in coords.items():
         parts = path.split(".")
         if parts[0] == "interventions" and int(parts[1]) >= len(data["interventions"]):

@@ -3,12 +3,15 @@ real patching effect), and a ``method: atp`` experiment writes the real patch sw
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 
 from interp.experiments import Experiment, ExperimentError, read_metrics, run_experiment
 from interp.experiments import metrics as M
-from interp.experiments.atp import attributions
+from interp.experiments.atp import attributions, verified_points
 from interp.inputs import model_inputs
 from interp.models import load_model
 from interp.trace import ForwardPlan
@@ -71,6 +74,52 @@ def test_atp_experiment_sits_beside_the_real_sweep(maze_dir, tmp_path):
     assert again.cache_hit
 
 
+def test_atp_verify_runs_the_largest_estimates_for_real(maze_dir, tmp_path):
+    """atp_verify=3 of 6 points: the 3 of the largest mean |estimate| hold the real sweep's values, bit for bit (the
+    sub-experiment of just those points, run by the engine); the others, and atp_effect, hold the plain estimate."""
+    run = lambda name, **kw: run_experiment(_exp(maze_dir, **kw), tmp_path / name, wandb="disabled", progress=False)  # noqa: E731
+    r = read_metrics(run("real").results)["metrics"]["mse_to_source"]
+    plain = read_metrics(run("atp", method="atp").results)["metrics"]
+    res = run("verify", method="atp", atp_verify=3)
+    v = read_metrics(res.results)
+    effect = plain["atp_effect"]
+    score = np.abs(effect).mean(1)  # the rule, recomputed here: the mean over samples of |estimate|
+    order = np.argsort(-score)
+    top = sorted(order[:3].tolist())
+    assert verified_points(effect, 3) == top and score[order[2]] > score[order[3]]  # no tie at the cut
+    mask = v["metrics"]["verified"]
+    assert mask.dtype == bool and mask.shape == (6, 2)
+    assert np.flatnonzero(mask.all(1)).tolist() == top and not mask[~mask.all(1)].any()
+    rest = [p for p in range(6) if p not in top]
+    np.testing.assert_array_equal(v["metrics"]["mse_to_source"][top], r[top])
+    np.testing.assert_array_equal(v["metrics"]["mse_to_source"][rest], plain["mse_to_source"][rest])
+    np.testing.assert_array_equal(v["metrics"]["atp_effect"], effect)
+    assert np.abs(r[top] - plain["mse_to_source"][top]).min() > 1e-6  # the estimate was indeed replaced
+    assert v["points"] == read_metrics(tmp_path / "atp" / "results.h5")["points"]
+    summary = json.loads((tmp_path / "verify" / "summary.json").read_text())
+    assert summary["atp_verify"] == 3 and summary["method"] == "atp" and res.summary == summary
+    means = [pt["metrics"]["mse_to_source"] for pt in summary["points"]]
+    np.testing.assert_allclose(means, v["metrics"]["mse_to_source"].mean(1), rtol=1e-6)
+    sub = read_metrics(tmp_path / "verify" / "verify" / "results.h5")  # the real run of the chosen points
+    assert len(sub["points"]) == 3
+    # a fraction of the points counts the same; the key tells verify counts apart, 0 keeps the plain key
+    assert _exp(maze_dir, method="atp", atp_verify="50%").verify_count() == 3  # of 6 points
+    assert _exp(maze_dir, method="atp", atp_verify="10%").verify_count() == 1  # 0.6 points, rounded up
+    assert _exp(maze_dir, method="atp", atp_verify=3).key("h") != _exp(maze_dir, method="atp").key("h")
+    assert _exp(maze_dir, method="atp", atp_verify=0).key("h") == _exp(maze_dir, method="atp").key("h")
+    half = _exp(maze_dir, method="atp", atp_verify="50%")
+    assert half.key("h") == _exp(maze_dir, method="atp", atp_verify=3).key("h")  # the same 3 points
+    assert _exp(maze_dir, atp_verify="0%").key("h") == _exp(maze_dir).key("h")
+    again = run("verify", method="atp", atp_verify=3)
+    assert again.cache_hit and again.summary["atp_verify"] == 3
+    # the estimate redone (its file gone): the same points chosen, their real run a cache hit of DIR/verify
+    (tmp_path / "verify" / "results.h5").unlink()
+    stamp = (tmp_path / "verify" / "verify" / "results.h5").stat().st_mtime_ns
+    redo = run("verify", method="atp", atp_verify=3)
+    assert not redo.cache_hit and (tmp_path / "verify" / "verify" / "results.h5").stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(read_metrics(redo.results)["metrics"]["mse_to_source"], v["metrics"]["mse_to_source"])
+
+
 def test_atp_experiment_errors(maze_dir):
     with pytest.raises(ExperimentError, match="method atp estimates metric mse_to_source only"):
         _exp(maze_dir, method="atp", metrics=["mse"])
@@ -78,3 +127,12 @@ def test_atp_experiment_errors(maze_dir):
         _exp(maze_dir, method="atp", interventions=[{"kind": "skip", "layers": [0]}], sweep={})
     with pytest.raises(ExperimentError, match="atp_alphas is an option of method: atp"):
         _exp(maze_dir, atp_alphas=3)
+    with pytest.raises(ExperimentError, match="atp_verify is an option of method: atp"):
+        _exp(maze_dir, atp_verify=2)
+    with pytest.raises(ExperimentError, match="atp_verify=7 > the sweep's 6 points"):
+        _exp(maze_dir, method="atp", atp_verify=7)
+    for bad in (-1, "half", "120%", True):
+        with pytest.raises(ExperimentError, match="atp_verify is a number of sweep points"):
+            _exp(maze_dir, method="atp", atp_verify=bad)
+    with pytest.raises(ExperimentError, match="do not sweep it"):
+        _exp(maze_dir, method="atp", sweep={"sampler.seed": [0, 1]})
