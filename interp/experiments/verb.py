@@ -44,7 +44,9 @@ def run_experiment(
         res = execute_atp(exp, out, loaded=loaded, progress=progress, console=console)
         if res.cache_hit:
             return res
-        console.print(f"wrote {res.results} and {res.out / 'summary.json'} (attribution patching estimates)")
+        k = exp.verify_count()
+        what = f"estimates; {k} points run for real" if k else "estimates"
+        console.print(f"wrote {res.results} and {res.out / 'summary.json'} (attribution patching {what})")
         return res
     res = execute(exp, out, loaded=loaded, progress=progress, base_dir=base_dir, on_batch=on_batch, console=console,
                   shard=shard, force=force)  # fmt: skip

@@ -91,7 +91,8 @@ def test_atp_verify_runs_the_largest_estimates_for_real(maze_dir, tmp_path):
     assert mask.dtype == bool and mask.shape == (6, 2)
     assert np.flatnonzero(mask.all(1)).tolist() == top and not mask[~mask.all(1)].any()
     rest = [p for p in range(6) if p not in top]
-    np.testing.assert_array_equal(v["metrics"]["mse_to_source"][top], r[top])
+    # the real sweep's values (to float rounding: the sub-run's batches hold other rows), not the estimates
+    np.testing.assert_allclose(v["metrics"]["mse_to_source"][top], r[top], rtol=1e-6, atol=0)
     np.testing.assert_array_equal(v["metrics"]["mse_to_source"][rest], plain["mse_to_source"][rest])
     np.testing.assert_array_equal(v["metrics"]["atp_effect"], effect)
     assert np.abs(r[top] - plain["mse_to_source"][top]).min() > 1e-6  # the estimate was indeed replaced
