@@ -765,10 +765,10 @@ def _print_run_plan(exp, out: Path | None, experiment: Path) -> None:
     if is_lm_path(exp.model):
         typer.echo(f"{experiment}: valid (a language-model experiment; --plan estimates DiT experiments only)")
         return
-    from interp.experiments.runner import plan_run
+    from interp.experiments.verb import plan_experiment
 
     out = out or Path("runs") / exp.name
-    cost = plan_run(exp, out, base_dir=experiment.parent)
+    cost = plan_experiment(exp, out, base_dir=experiment.parent)
     typer.echo(f"{experiment}: valid; plan of {exp.name} into {out} (nothing written)\n" + "\n".join(cost.lines()))
 
 

@@ -41,6 +41,7 @@ from torch import Tensor
 from interp.adapters import TextConditioning
 from interp.adapters.attention import check_video_positions, head_count, video_span
 from interp.experiments import metrics as M
+from interp.experiments.cost import Cost
 from interp.experiments.plan import Plan
 from interp.experiments.plan import plan as make_plan
 from interp.experiments.runner import (
@@ -51,6 +52,8 @@ from interp.experiments.runner import (
     check_against_model,
     execute,
     group_inputs,
+    plan_run,
+    planned_forwards,
     sampler_of,
 )
 from interp.experiments.schema import Experiment, ExperimentError
@@ -267,6 +270,36 @@ def verify(exp: Experiment, pl: Plan, writer: ResultsWriter, out: Path, *, loade
     writer.write("metrics/verified", slice(None), mask, effect.shape)
     writer.file.flush()
     return chosen
+
+
+BACKWARD_FORWARDS = 2  # a backward pass is counted as this many forwards in plan_atp's row-forwards and time
+
+
+def plan_atp(exp: Experiment, out: str | Path | None = None, *, loaded: LoadedModel | None = None,
+             base_dir: str | Path | None = None) -> Cost:  # fmt: skip
+    """What :func:`execute_atp` of ``exp`` will cost, writing nothing: per sample one source run and ``atp_alphas``
+    target runs with autograd (each backward counted as ``BACKWARD_FORWARDS`` forwards), then the ``atp_verify``
+    points' real sweep (its batch plan: any k points of one patch sweep need the same rows). The time scales the real
+    sweep's timed first steps (:func:`~interp.experiments.runner.plan_run`) by the row-forwards."""
+    loaded = loaded or load_model(exp.model, exp.device)
+    real = plan_run(exp, None, loaded=loaded, base_dir=base_dir)  # the whole sweep, run for real: rows and timing
+    pl = make_plan(exp, int((loaded.task or {}).get("default_size", 0)) or None)
+    n_points, n_samples = len(pl.points), len(pl.samples)
+    if out is not None and is_complete(Path(out) / "results.h5", exp.key(loaded.weight_hash)):
+        return Cost(real.rows, real.steps, 0, 0, 0.0, "cache hit: results.h5 holds this experiment")
+    passes = real.forwards // max(real.rows * real.steps, 1)  # 2 with classifier-free guidance
+    rows = n_samples * (1 + exp.atp_alphas)
+    forwards = n_samples * real.steps * passes * (1 + (1 + BACKWARD_FORWARDS) * exp.atp_alphas)
+    k = exp.verify_count()
+    if k:
+        sub = planned_forwards(verify_experiment(exp, pl, list(range(k))), loaded)
+        rows, forwards = rows + sub["rows"], forwards + sub["row_forwards"]
+    cells = n_points * n_samples
+    nbytes = 8 * (2 * cells + n_samples) + (cells if k else 0)  # atp_effect, mse_to_source, clean; verified
+    seconds = None if real.seconds is None else real.seconds * forwards / max(real.forwards, 1)
+    timed = (f"{real.timed}, scaled to the row-forwards; a backward counted as {BACKWARD_FORWARDS} forwards; the real "
+             f"sweep: {real.forwards:,} row-forwards")  # fmt: skip
+    return Cost(rows, real.steps, forwards, nbytes, seconds, timed)
 
 
 def _pair(gi: GroupInputs, local: list[int], seed: int, src, n: int) -> tuple[TrajectoryInputs, TrajectoryInputs]:

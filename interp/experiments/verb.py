@@ -14,8 +14,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from interp.experiments.atp import execute_atp
-from interp.experiments.runner import RunResult, execute
+from interp.experiments.atp import execute_atp, plan_atp
+from interp.experiments.cost import Cost
+from interp.experiments.runner import RunResult, execute, plan_run
 from interp.experiments.schema import Experiment, ExperimentError
 from interp.models import LoadedModel
 from interp.report.figures import experiment_figures
@@ -78,3 +79,11 @@ def log_wandb(exp: Experiment, summary: dict, figures: list[Path], out: Path, mo
         print(f"[interp] W&B logging stopped: {type(err).__name__}: {err}")
     finally:
         tracker.finish()
+
+
+def plan_experiment(exp: Experiment, out: str | Path | None = None, *, loaded: LoadedModel | None = None,
+                    base_dir: str | Path | None = None) -> Cost:  # fmt: skip
+    """``interp run --plan``: what running ``exp`` into ``out`` will cost, writing nothing (a patch sweep with
+    ``method: atp``: :func:`~interp.experiments.atp.plan_atp`; else :func:`~interp.experiments.runner.plan_run`)."""
+    fn = plan_atp if exp.method == "atp" else plan_run
+    return fn(exp, out, loaded=loaded, base_dir=base_dir)

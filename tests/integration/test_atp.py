@@ -12,6 +12,7 @@ import torch
 from interp.experiments import Experiment, ExperimentError, read_metrics, run_experiment
 from interp.experiments import metrics as M
 from interp.experiments.atp import attributions, verified_points
+from interp.experiments.verb import plan_experiment
 from interp.inputs import model_inputs
 from interp.models import load_model
 from interp.trace import ForwardPlan
@@ -119,6 +120,22 @@ def test_atp_verify_runs_the_largest_estimates_for_real(maze_dir, tmp_path):
     redo = run("verify", method="atp", atp_verify=3)
     assert not redo.cache_hit and (tmp_path / "verify" / "verify" / "results.h5").stat().st_mtime_ns == stamp
     np.testing.assert_array_equal(read_metrics(redo.results)["metrics"]["mse_to_source"], v["metrics"]["mse_to_source"])
+
+
+def test_atp_plan_counts_the_estimate_and_the_verified_points(maze_dir, tmp_path):
+    """``interp run --plan`` of a ``method: atp`` file: per sample one source run and atp_alphas target runs with a
+    backward (2 forwards), then the verified points' real rows (3 edited + baseline + source per sample); not the
+    real sweep's 16 rows. A finished run is a cache hit."""
+    exp = _exp(maze_dir, method="atp", atp_alphas=2, atp_verify=3)
+    real = plan_experiment(_exp(maze_dir), None)
+    assert (real.rows, real.forwards) == (16, 48)  # 2 samples x (6 edited + baseline + source) x 3 steps
+    cost = plan_experiment(exp, None)
+    assert cost.rows == 2 * (1 + 2) + 2 * (3 + 2) and cost.steps == 3
+    assert cost.forwards == 2 * 3 * (1 + 3 * 2) + 10 * 3
+    assert cost.seconds is not None and cost.seconds > 0 and "backward counted as 2 forwards" in cost.timed
+    run_experiment(exp, tmp_path / "v", wandb="disabled", progress=False)
+    hit = plan_experiment(exp, tmp_path / "v")
+    assert hit.forwards == 0 and "cache hit" in hit.timed
 
 
 def test_atp_experiment_errors(maze_dir):
