@@ -335,27 +335,34 @@ class _Preconditioner:
     inv: Tensor | None = None  # (s, p, 1, d + 1)
     mat: Tensor | None = None  # (s, p, d + 1, d + 1)
 
-    EXPLICIT_BYTES = 2 << 30
+    EXPLICIT_BYTES = 1 << 30  # the explicit matrices kept (float32), at most; beyond: the eigen form
+    BUILD_BYTES = 2 << 30  # float64 working set while they are formed (matrix, factor, its inverse), sites at a time
 
     @classmethod
     def fit(cls, rows: Tensor, lam_reg: Tensor, explicit: bool | None = None) -> _Preconditioner:
         """From ``rows`` (s, m, d) float32 examples and ``lam_reg`` (p, d + 1) per-coordinate strengths; ``explicit``:
-        the form (None: explicit on CUDA where it fits)."""
+        the form (None: explicit on CUDA where it fits ``EXPLICIT_BYTES``)."""
         s, m, d = rows.shape
         p = lam_reg.shape[0]
         if explicit is None:
-            explicit = rows.device.type == "cuda" and s * p * (d + 1) ** 2 * 8 <= cls.EXPLICIT_BYTES
+            explicit = rows.device.type == "cuda" and s * p * (d + 1) ** 2 * 4 <= cls.EXPLICIT_BYTES
         if explicit:
-            r64 = rows.double()
-            a = torch.zeros(s, d + 1, d + 1, dtype=torch.float64, device=rows.device)
-            a[:, :d, :d] = torch.bmm(r64.transpose(1, 2), r64) / m
-            a[:, d, d] = 1.0
-            a = BINARY_CURVATURE * a[:, None] + torch.diag_embed(lam_reg.double())[None]  # (s, p, d + 1, d + 1)
-            chol, info = torch.linalg.cholesky_ex(a)
-            if not bool((info != 0).any()):
+            mat = torch.empty(s, p, d + 1, d + 1, dtype=rows.dtype, device=rows.device)
+            diag = torch.diag_embed(lam_reg.double())[None]  # (1, p, d + 1, d + 1)
+            step = max(1, cls.BUILD_BYTES // (3 * p * (d + 1) ** 2 * 8))
+            for i in range(0, s, step):
+                r64 = rows[i : i + step].double()
+                a = torch.zeros(len(r64), d + 1, d + 1, dtype=torch.float64, device=rows.device)
+                a[:, :d, :d] = torch.bmm(r64.transpose(1, 2), r64) / m
+                a[:, d, d] = 1.0
+                chol, info = torch.linalg.cholesky_ex(BINARY_CURVATURE * a[:, None] + diag)  # (s', p, d + 1, d + 1)
+                if bool((info != 0).any()):
+                    break
                 eye = torch.eye(d + 1, dtype=torch.float64, device=rows.device).expand_as(chol)
                 li = torch.linalg.solve_triangular(chol, eye, upper=False)  # L^-1
-                return cls(mat=(li.transpose(-1, -2) @ li).float())  # (L Lᵀ)^-1 = L^-ᵀ L^-1
+                mat[i : i + step] = li.transpose(-1, -2) @ li  # (L Lᵀ)^-1 = L^-ᵀ L^-1
+            else:
+                return cls(mat=mat)
         cov = torch.bmm(rows.transpose(1, 2), rows) / m
         evals, evecs = torch.linalg.eigh(cov)
         basis = torch.zeros(s, d + 1, d + 1, dtype=rows.dtype, device=rows.device)
