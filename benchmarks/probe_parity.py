@@ -42,6 +42,7 @@ import typer
 
 from probes.data import open_cache
 from probes.examples import select_examples
+from probes.linear import NEWTON_TOL
 from probes.run import LOGISTIC_LAMBDAS, ProbeConfig, features, load_mazes, probe_chunk, resolve_labels, run_probes
 
 
@@ -170,6 +171,7 @@ def main(
     reference_max_iter: int = typer.Option(10000, help="max_iter of the tight scikit-learn reference"),
     before: bool = typer.Option(True, help="also time/compare ours with newton_steps=0 (the earlier default)"),
     profile: int = typer.Option(0, help="print the N ops of most self time in one more fit of ours per label"),
+    newton_tol: float = typer.Option(NEWTON_TOL, help="ours: the Newton decrement the solves stop at"),
 ) -> None:
     """Print, per label, ours (defaults) vs scikit-learn (defaults) vs a tight reference: accuracy, strength, time."""
     torch.set_num_threads(threads)
@@ -179,7 +181,7 @@ def main(
             t0 = time.perf_counter()
             path = capture_maze_wan(save or Path(tmp) / "maze-wan.h5", mazes, steps, seed, device)
             print(f"captured maze-wan: {mazes} mazes x {steps} steps in {time.perf_counter() - t0:.0f} s")
-        cfg = ProbeConfig(labels=labels.split(","), control="none", device=device)
+        cfg = ProbeConfig(labels=labels.split(","), control="none", device=device, newton_tol=newton_tol)
         data = label_data(path, cfg.labels, cfg)
         check = run_probes(path, cfg, bootstrap=1, progress=False)
         where = f"{device}" + (f", {threads} CPU thread(s)" if device == "cpu" else "")

@@ -28,6 +28,7 @@ from probes.data import CacheReader, open_cache
 from probes.examples import Balance, Examples, select_examples
 from probes.linear import (
     NEWTON_STEPS,
+    NEWTON_TOL,
     LinearFit,
     Standardizer,
     fast_matmul_dtype,
@@ -64,6 +65,7 @@ class ProbeConfig(BaseModel):
     seed: int = Field(0, ge=0)
     max_iter: int = Field(100, ge=1)
     newton_steps: int = Field(NEWTON_STEPS, ge=0)  # Newton steps that finish each logistic solve (0: CG alone)
+    newton_tol: float = Field(NEWTON_TOL, gt=0)  # they stop at this Newton decrement sqrt(g' H^-1 g)
     precision: Literal["auto", "float32", "bfloat16"] = "auto"  # logistic matmuls; auto: bfloat16 where fast
     memory_gb: float = Field(1.0, gt=0)  # host memory for one chunk's features (CUDA: grown to the free memory)
     device: str = "cpu"
@@ -249,6 +251,7 @@ def _probe_chunk(x, ex: Examples, label: L.Label, lambdas, cfg: ProbeConfig, w_b
             matmul_dtype=mdt,
             standardizer=std,
             newton_steps=cfg.newton_steps,
+            newton_tol=cfg.newton_tol,
         )
         loss = _val_loss(fit, std(x[:, va]), y_va, kind)
     loss = loss.reshape(x.shape[0], len(ys), n_l)

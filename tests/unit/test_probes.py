@@ -471,3 +471,22 @@ def test_chunks_fit_like_one_batch_and_matmuls_stay_float32(caches, monkeypatch)
     monkeypatch.setattr(R, "free_memory", lambda: None)
     assert R.chunk_size(per_site, gb, torch.device("cuda")) == int(R.DEVICE_SHARE * 80 * 1024)
     assert R.chunk_size(per_site, 100.0, torch.device("cuda")) == 100 * 1024
+
+
+def test_newton_tol_reaches_the_newton_steps(caches, monkeypatch):
+    """ProbeConfig.newton_tol is the decrement every Newton finish of run_probes stops at."""
+    from probes import linear
+    from probes.run import ProbeConfig
+
+    real, _, _, _ = caches
+    seen = []
+    newton = linear._newton_group
+
+    def spy(x, y, lam, classes, steps, tol, *a, **k):
+        seen.append(tol)
+        return newton(x, y, lam, classes, steps, tol, *a, **k)
+
+    monkeypatch.setattr(linear, "_newton_group", spy)
+    cfg = ProbeConfig(labels=["wall"], sites=[], control="none", bootstrap=1, newton_tol=3e-6)
+    run_probes(real, cfg, progress=False)
+    assert seen and set(seen) == {3e-6}
