@@ -282,11 +282,12 @@ def plan_atp(exp: Experiment, out: str | Path | None = None, *, loaded: LoadedMo
     points' real sweep (its batch plan: any k points of one patch sweep need the same rows). The time scales the real
     sweep's timed first steps (:func:`~interp.experiments.runner.plan_run`) by the row-forwards."""
     loaded = loaded or load_model(exp.model, exp.device)
+    if out is not None and is_complete(Path(out) / "results.h5", exp.key(loaded.weight_hash)):
+        counts = planned_forwards(exp, loaded)  # no forward
+        return Cost(counts["rows"], counts["steps"], 0, 0, 0.0, "cache hit: results.h5 holds this experiment")
     real = plan_run(exp, None, loaded=loaded, base_dir=base_dir)  # the whole sweep, run for real: rows and timing
     pl = make_plan(exp, int((loaded.task or {}).get("default_size", 0)) or None)
     n_points, n_samples = len(pl.points), len(pl.samples)
-    if out is not None and is_complete(Path(out) / "results.h5", exp.key(loaded.weight_hash)):
-        return Cost(real.rows, real.steps, 0, 0, 0.0, "cache hit: results.h5 holds this experiment")
     passes = real.forwards // max(real.rows * real.steps, 1)  # 2 with classifier-free guidance
     rows = n_samples * (1 + exp.atp_alphas)
     forwards = n_samples * real.steps * passes * (1 + (1 + BACKWARD_FORWARDS) * exp.atp_alphas)
