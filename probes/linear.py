@@ -357,11 +357,11 @@ class _Preconditioner:
                 a[:, d, d] = 1.0
                 chol, info = torch.linalg.cholesky_ex(BINARY_CURVATURE * a[:, None] + diag)  # (s', p, d + 1, d + 1)
                 if bool((info != 0).any()):
-                    break
+                    break  # a factorization failed: the eigen form below, for every site
                 eye = torch.eye(d + 1, dtype=torch.float64, device=rows.device).expand_as(chol)
                 li = torch.linalg.solve_triangular(chol, eye, upper=False)  # L^-1
                 mat[i : i + step] = li.transpose(-1, -2) @ li  # (L Lᵀ)^-1 = L^-ᵀ L^-1
-            else:
+            else:  # every chunk factored
                 return cls(mat=mat)
         cov = torch.bmm(rows.transpose(1, 2), rows) / m
         evals, evecs = torch.linalg.eigh(cov)
