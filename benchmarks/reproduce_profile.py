@@ -48,17 +48,20 @@ def main(
     size = planned_forwards(exp, loaded)
     print(f"{name}: {size['rows']:,} rows x {size['steps']} steps = {size['row_forwards']:,} row-forwards, "
           f"max_batch {exp.max_batch}, precision {exp.sampler.precision}, device {device}")  # fmt: skip
+    cuda = device.startswith("cuda")
+
+    def run(e, out: Path) -> None:
+        run_experiment(e, out, loaded=loaded, wandb="disabled", progress=False, base_dir=Path(PAPER_DIR))
+
     with tempfile.TemporaryDirectory() as tmp:
         warm = experiments(device=device, model=model, only=[analysis], overrides=["inputs.count=2", *set_])[name]
-        run_experiment(warm, Path(tmp) / "warm", loaded=loaded, wandb="disabled", progress=False,
-                       base_dir=Path(PAPER_DIR))  # fmt: skip
+        run(warm, Path(tmp) / "warm")
         prof = cProfile.Profile()
-        if device.startswith("cuda"):
+        if cuda:
             torch.cuda.synchronize()
         t = time.perf_counter()
         prof.enable()
-        run_experiment(exp, Path(tmp) / "run", loaded=loaded, wandb="disabled", progress=False,
-                       base_dir=Path(PAPER_DIR))  # fmt: skip
+        run(exp, Path(tmp) / "run")
         prof.disable()
         wall = time.perf_counter() - t
     print(f"wall {wall:.2f} s: {size['row_forwards'] / wall:,.0f} row-forwards/s")
@@ -68,20 +71,16 @@ def main(
         print(f"--- by {key}\n" + "\n".join(buf.getvalue().splitlines()[6:]), flush=True)
     if kernels:
         with tempfile.TemporaryDirectory() as tmp:
-            acts = [torch.profiler.ProfilerActivity.CPU] + (
-                [torch.profiler.ProfilerActivity.CUDA] if device.startswith("cuda") else []
-            )
+            acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
             with torch.profiler.profile(activities=acts) as kp:
                 t = time.perf_counter()
-                run_experiment(exp, Path(tmp) / "kern", loaded=loaded, wandb="disabled", progress=False,
-                               base_dir=Path(PAPER_DIR))  # fmt: skip
+                run(exp, Path(tmp) / "kern")
                 kwall = time.perf_counter() - t
             ev = kp.key_averages()
             on_gpu = [e for e in ev if e.device_type == DeviceType.CUDA]  # kernels and copies (ops list theirs too)
             busy = sum(e.self_device_time_total for e in on_gpu) / 1e6
             print(f"torch.profiler run: wall {kwall:.2f} s, GPU kernels {busy:.2f} s ({busy / kwall:.0%} busy)")
-            print(ev.table(sort_by="self_device_time_total" if device.startswith("cuda") else "self_cpu_time_total",
-                           row_limit=top))  # fmt: skip
+            print(ev.table(sort_by="self_device_time_total" if cuda else "self_cpu_time_total", row_limit=top))
 
 
 if __name__ == "__main__":

@@ -288,7 +288,7 @@ def plan_atp(exp: Experiment, out: str | Path | None = None, *, loaded: LoadedMo
     real = plan_run(exp, None, loaded=loaded, base_dir=base_dir)  # the whole sweep, run for real: rows and timing
     pl = make_plan(exp, int((loaded.task or {}).get("default_size", 0)) or None)
     n_points, n_samples = len(pl.points), len(pl.samples)
-    passes = real.forwards // max(real.rows * real.steps, 1)  # 2 with classifier-free guidance
+    passes = 2 if sampler_of(exp, loaded).cfg else 1  # as planned_forwards counts
     rows = n_samples * (1 + exp.atp_alphas)
     forwards = n_samples * real.steps * passes * (1 + (1 + BACKWARD_FORWARDS) * exp.atp_alphas)
     k = exp.verify_count()

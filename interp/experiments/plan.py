@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from interp.budget import Estimate, forward_bytes
-from interp.experiments.schema import Experiment, ExperimentError, axis_len, point_experiment, sweep_points
+from interp.experiments.schema import Experiment, ExperimentError, point_experiment, sweep_points
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def estimate(exp: Experiment, pl: Plan | None, *, steps: int, cfg: bool, latent_
              default_size: int | None = None) -> Estimate:  # fmt: skip
     """What running ``exp`` costs (:mod:`interp.budget`): from the batch plan ``pl``, or, before it is built
     (``pl=None``), from the counts alone (points x samples x members edited rows, no lists built)."""
-    n_points = math.prod(axis_len(v) for v in exp.sweep.values())
+    n_points = exp.n_points()
     if exp.inputs.is_suite:
         sizes = list(exp.inputs.levels)
     else:

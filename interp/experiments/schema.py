@@ -347,7 +347,7 @@ class Experiment(Strict):
             if not axis_len(values):
                 raise ValueError(f"sweep axis {path!r} has no values ({values!r}); give at least one, or leave the "
                                  "axis out")  # fmt: skip
-        points = math.prod(axis_len(v) for v in self.sweep.values())
+        points = self.n_points()
         if points > max_points():
             raise ValueError(f"the sweep has {points:,} points > {max_points():,} (INTERP_MAX_POINTS); sweep fewer "
                              "values, or raise the cap")  # fmt: skip
@@ -356,12 +356,16 @@ class Experiment(Strict):
                              "them ('100%')")  # fmt: skip
         return self
 
+    def n_points(self) -> int:
+        """The sweep's points: the product of its axes' lengths (1 with no sweep), without building them."""
+        return math.prod(axis_len(v) for v in self.sweep.values())
+
     def verify_count(self) -> int:
         """How many sweep points ``method: atp`` runs for real after its estimate (``atp_verify``): the int itself,
         or a fraction ``"p%"`` of the points rounded up (``"50%"`` of 96 points: 48; ``"10%"``: 10)."""
-        points = math.prod(axis_len(v) for v in self.sweep.values())
         if isinstance(self.atp_verify, int):
             return self.atp_verify
+        points = self.n_points()
         return min(points, math.ceil(float(VERIFY_RE.match(self.atp_verify).group(1)) / 100 * points - 1e-9))
 
     # ---- YAML ------------------------------------------------------------------------------------------------
