@@ -5,6 +5,8 @@
 # MODEL (default maze-wan), PRECISION (default: the files' float32), ONLY (default: every analysis of the model).
 # Analyses already in DIR are cache hits, so a second invocation into the same DIR resumes where one stopped.
 set -u
+# the device's run ends by killing its session: detach into a new one first
+[ -n "${_DETACHED:-}" ] || { _DETACHED=1 setsid bash "$0" "$@" < /dev/null > /dev/null 2>&1 & echo started; exit 0; }
 D=${1:-/tmp/rep}; mkdir -p "$D"
 . experiments/bench/gpu_env.sh || exit 1
 M=${MODEL:-maze-wan}
@@ -15,5 +17,4 @@ M=${MODEL:-maze-wan}
   echo "=== $(date +%T) rc=$?" >> "$D/log"
   tar czf "$D/res.tgz" --exclude='*.h5' -C "$D" "$M" log
   echo ALLDONE >> "$D/log"
-) > /dev/null 2>&1 < /dev/null &
-echo started
+)

@@ -192,10 +192,14 @@ def reproduce(
     loaded = _load_models(exps, device)
     sizes = {n: planned_forwards(e, loaded[e.model]) for n, e in exps.items()}
     console.print(plan_table(sizes), highlight=False, soft_wrap=True)
+    command = (f"interp reproduce{' --quick' if quick else ''} --out {out} --device {device}"
+               + (f" --model {model}" if model else "") + (f" --threads {threads}" if threads else "")
+               + (f" --only {','.join(only)}" if only else ""))  # fmt: skip
+    # an analysis not run now keeps its numbers, figures and timing from an earlier invocation into the same folder
+    # (`--only` adds to a report); one run now replaces its own
+    prev = {f: json.loads((out / f).read_text()) if (out / f).exists() else {} for f in REPORT_FILES}
     numbers: dict[str, dict] = {}
     figures: dict[str, list[str]] = {}
-    tfile = out / "timings.json"  # seconds per analysis when it was computed (a cache hit keeps the earlier time)
-    before = json.loads(tfile.read_text()) if tfile.exists() else {}
     timings: dict[str, dict] = {}
     for name in names:
         exp = exps[name]
@@ -211,34 +215,59 @@ def reproduce(
         else:
             numbers[name] = nums
         figures.setdefault(analysis, []).extend(str(p.relative_to(out)) for p in figs)
-        timings[name] = {"wall_s": round(time.perf_counter() - t, 1), "cache_hit": res.cache_hit}
-        if res.cache_hit and name in before and not before[name].get("cache_hit"):
-            timings[name] = before[name]
-        write_atomic(out / "numbers.json", json.dumps(numbers, indent=1, default=_json))
-        write_atomic(tfile, json.dumps({**before, **timings}, indent=1))  # analyses not run now keep their entries
+        timings[name] = {"wall_s": round(time.perf_counter() - t, 1), "cache_hit": res.cache_hit, "command": command,
+                         "model": exp.model, "torch_threads": torch.get_num_threads(),
+                         "row_forwards": sizes[name]["row_forwards"]}  # fmt: skip
+        old = prev["timings.json"].get(name)
+        if res.cache_hit and old and not old.get("cache_hit"):
+            timings[name] = {**timings[name], **{k: old[k] for k in ("wall_s", "cache_hit", "command") if k in old}}
+        for f, now in zip(REPORT_FILES, (numbers, figures, timings)):
+            write_atomic(out / f, json.dumps({**prev[f], **now}, indent=1, default=_json))
     wall = time.perf_counter() - t0
+    numbers, figures = {**prev["numbers.json"], **numbers}, {**prev["figures.json"], **figures}
+    # the timings of every analysis in the report: this invocation's, and the earlier ones' of analyses kept
+    shown = {k: v for k, v in {**prev["timings.json"], **timings}.items() if k.partition("/")[0] in numbers}
+    header = _header(shown, names, exps, loaded, quick=quick, wall=wall)
+    report = write_report(out, numbers, figures, header=header)
+    console.print(f"wrote {report} ({wall:.0f} s)")
+    return report
+
+
+REPORT_FILES = ("numbers.json", "figures.json", "timings.json")
+"""What a report folder keeps besides the analyses' folders: every verdict's numbers, the figures per analysis and
+the timing (with the command, model, threads and size) of each analysis, merged over invocations into the folder."""
+
+
+def _header(timings: dict[str, dict], names: list[str], exps: dict, loaded: dict, *, quick: bool, wall: float) -> dict:
+    """The report's header: each fact once when every analysis shares it, else per analysis (an analysis kept from
+    an earlier invocation into the folder says how it ran)."""
+
+    def one_or_each(key: str) -> str:
+        vals = {k: str(v.get(key, "not recorded")) for k, v in timings.items()}
+        if len(set(vals.values())) == 1:
+            return next(iter(vals.values()))
+        return "; ".join(f"{k}: {v}" for k, v in vals.items())
+
+    models = sorted({v["model"] for v in timings.values() if "model" in v} | {e.model for e in exps.values()})
     first = exps[names[0]]
-    header = {
-        "title": "Demystifying Video Reasoning, reproduced on " + ", ".join(sorted({e.model for e in exps.values()})),
+    analyses = dict.fromkeys(k.partition("/")[0] for k in timings)
+    return {
+        "title": "Demystifying Video Reasoning, reproduced on " + ", ".join(models),
         "profile": ("quick (2 CPU cores; few inputs and 8 denoising steps: the numbers are indicative, not conclusive)"
                     if quick else "full"),
-        "command": f"interp reproduce{' --quick' if quick else ''} --out {out} --device {device}"
-        + (f" --model {model}" if model else "") + (f" --threads {threads}" if threads else ""),
-        "torch threads": torch.get_num_threads(),
-        "size": f"{sum(p['row_forwards'] for p in sizes.values()):,} row-forwards ("
-        + ", ".join(f"{n} {p['row_forwards']:,}" for n, p in sizes.items()) + ")",
+        "command": one_or_each("command"),
+        "torch threads": one_or_each("torch_threads"),
+        "size": f"{sum(v.get('row_forwards', 0) for v in timings.values()):,} row-forwards ("
+        + ", ".join(f"{n} {v.get('row_forwards', 0):,}" for n, v in timings.items()) + ")",
         "wall time": f"{sum(v['wall_s'] for v in timings.values()):.0f} s for the analyses as computed ("
         + ", ".join(f"{k} {v['wall_s']:.0f} s{' (cache hit)' if v['cache_hit'] else ''}" for k, v in timings.items())
         + f"); this invocation {wall:.0f} s",
         "model weights": loaded[first.model].weight_hash[:16],
-        "experiments": ", ".join(dict.fromkeys(f"`interp/data/paper/{n.partition('/')[0]}.yaml`" for n in names))
+        "experiments": ", ".join(f"`interp/data/paper/{n}.yaml`" for n in analyses)
         + "".join(f"; {n} on " + ", ".join(f"{t} level {lv}" for t, lv in SUITE_TASKS[n].items())
-                  for n in dict.fromkeys(k.partition("/")[0] for k in names) if n in SUITE_TASKS)
+                  for n in analyses if n in SUITE_TASKS)
         + (" with the quick overrides listed in `interp/reproduce.py` (QUICK)" if quick else ""),
     }  # fmt: skip
-    report = write_report(out, numbers, figures, header=header)
-    console.print(f"wrote {report} ({wall:.0f} s)")
-    return report
 
 
 def _load_models(exps: dict, device: str) -> dict:
@@ -589,7 +618,7 @@ def analyze_skip(results: Path, exp, loaded, out: Path):
 
 
 def analyze_memory(results: Path, exp, loaded, out: Path):
-    d = _read(results)
+    d = _read(results, acts=False)
     x0 = d["x0"][0]
     n, steps = x0.shape[:2]
     frames = x0.shape[3]
@@ -639,57 +668,88 @@ def analyze_memory(results: Path, exp, loaded, out: Path):
     ax[1].legend(fontsize=6)
     figs = [_save(fig, out / "memory_layout_and_answers.png")]
     numbers = {"memory": memory}
-    probes, pfigs = _probe_steps(d, exp, loaded, out)
+    probes, pfigs = _probe_steps(results, d, exp, loaded, out)
     if probes is not None:
         numbers["probes"] = probes
     setup = (
-        f"{n} mazes of {d['size']}x{d['size']}, {steps} steps; x0 decoded at every step; probes: logistic, "
-        "last-frame tokens, 60/20/20 split by maze, no control task."
+        f"{n} mazes of {d['size']}x{d['size']}, {steps} steps; x0 decoded at every step; probes: logistic, every "
+        f"captured block ({len([k for k in d['acts'] if k.startswith('cond/')])} sites), last-frame tokens (one per "
+        "block of the maze), labels wall (the layout) and path (the solution), classes balanced; 60/20/20 split by "
+        "maze; control task: each token position gets a random label (Hewitt and Liang)."
     )
     numbers["setup"] = setup
     return numbers, figs + pfigs
 
 
-def _probe_steps(d: dict, exp, loaded, out: Path):
-    """Linear probes (wall = layout, path = the solution) per step on the captured sites, last-frame tokens."""
-    acts = {k.split("/", 1)[1]: v[0] for k, v in d["acts"].items() if k.startswith("cond/")}
-    if not acts or loaded.task is None or len(d["condition_frames"]) < 5:
+def _probe_steps(results: Path, d: dict, exp, loaded, out: Path):
+    """Perception before action on a maze model: probes of ``wall`` (the layout) and ``path`` (the solution) at
+    every captured block, at :data:`SUITE_PROBE_STEPS` steps, on the last frame's tokens, with a position control
+    task (:func:`_probes_by_block`)."""
+    if loaded.task is None:
         return None, []
-
-    n = next(iter(acts.values())).shape[0]
-    plain = out / "probe_input.h5"
-    write_plain(plain, {site: np.swapaxes(v, 0, 1) for site, v in acts.items()})  # (steps, n, tokens, d)
+    n = d["x0"].shape[1] if "x0" in d else len(d["condition_frames"])
     mazes = list(build_inputs(loaded.task, n, exp.inputs.seed, d["size"]).instances)
-    frames = d["x0"].shape[4] if "x0" in d else 1
-    res = run_probes(plain, labels=["wall", "path"], frames=[frames - 1], control="none", bootstrap=200, mazes=mazes,
-                     progress=False, out=out / "probes")  # fmt: skip
-    plain.unlink()
-    grids = {lab: r.metrics["accuracy"][0] for lab, r in res.labels.items()}  # (steps, sites), sites in depth order
-    acc = {lab: g.max(1) for lab, g in grids.items()}  # best site per step
-    best = {lab: g.argmax(1) for lab, g in grids.items()}
-    bounds = {
-        f"{lab}_{side}": res.labels[lab].metrics["accuracy"][k][np.arange(len(best[lab])), best[lab]].tolist()
-        for lab in grids
-        for k, side in ((1, "lo"), (2, "hi"))
-    }  # the best site's bootstrap interval per step
-    steps = len(acc["wall"])
+    return _probes_by_block(results, d, exp, out, labels=["wall", "path"], mazes=mazes,
+                            names={"wall": "wall", "path": "path"}, label_names={"layout": "wall", "answer": "path"},
+                            title="maze")  # fmt: skip
 
-    def first(a):
-        return next((s for s in range(steps) if a[s] >= PROBE_THRESHOLD), None)
 
-    def first_site(lab):  # at the label's first decodable step, the shallowest site that decodes it
-        t = first(acc[lab])
-        return None if t is None else res.sites[int(np.argmax(grids[lab][t] >= PROBE_THRESHOLD))]
-
-    probes = {"t_layout": first(acc["wall"]), "t_path": first(acc["path"]), "threshold": PROBE_THRESHOLD,
-              "site_layout": first_site("wall"), "site_path": first_site("path"),
-              "depth_layout": None if first_site("wall") is None else res.sites.index(first_site("wall")),
-              "depth_path": None if first_site("path") is None else res.sites.index(first_site("path")),
-              "steps": steps, "n": n, "acc0_wall": float(acc["wall"][0]), "acc0_path": float(acc["path"][0]),
-              "wall_curve": acc["wall"].tolist(), "path_curve": acc["path"].tolist(), "sites": res.sites, **bounds}  # fmt: skip
-    figs = [curves(range(steps), {"layout (wall)": acc["wall"], "path (solution)": acc["path"]},
-                   out / "probes_per_step.png", xlabel="step", ylabel="probe accuracy (best site)",
-                   title="perception before action: when is each decodable?")]  # fmt: skip
+def _probes_by_block(results: Path, d: dict, exp, out: Path, *, labels: list[str], names: dict[str, str],
+                     label_names: dict[str, str], title: str, arrays: dict | None = None,
+                     mazes: list | None = None):  # fmt: skip
+    """Linear probes of two labels (``names``: label -> the key the perception rule reads, ``wall`` for the layout,
+    ``path`` for the answer) at every captured block, at :data:`SUITE_PROBE_STEPS` steps evenly spaced over the
+    trajectory, on the last latent frame's tokens, with a position control task (Hewitt and Liang): the best block's
+    curve per label, its control-task curve and selectivity, and every block's curves. Reads one site at a time
+    (the probed steps only), so a capture of every block at every step is never held in memory."""
+    sites = sorted((k for k in d["acts"] if k.startswith("cond/")), key=lambda k: int(k.split(".")[1]))
+    n = d["x0"].shape[1] if "x0" in d else 0
+    if not sites or n < 5:
+        return None, []
+    steps = d["x0"].shape[2]
+    frames, rows, cols = d["grid"]
+    at = sorted(set(np.linspace(0, steps - 1, min(SUITE_PROBE_STEPS, steps)).round().astype(int).tolist()))
+    per = rows * cols
+    last = slice((frames - 1) * per, frames * per)
+    acts = {}
+    for k in sites:  # (points, n, steps, tokens, d): the probed steps of point 0, last latent frame
+        v = read_site_rows(results, "group_0", k, (0, slice(None), at))
+        acts[k.split("/", 1)[1]] = np.swapaxes(v[:, :, last], 0, 1)  # (steps probed, n, tokens, d)
+    plain = out / "probe_input.h5"
+    write_plain(plain, acts, grid=(1, rows, cols))
+    try:
+        res = run_probes(plain, labels=labels, arrays=arrays, mazes=mazes, control="position", bootstrap=200,
+                         device=str(exp.device), progress=False, out=out / "probes")  # fmt: skip
+    finally:
+        plain.unlink(missing_ok=True)
+    probes = {"threshold": PROBE_THRESHOLD, "steps": len(at), "probed_steps": at, "n": n, "sites": res.sites,
+              "labels": label_names}  # fmt: skip
+    for lab, key in names.items():
+        role = "layout" if key == "wall" else "path"
+        m = res.labels[lab].metrics
+        acc = m["accuracy"]  # (3, steps, sites)
+        best = acc[0].argmax(1)
+        pick = np.arange(len(at))
+        probes[f"{key}_curve"] = acc[0][pick, best].tolist()
+        probes[f"{key}_lo"], probes[f"{key}_hi"] = acc[1][pick, best].tolist(), acc[2][pick, best].tolist()
+        probes[f"control_{key}_curve"] = m["control_accuracy"][0][pick, best].tolist()
+        probes[f"selectivity_{key}_lo"] = m["selectivity"][1][pick, best].tolist()
+        probes[f"{key}_by_block"] = acc[0].tolist()  # (steps probed, sites): every block's curve
+        probes[f"control_{key}_by_block"] = m["control_accuracy"][0].tolist()
+        t = next((s for s in range(len(at)) if acc[0][s].max() >= PROBE_THRESHOLD), None)
+        site = None if t is None else res.sites[int(np.argmax(acc[0][t] >= PROBE_THRESHOLD))]
+        probes[f"t_{role}"], probes[f"site_{role}"] = t, site
+        probes[f"depth_{role}"] = None if site is None else res.sites.index(site)
+        probes[f"acc0_{key}"] = float(acc[0][0].max())
+    role_of = {key: ("layout" if key == "wall" else "answer") for key in names.values()}
+    series = {f"{role_of[key]} ({label_names[role_of[key]]})": probes[f"{key}_curve"] for key in names.values()}
+    series |= {f"{role_of[key]}: control task": probes[f"control_{key}_curve"] for key in names.values()}
+    figs = [curves(at, series, out / "probes_per_step.png", xlabel="step", ylabel="probe accuracy (best block)",
+                   title=f"{title}: perception before action (n={n})")]  # fmt: skip
+    for lab, key in names.items():
+        figs.append(heatmap(np.asarray(probes[f"{key}_by_block"]), at, [s.split(".")[1] for s in res.sites],
+                            out / f"probes_{role_of[key]}_step_x_block.png", row_name="step", col_name="block",
+                            title=f"{role_of[key]} ({label_names[role_of[key]]}) probe accuracy"))  # fmt: skip
     return probes, figs
 
 
@@ -945,58 +1005,15 @@ def analyze_suite_memory(results: Path, exp, loaded, out: Path):
 
 
 def _suite_probes(results: Path, d: dict, exp, insts: list[dict], out: Path):
-    """Probes of ``layout`` and ``answer`` (:func:`interp.tasks.answers.probe_labels`) at every captured block,
-    at :data:`SUITE_PROBE_STEPS` steps, on the last latent frame's tokens, with a position control task."""
-    sites = sorted((k for k in d["acts"] if k.startswith("cond/")), key=lambda k: int(k.split(".")[1]))
-    if not sites or len(insts) < 5:
+    """Probes of ``layout`` and ``answer`` (:func:`interp.tasks.answers.probe_labels`) at every captured block
+    (:func:`_probes_by_block`)."""
+    if len(insts) < 5:
         return None, []
-    n, steps = d["x0"].shape[1:3]
-    frames, rows, cols = d["grid"]
-    at = sorted(set(np.linspace(0, steps - 1, min(SUITE_PROBE_STEPS, steps)).round().astype(int).tolist()))
-    per = rows * cols
-    last = slice((frames - 1) * per, frames * per)
-    acts = {}
-    for k in sites:  # (points, n, steps, tokens, d): the probed steps of point 0, last latent frame
-        v = read_site_rows(results, "group_0", k, (0, slice(None), at))
-        acts[k.split("/", 1)[1]] = np.swapaxes(v[:, :, last], 0, 1)  # (steps probed, n, tokens, d)
     labels = [ans.probe_labels(exp.inputs.task, inst, 1) for inst in insts]
     arrays = {name: np.stack([lab[name] for lab in labels]) for name in ("layout", "answer")}  # (n, 1, rows, cols)
-    plain = out / "probe_input.h5"
-    write_plain(plain, acts, grid=(1, rows, cols))
-    try:
-        res = run_probes(plain, labels=list(arrays), arrays=arrays, control="position", bootstrap=200,
-                         device=str(exp.device), progress=False, out=out / "probes")  # fmt: skip
-    finally:
-        plain.unlink(missing_ok=True)
-    names = {"layout": "wall", "answer": "path"}  # the keys the perception rule reads (layout first, then the path)
-    probes = {"threshold": PROBE_THRESHOLD, "steps": len(at), "probed_steps": at, "n": n, "sites": res.sites,
-              "labels": ans.LABEL_NAMES[exp.inputs.task]}  # fmt: skip
-    for lab, key in names.items():
-        m = res.labels[lab].metrics
-        acc = m["accuracy"]  # (3, steps, sites)
-        best = acc[0].argmax(1)
-        pick = np.arange(len(at))
-        probes[f"{key}_curve"] = acc[0][pick, best].tolist()
-        probes[f"{key}_lo"], probes[f"{key}_hi"] = acc[1][pick, best].tolist(), acc[2][pick, best].tolist()
-        probes[f"control_{key}_curve"] = m["control_accuracy"][0][pick, best].tolist()
-        probes[f"selectivity_{key}_lo"] = m["selectivity"][1][pick, best].tolist()
-        probes[f"{key}_by_block"] = acc[0].tolist()  # (steps probed, sites): every block's curve
-        probes[f"control_{key}_by_block"] = m["control_accuracy"][0].tolist()
-        t = next((s for s in range(len(at)) if acc[0][s].max() >= PROBE_THRESHOLD), None)
-        site = None if t is None else res.sites[int(np.argmax(acc[0][t] >= PROBE_THRESHOLD))]
-        probes[f"t_{'layout' if lab == 'layout' else 'path'}"] = t
-        probes[f"site_{'layout' if lab == 'layout' else 'path'}"] = site
-        probes[f"depth_{'layout' if lab == 'layout' else 'path'}"] = None if site is None else res.sites.index(site)
-        probes[f"acc0_{key}"] = float(acc[0][0].max())
-    series = {f"{lab} ({ans.LABEL_NAMES[exp.inputs.task][lab]})": probes[f"{key}_curve"] for lab, key in names.items()}
-    series |= {f"{lab}: control task": probes[f"control_{key}_curve"] for lab, key in names.items()}
-    figs = [curves(at, series, out / "probes_per_step.png", xlabel="step", ylabel="probe accuracy (best block)",
-                   title=f"{exp.inputs.task}: perception before action (n={n})")]  # fmt: skip
-    for lab, key in names.items():
-        figs.append(heatmap(np.asarray(probes[f"{key}_by_block"]), at, [s.split(".")[1] for s in res.sites],
-                            out / f"probes_{lab}_step_x_block.png", row_name="step", col_name="block",
-                            title=f"{lab} probe accuracy"))  # fmt: skip
-    return probes, figs
+    return _probes_by_block(results, d, exp, out, labels=list(arrays), arrays=arrays,
+                            names={"layout": "wall", "answer": "path"},
+                            label_names=ans.LABEL_NAMES[exp.inputs.task], title=exp.inputs.task)  # fmt: skip
 
 
 def analyze_suite_swap(results: Path, exp, loaded, out: Path):

@@ -4,6 +4,7 @@ and runs on a tiny random Wan with maze metadata; fraction indices and whole-int
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -228,6 +229,7 @@ def test_every_paper_yaml_runs_on_a_tiny_model_and_the_report_is_written(maze_di
     assert numbers["noise_step_vs_frame"]["noise_renoise"]["step_at"] == [0, 1]
     assert len(numbers["chain_of_steps"]["chain"]["candidates_curve"]) == 2
     assert "probes" in numbers["working_memory"]
+    assert len(numbers["working_memory"]["probes"]["control_wall_curve"]) == 2  # perception with its control task
     for line in text.splitlines():  # every figure the report names exists
         if line.startswith("!["):
             assert (tmp_path / "paper" / line.split("](")[1].rstrip(")")).exists(), line
@@ -236,6 +238,17 @@ def test_every_paper_yaml_runs_on_a_tiny_model_and_the_report_is_written(maze_di
     reproduce(tmp_path / "paper", model=str(maze_dir), overrides=overrides, only=["layer_skip"], progress=False)
     again = json.loads((tmp_path / "paper" / "timings.json").read_text())
     assert set(again) == set(MAZE_ANALYSES) and again == timings
+    # the analyses not run again keep their numbers, figures and rows in the report (--only adds to a report)
+    assert json.loads((tmp_path / "paper" / "numbers.json").read_text()) == numbers
+    assert set(json.loads((tmp_path / "paper" / "figures.json").read_text())) == set(MAZE_ANALYSES)
+    assert (tmp_path / "paper" / "REPORT.md").read_text().count("\n| ") == text.count("\n| ")
+    assert "--only layer_skip" not in (tmp_path / "paper" / "REPORT.md").read_text()  # a cache hit keeps its command
+    shutil.rmtree(tmp_path / "paper" / "layer_skip")  # run anew (another count): this analysis says how it ran
+    reproduce(tmp_path / "paper", model=str(maze_dir), overrides={**overrides, "layer_skip": overrides["layer_skip"]
+              + ["inputs.count=3"]}, only=["layer_skip"], progress=False)  # fmt: skip
+    header = (tmp_path / "paper" / "REPORT.md").read_text().split("## Claims")[0]
+    assert "layer_skip: interp reproduce" in header and "--only layer_skip" in header  # run now: its own command
+    assert json.loads((tmp_path / "paper" / "numbers.json").read_text())["chain_of_steps"] == numbers["chain_of_steps"]
 
 
 @pytest.mark.slow
@@ -244,7 +257,7 @@ def test_every_paper_yaml_runs_unchanged_on_the_cogvideox_maze_model(tmp_path):
     analysis runs and every claim gets a verdict."""
     base = ["inputs.sizes=[3]", "inputs.count=2", "sampler.steps=2"]
     overrides = {n: base + TINY.get(n, []) for n in MAZE_ANALYSES}
-    overrides["working_memory"] = base + ["inputs.count=5"]  # its own sites (blocks 4, 8, 12) exist in 16 blocks
+    overrides["working_memory"] = base + ["inputs.count=5"]  # its own sites: every block
     for n in ("layer_swap", "layer_skip"):  # an early, a middle and a late layer: every band's rule is measured
         overrides[n] = base + ["sweep.interventions.0.layers=['0%', '50%', '90%']"]
     report = reproduce(tmp_path / "paper", model="maze-cogvideox", overrides=overrides, progress=False)
@@ -254,7 +267,7 @@ def test_every_paper_yaml_runs_unchanged_on_the_cogvideox_maze_model(tmp_path):
     assert len(rows) == len([s for s in P.SPECS if s.analysis in MAZE_ANALYSES])
     assert all(any(f"**{v}" in r for v in (P.HOLDS, P.PARTLY, P.NOT, P.NES)) for r in rows)  # every claim measured
     numbers = json.loads((tmp_path / "paper" / "numbers.json").read_text())
-    assert numbers["working_memory"]["probes"]["sites"] == [f"blocks.{i}.hook_resid_post" for i in (4, 8, 12)]
+    assert numbers["working_memory"]["probes"]["sites"] == [f"blocks.{i}.hook_resid_post" for i in range(16)]
 
 
 def test_plan_counts_the_engines_batch_rows(maze_dir):

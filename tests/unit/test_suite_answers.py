@@ -133,20 +133,20 @@ def _probes(wall_lo, path_lo, sel_lo, n=40):
 
 def test_suite_perception_needs_the_layout_probe_to_beat_its_control():
     d = _probes([0.92, 0.95, 0.97], [0.5, 0.7, 0.93], [0.2, 0.3, 0.3])
-    assert P.rule_suite_perception(d)[0] == P.HOLDS
+    assert P.rule_perception_control(d)[0] == P.HOLDS
     assert (
         "control-task accuracy at the best block per probed step (layout / answer): 0: 0.60 / 0.50"
-        in (P.rule_suite_perception(d)[1])
+        in (P.rule_perception_control(d)[1])
     )
-    assert P.rule_suite_perception(d | {"selectivity_wall_lo": [-0.01, 0.3, 0.3]})[0] == P.NOT  # position memorised
-    assert P.rule_suite_perception(d | {"n": 6})[0] == f"{P.NES} (n=6)"
+    assert P.rule_perception_control(d | {"selectivity_wall_lo": [-0.01, 0.3, 0.3]})[0] == P.NOT  # position memorised
+    assert P.rule_perception_control(d | {"n": 6})[0] == f"{P.NES} (n=6)"
 
 
 def test_suite_specs_one_per_maze_claim_with_the_suites_rules():
     suite = {s.key: s for s in P.SPECS if s.analysis.startswith("suite_")}
     for key in ("chain", "swap_answer", "swap_structure", "memory", "selfcorrect", "perception"):
         assert f"suite_{key}" in suite
-    assert suite["suite_perception"].rule is P.rule_suite_perception
+    assert suite["suite_perception"].rule is P.rule_perception_control
     assert "control task" in suite["suite_perception"].rule_text
     assert "interp.tasks.answers" in suite["suite_selfcorrect"].rule_text
     assert "solves B and not A" in suite["suite_swap_answer"].rule_text
