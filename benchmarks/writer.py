@@ -10,7 +10,9 @@ site). Printed side by side, interleaved round by round, medians of ``--repeats`
   ``pipeline_floor`` takes (also ``buffered``, into the page cache only, and ``fsync``, one fsync at the end);
 * ``writer:<mode>``: :class:`~interp.store.RunWriter` from its creation to :meth:`~interp.store.RunWriter.finish`
   (fsync and rename included), with each writeback mode (:class:`interp.store.capture.Writeback`): ``inline`` (the
-  writer thread advises after each step), ``thread`` (a thread of its own advises after each chunk), ``off``.
+  writer thread advises after each step), ``thread`` (a thread of its own advises every
+  :data:`~interp.store.capture.ADVISE_BYTES` and after each step; ``thread@MB``: every MB MiB, ``thread@0`` after
+  every chunk), ``off``.
 
 and, per writer mode, where the writer thread's wall time went: waiting on its queue, in h5py's
 ``write_direct_chunk`` (the chunk's allocation and its pwrite), in ``posix_fadvise`` (by thread), in the marks'
@@ -37,12 +39,14 @@ import torch
 
 from benchmarks.capture import filesystem, med, pipeline_floor, plain_write, spread
 from interp.store import RunWriter
+from interp.store import capture as store_capture
 from interp.store.capture import WritebackMode
 from interp.trajectory import StepRecord
 
 D_MODEL = 1536
 LATENT_FRACTION = 8.4 / 96  # wan1.3b: an 8.4 MB float32 latent per 96 MiB site
 MODES: tuple[WritebackMode, ...] = ("inline", "thread", "off")
+DEFAULT_ADVISE = store_capture.ADVISE_BYTES
 PROFILE: dict[str, float] = defaultdict(float)  # seconds by key, of the run being measured
 
 
@@ -67,10 +71,10 @@ class ProfiledWriter(RunWriter):
             PROFILE["writer: cpu"] += time.thread_time() - c0
             PROFILE["writer: wall"] += time.perf_counter() - t0
 
-    def _write(self, item: tuple) -> None:
+    def _write(self, item: tuple) -> int:
         t = time.perf_counter()
         try:
-            super()._write(item)
+            return super()._write(item)
         finally:
             PROFILE["writer: write_direct_chunk"] += time.perf_counter() - t
 
@@ -128,7 +132,10 @@ def records(steps: int, sites: int, site_bytes: int, seed: int = 0):
             for s in range(steps)], tokens  # fmt: skip
 
 
-def run_writer(path: Path, recs: list, tokens: int, mode: WritebackMode, forward: Forward) -> tuple[float, int]:
+def run_writer(path: Path, recs: list, tokens: int, mode: str, forward: Forward) -> tuple[float, int]:
+    """One writer run; ``mode`` a writeback mode, or ``thread@MB`` (the thread advising every MB MiB)."""
+    mode, _, mb = mode.partition("@")
+    store_capture.ADVISE_BYTES = int(float(mb) * (1 << 20)) if mb else DEFAULT_ADVISE
     steps = len(recs)
     fwd = 0.0
     t0 = time.perf_counter()
@@ -153,18 +160,29 @@ def run_writer(path: Path, recs: list, tokens: int, mode: WritebackMode, forward
     return dt, size
 
 
+def _mib(s: str) -> bool:
+    try:
+        return not s or float(s) >= 0
+    except ValueError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gb", type=float, default=4.0, help="bytes to write per run, in GB (1e9)")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--sites", type=int, default=30, help="sites per step (one chunk each)")
     p.add_argument("--repeats", type=int, default=3, help="rounds (medians are printed)")
-    p.add_argument("--modes", default=",".join(MODES), help=f"writeback modes to run, of {', '.join(MODES)}")
+    p.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help=f"writeback modes to run, of {', '.join(MODES)}, thread@MB (advising every MB MiB)",
+    )
     p.add_argument("--forward-ms", type=float, default=0.0, help="a GIL-holding stand-in forward per step")
     p.add_argument("--scratch", type=Path, default=Path("/tmp"))
     a = p.parse_args(argv)
     modes = [m.strip() for m in a.modes.split(",") if m.strip()]
-    if bad := [m for m in modes if m not in MODES]:
+    if bad := [m for m in modes if m.partition("@")[0] not in MODES or not _mib(m.partition("@")[2])]:
         p.error(f"unknown writeback mode {bad}; valid: {', '.join(MODES)}")
     torch.set_num_threads(1)
     site_bytes = int(a.gb * 1e9 / (a.steps * a.sites * (1 + 3 * LATENT_FRACTION / a.sites)))

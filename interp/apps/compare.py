@@ -52,6 +52,7 @@ from interp.apps.evaluate import sample_noise
 from interp.budget import Estimate
 from interp.interventions.skip import Skip
 from interp.interventions.swap import Swap
+from interp.lens import lens_frames, run_lens
 from interp.lm import is_lm_path
 from interp.lm import tokens as T
 from interp.lm.model import load_lm
@@ -71,8 +72,11 @@ from interp.trace import ForwardPlan
 from interp.trajectory import EVAL_FALLBACK, SamplerConfig, TrajectoryInputs, run_trajectory
 from probes import ProbeConfig, run_probes
 
-MEASURES = ("skip", "swap", "probe", "cka")
-COLUMNS = ("skip_damage", "swap_flip", "swap_damage", "wall_probe", "path_probe")
+MEASURES = ("skip", "swap", "probe", "cka", "lens")
+COLUMNS = ("skip_damage", "swap_flip", "swap_damage", "wall_probe", "path_probe", "lens_solve")
+TITLES = {"skip_damage": "skip damage (clean - skipped)", "swap_flip": "swap flip rate (to the other maze)",
+          "swap_damage": "swap damage (clean - own solve)", "wall_probe": "wall probe accuracy",
+          "path_probe": "path probe accuracy", "lens_solve": "x0 lens solve rate (block's readout)"}  # fmt: skip
 
 
 class CompareConfig(BaseModel):
@@ -209,8 +213,8 @@ class _DiT:
         self.name, self.family, self.source = name, self.loaded.family, name
         self.n_layers = len(self.loaded.adapter.blocks(self.loaded.transformer))
 
-    def _run(self, mazes, plan=None, on_step=None) -> np.ndarray:
-        """Final videos (K, F, H, W, 3) uint8: all mazes in one batch, from the same noise (swap needs both)."""
+    def _inputs(self, mazes) -> tuple[TrajectoryInputs, SamplerConfig, np.ndarray]:
+        """All mazes in one batch, from the same noise (swap needs both); the sampler; the condition frames."""
         meta = self.loaded.task
         ti = maze_inputs(meta, mazes)
         noise = sample_noise(ti.latent_shape[1:], self.cfg.noise_seed, 0)
@@ -218,8 +222,13 @@ class _DiT:
         inputs = TrajectoryInputs(TextConditioning(ti.encoder_hidden_states), ti.latent_shape, condition=ti.condition,
                                   latents=latents)  # fmt: skip
         sc = SamplerConfig.from_task(meta, steps=self.cfg.steps, fallback=EVAL_FALLBACK)
+        return inputs, sc, ti.condition_frames.numpy()
+
+    def _run(self, mazes, plan=None, on_step=None) -> np.ndarray:
+        """Final videos (K, F, H, W, 3) uint8 and the condition frames."""
+        inputs, sc, cond = self._inputs(mazes)
         traj = run_trajectory(self.loaded, inputs, sc, plan=plan, on_step=on_step, keep=False)
-        return mz.from_model_space(traj.final.cpu()).numpy(), ti.condition_frames.numpy()
+        return mz.from_model_space(traj.final.cpu()).numpy(), cond
 
     def _solved(self, video, cond) -> np.ndarray:
         return np.array([s.success for s in score_batch(video, cond)], float)
@@ -238,6 +247,12 @@ class _DiT:
         steps."""
         video, cond = self._run(mazes, _swap_plan(self.cfg, layer))
         return np.stack([self._solved(video, np.roll(cond, -1, axis=0)), self._solved(video, cond)])
+
+    def lens(self, mazes, layers: list[int]) -> np.ndarray:
+        """(layers, mazes): does block i's x0-lens readout at ``probe_step`` solve the maze?"""
+        inputs, sc, cond = self._inputs(mazes)
+        x0 = _lens_x0(self.loaded, inputs, sc, self.cfg.probe_step)
+        return np.stack([self._solved(lens_frames(self.loaded, x0[i]), cond) for i in layers])
 
     def grid_frames(self, mazes) -> int:
         return int(self.loaded.task["frames"])
@@ -293,6 +308,12 @@ class _Suite:
         other = self._solved(video, self.items[1:] + self.items[:1])
         return np.stack([other * (1 - own), own])
 
+    def lens(self, _items, layers: list[int]) -> np.ndarray:
+        """(layers, instances): does block i's x0-lens readout at ``probe_step``, decoded by the VAE, pass the
+        task's scorer?"""
+        x0 = _lens_x0(self.pm, self.inputs, self.sampler, self.cfg.probe_step)
+        return np.stack([self._solved(lens_frames(self.pm, x0[i]), self.items) for i in layers])
+
     def grid_frames(self, _items) -> int:
         return int(self.inputs.latent_shape[2])
 
@@ -329,6 +350,13 @@ class _LM:
 
     def probe(self, acts, mazes, frames: int, tmp: Path) -> dict[str, np.ndarray]:
         return _probe(acts, mazes, frames, self.cfg, tmp)
+
+
+def _lens_x0(loaded, inputs: TrajectoryInputs, sampler: SamplerConfig, step: int) -> torch.Tensor:
+    """The x0 lens (:func:`interp.lens.run_lens`) of one run at ``step``: (blocks, batch, C, F, H, W)."""
+    got = {}
+    run_lens(loaded, inputs, sampler, on_lens=lambda ls: got.setdefault("x0", ls.x0) if ls.step == step else None)
+    return got["x0"]
 
 
 def _open(name: str, cfg: CompareConfig) -> list:
@@ -451,6 +479,10 @@ def _profile(m, mazes, cfg: CompareConfig, tokens: dict, force: bool, progress: 
         with tempfile.TemporaryDirectory() as tmp:
             p.values.update(m.probe(kept, items, frames, Path(tmp)))
         log("wall " + " ".join(f"{x:.2f}" for x in p.values["wall_probe"]))
+    if "lens" in cfg.measures and hasattr(m, "lens"):  # DiTs (an LM's logit lens is another measure)
+        p.samples["lens_solve"] = np.asarray(m.lens(items, layers), float)
+        p.values["lens_solve"] = p.samples["lens_solve"].mean(1)
+        log("lens " + " ".join(f"{x:.2f}" for x in p.values["lens_solve"]))
     if "cka" in cfg.measures:
         side = suite.GRID if suite_unit else mazes[0].side
         tokens[m.name] = (inputs, _cka_tokens(kept, frames, cfg.cka_frame % frames, side))
@@ -604,7 +636,8 @@ def agnostic_markdown(agn: dict) -> list[str]:
     lines = ["", f"**Is the specialization task-agnostic?** {agn['verdict']} ({pairs})", "",
              f"Rule: {agn['rule']}.", "",
              "| profiles | skip damage rho | swap flip rho | swap damage rho | wall (layout) probe rho | "
-             "path (answer) probe rho | CKA with next rho |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+             "path (answer) probe rho | x0 lens solve rho | CKA with next rho |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in agn["pairs"]:
         cells = " | ".join(_iv(r.get(c)) for c in COLUMNS + ("cka_next",))
         lines.append(f"| {r['a']} vs {r['b']} | {cells} |")
@@ -617,10 +650,11 @@ def markdown(cfg: CompareConfig, profiles: list[Profile], cka: dict[str, np.ndar
     lines = [(f"Suite tasks: {cfg.n} held-out instances each ({'; '.join(suites)}), one noise, success = the task's "
               "pixel scorer; probes: the task's layout (wall column) and answer (path column) labels. ") * bool(suites)
              + f"Mazes: {cfg.n} held-out {cfg.size}x{cfg.size} (seed {cfg.seed}); DiTs: {cfg.steps} steps, probes and "
-             f"CKA at step {cfg.probe_step}; DiT swap: {cfg.swap_site} over the first "
+             f"CKA and the x0 lens at step {cfg.probe_step}; DiT swap: {cfg.swap_site} over the first "
              f"{max(1, round(cfg.swap_steps * cfg.steps))} steps.", "",
              "| model | family | blocks | clean solve | peak skip damage (depth) | swap flip > 0.5 (depths) | "
-             "wall probe (min-max) | path probe (min-max) |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "wall probe (min-max) | path probe (min-max) | x0 lens solves >= half of clean (first depth) |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for p in profiles:
         v, d = p.values, p.depth
         skip = f"{v['skip_damage'].max():.2f} ({d[int(np.argmax(v['skip_damage']))]:.2f})" if "skip_damage" in v else ""
@@ -630,8 +664,12 @@ def markdown(cfg: CompareConfig, profiles: list[Profile], cka: dict[str, np.ndar
         else:
             swap = ""
         rng = lambda k: f"{np.nanmin(v[k]):.2f}-{np.nanmax(v[k]):.2f}" if k in v else ""  # noqa: E731
+        lens = ""
+        if "lens_solve" in v:
+            ok = np.flatnonzero(v["lens_solve"] >= 0.5 * p.clean) if p.clean > 0 else []
+            lens = f"{d[ok[0]]:.2f} ({v['lens_solve'][ok[0]]:.2f})" if len(ok) else "none"
         lines.append(f"| {p.model} | {p.family} | {p.n_layers} | {p.clean:.2f} | {skip} | {swap} | "
-                     f"{rng('wall_probe')} | {rng('path_probe')} |")  # fmt: skip
+                     f"{rng('wall_probe')} | {rng('path_probe')} | {lens} |")  # fmt: skip
     across = [k for k in cka if k.split("|")[0] != k.split("|")[1]]
     if across:
         lines += ["", "| models | mean CKA along the matched depth (diagonal of the resampled matrix) | max CKA |",
@@ -644,10 +682,10 @@ def markdown(cfg: CompareConfig, profiles: list[Profile], cka: dict[str, np.ndar
     if agn is not None:
         lines += agnostic_markdown(agn)
     lines += ["", "| model | layer | depth | skip damage | swap flip | swap damage | wall probe | path probe | "
-              "CKA with next |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+              "x0 lens solve | CKA with next |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
-        lines.append(f"| {r['model']} | {r['layer']} | {r['depth']:.2f} | {_f(r['skip_damage'])} | {_f(r['swap_flip'])} | "
-                     f"{_f(r['swap_damage'])} | {_f(r['wall_probe'])} | {_f(r['path_probe'])} | {_f(r['cka_next'])} |")  # fmt: skip
+        cells = " | ".join(_f(r[c]) for c in COLUMNS + ("cka_next",))
+        lines.append(f"| {r['model']} | {r['layer']} | {r['depth']:.2f} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
@@ -670,14 +708,11 @@ def write(res: CompareResult, cfg: CompareConfig, out: Path) -> Path:
     ncol = max(len(panels), min(len(heat), 4), 1)
     nrow = 1 + (1 + (len(heat) - 1) // ncol if heat else 0)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 3.0 * nrow), squeeze=False)
-    titles = {"skip_damage": "skip damage (clean - skipped)", "swap_flip": "swap flip rate (to the other maze)",
-              "swap_damage": "swap damage (clean - own solve)",
-              "wall_probe": "wall probe accuracy", "path_probe": "path probe accuracy"}  # fmt: skip
     for ax, c in zip(axes[0], panels):
         for p in res.profiles:
             if c in p.values:
                 ax.plot(p.depth, p.values[c], marker="o", ms=3, label=f"{p.model} ({p.family}, {p.n_layers})")
-        ax.set_title(titles[c], fontsize=9)
+        ax.set_title(TITLES[c], fontsize=9)
         ax.set_xlabel("normalized depth (0 = first block, 1 = last)", fontsize=7)
         ax.set_xlim(-0.03, 1.03)
     for ax in axes[0][len(panels) :]:

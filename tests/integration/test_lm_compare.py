@@ -141,10 +141,31 @@ def test_compare_cli(tiny_lm, tiny_dit, tmp_path):
     assert [r["layer"] for r in rows] == [0, 1, 0, 1, 2] and rows[-1]["depth"] == 1.0
     for r in rows:
         assert all(r[k] is not None for k in ("skip_damage", "swap_flip", "swap_damage", "wall_probe", "path_probe"))
+    assert all(0 <= r["lens_solve"] <= 1 for r in rows[:2]) and all(r["lens_solve"] is None for r in rows[2:])
     cka = json.loads((tmp_path / "cka.json").read_text())
     assert np.array(cka[f"{tiny_dit}|{tiny_lm}"]).shape == (2, 3)
     assert np.allclose(np.diag(np.array(cka[f"{tiny_lm}|{tiny_lm}"])), 1.0)
     assert (tmp_path / "compare.png").stat().st_size > 10_000 and "| model |" in (tmp_path / "profiles.md").read_text()
+
+
+def test_compare_x0_lens_profile_ends_at_the_models_own_x0():
+    """The lens column: block i's x0-lens readout at probe_step, scored as a video. The last block's is the model's
+    own x0 at that step, scored the same way, sample by sample; on the shipped maze-wan the first blocks' readouts
+    solve nothing where the last one's solve every 4x4 maze (the answer is read out late in the stack)."""
+    from interp.apps.compare import CompareConfig, _DiT, compare
+    from interp.tasks import maze as mz
+    from interp.tasks.maze_score import score_batch
+    from interp.trajectory import run_trajectory
+
+    cfg = CompareConfig(models=["maze-wan"], size=4, n=8, steps=2, measures=["lens"], probe_step=0)
+    lens = compare(cfg, progress=False).profiles[0].samples["lens_solve"]  # (blocks, mazes)
+    dit = _DiT("maze-wan", cfg)
+    inputs, sc, cond = dit._inputs(mz.eval_mazes(4, 8, 0))
+    got = {}
+    run_trajectory(dit.loaded, inputs, sc, on_step=lambda r: got.setdefault("x0", r.x0), keep=False)  # step 0 first
+    own = np.array([s.success for s in score_batch(mz.from_model_space(got["x0"].cpu()).numpy(), cond)], float)
+    assert lens.shape == (16, 8) and np.array_equal(lens[-1], own)
+    assert lens[:4].mean() == 0.0 and lens[-1].mean() == 1.0
 
 
 def test_lm_training_checks_its_estimate_before_writing(tmp_path, monkeypatch):
@@ -165,7 +186,7 @@ def test_compare_profiles_a_suite_model_per_task_against_maze_wan(tiny_organism,
     both suite skip-damage profiles are flat and the verdict must say so rather than decide."""
     org = str(tiny_organism)
     res = CliRunner().invoke(app, ["compare", org, "maze-wan", "--size", "3", "--n", "3", "--steps", "1",
-                                   "--measures", "skip,probe,cka", "--set", "layers=[0, 1, 3]",
+                                   "--measures", "skip,probe,cka,lens", "--set", "layers=[0, 1, 3]",
                                    "--out", str(tmp_path)])  # fmt: skip
     assert res.exit_code == 0, res.output
     data = json.loads((tmp_path / "profiles.json").read_text())
@@ -176,6 +197,8 @@ def test_compare_profiles_a_suite_model_per_task_against_maze_wan(tiny_organism,
     assert [r["depth"] for r in rows[6:]] == [0.0, round(1 / 15, 4), round(3 / 15, 4)]
     suite_rows = rows[:6]
     assert all(r["clean_solve"] == 0.0 and r["skip_damage"] == 0.0 for r in suite_rows)  # nothing to lose
+    assert all(r["lens_solve"] == 0.0 for r in suite_rows)  # the lens decoded by the VAE, scored by the task
+    assert [r["lens_solve"] for r in rows[6:]] == [0.0, 0.0, 0.0]  # maze-wan's first blocks read out no answer
     assert any(r["skip_damage"] != 0.0 for r in rows[6:])  # maze-wan: skipping a block costs solves
     assert all(0.0 <= r["wall_probe"] <= 1.0 and r["path_probe"] is not None for r in rows)
     agn = data["agnostic"]

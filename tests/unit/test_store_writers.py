@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from interp.store import RunWriter, load_cache, partial_path
+from interp.store.capture import Writeback
 from interp.trajectory import StepRecord
 
 STEPS = 4
@@ -134,7 +135,7 @@ def test_step_is_marked_only_after_its_bytes(tmp_path, monkeypatch):
     def slow(self, item, f=RunWriter._write):
         if item[1:3] == ("cond/blocks.0.hook_resid_post", 1):
             gate.wait(10)
-        f(self, item)
+        return f(self, item)
 
     monkeypatch.setattr(RunWriter, "_write", slow)
     w = writer(tmp_path / "run.h5")
@@ -162,7 +163,7 @@ def test_failed_write_never_publishes(single, tmp_path, monkeypatch):
     def fail(self, item, f=RunWriter._write):
         if item[1:3] == ("uncond/blocks.0.hook_resid_post", 2):
             raise OSError(28, "No space left on device")
-        f(self, item)
+        return f(self, item)
 
     monkeypatch.setattr(RunWriter, "_write", fail)
     w = writer(out, dtype)
@@ -225,3 +226,21 @@ def test_writeback_modes_write_the_same_bytes(tmp_path):
 def test_unknown_writeback_mode_names_the_valid_ones(tmp_path):
     with pytest.raises(ValueError, match="'thread', 'inline' and 'off'"):
         writer(tmp_path / "w.h5", writeback="async")
+
+
+@pytest.mark.parametrize("advise_bytes, wakes", [(1000, 6), (500, 9), (0, 15), (10_000, 3)])
+def test_writeback_thread_wakes_once_per_advise_bytes_and_at_each_step_end(tmp_path, monkeypatch, advise_bytes, wakes):
+    """Each wake of the writeback thread takes the GIL from the forward: it is woken once ``advise_bytes`` have been
+    written since the last wake, and at the end of a step with bytes not yet advised (3 steps of 5 chunks of 400 B;
+    0: after every chunk), and every byte is advised before it closes."""
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * 6000)
+    calls = []
+    monkeypatch.setattr(Writeback, "_wake", lambda self, f=Writeback._wake: (calls.append(self._unadvised), f(self)))
+    w = Writeback(path, "thread", advise_bytes=advise_bytes)
+    for _ in range(3):
+        for _ in range(5):
+            w.wrote(400)
+        w.step_written()
+    w.close()
+    assert len(calls) == wakes and sum(calls) == 6000 and w._unadvised == 0
