@@ -971,7 +971,7 @@ def reproduce_cmd(
 
     Example: interp reproduce --plan   (the full run's size, nothing run)
 
-    Example: interp reproduce --out experiments/paper/report --device cuda
+    Example: interp reproduce --model maze-wan --out experiments/paper/maze-wan --device cuda
 
     Example: interp reproduce --quick --model organism --only suite_layer_skip,suite_noise_step_vs_frame
     (the organism's suite analyses: each on two tasks, side by side per claim)

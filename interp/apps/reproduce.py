@@ -12,6 +12,7 @@ does not compute (read from ``results.h5``), the figures, and the claims table (
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -216,11 +217,12 @@ def reproduce(
             numbers[name] = nums
         figures.setdefault(analysis, []).extend(str(p.relative_to(out)) for p in figs)
         timings[name] = {"wall_s": round(time.perf_counter() - t, 1), "cache_hit": res.cache_hit, "command": command,
-                         "model": exp.model, "torch_threads": torch.get_num_threads(),
-                         "row_forwards": sizes[name]["row_forwards"]}  # fmt: skip
+                         "model": exp.model, "device": _device_name(device), "torch_threads": torch.get_num_threads(),
+                         "row_forwards": sizes[name]["row_forwards"], "key": res.summary.get("key")}  # fmt: skip
         old = prev["timings.json"].get(name)
-        if res.cache_hit and old and not old.get("cache_hit"):
-            timings[name] = {**timings[name], **{k: old[k] for k in ("wall_s", "cache_hit", "command") if k in old}}
+        if res.cache_hit and old and not old.get("cache_hit") and old.get("key") == timings[name]["key"]:
+            # the same experiment, computed earlier: how it ran then
+            timings[name] = {**old, "cache_hit": False}
         for f, now in zip(REPORT_FILES, (numbers, figures, timings)):
             write_atomic(out / f, json.dumps({**prev[f], **now}, indent=1, default=_json))
     wall = time.perf_counter() - t0
@@ -233,6 +235,14 @@ def reproduce(
     return report
 
 
+def _device_name(device: str) -> str:
+    """The machine an analysis ran on, for the report: the GPU's name, or the CPU's core count."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        return f"one {torch.cuda.get_device_name(dev)}"
+    return f"{dev.type} ({os.cpu_count()} cores)"
+
+
 REPORT_FILES = ("numbers.json", "figures.json", "timings.json")
 """What a report folder keeps besides the analyses' folders: every verdict's numbers, the figures per analysis and
 the timing (with the command, model, threads and size) of each analysis, merged over invocations into the folder."""
@@ -243,10 +253,12 @@ def _header(timings: dict[str, dict], names: list[str], exps: dict, loaded: dict
     an earlier invocation into the folder says how it ran)."""
 
     def one_or_each(key: str) -> str:
-        vals = {k: str(v.get(key, "not recorded")) for k, v in timings.items()}
-        if len(set(vals.values())) == 1:
-            return next(iter(vals.values()))
-        return "; ".join(f"{k}: {v}" for k, v in vals.items())
+        by: dict[str, list[str]] = {}  # value -> the analyses that share it
+        for k, v in timings.items():
+            by.setdefault(str(v.get(key, "not recorded")), []).append(k)
+        if len(by) == 1:
+            return next(iter(by))
+        return "; ".join(f"{', '.join(ks)}: {v}" for v, ks in by.items())
 
     models = sorted({v["model"] for v in timings.values() if "model" in v} | {e.model for e in exps.values()})
     first = exps[names[0]]
@@ -256,6 +268,7 @@ def _header(timings: dict[str, dict], names: list[str], exps: dict, loaded: dict
         "profile": ("quick (2 CPU cores; few inputs and 8 denoising steps: the numbers are indicative, not conclusive)"
                     if quick else "full"),
         "command": one_or_each("command"),
+        "device": one_or_each("device"),
         "torch threads": one_or_each("torch_threads"),
         "size": f"{sum(v.get('row_forwards', 0) for v in timings.values()):,} row-forwards ("
         + ", ".join(f"{n} {v.get('row_forwards', 0):,}" for n, v in timings.items()) + ")",

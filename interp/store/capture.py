@@ -291,8 +291,8 @@ class Writeback:
     ``thread`` (the default): a thread of its own advises once every :data:`ADVISE_BYTES` the writer wrote
     (:meth:`wrote`) and at the end of each step (calls made while it advises are coalesced into one more), so the
     writer keeps issuing writes while the kernel takes the pages (the call blocks while the disk's queue is full).
-    Each advice wakes that thread, which then takes the GIL from the forward: beside a stand-in forward holding the
-    GIL on an H200, advising after every 12.6 MiB chunk slowed the forward 1.23x (``benchmarks.writer``).
+    Each wake is a GIL handoff from the forward: on an H200, beside a stand-in forward holding the GIL, the thread
+    woken after every 12.6 MiB chunk slowed the forward 1.23x where one advice per step did not (``benchmarks.writer``).
     ``inline``: the writer advises after each step (:meth:`step_written`), in its own thread. ``off``: the kernel's
     own writeback and the final fsync. Where ``posix_fadvise`` is missing, every mode is ``off``. A failing advice
     warns once and stops advising (the final fsync still makes the file durable)."""
