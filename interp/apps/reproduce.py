@@ -702,16 +702,14 @@ def _probe_steps(results: Path, d: dict, exp, loaded, out: Path):
         return None, []
     n = d["x0"].shape[1] if "x0" in d else len(d["condition_frames"])
     mazes = list(build_inputs(loaded.task, n, exp.inputs.seed, d["size"]).instances)
-    return _probes_by_block(results, d, exp, out, labels=["wall", "path"], mazes=mazes,
-                            names={"wall": "wall", "path": "path"}, label_names={"layout": "wall", "answer": "path"},
-                            title="maze")  # fmt: skip
+    return _probes_by_block(results, d, exp, out, labels=("wall", "path"), mazes=mazes,
+                            label_names={"layout": "wall", "answer": "path"}, title="maze")  # fmt: skip
 
 
-def _probes_by_block(results: Path, d: dict, exp, out: Path, *, labels: list[str], names: dict[str, str],
-                     label_names: dict[str, str], title: str, arrays: dict | None = None,
-                     mazes: list | None = None):  # fmt: skip
-    """Linear probes of two labels (``names``: label -> the key the perception rule reads, ``wall`` for the layout,
-    ``path`` for the answer) at every captured block, at :data:`SUITE_PROBE_STEPS` steps evenly spaced over the
+def _probes_by_block(results: Path, d: dict, exp, out: Path, *, labels: tuple[str, str], label_names: dict[str, str],
+                     title: str, arrays: dict | None = None, mazes: list | None = None):  # fmt: skip
+    """Linear probes of two labels (``labels``: the layout's, read by the perception rule as ``wall``, and the
+    answer's, read as ``path``) at every captured block, at :data:`SUITE_PROBE_STEPS` steps evenly spaced over the
     trajectory, on the last latent frame's tokens, with a position control task (Hewitt and Liang): the best block's
     curve per label, its control-task curve and selectivity, and every block's curves. Reads one site at a time
     (the probed steps only), so a capture of every block at every step is never held in memory."""
@@ -731,14 +729,15 @@ def _probes_by_block(results: Path, d: dict, exp, out: Path, *, labels: list[str
     plain = out / "probe_input.h5"
     write_plain(plain, acts, grid=(1, rows, cols))
     try:
-        res = run_probes(plain, labels=labels, arrays=arrays, mazes=mazes, control="position", bootstrap=200,
+        res = run_probes(plain, labels=list(labels), arrays=arrays, mazes=mazes, control="position", bootstrap=200,
                          device=str(exp.device), progress=False, out=out / "probes")  # fmt: skip
     finally:
         plain.unlink(missing_ok=True)
     probes = {"threshold": PROBE_THRESHOLD, "steps": len(at), "probed_steps": at, "n": n, "sites": res.sites,
               "labels": label_names}  # fmt: skip
+    roles = {"wall": "layout", "path": "answer"}  # the rule's key -> the label's role
+    names = dict(zip(labels, roles))  # label -> the rule's key
     for lab, key in names.items():
-        role = "layout" if key == "wall" else "path"
         m = res.labels[lab].metrics
         acc = m["accuracy"]  # (3, steps, sites)
         best = acc[0].argmax(1)
@@ -751,18 +750,18 @@ def _probes_by_block(results: Path, d: dict, exp, out: Path, *, labels: list[str
         probes[f"control_{key}_by_block"] = m["control_accuracy"][0].tolist()
         t = next((s for s in range(len(at)) if acc[0][s].max() >= PROBE_THRESHOLD), None)
         site = None if t is None else res.sites[int(np.argmax(acc[0][t] >= PROBE_THRESHOLD))]
-        probes[f"t_{role}"], probes[f"site_{role}"] = t, site
-        probes[f"depth_{role}"] = None if site is None else res.sites.index(site)
+        first = "layout" if key == "wall" else "path"  # the rule's t_layout / t_path
+        probes[f"t_{first}"], probes[f"site_{first}"] = t, site
+        probes[f"depth_{first}"] = None if site is None else res.sites.index(site)
         probes[f"acc0_{key}"] = float(acc[0][0].max())
-    role_of = {key: ("layout" if key == "wall" else "answer") for key in names.values()}
-    series = {f"{role_of[key]} ({label_names[role_of[key]]})": probes[f"{key}_curve"] for key in names.values()}
-    series |= {f"{role_of[key]}: control task": probes[f"control_{key}_curve"] for key in names.values()}
+    series = {f"{roles[key]} ({label_names[roles[key]]})": probes[f"{key}_curve"] for key in names.values()}
+    series |= {f"{roles[key]}: control task": probes[f"control_{key}_curve"] for key in names.values()}
     figs = [curves(at, series, out / "probes_per_step.png", xlabel="step", ylabel="probe accuracy (best block)",
                    title=f"{title}: perception before action (n={n})")]  # fmt: skip
     for lab, key in names.items():
         figs.append(heatmap(np.asarray(probes[f"{key}_by_block"]), at, [s.split(".")[1] for s in res.sites],
-                            out / f"probes_{role_of[key]}_step_x_block.png", row_name="step", col_name="block",
-                            title=f"{role_of[key]} ({label_names[role_of[key]]}) probe accuracy"))  # fmt: skip
+                            out / f"probes_{roles[key]}_step_x_block.png", row_name="step", col_name="block",
+                            title=f"{roles[key]} ({label_names[roles[key]]}) probe accuracy"))  # fmt: skip
     return probes, figs
 
 
@@ -1024,8 +1023,7 @@ def _suite_probes(results: Path, d: dict, exp, insts: list[dict], out: Path):
         return None, []
     labels = [ans.probe_labels(exp.inputs.task, inst, 1) for inst in insts]
     arrays = {name: np.stack([lab[name] for lab in labels]) for name in ("layout", "answer")}  # (n, 1, rows, cols)
-    return _probes_by_block(results, d, exp, out, labels=list(arrays), arrays=arrays,
-                            names={"layout": "wall", "answer": "path"},
+    return _probes_by_block(results, d, exp, out, labels=("layout", "answer"), arrays=arrays,
                             label_names=ans.LABEL_NAMES[exp.inputs.task], title=exp.inputs.task)  # fmt: skip
 
 
