@@ -797,7 +797,7 @@ def compare_cmd(
         [],
         "--set",
         help=SET_HELP + " (CompareConfig: e.g. probe_step, cka_frame, swap_site, swap_steps, noise_seed, "
-        "layers, tasks, levels)",
+        "layers, layer_stride, tasks, levels)",
     ),  # fmt: skip
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:

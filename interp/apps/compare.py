@@ -44,7 +44,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from scipy.stats import rankdata
 
 from interp.adapters import TextConditioning
@@ -96,10 +96,24 @@ class CompareConfig(BaseModel):
     probe_bootstrap: int = Field(20, ge=1)
     tokens_per_sample: int = Field(64, ge=0)
     layers: list[int] | None = None  # the blocks profiled (default: every block of each model)
+    layer_stride: int | None = Field(None, ge=1)  # or every k-th block of each model from block 0, and its last
     tasks: list[str] = ["loopmaze", "mirror"]  # a suite model: one profile per task
     # a suite task's level: where the organism is neither at ceiling nor at the floor (its eval.json: loopmaze 4
     # 0.77, mirror 3 0.81, goalmaze 4 0.93)
     levels: dict[str, int] = {"loopmaze": 4, "mirror": 3, "goalmaze": 4}
+
+    @model_validator(mode="after")
+    def _one_layer_choice(self):
+        if self.layers is not None and self.layer_stride is not None:
+            raise ValueError("give layers (the same blocks of every model) or layer_stride (every k-th block of each "
+                             "model, and its last), not both")
+        return self
+
+    def profiled_layers(self, n_layers: int) -> list[int]:
+        """The blocks profiled of a model with ``n_layers`` blocks."""
+        if self.layer_stride is not None:
+            return sorted(set(range(0, n_layers, self.layer_stride)) | {n_layers - 1})
+        return list(range(n_layers)) if self.layers is None else list(self.layers)
 
     @field_validator("tasks")
     @classmethod
@@ -448,7 +462,7 @@ def _profile(m, mazes, cfg: CompareConfig, tokens: dict, force: bool, progress: 
     """One unit's profile (and its CKA tokens into ``tokens``)."""
     suite_unit = isinstance(m, _Suite)
     items = m.items if suite_unit else mazes
-    layers = list(range(m.n_layers)) if cfg.layers is None else cfg.layers
+    layers = cfg.profiled_layers(m.n_layers)
     bad = [i for i in layers if not 0 <= i < m.n_layers]
     if bad:
         raise ValueError(f"layers {bad} outside {m.name}'s blocks 0..{m.n_layers - 1}")
@@ -463,7 +477,7 @@ def _profile(m, mazes, cfg: CompareConfig, tokens: dict, force: bool, progress: 
     log(f"clean success rate {clean.mean():.3f} ({m.n_layers} blocks)")
     inputs = (f"{m.task_name} level {m.level}, n {cfg.n}, seed {cfg.seed}" if suite_unit
               else f"mazes {cfg.size}x{cfg.size}, n {cfg.n}, seed {cfg.seed}")  # fmt: skip
-    p = Profile(m.name, m.family, m.n_layers, float(clean.mean()), layers=cfg.layers, inputs=inputs,
+    p = Profile(m.name, m.family, m.n_layers, float(clean.mean()), layers=layers, inputs=inputs,
                 source=m.source, task=m.task_name if suite_unit else None)  # fmt: skip
     if "skip" in cfg.measures:
         p.samples["skip_damage"] = clean[None] - _per_layer(m.skip, items, layers, "skip", log)

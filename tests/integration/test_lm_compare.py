@@ -148,6 +148,22 @@ def test_compare_cli(tiny_lm, tiny_dit, tmp_path):
     assert (tmp_path / "compare.png").stat().st_size > 10_000 and "| model |" in (tmp_path / "profiles.md").read_text()
 
 
+def test_compare_layer_stride_takes_every_kth_block_of_each_model_and_its_last(tiny_lm, tiny_dit, tmp_path):
+    """layer_stride=2: the 2-block DiT's blocks 0 and 1 (its last), the 3-block LM's 0 and 2: profiles and CKA over
+    those blocks alone; with layers as well it is one clear error."""
+    res = CliRunner().invoke(app, ["compare", str(tiny_dit), str(tiny_lm), "--size", "3", "--n", "6", "--steps", "2",
+                                   "--measures", "skip,probe,cka", "--set", "layer_stride=2",
+                                   "--out", str(tmp_path)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "profiles.json").read_text())["rows"]
+    assert [(r["layer"], r["depth"]) for r in rows] == [(0, 0.0), (1, 1.0), (0, 0.0), (2, 1.0)]
+    cka = json.loads((tmp_path / "cka.json").read_text())
+    assert np.array(cka[f"{tiny_dit}|{tiny_lm}"]).shape == (2, 2)
+    both = CliRunner().invoke(app, ["compare", str(tiny_lm), "--set", "layer_stride=2", "--set", "layers=[0]",
+                                    "--out", str(tmp_path / "both")])  # fmt: skip
+    assert both.exit_code == 2 and "not both" in both.output and not (tmp_path / "both").exists()
+
+
 def test_compare_x0_lens_profile_ends_at_the_models_own_x0():
     """The lens column: block i's x0-lens readout at probe_step, scored as a video. The last block's is the model's
     own x0 at that step, scored the same way, sample by sample; on the shipped maze-wan the first blocks' readouts
