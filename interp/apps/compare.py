@@ -105,8 +105,10 @@ class CompareConfig(BaseModel):
     @model_validator(mode="after")
     def _one_layer_choice(self):
         if self.layers is not None and self.layer_stride is not None:
-            raise ValueError("give layers (the same blocks of every model) or layer_stride (every k-th block of each "
-                             "model, and its last), not both")
+            raise ValueError(
+                "give layers (the same blocks of every model) or layer_stride (every k-th block of each "
+                "model, and its last), not both"
+            )
         return self
 
     def profiled_layers(self, n_layers: int) -> list[int]:
