@@ -39,14 +39,12 @@ import torch
 
 from benchmarks.capture import filesystem, med, pipeline_floor, plain_write, spread
 from interp.store import RunWriter
-from interp.store import capture as store_capture
 from interp.store.capture import WritebackMode
 from interp.trajectory import StepRecord
 
 D_MODEL = 1536
 LATENT_FRACTION = 8.4 / 96  # wan1.3b: an 8.4 MB float32 latent per 96 MiB site
 MODES: tuple[WritebackMode, ...] = ("inline", "thread", "off")
-DEFAULT_ADVISE = store_capture.ADVISE_BYTES
 PROFILE: dict[str, float] = defaultdict(float)  # seconds by key, of the run being measured
 
 
@@ -135,14 +133,14 @@ def records(steps: int, sites: int, site_bytes: int, seed: int = 0):
 def run_writer(path: Path, recs: list, tokens: int, mode: str, forward: Forward) -> tuple[float, int]:
     """One writer run; ``mode`` a writeback mode, or ``thread@MB`` (the thread advising every MB MiB)."""
     mode, _, mb = mode.partition("@")
-    store_capture.ADVISE_BYTES = int(float(mb) * (1 << 20)) if mb else DEFAULT_ADVISE
     steps = len(recs)
     fwd = 0.0
     t0 = time.perf_counter()
     w = ProfiledWriter(path, config={"bench": "writer"}, model_hash="bench", family="wan",
                        timesteps=torch.linspace(1000, 0, steps), sigmas=torch.linspace(1, 0, steps),
                        branch_steps={"cond": list(range(steps))}, sites=list(recs[0].branches["cond"]),
-                       grid=(1, 1, tokens), dtype="float16", overwrite=True, writeback=mode)  # fmt: skip
+                       grid=(1, 1, tokens), dtype="float16", overwrite=True, writeback=mode,
+                       advise_bytes=int(float(mb) * (1 << 20)) if mb else None)  # fmt: skip
     try:
         for rec in recs:
             fwd += forward()

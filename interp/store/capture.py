@@ -377,7 +377,7 @@ class RunWriter:
     Use as ``on_step`` of :func:`~interp.trajectory.run_trajectory`; call :meth:`finish` at the end. If a partial
     file of the same config and model exists, :attr:`start_step` / :meth:`start_latents` say where to resume.
     ``writeback``: who starts the written pages' writeback to the disk (:class:`Writeback`; the bytes written are
-    the same whichever).
+    the same whichever); ``advise_bytes``: how often its thread is woken (default :data:`ADVISE_BYTES`).
     """
 
     def __init__(
@@ -402,6 +402,7 @@ class RunWriter:
         flush_seconds: float = 1.0,
         description: dict | None = None,
         writeback: WritebackMode = "thread",
+        advise_bytes: int | None = None,
     ):
         Writeback.check(writeback)
         self.path = Path(path)
@@ -454,7 +455,7 @@ class RunWriter:
         # flush per step cost as much as writing the data of a small model's step
         self._flush_seconds, self._flushed = flush_seconds, time.monotonic()
         self._error: BaseException | None = None
-        self._writeback = Writeback(self.partial, writeback)
+        self._writeback = Writeback(self.partial, writeback, advise_bytes)
         self._thread = threading.Thread(target=self._work, name="interp-store-writer", daemon=True)
         self._thread.start()
 

@@ -244,3 +244,14 @@ def test_writeback_thread_wakes_once_per_advise_bytes_and_at_each_step_end(tmp_p
         w.step_written()
     w.close()
     assert len(calls) == wakes and sum(calls) == 6000 and w._unadvised == 0
+
+
+def test_run_writer_passes_advise_bytes_to_its_writeback(tmp_path, monkeypatch):
+    """``RunWriter(advise_bytes=...)`` sets how often its writeback thread is woken: the wakes drop when it rises."""
+    wakes = {}
+    for advise in (0, 1 << 30):
+        calls = []
+        monkeypatch.setattr(Writeback, "_wake", lambda self, f=Writeback._wake: (calls.append(1), f(self)))
+        write(tmp_path / f"a{advise}.h5", writeback="thread", advise_bytes=advise)
+        wakes[advise] = len(calls)
+    assert 0 < wakes[1 << 30] < wakes[0]  # at steps' ends only, else after every chunk as well
