@@ -248,10 +248,10 @@ def test_writeback_thread_wakes_once_per_advise_bytes_and_at_each_step_end(tmp_p
 
 def test_run_writer_passes_advise_bytes_to_its_writeback(tmp_path, monkeypatch):
     """``RunWriter(advise_bytes=...)`` sets how often its writeback thread is woken: the wakes drop when it rises."""
-    wakes = {}
+    wakes, calls, real = {}, [], Writeback._wake
+    monkeypatch.setattr(Writeback, "_wake", lambda self: (calls.append(1), real(self)))
     for advise in (0, 1 << 30):
-        calls = []
-        monkeypatch.setattr(Writeback, "_wake", lambda self, f=Writeback._wake: (calls.append(1), f(self)))
+        calls.clear()
         write(tmp_path / f"a{advise}.h5", writeback="thread", advise_bytes=advise)
         wakes[advise] = len(calls)
-    assert 0 < wakes[1 << 30] < wakes[0]  # at steps' ends only, else after every chunk as well
+    assert 0 < wakes[1 << 30] == STEPS < wakes[0]  # at each step's end only, else after every chunk as well
