@@ -52,9 +52,10 @@ from torch import Tensor
 BINARY_CURVATURE = 0.25  # bound on the logistic loss's second derivative, scales the preconditioner
 TOL = 2e-2  # default stopping tolerance of the CG phase on sqrt(g' P g): see fit_logistic
 NEWTON_STEPS = 12  # default cap on the Newton steps that finish every solve: see fit_logistic
-NEWTON_TOL = 1e-3  # default stopping tolerance on the Newton decrement sqrt(g' H^-1 g)
+NEWTON_TOL = 1e-5  # default stopping tolerance on the Newton decrement sqrt(g' H^-1 g): see the module docstring
 NEWTON_BYTES = 256 << 20  # CPU working set of one batch of Newton steps (examples copied per (site, problem) pair)
 CACHE_BYTES = 8 << 20  # CPU: sites solved together keep their examples within this (last-level cache)
+CHECK_EVERY = 4  # off the CPU: the CG phase reads its convergence (a device-to-host wait) every this many iterations
 
 
 @contextmanager
@@ -82,6 +83,21 @@ def fast_matmul_dtype(device: torch.device | str = "cpu") -> torch.dtype:
         ):
             return torch.bfloat16
     return torch.float32
+
+
+def check_every(device: torch.device) -> int:
+    """How often the CG phase reads its convergence: every iteration on the CPU (nothing to overlap), else every
+    :data:`CHECK_EVERY`."""
+    return 1 if device.type == "cpu" else CHECK_EVERY
+
+
+def newton_dtype(device: torch.device) -> torch.dtype:
+    """The Newton finish's examples, gradients and Hessians: float64 on CUDA (a GPU's float64 GEMMs are fast, and a
+    float32 gradient leaves near-chance sites' weights a few test examples off a float64 reference: 0.60 points at
+    one maze-wan ``path`` site in float32, ``benchmarks/results/probe_parity_h200_float32_newton.txt``, 0.12 in
+    float64, ``probe_parity_h200.txt``), float32 on the CPU (float64 GEMMs there cost twice as much, and its float32
+    solves are within 0.12 points, ``probe_parity_cpu64_newton_tol.txt``)."""
+    return torch.float64 if device.type == "cuda" else torch.float32
 
 
 def site_group(sites: int, n: int, d: int, dtype: torch.dtype, device: torch.device | str) -> int:
@@ -310,9 +326,10 @@ def _fit_logistic(x, y, lam, classes, max_iter, tol, precond_rows, matmul_dtype,
             xg = standardizer.select(sl)(xg, out=buf[: xg.shape[0]])
         it = _fit_logistic_group(xg, y, lam, classes, max_iter, tol, precond_rows, mdt, weight[sl], bias[sl])
         if newton_steps:
-            # Newton runs on float32 examples (its gradient must be exact for it to reach the float32 optimum)
+            # Newton runs on float32 examples at least (its gradient must be exact for it to reach the optimum)
             x32 = xg.float() if standardizer is None else standardizer.select(sl)(x[sl])
-            it += _newton_group(x32, y, lam, classes, newton_steps, newton_tol, torch.float32, weight[sl], bias[sl])
+            ndt = newton_dtype(x.device)
+            it += _newton_group(x32.to(ndt), y, lam, classes, newton_steps, newton_tol, ndt, weight[sl], bias[sl])
         iters = max(iters, it)
     return LinearFit(rearrange(weight, "s p k d -> s p d k"), bias, iters)
 
@@ -430,6 +447,7 @@ def _fit_logistic_group(
     cur_s = torch.arange(s, device=dev)
     cur_p = torch.arange(p, device=dev)[None].expand(s, p)
     vdot = torch.linalg.vecdot
+    check = check_every(dev)
     prev = None
     it = 0
     for it in range(1, max_iter + 1):
@@ -441,8 +459,10 @@ def _fit_logistic_group(
         g.mul_(1.0 / n).addcmul_(lam_reg, v)
         h = pre(g)
         gh = vdot(g, h).sum(-1)
-        done = gh < tol * tol
-        if done.any():
+        # reading `done` waits for the device: on CUDA only every CHECK_EVERY iterations (the host queues the
+        # iterations between while the device runs them; converged pairs take the steps in between too)
+        done = gh < tol * tol if it % check == 0 or it == max_iter else None
+        if done is not None and done.any():
             if done.all():
                 break
             # compact: drop sites whose problems all converged, and converged problems down to the most any
@@ -497,11 +517,11 @@ def _newton_group(
     x: Tensor, y: Tensor, lam: Tensor, classes: int, steps: int, tol: float, hdt: torch.dtype, w_io: Tensor,
     b_io: Tensor,
 ) -> int:  # fmt: skip
-    """Newton steps from the weights in ``w_io`` (s, p, k, d) / ``b_io`` (s, p, k), updated in place, on float32
-    standardized ``x`` (s, n, d); returns the most steps any pair took.
+    """Newton steps from the weights in ``w_io`` (s, p, k, d) / ``b_io`` (s, p, k), updated in place, on float32 or
+    float64 standardized ``x`` (s, n, d); returns the most steps any pair took.
 
     Pairs (site, problem) are flattened and each stops when its Newton decrement ``sqrt(g' H^-1 g)`` is below
-    ``tol``; only the pairs still iterating are computed. The gradient is float32; the Hessian
+    ``tol``; only the pairs still iterating are computed. The gradient is in ``x``'s dtype; the Hessian
     ``X'diag(w)X/n + lam`` (bias unpenalized; multiclass: its per-class diagonal blocks, a positive-definite
     approximation) is formed with its products in ``hdt`` and factored in float64. A 1-D Newton line search on the
     convex objective guards every step."""
@@ -509,8 +529,8 @@ def _newton_group(
     p = y.shape[0]
     binary = classes == 2
     k = 1 if binary else classes
-    dev, dt = x.device, torch.float32
-    v = torch.cat([w_io, b_io[..., None]], -1).reshape(s * p, k, d + 1)
+    dev, dt = x.device, x.dtype
+    v = torch.cat([w_io, b_io[..., None]], -1).reshape(s * p, k, d + 1).to(dt)
     site = torch.arange(s, device=dev).repeat_interleave(p)
     prob = torch.arange(p, device=dev).repeat(s)
     reg = torch.ones(d + 1, dtype=dt, device=dev)
@@ -520,7 +540,7 @@ def _newton_group(
     onehot_all = None if binary else torch.nn.functional.one_hot(y.long(), classes).to(dt)  # (p, n, k)
     active = torch.arange(s * p, device=dev)
     budget = NEWTON_BYTES * (1 if dev.type == "cpu" else 16)  # a GPU takes bigger batches (fewer launches)
-    per = max(1, budget // (3 * n * (d + 1) * 4 * k))
+    per = max(1, budget // (3 * n * (d + 1) * x.element_size() * k))
     taken = 0
     for step in range(1, steps + 1):
         still = []

@@ -287,6 +287,18 @@ def _directions(w_raw, b_raw, x_train) -> dict[str, torch.Tensor]:
     }
 
 
+def stack_to(feats: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """The sites' features stacked into one tensor on ``device``. For CUDA they are stacked straight into pinned
+    (page-locked) host memory and copied from there by DMA (~55 GB/s on an H200, against ~13 GB/s from pageable
+    memory, which the driver stages through a pinned buffer of its own): the stack is a copy made anyway."""
+    if device.type != "cuda":
+        return torch.from_numpy(np.stack(feats)).to(device)
+    first = feats[0]
+    buf = torch.empty((len(feats), *first.shape), dtype=torch.from_numpy(first[:0]).dtype, pin_memory=True)
+    np.stack(feats, out=buf.numpy())
+    return buf.to(device, non_blocking=True)  # the caching host allocator keeps buf until the copy is done
+
+
 def chunk_size(per_site: float, memory_gb: float, device: torch.device) -> int:
     """(step, site) slices per chunk: as many as ``memory_gb`` holds; on CUDA at least as many as ``DEVICE_SHARE``
     of the free device memory holds, within that share of the free host memory (where a chunk's features are
@@ -402,7 +414,7 @@ def run_probes(
                         if xb is not None:
                             bfeats[lab.name].append(features(xb, ex, cfg.frames, lab.grid, frame_of))
                 for lab, ex, w_boot, lambdas, res in prepared:
-                    x = torch.from_numpy(np.stack(feats[lab.name])).to(dev)
+                    x = stack_to(feats[lab.name], dev)
                     mets, probes, lam = probe_chunk(x, ex, lab, lambdas, cfg, w_boot, with_control)
                     acc = store[lab.name]
                     for k, v in mets.items():
@@ -411,7 +423,7 @@ def run_probes(
                     for k, v in probes.items():
                         acc.setdefault(f"w:{k}", []).append(v)
                     if base is not None:
-                        xb = torch.from_numpy(np.stack(bfeats[lab.name])).to(dev)
+                        xb = stack_to(bfeats[lab.name], dev)
                         bmets, *_ = probe_chunk(xb, ex, lab, lambdas, cfg, w_boot, False)
                         for k, v in bmets.items():
                             acc.setdefault(f"baseline_{k}", []).append(v)

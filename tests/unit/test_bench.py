@@ -128,3 +128,28 @@ def test_bench_disk_estimate_counts_the_matched_sites_and_the_widest_storage_dty
     assert est(sites="blocks.*[05].hook_resid_post", capture_dtypes=("float16", "float8_e4m3:token")) == 6 * one * 2
     assert est(sites="blocks.*[05].hook_resid_post", capture_dtypes=("float8_e4m3:token",)) == 6 * one
     assert est(sites="blocks.*.hook_resid_post", capture_dtypes=("float32",)) == 30 * one * 4
+
+
+def test_the_floor_uses_the_disk_rate_sustained_over_the_capture_bytes(monkeypatch):
+    """A capture larger than the short disk measurements' BURST_BYTES is bounded by the streamed rate measured with
+    its own bytes: the sustained write is made once per variant with that variant's file size, and the floors use it."""
+    from benchmarks import capture as bc
+
+    writes = []
+    real = bc.plain_write
+
+    def spy(path, nbytes, chunk, kind):
+        writes.append((path.name, nbytes, kind))
+        return real(path, nbytes, chunk, kind)
+
+    monkeypatch.setattr(bc, "plain_write", spy)
+    monkeypatch.setattr(bc, "BURST_BYTES", 1 << 10)
+    res = bc.run_bench(BenchOptions(config="micro", steps=2, repeats=1, warmup=0, only=("sampling",),
+                                    capture_dtypes=("float16", "float8_e4m3:token")), log=lambda m: None)["sampling"]  # fmt: skip
+    sus = [(b, kind) for name, b, kind in writes if name == "bench-disk-sustained.bin"]
+    assert sorted(sus) == sorted((v["file_bytes"], "streamed") for v in res["variants"].values())
+    bw = res["bandwidth"]
+    assert bw["disk_streamed_sustained_GBps"] > 0
+    rate = min(bw["disk_streamed_sustained_GBps"], bw.get("d2h_pinned_GBps", float("inf"))) * 1e9
+    bare = res["median_s"]["bare"]
+    assert res["bandwidth_floor_s"] == pytest.approx(bc.pipeline_floor(bare, 2, res["file_bytes"], rate))

@@ -497,3 +497,83 @@ def test_newton_tol_reaches_the_newton_steps(caches, monkeypatch):
     cfg = ProbeConfig(labels=["wall"], sites=[], control="none", bootstrap=1, newton_tol=3e-6)
     run_probes(real, cfg, progress=False)
     assert seen and set(seen) == {3e-6}
+
+
+def test_sparse_convergence_checks_solve_like_every_iteration(monkeypatch):
+    """Off the CPU the CG phase reads its convergence every CHECK_EVERY iterations (converged pairs take the steps
+    in between, and compaction waits for the next check): forced on the CPU, the solves of several sites and
+    strengths (binary and 3-class) still end at scikit-learn's tight solution, and CG alone takes a multiple of the
+    interval (or max_iter)."""
+    sk = pytest.importorskip("sklearn.linear_model")
+    from probes import linear as lin
+
+    rng = np.random.default_rng(11)
+    s, n, d = 3, 500, 10
+    x = rng.standard_normal((s, n, d)).astype(np.float32) * np.linspace(0.2, 3, d).astype(np.float32)
+    y = (x[0] @ rng.standard_normal(d) + rng.standard_normal(n) > 0).astype(np.int64)
+    y3 = rng.integers(0, 3, n)
+    xt = torch.from_numpy(x)
+    xs = lin.Standardizer.fit(xt)(xt)
+    lam = torch.tensor([1e-3, 1e-1])
+    every = {}
+    for k in (1, lin.CHECK_EVERY):
+        monkeypatch.setattr(lin, "check_every", lambda dev, k=k: k)
+        cg = lin.fit_logistic(xs, torch.from_numpy(y).repeat(2, 1), lam, 2, tol=1e-4, newton_steps=0,
+                              matmul_dtype=torch.float32)  # fmt: skip
+        assert k == 1 or cg.iterations % k == 0 or cg.iterations == 100
+        every[k] = [lin.fit_logistic(xs, torch.from_numpy(lab).repeat(2, 1), lam, c, matmul_dtype=torch.float32)
+                    for lab, c in ((y, 2), (y3, 3))]  # fmt: skip
+    for (lab, c), fit in zip(((y, 2), (y3, 3)), every[lin.CHECK_EVERY]):
+        for i in range(s):
+            for j, lj in enumerate(lam.tolist()):
+                ref = sk.LogisticRegression(C=1 / (lj * n), tol=1e-10, max_iter=5000).fit(xs[i].numpy(), lab)
+                want = ref.coef_.T if c == 2 else ref.coef_.T - ref.coef_.T.mean(1, keepdims=True)
+                got = fit.weight[i, j].numpy()
+                got = got if c == 2 else got - got.mean(1, keepdims=True)
+                np.testing.assert_allclose(got, want, atol=1e-3 * max(1.0, np.abs(want).max()))
+    for a, b in zip(every[1], every[lin.CHECK_EVERY]):  # one optimum, whichever the interval
+        torch.testing.assert_close(a.weight, b.weight, rtol=0, atol=1e-3 * max(1.0, float(a.weight.abs().max())))
+
+
+def test_stack_to_stacks_the_features_on_the_device():
+    from probes.run import stack_to
+
+    feats = [np.arange(12, dtype=np.float32).reshape(3, 4) + i for i in range(5)]
+    out = stack_to(feats, torch.device("cpu"))
+    assert out.dtype == torch.float32 and out.shape == (5, 3, 4)
+    np.testing.assert_array_equal(out.numpy(), np.stack(feats))
+
+
+def test_float64_newton_finish_reaches_the_float64_optimum(monkeypatch):
+    """The Newton finish in float64 (CUDA's default, forced here on the CPU) takes the weights closer to
+    scikit-learn's float64 optimum than float32 does, binary and 3-class, and returns them as float32."""
+    sk = pytest.importorskip("sklearn.linear_model")
+    from probes import linear as lin
+
+    rng = np.random.default_rng(13)
+    n, d = 800, 12
+    x = rng.standard_normal((1, n, d)) * np.linspace(0.2, 3, d)
+    y = (x[0] @ rng.standard_normal(d) + 2 * rng.standard_normal(n) > 0).astype(np.int64)
+    y3 = rng.integers(0, 3, n)
+    xs64 = torch.from_numpy((x - x[0].mean(0)) / x[0].std(0))  # standardized in float64, as scikit-learn sees them
+    lam = torch.tensor([1e-3, 1e-1])
+    err = {}
+    for dt in (torch.float32, torch.float64):
+        monkeypatch.setattr(lin, "newton_dtype", lambda dev, dt=dt: dt)
+        for lab, c in ((y, 2), (y3, 3)):
+            # the standardizer sees the float64 features so only the Newton finish's dtype differs
+            fit = lin.fit_logistic(xs64.float(), torch.from_numpy(lab).repeat(2, 1), lam, c,
+                                   matmul_dtype=torch.float32, newton_tol=1e-9)  # fmt: skip
+            assert fit.weight.dtype == torch.float32
+            for j, lj in enumerate(lam.tolist()):
+                ref = sk.LogisticRegression(C=1 / (lj * n), tol=1e-12, max_iter=10000).fit(xs64[0].numpy(), lab)
+                want = ref.coef_.T if c == 2 else ref.coef_.T - ref.coef_.T.mean(1, keepdims=True)
+                got = fit.weight[0, j].double().numpy()
+                got = got if c == 2 else got - got.mean(1, keepdims=True)
+                err[dt, c, j] = np.abs(got - want).max() / np.abs(want).max()
+    # float32 features limit both to ~1e-8..1e-7 of the float64 optimum; the float32 gradient adds its own rounding
+    # (binary: 1.2e-7 and 2.5e-7 against 4e-8 and 3e-8 in float64); 3-class at weak lam stops at the step cap
+    for c in (2, 3):
+        for j in range(2):
+            assert err[torch.float64, c, j] <= err[torch.float32, c, j], err
+    assert all(err[torch.float64, 2, j] < 6e-8 for j in range(2)) and err[torch.float32, 2, 1] > 1.5e-7, err

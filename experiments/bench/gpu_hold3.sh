@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Issue 24's GPU measurements after the sustained disk floor and the probes' defaults, one after another in the
+# background (no two timed runs overlap).
+# Usage on the GPU machine, from the repo root, with the wheels carried in .whl: bash experiments/bench/gpu_hold3.sh DIR
+# then poll: sleep 300; tail DIR/log (ALLDONE at the end); copy DIR/*.json DIR/*.txt DIR/log into $OUT.
+set -u
+# the device's run ends by killing its session: detach into a new one first
+[ -n "${_DETACHED:-}" ] || { _DETACHED=1 setsid bash "$0" "$@" < /dev/null > /dev/null 2>&1 & echo started; exit 0; }
+D=${1:-/tmp/hold3}; mkdir -p "$D"
+. experiments/bench/gpu_env.sh || exit 1
+run() { local f=$1; shift; echo "=== $(date +%T) $*" >> "$D/log"; "$@" > "$D/$f" 2>&1; echo "=== $(date +%T) rc=$?" >> "$D/log"; }
+(
+  # capture of every block's stream at 10 steps against its floor (the disk's rate sustained over the capture's bytes)
+  run bench.txt python3 -m interp.cli bench --config wan1.3b --device cuda --steps 10 --repeats 2 --only sampling \
+      --capture-dtype float16,float8_e4m3:token --scratch /tmp --out "$D/bench.json"
+  # probes against scikit-learn on 16 processes at the defaults (Newton to 1e-5, pinned copy, sparse CG checks)
+  run probe_parity.txt python3 -m benchmarks.probe_parity --device cuda --sklearn-jobs 16 --mazes 64
+  echo ALLDONE >> "$D/log"
+)
