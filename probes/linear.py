@@ -29,9 +29,11 @@ on CPU with ``python -m benchmarks.probes`` (n = 9830 training examples, d = 256
 CG alone is not enough to pick the strength the way scikit-learn does on real captures: on maze-wan (wall / path,
 160 sites) its validation losses at the weak strengths (1e-5, 1e-4: near-separable sites) stay 1e-3 to 1e-1 nats
 off the optimum while neighbouring strengths differ by ~2e-4, so it picked another strength at 25-37% of sites.
-Every solve therefore ends with Newton steps (float32 gradient, float32 Hessian per (site, problem) pair factored
-in float64, only unconverged pairs computed) to a decrement of ``NEWTON_TOL``: the same strength as a tight
-scikit-learn solve at >= 99% of those sites. The price on CPU: the float32 Hessians (~2.5 ms per pair at n = 1280,
+Every solve therefore ends with Newton steps (gradient and Hessian per (site, problem) pair in float32 on the CPU,
+in float64 on CUDA (:func:`newton_dtype`), factored in float64, only unconverged pairs computed) to a decrement of
+``NEWTON_TOL``: on the H200 run of ``benchmarks.probe_parity`` (64 mazes) every probe within 0.12 points of a tight
+float64 scikit-learn solve and the same strength at every site (``benchmarks/results/probe_parity_h200.txt``).
+On CUDA the CG phase reads its convergence every :data:`CHECK_EVERY` iterations. The price on CPU: the float32 Hessians (~2.5 ms per pair at n = 1280,
 d = 224, one thread; ~2-7 per pair) make a site cost 66-87 ms instead of CG's 8-13 ms there; a GPU forms them in
 batched GEMMs. Measured by ``python -m benchmarks.probe_parity`` (benchmarks/results/probe_parity_cpu.txt; at 64
 mazes, against scikit-learn on float64 features: probe_parity_cpu64.txt). The fits run under :func:`full_float32`
