@@ -35,9 +35,10 @@ in float64 on CUDA (:func:`newton_dtype`), factored in float64, only unconverged
 float64 scikit-learn solve and the same strength at every site (``benchmarks/results/probe_parity_h200.txt``).
 On CUDA the CG phase reads its convergence every :data:`CHECK_EVERY` iterations. The price on CPU: the float32
 Hessians (~2.5 ms per pair at n = 1280, d = 224, one thread; ~2-7 per pair) make a site cost 66-87 ms instead of
-CG's 8-13 ms there; a GPU forms them in batched GEMMs. Measured by ``python -m benchmarks.probe_parity`` (benchmarks/results/probe_parity_cpu.txt; at 64
-mazes, against scikit-learn on float64 features: probe_parity_cpu64.txt). The fits run under :func:`full_float32`
-(no TF32): the Newton finish needs float32's full mantissa.
+CG's 8-13 ms there; a GPU forms them in batched GEMMs. Measured by ``python -m benchmarks.probe_parity``
+(benchmarks/results/probe_parity_cpu.txt; at 64 mazes, against scikit-learn on float64 features:
+probe_parity_cpu64.txt). The fits run under :func:`full_float32` (no TF32): the Newton finish needs float32's full
+mantissa.
 """
 
 from __future__ import annotations
