@@ -705,6 +705,14 @@ def markdown(cfg: CompareConfig, profiles: list[Profile], cka: dict[str, np.ndar
     return "\n".join(lines) + "\n"
 
 
+def _inputs_title(profiles: list[Profile], cfg: CompareConfig) -> str:
+    """What the profiles ran on, for the figure's title: the mazes, a suite model's tasks, or both."""
+    tasks = list(dict.fromkeys(p.task for p in profiles if p.task))
+    parts = [f"{cfg.size}x{cfg.size} mazes"] if any(p.task is None for p in profiles) else []
+    parts += [", ".join(tasks)] if tasks else []
+    return f"{cfg.n} per profile: " + " and ".join(parts)
+
+
 def write(res: CompareResult, cfg: CompareConfig, out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # here, after choosing Agg: at the top it would fix every importer's backend
@@ -748,7 +756,7 @@ def write(res: CompareResult, cfg: CompareConfig, out: Path) -> Path:
         fig.colorbar(im, ax=ax, fraction=0.046)
     for ax in flat[len(heat) :]:
         ax.axis("off")
-    fig.suptitle(f"layer specialization: {cfg.n} mazes {cfg.size}x{cfg.size}", fontsize=10)
+    fig.suptitle(f"layer specialization: {_inputs_title(res.profiles, cfg)}", fontsize=10)
     fig.tight_layout()
     path = out / "compare.png"
     save_figure(fig, path, dpi=110)

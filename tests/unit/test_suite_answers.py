@@ -179,3 +179,14 @@ def test_rank_correlation_and_the_task_agnostic_verdict():
     assert len(agn["pairs"]) == 3 and agn["pairs"][1]["skip_damage"]["hi"] <= 0
     md = "\n".join(C.agnostic_markdown(agn))
     assert "**Is the specialization task-agnostic?** holds" in md and "null: rho = 0" in md
+
+
+def test_compare_figure_title_names_what_the_profiles_ran_on():
+    cfg = C.CompareConfig(models=["maze-wan"], n=32, size=5)
+    maze = C.Profile(model="maze-wan", family="wan", n_layers=16, clean=1.0)
+    tasks = [
+        C.Profile(model=f"organism/{t}", family="wan", n_layers=16, clean=0.7, task=t) for t in ("loopmaze", "mirror")
+    ]
+    assert C._inputs_title([maze], cfg) == "32 per profile: 5x5 mazes"
+    assert C._inputs_title(tasks, cfg) == "32 per profile: loopmaze, mirror"
+    assert C._inputs_title([*tasks, maze], cfg) == "32 per profile: 5x5 mazes and loopmaze, mirror"
