@@ -434,13 +434,18 @@ def bench_sampling(loaded, opts: BenchOptions, scratch: Path) -> dict:
     if "capture" in sustained:
         bw["disk_streamed_sustained_GBps"] = sustained["capture"]
     capture_s, bare_s = med(times["capture"]), med(times["bare"])
-    # the floor under capture: the bare sampling, or its bytes through the slower of the copy and the disk as the
-    # store writes them (from one thread, durably), each step's bytes available only once its forward has run
-    links = {k: bw[k] for k in ("d2h_pinned_GBps", "disk_streamed_sustained_GBps") if k in bw}
-    if "disk_streamed_sustained_GBps" not in links:
-        links["disk_streamed_GBps"] = bw["disk_streamed_GBps"]
-    link = min(links, key=links.get)
-    rate = links[link] * 1e9
+
+    def bound(name: str) -> tuple[str, float]:
+        """(the link, bytes/s) bounding capture ``name``: the slower of the copy and the disk as the store writes
+        (from one thread, durably), the disk's rate measured over that capture's own bytes where it was."""
+        disk = "disk_streamed_sustained_GBps" if name in sustained else "disk_streamed_GBps"
+        links = {k: bw[k] for k in ("d2h_pinned_GBps",) if k in bw} | {disk: sustained.get(name, bw[disk])}
+        link = min(links, key=links.get)
+        return link, links[link] * 1e9
+
+    # the floor under capture: the bare sampling, or its bytes through that link, each step's bytes available only
+    # once its forward has run
+    link, rate = bound("capture")
     floor = pipeline_floor(bare_s, opts.steps, counter["bytes"], rate)
     # the file is fsynced before it is published (interp.store.atomic), so its bytes must reach the disk: the floor
     # is set by the durable rate; the page cache's rate gives the floor of a capture that need not be durable
@@ -448,9 +453,7 @@ def bench_sampling(loaded, opts: BenchOptions, scratch: Path) -> dict:
     cache_floor = pipeline_floor(bare_s, opts.steps, counter["bytes"], cache_rate)
     variants = {}
     for dt, name in names.items():
-        disk = sustained.get(name, bw["disk_streamed_GBps"])  # its own bytes' durable rate
-        v_rate = min(disk, bw.get("d2h_pinned_GBps", disk)) * 1e9
-        v_floor = pipeline_floor(bare_s, opts.steps, counters[name]["bytes"], v_rate)
+        v_floor = pipeline_floor(bare_s, opts.steps, counters[name]["bytes"], bound(name)[1])
         variants[name] = {"dtype": dt, "file_bytes": counters[name]["bytes"], "median_s": med(times[name]),
                           "ratio": paired(times, name, "bare"), "floor_s": v_floor,
                           "vs_floor": med(times[name]) / v_floor}  # fmt: skip

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue 24's GPU measurements after the probes' float64 Newton finish, and the writer at the capture's size, one after another in the
-# background (no two timed runs overlap).
+# Issue 24's GPU measurements after the probes' float64 Newton finish, and the writer at the capture's size, one
+# after another in the background (no two timed runs overlap).
 # Usage on the GPU machine, from the repo root, with the wheels carried in .whl: bash experiments/bench/gpu_hold4.sh DIR
 # then poll: sleep 300; tail DIR/log (ALLDONE at the end); copy DIR/*.json DIR/*.txt DIR/log into $OUT.
 set -u
