@@ -109,14 +109,22 @@ def sync(device: torch.device) -> None:
 
 
 def interleaved(
-    fns: dict[str, Callable[[], Any]], repeats: int, warmup: int, device: torch.device, cpu: dict | None = None
+    fns: dict[str, Callable[[], Any]],
+    repeats: int,
+    warmup: int,
+    device: torch.device,
+    cpu: dict | None = None,
+    after: dict[str, Callable[[], Any]] | None = None,
 ) -> dict[str, list[float]]:
     """Wall seconds of each function per round; each round runs every function once, in an order rotated per round.
-    ``cpu``: filled with the process CPU seconds (all threads) of each call, the figure a busy machine disturbs least."""
+    ``cpu``: filled with the process CPU seconds (all threads) of each call, the figure a busy machine disturbs least.
+    ``after``: by name, what runs after that function untimed (a capture's file removed)."""
+    after = after or {}
     for _ in range(warmup):
-        for fn in fns.values():
+        for k, fn in fns.items():
             fn()
             sync(device)
+            after.get(k, lambda: None)()
     names = list(fns)
     times: dict[str, list[float]] = {k: [] for k in names}
     if cpu is not None:
@@ -131,6 +139,7 @@ def interleaved(
             times[k].append(time.perf_counter() - t0)
             if cpu is not None:
                 cpu[k].append(time.process_time() - c0)
+            after.get(k, lambda: None)()
     return times
 
 
@@ -395,6 +404,7 @@ def pipeline_floor(bare_s: float, steps: int, nbytes: float, rate: float) -> flo
 
 
 def bench_sampling(loaded, opts: BenchOptions, scratch: Path) -> dict:
+    from benchmarks.store_profile import profiled_store  # imports the capture app, as the next line does
     from interp.apps.capture import build_inputs, capture
     from interp.trajectory import run_trajectory, traced_experts
 
@@ -406,12 +416,21 @@ def bench_sampling(loaded, opts: BenchOptions, scratch: Path) -> dict:
     sites = traced_experts(loaded)["transformer"].resolve(opts.sites)
     out_path = scratch / "bench-capture.h5"
     names = {dt: "capture" if i == 0 else f"capture:{dt}" for i, dt in enumerate(opts.capture_dtypes)}
-    counters = {name: {"bytes": 0} for name in names.values()}
+    counters: dict[str, dict] = {name: {"bytes": 0, "profiles": [], "unlink_s": []} for name in names.values()}
 
     def run_capture(dt: str):
-        capture(cfgs[dt], out_path, loaded=loaded, overwrite=True)
+        # the store timed from inside, thread by thread (benchmarks.store_profile), each capture's figures kept
+        with profiled_store() as prof:
+            t0 = time.perf_counter()
+            capture(cfgs[dt], out_path, loaded=loaded, overwrite=True)
+            counters[names[dt]]["profiles"].append(dict(prof, wall=time.perf_counter() - t0))
         counters[names[dt]]["bytes"] = out_path.stat().st_size
+
+    def remove_capture(name: str):
+        # a capture ends when its file is published: removing it is the bench's cleanup, timed on its own
+        t0 = time.perf_counter()
         out_path.unlink()
+        counters[name]["unlink_s"].append(time.perf_counter() - t0)
 
     fns = {
         "bare": lambda: plain_sampling(loaded, inputs, sampler),
@@ -421,7 +440,7 @@ def bench_sampling(loaded, opts: BenchOptions, scratch: Path) -> dict:
     }
     counter = counters["capture"]
     cpu: dict | None = {} if device.type == "cpu" else None
-    times = interleaved(fns, opts.repeats, opts.warmup, device, cpu)
+    times = interleaved(fns, opts.repeats, opts.warmup, device, cpu, after={n: (lambda n=n: remove_capture(n)) for n in counters})
     grid = loaded.adapter.token_grid(loaded.transformer, inputs.latent_shape)
     site_bytes = opts.batch * math.prod(grid) * loaded.adapter.d_model(loaded.transformer) * 2
     step_bytes = site_bytes * len(sites)
@@ -456,7 +475,8 @@ def bench_sampling(loaded, opts: BenchOptions, scratch: Path) -> dict:
         v_floor = pipeline_floor(bare_s, opts.steps, counters[name]["bytes"], bound(name)[1])
         variants[name] = {"dtype": dt, "file_bytes": counters[name]["bytes"], "median_s": med(times[name]),
                           "ratio": paired(times, name, "bare"), "floor_s": v_floor,
-                          "vs_floor": med(times[name]) / v_floor}  # fmt: skip
+                          "vs_floor": med(times[name]) / v_floor, "unlink_s": counters[name]["unlink_s"],
+                          "warmup_rounds": opts.warmup, "profiles": counters[name]["profiles"]}  # fmt: skip
     return {
         "capture_dtype": opts.capture_dtypes[0], "variants": variants,
         "latent": list(inputs.latent_shape), "tokens": math.prod(grid), "steps": opts.steps, "sites": len(sites),
@@ -836,6 +856,16 @@ def _goal(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
+def profile_line(p: dict[str, float], nbytes: int) -> str:
+    """One capture's store profile (:mod:`benchmarks.store_profile`) in a line: where its wall time went."""
+    g = lambda k: p.get(k, 0.0)  # noqa: E731
+    writing = g("writer: write_direct_chunk") - g("writer: copy wait")
+    return (f"{g('wall'):.2f} s; writer: queue wait {g('writer: queue wait'):.2f}, copy wait "
+            f"{g('writer: copy wait'):.2f}, chunk writes {writing:.2f} ({nbytes / max(writing, 1e-9) / 1e9:.2f} GB/s), "
+            f"flush marks {g('writer: flush marks'):.2f}; main: copies issued {g('main: copies issued'):.2f}, "
+            f"budget wait {g('main: budget wait'):.2f}, finish {g('main: finish'):.2f}")  # fmt: skip
+
+
 def report(result: dict) -> str:
     """The figures as text: one block per measurement, ratios with their goals."""
     env, o = result["env"], result["options"]
@@ -871,6 +901,11 @@ def report(result: dict) -> str:
                 lines.append(f"   capture to HDF5 ({v['dtype']}) {ms(v['median_s'])}: {v['ratio']:.3f}x bare; "
                              f"{v['file_bytes'] / 2**20:.1f} MiB written; its floor {ms(v['floor_s'])}, "
                              f"capture at {v['vs_floor']:.3f}x it")  # fmt: skip
+            w = v.get("warmup_rounds", 0)
+            lines += [f"   {name} round {i + 1 - w}{' (warm-up)' if i < w else ''}: "
+                      + profile_line(p, v["file_bytes"])
+                      + (f"; then its unlink {v['unlink_s'][i]:.2f} s" if i < len(v.get("unlink_s", [])) else "")
+                      for i, p in enumerate(v.get("profiles", []))]  # fmt: skip
     if "sweep" in result:
         r = result["sweep"]
         m = r["median_s"]

@@ -1,7 +1,7 @@
 """Profile: where a real capture's time goes, thread by thread (issue 24's "capture at its floor").
 
 Runs ``interp.apps.capture.capture`` on a random-weight config of ``interp bench`` (the same capture as its sampling
-measurement) with the store's writer timed from inside (:class:`benchmarks.writer.ProfiledWriter`) and the main
+measurement) with the store's writer timed from inside (:func:`benchmarks.store_profile.profiled_store`) and the main
 thread's store calls timed too, beside the bare sampling, and prints:
 
 * the writer thread: waiting for work, waiting for a step's device-to-host copies, writing chunks, flushing marks;
@@ -11,6 +11,7 @@ thread's store calls timed too, beside the bare sampling, and prints:
 * the wall time against the bare sampling and the writer's own write rate.
 
     python -m benchmarks.capture_profile --config wan1.3b --device cuda --steps 10 --scratch /tmp
+    python -m benchmarks.capture_profile --config wan1.3b --device cuda --repeats 3 --between bare,trajectory,read
     python -m benchmarks.capture_profile --config micro --steps 2          # CPU smoke run
 """
 
@@ -18,60 +19,51 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import ExitStack
+from collections.abc import Callable
 from pathlib import Path
-from unittest import mock
 
 import torch
 import typer
 
 from benchmarks.capture import CONFIGS, BenchOptions, build_model, capture_config, filesystem, plain_sampling
-from benchmarks.writer import PROFILE, ProfiledWriter, timed_fadvise
-from interp.store import capture as store_capture
+from benchmarks.store_profile import profiled_store, summary
+from interp.apps import capture as app_capture
+from interp.trajectory import traced_experts
 
 app = typer.Typer(add_completion=False)
 
 
-def timed(key: str, fn):
-    """``fn`` with its wall time added to ``PROFILE[key]``."""
-
-    def wrapper(*a, **k):
-        t = time.perf_counter()
-        try:
-            return fn(*a, **k)
-        finally:
-            PROFILE[key] += time.perf_counter() - t
-
-    return wrapper
-
-
-def profiled_capture(cfg, out: Path, loaded) -> float:
-    """Wall seconds of one capture with every store call timed into :data:`PROFILE` (cleared first)."""
-    from interp.apps import capture as app_capture
-
-    PROFILE.clear()
-    host_init, host_numpy = store_capture._HostCopy.__init__, store_capture._HostCopy.numpy
-    with ExitStack() as stack:
-        stack.enter_context(mock.patch.object(app_capture, "RunWriter", ProfiledWriter))
-        stack.enter_context(mock.patch.object(os, "posix_fadvise", timed_fadvise(os.posix_fadvise)))
-        stack.enter_context(
-            mock.patch.object(ProfiledWriter, "_reserve", timed("main: budget wait", store_capture.RunWriter._reserve))
-        )
-        stack.enter_context(
-            mock.patch.object(ProfiledWriter, "on_step", timed("main: on_step", store_capture.RunWriter.on_step))
-        )
-        stack.enter_context(
-            mock.patch.object(ProfiledWriter, "finish", timed("main: finish", store_capture.RunWriter.finish))
-        )
-        stack.enter_context(
-            mock.patch.object(store_capture._HostCopy, "__init__", timed("main: copies issued", host_init))
-        )
-        stack.enter_context(mock.patch.object(store_capture._HostCopy, "numpy",
-                                              timed("writer: copy wait", host_numpy)))  # fmt: skip
+def profiled_capture(cfg, out: Path, loaded) -> tuple[float, dict[str, float]]:
+    """Wall seconds of one capture, and its :data:`~benchmarks.store_profile.PROFILE` (every store call timed)."""
+    with profiled_store() as prof:
         t0 = time.perf_counter()
         app_capture.capture(cfg, out, loaded=loaded, overwrite=True)
         wall = time.perf_counter() - t0
-    return wall
+        return wall, dict(prof)
+
+
+def between_runs(spec: str, loaded, inputs, sampler, sites, sync) -> dict[str, Callable[[], object]]:
+    """What ``--between`` runs after each capture, by name: ``bare`` (the bare sampling), ``trajectory``
+    (``run_trajectory``), ``read`` (it, reading the captured sites, kept nowhere), ``sync`` (``os.sync``),
+    ``sleep:S`` (S seconds idle): ``interp bench`` runs the first three between its captures."""
+    from interp.trajectory import run_trajectory
+
+    known = {
+        "bare": lambda: plain_sampling(loaded, inputs, sampler),
+        "trajectory": lambda: run_trajectory(loaded, inputs, sampler, keep=False),
+        "read": lambda: run_trajectory(loaded, inputs, sampler, read=sites, keep=False),
+        "sync": os.sync,
+    }
+    runs = {}
+    for name in filter(None, (n.strip() for n in spec.split(","))):
+        kind, _, arg = name.partition(":")
+        if kind == "sleep" and arg.replace(".", "", 1).isdigit():
+            runs[name] = lambda s=float(arg): time.sleep(s)
+        elif name in known:
+            runs[name] = known[name]
+        else:
+            raise typer.BadParameter(f"--between {name!r}: valid are {', '.join(known)} and sleep:SECONDS")
+    return {k: (lambda fn=fn: (fn(), sync())) for k, fn in runs.items()}
 
 
 @app.command()
@@ -83,6 +75,11 @@ def main(
     sites: str = typer.Option("blocks.*.hook_resid_post", help="sites captured"),
     scratch: Path = typer.Option(Path("/tmp"), help="where the capture file goes"),
     repeats: int = typer.Option(1, help="profiled captures (each printed)"),
+    between: str = typer.Option(
+        "",
+        help="run after each capture, comma-separated: bare, trajectory, read, sync, "
+        "sleep:S (interp bench runs bare,trajectory,read between its captures)",
+    ),
 ) -> None:
     from interp.apps.capture import build_inputs
 
@@ -104,24 +101,20 @@ def main(
     print(f"python -m benchmarks.capture_profile --config {config} --device {device} --steps {steps} --dtype {dtype}"
           f"   (scratch {filesystem(scratch)}; {os.cpu_count()} cores)")  # fmt: skip
     print(f"bare sampling: {bare:.2f} s ({1e3 * bare / steps:.0f} ms a step)")
+    others = between_runs(between, loaded, inputs, sampler, traced_experts(loaded)["transformer"].resolve(sites), sync)
     for r, (dt, cfg) in enumerate((dt, c) for _ in range(repeats) for dt, c in cfgs.items()):
-        wall = profiled_capture(cfg, out, loaded)
+        wall, p = profiled_capture(cfg, out, loaded)
         size = out.stat().st_size
+        t = time.perf_counter()
         out.unlink()
-        p = dict(PROFILE)
-        writing = p.get("writer: write_direct_chunk", 0.0) - p.get("writer: copy wait", 0.0)
-        main_store, finish = p.get("main: on_step", 0.0), p.get("main: finish", 0.0)
+        unlink = time.perf_counter() - t
         print(f"capture {r + 1} ({dt}): {wall:.2f} s = {wall / bare:.2f}x bare; {size / 1e9:.2f} GB at "
-              f"{size / wall / 1e9:.2f} GB/s")  # fmt: skip
-        print(f"  writer thread {p.get('writer: wall', 0.0):.2f} s: queue wait {p.get('writer: queue wait', 0.0):.2f},"
-              f" copy wait {p.get('writer: copy wait', 0.0):.2f}, chunk writes {writing:.2f} s "
-              f"({size / max(writing, 1e-9) / 1e9:.2f} GB/s while writing), flush marks "
-              f"{p.get('writer: flush marks', 0.0):.2f}; its cpu {p.get('writer: cpu', 0.0):.2f} s")  # fmt: skip
-        fad = {k: v for k, v in p.items() if k.endswith("fadvise")}
-        print("  fadvise: " + (", ".join(f"{k.removesuffix(': fadvise')} {v:.2f} s" for k, v in fad.items()) or "none"))
-        print(f"  main thread: on_step {main_store:.2f} s (copies issued {p.get('main: copies issued', 0.0):.2f}, "
-              f"budget wait {p.get('main: budget wait', 0.0):.2f}); finish (fsync, rename) "
-              f"{finish:.2f} s; the rest (forwards) {wall - main_store - finish:.2f} s")  # fmt: skip
+              f"{size / wall / 1e9:.2f} GB/s; then its unlink {unlink:.2f} s")  # fmt: skip
+        print("\n".join(summary(p, wall, size)))
+        for name, fn in others.items():
+            t = time.perf_counter()
+            fn()
+            print(f"  then {name}: {time.perf_counter() - t:.2f} s")
 
 
 if __name__ == "__main__":

@@ -35,11 +35,13 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
 import typer
 
+from probes import linear
 from probes.data import open_cache
 from probes.examples import select_examples
 from probes.linear import NEWTON_TOL
@@ -175,6 +177,11 @@ def main(
     before: bool = typer.Option(True, help="also time/compare ours with newton_steps=0 (the earlier default)"),
     profile: int = typer.Option(0, help="print the N ops of most self time in one more fit of ours per label"),
     newton_tol: float = typer.Option(NEWTON_TOL, help="ours: the Newton decrement the solves stop at"),
+    hessian32: bool = typer.Option(
+        False,
+        help="also time/compare ours with the Newton finish's Hessian products in "
+        "float32 (probes.linear.hessian_dtype)",
+    ),
 ) -> None:
     """Print, per label, ours (defaults) vs scikit-learn (defaults) vs a tight reference: accuracy, strength, time."""
     torch.set_num_threads(threads)
@@ -212,15 +219,22 @@ def main(
             if before:
                 t_before, *bef = ours(lab, ex, x, cfg.model_copy(update={"newton_steps": 0}), device, repeats)
                 rows.insert(1, ("ours (no Newton)  vs reference", bef, ref))
+            t_h32 = None
+            if hessian32:
+                with mock.patch.object(linear, "hessian_dtype", lambda device: torch.float32):
+                    t_h32, *h32 = ours(lab, ex, x, cfg, device, repeats)
+                rows.insert(1, ("ours (float32 Hessians) vs reference", h32, ref))
             for name, a, b in rows:
                 print(f"  {name}: {agreement(a, b)}")
             s = x.shape[0]
             print(f"  time per site: ours {1e3 * t_after / s:7.1f} ms"
                   + (f" (no Newton {1e3 * t_before / s:.1f} ms)" if before else "")
+                  + (f" (float32 Hessians {1e3 * t_h32 / s:.1f} ms)" if t_h32 else "")
                   + f", scikit-learn {1e3 * t_sk / s:7.1f} ms (max {sk_it} iterations; "
                   f"reference {1e3 * t_ref / s:.1f} ms, {ref_it} iterations)")  # fmt: skip
             print(f"  speed ratio scikit-learn / ours: {t_sk / t_after:.1f}x"
-                  + (f" (no Newton {t_sk / t_before:.1f}x)" if before else ""))  # fmt: skip
+                  + (f" (no Newton {t_sk / t_before:.1f}x)" if before else "")
+                  + (f" (float32 Hessians {t_sk / t_h32:.1f}x)" if t_h32 else ""))  # fmt: skip
 
 
 if __name__ == "__main__":

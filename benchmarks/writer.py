@@ -30,70 +30,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import threading
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import torch
 
 from benchmarks.capture import filesystem, med, pipeline_floor, plain_write, spread
-from interp.store import RunWriter
+from benchmarks.store_profile import PROFILE, ProfiledWriter, timed_fadvise
 from interp.store.capture import WritebackMode
 from interp.trajectory import StepRecord
 
 D_MODEL = 1536
 LATENT_FRACTION = 8.4 / 96  # wan1.3b: an 8.4 MB float32 latent per 96 MiB site
 MODES: tuple[WritebackMode, ...] = ("inline", "thread", "off")
-PROFILE: dict[str, float] = defaultdict(float)  # seconds by key, of the run being measured
-
-
-class ProfiledWriter(RunWriter):
-    """The real writer, timing its thread's calls into :data:`PROFILE` (queue waits, chunk writes, marks' flush)."""
-
-    def _work(self) -> None:
-        q, get = self._queue, self._queue.get
-
-        def timed_get(*a, **k):
-            t = time.perf_counter()
-            try:
-                return get(*a, **k)
-            finally:
-                PROFILE["writer: queue wait"] += time.perf_counter() - t
-
-        q.get = timed_get
-        c0, t0 = time.thread_time(), time.perf_counter()
-        try:
-            super()._work()
-        finally:
-            PROFILE["writer: cpu"] += time.thread_time() - c0
-            PROFILE["writer: wall"] += time.perf_counter() - t0
-
-    def _write(self, item: tuple) -> int:
-        t = time.perf_counter()
-        try:
-            return super()._write(item)
-        finally:
-            PROFILE["writer: write_direct_chunk"] += time.perf_counter() - t
-
-    def _flush_marks(self) -> None:
-        t = time.perf_counter()
-        try:
-            super()._flush_marks()
-        finally:
-            PROFILE["writer: flush marks"] += time.perf_counter() - t
-
-
-def timed_fadvise(real):
-    def fadvise(fd, offset, length, advice):
-        t = time.perf_counter()
-        try:
-            return real(fd, offset, length, advice)
-        finally:
-            name = threading.current_thread().name.removeprefix("interp-store-")
-            PROFILE[f"{name}: fadvise"] += time.perf_counter() - t
-
-    return fadvise
 
 
 class Forward:

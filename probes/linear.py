@@ -103,6 +103,13 @@ def newton_dtype(device: torch.device) -> torch.dtype:
     return torch.float64 if device.type == "cuda" else torch.float32
 
 
+def hessian_dtype(device: torch.device) -> torch.dtype:
+    """The Newton finish's Hessian products (:func:`_newton_group`'s ``hdt``; they are factored in float64 either
+    way): :func:`newton_dtype`. The gradient alone sets the optimum a Newton step converges to, so a Hessian of
+    lower precision changes how fast the steps converge, not where."""
+    return newton_dtype(device)
+
+
 def site_group(sites: int, n: int, d: int, dtype: torch.dtype, device: torch.device | str) -> int:
     """Sites :func:`fit_logistic` solves together by default: on CPU as many as keep their ``n`` examples within
     ``CACHE_BYTES``, elsewhere all of them. A site's solution depends (in its last bits, and through when its
@@ -332,7 +339,8 @@ def _fit_logistic(x, y, lam, classes, max_iter, tol, precond_rows, matmul_dtype,
             # Newton runs on float32 examples at least (its gradient must be exact for it to reach the optimum)
             x32 = xg.float() if standardizer is None else standardizer.select(sl)(x[sl])
             ndt = newton_dtype(x.device)
-            it += _newton_group(x32.to(ndt), y, lam, classes, newton_steps, newton_tol, ndt, weight[sl], bias[sl])
+            hdt = hessian_dtype(x.device)
+            it += _newton_group(x32.to(ndt), y, lam, classes, newton_steps, newton_tol, hdt, weight[sl], bias[sl])
         iters = max(iters, it)
     return LinearFit(rearrange(weight, "s p k d -> s p d k"), bias, iters)
 

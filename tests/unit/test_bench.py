@@ -4,6 +4,7 @@ wan1.3b config's shape, and the store under a pending-bytes budget."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -153,3 +154,30 @@ def test_the_floor_uses_the_disk_rate_sustained_over_the_capture_bytes(monkeypat
     rate = min(bw["disk_streamed_sustained_GBps"], bw.get("d2h_pinned_GBps", float("inf"))) * 1e9
     bare = res["median_s"]["bare"]
     assert res["bandwidth_floor_s"] == pytest.approx(bc.pipeline_floor(bare, 2, res["file_bytes"], rate))
+
+
+def test_a_capture_is_timed_to_its_published_file_and_profiled_each_round(monkeypatch):
+    """The capture's time ends when its file is published: removing the file (the bench's cleanup) is timed on its
+    own, and every round's store profile (benchmarks.store_profile) is kept, the warm-up's marked."""
+    from pathlib import Path
+
+    from benchmarks import capture as bc
+
+    real_unlink = Path.unlink
+
+    def slow_unlink(self, *a, **k):
+        if self.name == "bench-capture.h5":
+            time.sleep(0.5)
+        return real_unlink(self, *a, **k)
+
+    monkeypatch.setattr(Path, "unlink", slow_unlink)
+    full = bc.run_bench(BenchOptions(config="micro", steps=2, repeats=2, warmup=1, only=("sampling",)),
+                        log=lambda m: None)  # fmt: skip
+    res = full["sampling"]
+    v = res["variants"]["capture"]
+    assert len(v["unlink_s"]) == len(v["profiles"]) == 3 and v["warmup_rounds"] == 1
+    assert min(v["unlink_s"]) >= 0.5 and max(res["times"]["capture"]) < 0.5
+    for p, t in zip(v["profiles"][1:], res["times"]["capture"], strict=False):
+        assert p["writer: wall"] > 0 and p["main: finish"] > 0 and p["wall"] <= t
+    text = report(full)
+    assert "capture round 0 (warm-up):" in text and "then its unlink 0.5" in text
