@@ -41,6 +41,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -440,7 +441,8 @@ def bench_sampling(loaded, opts: BenchOptions, scratch: Path) -> dict:
     }
     counter = counters["capture"]
     cpu: dict | None = {} if device.type == "cpu" else None
-    times = interleaved(fns, opts.repeats, opts.warmup, device, cpu, after={n: (lambda n=n: remove_capture(n)) for n in counters})
+    cleanup = {name: partial(remove_capture, name) for name in counters}
+    times = interleaved(fns, opts.repeats, opts.warmup, device, cpu, after=cleanup)
     grid = loaded.adapter.token_grid(loaded.transformer, inputs.latent_shape)
     site_bytes = opts.batch * math.prod(grid) * loaded.adapter.d_model(loaded.transformer) * 2
     step_bytes = site_bytes * len(sites)
@@ -856,18 +858,10 @@ def _goal(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def profile_line(p: dict[str, float], nbytes: int) -> str:
-    """One capture's store profile (:mod:`benchmarks.store_profile`) in a line: where its wall time went."""
-    g = lambda k: p.get(k, 0.0)  # noqa: E731
-    writing = g("writer: write_direct_chunk") - g("writer: copy wait")
-    return (f"{g('wall'):.2f} s; writer: queue wait {g('writer: queue wait'):.2f}, copy wait "
-            f"{g('writer: copy wait'):.2f}, chunk writes {writing:.2f} ({nbytes / max(writing, 1e-9) / 1e9:.2f} GB/s), "
-            f"flush marks {g('writer: flush marks'):.2f}; main: copies issued {g('main: copies issued'):.2f}, "
-            f"budget wait {g('main: budget wait'):.2f}, finish {g('main: finish'):.2f}")  # fmt: skip
-
-
 def report(result: dict) -> str:
     """The figures as text: one block per measurement, ratios with their goals."""
+    from benchmarks.store_profile import round_line  # imports the capture app, which only the sampling needs
+
     env, o = result["env"], result["options"]
     lines = [f"interp bench --config {o['config']} --device {o['device']}: {env['device']}, torch {env['torch']} "
              f"({env['torch_threads']} threads of {env['cpu_count']} cores), nnsight {env['nnsight']}, "
@@ -903,7 +897,7 @@ def report(result: dict) -> str:
                              f"capture at {v['vs_floor']:.3f}x it")  # fmt: skip
             w = v.get("warmup_rounds", 0)
             lines += [f"   {name} round {i + 1 - w}{' (warm-up)' if i < w else ''}: "
-                      + profile_line(p, v["file_bytes"])
+                      + round_line(p, v["file_bytes"])
                       + (f"; then its unlink {v['unlink_s'][i]:.2f} s" if i < len(v.get("unlink_s", [])) else "")
                       for i, p in enumerate(v.get("profiles", []))]  # fmt: skip
     if "sweep" in result:

@@ -28,7 +28,7 @@ import typer
 from benchmarks.capture import CONFIGS, BenchOptions, build_model, capture_config, filesystem, plain_sampling
 from benchmarks.store_profile import profiled_store, summary
 from interp.apps import capture as app_capture
-from interp.trajectory import traced_experts
+from interp.trajectory import run_trajectory, traced_experts
 
 app = typer.Typer(add_completion=False)
 
@@ -46,8 +46,6 @@ def between_runs(spec: str, loaded, inputs, sampler, sites, sync) -> dict[str, C
     """What ``--between`` runs after each capture, by name: ``bare`` (the bare sampling), ``trajectory``
     (``run_trajectory``), ``read`` (it, reading the captured sites, kept nowhere), ``sync`` (``os.sync``),
     ``sleep:S`` (S seconds idle): ``interp bench`` runs the first three between its captures."""
-    from interp.trajectory import run_trajectory
-
     known = {
         "bare": lambda: plain_sampling(loaded, inputs, sampler),
         "trajectory": lambda: run_trajectory(loaded, inputs, sampler, keep=False),
@@ -81,14 +79,12 @@ def main(
         "sleep:S (interp bench runs bare,trajectory,read between its captures)",
     ),
 ) -> None:
-    from interp.apps.capture import build_inputs
-
     opts = BenchOptions(config=config, device=device, steps=steps, sites=sites)
     loaded = build_model(config, device)
     latent = CONFIGS[config]["latent"]
     cfgs = {dt: capture_config(loaded, opts, latent, dtype=dt).resolved(loaded) for dt in dtype.split(",")}
     cfg = next(iter(cfgs.values()))
-    inputs, sampler = build_inputs(loaded, cfg), cfg.sampler()
+    inputs, sampler = app_capture.build_inputs(loaded, cfg), cfg.sampler()
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     scratch.mkdir(parents=True, exist_ok=True)
     out = scratch / "capture-profile.h5"

@@ -109,9 +109,24 @@ def profiled_store() -> Iterator[dict[str, float]]:
         yield PROFILE
 
 
+def chunk_writes(p: dict[str, float]) -> float:
+    """Seconds the writer spent writing chunks in :data:`PROFILE` ``p`` (its chunk calls less their copy waits)."""
+    return p.get("writer: write_direct_chunk", 0.0) - p.get("writer: copy wait", 0.0)
+
+
+def round_line(p: dict[str, float], nbytes: int) -> str:
+    """One capture's profile ``p`` (with its ``wall``) in the line ``interp bench`` prints for each round."""
+    g = lambda k: p.get(k, 0.0)  # noqa: E731
+    writing = chunk_writes(p)
+    return (f"{g('wall'):.2f} s; writer: queue wait {g('writer: queue wait'):.2f}, copy wait "
+            f"{g('writer: copy wait'):.2f}, chunk writes {writing:.2f} ({nbytes / max(writing, 1e-9) / 1e9:.2f} GB/s), "
+            f"flush marks {g('writer: flush marks'):.2f}; main: copies issued {g('main: copies issued'):.2f}, "
+            f"budget wait {g('main: budget wait'):.2f}, finish {g('main: finish'):.2f}")  # fmt: skip
+
+
 def summary(p: dict[str, float], wall: float, nbytes: int) -> list[str]:
     """The lines :mod:`benchmarks.capture_profile` prints for one capture's :data:`PROFILE` ``p``."""
-    writing = p.get("writer: write_direct_chunk", 0.0) - p.get("writer: copy wait", 0.0)
+    writing = chunk_writes(p)
     main_store, finish = p.get("main: on_step", 0.0), p.get("main: finish", 0.0)
     fad = {k: v for k, v in p.items() if k.endswith("fadvise")}
     return [
