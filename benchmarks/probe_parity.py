@@ -31,6 +31,7 @@ scikit-learn: one pass over every site, wall time, worker start-up excluded), wi
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 import warnings
@@ -42,6 +43,7 @@ import torch
 import typer
 
 from probes import linear
+from probes import run as run_mod
 from probes.data import open_cache
 from probes.examples import select_examples
 from probes.linear import NEWTON_TOL
@@ -107,6 +109,72 @@ def print_profile(lab, ex, x: np.ndarray, cfg: ProbeConfig, device: str, rows: i
             torch.cuda.synchronize()
     key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
     print(prof.key_averages().table(sort_by=key, row_limit=rows))
+
+
+PHASES = (  # (module, attribute, name): the solver's phases, each timed between device synchronizations
+    (run_mod, "Standardizer", "standardize"),
+    (linear._Preconditioner, "fit", "preconditioner (inside CG)"),
+    (linear, "_fit_logistic_group", "CG"),
+    (linear, "_newton_group", "Newton finish"),
+    (run_mod, "_val_loss", "validation loss"),
+    (run_mod, "to_raw", "to raw space"),
+    (run_mod, "_directions", "directions"),
+)
+
+
+def print_phases(lab, ex, x: np.ndarray, cfg: ProbeConfig, device: str) -> None:
+    """One ``probe_chunk`` over every site with each of ``PHASES`` timed between device synchronizations (so the
+    host's queueing ahead is lost, and the total is above the timed fits'): seconds, calls and what the solver
+    phases return (CG iterations, Newton steps)."""
+    cuda = torch.device(device).type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    spent: dict[str, list] = {}
+
+    def timed(fn, name):
+        def wrapper(*args, **kwargs):
+            sync()
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            sync()
+            rec = spent.setdefault(name, [0.0, 0, []])
+            rec[0] += time.perf_counter() - t0
+            rec[1] += 1
+            if isinstance(out, int):
+                rec[2].append(out)
+            return out
+
+        return wrapper
+
+    w_one = torch.ones(1, len(ex.index("test")))
+    xt = torch.from_numpy(x).pin_memory() if cuda else torch.from_numpy(x)
+    with contextlib.ExitStack() as stack:
+        for owner, attr, name in PHASES:
+            fn = getattr(owner, attr)
+            if isinstance(owner, type) and isinstance(owner.__dict__[attr], classmethod):
+                fn = classmethod(timed(owner.__dict__[attr].__func__, name))
+            elif isinstance(fn, type):  # a class: time its calls (construction) and its __call__
+                cls = fn
+                stack.enter_context(mock.patch.object(cls, "__call__", timed(cls.__call__, f"{name} (apply)")))
+                stack.enter_context(
+                    mock.patch.object(cls, "fit", classmethod(timed(cls.fit.__func__, f"{name} (fit)")))
+                )
+                continue
+            else:
+                fn = timed(fn, name)
+            stack.enter_context(mock.patch.object(owner, attr, fn))
+        sync()
+        t0 = time.perf_counter()
+        xd = xt.to(device, non_blocking=True)
+        sync()
+        copy = time.perf_counter() - t0
+        probe_chunk(xd, ex, lab, LOGISTIC_LAMBDAS, cfg, w_one, False)
+        sync()
+        total = time.perf_counter() - t0
+    print(f"  phases of one fit ({x.shape[0]} sites, synchronized around each: {1e3 * total:.1f} ms in all)")
+    print(f"    {'copy to the device':28s} {1e3 * copy:8.1f} ms")
+    for name, (secs, calls, rets) in spent.items():
+        extra = f", returned {rets}" if rets else ""
+        print(f"    {name:28s} {1e3 * secs:8.1f} ms ({calls} calls{extra})")
 
 
 def sklearn_site(x: np.ndarray, y: np.ndarray, parts: tuple[slice, slice, slice], tol: float, max_iter: int,
@@ -177,11 +245,7 @@ def main(
     before: bool = typer.Option(True, help="also time/compare ours with newton_steps=0 (the earlier default)"),
     profile: int = typer.Option(0, help="print the N ops of most self time in one more fit of ours per label"),
     newton_tol: float = typer.Option(NEWTON_TOL, help="ours: the Newton decrement the solves stop at"),
-    hessian32: bool = typer.Option(
-        False,
-        help="also time/compare ours with the Newton finish's Hessian products in "
-        "float32 (probes.linear.hessian_dtype)",
-    ),
+    phases: bool = typer.Option(False, help="print where one more fit of ours spends its time, phase by phase"),
 ) -> None:
     """Print, per label, ours (defaults) vs scikit-learn (defaults) vs a tight reference: accuracy, strength, time."""
     torch.set_num_threads(threads)
@@ -209,6 +273,8 @@ def main(
                   + ("" if same else f" (accuracy off at {acc_off.sum()} sites, lambda {lam_off.sum()})"))  # fmt: skip
             if profile:
                 print_profile(lab, ex, x, cfg, device, profile)
+            if phases:
+                print_phases(lab, ex, x, cfg, device)
             t_sk, *sk_pick, sk_it = sklearn_sites(x, ex, 1e-4, 100, sklearn_jobs)
             t_ref, *ref, ref_it = sklearn_sites(x, ex, reference_tol, reference_max_iter, sklearn_jobs, True)
             rows = [
@@ -219,22 +285,16 @@ def main(
             if before:
                 t_before, *bef = ours(lab, ex, x, cfg.model_copy(update={"newton_steps": 0}), device, repeats)
                 rows.insert(1, ("ours (no Newton)  vs reference", bef, ref))
-            t_h32 = None
-            if hessian32:
-                with mock.patch.object(linear, "hessian_dtype", lambda device: torch.float32):
-                    t_h32, *h32 = ours(lab, ex, x, cfg, device, repeats)
-                rows.insert(1, ("ours (float32 Hessians) vs reference", h32, ref))
             for name, a, b in rows:
                 print(f"  {name}: {agreement(a, b)}")
             s = x.shape[0]
             print(f"  time per site: ours {1e3 * t_after / s:7.1f} ms"
                   + (f" (no Newton {1e3 * t_before / s:.1f} ms)" if before else "")
-                  + (f" (float32 Hessians {1e3 * t_h32 / s:.1f} ms)" if t_h32 else "")
                   + f", scikit-learn {1e3 * t_sk / s:7.1f} ms (max {sk_it} iterations; "
                   f"reference {1e3 * t_ref / s:.1f} ms, {ref_it} iterations)")  # fmt: skip
             print(f"  speed ratio scikit-learn / ours: {t_sk / t_after:.1f}x"
                   + (f" (no Newton {t_sk / t_before:.1f}x)" if before else "")
-                  + (f" (float32 Hessians {t_sk / t_h32:.1f}x)" if t_h32 else ""))  # fmt: skip
+)  # fmt: skip
 
 
 if __name__ == "__main__":

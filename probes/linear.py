@@ -103,13 +103,6 @@ def newton_dtype(device: torch.device) -> torch.dtype:
     return torch.float64 if device.type == "cuda" else torch.float32
 
 
-def hessian_dtype(device: torch.device) -> torch.dtype:
-    """The Newton finish's Hessian products (:func:`_newton_group`'s ``hdt``; they are factored in float64 either
-    way): :func:`newton_dtype`. The gradient alone sets the optimum a Newton step converges to, so a Hessian of
-    lower precision changes how fast the steps converge, not where."""
-    return newton_dtype(device)
-
-
 def site_group(sites: int, n: int, d: int, dtype: torch.dtype, device: torch.device | str) -> int:
     """Sites :func:`fit_logistic` solves together by default: on CPU as many as keep their ``n`` examples within
     ``CACHE_BYTES``, elsewhere all of them. A site's solution depends (in its last bits, and through when its
@@ -338,9 +331,9 @@ def _fit_logistic(x, y, lam, classes, max_iter, tol, precond_rows, matmul_dtype,
         if newton_steps:
             # Newton runs on float32 examples at least (its gradient must be exact for it to reach the optimum)
             x32 = xg.float() if standardizer is None else standardizer.select(sl)(x[sl])
-            ndt = newton_dtype(x.device)
-            hdt = hessian_dtype(x.device)
-            it += _newton_group(x32.to(ndt), y, lam, classes, newton_steps, newton_tol, hdt, weight[sl], bias[sl])
+            it += _newton_group(
+                x32.to(newton_dtype(x.device)), y, lam, classes, newton_steps, newton_tol, weight[sl], bias[sl]
+            )
         iters = max(iters, it)
     return LinearFit(rearrange(weight, "s p k d -> s p d k"), bias, iters)
 
@@ -525,17 +518,17 @@ def _objective(z: Tensor, y: Tensor, onehot: Tensor | None, lam_reg: Tensor, v: 
 
 
 def _newton_group(
-    x: Tensor, y: Tensor, lam: Tensor, classes: int, steps: int, tol: float, hdt: torch.dtype, w_io: Tensor,
-    b_io: Tensor,
-) -> int:  # fmt: skip
+    x: Tensor, y: Tensor, lam: Tensor, classes: int, steps: int, tol: float, w_io: Tensor, b_io: Tensor
+) -> int:
     """Newton steps from the weights in ``w_io`` (s, p, k, d) / ``b_io`` (s, p, k), updated in place, on float32 or
     float64 standardized ``x`` (s, n, d); returns the most steps any pair took.
 
     Pairs (site, problem) are flattened and each stops when its Newton decrement ``sqrt(g' H^-1 g)`` is below
     ``tol``; only the pairs still iterating are computed. The gradient is in ``x``'s dtype; the Hessian
     ``X'diag(w)X/n + lam`` (bias unpenalized; multiclass: its per-class diagonal blocks, a positive-definite
-    approximation) is formed with its products in ``hdt`` and factored in float64. A 1-D Newton line search on the
-    convex objective guards every step."""
+    approximation) is formed in ``x``'s dtype too (in float32 on CUDA it was no faster and left a ``path`` site 0.60
+    points off the reference: ``benchmarks/results/probe_parity_h200_hessian32.txt``) and factored in float64. A
+    1-D Newton line search on the convex objective guards every step."""
     s, n, d = x.shape
     p = y.shape[0]
     binary = classes == 2
@@ -573,9 +566,8 @@ def _newton_group(
                 r = pr - onehot
                 curv = pr * (1 - pr)
             g = torch.bmm(r, xp) / n + lr * vi  # (m, k, d + 1)
-            xh = xp.to(hdt)
-            xw = (xh[:, None] * curv.to(hdt)[..., None]).reshape(-1, n, d + 1)
-            hess = torch.bmm(xw.transpose(1, 2), xh if k == 1 else xh.repeat_interleave(k, 0))
+            xw = (xp[:, None] * curv[..., None]).reshape(-1, n, d + 1)
+            hess = torch.bmm(xw.transpose(1, 2), xp if k == 1 else xp.repeat_interleave(k, 0))
             hess = hess.reshape(-1, k, d + 1, d + 1).double() / n
             hess = 0.5 * (hess + hess.transpose(-1, -2))
             # the float32 products' rounding (~1e-6 of the diagonal) must not outweigh a weak lam: a floor under it

@@ -8,14 +8,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.probe_parity import capture_maze_wan, label_data, ours, sklearn_sites
-from probes import ProbeConfig
+from benchmarks.probe_parity import capture_maze_wan, label_data, ours, print_phases, sklearn_sites
+from probes import ProbeConfig, linear
 
 pytest.importorskip("sklearn")
 
 
 @pytest.mark.slow
-def test_defaults_match_scikit_learn_on_maze_wan(tmp_path):
+def test_defaults_match_scikit_learn_on_maze_wan(tmp_path, capsys):
     # 20 mazes: 4 test mazes x 64 tokens, so one test example is 0.39 points; 2 steps x 8 blocks = 16 sites
     path = capture_maze_wan(tmp_path / "maze-wan.h5", mazes=20, steps=2, seed=0, device="cpu")
     cfg = ProbeConfig(labels=["wall", "path"], control="none",
@@ -27,3 +27,14 @@ def test_defaults_match_scikit_learn_on_maze_wan(tmp_path):
         diff = 100 * np.abs(acc - ref_acc)
         assert diff.max() <= 0.5, (lab.name, diff.round(2).tolist())
         assert np.mean(pick == ref_pick) >= 0.95, (lab.name, pick.tolist(), ref_pick.tolist())
+
+        # --phases: the same fit with its phases timed; the solvers' own returns (CG iterations, Newton steps) are
+        # printed, and every patched function is restored afterwards
+        before = (linear.Standardizer.__call__, linear._fit_logistic_group, linear._newton_group)
+        capsys.readouterr()
+        print_phases(lab, ex, x, cfg, "cpu")
+        out = capsys.readouterr().out
+        cg = next(line for line in out.splitlines() if line.strip().startswith("CG "))
+        assert int(cg.split("returned [")[1].split("]")[0]) > 0
+        assert "Newton finish" in out and "standardize (apply)" in out and "preconditioner" in out
+        assert (linear.Standardizer.__call__, linear._fit_logistic_group, linear._newton_group) == before

@@ -4,6 +4,6 @@ run bench.txt python3 -m interp.cli bench --config wan1.3b --device cuda --steps
 # the same captures back to back with the bench's other samplings between them
 run profile_between.txt python3 -m benchmarks.capture_profile --config wan1.3b --device cuda --steps 10 --repeats 3 \
     --dtype float16 --between bare,trajectory,read
-# probes: the Newton finish's Hessian products in float32 beside the defaults
-run probe_parity.txt python3 -m benchmarks.probe_parity --device cuda --sklearn-jobs 16 --mazes 64 --hessian32 \
+# probes: where one fit's time goes, phase by phase
+run probe_parity.txt python3 -m benchmarks.probe_parity --device cuda --sklearn-jobs 16 --mazes 64 --phases \
     --no-before
