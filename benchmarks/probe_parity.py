@@ -35,6 +35,7 @@ import contextlib
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
 
@@ -75,15 +76,23 @@ def label_data(path: Path, labels: list[str], cfg: ProbeConfig) -> list[tuple]:
         reader.close()
 
 
+def device_sync(device: str) -> Callable[[], None]:
+    """What waits for ``device``'s queued work (nothing to wait for on the CPU)."""
+    return torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+
+
+def host_features(x: np.ndarray, device: str) -> torch.Tensor:
+    """The features in host memory as ``run_probes`` stacks them for ``device`` (``probes.run.stack_to``: pinned
+    for CUDA)."""
+    return torch.from_numpy(x).pin_memory() if torch.device(device).type == "cuda" else torch.from_numpy(x)
+
+
 def ours(lab, ex, x: np.ndarray, cfg: ProbeConfig, device: str, repeats: int) -> tuple[float, np.ndarray, np.ndarray]:
     """(median seconds, chosen strength index per site, test accuracy per site) of ``probe_chunk``."""
     te = ex.slice("test")
     w_one = torch.ones(1, te.stop - te.start)  # the point estimate only
-    cuda = torch.device(device).type == "cuda"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    # the features in host memory as run_probes stacks them (probes.run.stack_to: pinned for CUDA); their copy to
-    # the device is timed
-    xt = torch.from_numpy(x).pin_memory() if cuda else torch.from_numpy(x)
+    sync = device_sync(device)
+    xt = host_features(x, device)  # their copy to the device is timed
     probe_chunk(xt[:2].to(device), ex, lab, LOGISTIC_LAMBDAS, cfg, w_one, False)  # warm-up
     times = []
     for _ in range(repeats):
@@ -111,8 +120,9 @@ def print_profile(lab, ex, x: np.ndarray, cfg: ProbeConfig, device: str, rows: i
     print(prof.key_averages().table(sort_by=key, row_limit=rows))
 
 
-PHASES = (  # (module, attribute, name): the solver's phases, each timed between device synchronizations
-    (run_mod, "Standardizer", "standardize"),
+PHASES = (  # (owner, attribute, name): the solver's phases, each timed between device synchronizations
+    (linear.Standardizer, "fit", "standardize (fit)"),
+    (linear.Standardizer, "__call__", "standardize (apply)"),
     (linear._Preconditioner, "fit", "preconditioner (inside CG)"),
     (linear, "_fit_logistic_group", "CG"),
     (linear, "_newton_group", "Newton finish"),
@@ -126,9 +136,8 @@ def print_phases(lab, ex, x: np.ndarray, cfg: ProbeConfig, device: str) -> None:
     """One ``probe_chunk`` over every site with each of ``PHASES`` timed between device synchronizations (so the
     host's queueing ahead is lost, and the total is above the timed fits'): seconds, calls and what the solver
     phases return (CG iterations, Newton steps)."""
-    cuda = torch.device(device).type == "cuda"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    spent: dict[str, list] = {}
+    sync = device_sync(device)
+    spent: dict[str, list] = {}  # name -> [seconds, calls, the int returns]
 
     def timed(fn, name):
         def wrapper(*args, **kwargs):
@@ -146,21 +155,11 @@ def print_phases(lab, ex, x: np.ndarray, cfg: ProbeConfig, device: str) -> None:
         return wrapper
 
     w_one = torch.ones(1, len(ex.index("test")))
-    xt = torch.from_numpy(x).pin_memory() if cuda else torch.from_numpy(x)
+    xt = host_features(x, device)
     with contextlib.ExitStack() as stack:
         for owner, attr, name in PHASES:
-            fn = getattr(owner, attr)
-            if isinstance(owner, type) and isinstance(owner.__dict__[attr], classmethod):
-                fn = classmethod(timed(owner.__dict__[attr].__func__, name))
-            elif isinstance(fn, type):  # a class: time its calls (construction) and its __call__
-                cls = fn
-                stack.enter_context(mock.patch.object(cls, "__call__", timed(cls.__call__, f"{name} (apply)")))
-                stack.enter_context(
-                    mock.patch.object(cls, "fit", classmethod(timed(cls.fit.__func__, f"{name} (fit)")))
-                )
-                continue
-            else:
-                fn = timed(fn, name)
+            raw = vars(owner)[attr]
+            fn = classmethod(timed(raw.__func__, name)) if isinstance(raw, classmethod) else timed(raw, name)
             stack.enter_context(mock.patch.object(owner, attr, fn))
         sync()
         t0 = time.perf_counter()
@@ -293,8 +292,7 @@ def main(
                   + f", scikit-learn {1e3 * t_sk / s:7.1f} ms (max {sk_it} iterations; "
                   f"reference {1e3 * t_ref / s:.1f} ms, {ref_it} iterations)")  # fmt: skip
             print(f"  speed ratio scikit-learn / ours: {t_sk / t_after:.1f}x"
-                  + (f" (no Newton {t_sk / t_before:.1f}x)" if before else "")
-)  # fmt: skip
+                  + (f" (no Newton {t_sk / t_before:.1f}x)" if before else ""))  # fmt: skip
 
 
 if __name__ == "__main__":
