@@ -33,9 +33,13 @@ Every solve therefore ends with Newton steps (gradient and Hessian per (site, pr
 in float64 on CUDA (:func:`newton_dtype`), factored in float64, only unconverged pairs computed) to a decrement of
 ``NEWTON_TOL``: on the H200 run of ``benchmarks.probe_parity`` (64 mazes) every probe within 0.12 points of a tight
 float64 scikit-learn solve and the same strength at every site (``benchmarks/results/probe_parity_h200.txt``).
-On CUDA the CG phase reads its convergence every :data:`CHECK_EVERY` iterations. The price on CPU: the float32
-Hessians (~2.5 ms per pair at n = 1280, d = 224, one thread; ~2-7 per pair) make a site cost 66-87 ms instead of
-CG's 8-13 ms there; a GPU forms them in batched GEMMs. Measured by ``python -m benchmarks.probe_parity``
+Off the CPU the CG phase freezes converged pairs in place instead of compacting them away (:func:`masked_cg`), so
+its iteration has fixed shapes and runs as one CUDA graph, the host reading the convergence every
+:data:`CHECK_EVERY` iterations; on one H200 that took CG from 135 to ~40 ms for 160 sites (52 iterations). The
+Newton finish batches pairs by site (a site's examples are never copied per problem) and, on the CPU, keeps a
+pair's Hessian factor while its steps contract (:func:`reuse_hessians`). The price on CPU: the float32 Hessians
+(~2.5 ms per pair at n = 1280, d = 224, one thread; ~2-7 per pair) make a site cost tens of ms instead of CG's
+8-13 ms there; a GPU forms them in batched GEMMs. Measured by ``python -m benchmarks.probe_parity``
 (benchmarks/results/probe_parity_cpu.txt; at 64 mazes, against scikit-learn on float64 features:
 probe_parity_cpu64.txt). The fits run under :func:`full_float32` (no TF32): the Newton finish needs float32's full
 mantissa.
@@ -43,7 +47,7 @@ mantissa.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -408,6 +412,46 @@ class _Preconditioner:
         return _Preconditioner(basis=self.basis[si], basis_t=self.basis_t[si], inv=self.inv[ix])
 
 
+def masked_cg(device: torch.device) -> bool:
+    """How the CG phase drops converged (site, problem) pairs: on the CPU by compacting them away (its cost is the
+    arithmetic, which shrinks with the pairs), elsewhere by freezing them in place (a device's cost is the launches:
+    fixed shapes let the iteration run as one CUDA graph and skip every compaction's host round trip)."""
+    return device.type != "cpu"
+
+
+def _cg_gradient(v, z, r_dt, yb, onehot, xm, lam_reg, pre, n, d, k):
+    """Gradient ``g`` of the packed weights ``v``, its preconditioned ``h`` and ``g' h`` per pair."""
+    a = v.shape[1]
+    r = _residual(z, yb, onehot)
+    g = torch.empty_like(v)
+    g[..., :d] = _bmm(r.reshape(-1, a * k, n).to(r_dt), xm).reshape(-1, a, k, d)
+    torch.sum(r, -1, out=g[..., d])
+    g.mul_(1.0 / n).addcmul_(lam_reg, v)
+    h = pre(g)
+    return g, h, torch.linalg.vecdot(g, h).sum(-1)
+
+
+def _cg_move(g, h, prev, v, z, yb, onehot, xt, lam_reg, mdt, d, k, live=None):
+    """One Polak-Ribière+ step (restarted along ``-h`` when not a descent direction) with its line search; pairs
+    where ``live`` is False stay where they are. Returns the new ``v``, ``z`` and the direction."""
+    vdot = torch.linalg.vecdot
+    a, n = v.shape[1], z.shape[-1]
+    if prev is None:
+        dv = -h
+    else:
+        pg, pgh, pdv = prev
+        beta = (vdot(g - pg, h).sum(-1) / pgh.clamp_min(1e-30)).clamp_min_(0)
+        dv = torch.addcmul(-h, beta[..., None, None], pdv)
+        restart = vdot(g, dv).sum(-1) >= 0
+        dv = torch.where(restart[..., None, None], -h, dv)
+    dz = _bmm(dv[..., :d].to(mdt).reshape(-1, a * k, d), xt).reshape(-1, a, k, n).to(v.dtype) + dv[..., d, None]
+    ldv = lam_reg * dv
+    t = _line_search(z, dz, yb, onehot, vdot(ldv, v).sum(-1), vdot(ldv, dv).sum(-1))
+    if live is not None:
+        t = torch.where(live, t, torch.zeros_like(t))
+    return torch.addcmul(v, t[..., None, None], dv), torch.addcmul(z, t[..., None, None], dz), dv
+
+
 def _fit_logistic_group(
     x: Tensor, y: Tensor, lam: Tensor, classes: int, max_iter: int, tol: float, precond_rows: int | None,
     mdt: torch.dtype, w_out: Tensor, b_out: Tensor,
@@ -415,7 +459,8 @@ def _fit_logistic_group(
     """Preconditioned nonlinear CG for the sites of ``x``; writes ``w_out`` (s, p, k, d), ``b_out`` (s, p, k).
 
     Weights and bias are packed as ``v = [w, b]`` (last axis ``d + 1``), so every vector operation of an iteration
-    is one tensor op; only the two products with the examples see ``w`` and ``b`` apart."""
+    is one tensor op; only the two products with the examples see ``w`` and ``b`` apart. Converged pairs are
+    compacted away or frozen in place (:func:`masked_cg`)."""
     s, n, d = x.shape
     p = y.shape[0]
     binary = classes == 2
@@ -447,24 +492,20 @@ def _fit_logistic_group(
     else:
         v[..., d] = torch.nn.functional.one_hot(y.long(), classes).to(dt).mean(1).clamp_min(1e-4).log()
     z = v[..., d, None].expand(s, p, k, n).clone()
+    if masked_cg(dev):
+        it = _cg_frozen(v, z, yb, onehot, xm, xt, lam_reg, pre, mdt, max_iter, tol, n, d, k)
+        w_out.copy_(v[..., :d])
+        b_out.copy_(v[..., d])
+        return it
     # the pairs still iterating: rows are sites of this group, columns problems (as indices into the outputs)
     cur_s = torch.arange(s, device=dev)
     cur_p = torch.arange(p, device=dev)[None].expand(s, p)
-    vdot = torch.linalg.vecdot
     check = check_every(dev)
     prev = None
     it = 0
     for it in range(1, max_iter + 1):
         a = v.shape[1]
-        r = _residual(z, yb, onehot)
-        g = torch.empty_like(v)
-        g[..., :d] = _bmm(r.reshape(-1, a * k, n).to(mdt), xm).reshape(-1, a, k, d)
-        torch.sum(r, -1, out=g[..., d])
-        g.mul_(1.0 / n).addcmul_(lam_reg, v)
-        h = pre(g)
-        gh = vdot(g, h).sum(-1)
-        # reading `done` waits for the device: on CUDA only every CHECK_EVERY iterations (the host queues the
-        # iterations between while the device runs them; converged pairs take the steps in between too)
+        g, h, gh = _cg_gradient(v, z, mdt, yb, onehot, xm, lam_reg, pre, n, d, k)
         done = gh < tol * tol if it % check == 0 or it == max_iter else None
         if done is not None and done.any():
             if done.all():
@@ -487,34 +528,89 @@ def _fit_logistic_group(
                 cur_p = cur_p[si[:, None], pj]
                 if len(si) < len(cur_s):
                     cur_s, xm, xt = cur_s[si], xm[si], xt[si]
-                a = width
-        if prev is None:
-            dv = -h
-        else:  # Polak-Ribière+, restarted along -h when that is not a descent direction
-            pg, pgh, pdv = prev
-            beta = (vdot(g - pg, h).sum(-1) / pgh.clamp_min(1e-30)).clamp_min_(0)
-            dv = torch.addcmul(-h, beta[..., None, None], pdv)
-            restart = vdot(g, dv).sum(-1) >= 0
-            dv = torch.where(restart[..., None, None], -h, dv)
-        dz = _bmm(dv[..., :d].to(mdt).reshape(-1, a * k, d), xt).reshape(-1, a, k, n).to(dt) + dv[..., d, None]
-        ldv = lam_reg * dv
-        t = _line_search(z, dz, yb, onehot, vdot(ldv, v).sum(-1), vdot(ldv, dv).sum(-1))
-        v = torch.addcmul(v, t[..., None, None], dv)
-        z = torch.addcmul(z, t[..., None, None], dz)
+        v, z, dv = _cg_move(g, h, prev, v, z, yb, onehot, xt, lam_reg, mdt, d, k)
         prev = (g, gh, dv)
     w_out[cur_s[:, None], cur_p] = v[..., :d]
     b_out[cur_s[:, None], cur_p] = v[..., d]
     return it
 
 
+def _cg_frozen(v, z, yb, onehot, xm, xt, lam_reg, pre, mdt, max_iter, tol, n, d, k) -> int:
+    """The CG iterations with converged pairs frozen in place (``v`` and ``z`` updated in place): every iteration
+    has the same shapes, so on CUDA it is captured once as a CUDA graph and replayed, the host reading the
+    convergence only every :func:`check_every` iterations. Returns the iterations taken."""
+    tol2 = tol * tol
+    # the previous gradient, g'h and direction; an infinite g'h makes the first step plain -h, as every restart
+    pg, pdv = torch.zeros_like(v), torch.zeros_like(v)
+    pgh = torch.full(v.shape[:2], float("inf"), dtype=v.dtype, device=v.device)
+    done = torch.zeros(v.shape[:2], dtype=torch.bool, device=v.device)
+
+    def iteration() -> None:
+        g, h, gh = _cg_gradient(v, z, mdt, yb, onehot, xm, lam_reg, pre, n, d, k)
+        now = done | (gh < tol2)
+        v_new, z_new, dv = _cg_move(g, h, (pg, pgh, pdv), v, z, yb, onehot, xt, lam_reg, mdt, d, k, live=~now)
+        for dst, src in ((v, v_new), (z, z_new), (pg, g), (pgh, gh), (pdv, dv), (done, now)):
+            dst.copy_(src)
+
+    run = iteration
+    check = check_every(v.device)
+    it = 0
+    while it < max_iter:
+        if it == 1 and v.device.type == "cuda" and max_iter > 2:
+            run = _cuda_graph(iteration)  # runs this iteration itself, then captures it for the rest
+        else:
+            run()
+        it += 1
+        if (it % check == 0 or it == max_iter) and bool(done.all()):
+            break
+    return it
+
+
+def _cuda_graph(fn: Callable[[], None]) -> Callable[[], None]:
+    """Calls ``fn`` (which works in place on tensors that outlive it) once on a side stream, a real call that also
+    warms up what capturing cannot initialize (cuBLAS's workspace for that stream), then captures it there as a CUDA
+    graph: calling the result replays it. ``CUDAGraph.capture_begin`` rather than ``torch.cuda.graph``, whose entry
+    empties the device and pinned-host caches (the next allocations would pay for them again)."""
+    graph = torch.cuda.CUDAGraph()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+        graph.capture_begin(capture_error_mode="thread_local")
+        try:
+            fn()
+        finally:
+            graph.capture_end()
+    torch.cuda.current_stream().wait_stream(side)
+    return graph.replay
+
+
 def _objective(z: Tensor, y: Tensor, onehot: Tensor | None, lam_reg: Tensor, v: Tensor) -> Tensor:
-    """Training objective per pair in float64 from logits ``z`` (m, k, n), ``y`` (m, n), weights ``v``."""
+    """Training objective per pair in float64 from logits ``z`` (..., k, n), labels ``y`` (..., n) or ``onehot``
+    (..., k, n), weights ``v`` (..., k, d + 1) and their strengths ``lam_reg`` (..., 1, d + 1)."""
     zd = z.double()
     if onehot is None:
-        ce = torch.nn.functional.softplus(zd[:, 0]) - y.double() * zd[:, 0]
+        ce = torch.nn.functional.softplus(zd[..., 0, :]) - y.double() * zd[..., 0, :]
     else:
-        ce = torch.logsumexp(zd, 1) - (onehot.double() * zd).sum(1)
-    return ce.mean(-1) + 0.5 * (lam_reg.double() * v.double().square()).sum((1, 2))
+        ce = torch.logsumexp(zd, -2) - (onehot.double() * zd).sum(-2)
+    return ce.mean(-1) + 0.5 * (lam_reg.double() * v.double().square()).sum((-2, -1))
+
+
+def newton_budget(device: torch.device) -> int:
+    """Working set of one batch of Newton steps: ``NEWTON_BYTES`` on the CPU; on CUDA a quarter of the free device
+    memory (at least 16x ``NEWTON_BYTES``), so a GPU takes every site in one batch (fewer launches)."""
+    if device.type != "cuda":
+        return NEWTON_BYTES
+    return max(16 * NEWTON_BYTES, torch.cuda.mem_get_info(device)[0] // 4)
+
+
+def reuse_hessians(device: torch.device) -> bool:
+    """Whether the Newton finish keeps a pair's Hessian factor across steps (:func:`_newton_group`): on the CPU,
+    where forming the Hessians is most of a step's cost (a fit of 8 sites x 6 strengths at n = 2432, d = 224 on two
+    cores: ~0.4 s against ~0.6 s); not on CUDA, where the reused steps' extra pass per step costs more launches than
+    the batched GEMMs they save (one H200, maze-wan, 160 sites: the Newton phase 147 ms with reuse against 111 ms
+    without on ``wall``, 116 against 92 on ``path``: ``benchmarks/results/probe_variants_h200.txt``)."""
+    return device.type == "cpu"
 
 
 def _newton_group(
@@ -523,84 +619,145 @@ def _newton_group(
     """Newton steps from the weights in ``w_io`` (s, p, k, d) / ``b_io`` (s, p, k), updated in place, on float32 or
     float64 standardized ``x`` (s, n, d); returns the most steps any pair took.
 
-    Pairs (site, problem) are flattened and each stops when its Newton decrement ``sqrt(g' H^-1 g)`` is below
-    ``tol``; only the pairs still iterating are computed. The gradient is in ``x``'s dtype; the Hessian
+    Each (site, problem) pair stops when its Newton decrement ``sqrt(g' H^-1 g)`` is below ``tol``. The Hessian
     ``X'diag(w)X/n + lam`` (bias unpenalized; multiclass: its per-class diagonal blocks, a positive-definite
-    approximation) is formed in ``x``'s dtype too (in float32 on CUDA it was no faster and left a ``path`` site 0.60
-    points off the reference: ``benchmarks/results/probe_parity_h200_hessian32.txt``) and factored in float64. A
-    1-D Newton line search on the convex objective guards every step."""
+    approximation) is formed in ``x``'s dtype (in float32 on CUDA it was no faster and left a ``path`` site 0.60
+    points off the reference: ``benchmarks/results/probe_parity_h200_hessian32.txt``) and factored in float64; the
+    gradient is in ``x``'s dtype. Forming it is most of a step's cost, so a pair keeps its factor for the next steps
+    while they contract its decrement at least ``1 / REUSE_RATIO``-fold (a chord step: exact gradient, the earlier
+    curvature) and forms a fresh one otherwise, or after a reused step that failed. A 1-D Newton line search on the
+    convex objective guards every step.
+
+    Only the sites with a pair still iterating are computed, each step in two passes (the pairs forming a Hessian,
+    the pairs reusing theirs), in batches of sites (sorted by how many such problems each has) whose problems are
+    gathered live first and padded to the batch's widest, so a site's examples are never copied per problem and
+    every product is one batched GEMM per batch."""
     s, n, d = x.shape
     p = y.shape[0]
+    e = d + 1
     binary = classes == 2
     k = 1 if binary else classes
     dev, dt = x.device, x.dtype
-    v = torch.cat([w_io, b_io[..., None]], -1).reshape(s * p, k, d + 1).to(dt)
-    site = torch.arange(s, device=dev).repeat_interleave(p)
-    prob = torch.arange(p, device=dev).repeat(s)
-    reg = torch.ones(d + 1, dtype=dt, device=dev)
+    st = _NewtonState(
+        v=torch.cat([w_io, b_io[..., None]], -1).to(dt),  # (s, p, k, e)
+        active=torch.ones(s, p, dtype=torch.bool, device=dev),
+        fresh=torch.ones(s, p, dtype=torch.bool, device=dev),
+        last_dec=torch.full((s, p), float("inf"), dtype=dt, device=dev),
+        chol=torch.zeros(s, p, k, e, e, dtype=torch.float64, device=dev) if reuse_hessians(dev) else None,
+        chol_ok=torch.zeros(s, p, k, dtype=torch.bool, device=dev),
+    )
+    reg = torch.ones(e, dtype=dt, device=dev)
     reg[d] = 0.0
-    ones = torch.ones(s, n, 1, dtype=dt, device=dev)
-    xa = torch.cat([x, ones], -1)  # (s, n, d + 1): the bias as a constant feature
-    onehot_all = None if binary else torch.nn.functional.one_hot(y.long(), classes).to(dt)  # (p, n, k)
-    active = torch.arange(s * p, device=dev)
-    budget = NEWTON_BYTES * (1 if dev.type == "cpu" else 16)  # a GPU takes bigger batches (fewer launches)
-    per = max(1, budget // (3 * n * (d + 1) * x.element_size() * k))
+    xa = torch.cat([x, torch.ones(s, n, 1, dtype=dt, device=dev)], -1)  # (s, n, e): the bias as a constant feature
+    yd = y.to(dt)
+    lam_d = lam.to(dt)
+    onehot_all = None if binary else torch.nn.functional.one_hot(y.long(), classes).to(dt).transpose(1, 2)  # (p,k,n)
+    budget = newton_budget(dev)
     taken = 0
     for step in range(1, steps + 1):
-        still = []
-        for c0 in range(0, len(active), per):
-            idx = active[c0 : c0 + per]
-            xp = xa[site[idx]]  # (m, n, d + 1)
-            yp = y[prob[idx]].to(dt)  # (m, n)
-            lr = lam.to(dt)[prob[idx], None, None] * reg  # (m, 1, d + 1)
-            vi = v[idx]  # (m, k, d + 1)
-            z = torch.bmm(vi, xp.transpose(1, 2))  # (m, k, n)
-            if binary:
-                pr = torch.sigmoid(z)
-                r = pr - yp[:, None]
-                curv = pr * (1 - pr)
-                onehot = None
-            else:
-                pr = torch.softmax(z, 1)
-                onehot = onehot_all[prob[idx]].transpose(1, 2)  # (m, k, n)
-                r = pr - onehot
-                curv = pr * (1 - pr)
-            g = torch.bmm(r, xp) / n + lr * vi  # (m, k, d + 1)
-            xw = (xp[:, None] * curv[..., None]).reshape(-1, n, d + 1)
-            hess = torch.bmm(xw.transpose(1, 2), xp if k == 1 else xp.repeat_interleave(k, 0))
-            hess = hess.reshape(-1, k, d + 1, d + 1).double() / n
-            hess = 0.5 * (hess + hess.transpose(-1, -2))
-            # the float32 products' rounding (~1e-6 of the diagonal) must not outweigh a weak lam: a floor under it
-            floor = 1e-6 * torch.diagonal(hess, dim1=-2, dim2=-1).mean(-1, keepdim=True)
-            hess = hess + torch.diag_embed(torch.maximum(lr.double().expand(-1, k, -1), floor))
-            chol, info = torch.linalg.cholesky_ex(hess)
-            dv = -torch.cholesky_solve(g.double()[..., None], chol)[..., 0]
-            dv = torch.where((info != 0)[..., None], -g.double(), dv).to(dt)  # not positive definite: gradient
-            dec = (-(g * dv).sum((1, 2))).clamp_min(0).sqrt()
-            go = (dec >= tol) & torch.isfinite(dec)
-            if not bool(go.any()):
-                continue
-            dz = torch.bmm(dv, xp.transpose(1, 2))  # (m, k, n)
-            ldv = lr * dv
-            t = _line_search(z[:, None], dz[:, None], yp[:, None], None if onehot is None else onehot[:, None],
-                             (ldv * vi).sum((1, 2))[:, None], (ldv * dv).sum((1, 2))[:, None])[:, 0]  # fmt: skip
-            t = t.clamp(max=2.0)  # near the optimum the Newton step is ~1; a longer step only follows a stale curvature
-            vt = torch.addcmul(vi, t[:, None, None], dv)
-            # a step must lower the objective (it can fail where float32 curvature is lost): else the pair stops
-            f0 = _objective(z, yp, onehot, lr, vi)
-            f1 = _objective(torch.addcmul(z, t[:, None, None], dz), yp, onehot, lr, vt)
-            go &= torch.isfinite(t) & (f1 <= f0)
-            t = torch.where(go, t, torch.zeros_like(t))
-            v[idx] = torch.where(go[:, None, None], vt, vi)
-            # Newton converges quadratically: after a near-full step from a decrement d the next is ~d^2, so a pair
-            # whose near-full step started below 0.3 sqrt(tol) is done without forming another Hessian to confirm it
-            last = (dec < 0.3 * tol**0.5) & ((t - 1).abs() < 0.1)
-            still.append(idx[go & ~last])
-        taken = step
-        active = torch.cat(still) if still else active[:0]
-        if not len(active):
+        passes = torch.stack([(st.active & st.fresh).sum(1), (st.active & ~st.fresh).sum(1)])  # (2, s)
+        order = torch.argsort(passes, dim=1, descending=True, stable=True)
+        counts = torch.gather(passes, 1, order).tolist()  # the one read of the device per step
+        if not any(counts[0]) and not any(counts[1]):
             break
-    v = v.reshape(s, p, k, d + 1)
-    w_io.copy_(v[..., :d])
-    b_io.copy_(v[..., d])
+        taken = step
+        for form, ordered, cnt in ((True, order[0], counts[0]), (False, order[1], counts[1])):
+            live = sum(c > 0 for c in cnt)
+            c0 = 0
+            while c0 < live:
+                width = cnt[c0]
+                per_pair = (3 * k if form else 1) * e * n * x.element_size()  # the weighted copy, when forming
+                c = max(1, min(live - c0, budget // (width * per_pair + 3 * e * n * x.element_size())))
+                si = ordered[c0 : c0 + c]
+                c0 += c
+                mine = st.active[si] & (st.fresh[si] if form else ~st.fresh[si])  # this pass's pairs
+                pj = torch.argsort((~mine).to(torch.int8), dim=1, stable=True)[:, :width]  # them first
+                oh = None if onehot_all is None else onehot_all[pj]
+                _newton_step(xa[si], yd[pj], oh, lam_d[pj][..., None, None] * reg, st, (si[:, None], pj), form, tol)
+    w_io.copy_(st.v[..., :d])
+    b_io.copy_(st.v[..., d])
     return taken
+
+
+REUSE_RATIO = 4.0  # a pair keeps its Hessian's factor while each step divides its Newton decrement by at least this
+
+
+@dataclass
+class _NewtonState:
+    """Per (site, problem) pair of one Newton finish, all updated in place by :func:`_newton_step`."""
+
+    v: Tensor  # (s, p, k, e) packed weights and bias
+    active: Tensor  # (s, p) still iterating
+    fresh: Tensor  # (s, p) its next step forms a Hessian (else it reuses ``chol``)
+    last_dec: Tensor  # (s, p) the decrement its last step started from
+    chol: Tensor | None  # (s, p, k, e, e) the Cholesky factor of its last Hessian (float64); None: not kept
+    chol_ok: Tensor  # (s, p, k) that Hessian was positive definite
+
+
+def _newton_step(xs, yp, onehot, lr, st: _NewtonState, ix, form: bool, tol: float) -> None:
+    """One guarded Newton step for the pairs ``ix`` (site rows, problem columns) of ``st`` whose Hessian is formed
+    (``form``) or reused: ``xs`` (c, n, e) the batch's examples, ``yp`` (c, w, n) its labels, ``onehot`` (c, w, k,
+    n) or None (binary), ``lr`` (c, w, 1, e) the per-coordinate strengths. Columns that are not this pass's pairs
+    (padding) are computed and left as they were."""
+    c, w, n = yp.shape
+    e = xs.shape[-1]
+    k = st.v.shape[2]
+    vi = st.v[ix]  # (c, w, k, e)
+    ok = st.active[ix] & (st.fresh[ix] if form else ~st.fresh[ix])
+    xst = xs.transpose(1, 2)
+    z = torch.bmm(vi.reshape(c, w * k, e), xst).reshape(c, w, k, n)
+    if onehot is None:
+        pr = torch.sigmoid(z)
+        r = pr - yp[:, :, None]
+    else:
+        pr = torch.softmax(z, 2)
+        r = pr - onehot
+    g = torch.bmm(r.reshape(c, w * k, n), xs).reshape(c, w, k, e) / n + lr * vi
+    if form:
+        curv = pr * (1 - pr) / n
+        xw = xst[:, None, None] * curv[..., None, :]  # (c, w, k, e, n): the examples weighted by each pair's curvature
+        hess = torch.bmm(xw.reshape(c, w * k * e, n), xs).reshape(c, w, k, e, e).double()
+        # cholesky reads the lower triangle only: no symmetrizing. The float32 products' rounding (~1e-6 of the
+        # diagonal) must not outweigh a weak lam: a floor under it
+        diag = torch.diagonal(hess, dim1=-2, dim2=-1)
+        floor = 1e-6 * diag.mean(-1, keepdim=True)
+        diag.add_(torch.maximum(lr.double().expand(-1, -1, k, -1), floor))
+        chol, info = torch.linalg.cholesky_ex(hess)
+        pd = info == 0  # (c, w, k)
+        if st.chol is not None:
+            keep = ok[..., None]
+            st.chol[ix] = torch.where(keep[..., None, None], chol, st.chol[ix])
+            st.chol_ok[ix] = torch.where(keep, pd, st.chol_ok[ix])
+    else:
+        chol, pd = st.chol[ix], st.chol_ok[ix]
+    # two triangular solves, not cholesky_solve: on CUDA that one waits for the device (the host stops queueing)
+    lo = torch.linalg.solve_triangular(chol, g.double()[..., None], upper=False)
+    dv = -torch.linalg.solve_triangular(chol.mT, lo, upper=True)[..., 0]
+    dv = torch.where(pd[..., None], dv, -g.double()).to(g.dtype)  # not positive definite: the gradient
+    dec = (-(g * dv).sum((2, 3))).clamp_min(0).sqrt()  # (c, w)
+    conv = dec < tol
+    go = ok & ~conv & torch.isfinite(dec)
+    dz = torch.bmm(dv.reshape(c, w * k, e), xst).reshape(c, w, k, n)
+    ldv = lr * dv
+    t = _line_search(z, dz, yp, onehot, (ldv * vi).sum((2, 3)), (ldv * dv).sum((2, 3)))
+    t = t.clamp(max=2.0)  # near the optimum the Newton step is ~1; a longer step only follows a stale curvature
+    vt = torch.addcmul(vi, t[..., None, None], dv)
+    # a step must lower the objective (it can fail where float32 curvature is lost, or a reused one be too stale),
+    # to within the rounding of the logits it is computed from (near the optimum a step gains less than that)
+    f0 = _objective(z, yp, onehot, lr, vi)
+    f1 = _objective(torch.addcmul(z, t[..., None, None], dz), yp, onehot, lr, vt)
+    go &= torch.isfinite(t) & (f1 <= f0 + 4 * torch.finfo(z.dtype).eps * f0.abs())
+    st.v[ix] = torch.where(go[..., None, None], vt, vi)
+    full = (t - 1).abs() < 0.1
+    # when the next decrement is below tol without computing it: after a fresh full step Newton's quadratic
+    # convergence (from d the next is ~d^2: done below 0.3 sqrt(tol)); after a reused one its linear rate so far
+    if form:
+        done = (dec < 0.3 * tol**0.5) & full
+    else:
+        done = (dec * dec < tol * st.last_dec[ix]) & full
+    failed = ok & ~conv & ~go  # a fresh step that fails stops the pair; a reused one forms a fresh Hessian next
+    st.active[ix] = torch.where(ok, go & ~done | (failed & (not form)), st.active[ix])
+    contracts = dec * REUSE_RATIO <= st.last_dec[ix]
+    reuse = full & torch.all(pd, -1) & (torch.full_like(go, st.chol is not None) if form else contracts)
+    st.fresh[ix] = torch.where(ok, ~(go & reuse), st.fresh[ix])
+    st.last_dec[ix] = torch.where(ok, dec, st.last_dec[ix])

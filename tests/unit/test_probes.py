@@ -572,8 +572,75 @@ def test_float64_newton_finish_reaches_the_float64_optimum(monkeypatch):
                 got = got if c == 2 else got - got.mean(1, keepdims=True)
                 err[dt, c, j] = np.abs(got - want).max() / np.abs(want).max()
     # float32 features limit both to ~1e-8..1e-7 of the float64 optimum; the float32 gradient adds its own rounding
-    # (binary: 1.2e-7 and 2.5e-7 against 4e-8 and 3e-8 in float64); 3-class at weak lam stops at the step cap
-    for c in (2, 3):
-        for j in range(2):
-            assert err[torch.float64, c, j] <= err[torch.float32, c, j], err
+    # (binary: 1.2e-7 and 2.5e-7 against 4e-8 and 3e-8 in float64). 3-class at the weak lam stops at the step cap in
+    # both dtypes (~5e-6 to 1e-5 off, which of the two is closer is the rounding's draw): only bounded there
+    for c, j in ((2, 0), (2, 1), (3, 1)):
+        assert err[torch.float64, c, j] <= err[torch.float32, c, j], err
+    assert err[torch.float64, 3, 1] < 1e-6 and max(err[dt, 3, 0] for dt in (torch.float32, torch.float64)) < 2e-5, err
     assert all(err[torch.float64, 2, j] < 6e-8 for j in range(2)) and err[torch.float32, 2, 1] > 1.5e-7, err
+
+
+def test_frozen_cg_and_site_batched_newton_solve_like_compaction(monkeypatch):
+    """The device path, forced on the CPU: CG with converged pairs frozen in place instead of compacted away
+    (every pair ends below the tolerance, and the loop stops at a convergence check), and Newton batches of any
+    size (one site each, or every site, padded to the widest), with Hessians reused across steps or formed at every
+    step, end at the compacting path's optimum, binary and 3-class, with the strengths converging at different
+    iterations."""
+    from probes import linear as lin
+
+    rng = np.random.default_rng(17)
+    s, n, d = 4, 600, 12
+    x = rng.standard_normal((s, n, d)).astype(np.float32) * np.linspace(0.2, 3, d).astype(np.float32)
+    y = (x[0] @ rng.standard_normal(d) + rng.standard_normal(n) > 0).astype(np.int64)
+    y3 = rng.integers(0, 3, n)
+    xt = torch.from_numpy(x)
+    xs = lin.Standardizer.fit(xt)(xt)
+    lam = torch.tensor([1e-4, 1e-2, 1.0])
+    seen = []
+    grad = lin._cg_gradient
+
+    def spy(*a, **k):
+        out = grad(*a, **k)
+        seen.append(out[2])
+        return out
+
+    move, frozen_moves = lin._cg_move, []
+
+    def still(g, h, prev, v, z, *a, live=None):
+        out = move(g, h, prev, v, z, *a, live=live)
+        if live is not None and not bool(live.all()):  # a frozen pair's weights and logits do not move
+            frozen_moves.append(bool((out[0][~live] == v[~live]).all() and (out[1][~live] == z[~live]).all()))
+        return out
+
+    monkeypatch.setattr(lin, "_cg_move", still)
+    monkeypatch.setattr(lin, "check_every", lambda dev: lin.CHECK_EVERY)
+    fits = {}
+    for frozen, budget in ((False, None), (True, 1), (True, 1 << 40)):
+        monkeypatch.setattr(lin, "masked_cg", lambda dev, f=frozen: f)
+        if budget is not None:  # one site per batch, reusing Hessians (the CPU's); every site, fresh ones (CUDA's)
+            monkeypatch.setattr(lin, "newton_budget", lambda dev, b=budget: b)
+            monkeypatch.setattr(lin, "reuse_hessians", lambda dev, b=budget: b == 1)
+        for lab, c in ((y, 2), (y3, 3)):
+            yy = torch.from_numpy(lab).repeat(3, 1)
+            seen.clear()
+            monkeypatch.setattr(lin, "_cg_gradient", spy)
+            cg = lin.fit_logistic(xs, yy, lam, c, tol=1e-3, newton_steps=0, matmul_dtype=torch.float32)
+            monkeypatch.setattr(lin, "_cg_gradient", grad)
+            if frozen:
+                assert seen[-1].shape == (s, 3) and bool((seen[-1].sqrt() < 1e-3).all())  # every pair converged
+                assert cg.iterations % lin.CHECK_EVERY == 0
+                first = next(i for i, gh in enumerate(seen) if bool((gh.sqrt() < 1e-3).any()))
+                assert first < len(seen) - 1  # some pair froze while others went on
+            fits[frozen, budget, c] = lin.fit_logistic(xs, yy, lam, c, matmul_dtype=torch.float32)
+    assert frozen_moves and all(frozen_moves)
+    # binary: one optimum to what the Newton decrement's tolerance leaves at the weakest strength (near-separable
+    # site 0, weights ~5); 3-class: the block-diagonal Hessian's Newton steps stop within 1e-3 (as against
+    # scikit-learn in test_sparse_convergence_checks_solve_like_every_iteration), the bias up to a shift
+    for c, tol in ((2, 1e-4), (3, 1e-3)):
+        ref = fits[False, None, c]
+        for key in ((True, 1), (True, 1 << 40)):
+            got = fits[(*key, c)]
+            scale = max(1.0, float(ref.weight.abs().max()))
+            torch.testing.assert_close(got.weight, ref.weight, rtol=0, atol=tol * scale)
+            centred = [b.bias - b.bias.mean(-1, keepdim=True) for b in (got, ref)]
+            torch.testing.assert_close(*centred, rtol=0, atol=tol * scale)
