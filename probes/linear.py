@@ -102,8 +102,8 @@ def newton_dtype(device: torch.device) -> torch.dtype:
     """The Newton finish's examples, gradients and Hessians: float64 on CUDA (a GPU's float64 GEMMs are fast, and a
     float32 gradient leaves near-chance sites' weights a few test examples off a float64 reference: 0.60 points at
     one maze-wan ``path`` site in float32, ``benchmarks/results/probe_parity_h200_float32_newton.txt``, 0.12 in
-    float64, ``probe_parity_h200.txt``), float32 on the CPU (float64 GEMMs there cost twice as much, and its float32
-    solves are within 0.12 points, ``probe_parity_cpu64_newton_tol.txt``)."""
+    float64, ``probe_parity_h200_float64_newton.txt``), float32 on the CPU (float64 GEMMs there cost twice as much,
+    and its float32 solves are within 0.12 points, ``probe_parity_cpu64_newton_tol.txt``)."""
     return torch.float64 if device.type == "cuda" else torch.float32
 
 
