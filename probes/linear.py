@@ -33,16 +33,15 @@ Every solve therefore ends with Newton steps (gradient and Hessian per (site, pr
 in float64 on CUDA (:func:`newton_dtype`), factored in float64, only unconverged pairs computed) to a decrement of
 ``NEWTON_TOL``: on the H200 run of ``benchmarks.probe_parity`` (64 mazes) every probe within 0.12 points of a tight
 float64 scikit-learn solve and the same strength at every site (``benchmarks/results/probe_parity_h200.txt``).
-Off the CPU the CG phase freezes converged pairs in place instead of compacting them away (:func:`masked_cg`), so
-its iteration has fixed shapes and runs as one CUDA graph, the host reading the convergence every
-:data:`CHECK_EVERY` iterations; on one H200 that took CG from 135 to ~40 ms for 160 sites (52 iterations). The
-Newton finish batches pairs by site (a site's examples are never copied per problem) and, on the CPU, keeps a
-pair's Hessian factor while its steps contract (:func:`reuse_hessians`). The price on CPU: the float32 Hessians
-(~2.5 ms per pair at n = 1280, d = 224, one thread; ~2-7 per pair) make a site cost tens of ms instead of CG's
-8-13 ms there; a GPU forms them in batched GEMMs. Measured by ``python -m benchmarks.probe_parity``
-(benchmarks/results/probe_parity_cpu.txt; at 64 mazes, against scikit-learn on float64 features:
-probe_parity_cpu64.txt). The fits run under :func:`full_float32` (no TF32): the Newton finish needs float32's full
-mantissa.
+Off the CPU the CG phase keeps converged pairs iterating instead of compacting them away
+(:func:`fixed_shape_cg`), so its iteration has fixed shapes and runs as one CUDA graph, the host reading the
+convergence every :data:`CHECK_EVERY` iterations; on one H200 that took CG from 135 to ~40 ms for 160 sites (52
+iterations). The Newton finish batches pairs by site (a site's examples are never copied per problem). The price on
+CPU: the float32 Hessians (~2.5 ms per pair at n = 1280, d = 224, one thread; ~2-7 per pair) make a site cost tens
+of ms instead of CG's 8-13 ms there; a GPU forms them in batched GEMMs. Measured by
+``python -m benchmarks.probe_parity`` (benchmarks/results/probe_parity_cpu.txt; at 64 mazes, against scikit-learn
+on float64 features: probe_parity_cpu64.txt). The fits run under :func:`full_float32` (no TF32): the Newton finish
+needs float32's full mantissa.
 """
 
 from __future__ import annotations
@@ -412,10 +411,12 @@ class _Preconditioner:
         return _Preconditioner(basis=self.basis[si], basis_t=self.basis_t[si], inv=self.inv[ix])
 
 
-def masked_cg(device: torch.device) -> bool:
-    """How the CG phase drops converged (site, problem) pairs: on the CPU by compacting them away (its cost is the
-    arithmetic, which shrinks with the pairs), elsewhere by freezing them in place (a device's cost is the launches:
-    fixed shapes let the iteration run as one CUDA graph and skip every compaction's host round trip)."""
+def fixed_shape_cg(device: torch.device) -> bool:
+    """How the CG phase treats converged (site, problem) pairs: on the CPU it compacts them away (its cost is the
+    arithmetic, which shrinks with the pairs); elsewhere every pair keeps iterating until all have converged (a
+    device's cost is the launches: fixed shapes let the iteration run as one CUDA graph and skip every compaction's
+    host round trip, and a converged pair then costs nothing extra while it moves closer to its optimum, so the
+    Newton finish starts nearer)."""
     return device.type != "cpu"
 
 
@@ -431,9 +432,9 @@ def _cg_gradient(v, z, r_dt, yb, onehot, xm, lam_reg, pre, n, d, k):
     return g, h, torch.linalg.vecdot(g, h).sum(-1)
 
 
-def _cg_move(g, h, prev, v, z, yb, onehot, xt, lam_reg, mdt, d, k, live=None):
-    """One Polak-Ribière+ step (restarted along ``-h`` when not a descent direction) with its line search; pairs
-    where ``live`` is False stay where they are. Returns the new ``v``, ``z`` and the direction."""
+def _cg_move(g, h, prev, v, z, yb, onehot, xt, lam_reg, mdt, d, k):
+    """One Polak-Ribière+ step (restarted along ``-h`` when not a descent direction) with its line search. Returns
+    the new ``v``, ``z`` and the direction."""
     vdot = torch.linalg.vecdot
     a, n = v.shape[1], z.shape[-1]
     if prev is None:
@@ -447,8 +448,6 @@ def _cg_move(g, h, prev, v, z, yb, onehot, xt, lam_reg, mdt, d, k, live=None):
     dz = _bmm(dv[..., :d].to(mdt).reshape(-1, a * k, d), xt).reshape(-1, a, k, n).to(v.dtype) + dv[..., d, None]
     ldv = lam_reg * dv
     t = _line_search(z, dz, yb, onehot, vdot(ldv, v).sum(-1), vdot(ldv, dv).sum(-1))
-    if live is not None:
-        t = torch.where(live, t, torch.zeros_like(t))
     return torch.addcmul(v, t[..., None, None], dv), torch.addcmul(z, t[..., None, None], dz), dv
 
 
@@ -460,7 +459,7 @@ def _fit_logistic_group(
 
     Weights and bias are packed as ``v = [w, b]`` (last axis ``d + 1``), so every vector operation of an iteration
     is one tensor op; only the two products with the examples see ``w`` and ``b`` apart. Converged pairs are
-    compacted away or frozen in place (:func:`masked_cg`)."""
+    compacted away or go on iterating at fixed shapes (:func:`fixed_shape_cg`)."""
     s, n, d = x.shape
     p = y.shape[0]
     binary = classes == 2
@@ -492,8 +491,8 @@ def _fit_logistic_group(
     else:
         v[..., d] = torch.nn.functional.one_hot(y.long(), classes).to(dt).mean(1).clamp_min(1e-4).log()
     z = v[..., d, None].expand(s, p, k, n).clone()
-    if masked_cg(dev):
-        it = _cg_frozen(v, z, yb, onehot, xm, xt, lam_reg, pre, mdt, max_iter, tol, n, d, k)
+    if fixed_shape_cg(dev):
+        it = _cg_fixed(v, z, yb, onehot, xm, xt, lam_reg, pre, mdt, max_iter, tol, n, d, k)
         w_out.copy_(v[..., :d])
         b_out.copy_(v[..., d])
         return it
@@ -535,10 +534,10 @@ def _fit_logistic_group(
     return it
 
 
-def _cg_frozen(v, z, yb, onehot, xm, xt, lam_reg, pre, mdt, max_iter, tol, n, d, k) -> int:
-    """The CG iterations with converged pairs frozen in place (``v`` and ``z`` updated in place): every iteration
-    has the same shapes, so on CUDA it is captured once as a CUDA graph and replayed, the host reading the
-    convergence only every :func:`check_every` iterations. Returns the iterations taken."""
+def _cg_fixed(v, z, yb, onehot, xm, xt, lam_reg, pre, mdt, max_iter, tol, n, d, k) -> int:
+    """The CG iterations at fixed shapes (``v`` and ``z`` updated in place), every pair iterating until each has
+    been below ``tol`` once: on CUDA the iteration is captured once as a CUDA graph and replayed, the host reading
+    the convergence only every :func:`check_every` iterations. Returns the iterations taken."""
     tol2 = tol * tol
     # the previous gradient, g'h and direction; an infinite g'h makes the first step plain -h, as every restart
     pg, pdv = torch.zeros_like(v), torch.zeros_like(v)
@@ -548,7 +547,7 @@ def _cg_frozen(v, z, yb, onehot, xm, xt, lam_reg, pre, mdt, max_iter, tol, n, d,
     def iteration() -> None:
         g, h, gh = _cg_gradient(v, z, mdt, yb, onehot, xm, lam_reg, pre, n, d, k)
         now = done | (gh < tol2)
-        v_new, z_new, dv = _cg_move(g, h, (pg, pgh, pdv), v, z, yb, onehot, xt, lam_reg, mdt, d, k, live=~now)
+        v_new, z_new, dv = _cg_move(g, h, (pg, pgh, pdv), v, z, yb, onehot, xt, lam_reg, mdt, d, k)
         for dst, src in ((v, v_new), (z, z_new), (pg, g), (pgh, gh), (pdv, dv), (done, now)):
             dst.copy_(src)
 
@@ -604,107 +603,72 @@ def newton_budget(device: torch.device) -> int:
     return max(16 * NEWTON_BYTES, torch.cuda.mem_get_info(device)[0] // 4)
 
 
-def reuse_hessians(device: torch.device) -> bool:
-    """Whether the Newton finish keeps a pair's Hessian factor across steps (:func:`_newton_group`): on the CPU,
-    where forming the Hessians is most of a step's cost (a fit of 8 sites x 6 strengths at n = 2432, d = 224 on two
-    cores: ~0.4 s against ~0.6 s); not on CUDA, where the reused steps' extra pass per step costs more launches than
-    the batched GEMMs they save (one H200, maze-wan, 160 sites: the Newton phase 147 ms with reuse against 111 ms
-    without on ``wall``, 116 against 92 on ``path``: ``benchmarks/results/probe_variants_h200.txt``)."""
-    return device.type == "cpu"
-
-
 def _newton_group(
     x: Tensor, y: Tensor, lam: Tensor, classes: int, steps: int, tol: float, w_io: Tensor, b_io: Tensor
 ) -> int:
     """Newton steps from the weights in ``w_io`` (s, p, k, d) / ``b_io`` (s, p, k), updated in place, on float32 or
     float64 standardized ``x`` (s, n, d); returns the most steps any pair took.
 
-    Each (site, problem) pair stops when its Newton decrement ``sqrt(g' H^-1 g)`` is below ``tol``. The Hessian
-    ``X'diag(w)X/n + lam`` (bias unpenalized; multiclass: its per-class diagonal blocks, a positive-definite
-    approximation) is formed in ``x``'s dtype (in float32 on CUDA it was no faster and left a ``path`` site 0.60
-    points off the reference: ``benchmarks/results/probe_parity_h200_hessian32.txt``) and factored in float64; the
-    gradient is in ``x``'s dtype. Forming it is most of a step's cost, so a pair keeps its factor for the next steps
-    while they contract its decrement at least ``1 / REUSE_RATIO``-fold (a chord step: exact gradient, the earlier
-    curvature) and forms a fresh one otherwise, or after a reused step that failed. A 1-D Newton line search on the
-    convex objective guards every step.
+    Each (site, problem) pair stops when its Newton decrement ``sqrt(g' H^-1 g)`` is below ``tol``. The gradient is
+    in ``x``'s dtype; the Hessian ``X'diag(w)X/n + lam`` (bias unpenalized; multiclass: its per-class diagonal
+    blocks, a positive-definite approximation) is formed in ``x``'s dtype too (in float32 on CUDA it was no faster
+    and left a ``path`` site 0.60 points off the reference: ``benchmarks/results/probe_parity_h200_hessian32.txt``)
+    and factored in float64. A 1-D Newton line search on the convex objective guards every step.
 
-    Only the sites with a pair still iterating are computed, each step in two passes (the pairs forming a Hessian,
-    the pairs reusing theirs), in batches of sites (sorted by how many such problems each has) whose problems are
-    gathered live first and padded to the batch's widest, so a site's examples are never copied per problem and
-    every product is one batched GEMM per batch."""
+    Only the sites with a pair still iterating are computed, in batches of sites (sorted by how many problems each
+    still has) whose problems are gathered live first and padded to the batch's widest, so a site's examples are
+    never copied per problem and every product is one batched GEMM per batch."""
     s, n, d = x.shape
     p = y.shape[0]
     e = d + 1
     binary = classes == 2
     k = 1 if binary else classes
     dev, dt = x.device, x.dtype
-    st = _NewtonState(
-        v=torch.cat([w_io, b_io[..., None]], -1).to(dt),  # (s, p, k, e)
-        active=torch.ones(s, p, dtype=torch.bool, device=dev),
-        fresh=torch.ones(s, p, dtype=torch.bool, device=dev),
-        last_dec=torch.full((s, p), float("inf"), dtype=dt, device=dev),
-        chol=torch.zeros(s, p, k, e, e, dtype=torch.float64, device=dev) if reuse_hessians(dev) else None,
-        chol_ok=torch.zeros(s, p, k, dtype=torch.bool, device=dev),
-    )
+    v = torch.cat([w_io, b_io[..., None]], -1).to(dt)  # (s, p, k, e)
+    active = torch.ones(s, p, dtype=torch.bool, device=dev)
     reg = torch.ones(e, dtype=dt, device=dev)
     reg[d] = 0.0
     xa = torch.cat([x, torch.ones(s, n, 1, dtype=dt, device=dev)], -1)  # (s, n, e): the bias as a constant feature
+    xat = xa.transpose(1, 2).contiguous()  # (s, e, n): every product then reads contiguous rows
     yd = y.to(dt)
     lam_d = lam.to(dt)
     onehot_all = None if binary else torch.nn.functional.one_hot(y.long(), classes).to(dt).transpose(1, 2)  # (p,k,n)
     budget = newton_budget(dev)
+    per_pair = 3 * k * e * n * x.element_size()  # the curvature-weighted copy of the examples and its neighbours
     taken = 0
     for step in range(1, steps + 1):
-        passes = torch.stack([(st.active & st.fresh).sum(1), (st.active & ~st.fresh).sum(1)])  # (2, s)
-        order = torch.argsort(passes, dim=1, descending=True, stable=True)
-        counts = torch.gather(passes, 1, order).tolist()  # the one read of the device per step
-        if not any(counts[0]) and not any(counts[1]):
+        count = active.sum(1)
+        order = torch.argsort(count, descending=True, stable=True)
+        counts = count[order].tolist()  # the one read of the device per step
+        live = sum(c > 0 for c in counts)
+        if not live:
             break
         taken = step
-        for form, ordered, cnt in ((True, order[0], counts[0]), (False, order[1], counts[1])):
-            live = sum(c > 0 for c in cnt)
-            c0 = 0
-            while c0 < live:
-                width = cnt[c0]
-                per_pair = (3 * k if form else 1) * e * n * x.element_size()  # the weighted copy, when forming
-                c = max(1, min(live - c0, budget // (width * per_pair + 3 * e * n * x.element_size())))
-                si = ordered[c0 : c0 + c]
-                c0 += c
-                mine = st.active[si] & (st.fresh[si] if form else ~st.fresh[si])  # this pass's pairs
-                pj = torch.argsort((~mine).to(torch.int8), dim=1, stable=True)[:, :width]  # them first
-                oh = None if onehot_all is None else onehot_all[pj]
-                _newton_step(xa[si], yd[pj], oh, lam_d[pj][..., None, None] * reg, st, (si[:, None], pj), form, tol)
-    w_io.copy_(st.v[..., :d])
-    b_io.copy_(st.v[..., d])
+        c0 = 0
+        while c0 < live:
+            width = counts[c0]
+            c = max(1, min(live - c0, budget // (width * per_pair + 2 * e * n * x.element_size())))
+            si = order[c0 : c0 + c]
+            c0 += c
+            pj = torch.argsort((~active[si]).to(torch.int8), dim=1, stable=True)[:, :width]  # live problems first
+            oh = None if onehot_all is None else onehot_all[pj]
+            lr = lam_d[pj][..., None, None] * reg
+            _newton_step(xa[si], xat[si], yd[pj], oh, lr, v, active, (si[:, None], pj), tol)
+    w_io.copy_(v[..., :d])
+    b_io.copy_(v[..., d])
     return taken
 
 
-REUSE_RATIO = 4.0  # a pair keeps its Hessian's factor while each step divides its Newton decrement by at least this
-
-
-@dataclass
-class _NewtonState:
-    """Per (site, problem) pair of one Newton finish, all updated in place by :func:`_newton_step`."""
-
-    v: Tensor  # (s, p, k, e) packed weights and bias
-    active: Tensor  # (s, p) still iterating
-    fresh: Tensor  # (s, p) its next step forms a Hessian (else it reuses ``chol``)
-    last_dec: Tensor  # (s, p) the decrement its last step started from
-    chol: Tensor | None  # (s, p, k, e, e) the Cholesky factor of its last Hessian (float64); None: not kept
-    chol_ok: Tensor  # (s, p, k) that Hessian was positive definite
-
-
-def _newton_step(xs, yp, onehot, lr, st: _NewtonState, ix, form: bool, tol: float) -> None:
-    """One guarded Newton step for the pairs ``ix`` (site rows, problem columns) of ``st`` whose Hessian is formed
-    (``form``) or reused: ``xs`` (c, n, e) the batch's examples, ``yp`` (c, w, n) its labels, ``onehot`` (c, w, k,
-    n) or None (binary), ``lr`` (c, w, 1, e) the per-coordinate strengths. Columns that are not this pass's pairs
-    (padding) are computed and left as they were."""
+def _newton_step(xs, xst, yp, onehot, lr, v, active, ix, tol: float) -> None:
+    """One guarded Newton step for the pairs ``ix`` (site rows, problem columns) of ``v`` (s, p, k, e) and
+    ``active`` (s, p), both updated in place: ``xs`` (c, n, e) the batch's examples and ``xst`` (c, e, n) the same
+    transposed, ``yp`` (c, w, n) its labels, ``onehot`` (c, w, k, n) or None (binary), ``lr`` (c, w, 1, e) the
+    per-coordinate strengths. Padding columns (pairs no longer active) are computed and left as they were."""
     c, w, n = yp.shape
     e = xs.shape[-1]
-    k = st.v.shape[2]
-    vi = st.v[ix]  # (c, w, k, e)
-    ok = st.active[ix] & (st.fresh[ix] if form else ~st.fresh[ix])
-    xst = xs.transpose(1, 2)
+    k = v.shape[2]
+    vi = v[ix]  # (c, w, k, e)
+    ok = active[ix]  # False: padding
     z = torch.bmm(vi.reshape(c, w * k, e), xst).reshape(c, w, k, n)
     if onehot is None:
         pr = torch.sigmoid(z)
@@ -713,51 +677,36 @@ def _newton_step(xs, yp, onehot, lr, st: _NewtonState, ix, form: bool, tol: floa
         pr = torch.softmax(z, 2)
         r = pr - onehot
     g = torch.bmm(r.reshape(c, w * k, n), xs).reshape(c, w, k, e) / n + lr * vi
-    if form:
-        curv = pr * (1 - pr) / n
-        xw = xst[:, None, None] * curv[..., None, :]  # (c, w, k, e, n): the examples weighted by each pair's curvature
-        hess = torch.bmm(xw.reshape(c, w * k * e, n), xs).reshape(c, w, k, e, e).double()
-        # cholesky reads the lower triangle only: no symmetrizing. The float32 products' rounding (~1e-6 of the
-        # diagonal) must not outweigh a weak lam: a floor under it
-        diag = torch.diagonal(hess, dim1=-2, dim2=-1)
-        floor = 1e-6 * diag.mean(-1, keepdim=True)
-        diag.add_(torch.maximum(lr.double().expand(-1, -1, k, -1), floor))
-        chol, info = torch.linalg.cholesky_ex(hess)
-        pd = info == 0  # (c, w, k)
-        if st.chol is not None:
-            keep = ok[..., None]
-            st.chol[ix] = torch.where(keep[..., None, None], chol, st.chol[ix])
-            st.chol_ok[ix] = torch.where(keep, pd, st.chol_ok[ix])
-    else:
-        chol, pd = st.chol[ix], st.chol_ok[ix]
+    curv = pr * (1 - pr) / n
+    # the examples weighted by each pair's curvature, (c, n, w, k, e): read and written along e
+    xw = xs[:, :, None, None, :] * rearrange(curv, "c w k n -> c n w k 1")
+    hess = torch.bmm(xst, xw.reshape(c, n, w * k * e))  # (c, e, w k e): every pair's Hessian, side by side
+    hess = rearrange(hess, "c i (w k j) -> c w k i j", w=w, k=k).double()
+    # cholesky reads the lower triangle only: no symmetrizing. The float32 products' rounding (~1e-6 of the
+    # diagonal) must not outweigh a weak lam: a floor under it
+    diag = torch.diagonal(hess, dim1=-2, dim2=-1)
+    floor = 1e-6 * diag.mean(-1, keepdim=True)
+    diag.add_(torch.maximum(lr.double().expand(-1, -1, k, -1), floor))
+    chol, info = torch.linalg.cholesky_ex(hess)
     # two triangular solves, not cholesky_solve: on CUDA that one waits for the device (the host stops queueing)
     lo = torch.linalg.solve_triangular(chol, g.double()[..., None], upper=False)
     dv = -torch.linalg.solve_triangular(chol.mT, lo, upper=True)[..., 0]
-    dv = torch.where(pd[..., None], dv, -g.double()).to(g.dtype)  # not positive definite: the gradient
+    dv = torch.where((info == 0)[..., None], dv, -g.double()).to(g.dtype)  # not positive definite: the gradient
     dec = (-(g * dv).sum((2, 3))).clamp_min(0).sqrt()  # (c, w)
-    conv = dec < tol
-    go = ok & ~conv & torch.isfinite(dec)
+    go = ok & (dec >= tol) & torch.isfinite(dec)
     dz = torch.bmm(dv.reshape(c, w * k, e), xst).reshape(c, w, k, n)
     ldv = lr * dv
     t = _line_search(z, dz, yp, onehot, (ldv * vi).sum((2, 3)), (ldv * dv).sum((2, 3)))
     t = t.clamp(max=2.0)  # near the optimum the Newton step is ~1; a longer step only follows a stale curvature
     vt = torch.addcmul(vi, t[..., None, None], dv)
-    # a step must lower the objective (it can fail where float32 curvature is lost, or a reused one be too stale),
-    # to within the rounding of the logits it is computed from (near the optimum a step gains less than that)
+    # a step must lower the objective (it can fail where float32 curvature is lost), to within the rounding of the
+    # logits it is computed from (near the optimum a step gains less than that): else the pair stops
     f0 = _objective(z, yp, onehot, lr, vi)
     f1 = _objective(torch.addcmul(z, t[..., None, None], dz), yp, onehot, lr, vt)
     go &= torch.isfinite(t) & (f1 <= f0 + 4 * torch.finfo(z.dtype).eps * f0.abs())
-    st.v[ix] = torch.where(go[..., None, None], vt, vi)
-    full = (t - 1).abs() < 0.1
-    # when the next decrement is below tol without computing it: after a fresh full step Newton's quadratic
-    # convergence (from d the next is ~d^2: done below 0.3 sqrt(tol)); after a reused one its linear rate so far
-    if form:
-        done = (dec < 0.3 * tol**0.5) & full
-    else:
-        done = (dec * dec < tol * st.last_dec[ix]) & full
-    failed = ok & ~conv & ~go  # a fresh step that fails stops the pair; a reused one forms a fresh Hessian next
-    st.active[ix] = torch.where(ok, go & ~done | (failed & (not form)), st.active[ix])
-    contracts = dec * REUSE_RATIO <= st.last_dec[ix]
-    reuse = full & torch.all(pd, -1) & (torch.full_like(go, st.chol is not None) if form else contracts)
-    st.fresh[ix] = torch.where(ok, ~(go & reuse), st.fresh[ix])
-    st.last_dec[ix] = torch.where(ok, dec, st.last_dec[ix])
+    t = torch.where(go, t, torch.zeros_like(t))
+    v[ix] = torch.where(go[..., None, None], vt, vi)
+    # Newton converges quadratically: after a near-full step from a decrement d the next is ~d^2, so a pair whose
+    # near-full step started below 0.3 sqrt(tol) is done without forming another Hessian to confirm it
+    last = (dec < 0.3 * tol**0.5) & ((t - 1).abs() < 0.1)
+    active[ix] = go & ~last

@@ -580,11 +580,11 @@ def test_float64_newton_finish_reaches_the_float64_optimum(monkeypatch):
     assert all(err[torch.float64, 2, j] < 6e-8 for j in range(2)) and err[torch.float32, 2, 1] > 1.5e-7, err
 
 
-def test_frozen_cg_and_site_batched_newton_solve_like_compaction(monkeypatch):
-    """The device path, forced on the CPU: CG with converged pairs frozen in place instead of compacted away
-    (every pair ends below the tolerance, and the loop stops at a convergence check), and Newton batches of any
-    size (one site each, or every site, padded to the widest), with Hessians reused across steps or formed at every
-    step, end at the compacting path's optimum, binary and 3-class, with the strengths converging at different
+def test_fixed_shape_cg_and_site_batched_newton_solve_like_compaction(monkeypatch):
+    """The device path, forced on the CPU: CG at fixed shapes, converged pairs going on iterating instead of being
+    compacted away (it stops at a convergence check once every pair has been below the tolerance, and the pairs that
+    converged first kept moving), and Newton batches of any size (one site each, or every site, padded to the
+    widest) end at the compacting path's optimum, binary and 3-class, with strengths converging at different
     iterations."""
     from probes import linear as lin
 
@@ -596,43 +596,36 @@ def test_frozen_cg_and_site_batched_newton_solve_like_compaction(monkeypatch):
     xt = torch.from_numpy(x)
     xs = lin.Standardizer.fit(xt)(xt)
     lam = torch.tensor([1e-4, 1e-2, 1.0])
-    seen = []
+    seen = []  # per iteration: (g'h, the weights before the step)
     grad = lin._cg_gradient
 
-    def spy(*a, **k):
-        out = grad(*a, **k)
-        seen.append(out[2])
+    def spy(v, *a, **k):
+        out = grad(v, *a, **k)
+        seen.append((out[2], v.clone()))
         return out
 
-    move, frozen_moves = lin._cg_move, []
-
-    def still(g, h, prev, v, z, *a, live=None):
-        out = move(g, h, prev, v, z, *a, live=live)
-        if live is not None and not bool(live.all()):  # a frozen pair's weights and logits do not move
-            frozen_moves.append(bool((out[0][~live] == v[~live]).all() and (out[1][~live] == z[~live]).all()))
-        return out
-
-    monkeypatch.setattr(lin, "_cg_move", still)
     monkeypatch.setattr(lin, "check_every", lambda dev: lin.CHECK_EVERY)
     fits = {}
-    for frozen, budget in ((False, None), (True, 1), (True, 1 << 40)):
-        monkeypatch.setattr(lin, "masked_cg", lambda dev, f=frozen: f)
-        if budget is not None:  # one site per batch, reusing Hessians (the CPU's); every site, fresh ones (CUDA's)
+    for fixed, budget in ((False, None), (True, 1), (True, 1 << 40)):
+        monkeypatch.setattr(lin, "fixed_shape_cg", lambda dev, f=fixed: f)
+        if budget is not None:
             monkeypatch.setattr(lin, "newton_budget", lambda dev, b=budget: b)
-            monkeypatch.setattr(lin, "reuse_hessians", lambda dev, b=budget: b == 1)
         for lab, c in ((y, 2), (y3, 3)):
             yy = torch.from_numpy(lab).repeat(3, 1)
             seen.clear()
             monkeypatch.setattr(lin, "_cg_gradient", spy)
             cg = lin.fit_logistic(xs, yy, lam, c, tol=1e-3, newton_steps=0, matmul_dtype=torch.float32)
             monkeypatch.setattr(lin, "_cg_gradient", grad)
-            if frozen:
-                assert seen[-1].shape == (s, 3) and bool((seen[-1].sqrt() < 1e-3).all())  # every pair converged
-                assert cg.iterations % lin.CHECK_EVERY == 0
-                first = next(i for i, gh in enumerate(seen) if bool((gh.sqrt() < 1e-3).any()))
-                assert first < len(seen) - 1  # some pair froze while others went on
-            fits[frozen, budget, c] = lin.fit_logistic(xs, yy, lam, c, matmul_dtype=torch.float32)
-    assert frozen_moves and all(frozen_moves)
+            if fixed:
+                assert all(gh.shape == (s, 3) for gh, _ in seen)  # nothing compacted
+                below = torch.stack([gh.sqrt() < 1e-3 for gh, _ in seen])  # (iterations, s, p)
+                assert bool(below.any(0).all()) and cg.iterations % lin.CHECK_EVERY == 0
+                first = below.float().argmax(0)  # the iteration each pair first converged at
+                early = first < first.max()
+                assert bool(early.any())  # some pairs converged before others, and went on moving after
+                pairs = early.nonzero().tolist()
+                assert any(bool((seen[-1][1][j, q] != seen[int(first[j, q])][1][j, q]).any()) for j, q in pairs)
+            fits[fixed, budget, c] = lin.fit_logistic(xs, yy, lam, c, matmul_dtype=torch.float32)
     # binary: one optimum to what the Newton decrement's tolerance leaves at the weakest strength (near-separable
     # site 0, weights ~5); 3-class: the block-diagonal Hessian's Newton steps stop within 1e-3 (as against
     # scikit-learn in test_sparse_convergence_checks_solve_like_every_iteration), the bias up to a shift
