@@ -59,7 +59,7 @@ BINARY_CURVATURE = 0.25  # bound on the logistic loss's second derivative, scale
 TOL = 2e-2  # default stopping tolerance of the CG phase on sqrt(g' P g): see fit_logistic
 NEWTON_STEPS = 12  # default cap on the Newton steps that finish every solve: see fit_logistic
 NEWTON_TOL = 1e-5  # default stopping tolerance on the Newton decrement sqrt(g' H^-1 g): see the module docstring
-NEWTON_BYTES = 256 << 20  # CPU working set of one batch of Newton steps (examples copied per (site, problem) pair)
+NEWTON_BYTES = 256 << 20  # CPU working set of one batch of Newton steps (the curvature-weighted copies of the examples)
 CACHE_BYTES = 8 << 20  # CPU: sites solved together keep their examples within this (last-level cache)
 CHECK_EVERY = 4  # off the CPU: the CG phase reads its convergence (a device-to-host wait) every this many iterations
 

@@ -389,8 +389,9 @@ def run_probes(
         pairs = [(p, s) for p in positions for s in sites]
         d = max(reader.d_model(s) for s in sites)
         n_total = sum(len(ex.y) for _, ex, *_ in prepared)
-        # float32 copies of a site's features held at once; a float64 Newton finish (CUDA) holds two float64 more
-        copies = (4 if base is None else 6) + (4 if cfg.newton_steps and newton_dtype(dev) == torch.float64 else 0)
+        # float32 copies of a site's features held at once; a float64 Newton finish (CUDA) holds three float64 more
+        # (the examples, with the bias column, and their transpose)
+        copies = (4 if base is None else 6) + (6 if cfg.newton_steps and newton_dtype(dev) == torch.float64 else 0)
         per_site = 4.0 * d * n_total * copies
         chunk = chunk_size(per_site, cfg.memory_gb, dev)
         if dev.type == "cpu":  # whole solver groups per chunk: a site's fit is then the same whatever the chunking
