@@ -292,12 +292,13 @@ def fit_logistic(
 
     ``x`` should be standardized (centered at least): the bias is preconditioned separately from the weights.
     A (site, problem) pair stops when its Newton-decrement-like ``sqrt(g' P g)`` is below ``tol`` or after
-    ``max_iter`` iterations; converged pairs are compacted away, so each site costs only as many passes over its
-    examples as its slowest problem needs. The default ``TOL = 2e-2`` was chosen on the benchmark's 48 sites (binary
-    and 5-class, bf16): against a float32 solve to 1e-5 it selects the same strength at every site and changes the
-    selected probe's test accuracy by < 0.02 points on average (worst site 0.4 / 0.55 points, at weak-signal sites;
-    bf16 alone, solved to 1e-3, gives 0.2 / 0.43), while the objective is within ~5e-3 nats of its minimum. Pass a
-    smaller ``tol`` (float32 for < ~1e-3) when the weights themselves matter.
+    ``max_iter`` iterations; converged pairs are compacted away on the CPU, so each site costs only as many passes
+    over its examples as its slowest problem needs (elsewhere they go on iterating at fixed shapes until every pair
+    has been below ``tol``: :func:`fixed_shape_cg`). The default ``TOL = 2e-2`` was chosen on the benchmark's 48
+    sites (binary and 5-class, bf16): against a float32 solve to 1e-5 it selects the same strength at every site and
+    changes the selected probe's test accuracy by < 0.02 points on average (worst site 0.4 / 0.55 points, at
+    weak-signal sites; bf16 alone, solved to 1e-3, gives 0.2 / 0.43), while the objective is within ~5e-3 nats of its
+    minimum. Pass a smaller ``tol`` (float32 for < ~1e-3) when the weights themselves matter.
     Then up to ``newton_steps`` Newton steps (float32 examples and Hessians) take every pair to a Newton decrement
     below ``newton_tol`` (``newton_steps=0``: CG alone, faster on CPU, the strength picked less reliably; see the
     module docstring).
@@ -597,10 +598,10 @@ def _objective(z: Tensor, y: Tensor, onehot: Tensor | None, lam_reg: Tensor, v: 
 
 def newton_budget(device: torch.device) -> int:
     """Working set of one batch of Newton steps: ``NEWTON_BYTES`` on the CPU; on CUDA a quarter of the free device
-    memory (at least 16x ``NEWTON_BYTES``), so a GPU takes every site in one batch (fewer launches)."""
+    memory (at least ``NEWTON_BYTES``), so a large GPU takes every site in one batch (fewer launches)."""
     if device.type != "cuda":
         return NEWTON_BYTES
-    return max(16 * NEWTON_BYTES, torch.cuda.mem_get_info(device)[0] // 4)
+    return max(NEWTON_BYTES, torch.cuda.mem_get_info(device)[0] // 4)
 
 
 def _newton_group(
@@ -634,7 +635,8 @@ def _newton_group(
     lam_d = lam.to(dt)
     onehot_all = None if binary else torch.nn.functional.one_hot(y.long(), classes).to(dt).transpose(1, 2)  # (p,k,n)
     budget = newton_budget(dev)
-    per_pair = 3 * k * e * n * x.element_size()  # the curvature-weighted copy of the examples and its neighbours
+    # per pair: the curvature-weighted copy of the examples and its neighbours, the Hessians and their factors
+    per_pair = 3 * k * e * n * x.element_size() + 3 * k * e * e * 8
     taken = 0
     for step in range(1, steps + 1):
         count = active.sum(1)
@@ -699,11 +701,10 @@ def _newton_step(xs, xst, yp, onehot, lr, v, active, ix, tol: float) -> None:
     t = _line_search(z, dz, yp, onehot, (ldv * vi).sum((2, 3)), (ldv * dv).sum((2, 3)))
     t = t.clamp(max=2.0)  # near the optimum the Newton step is ~1; a longer step only follows a stale curvature
     vt = torch.addcmul(vi, t[..., None, None], dv)
-    # a step must lower the objective (it can fail where float32 curvature is lost), to within the rounding of the
-    # logits it is computed from (near the optimum a step gains less than that): else the pair stops
+    # a step must lower the objective (it can fail where float32 curvature is lost): else the pair stops
     f0 = _objective(z, yp, onehot, lr, vi)
     f1 = _objective(torch.addcmul(z, t[..., None, None], dz), yp, onehot, lr, vt)
-    go &= torch.isfinite(t) & (f1 <= f0 + 4 * torch.finfo(z.dtype).eps * f0.abs())
+    go &= torch.isfinite(t) & (f1 <= f0)
     t = torch.where(go, t, torch.zeros_like(t))
     v[ix] = torch.where(go[..., None, None], vt, vi)
     # Newton converges quadratically: after a near-full step from a decrement d the next is ~d^2, so a pair whose
