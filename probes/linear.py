@@ -412,6 +412,12 @@ class _Preconditioner:
         return _Preconditioner(basis=self.basis[si], basis_t=self.basis_t[si], inv=self.inv[ix])
 
 
+def _live_first(done: Tensor, width: int) -> Tensor:
+    """Per row of ``done`` (rows, problems), the problem indices with the live (not done) ones first, each group in
+    order, cut to the first ``width``."""
+    return torch.argsort(done.to(torch.int8), dim=1, stable=True)[:, :width]
+
+
 def fixed_shape_cg(device: torch.device) -> bool:
     """How the CG phase treats converged (site, problem) pairs: on the CPU it compacts them away (its cost is the
     arithmetic, which shrinks with the pairs); elsewhere every pair keeps iterating until all have converged (a
@@ -518,7 +524,7 @@ def _fit_logistic_group(
                 w_out[cur_s[:, None], cur_p] = v[..., :d]
                 b_out[cur_s[:, None], cur_p] = v[..., d]
                 si = live.nonzero()[:, 0]
-                pj = torch.argsort(done[si].to(torch.int8), dim=1, stable=True)[:, :width]  # live pairs first
+                pj = _live_first(done[si], width)
 
                 ix = (si[:, None], pj)
                 v, z, yb, lam_reg, g, h, gh = (t[ix] for t in (v, z, yb, lam_reg, g, h, gh))
@@ -652,7 +658,7 @@ def _newton_group(
             c = max(1, min(live - c0, budget // (width * per_pair + 2 * e * n * x.element_size())))
             si = order[c0 : c0 + c]
             c0 += c
-            pj = torch.argsort((~active[si]).to(torch.int8), dim=1, stable=True)[:, :width]  # live problems first
+            pj = _live_first(~active[si], width)
             oh = None if onehot_all is None else onehot_all[pj]
             lr = lam_d[pj][..., None, None] * reg
             _newton_step(xa[si], xat[si], yd[pj], oh, lr, v, active, (si[:, None], pj), tol)
