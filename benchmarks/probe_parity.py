@@ -35,7 +35,7 @@ import contextlib
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from unittest import mock
 
@@ -132,12 +132,12 @@ PHASES = (  # (owner, attribute, name): the solver's phases, each timed between 
 )
 
 
-def print_phases(lab, ex, x: np.ndarray, cfg: ProbeConfig, device: str) -> None:
-    """One ``probe_chunk`` over every site with each of ``PHASES`` timed between device synchronizations (so the
-    host's queueing ahead is lost, and the total is above the timed fits'): seconds, calls and what the solver
-    phases return (CG iterations, Newton steps)."""
+@contextlib.contextmanager
+def timed_phases(phases, device: str) -> Iterator[dict[str, list]]:
+    """Inside, every call of each ``(owner, attribute, name)`` of ``phases`` is timed between device
+    synchronizations; yields name -> [seconds, calls, the int returns (CG iterations, Newton steps)]."""
     sync = device_sync(device)
-    spent: dict[str, list] = {}  # name -> [seconds, calls, the int returns]
+    spent: dict[str, list] = {}
 
     def timed(fn, name):
         def wrapper(*args, **kwargs):
@@ -154,13 +154,22 @@ def print_phases(lab, ex, x: np.ndarray, cfg: ProbeConfig, device: str) -> None:
 
         return wrapper
 
-    w_one = torch.ones(1, len(ex.index("test")))
-    xt = host_features(x, device)
     with contextlib.ExitStack() as stack:
-        for owner, attr, name in PHASES:
+        for owner, attr, name in phases:
             raw = vars(owner)[attr]
             fn = classmethod(timed(raw.__func__, name)) if isinstance(raw, classmethod) else timed(raw, name)
             stack.enter_context(mock.patch.object(owner, attr, fn))
+        yield spent
+
+
+def print_phases(lab, ex, x: np.ndarray, cfg: ProbeConfig, device: str) -> None:
+    """One ``probe_chunk`` over every site with each of ``PHASES`` timed between device synchronizations (so the
+    host's queueing ahead is lost, and the total is above the timed fits'): seconds, calls and what the solver
+    phases return (CG iterations, Newton steps)."""
+    sync = device_sync(device)
+    w_one = torch.ones(1, len(ex.index("test")))
+    xt = host_features(x, device)
+    with timed_phases(PHASES, device) as spent:
         sync()
         t0 = time.perf_counter()
         xd = xt.to(device, non_blocking=True)
