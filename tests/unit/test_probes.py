@@ -246,17 +246,25 @@ def test_bad_input_names_what_is_valid(caches):
 # solver, CLI, real store
 
 
-def test_batched_logistic_matches_scikit_learn():
-    sk = pytest.importorskip("sklearn.linear_model")
-    from probes.linear import Standardizer, fit_logistic
+def _scaled_sites(seed: int, s: int, n: int, d: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """``s`` sites of ``n`` standardized float32 examples whose ``d`` features have scales 0.2..3, a noisy linear
+    binary label read from site 0, and a random 3-class label."""
+    from probes.linear import Standardizer
 
-    rng = np.random.default_rng(0)
-    n, d = 600, 12
-    x = rng.standard_normal((2, n, d)).astype(np.float32) * np.linspace(0.2, 3, d).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((s, n, d)).astype(np.float32) * np.linspace(0.2, 3, d).astype(np.float32)
     y = (x[0] @ rng.standard_normal(d) + rng.standard_normal(n) > 0).astype(np.int64)
     y3 = rng.integers(0, 3, n)
     xt = torch.from_numpy(x)
-    xs = Standardizer.fit(xt)(xt)
+    return Standardizer.fit(xt)(xt), y, y3
+
+
+def test_batched_logistic_matches_scikit_learn():
+    sk = pytest.importorskip("sklearn.linear_model")
+    from probes.linear import fit_logistic
+
+    n = 600
+    xs, y, y3 = _scaled_sites(0, 2, n, 12)
     lam = torch.tensor([1e-3, 1e-1])
     for labels, classes in ((y, 2), (y3, 3)):
         fit = fit_logistic(xs, torch.from_numpy(labels).repeat(2, 1), lam, classes, tol=1e-6, max_iter=300)
@@ -507,13 +515,8 @@ def test_sparse_convergence_checks_solve_like_every_iteration(monkeypatch):
     sk = pytest.importorskip("sklearn.linear_model")
     from probes import linear as lin
 
-    rng = np.random.default_rng(11)
-    s, n, d = 3, 500, 10
-    x = rng.standard_normal((s, n, d)).astype(np.float32) * np.linspace(0.2, 3, d).astype(np.float32)
-    y = (x[0] @ rng.standard_normal(d) + rng.standard_normal(n) > 0).astype(np.int64)
-    y3 = rng.integers(0, 3, n)
-    xt = torch.from_numpy(x)
-    xs = lin.Standardizer.fit(xt)(xt)
+    s, n = 3, 500
+    xs, y, y3 = _scaled_sites(11, s, n, 10)
     lam = torch.tensor([1e-3, 1e-1])
     every = {}
     for k in (1, lin.CHECK_EVERY):
@@ -590,13 +593,8 @@ def test_fixed_shape_cg_and_site_batched_newton_solve_like_compaction(monkeypatc
     iterations."""
     from probes import linear as lin
 
-    rng = np.random.default_rng(17)
-    s, n, d = 4, 600, 12
-    x = rng.standard_normal((s, n, d)).astype(np.float32) * np.linspace(0.2, 3, d).astype(np.float32)
-    y = (x[0] @ rng.standard_normal(d) + rng.standard_normal(n) > 0).astype(np.int64)
-    y3 = rng.integers(0, 3, n)
-    xt = torch.from_numpy(x)
-    xs = lin.Standardizer.fit(xt)(xt)
+    s, n = 4, 600
+    xs, y, y3 = _scaled_sites(17, s, n, 12)
     lam = torch.tensor([1e-4, 1e-2, 1.0])
     seen = []  # per iteration: (g'h, the weights before the step)
     grad = lin._cg_gradient
