@@ -602,12 +602,20 @@ def _objective(z: Tensor, y: Tensor, onehot: Tensor | None, lam_reg: Tensor, v: 
     return ce.mean(-1) + 0.5 * (lam_reg.double() * v.double().square()).sum((-2, -1))
 
 
+def cuda_free(device: torch.device) -> int:
+    """Bytes a CUDA device can still allocate: the driver's free memory plus what PyTorch's caching allocator holds
+    unused (freed tensors' blocks, which the driver counts as taken: after a few large fits they can be most of the
+    device)."""
+    return torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+
+
 def newton_budget(device: torch.device) -> int:
     """Working set of one batch of Newton steps: ``NEWTON_BYTES`` on the CPU; on CUDA a quarter of the free device
-    memory (at least ``NEWTON_BYTES``), so a large GPU takes every site in one batch (fewer launches)."""
+    memory (:func:`cuda_free`, at least ``NEWTON_BYTES``), so a large GPU takes every site in one batch (fewer
+    launches)."""
     if device.type != "cuda":
         return NEWTON_BYTES
-    return max(NEWTON_BYTES, torch.cuda.mem_get_info(device)[0] // 4)
+    return max(NEWTON_BYTES, cuda_free(device) // 4)
 
 
 def _newton_group(
@@ -641,8 +649,20 @@ def _newton_group(
     lam_d = lam.to(dt)
     onehot_all = None if binary else torch.nn.functional.one_hot(y.long(), classes).to(dt).transpose(1, 2)  # (p,k,n)
     budget = newton_budget(dev)
-    # per pair: the curvature-weighted copy of the examples and its neighbours, the Hessians and their factors
+    # per pair: the curvature-weighted copy of the examples and its neighbours, the Hessians and their factors; per
+    # site: its gathered examples and their transpose
     per_pair = 3 * k * e * n * x.element_size() + 3 * k * e * e * 8
+    per_site = 2 * e * n * x.element_size()
+    every = torch.arange(s, device=dev)
+
+    def batch(si: Tensor, width: int) -> tuple:
+        """``_newton_step``'s arguments for sites ``si`` (``every``: all of them, their examples not copied), their
+        live problems first, ``width`` of them."""
+        pj = _live_first(~active[si], width)
+        oh = None if onehot_all is None else onehot_all[pj]
+        xs, xst = (xa, xat) if si is every else (xa[si], xat[si])
+        return xs, xst, yd[pj], oh, lam_d[pj][..., None, None] * reg, v, active, (si[:, None], pj), tol
+
     taken = 0
     for step in range(1, steps + 1):
         count = active.sum(1)
@@ -655,13 +675,9 @@ def _newton_group(
         c0 = 0
         while c0 < live:
             width = counts[c0]
-            c = max(1, min(live - c0, budget // (width * per_pair + 2 * e * n * x.element_size())))
-            si = order[c0 : c0 + c]
+            c = max(1, min(live - c0, budget // (width * per_pair + per_site)))
+            _newton_step(*batch(every if c == s else order[c0 : c0 + c], width))
             c0 += c
-            pj = _live_first(~active[si], width)
-            oh = None if onehot_all is None else onehot_all[pj]
-            lr = lam_d[pj][..., None, None] * reg
-            _newton_step(xa[si], xat[si], yd[pj], oh, lr, v, active, (si[:, None], pj), tol)
     w_io.copy_(v[..., :d])
     b_io.copy_(v[..., d])
     return taken
@@ -686,16 +702,17 @@ def _newton_step(xs, xst, yp, onehot, lr, v, active, ix, tol: float) -> None:
         r = pr - onehot
     g = torch.bmm(r.reshape(c, w * k, n), xs).reshape(c, w, k, e) / n + lr * vi
     curv = pr * (1 - pr) / n
-    # the examples weighted by each pair's curvature, (c, n, w, k, e): read and written along e
-    xw = xs[:, :, None, None, :] * rearrange(curv, "c w k n -> c n w k 1")
-    hess = torch.bmm(xst, xw.reshape(c, n, w * k * e))  # (c, e, w k e): every pair's Hessian, side by side
-    hess = rearrange(hess, "c i (w k j) -> c w k i j", w=w, k=k).double()
-    # cholesky reads the lower triangle only: no symmetrizing. The float32 products' rounding (~1e-6 of the
-    # diagonal) must not outweigh a weak lam: a floor under it
+    # the transposed examples weighted by each pair's curvature, (c, w, k, e, n): read and written along n; their
+    # product with the examples is every pair's Hessian, (c, w, k, e, e), each contiguous (no rearranging copy)
+    xwt = xst[:, None, None] * curv[:, :, :, None, :]
+    hess = torch.bmm(xwt.reshape(c, w * k * e, n), xs).reshape(c, w, k, e, e).double()
+    # cholesky reads one triangle only: no symmetrizing. The float32 products' rounding (~1e-6 of the diagonal)
+    # must not outweigh a weak lam: a floor under it
     diag = torch.diagonal(hess, dim1=-2, dim2=-1)
     floor = 1e-6 * diag.mean(-1, keepdim=True)
     diag.add_(torch.maximum(lr.double().expand(-1, -1, k, -1), floor))
-    chol, info = torch.linalg.cholesky_ex(hess)
+    # the (symmetric) transpose is column-major, as the factorization works: its working copy is a plain one
+    chol, info = torch.linalg.cholesky_ex(hess.mT)
     # two triangular solves, not cholesky_solve: on CUDA that one waits for the device (the host stops queueing)
     lo = torch.linalg.solve_triangular(chol, g.double()[..., None], upper=False)
     dv = -torch.linalg.solve_triangular(chol.mT, lo, upper=True)[..., 0]

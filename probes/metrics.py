@@ -56,7 +56,7 @@ def auroc(
 
     NaN when the test set holds a single class; a bootstrap row missing a class gives NaN for that row.
     """
-    nan = torch.full((scores.shape[0], w.shape[0]), float("nan"))
+    nan = torch.full((scores.shape[0], w.shape[0]), float("nan"), device=scores.device)
     if scores.shape[-1] == 1:
         return _binary_auroc(scores[..., 0], y, w) if 0 < int(y.sum()) < len(y) else nan
     probs = scores.softmax(-1)

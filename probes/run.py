@@ -31,6 +31,7 @@ from probes.linear import (
     NEWTON_TOL,
     LinearFit,
     Standardizer,
+    cuda_free,
     fast_matmul_dtype,
     fit_logistic,
     fit_ridge,
@@ -42,6 +43,7 @@ from probes.linear import (
 
 LOGISTIC_LAMBDAS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 RIDGE_LAMBDAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+METRIC_BYTES = 256 << 20  # the test metrics' working set: sites are scored this many bytes' worth at a time
 DEVICE_SHARE = 0.5  # CUDA: a chunk may take this share of the free device memory (and of the free host memory)
 
 
@@ -262,16 +264,25 @@ def _probe_chunk(x, ex: Examples, label: L.Label, lambdas, cfg: ProbeConfig, w_b
     w_raw, b_raw = to_raw(fit.weight[s_idx, pick], fit.bias[s_idx, pick], std)  # (s, tasks, d, k), (s, tasks, k)
     # scored on standardized test examples, as fitted: on raw activations the bias absorbs mean @ w_raw, which
     # cancels to float32 rounding of that product (a residual stream's mean is many stds), flipping near-ties
-    scores = LinearFit(fit.weight[s_idx, pick], fit.bias[s_idx, pick]).logits(std(x[:, te])).cpu()  # (s, t, n, k)
+    scores = LinearFit(fit.weight[s_idx, pick], fit.bias[s_idx, pick]).logits(std(x[:, te]))  # (s, t, n, k)
+    w_dev = w_boot.to(x.device)
     out = {}
     for t, tag in enumerate(["", "control_"][: len(ys)]):
-        y_te = ys[t][te].cpu()
+        y_te = ys[t][te].to(x.device)
         if kind == "regression":
-            out[f"{tag}r2"] = M.r2(scores[:, t], y_te, w_boot)
+            out[f"{tag}r2"] = _metric(M.r2, scores[:, t], y_te, w_dev)
         else:
-            out[f"{tag}accuracy"] = M.accuracy(scores[:, t], y_te, w_boot)
-            out[f"{tag}auroc"] = M.auroc(scores[:, t], y_te, w_boot)
+            out[f"{tag}accuracy"] = _metric(M.accuracy, scores[:, t], y_te, w_dev)
+            out[f"{tag}auroc"] = _metric(M.auroc, scores[:, t], y_te, w_dev)
     return out, _directions(w_raw[:, 0], b_raw[:, 0], x[:, tr]), lam[best[:, 0]].cpu()
+
+
+def _metric(fn, scores: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``fn`` (a :mod:`probes.metrics` function) of the test ``scores`` (sites, n, k) where they are (on a GPU a few
+    small sorts, against ~5 ms of the host's for 160 sites), in blocks of sites whose bootstrap-weighted copies
+    (~8 of ``w``'s size per site) fit ``METRIC_BYTES``; returned on the host."""
+    block = max(1, METRIC_BYTES // (8 * w.numel() * w.element_size()))
+    return torch.cat([fn(scores[i : i + block], y, w) for i in range(0, len(scores), block)]).cpu()
 
 
 def _directions(w_raw, b_raw, x_train) -> dict[str, torch.Tensor]:
@@ -309,7 +320,7 @@ def chunk_size(per_site: float, memory_gb: float, device: torch.device) -> int:
     per_site = max(per_site, 1.0)
     chunk = max(1, int(memory_gb * 2**30 // per_site))
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
+        free = cuda_free(device)
         host = free_memory()
         room = min(free, host) if host is not None else free
         chunk = max(chunk, int(DEVICE_SHARE * room // per_site))

@@ -486,6 +486,13 @@ def test_chunks_fit_like_one_batch_and_matmuls_stay_float32(caches, monkeypatch)
     monkeypatch.setattr(R, "free_memory", lambda: None)
     assert R.chunk_size(per_site, gb, torch.device("cuda")) == int(R.DEVICE_SHARE * 80 * 1024)
     assert R.chunk_size(per_site, 100.0, torch.device("cuda")) == 100 * 1024
+    # blocks the caching allocator holds unused count as free (the driver counts them as taken)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda dev=None: 30 * 2**30)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda dev=None: 10 * 2**30)
+    assert R.chunk_size(per_site, gb, torch.device("cuda")) == int(R.DEVICE_SHARE * 100 * 1024)
+    from probes import linear
+
+    assert linear.newton_budget(torch.device("cuda")) == 100 * 2**30 // 4
 
 
 def test_newton_tol_reaches_the_newton_steps(caches, monkeypatch):
@@ -711,3 +718,29 @@ def test_cuda_graph_cg_matches_the_eager_iterations(monkeypatch):
         assert graph.iterations == eager.iterations > 2
         torch.testing.assert_close(graph.weight, eager.weight, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(graph.bias, eager.bias, rtol=1e-5, atol=1e-6)
+
+
+def test_metrics_in_site_blocks_equal_one_block_and_scikit_learn(monkeypatch):
+    """``probes.run._metric`` scores sites in blocks bounded by ``METRIC_BYTES``: one site per block gives the same
+    accuracy and AUROC (with ties) as every site at once, bootstrap rows included, R² to float32 rounding, and the
+    point estimates are scikit-learn's."""
+    skm = pytest.importorskip("sklearn.metrics")
+    from probes import metrics as M
+    from probes import run as R
+
+    rng = np.random.default_rng(31)
+    s, n = 5, 120
+    scores = torch.from_numpy(np.round(rng.standard_normal((s, n, 1)), 1).astype(np.float32))  # rounded: ties
+    y = torch.from_numpy(rng.integers(0, 2, n))
+    w = M.bootstrap_weights(torch.from_numpy(rng.integers(0, 30, n)), 7, torch.Generator().manual_seed(0))
+    whole = {fn: R._metric(fn, scores, y if fn is not M.r2 else y.float(), w) for fn in (M.accuracy, M.auroc, M.r2)}
+    monkeypatch.setattr(R, "METRIC_BYTES", 1)
+    for fn, want in whole.items():
+        got = R._metric(fn, scores, y if fn is not M.r2 else y.float(), w)
+        assert got.shape == (s, 8)
+        exact = fn is not M.r2  # counts and half-counts are exact in float32; R²'s float sums depend on the blocking
+        torch.testing.assert_close(got, want, rtol=0 if exact else 1e-6, atol=0, msg=fn.__name__)
+    for i in range(s):
+        assert whole[M.auroc][i, 0] == pytest.approx(skm.roc_auc_score(y, scores[i, :, 0]), abs=1e-6)
+        assert whole[M.accuracy][i, 0] == pytest.approx(skm.accuracy_score(y, scores[i, :, 0] > 0), abs=1e-6)
+        assert whole[M.r2][i, 0] == pytest.approx(skm.r2_score(y.float(), scores[i, :, 0]), abs=1e-5)
