@@ -43,7 +43,7 @@ import numpy as np
 import torch
 import typer
 
-from probes import linear
+from probes import linear, metrics
 from probes import run as run_mod
 from probes.data import open_cache
 from probes.examples import select_examples
@@ -129,6 +129,8 @@ PHASES = (  # (owner, attribute, name): the solver's phases, each timed between 
     (run_mod, "_val_loss", "validation loss"),
     (run_mod, "to_raw", "to raw space"),
     (run_mod, "_directions", "directions"),
+    (metrics, "accuracy", "test accuracy"),
+    (metrics, "auroc", "test AUROC"),
 )
 
 
@@ -162,10 +164,10 @@ def timed_phases(phases, device: str) -> Iterator[dict[str, list]]:
         yield spent
 
 
-def print_phases(lab, ex, x: np.ndarray, cfg: ProbeConfig, device: str) -> None:
+def print_phases(lab, ex, x: np.ndarray, cfg: ProbeConfig, device: str) -> dict[str, list]:
     """One ``probe_chunk`` over every site with each of ``PHASES`` timed between device synchronizations (so the
     host's queueing ahead is lost, and the total is above the timed fits'): seconds, calls and what the solver
-    phases return (CG iterations, Newton steps)."""
+    phases return (CG iterations, Newton steps), and the time outside every phase. Returns them by name."""
     sync = device_sync(device)
     w_one = torch.ones(1, len(ex.index("test")))
     xt = host_features(x, device)
@@ -183,6 +185,9 @@ def print_phases(lab, ex, x: np.ndarray, cfg: ProbeConfig, device: str) -> None:
     for name, (secs, calls, rets) in spent.items():
         extra = f", returned {rets}" if rets else ""
         print(f"    {name:28s} {1e3 * secs:8.1f} ms ({calls} calls{extra})")
+    inside = sum(secs for name, (secs, _, _) in spent.items() if "(inside" not in name)
+    print(f"    {'outside these':28s} {1e3 * (total - copy - inside):8.1f} ms")
+    return spent
 
 
 def sklearn_site(x: np.ndarray, y: np.ndarray, parts: tuple[slice, slice, slice], tol: float, max_iter: int,
@@ -266,6 +271,8 @@ def main(
         cfg = ProbeConfig(labels=labels.split(","), control="none", device=device, newton_tol=newton_tol)
         data = label_data(path, cfg.labels, cfg)
         check = run_probes(path, cfg, bootstrap=1, progress=False)
+        if torch.device(device).type == "cuda":  # the check's blocks, cached in its chunk's shapes: start afresh
+            torch.cuda.empty_cache()
         where = f"{device}" + (f", {threads} CPU thread(s)" if device == "cpu" else "")
         print(f"capture {Path(path).name}; ours on {where}; scikit-learn {sklearn_jobs} process(es) x 1 thread; "
               f"strengths {list(LOGISTIC_LAMBDAS)}")  # fmt: skip
@@ -296,9 +303,9 @@ def main(
             for name, a, b in rows:
                 print(f"  {name}: {agreement(a, b)}")
             s = x.shape[0]
-            print(f"  time per site: ours {1e3 * t_after / s:7.1f} ms"
-                  + (f" (no Newton {1e3 * t_before / s:.1f} ms)" if before else "")
-                  + f", scikit-learn {1e3 * t_sk / s:7.1f} ms (max {sk_it} iterations; "
+            print(f"  time per site: ours {1e3 * t_after / s:7.2f} ms"
+                  + (f" (no Newton {1e3 * t_before / s:.2f} ms)" if before else "")
+                  + f", scikit-learn {1e3 * t_sk / s:7.2f} ms (max {sk_it} iterations; "
                   f"reference {1e3 * t_ref / s:.1f} ms, {ref_it} iterations)")  # fmt: skip
             print(f"  speed ratio scikit-learn / ours: {t_sk / t_after:.1f}x"
                   + (f" (no Newton {t_sk / t_before:.1f}x)" if before else ""))  # fmt: skip
