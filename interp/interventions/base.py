@@ -221,6 +221,13 @@ class Rows:
         t = lambda v: None if v is None else torch.tensor(v, dtype=torch.long)  # noqa: E731
         return cls(t(target), t(source), t(group))
 
+    def to(self, device) -> Rows:
+        """The same rows as index tensors on ``device``: indexing a device's tensor with host indices copies them
+        there at every use, and a copy from pageable host memory waits for the device's queue (the host can no
+        longer run ahead of it)."""
+        mv = lambda v: None if v is None else v.to(device)  # noqa: E731
+        return Rows(mv(self.target), mv(self.source), mv(self.group))
+
 
 def positions(
     frames: Index, tokens: Index, grid: tuple[int, int, int], patch_t: int = 1, latent: bool = False
@@ -263,18 +270,20 @@ def as_positions(value: Tensor) -> tuple[Float[Tensor, "batch pos ..."], callabl
 def put(
     value: Float[Tensor, "batch pos feat"], rows: Tensor, pos: Tensor | None, new: Float[Tensor, "n p feat"]
 ) -> Float[Tensor, "batch pos feat"]:
-    """A copy of ``value`` with ``value[rows][:, pos]`` replaced by ``new``."""
+    """A copy of ``value`` with ``value[rows][:, pos]`` replaced by ``new`` (indices moved to ``value``'s device
+    where they are elsewhere)."""
     out = value.clone()
+    rows = rows.to(value.device)
     if pos is None:
         out[rows] = new.to(out.dtype)
     else:
-        out[rows[:, None], pos[None, :]] = new.to(out.dtype)
+        out[rows[:, None], pos.to(value.device)[None, :]] = new.to(out.dtype)
     return out
 
 
 def take(value: Float[Tensor, "batch pos ..."], rows: Tensor, pos: Tensor | None) -> Float[Tensor, "n p ..."]:
     """``value[rows][:, pos]`` (rows may be 1-D or 2-D; any feature axes after the positions)."""
-    v = value[rows]
+    v = value[rows.to(value.device)]
     return v if pos is None else v.index_select(rows.ndim, pos.to(v.device))
 
 

@@ -71,6 +71,10 @@ def compile_batch(
     grid = adapter.token_grid(transformer, latent_shape)
     patch_t = adapter.patch_size(transformer)[0]
     lat_grid = tuple(latent_shape[2:])
+    # every edit's rows and positions on the model's device once, not copied there at every use
+    dev = next(transformer.parameters()).device
+    bound = [replace(b, rows=b.rows.to(dev)) for b in bound]
+    to_dev = lambda p: None if p is None else p.to(dev)  # noqa: E731
     site_ops: dict[str, list[_Op]] = {}
     stash_steps: dict[str, set[int]] = {}  # resid_pre sites skips read, at these steps
     latent_ops: list[_LatentOp] = []
@@ -78,7 +82,7 @@ def compile_batch(
         s = b.spec
         steps = set(resolve_index(s.steps, n_steps, "steps"))
         if s.edits_latent:
-            pos = positions(getattr(s, "frames", None), None, lat_grid, latent=True)
+            pos = to_dev(positions(getattr(s, "frames", None), None, lat_grid, latent=True))
 
             def latent_op(state: StepInput, b=b, pos=pos):
                 return b.spec.edit_latent(state, b.rows, pos, keys=b.keys)
@@ -98,7 +102,9 @@ def compile_batch(
                 if getattr(s, "heads", None) is not None and HEAD_SITE_RE.match(site):
                     resolve_index(s.heads, head_count(adapter, transformer, site), "heads")
                 latent_site = site == "hook_out"
-                pos = positions(s.frames, s.tokens, lat_grid if latent_site else grid, patch_t, latent=latent_site)
+                pos = to_dev(
+                    positions(s.frames, s.tokens, lat_grid if latent_site else grid, patch_t, latent=latent_site)
+                )
                 shift = None
                 if HEAD_SITE_RE.match(site) and pos is not None:
                     check_video_positions(adapter, site)
