@@ -490,8 +490,6 @@ def test_chunks_fit_like_one_batch_and_matmuls_stay_float32(caches, monkeypatch)
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda dev=None: 30 * 2**30)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda dev=None: 10 * 2**30)
     assert R.chunk_size(per_site, gb, torch.device("cuda")) == int(R.DEVICE_SHARE * 100 * 1024)
-    from probes import linear
-
     assert linear.newton_budget(torch.device("cuda")) == 100 * 2**30 // 4
 
 
