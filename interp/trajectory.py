@@ -347,7 +347,8 @@ def run_trajectory(
     read: str | list[str] = (),
     plan: PlanFn | None = None,
     on_step: Callable[[StepRecord], None] | None = None,
-    start: tuple[int, Latent] | None = None,
+    start: tuple[int, Latent] | tuple[int, Latent, Latent] | None = None,
+    stop: int | None = None,
     keep: bool = True,
     progress: bool = False,
     edit_latent: Callable[[StepInput], Latent] | None = None,
@@ -357,9 +358,10 @@ def run_trajectory(
     """Denoise ``inputs`` with ``loaded``'s scheduler; record every step.
 
     read: sites to capture at every forward (globs allowed); plan: per (branch, step) plan, overriding ``read``.
-    start: (step, x_step) to resume a run from a recorded step (single-step schedulers only); with
-    ``inputs.streams``, ``start_streams`` holds each stream's latents entering that step (``StepRecord.streams`` of
-    the step before).
+    start: (step, x_step) to resume a run from a recorded step (single-step schedulers only), or (step, x_step,
+    x0 of the step before), which latent edits then see as :attr:`StepInput.x0`; with ``inputs.streams``,
+    ``start_streams`` holds each stream's latents entering that step (``StepRecord.streams`` of the step before).
+    stop: the step to stop before (default: the last step is run); ``final`` is then the latent entering it.
     edit_latent: :class:`StepInput` -> the latent entering the step, applied before each step's forward (the record's
     ``x`` and the scheduler step see the edited latent; ``first_frame`` is imposed again after it).
     grad: run the loop with autograd on (attribution patching): every forward traces with ``grad=True``, so the final
@@ -430,10 +432,14 @@ def run_trajectory(
     default = ForwardPlan(read=read if isinstance(read, (list, tuple)) else [read]) if read else ForwardPlan()
     traj = Trajectory(timesteps.cpu(), sigmas.cpu(), x)
     columns = (TextColumn("denoising"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    x0 = None  # the previous step's clean prediction
+    # the previous step's clean prediction
+    x0 = start[2].to(device) if start is not None and len(start) > 2 and start[2] is not None else None
+    end = config.steps if stop is None else stop
+    if not begin <= end <= config.steps:
+        raise ValueError(f"stop {stop}: the run starts at step {begin} of {config.steps}; valid: {begin}..{config.steps}")
     with Progress(*columns, disable=not progress, transient=True) as bar, torch.set_grad_enabled(grad):
-        task = bar.add_task("steps", total=config.steps - begin)
-        for i in range(begin, config.steps):
+        task = bar.add_task("steps", total=end - begin)
+        for i in range(begin, end):
             t = timesteps[i]
             if edit_latent is not None:
                 x = edit_latent(StepInput(i, x, *signal_noise(sched, timesteps_host[i], sigmas_host[i]), x0))

@@ -14,6 +14,7 @@ from typing import Any
 
 from interp.budget import Estimate, forward_bytes
 from interp.experiments.schema import Experiment, ExperimentError, point_experiment, sweep_points
+from interp.interventions.base import resolve_index
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,21 @@ def plan(exp: Experiment, default_size: int | None = None) -> Plan:
         if units:
             batches.append(Batch(len(batches), group, tuple(units), tuple(rows)))
     return Plan(points, exps, samples, batches)
+
+
+def row_joins(pl: Plan, batch: Batch, steps: int) -> list[int]:
+    """The step each row of ``batch`` is first computed at (prefix sharing). Until its unit's first edited step, an
+    edited row with its baseline's noise runs exactly its baseline's trajectory, so it joins the batch there with
+    the baseline's latent; an ensemble's members join together, at 0 when one has other noise. Clean rows: 0."""
+    where = {s.index: s for s in pl.samples}
+    first: dict[tuple[int, int], int] = {}
+    for p, sample in batch.units:
+        pexp = pl.experiments[p]
+        mine = [r for r in batch.rows if r.unit == (p, sample)]
+        own = all(r.seed == pexp.sampler.seed and r.slot == where[sample].local for r in mine)
+        starts = [resolve_index(iv.steps, steps, "steps")[0] for iv in pexp.interventions]
+        first[(p, sample)] = min(starts, default=0) if own else 0
+    return [0 if r.unit is None else first[r.unit] for r in batch.rows]
 
 
 def unit_members(exp: Experiment) -> int:

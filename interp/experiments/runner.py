@@ -27,7 +27,7 @@ from interp.adapters import TextConditioning
 from interp.budget import model_bytes
 from interp.experiments import metrics as M
 from interp.experiments.cost import Cost, estimate_seconds, time_first_steps
-from interp.experiments.plan import Batch, Plan, Row, Sample, baseline, estimate, source_rows
+from interp.experiments.plan import Batch, Plan, Row, Sample, baseline, estimate, row_joins, source_rows
 from interp.experiments.plan import plan as make_plan
 from interp.experiments.schema import GENERIC_METRICS, LENS_METRICS, MAZE_METRICS, Experiment, ExperimentError
 from interp.experiments.shard import rank_batches, shard_path
@@ -45,6 +45,7 @@ from interp.trajectory import (
     StepRecord,
     TrajectoryInputs,
     initial_latents,
+    is_stateful,
     run_trajectory,
     traced_experts,
 )
@@ -428,9 +429,15 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
             step = lens.step(rec.step, rec.x, {b: [v[s] for s in lens_reads] for b, v in rec.branches.items()}, rec.x0)
             lens_steps.append(M.lens_scores(step.x0, gi.frames_uint8[idx], lens_names))
 
-    traj = run_trajectory(loaded, inputs, sampler, plan=plan_fn, edit_latent=edit_latent, on_step=on_step, keep=False)
-    final = traj.final.float().cpu()  # results are written and scored on the host
-    final_streams = {f"final_{k}": v.float().cpu() for k, v in traj.final_streams.items()}  # each row's own
+    joins = row_joins(pl, batch, sampler.steps) if shares_prefix(exp, loaded, gi.stream_noise is not None) else None
+    if joins is not None and any(joins):
+        final = joined_final(loaded, pl, batch, gi, traced, sampler, directions, joins, tick).float().cpu()
+        final_streams: dict[str, torch.Tensor] = {}
+    else:
+        traj = run_trajectory(loaded, inputs, sampler, plan=plan_fn, edit_latent=edit_latent, on_step=on_step,
+                              keep=False)  # fmt: skip
+        final = traj.final.float().cpu()  # results are written and scored on the host
+        final_streams = {f"final_{k}": v.float().cpu() for k, v in traj.final_streams.items()}  # each row's own
     x0 = torch.stack(x0s, 1) if want_x0 else None  # (B, steps, C, F, H, W)
     host = {name: torch.stack(vals).cpu() for name, vals in acts.items()}  # (steps, B, ...)
     n_points, n_samples, steps = len(pl.points), len(pl.samples), sampler.steps
@@ -505,12 +512,64 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
                 writer.write(f"{grp}/{name}{SCALE_SUFFIX}", (p, li), scale.numpy(), (n_points, n, *scale.shape))
 
 
-def _batch_trajectory(pl: Plan, batch: Batch, gi: GroupInputs, traced, sampler, sites: list[str], directions: dict):
-    """(trajectory inputs, forward plan, latent edit) of one batch: its rows' text, noise and edits."""
+def shares_prefix(exp: Experiment, loaded: LoadedModel, streams: bool = False) -> bool:
+    """Whether a batch's edited rows may join it at their first edited step (:func:`~interp.experiments.plan.
+    row_joins`): only the final latents are kept (no x0, site or lens records per step), the scheduler steps from
+    (output, timestep, latent) alone, and no other stream is denoised beside the video."""
+    per_step = exp.capture.x0 or exp.capture.sites or any(m in LENS_METRICS or m == "x0_distance" for m in exp.metrics)
+    sched = loaded.scheduler
+    return not (per_step or streams or is_stateful(sched) or hasattr(sched, "model_outputs"))
+
+
+def joined_final(loaded: LoadedModel, pl: Plan, batch: Batch, gi: GroupInputs, traced, sampler, directions: dict,
+                 joins: list[int], tick: Callable[[], None] | None = None) -> torch.Tensor:  # fmt: skip
+    """The final latents of ``batch``'s rows, each row computed from the step it joins at (``joins``). The batch
+    runs in segments between join steps, each over the rows joined by then with their edits bound to those rows;
+    a row joining takes its baseline's latent and previous x0, which its own run would have had. Every row's
+    trajectory is the one the whole batch would compute: rows of a batch never interact, except through the edits
+    (sources and references are clean rows, which join at 0)."""
+    local = {s.index: s for s in pl.samples}
+    twin = [batch.row_of(baseline(pl.experiments[r.unit[0]], local[r.sample])) if r.unit else i
+            for i, r in enumerate(batch.rows)]  # fmt: skip
+    starts = sorted(set(joins))
+    noise: dict = {}
+    x = x0 = None  # every row's latent entering the segment and the previous step's x0 (rows not joined: unset)
+    for j, begin in enumerate(starts):
+        end = starts[j + 1] if j + 1 < len(starts) else sampler.steps
+        active = [i for i, k in enumerate(joins) if k <= begin]
+        rows = tuple(batch.rows[i] for i in active)
+        units = tuple(u for u in batch.units if joins[batch.rows.index(pl_row(batch, u))] <= begin)
+        sub = Batch(batch.index, batch.group, units, rows)
+        inputs, plan_fn, edit_latent = _batch_trajectory(pl, sub, gi, traced, sampler, [], directions, noise)
+        start = None
+        if begin:
+            new = [i for i in active if joins[i] == begin]
+            x[new], x0[new] = x[[twin[i] for i in new]], x0[[twin[i] for i in new]]
+            start = (begin, x[active], x0[active])
+        last: list[torch.Tensor] = []
+
+        def on_step(rec: StepRecord) -> None:
+            if tick is not None:
+                tick()
+            last[:] = [rec.x0]
+
+        traj = run_trajectory(loaded, inputs, sampler, plan=plan_fn, edit_latent=edit_latent, on_step=on_step,
+                              start=start, stop=end, keep=False)  # fmt: skip
+        if x is None:
+            x = traj.final.new_zeros((len(batch.rows), *traj.final.shape[1:]))
+            x0 = last[0].new_zeros((len(batch.rows), *last[0].shape[1:]))
+        x[active], x0[active] = traj.final, last[0]
+    return x
+
+
+def _batch_trajectory(pl: Plan, batch: Batch, gi: GroupInputs, traced, sampler, sites: list[str], directions: dict,
+                      cache: dict | None = None):  # fmt: skip
+    """(trajectory inputs, forward plan, latent edit) of one batch: its rows' text, noise and edits (``cache``: the
+    noise drawn per seed, kept between calls)."""
     n = gi.latent_shape[0]
     local = {s.index: s for s in pl.samples}
     idx = torch.tensor([local[r.sample].local for r in batch.rows])
-    cache: dict = {}
+    cache = {} if cache is None else cache
     noise = torch.stack([gi.noise(r.seed, cache)[r.slot] for r in batch.rows])
     shape = (len(batch.rows), *gi.latent_shape[1:])
     inputs = TrajectoryInputs(_index_text(gi.text, idx, n), shape,
@@ -526,12 +585,16 @@ def _batch_trajectory(pl: Plan, batch: Batch, gi: GroupInputs, traced, sampler, 
 
 def planned_forwards(exp, loaded) -> dict[str, int]:
     """What ``exp`` runs on ``loaded``, from the engine's batch plan (no forward): mazes, sweep points, batch rows,
-    steps, and row-forwards = rows x steps x forwards per step (2 with classifier-free guidance)."""
+    steps, row-steps (rows x steps, less the steps before rows join: :func:`joined_final`) and row-forwards =
+    row-steps x forwards per step (2 with classifier-free guidance)."""
     pl = make_plan(exp, int((loaded.task or {}).get("default_size", 0)) or None)
     sampler = sampler_of(exp, loaded)
     rows = sum(len(b.rows) for b in pl.batches)
+    row_steps = rows * sampler.steps
+    if shares_prefix(exp, loaded):  # rows joining late (plan.row_joins) are not run before they join
+        row_steps -= sum(sum(row_joins(pl, b, sampler.steps)) for b in pl.batches)
     return {"mazes": len(pl.samples), "points": len(pl.points), "rows": rows, "steps": sampler.steps,
-            "row_forwards": rows * sampler.steps * (2 if sampler.cfg else 1)}  # fmt: skip
+            "row_steps": row_steps, "row_forwards": row_steps * (2 if sampler.cfg else 1)}  # fmt: skip
 
 
 def plan_run(exp: Experiment, out: str | Path | None = None, *, loaded: LoadedModel | None = None,
@@ -569,7 +632,7 @@ def plan_run(exp: Experiment, out: str | Path | None = None, *, loaded: LoadedMo
     per_row = latent + (sampler.steps * latent if exp.capture.x0 else 0) + sampler.steps * site_step
     units = len(pl.points) * len(pl.samples)
     clean = len(pl.samples) * (latent + (sampler.steps * latent if exp.capture.x0 else 0))
-    seconds = estimate_seconds(one, warm, len(first.rows), counts["rows"] * sampler.steps)
+    seconds = estimate_seconds(one, warm, len(first.rows), counts["row_steps"])
     timed = f"first step {one:.2f} s, then {warm:.2f} s per step of a {len(first.rows)}-row batch"
     return Cost(counts["rows"], counts["steps"], counts["row_forwards"], units * per_row + clean, seconds, timed)
 

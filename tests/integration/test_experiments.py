@@ -257,3 +257,41 @@ def test_captured_sites_in_each_storage_dtype_read_back_as_float32(maze_dir, tmp
     ref = acts["float32"][site]
     rel = {dt: np.linalg.norm(a[site] - ref) / np.linalg.norm(ref) for dt, a in acts.items()}
     assert rel["float32"] == 0 and 0 < rel["bfloat16"] < 8e-3 and 8e-3 < rel["float8_e4m3:token"] < 0.07
+
+
+def test_rows_join_at_their_first_edited_step_with_the_results_of_full_runs(maze_dir, tmp_path, monkeypatch):
+    """Prefix sharing: an edited row whose edits start at step k is computed from k on, from its baseline's latent
+    (and x0, which renoise reads); the results equal those of every row run from step 0, with fewer row-steps."""
+    from interp.experiments import runner as R
+
+    points = [{"kind": "noise", "mode": "replace", "steps": "0%", "seed": 5},
+              {"kind": "noise", "mode": "replace", "steps": "50%", "seed": 5},
+              {"kind": "noise", "mode": "renoise", "steps": "50%", "seed": 5},
+              {"kind": "noise", "mode": "renoise", "steps": "75%", "seed": 5},
+              {"kind": "skip", "site": "blocks.{layer}", "layers": 1, "steps": "50%:100%"},
+              {"kind": "swap", "site": "blocks.{layer}.hook_resid_post", "layers": 0, "steps": "25%:50%", "other": 1},
+              {"kind": "ensemble", "k": 2, "steps": "75%"}]  # fmt: skip
+    e = _exp(maze_dir, sampler={"steps": 8}, max_batch=40, interventions=[points[0]],
+             sweep={"interventions.0": points}, metrics=["solve_rate", "path_recall", "mse", "cosine"])  # fmt: skip
+    loaded = load_model(str(maze_dir))
+    rows = []
+    loaded.transformer.register_forward_hook(lambda m, args, out: rows.append(out[0].shape[0]))
+    shared = run_experiment(e, tmp_path / "shared", loaded=loaded, wandb="disabled", progress=False)
+    # 3 samples: 3 baselines, 3 swap sources (the next maze with this one's noise), 8 edited rows each; joins (of 8
+    # steps): replace 0, replace 4, renoise 4, renoise 6, skip 4, swap 2, ensemble 0 (its second member has other
+    # noise): 3 x (6 x 8 + 8 x 0 + ...) row-steps
+    per_sample = 2 * 8 + (8 + 4 + 4 + 2 + 4 + 6 + 2 * 8)
+    assert sum(rows) == 3 * per_sample < 3 * 10 * 8
+    assert R.planned_forwards(e, loaded)["row_forwards"] == sum(rows)
+    monkeypatch.setattr(R, "shares_prefix", lambda *a, **k: False)
+    rows.clear()
+    full = run_experiment(e, tmp_path / "full", loaded=loaded, wandb="disabled", progress=False)
+    assert sum(rows) == 3 * 10 * 8
+    with h5py.File(shared.results) as a, h5py.File(full.results) as b:
+        assert np.allclose(a["group_0/final"][:], b["group_0/final"][:], atol=1e-5, rtol=1e-5)
+        assert np.array_equal(a["group_0/clean_final"][:], b["group_0/clean_final"][:])
+        for name in ("solve_rate", "path_recall"):
+            assert np.array_equal(a[f"metrics/{name}"][:], b[f"metrics/{name}"][:])
+        assert np.allclose(a["metrics/mse"][:], b["metrics/mse"][:], rtol=1e-4, atol=1e-7)
+        # the late edits change the run (a shared row does not just copy its baseline)
+        assert (a["metrics/mse"][1:4] > 0).all()
