@@ -40,7 +40,10 @@ class Noise(Spec):
         return True
 
     def edit_latent(self, state, rows, pos, *, keys):
-        eps = fresh_noise(self.seed, state.step, keys, tuple(state.x.shape[1:])).to(state.x)
+        eps = fresh_noise(self.seed, state.step, keys, tuple(state.x.shape[1:]))
+        if state.x.is_cuda:  # from pinned memory, queued: a copy from pageable memory would wait for the device
+            eps = eps.pin_memory().to(state.x.device, non_blocking=True)
+        eps = eps.to(state.x)
         v, back = as_positions(state.x)
         x0 = None if state.x0 is None else as_positions(state.x0)[0]
         e, _ = as_positions(eps)
