@@ -295,3 +295,31 @@ def test_rows_join_at_their_first_edited_step_with_the_results_of_full_runs(maze
         assert np.allclose(a["metrics/mse"][:], b["metrics/mse"][:], rtol=1e-4, atol=1e-7)
         # the late edits change the run (a shared row does not just copy its baseline)
         assert (a["metrics/mse"][1:4] > 0).all()
+
+
+def test_rows_join_through_a_whole_pipeline_with_guidance_and_a_first_frame(tiny_organism, tmp_path, monkeypatch):
+    """Prefix sharing on prompt inputs (the organism's pipeline: classifier-free guidance, an image-to-video first
+    frame imposed at every step, the pipeline's own noise): rows joining late give the results of full runs."""
+    from interp.apps.reproduce import experiments
+    from interp.experiments import runner as R
+
+    points = json.dumps([{"kind": "noise", "mode": "renoise", "steps": "50%", "seed": 3},
+                         {"kind": "skip", "site": "blocks.{layer}", "layers": 1, "steps": "75%:100%"}])  # fmt: skip
+    exps = experiments(model=str(tiny_organism), only=["suite_noise_step_vs_frame"], quick=True,
+                       overrides=["sampler.steps=4", "inputs.count=2", f"sweep.interventions.0={points}"])  # fmt: skip
+    e = next(iter(exps.values()))
+    loaded = R.load_pipeline_of(e)
+    assert R.sampler_of(e, loaded).cfg
+    rows = []
+    loaded.transformer.register_forward_hook(lambda m, args, out: rows.append(out[0].shape[0]))
+    shared = run_experiment(e, tmp_path / "shared", loaded=loaded, wandb="disabled", progress=False)
+    # per maze: the baseline 4 steps, renoise from step 2, skip from step 3; two forwards a step (guidance)
+    assert sum(rows) == 2 * 2 * (4 + 2 + 1) == R.planned_forwards(e, loaded)["row_forwards"]
+    monkeypatch.setattr(R, "shares_prefix", lambda *a, **k: False)
+    rows.clear()
+    full = run_experiment(e, tmp_path / "full", loaded=loaded, wandb="disabled", progress=False)
+    assert sum(rows) == 2 * 2 * 3 * 4
+    with h5py.File(shared.results) as a, h5py.File(full.results) as b:
+        assert np.allclose(a["group_0/final"][:], b["group_0/final"][:], atol=1e-5, rtol=1e-5)
+        assert np.abs(a["group_0/final"][:] - a["group_0/clean_final"][:][None]).max() > 1e-3  # the edits act
+        assert np.array_equal(a["metrics/score_success"][:], b["metrics/score_success"][:])
