@@ -141,6 +141,11 @@ def row_joins(pl: Plan, batch: Batch, steps: int) -> list[int]:
     return [0 if r.unit is None else first[r.unit] for r in batch.rows]
 
 
+def row_steps(pl: Plan, steps: int, shared: bool = True) -> int:
+    """Rows x steps the plan runs; ``shared``: less the steps before rows join their batch (:func:`row_joins`)."""
+    return sum(len(b.rows) * steps - (sum(row_joins(pl, b, steps)) if shared else 0) for b in pl.batches)
+
+
 def unit_members(exp: Experiment) -> int:
     """Edited rows per unit (an ensemble's members, else 1), without building the seed lists."""
     counts = [len(iv.seeds) if getattr(iv, "seeds", None) is not None else iv.k
@@ -149,10 +154,11 @@ def unit_members(exp: Experiment) -> int:
 
 
 def estimate(exp: Experiment, pl: Plan | None, *, steps: int, cfg: bool, latent_shape: tuple[int, ...], tokens: int,
-             d_model: int, n_sites: int, weights: int, out=None,
-             default_size: int | None = None) -> Estimate:  # fmt: skip
+             d_model: int, n_sites: int, weights: int, out=None, default_size: int | None = None,
+             shared: bool = False) -> Estimate:  # fmt: skip
     """What running ``exp`` costs (:mod:`interp.budget`): from the batch plan ``pl``, or, before it is built
-    (``pl=None``), from the counts alone (points x samples x members edited rows, no lists built)."""
+    (``pl=None``), from the counts alone (points x samples x members edited rows, no lists built). ``shared``: rows
+    join their batch late (:func:`row_joins`), so the plan's row-forwards count only the steps they run."""
     n_points = exp.n_points()
     if exp.inputs.is_suite:
         sizes = list(exp.inputs.levels)
@@ -171,6 +177,7 @@ def estimate(exp: Experiment, pl: Plan | None, *, steps: int, cfg: bool, latent_
     held = batch_rows * (n_sites * steps * tokens * d_model * 4 + (steps * latent * 4 if x0 else 0))
     disk = units * (latent * 4 + (steps * latent * 4 if exp.capture.x0 else 0) + n_sites * site_bytes)
     return Estimate(f"experiment {exp.name!r}", memory=weights + forward_bytes(batch_rows * passes, tokens, d_model)
-                    + held, disk=disk, forwards=rows * steps * passes, out=out,
+                    + held, disk=disk, forwards=(row_steps(pl, steps) if pl is not None and shared
+                                                 else rows * steps) * passes, out=out,
                     detail=f"{n_points:,} points x {n_samples:,} samples, {rows:,} rows, {steps} steps"
                     + (", guidance" if cfg else ""))  # fmt: skip

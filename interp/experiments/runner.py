@@ -27,7 +27,7 @@ from interp.adapters import TextConditioning
 from interp.budget import model_bytes
 from interp.experiments import metrics as M
 from interp.experiments.cost import Cost, estimate_seconds, time_first_steps
-from interp.experiments.plan import Batch, Plan, Row, Sample, baseline, estimate, row_joins, source_rows
+from interp.experiments.plan import Batch, Plan, Row, Sample, baseline, estimate, row_joins, row_steps, source_rows
 from interp.experiments.plan import plan as make_plan
 from interp.experiments.schema import GENERIC_METRICS, LENS_METRICS, MAZE_METRICS, Experiment, ExperimentError
 from interp.experiments.shard import rank_batches, shard_path
@@ -245,17 +245,17 @@ def execute(
     traced = next(iter(traced_experts(loaded).values()))
     sites = traced.resolve(exp.capture.sites) if exp.capture.sites else []
 
-    def cost(pl: Plan | None, latent_shape: tuple[int, ...]) -> int:  # refused before anything is built or written
+    def cost(pl: Plan | None, latent_shape: tuple[int, ...], streams: bool = False) -> int:  # refused before any write
         tokens = math.prod(loaded.adapter.token_grid(loaded.transformer, latent_shape)) if pl is not None else 1
         return estimate(exp, pl, steps=sampler.steps, cfg=sampler.cfg, latent_shape=latent_shape, tokens=tokens,
                         d_model=loaded.adapter.d_model(loaded.transformer), n_sites=len(sites),
-                        weights=model_bytes(loaded.transformers.values()), out=out,
-                        default_size=default_size).check(force).disk  # fmt: skip
+                        weights=model_bytes(loaded.transformers.values()), out=out, default_size=default_size,
+                        shared=shares_prefix(exp, loaded, streams)).check(force).disk  # fmt: skip
 
     cost(None, (1,))  # the counts alone (no sample or batch list is built yet)
     pl = make_plan(exp, default_size)
     groups = {g: group_inputs(exp, loaded, size) for g, size in sorted({(s.group, s.size) for s in pl.samples})}
-    needed = cost(pl, groups[0].latent_shape)
+    needed = cost(pl, groups[0].latent_shape, groups[0].stream_noise is not None)
     check_against_model(pl, traced, groups[0].latent_shape, sampler.steps)
     scoring = experiment_scoring(exp, loaded, pl, groups) if exp.scorer else None
     try:  # steer directions: loaded and checked before the output is created
@@ -590,11 +590,9 @@ def planned_forwards(exp, loaded) -> dict[str, int]:
     pl = make_plan(exp, int((loaded.task or {}).get("default_size", 0)) or None)
     sampler = sampler_of(exp, loaded)
     rows = sum(len(b.rows) for b in pl.batches)
-    row_steps = rows * sampler.steps
-    if shares_prefix(exp, loaded):  # rows joining late (plan.row_joins) are not run before they join
-        row_steps -= sum(sum(row_joins(pl, b, sampler.steps)) for b in pl.batches)
+    steps = row_steps(pl, sampler.steps, shares_prefix(exp, loaded))  # rows joining late run fewer steps
     return {"mazes": len(pl.samples), "points": len(pl.points), "rows": rows, "steps": sampler.steps,
-            "row_steps": row_steps, "row_forwards": row_steps * (2 if sampler.cfg else 1)}  # fmt: skip
+            "row_steps": steps, "row_forwards": steps * (2 if sampler.cfg else 1)}  # fmt: skip
 
 
 def plan_run(exp: Experiment, out: str | Path | None = None, *, loaded: LoadedModel | None = None,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from interp.budget import BudgetError
 from interp.cli import app
 from interp.experiments import Experiment, ExperimentError, plan, run_experiment
 from interp.models import load_model
@@ -276,14 +277,18 @@ def test_rows_join_at_their_first_edited_step_with_the_results_of_full_runs(maze
     loaded = load_model(str(maze_dir))
     rows = []
     loaded.transformer.register_forward_hook(lambda m, args, out: rows.append(out[0].shape[0]))
+    per_sample = 2 * 8 + (8 + 4 + 4 + 2 + 4 + 6 + 2 * 8)
+    monkeypatch.setenv("INTERP_MAX_FORWARDS", str(3 * per_sample))  # the budget counts what is run: not refused
     shared = run_experiment(e, tmp_path / "shared", loaded=loaded, wandb="disabled", progress=False)
     # 3 samples: 3 baselines, 3 swap sources (the next maze with this one's noise), 8 edited rows each; joins (of 8
     # steps): replace 0, replace 4, renoise 4, renoise 6, skip 4, swap 2, ensemble 0 (its second member has other
-    # noise): 3 x (6 x 8 + 8 x 0 + ...) row-steps
-    per_sample = 2 * 8 + (8 + 4 + 4 + 2 + 4 + 6 + 2 * 8)
+    # noise): per sample 8 + 8 + (8 + 4 + 4 + 2 + 4 + 6 + 2 x 8) row-steps
     assert sum(rows) == 3 * per_sample < 3 * 10 * 8
     assert R.planned_forwards(e, loaded)["row_forwards"] == sum(rows)
     monkeypatch.setattr(R, "shares_prefix", lambda *a, **k: False)
+    with pytest.raises(BudgetError, match=f"{3 * 10 * 8} row-forwards > {3 * per_sample}"):
+        run_experiment(e, tmp_path / "refused", loaded=loaded, wandb="disabled", progress=False)
+    monkeypatch.delenv("INTERP_MAX_FORWARDS")
     rows.clear()
     full = run_experiment(e, tmp_path / "full", loaded=loaded, wandb="disabled", progress=False)
     assert sum(rows) == 3 * 10 * 8
