@@ -136,9 +136,16 @@ def row_joins(pl: Plan, batch: Batch, steps: int) -> list[int]:
         pexp = pl.experiments[p]
         mine = [r for r in batch.rows if r.unit == (p, sample)]
         own = all(r.seed == pexp.sampler.seed and r.slot == where[sample].local for r in mine)
-        starts = [resolve_index(iv.steps, steps, "steps")[0] for iv in pexp.interventions]
+        starts = [_first_step(iv, steps) for iv in pexp.interventions]
         first[(p, sample)] = min(starts, default=0) if own else 0
     return [0 if r.unit is None else first[r.unit] for r in batch.rows]
+
+
+def _first_step(iv, steps: int) -> int:
+    try:
+        return resolve_index(iv.steps, steps, "steps")[0]
+    except ValueError:  # steps outside the run: refused with its message before any forward (check_against_model)
+        return 0
 
 
 def row_steps(pl: Plan, steps: int, shared: bool = True) -> int:
