@@ -77,10 +77,21 @@ def main(
                 run(exp, Path(tmp) / "kern")
                 kwall = time.perf_counter() - t
             ev = kp.key_averages()
-            on_gpu = [e for e in ev if e.device_type == DeviceType.CUDA]  # kernels and copies (ops list theirs too)
-            busy = sum(e.self_device_time_total for e in on_gpu) / 1e6
-            print(f"torch.profiler run: wall {kwall:.2f} s, GPU kernels {busy:.2f} s ({busy / kwall:.0%} busy)")
+            busy = device_busy(kp.events()) if cuda else 0.0
+            print(f"torch.profiler run: wall {kwall:.2f} s, GPU busy {busy:.2f} s ({busy / kwall:.0%}: the union of "
+                  "the kernels' and copies' intervals)")  # fmt: skip
             print(ev.table(sort_by="self_device_time_total" if cuda else "self_cpu_time_total", row_limit=top))
+
+
+def device_busy(events) -> float:
+    """Seconds the device ran anything: the union of the device events' intervals (each kernel and copy once)."""
+    spans = sorted((e.time_range.start, e.time_range.end) for e in events if e.device_type == DeviceType.CUDA)
+    total, end = 0.0, float("-inf")
+    for a, b in spans:
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total / 1e6
 
 
 if __name__ == "__main__":
