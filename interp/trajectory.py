@@ -436,7 +436,8 @@ def run_trajectory(
     x0 = start[2].to(device) if start is not None and len(start) > 2 and start[2] is not None else None
     end = config.steps if stop is None else stop
     if not begin <= end <= config.steps:
-        raise ValueError(f"stop {stop}: the run starts at step {begin} of {config.steps}; valid: {begin}..{config.steps}")
+        raise ValueError(f"stop {stop}: the run starts at step {begin} of {config.steps}; "
+                         f"valid: {begin}..{config.steps}")  # fmt: skip
     with Progress(*columns, disable=not progress, transient=True) as bar, torch.set_grad_enabled(grad):
         task = bar.add_task("steps", total=end - begin)
         for i in range(begin, end):

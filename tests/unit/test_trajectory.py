@@ -10,6 +10,8 @@ from pydantic import ValidationError
 
 from interp.adapters import ADAPTERS
 from interp.experiments import Experiment
+from interp.interventions import Noise
+from interp.interventions.base import Rows
 from interp.models import LoadedModel, load_model
 from interp.trace import ForwardPlan
 from interp.trajectory import (
@@ -110,6 +112,31 @@ def test_resume_from_a_recorded_step_is_exact():
     assert [r.step for r in part.records] == [3, 4]
     assert torch.equal(part.records[0].branches["uncond"]["blocks.1.hook_resid_post"],
                        full.records[3].branches["uncond"]["blocks.1.hook_resid_post"])  # fmt: skip
+
+
+def test_a_run_stopped_and_resumed_with_its_x0_equals_the_whole_run():
+    """``stop`` ends before a step (``final``: the latent entering it); ``start=(step, x, x0)`` hands the latent edits
+    the previous step's x0 (renoise reads it), so two segments are the whole run, edits included."""
+    m = load_model("tiny-wan")
+    text, _, _ = _inputs(m)
+    cfg, spec = SamplerConfig(steps=5), Noise(mode="renoise", steps=[3], seed=1)
+    seen = []
+
+    def edit(state):
+        seen.append(state.x0 is not None)
+        return spec.edit_latent(state, Rows(torch.tensor([0])), None, keys=[0]) if state.step == 3 else state.x
+
+    full = run_trajectory(m, TrajectoryInputs(text, SHAPE), cfg, edit_latent=edit)
+    head = run_trajectory(m, TrajectoryInputs(text, SHAPE), cfg, edit_latent=edit, stop=3, keep=True)
+    assert [r.step for r in head.records] == [0, 1, 2] and torch.equal(head.final, head.records[2].x_next)
+    tail = run_trajectory(m, TrajectoryInputs(text, SHAPE), cfg, edit_latent=edit, keep=False,
+                          start=(3, head.final, head.records[2].x0))  # fmt: skip
+    assert torch.equal(tail.final, full.final)
+    assert seen == [False, True, True, True, True] + [False, True, True] + [True, True]
+    blind = run_trajectory(m, TrajectoryInputs(text, SHAPE), cfg, edit_latent=edit, start=(3, head.final))
+    assert not torch.equal(blind.final, full.final)  # without x0 renoise has no clean estimate to keep
+    with pytest.raises(ValueError, match="stop 2: the run starts at step 3 of 5; valid: 3..5"):
+        run_trajectory(m, TrajectoryInputs(text, SHAPE), cfg, start=(3, head.final), stop=2)
 
 
 def test_channel_condition_and_first_frame():
