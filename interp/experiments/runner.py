@@ -515,10 +515,12 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
 def shares_prefix(exp: Experiment, loaded: LoadedModel, streams: bool = False) -> bool:
     """Whether a batch's edited rows may join it at their first edited step (:func:`~interp.experiments.plan.
     row_joins`): only the final latents are kept (no x0, site or lens records per step), the scheduler steps from
-    (output, timestep, latent) alone, and no other stream is denoised beside the video."""
+    (output, timestep, latent) alone and can begin mid-schedule (``set_begin_index``: not DDIM's), and no other
+    stream is denoised beside the video."""
     per_step = exp.capture.x0 or exp.capture.sites or any(m in LENS_METRICS or m == "x0_distance" for m in exp.metrics)
     sched = loaded.scheduler
-    return not (per_step or streams or is_stateful(sched) or hasattr(sched, "model_outputs"))
+    resumable = hasattr(sched, "set_begin_index") and not (is_stateful(sched) or hasattr(sched, "model_outputs"))
+    return resumable and not (per_step or streams)
 
 
 def joined_final(loaded: LoadedModel, pl: Plan, batch: Batch, gi: GroupInputs, traced, sampler, directions: dict,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -328,3 +329,21 @@ def test_rows_join_through_a_whole_pipeline_with_guidance_and_a_first_frame(tiny
         assert np.allclose(a["group_0/final"][:], b["group_0/final"][:], atol=1e-5, rtol=1e-5)
         assert np.abs(a["group_0/final"][:] - a["group_0/clean_final"][:][None]).max() > 1e-3  # the edits act
         assert np.array_equal(a["metrics/score_success"][:], b["metrics/score_success"][:])
+
+
+def test_rows_join_only_where_the_run_can_resume_mid_schedule_and_keeps_final_latents_alone(maze_dir):
+    """DDIM cannot begin mid-schedule (no set_begin_index) and a multistep solver keeps a history: their rows all run
+    from step 0; so do runs that keep x0 or sites at every step, or read the lens."""
+    from diffusers import DDIMScheduler, UniPCMultistepScheduler
+
+    from interp.experiments import runner as R
+
+    loaded = load_model(str(maze_dir))
+    e = _exp(maze_dir, interventions=[{"kind": "noise", "steps": 1}], metrics=["mse"])
+    assert R.shares_prefix(e, loaded) and not R.shares_prefix(e, loaded, streams=True)
+    for per_step in ({"capture": {"x0": True}}, {"capture": {"sites": ["blocks.1.hook_resid_post"]}},
+                     {"metrics": ["mse", "x0_distance"]}):  # fmt: skip
+        assert not R.shares_prefix(_exp(maze_dir, **{"interventions": e.interventions, "metrics": ["mse"], **per_step}),
+                                   loaded)  # fmt: skip
+    for sched in (DDIMScheduler(), UniPCMultistepScheduler()):
+        assert not R.shares_prefix(e, SimpleNamespace(scheduler=sched))
