@@ -347,3 +347,19 @@ def test_rows_join_only_where_the_run_can_resume_mid_schedule_and_keeps_final_la
                                    loaded)  # fmt: skip
     for sched in (DDIMScheduler(), UniPCMultistepScheduler()):
         assert not R.shares_prefix(e, SimpleNamespace(scheduler=sched))
+
+
+def test_prefix_sharing_benchmark_prints_both_runs_side_by_side(maze_dir):
+    """benchmarks/prefix_sharing.py on the tiny model: the joined run counts fewer row-forwards than every row from
+    step 0, and the two runs' solve metrics are equal."""
+    from benchmarks.prefix_sharing import app as bench
+
+    sets = ["--set", "inputs.sizes=[3]", "--set", "sampler.steps=8"]
+    out = runner.invoke(bench, ["--model", str(maze_dir), "--count", "1", *sets])
+    assert out.exit_code == 0, out.output
+    lines = {ln.split()[0] + " " + ln.split()[1]: ln.split() for ln in out.output.splitlines() if ln.startswith(
+        ("every row", "rows join"))}  # fmt: skip
+    every, joined = int(lines["every row"][2].replace(",", "")), int(lines["rows join"][2].replace(",", ""))
+    # 23 points + the clean row, 8 steps; the 18 step points join at steps 0, 1, 2, 3, 4, 5, 6, 7, 7 (twice each)
+    assert every == 24 * 8 and joined == every - 2 * (0 + 1 + 2 + 3 + 4 + 5 + 6 + 7 + 7)
+    assert "speed-up" in out.output and "solve_rate" in out.output.split("metrics equal:")[1].split(";")[0]
