@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import typer
 
-from interp.apps.reproduce import experiments
+from benchmarks.reproduce_profile import paper_analysis
 from interp.experiments import run_experiment
 from interp.experiments import runner as R
 from interp.models import PAPER_DIR, load_model
@@ -36,8 +36,7 @@ def main(
     device: str = typer.Option("cpu"),
     set_: list[str] = typer.Option([], "--set", help="more overrides: dotted.key=value"),
 ) -> None:
-    overrides = [f"inputs.count={count}", *set_]
-    ((name, exp),) = experiments(device=device, model=model, only=[analysis], overrides=overrides).items()
+    name, exp, warm = paper_analysis(analysis, model, count, device, set_)
     loaded = load_model(exp.model, device)
     cuda = device.startswith("cuda")
 
@@ -52,7 +51,6 @@ def main(
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        warm = experiments(device=device, model=model, only=[analysis], overrides=["inputs.count=2", *set_])[name]
         run(warm, tmp / "warm")
         shared_n = R.planned_forwards(exp, loaded)["row_forwards"]
         shared = run(exp, tmp / "shared")

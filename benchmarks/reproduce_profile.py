@@ -41,9 +41,7 @@ def main(
     top: int = typer.Option(30, help="functions printed per table"),
     kernels: bool = typer.Option(False, help="also a torch.profiler run: GPU busy time and the top kernels"),
 ) -> None:
-    ((name, exp),) = experiments(
-        device=device, model=model, only=[analysis], overrides=[f"inputs.count={count}", *set_]
-    ).items()
+    name, exp, warm = paper_analysis(analysis, model, count, device, set_)
     loaded = load_model(exp.model, device)
     size = planned_forwards(exp, loaded)
     print(f"{name}: {size['rows']:,} rows x {size['steps']} steps = {size['row_forwards']:,} row-forwards, "
@@ -54,7 +52,6 @@ def main(
         run_experiment(e, out, loaded=loaded, wandb="disabled", progress=False, base_dir=Path(PAPER_DIR))
 
     with tempfile.TemporaryDirectory() as tmp:
-        warm = experiments(device=device, model=model, only=[analysis], overrides=["inputs.count=2", *set_])[name]
         run(warm, Path(tmp) / "warm")
         prof = cProfile.Profile()
         if cuda:
@@ -81,6 +78,15 @@ def main(
             print(f"torch.profiler run: wall {kwall:.2f} s, GPU busy {busy:.2f} s ({busy / kwall:.0%}: the union of "
                   "the kernels' and copies' intervals)")  # fmt: skip
             print(ev.table(sort_by="self_device_time_total" if cuda else "self_cpu_time_total", row_limit=top))
+
+
+def paper_analysis(analysis: str, model: str | None, count: int, device: str, overrides: list[str]):
+    """(name, experiment, warm-up experiment) of one ``interp reproduce`` analysis on ``count`` inputs (the warm-up:
+    2), with ``overrides`` after the count."""
+    ((name, exp),) = experiments(device=device, model=model, only=[analysis],
+                                 overrides=[f"inputs.count={count}", *overrides]).items()  # fmt: skip
+    warm = experiments(device=device, model=model, only=[analysis], overrides=["inputs.count=2", *overrides])[name]
+    return name, exp, warm
 
 
 def device_busy(events) -> float:

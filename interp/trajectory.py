@@ -208,6 +208,12 @@ def is_stateful(sched) -> bool:
     return type(sched).__name__ in STATEFUL_STEPS
 
 
+def keeps_history(sched) -> bool:
+    """Whether ``sched`` carries state between steps (a multistep history, or a :data:`STATEFUL_STEPS` step), so a
+    run cannot begin mid-schedule (:func:`run_trajectory`'s ``start``)."""
+    return hasattr(sched, "model_outputs") or is_stateful(sched)
+
+
 def check_steppable(sched, timestep_kwargs: dict | None = None) -> None:
     """An error, before anything runs, for a scheduler the loop cannot step exactly as its pipeline does (never a
     silent fallback): a ``step`` needing more state than (model_output, timestep, sample) that the loop does not keep
@@ -390,7 +396,7 @@ def run_trajectory(
     begin = 0
     if start is not None:
         begin, x = start[0], start[1].clone()
-        if (hasattr(sched, "model_outputs") or is_stateful(sched)) and begin > 0:
+        if keeps_history(sched) and begin > 0:
             raise ValueError(f"cannot resume {type(sched).__name__} mid-run: it keeps a multistep history")
         x = x.to(device)
     elif inputs.latents is not None:

@@ -184,7 +184,7 @@ def estimate(exp: Experiment, pl: Plan | None, *, steps: int, cfg: bool, latent_
     held = batch_rows * (n_sites * steps * tokens * d_model * 4 + (steps * latent * 4 if x0 else 0))
     disk = units * (latent * 4 + (steps * latent * 4 if exp.capture.x0 else 0) + n_sites * site_bytes)
     return Estimate(f"experiment {exp.name!r}", memory=weights + forward_bytes(batch_rows * passes, tokens, d_model)
-                    + held, disk=disk, forwards=(row_steps(pl, steps) if pl is not None and shared
+                    + held, disk=disk, forwards=(row_steps(pl, steps, shared) if pl is not None
                                                  else rows * steps) * passes, out=out,
                     detail=f"{n_points:,} points x {n_samples:,} samples, {rows:,} rows, {steps} steps"
                     + (", guidance" if cfg else ""))  # fmt: skip

@@ -45,7 +45,7 @@ from interp.trajectory import (
     StepRecord,
     TrajectoryInputs,
     initial_latents,
-    is_stateful,
+    keeps_history,
     run_trajectory,
     traced_experts,
 )
@@ -409,7 +409,10 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
     lens_names = [m for m in exp.metrics if m in LENS_METRICS]
     lens_reads = resid_sites(traced.n_blocks) if lens_names else []
     reads = sites + [s for s in lens_reads if s not in sites]
-    inputs, plan_fn, edit_latent = _batch_trajectory(pl, batch, gi, traced, sampler, reads, directions)
+    joins = row_joins(pl, batch, sampler.steps) if shares_prefix(exp, loaded, gi.stream_noise is not None) else None
+    joined = joins is not None and any(joins)
+    if not joined:  # a joined batch binds its edits per segment (joined_final)
+        inputs, plan_fn, edit_latent = _batch_trajectory(pl, batch, gi, traced, sampler, reads, directions)
     want_x0 = exp.capture.x0 or "x0_distance" in exp.metrics
     x0s: list[torch.Tensor] = []
     acts: dict[str, list[torch.Tensor]] = {}
@@ -429,8 +432,7 @@ def _run_batch(exp: Experiment, pl: Plan, batch: Batch, gi: GroupInputs, loaded:
             step = lens.step(rec.step, rec.x, {b: [v[s] for s in lens_reads] for b, v in rec.branches.items()}, rec.x0)
             lens_steps.append(M.lens_scores(step.x0, gi.frames_uint8[idx], lens_names))
 
-    joins = row_joins(pl, batch, sampler.steps) if shares_prefix(exp, loaded, gi.stream_noise is not None) else None
-    if joins is not None and any(joins):
+    if joined:
         final = joined_final(loaded, pl, batch, gi, traced, sampler, directions, joins, tick).float().cpu()
         final_streams: dict[str, torch.Tensor] = {}
     else:
@@ -519,7 +521,7 @@ def shares_prefix(exp: Experiment, loaded: LoadedModel, streams: bool = False) -
     stream is denoised beside the video."""
     per_step = exp.capture.x0 or exp.capture.sites or any(m in LENS_METRICS or m == "x0_distance" for m in exp.metrics)
     sched = loaded.scheduler
-    resumable = hasattr(sched, "set_begin_index") and not (is_stateful(sched) or hasattr(sched, "model_outputs"))
+    resumable = hasattr(sched, "set_begin_index") and not keeps_history(sched)
     return resumable and not (per_step or streams)
 
 
